@@ -1,0 +1,15 @@
+//! The bulk user management domain: model, validation, job state machine, processing, ports,
+//! the route table shared by every host, and the adapters behind cargo features.
+
+pub mod adapters;
+pub mod api;
+pub mod auth;
+pub mod jobfile;
+pub mod model;
+pub mod ports;
+pub mod processing;
+pub mod service;
+pub mod validation;
+
+#[cfg(feature = "lambda")]
+pub mod lambda;

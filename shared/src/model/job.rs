@@ -1,0 +1,253 @@
+//! Bulk jobs: one uploaded file, its validation outcome and its processing progress.
+
+use serde::{Deserialize, Serialize};
+
+use super::{TenantId, Timestamp};
+
+/// Job ids are integers, unique across tenants, increasing with creation time.
+pub type JobId = u64;
+
+/// The job state machine:
+/// `created` → `valid_scheme` | `invalid_scheme` → (`valid_scheme` only) `in_progress` → `completed`,
+/// with `failed` for job-level failures and `cancelled` for jobs stopped on request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Created,
+    ValidScheme,
+    InvalidScheme,
+    InProgress,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Created => "created",
+            JobStatus::ValidScheme => "valid_scheme",
+            JobStatus::InvalidScheme => "invalid_scheme",
+            JobStatus::InProgress => "in_progress",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<JobStatus> {
+        Some(match text {
+            "created" => JobStatus::Created,
+            "valid_scheme" => JobStatus::ValidScheme,
+            "invalid_scheme" => JobStatus::InvalidScheme,
+            "in_progress" => JobStatus::InProgress,
+            "completed" => JobStatus::Completed,
+            "failed" => JobStatus::Failed,
+            "cancelled" => JobStatus::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// The file of a job may be replaced until the job has been proceeded.
+    pub fn accepts_new_file(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Created | JobStatus::ValidScheme | JobStatus::InvalidScheme
+        )
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a validated file is cut into independently processable chunks: chunk `i` covers rows
+/// `[i * rows_per_chunk, min((i + 1) * rows_per_chunk, total_rows))` and starts at byte
+/// `offsets[i]` of the file (the first byte of its first element).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkPlan {
+    pub rows_per_chunk: u64,
+    pub offsets: Vec<u64>,
+}
+
+impl ChunkPlan {
+    pub fn chunk_count(&self) -> u32 {
+        u32::try_from(self.offsets.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The work items of a job whose file has `total_rows` rows.
+    pub fn work_items(&self, tenant: &TenantId, job_id: JobId, total_rows: u64) -> Vec<WorkItem> {
+        self.offsets
+            .iter()
+            .enumerate()
+            .map(|(index, &byte_offset)| {
+                let first_row = index as u64 * self.rows_per_chunk;
+                WorkItem {
+                    tenant: tenant.clone(),
+                    job_id,
+                    chunk: index as u32,
+                    first_row,
+                    rows: self.rows_per_chunk.min(total_rows.saturating_sub(first_row)),
+                    byte_offset,
+                }
+            })
+            .collect()
+    }
+}
+
+/// One queue message: a chunk of a job's file to process. Never carries user records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkItem {
+    pub tenant: TenantId,
+    pub job_id: JobId,
+    pub chunk: u32,
+    /// 0-based index of the chunk's first row in the file.
+    pub first_row: u64,
+    pub rows: u64,
+    pub byte_offset: u64,
+}
+
+/// A bulk job as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    pub tenant: TenantId,
+    pub status: JobStatus,
+    pub filename: String,
+    /// Where the job's file lives in the file store.
+    pub file_key: String,
+    pub file_bytes: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub process_requested_at: Option<Timestamp>,
+    pub completed_at: Option<Timestamp>,
+    pub total_rows: u64,
+    pub affected_rows: u64,
+    pub failed_rows: u64,
+    pub scheme_error_count: u64,
+    pub update_error_count: u64,
+    pub uploaded_api_user_name: String,
+    pub proceed_api_user_name: Option<String>,
+    pub chunk_plan: ChunkPlan,
+    pub chunks_done: u32,
+    /// Why a job ended `failed`.
+    pub failure_reason: Option<String>,
+}
+
+/// What the upload step knows about a job before it is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    pub tenant: TenantId,
+    pub filename: String,
+    pub file_key: String,
+    pub file_bytes: u64,
+    pub uploaded_api_user_name: String,
+    pub created_at: Timestamp,
+}
+
+/// A replacement file for a job that has not been proceeded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewFile {
+    pub filename: String,
+    pub file_key: String,
+    pub file_bytes: u64,
+    pub at: Timestamp,
+}
+
+/// The result of validating a job's file ("scheme" validation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemeReport {
+    pub total_rows: u64,
+    /// Every error found, up to the recording cap; `error_count` counts them all.
+    pub errors: Vec<SchemeError>,
+    pub error_count: u64,
+    pub chunk_plan: ChunkPlan,
+}
+
+impl SchemeReport {
+    pub fn status(&self) -> JobStatus {
+        if self.error_count == 0 {
+            JobStatus::ValidScheme
+        } else {
+            JobStatus::InvalidScheme
+        }
+    }
+}
+
+/// One problem found in a job file. `row` is the 1-based position of the user in the file,
+/// `None` for problems of the whole file; `column` is the 1-based position of the field in the
+/// template's layout, `None` when the problem is not tied to a template field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemeError {
+    pub message: String,
+    pub column: Option<u32>,
+    pub row: Option<u64>,
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorType {
+    /// The row was applied, with a remark.
+    Warning,
+    /// The row was not applied.
+    Error,
+}
+
+impl ErrorType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::Warning => "warning",
+            ErrorType::Error => "error",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ErrorType> {
+        match text {
+            "warning" => Some(ErrorType::Warning),
+            "error" => Some(ErrorType::Error),
+            _ => None,
+        }
+    }
+}
+
+/// One problem met while applying a row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateError {
+    pub message: String,
+    pub column: Option<u32>,
+    pub row: u64,
+    pub field: Option<String>,
+    pub error_type: ErrorType,
+}
+
+/// The outcome of processing one chunk, committed exactly once per (job, chunk).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkResult {
+    pub job_id: JobId,
+    pub chunk: u32,
+    pub affected_rows: u64,
+    pub failed_rows: u64,
+    pub errors: Vec<UpdateError>,
+    pub at: Timestamp,
+}
+
+/// What committing a chunk did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkCommit {
+    /// False when the chunk had been committed before (a re-delivery): nothing was counted again.
+    pub newly_committed: bool,
+    /// True for exactly one commit: the one that moved the job to `completed`.
+    pub completed_job: bool,
+}
+
+/// What asking to proceed a job did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProceedOutcome {
+    /// The job moved from `valid_scheme` to `in_progress`; its chunks must now be queued.
+    Started(Job),
+    /// The job was not in `valid_scheme`; nothing changed.
+    NotProceedable(Job),
+}

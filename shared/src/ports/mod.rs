@@ -1,0 +1,178 @@
+//! Ports: what the domain needs from the outside world. Adapters (AWS, embedded) implement them.
+//!
+//! Every method is scoped by tenant where the data belongs to one: an adapter answers `None`
+//! (never another tenant's data) for an id that exists under another tenant.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::io::AsyncBufRead;
+
+use crate::model::{
+    ChunkCommit, ChunkResult, Credential, Job, JobId, NewFile, NewJob, ProceedOutcome,
+    SchemeError, SchemeReport, TenantId, TenantSettings, Timestamp, UpdateError, User, UserId,
+    UserSelector, UserWrite, WorkItem,
+};
+
+/// A failure of a dependency (database, object store, queue): never the client's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{store} is unavailable: {message}")]
+    Unavailable {
+        store: &'static str,
+        message: String,
+    },
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+}
+
+impl StoreError {
+    pub fn unavailable(store: &'static str, error: impl std::fmt::Display) -> StoreError {
+        StoreError::Unavailable {
+            store,
+            message: error.to_string(),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One page of a listing: 1-based `page`, `per_page` items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    pub page: u64,
+    pub per_page: u64,
+}
+
+impl PageRequest {
+    pub fn offset(&self) -> u64 {
+        (self.page.saturating_sub(1)).saturating_mul(self.per_page)
+    }
+}
+
+/// Jobs, their scheme errors, update errors and chunk commits.
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Stores a new job in status `created`, allocating its id.
+    async fn create_job(&self, job: NewJob) -> StoreResult<Job>;
+
+    async fn get_job(&self, tenant: &TenantId, id: JobId) -> StoreResult<Option<Job>>;
+
+    /// The tenant's jobs, newest first, and the tenant's total number of jobs.
+    async fn list_jobs(&self, tenant: &TenantId, page: PageRequest) -> StoreResult<(Vec<Job>, u64)>;
+
+    /// Points a job that has not been proceeded at a new file and puts it back to `created`,
+    /// dropping the old scheme errors. `None` when the job is missing; the unchanged job when its
+    /// status no longer accepts a new file.
+    async fn replace_file(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        file: NewFile,
+    ) -> StoreResult<Option<Result<Job, Job>>>;
+
+    /// Records the validation of the job's file `file_key`: all scheme errors, the row count,
+    /// the chunk plan, and the status `valid_scheme` / `invalid_scheme`. Ignored (returns the
+    /// job unchanged) when the job's file is no longer `file_key` or the job is not `created`.
+    async fn record_scheme_report(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        file_key: &str,
+        report: &SchemeReport,
+        at: Timestamp,
+    ) -> StoreResult<Job>;
+
+    /// Moves a `valid_scheme` job to `in_progress` (atomically: of two concurrent calls, one
+    /// starts the job). `None` when the job is missing.
+    async fn start_processing(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        proceed_api_user_name: &str,
+        at: Timestamp,
+    ) -> StoreResult<Option<ProceedOutcome>>;
+
+    async fn scheme_errors(&self, tenant: &TenantId, id: JobId) -> StoreResult<Vec<SchemeError>>;
+
+    async fn update_errors(&self, tenant: &TenantId, id: JobId) -> StoreResult<Vec<UpdateError>>;
+
+    /// Whether the chunk's result has already been committed.
+    async fn chunk_committed(&self, job_id: JobId, chunk: u32) -> StoreResult<bool>;
+
+    /// Records a chunk's update errors and adds its counts to the job, exactly once per
+    /// (job, chunk) however often it is called; the commit that completes the last chunk
+    /// moves the job to `completed`.
+    async fn commit_chunk(&self, result: ChunkResult) -> StoreResult<ChunkCommit>;
+
+    /// Ends an `in_progress` job as `failed` with a reason.
+    async fn fail_job(&self, job_id: JobId, reason: &str, at: Timestamp) -> StoreResult<()>;
+}
+
+/// The users of each tenant.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// The users stored under these email keys (lower-cased emails); missing ones are left out.
+    async fn users_by_email_keys(&self, tenant: &TenantId, keys: &[String])
+        -> StoreResult<Vec<User>>;
+
+    /// Applies the writes; each one is idempotent.
+    async fn write_users(&self, tenant: &TenantId, writes: Vec<UserWrite>) -> StoreResult<()>;
+
+    /// Reserves `count` fresh user ids and returns the first; the ids are `first..first + count`.
+    async fn allocate_user_ids(&self, count: u64) -> StoreResult<UserId>;
+
+    /// The tenant's users in id order, one page.
+    async fn list_users(&self, tenant: &TenantId, page: PageRequest) -> StoreResult<Vec<User>>;
+
+    /// The tenant's users matching the selector, in id order.
+    async fn select_users(&self, tenant: &TenantId, selector: &UserSelector)
+        -> StoreResult<Vec<User>>;
+}
+
+/// Tenants' settings and API credentials.
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    async fn settings(&self, tenant: &TenantId) -> StoreResult<Option<TenantSettings>>;
+
+    async fn put_settings(&self, settings: &TenantSettings) -> StoreResult<()>;
+
+    /// All credentials of a tenant, revoked ones included.
+    async fn credentials(&self, tenant: &TenantId) -> StoreResult<Vec<Credential>>;
+
+    async fn put_credential(&self, credential: &Credential) -> StoreResult<()>;
+
+    /// Marks a credential revoked; false when the tenant has no such key id.
+    async fn revoke_credential(&self, tenant: &TenantId, key_id: &str) -> StoreResult<bool>;
+}
+
+/// A readable job file, positioned where it was opened.
+pub type FileReader = Box<dyn AsyncBufRead + Send + Unpin>;
+
+/// Job files.
+#[async_trait]
+pub trait FileStore: Send + Sync {
+    async fn put(&self, key: &str, body: Bytes) -> StoreResult<()>;
+
+    /// Opens the file at byte `offset`.
+    async fn open(&self, key: &str, offset: u64) -> StoreResult<FileReader>;
+}
+
+/// The queue of work items, consumed by the processor.
+#[async_trait]
+pub trait WorkQueue: Send + Sync {
+    async fn enqueue(&self, items: &[WorkItem]) -> StoreResult<()>;
+}
+
+/// Everything the domain needs, wired once per process.
+#[derive(Clone)]
+pub struct Ports {
+    pub jobs: Arc<dyn JobStore>,
+    pub users: Arc<dyn UserStore>,
+    pub tenants: Arc<dyn TenantStore>,
+    pub files: Arc<dyn FileStore>,
+    pub queue: Arc<dyn WorkQueue>,
+}
