@@ -1,0 +1,117 @@
+//! Lambda glue: API Gateway requests into the route table, SQS batches into the processor.
+//! The functions in `functions/` only call these.
+
+use std::convert::Infallible;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use bytes::Bytes;
+use lambda_http::{Body, Request, Response};
+use lambda_runtime::{service_fn, LambdaEvent};
+
+use crate::adapters::aws::{connect, AwsSettings};
+use crate::api::{Api, ApiRequest, ApiResponse, RouteGroup};
+use crate::model::WorkItem;
+use crate::processing::ChunkOutcome;
+use crate::service::{BulkService, ServiceConfig};
+
+pub type Error = lambda_runtime::Error;
+
+/// Builds the service on the AWS adapters from the environment, once per process.
+pub async fn service_from_env() -> Result<BulkService, Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let settings = AwsSettings::from_env()?;
+    let config = ServiceConfig::from_env()?;
+    let adapters = connect(&settings).await;
+    Ok(BulkService::new(adapters.ports, config))
+}
+
+/// Runs an HTTP function serving one group of routes.
+pub async fn run_http(group: RouteGroup) -> Result<(), Error> {
+    let api = Api::new(service_from_env().await?);
+    lambda_http::run(service_fn(move |request: Request| {
+        let api = api.clone();
+        async move {
+            let response = api.handle_group(group, api_request(request)).await;
+            Ok::<_, Infallible>(lambda_response(response))
+        }
+    }))
+    .await
+}
+
+/// Runs the SQS-triggered processor.
+pub async fn run_processor() -> Result<(), Error> {
+    let service = service_from_env().await?;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let service = service.clone();
+        async move { Ok::<_, Infallible>(process_sqs_batch(&service, event.payload).await) }
+    }))
+    .await
+}
+
+/// Converts an API Gateway request (as `lambda_http` decoded it) into the API's request.
+pub fn api_request(request: Request) -> ApiRequest {
+    let (parts, body) = request.into_parts();
+    let body = match body {
+        Body::Empty => Bytes::new(),
+        Body::Text(text) => Bytes::from(text),
+        Body::Binary(bytes) => Bytes::from(bytes),
+        _ => Bytes::new(),
+    };
+    ApiRequest {
+        method: parts.method,
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// Converts the API's response for API Gateway: JSON as text, anything else as binary.
+pub fn lambda_response(response: ApiResponse) -> Response<Body> {
+    let (parts, bytes) = response.into_parts();
+    let body = match String::from_utf8(bytes.to_vec()) {
+        Ok(text) if !text.is_empty() => Body::Text(text),
+        Ok(_) => Body::Empty,
+        Err(error) => Body::Binary(error.into_bytes()),
+    };
+    Response::from_parts(parts, body)
+}
+
+/// Processes an SQS batch; failed messages are reported by id so only they are retried
+/// (the event source must enable `ReportBatchItemFailures`).
+pub async fn process_sqs_batch(service: &BulkService, event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for message in event.records {
+        let id = message.message_id.clone().unwrap_or_default();
+        let failed = match message.body.as_deref().map(serde_json::from_str::<WorkItem>) {
+            Some(Ok(item)) => match service.process(&item).await {
+                Ok(outcome) => {
+                    log_outcome(&item, &outcome);
+                    false
+                }
+                Err(error) => {
+                    tracing::warn!(job_id = item.job_id, chunk = item.chunk, %error, "chunk failed; it will be retried");
+                    true
+                }
+            },
+            Some(Err(error)) => {
+                tracing::error!(message_id = %id, %error, "message is not a work item");
+                true
+            }
+            None => {
+                tracing::error!(message_id = %id, "message has no body");
+                true
+            }
+        };
+        if failed && !id.is_empty() {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
+
+fn log_outcome(item: &WorkItem, outcome: &ChunkOutcome) {
+    tracing::info!(job_id = item.job_id, chunk = item.chunk, ?outcome, "chunk processed");
+}

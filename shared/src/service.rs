@@ -1,0 +1,379 @@
+//! The application's operations, free of HTTP and of any vendor: what every route, Lambda and
+//! admin command calls.
+
+use std::io::Cursor;
+
+use bytes::Bytes;
+use rand::RngCore;
+
+use crate::auth::{self, IssuedCredential};
+use crate::model::{
+    Job, JobId, NewFile, NewJob, ProceedOutcome, SchemeError, TenantId, TenantSettings, Timestamp,
+    UpdateError, User, UserSelector, WorkItem,
+};
+use crate::ports::{FileReader, PageRequest, Ports, StoreError};
+use crate::processing::{self, ChunkOutcome, ProcessingOptions};
+use crate::validation::{validate_file, FileValidation, ValidationContext};
+
+/// Why an operation was refused. Mapped to HTTP in one place, `api::errors`.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("missing or invalid credentials")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{message}")]
+    Invalid { field: String, message: String },
+    #[error("{message}")]
+    TooLarge { limit: &'static str, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ServiceError {
+    pub fn invalid(field: &str, message: impl Into<String>) -> ServiceError {
+        ServiceError::Invalid {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// The caller of an operation, as established by authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub tenant: TenantId,
+    pub key_id: String,
+    /// The credential's name, reported as `uploaded_api_user_name` / `proceed_api_user_name`.
+    pub name: String,
+}
+
+/// Tunables shared by every host.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceConfig {
+    pub rows_per_chunk: u64,
+    pub processing: ProcessingOptions,
+    pub max_recorded_scheme_errors: usize,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> ServiceConfig {
+        ServiceConfig {
+            rows_per_chunk: 1000,
+            processing: ProcessingOptions::default(),
+            max_recorded_scheme_errors: FileValidation::DEFAULT_MAX_RECORDED_ERRORS,
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// Defaults, overridden by `BULK_ROWS_PER_CHUNK` and `BULK_BATCH_ROWS` when set.
+    pub fn from_env() -> Result<ServiceConfig, String> {
+        let mut config = ServiceConfig::default();
+        if let Some(rows) = env_number("BULK_ROWS_PER_CHUNK")? {
+            config.rows_per_chunk = rows;
+        }
+        if let Some(rows) = env_number("BULK_BATCH_ROWS")? {
+            config.processing.batch_rows = rows as usize;
+        }
+        Ok(config)
+    }
+}
+
+fn env_number(name: &str) -> Result<Option<u64>, String> {
+    match std::env::var(name) {
+        Err(_) => Ok(None),
+        Ok(text) => match text.trim().parse::<u64>() {
+            Ok(value) if value > 0 => Ok(Some(value)),
+            _ => Err(format!("{name} must be a positive integer, got '{text}'")),
+        },
+    }
+}
+
+/// A file received from a client.
+#[derive(Debug, Clone)]
+pub struct FileUpload {
+    pub filename: String,
+    pub body: Bytes,
+}
+
+/// How "get user configuration data" selects users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserQuery {
+    Page(PageRequest),
+    Select(UserSelector),
+}
+
+/// The application: ports plus configuration. Cheap to clone.
+#[derive(Clone)]
+pub struct BulkService {
+    ports: Ports,
+    config: ServiceConfig,
+}
+
+impl BulkService {
+    pub fn new(ports: Ports, config: ServiceConfig) -> BulkService {
+        BulkService { ports, config }
+    }
+
+    pub fn ports(&self) -> &Ports {
+        &self.ports
+    }
+
+    /// Checks a tenant name and secret against the tenant's live credentials.
+    pub async fn authenticate(&self, tenant: &str, secret: &str) -> ServiceResult<Principal> {
+        let Ok(tenant) = TenantId::parse(tenant) else {
+            return Err(ServiceError::Unauthorized);
+        };
+        let credentials = self.ports.tenants.credentials(&tenant).await?;
+        let credential =
+            auth::matching_credential(&credentials, secret).ok_or(ServiceError::Unauthorized)?;
+        Ok(Principal {
+            tenant,
+            key_id: credential.key_id.clone(),
+            name: credential.name.clone(),
+        })
+    }
+
+    /// The tenant's settings (defaults when none were stored).
+    pub async fn settings(&self, tenant: &TenantId) -> ServiceResult<TenantSettings> {
+        Ok(self
+            .ports
+            .tenants
+            .settings(tenant)
+            .await?
+            .unwrap_or_else(|| TenantSettings::with_defaults(tenant.clone())))
+    }
+
+    /// Creates a job from an uploaded file, stores the file and validates it.
+    pub async fn upload(&self, who: &Principal, upload: FileUpload) -> ServiceResult<Job> {
+        let settings = self.settings(&who.tenant).await?;
+        let (filename, file_key) = self.accept_file(&settings, &upload)?;
+        self.ports.files.put(&file_key, upload.body.clone()).await?;
+        let job = self
+            .ports
+            .jobs
+            .create_job(NewJob {
+                tenant: who.tenant.clone(),
+                filename,
+                file_key,
+                file_bytes: upload.body.len() as u64,
+                uploaded_api_user_name: who.name.clone(),
+                created_at: Timestamp::now(),
+            })
+            .await?;
+        self.validate(job, &settings, Box::new(Cursor::new(upload.body))).await
+    }
+
+    /// Replaces the file of a job that has not been proceeded, and validates the new file.
+    pub async fn replace_file(&self, who: &Principal, id: JobId, upload: FileUpload) -> ServiceResult<Job> {
+        let settings = self.settings(&who.tenant).await?;
+        let current = self.job(who, id).await?;
+        if !current.status.accepts_new_file() {
+            return Err(already_proceeded(&current));
+        }
+        let (filename, file_key) = self.accept_file(&settings, &upload)?;
+        self.ports.files.put(&file_key, upload.body.clone()).await?;
+        let file = NewFile {
+            filename,
+            file_key,
+            file_bytes: upload.body.len() as u64,
+            at: Timestamp::now(),
+        };
+        match self.ports.jobs.replace_file(&who.tenant, id, file).await? {
+            None => Err(job_not_found(id)),
+            Some(Err(job)) => Err(already_proceeded(&job)),
+            Some(Ok(job)) => self.validate(job, &settings, Box::new(Cursor::new(upload.body))).await,
+        }
+    }
+
+    fn accept_file(&self, settings: &TenantSettings, upload: &FileUpload) -> ServiceResult<(String, String)> {
+        let max = settings.limits.max_file_bytes;
+        if upload.body.is_empty() {
+            return Err(ServiceError::invalid("file", "file must not be empty"));
+        }
+        if upload.body.len() as u64 > max {
+            return Err(ServiceError::TooLarge {
+                limit: "max_file_bytes",
+                message: format!(
+                    "file is {} bytes; the limit max_file_bytes is {max} bytes",
+                    upload.body.len()
+                ),
+            });
+        }
+        let mut id = [0u8; 16];
+        rand::rng().fill_bytes(&mut id);
+        let key = format!("uploads/{}/{}.json", settings.tenant, hex::encode(id));
+        Ok((clean_filename(&upload.filename), key))
+    }
+
+    /// Validates a job's file and records the outcome.
+    async fn validate(&self, job: Job, settings: &TenantSettings, file: FileReader) -> ServiceResult<Job> {
+        let options = FileValidation {
+            limits: settings.limits,
+            rows_per_chunk: self.config.rows_per_chunk,
+            max_recorded_errors: self.config.max_recorded_scheme_errors,
+            max_row_bytes: self.config.processing.max_row_bytes,
+        };
+        let report = validate_file(file, &ValidationContext::new(settings), options)
+            .await
+            .map_err(|error| StoreError::unavailable("file store", error))?;
+        Ok(self
+            .ports
+            .jobs
+            .record_scheme_report(&job.tenant, job.id, &job.file_key, &report, Timestamp::now())
+            .await?)
+    }
+
+    /// Starts processing a `valid_scheme` job: queues its chunks. A job is proceeded once.
+    pub async fn proceed(&self, who: &Principal, id: JobId) -> ServiceResult<Job> {
+        let outcome = self
+            .ports
+            .jobs
+            .start_processing(&who.tenant, id, &who.name, Timestamp::now())
+            .await?
+            .ok_or_else(|| job_not_found(id))?;
+        let job = match outcome {
+            ProceedOutcome::Started(job) => job,
+            ProceedOutcome::NotProceedable(job) => return Err(not_proceedable(&job)),
+        };
+        let items = job.chunk_plan.work_items(&job.tenant, job.id, job.total_rows);
+        if let Err(error) = self.ports.queue.enqueue(&items).await {
+            let reason = format!("the job could not be queued: {error}");
+            self.ports.jobs.fail_job(job.id, &reason, Timestamp::now()).await?;
+            return Err(error.into());
+        }
+        Ok(job)
+    }
+
+    pub async fn job(&self, who: &Principal, id: JobId) -> ServiceResult<Job> {
+        self.ports
+            .jobs
+            .get_job(&who.tenant, id)
+            .await?
+            .ok_or_else(|| job_not_found(id))
+    }
+
+    pub async fn jobs(&self, who: &Principal, page: PageRequest) -> ServiceResult<(Vec<Job>, u64)> {
+        Ok(self.ports.jobs.list_jobs(&who.tenant, page).await?)
+    }
+
+    pub async fn scheme_errors(&self, who: &Principal, id: JobId) -> ServiceResult<Vec<SchemeError>> {
+        self.job(who, id).await?;
+        Ok(self.ports.jobs.scheme_errors(&who.tenant, id).await?)
+    }
+
+    pub async fn update_errors(&self, who: &Principal, id: JobId) -> ServiceResult<Vec<UpdateError>> {
+        self.job(who, id).await?;
+        Ok(self.ports.jobs.update_errors(&who.tenant, id).await?)
+    }
+
+    /// "Get user configuration data": a page of all users, or a selection.
+    pub async fn users(&self, who: &Principal, query: &UserQuery) -> ServiceResult<Vec<User>> {
+        Ok(match query {
+            UserQuery::Page(page) => self.ports.users.list_users(&who.tenant, *page).await?,
+            UserQuery::Select(selector) => self.ports.users.select_users(&who.tenant, selector).await?,
+        })
+    }
+
+    /// Processes one queued chunk. `Err` means a dependency failed: retry the item.
+    pub async fn process(&self, item: &WorkItem) -> Result<ChunkOutcome, StoreError> {
+        processing::process_work_item(&self.ports, item, &self.config.processing).await
+    }
+
+    /// Ends a job `failed` (the processor gave up on one of its chunks).
+    pub async fn fail_job(&self, job_id: JobId, reason: &str) -> Result<(), StoreError> {
+        self.ports.jobs.fail_job(job_id, reason, Timestamp::now()).await
+    }
+
+    /// Creates the tenant with default settings when it has none; returns its settings.
+    pub async fn ensure_tenant(&self, tenant: &TenantId) -> ServiceResult<TenantSettings> {
+        if let Some(settings) = self.ports.tenants.settings(tenant).await? {
+            return Ok(settings);
+        }
+        let settings = TenantSettings::with_defaults(tenant.clone());
+        self.ports.tenants.put_settings(&settings).await?;
+        Ok(settings)
+    }
+
+    /// Issues a new credential (random secret) for the tenant, creating the tenant if needed.
+    pub async fn create_credential(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        key_id: Option<&str>,
+    ) -> ServiceResult<IssuedCredential> {
+        self.ensure_tenant(tenant).await?;
+        let issued = auth::issue_credential(tenant, name, key_id);
+        self.ports.tenants.put_credential(&issued.credential).await?;
+        Ok(issued)
+    }
+
+    /// Stores a credential for an operator-chosen secret (replacing one with the same key id).
+    pub async fn install_credential(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        key_id: &str,
+        secret: &str,
+    ) -> ServiceResult<()> {
+        self.ensure_tenant(tenant).await?;
+        let issued = auth::credential_with_secret(tenant, name, Some(key_id), secret.to_owned());
+        self.ports.tenants.put_credential(&issued.credential).await?;
+        Ok(())
+    }
+}
+
+fn job_not_found(id: JobId) -> ServiceError {
+    ServiceError::NotFound(format!("job {id} not found"))
+}
+
+fn already_proceeded(job: &Job) -> ServiceError {
+    ServiceError::Conflict(format!(
+        "job {} has already been proceeded (status {}); upload a new file instead",
+        job.id, job.status
+    ))
+}
+
+fn not_proceedable(job: &Job) -> ServiceError {
+    use crate::model::JobStatus::*;
+    ServiceError::Conflict(match job.status {
+        InvalidScheme => format!(
+            "job {} cannot be proceeded: its file has scheme errors (status invalid_scheme); see errors/scheme/{}",
+            job.id, job.id
+        ),
+        Created => format!("job {} cannot be proceeded yet: its file is still being validated (status created)", job.id),
+        InProgress | Completed | Failed | Cancelled => format!(
+            "job {} has already been proceeded (status {}); a job is processed once",
+            job.id, job.status
+        ),
+        ValidScheme => format!("job {} could not be proceeded, try again", job.id),
+    })
+}
+
+/// The file name as shown in the job: no directories, no control characters, at most 255 chars.
+fn clean_filename(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(255).collect();
+    if cleaned.trim().is_empty() {
+        "upload.json".to_owned()
+    } else {
+        cleaned
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_lose_their_directories() {
+        assert_eq!(clean_filename("../../etc/passwd"), "passwd");
+        assert_eq!(clean_filename("C:\\users\\a.json"), "a.json");
+        assert_eq!(clean_filename(""), "upload.json");
+    }
+}

@@ -1,1 +1,9 @@
-fn main() {}
+//! Lambda function serving the `jobs` routes of the bulk user API (group `RouteGroup::Jobs`).
+
+use bulk_users::api::RouteGroup;
+use bulk_users::lambda::{run_http, Error};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    run_http(RouteGroup::Jobs).await
+}

@@ -1,0 +1,573 @@
+//! [`JobStore`] on DynamoDB.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem, Update};
+
+use super::{
+    backoff, build_error, from_item, key, n, padded, s, text_of, to_attribute, to_item,
+    unavailable, DynamoStore, Item, Write, GSI1, MAX_RETRIES, STORE,
+};
+use crate::model::{
+    ChunkCommit, ChunkPlan, ChunkResult, Job, JobId, JobStatus, NewFile, NewJob,
+    ProceedOutcome, SchemeError, SchemeReport, TenantId, Timestamp, UpdateError,
+};
+use crate::ports::{JobStore, PageRequest, StoreError, StoreResult};
+
+const SCHEME_ERROR_PREFIX: &str = "SERR#";
+const UPDATE_ERROR_PREFIX: &str = "UERR#";
+
+fn job_pk(id: JobId) -> String {
+    format!("JOB#{id}")
+}
+
+fn job_key(id: JobId) -> Item {
+    key(job_pk(id), "JOB")
+}
+
+fn scheme_error_sk(seq: usize) -> String {
+    format!("{SCHEME_ERROR_PREFIX}{seq:010}")
+}
+
+fn update_error_sk(row: u64, nth: u32) -> String {
+    format!("{UPDATE_ERROR_PREFIX}{row:012}#{nth:04}")
+}
+
+fn chunk_sk(chunk: u32) -> String {
+    format!("CHUNK#{chunk:06}")
+}
+
+fn status(status: JobStatus) -> aws_sdk_dynamodb::types::AttributeValue {
+    s(status.as_str())
+}
+
+fn not_found(id: JobId) -> StoreError {
+    StoreError::NotFound(format!("job {id}"))
+}
+
+fn is_conditional_failure(
+    error: &aws_sdk_dynamodb::error::SdkError<UpdateItemError, impl std::fmt::Debug>,
+) -> bool {
+    matches!(
+        error.as_service_error(),
+        Some(UpdateItemError::ConditionalCheckFailedException(_))
+    )
+}
+
+impl DynamoStore {
+    /// The job, whatever its tenant, read consistently.
+    async fn read_job(&self, id: JobId) -> StoreResult<Option<Job>> {
+        self.get_item(job_key(id))
+            .await?
+            .map(from_item::<Job>)
+            .transpose()
+    }
+
+    /// The job if it belongs to `tenant`.
+    async fn read_tenant_job(&self, tenant: &TenantId, id: JobId) -> StoreResult<Option<Job>> {
+        Ok(self
+            .read_job(id)
+            .await?
+            .filter(|job| &job.tenant == tenant))
+    }
+
+    /// A conditional UpdateItem of a job returning the new job; `None` when the condition
+    /// failed. The names `#status`, `#tenant` and `#filename` are declared when used.
+    async fn update_job_if(
+        &self,
+        id: JobId,
+        build: impl FnOnce(UpdateItemFluentBuilder) -> UpdateItemFluentBuilder,
+    ) -> StoreResult<Option<Job>> {
+        let mut request = build(
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(job_key(id)))
+                .return_values(ReturnValue::AllNew),
+        );
+        // DynamoDB rejects declared names that no expression uses.
+        for name in ["status", "tenant", "filename"] {
+            let alias = format!("#{name}");
+            let used = [
+                request.get_update_expression(),
+                request.get_condition_expression(),
+            ]
+            .into_iter()
+            .flatten()
+            .any(|expression| expression.contains(&alias));
+            if used {
+                request = request.expression_attribute_names(alias, name);
+            }
+        }
+        match request.send().await {
+            Ok(out) => from_item(out.attributes.unwrap_or_default()).map(Some),
+            Err(error) if is_conditional_failure(&error) => Ok(None),
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    /// Stores the chunk marker and adds the chunk's counts to the job in one transaction.
+    /// False when the marker existed: the chunk had been committed before.
+    async fn commit_counts(&self, result: &ChunkResult) -> StoreResult<bool> {
+        let id = result.job_id;
+        let mut attempt = 0;
+        loop {
+            let marker = Put::builder()
+                .table_name(&self.table)
+                .item("pk", s(job_pk(id)))
+                .item("sk", s(chunk_sk(result.chunk)))
+                .item("job_id", n(id))
+                .item("chunk", n(result.chunk))
+                .item("affected_rows", n(result.affected_rows))
+                .item("failed_rows", n(result.failed_rows))
+                .item("update_error_count", n(result.errors.len()))
+                .item("committed_at", s(result.at.to_string()))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(|e| build_error(STORE, e))?;
+            let counts = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(job_key(id)))
+                .update_expression(
+                    "ADD affected_rows :a, failed_rows :f, update_error_count :e, chunks_done :one \
+                     SET updated_at = :at",
+                )
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_values(":a", n(result.affected_rows))
+                .expression_attribute_values(":f", n(result.failed_rows))
+                .expression_attribute_values(":e", n(result.errors.len()))
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":at", s(result.at.to_string()))
+                .build()
+                .map_err(|e| build_error(STORE, e))?;
+            let outcome = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(marker).build())
+                .transact_items(TransactWriteItem::builder().update(counts).build())
+                .send()
+                .await;
+            let error = match outcome {
+                Ok(_) => return Ok(true),
+                Err(error) => error,
+            };
+            let codes: Vec<Option<String>> = match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|reason| reason.code().map(str::to_owned))
+                    .collect(),
+                _ => return Err(unavailable(error)),
+            };
+            let code = |index: usize| codes.get(index).and_then(|code| code.as_deref());
+            if code(0) == Some("ConditionalCheckFailed") {
+                return Ok(false);
+            }
+            if code(1) == Some("ConditionalCheckFailed") {
+                return Err(not_found(id));
+            }
+            let transient = codes.iter().flatten().any(|code| {
+                matches!(
+                    code.as_str(),
+                    "TransactionConflict"
+                        | "ThrottlingError"
+                        | "ProvisionedThroughputExceeded"
+                        | "RequestLimitExceeded"
+                )
+            });
+            attempt += 1;
+            if !transient || attempt > MAX_RETRIES {
+                return Err(unavailable(error));
+            }
+            backoff(attempt).await;
+        }
+    }
+
+    /// Moves the job to `completed` when all its chunks are done; true only for the caller
+    /// whose conditional update did it.
+    async fn complete_if_done(&self, id: JobId, at: Timestamp) -> StoreResult<bool> {
+        let job = self.read_job(id).await?.ok_or_else(|| not_found(id))?;
+        if job.status != JobStatus::InProgress || job.chunks_done < job.chunk_plan.chunk_count() {
+            return Ok(false);
+        }
+        let completed = self
+            .update_job_if(id, |update| {
+                update
+                    .update_expression(
+                        "SET #status = :completed, completed_at = :at, updated_at = :at",
+                    )
+                    .condition_expression("#status = :in_progress")
+                    .expression_attribute_values(":completed", status(JobStatus::Completed))
+                    .expression_attribute_values(":in_progress", status(JobStatus::InProgress))
+                    .expression_attribute_values(":at", s(at.to_string()))
+            })
+            .await?;
+        Ok(completed.is_some())
+    }
+}
+
+/// The sequence number of a scheme error item.
+fn scheme_error_seq(item: &Item) -> Option<usize> {
+    text_of(item, "sk")?
+        .strip_prefix(SCHEME_ERROR_PREFIX)?
+        .parse()
+        .ok()
+}
+
+#[async_trait]
+impl JobStore for DynamoStore {
+    async fn create_job(&self, new: NewJob) -> StoreResult<Job> {
+        let id = self.add_to_counter("jobs", 1).await?;
+        let job = Job {
+            id,
+            tenant: new.tenant,
+            status: JobStatus::Created,
+            filename: new.filename,
+            file_key: new.file_key,
+            file_bytes: new.file_bytes,
+            created_at: new.created_at,
+            updated_at: new.created_at,
+            process_requested_at: None,
+            completed_at: None,
+            total_rows: 0,
+            affected_rows: 0,
+            failed_rows: 0,
+            scheme_error_count: 0,
+            update_error_count: 0,
+            uploaded_api_user_name: new.uploaded_api_user_name,
+            proceed_api_user_name: None,
+            chunk_plan: ChunkPlan::default(),
+            chunks_done: 0,
+            failure_reason: None,
+        };
+        let mut item = to_item(&job)?;
+        item.extend(job_key(id));
+        item.insert("gsi1pk".to_owned(), s(format!("JOBS#{}", job.tenant)));
+        item.insert("gsi1sk".to_owned(), s(padded(id)));
+        let outcome = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match outcome {
+            Ok(_) => Ok(job),
+            Err(error)
+                if matches!(
+                    error.as_service_error(),
+                    Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Err(StoreError::Corrupt(format!(
+                    "job id {id} was allocated but is already in use"
+                )))
+            }
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    async fn get_job(&self, tenant: &TenantId, id: JobId) -> StoreResult<Option<Job>> {
+        self.read_tenant_job(tenant, id).await
+    }
+
+    async fn list_jobs(&self, tenant: &TenantId, page: PageRequest) -> StoreResult<(Vec<Job>, u64)> {
+        let partition = format!("JOBS#{tenant}");
+        let query = || {
+            self.client
+                .query()
+                .table_name(&self.table)
+                .index_name(GSI1)
+                .key_condition_expression("gsi1pk = :partition")
+                .expression_attribute_values(":partition", s(partition.clone()))
+                .scan_index_forward(false)
+        };
+        let total = self.query_count(query).await?;
+        let items = self
+            .query_page(query, "pk, sk, gsi1pk, gsi1sk", page.offset(), page.per_page)
+            .await?;
+        let jobs = items
+            .into_iter()
+            .map(from_item::<Job>)
+            .collect::<StoreResult<Vec<Job>>>()?;
+        Ok((jobs, total))
+    }
+
+    async fn replace_file(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        file: NewFile,
+    ) -> StoreResult<Option<Result<Job, Job>>> {
+        let plan = to_attribute(&ChunkPlan::default())?;
+        // A failed condition whose re-read shows an accepting status is a race with another
+        // change of status: try again a few times.
+        for _ in 0..3 {
+            let updated = self
+                .update_job_if(id, |update| {
+                    update
+                        .update_expression(
+                            "SET #filename = :filename, file_key = :file_key, \
+                             file_bytes = :file_bytes, updated_at = :at, #status = :created, \
+                             total_rows = :zero, scheme_error_count = :zero, chunk_plan = :plan",
+                        )
+                        .condition_expression(
+                            "#tenant = :tenant AND #status IN (:created, :valid, :invalid)",
+                        )
+                        .expression_attribute_values(":filename", s(file.filename.clone()))
+                        .expression_attribute_values(":file_key", s(file.file_key.clone()))
+                        .expression_attribute_values(":file_bytes", n(file.file_bytes))
+                        .expression_attribute_values(":at", s(file.at.to_string()))
+                        .expression_attribute_values(":zero", n(0))
+                        .expression_attribute_values(":plan", plan.clone())
+                        .expression_attribute_values(":tenant", s(tenant.as_str()))
+                        .expression_attribute_values(":created", status(JobStatus::Created))
+                        .expression_attribute_values(":valid", status(JobStatus::ValidScheme))
+                        .expression_attribute_values(":invalid", status(JobStatus::InvalidScheme))
+                })
+                .await?;
+            match updated {
+                Some(job) => {
+                    // Drop the scheme errors of earlier files.
+                    self.delete_where(&job_pk(id), SCHEME_ERROR_PREFIX, |item| {
+                        text_of(item, "file_key") != Some(job.file_key.as_str())
+                    })
+                    .await?;
+                    return Ok(Some(Ok(job)));
+                }
+                None => match self.read_tenant_job(tenant, id).await? {
+                    None => return Ok(None),
+                    Some(job) if job.status.accepts_new_file() => continue,
+                    Some(job) => return Ok(Some(Err(job))),
+                },
+            }
+        }
+        Err(StoreError::unavailable(
+            STORE,
+            format!("job {id} kept changing while its file was replaced"),
+        ))
+    }
+
+    async fn record_scheme_report(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        file_key: &str,
+        report: &SchemeReport,
+        at: Timestamp,
+    ) -> StoreResult<Job> {
+        let job = self
+            .read_tenant_job(tenant, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        if job.file_key != file_key || job.status != JobStatus::Created {
+            return Ok(job);
+        }
+        let pk = job_pk(id);
+        let writes = report
+            .errors
+            .iter()
+            .enumerate()
+            .map(|(seq, error)| {
+                let mut item = to_item(error)?;
+                item.extend(key(pk.clone(), scheme_error_sk(seq)));
+                item.insert("file_key".to_owned(), s(file_key));
+                Ok(Write::Put(item))
+            })
+            .collect::<StoreResult<Vec<Write>>>()?;
+        if !writes.is_empty() {
+            self.batch_write(writes).await?;
+        }
+        let plan = to_attribute(&report.chunk_plan)?;
+        let updated = self
+            .update_job_if(id, |update| {
+                update
+                    .update_expression(
+                        "SET #status = :status, total_rows = :rows, \
+                         scheme_error_count = :errors, chunk_plan = :plan, updated_at = :at",
+                    )
+                    .condition_expression(
+                        "#tenant = :tenant AND file_key = :file_key AND #status = :created",
+                    )
+                    .expression_attribute_values(":status", status(report.status()))
+                    .expression_attribute_values(":rows", n(report.total_rows))
+                    .expression_attribute_values(":errors", n(report.error_count))
+                    .expression_attribute_values(":plan", plan)
+                    .expression_attribute_values(":at", s(at.to_string()))
+                    .expression_attribute_values(":tenant", s(tenant.as_str()))
+                    .expression_attribute_values(":file_key", s(file_key))
+                    .expression_attribute_values(":created", status(JobStatus::Created))
+            })
+            .await?;
+        match updated {
+            Some(job) => {
+                // Leftovers of an earlier report (another file, or more errors) go.
+                let recorded = report.errors.len();
+                self.delete_where(&pk, SCHEME_ERROR_PREFIX, |item| {
+                    text_of(item, "file_key") != Some(file_key)
+                        || scheme_error_seq(item).is_none_or(|seq| seq >= recorded)
+                })
+                .await?;
+                Ok(job)
+            }
+            None => self
+                .read_tenant_job(tenant, id)
+                .await?
+                .ok_or_else(|| not_found(id)),
+        }
+    }
+
+    async fn start_processing(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        proceed_api_user_name: &str,
+        at: Timestamp,
+    ) -> StoreResult<Option<ProceedOutcome>> {
+        let started = self
+            .update_job_if(id, |update| {
+                update
+                    .update_expression(
+                        "SET #status = :in_progress, proceed_api_user_name = :user, \
+                         process_requested_at = :at, updated_at = :at",
+                    )
+                    .condition_expression("#tenant = :tenant AND #status = :valid")
+                    .expression_attribute_values(":in_progress", status(JobStatus::InProgress))
+                    .expression_attribute_values(":user", s(proceed_api_user_name))
+                    .expression_attribute_values(":at", s(at.to_string()))
+                    .expression_attribute_values(":tenant", s(tenant.as_str()))
+                    .expression_attribute_values(":valid", status(JobStatus::ValidScheme))
+            })
+            .await?;
+        if let Some(job) = started {
+            return Ok(Some(ProceedOutcome::Started(job)));
+        }
+        Ok(self
+            .read_tenant_job(tenant, id)
+            .await?
+            .map(ProceedOutcome::NotProceedable))
+    }
+
+    async fn scheme_errors(&self, tenant: &TenantId, id: JobId) -> StoreResult<Vec<SchemeError>> {
+        let Some(job) = self.read_tenant_job(tenant, id).await? else {
+            return Ok(Vec::new());
+        };
+        if job.status == JobStatus::Created {
+            // The current file has not been validated yet.
+            return Ok(Vec::new());
+        }
+        let pk = job_pk(id);
+        let items = self
+            .query_all(|| {
+                self.client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(":pk", s(pk.clone()))
+                    .expression_attribute_values(":prefix", s(SCHEME_ERROR_PREFIX))
+                    .consistent_read(true)
+            })
+            .await?;
+        items
+            .into_iter()
+            .filter(|item| text_of(item, "file_key") == Some(job.file_key.as_str()))
+            .map(from_item::<SchemeError>)
+            .collect()
+    }
+
+    async fn update_errors(&self, tenant: &TenantId, id: JobId) -> StoreResult<Vec<UpdateError>> {
+        if self.read_tenant_job(tenant, id).await?.is_none() {
+            return Ok(Vec::new());
+        }
+        let pk = job_pk(id);
+        let items = self
+            .query_all(|| {
+                self.client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(":pk", s(pk.clone()))
+                    .expression_attribute_values(":prefix", s(UPDATE_ERROR_PREFIX))
+                    .consistent_read(true)
+            })
+            .await?;
+        items.into_iter().map(from_item::<UpdateError>).collect()
+    }
+
+    async fn chunk_committed(&self, job_id: JobId, chunk: u32) -> StoreResult<bool> {
+        Ok(self
+            .get_item(key(job_pk(job_id), chunk_sk(chunk)))
+            .await?
+            .is_some())
+    }
+
+    async fn commit_chunk(&self, result: ChunkResult) -> StoreResult<ChunkCommit> {
+        // (a) The errors, under keys that a re-delivered chunk rewrites identically.
+        let pk = job_pk(result.job_id);
+        let mut per_row: HashMap<u64, u32> = HashMap::new();
+        let writes = result
+            .errors
+            .iter()
+            .map(|error| {
+                let nth = per_row.entry(error.row).or_insert(0);
+                let sk = update_error_sk(error.row, *nth);
+                *nth += 1;
+                let mut item = to_item(error)?;
+                item.extend(key(pk.clone(), sk));
+                item.insert("chunk".to_owned(), n(result.chunk));
+                Ok(Write::Put(item))
+            })
+            .collect::<StoreResult<Vec<Write>>>()?;
+        if !writes.is_empty() {
+            self.batch_write(writes).await?;
+        }
+        // (b) The marker and the counts, atomically, once.
+        let newly_committed = self.commit_counts(&result).await?;
+        // (c) Completion, also attempted on re-delivery: a commit whose completion step failed
+        // after its transaction must not leave the job in progress forever.
+        let completed_job = self.complete_if_done(result.job_id, result.at).await?;
+        Ok(ChunkCommit {
+            newly_committed,
+            completed_job,
+        })
+    }
+
+    async fn fail_job(&self, job_id: JobId, reason: &str, at: Timestamp) -> StoreResult<()> {
+        let failed = self
+            .update_job_if(job_id, |update| {
+                update
+                    .update_expression(
+                        "SET #status = :failed, failure_reason = :reason, updated_at = :at",
+                    )
+                    .condition_expression("#status = :in_progress")
+                    .expression_attribute_values(":failed", status(JobStatus::Failed))
+                    .expression_attribute_values(":in_progress", status(JobStatus::InProgress))
+                    .expression_attribute_values(":reason", s(reason))
+                    .expression_attribute_values(":at", s(at.to_string()))
+            })
+            .await?;
+        if failed.is_none() && self.read_job(job_id).await?.is_none() {
+            return Err(not_found(job_id));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_zero_padded() {
+        assert_eq!(scheme_error_sk(7), "SERR#0000000007");
+        assert_eq!(update_error_sk(12, 1), "UERR#000000000012#0001");
+        assert_eq!(chunk_sk(3), "CHUNK#000003");
+        let item = key("JOB#1", scheme_error_sk(42));
+        assert_eq!(scheme_error_seq(&item), Some(42));
+    }
+}

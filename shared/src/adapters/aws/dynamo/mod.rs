@@ -1,0 +1,464 @@
+//! The DynamoDB store: jobs, users and tenants in one table.
+//!
+//! Keys are strings `pk` / `sk`; two global secondary indexes `gsi1` (`gsi1pk`, `gsi1sk`) and
+//! `gsi2` (`gsi2pk`, `gsi2sk`) project all attributes. Layout:
+//!
+//! | item               | pk                           | sk                      | gsi1pk / gsi1sk         | gsi2pk / gsi2sk                    |
+//! |--------------------|------------------------------|-------------------------|-------------------------|------------------------------------|
+//! | id counter         | `COUNTER#jobs` / `#users`    | `COUNTER`               |                         |                                    |
+//! | job                | `JOB#{id}`                   | `JOB`                   | `JOBS#{tenant}` / id₂₀  |                                    |
+//! | scheme error       | `JOB#{id}`                   | `SERR#{seq:010}`        |                         |                                    |
+//! | update error       | `JOB#{id}`                   | `UERR#{row:012}#{n:04}` |                         |                                    |
+//! | chunk marker       | `JOB#{id}`                   | `CHUNK#{chunk:06}`      |                         |                                    |
+//! | user               | `USER#{tenant}#{email_key}`  | `USER`                  | `USERS#{tenant}` / id₂₀ | `AGENT#{tenant}#{agent}` / id₂₀    |
+//! | tenant settings    | `TENANT#{tenant}`            | `SETTINGS`              |                         |                                    |
+//! | credential         | `TENANT#{tenant}`            | `CRED#{key_id}`         |                         |                                    |
+//!
+//! (id₂₀: the id zero-padded to 20 digits, so the string order is the numeric order.)
+
+mod jobs;
+mod tenants;
+mod users;
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, ReturnValue, WriteRequest,
+};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{backoff, build_error};
+use crate::ports::{StoreError, StoreResult};
+
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+const STORE: &str = "dynamodb";
+/// Most keys one BatchGetItem may carry.
+const BATCH_GET_MAX: usize = 100;
+/// Most requests one BatchWriteItem may carry.
+const BATCH_WRITE_MAX: usize = 25;
+/// Batch requests of one call in flight at once.
+const BATCH_CONCURRENCY: usize = 4;
+/// Retries of unprocessed keys / items (and of conflicting transactions) before giving up.
+const MAX_RETRIES: u32 = 8;
+/// Items read per request while skipping to an offset.
+const SKIP_PAGE: i32 = 1_000;
+
+pub(crate) const GSI1: &str = "gsi1";
+pub(crate) const GSI2: &str = "gsi2";
+
+/// Jobs, users and tenants in one DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> DynamoStore {
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Adds `by` to a counter and answers its new value (counters start at 0).
+    async fn add_to_counter(&self, name: &str, by: u64) -> StoreResult<u64> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("COUNTER#{name}")))
+            .key("sk", s("COUNTER"))
+            .update_expression("ADD #value :n")
+            .expression_attribute_names("#value", "value")
+            .expression_attribute_values(":n", n(by))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.attributes()
+            .and_then(|attributes| attributes.get("value"))
+            .and_then(|value| value.as_n().ok())
+            .and_then(|value| value.parse::<u64>().ok())
+            .ok_or_else(|| StoreError::Corrupt(format!("counter {name} has no numeric value")))
+    }
+
+    /// One item, read consistently.
+    async fn get_item(&self, key: Item) -> StoreResult<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item)
+    }
+
+    /// Every item a query matches, following `LastEvaluatedKey`.
+    async fn query_all(&self, query: impl Fn() -> QueryFluentBuilder) -> StoreResult<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = query()
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// How many items a query matches (`Select=COUNT`, paginated).
+    async fn query_count(&self, query: impl Fn() -> QueryFluentBuilder) -> StoreResult<u64> {
+        let mut total = 0u64;
+        let mut start = None;
+        loop {
+            let out = query()
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            total += u64::try_from(out.count).unwrap_or(0);
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(total),
+            }
+        }
+    }
+
+    /// Items `offset..offset + limit` of a query's results. The skipped items are read with
+    /// `keys_only` as projection, so only their keys travel.
+    async fn query_page(
+        &self,
+        query: impl Fn() -> QueryFluentBuilder,
+        keys_only: &str,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<Vec<Item>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut start: Option<Item> = None;
+        let mut to_skip = offset;
+        while to_skip > 0 {
+            let page = i32::try_from(to_skip).unwrap_or(SKIP_PAGE).min(SKIP_PAGE);
+            let out = query()
+                .projection_expression(keys_only)
+                .limit(page)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            to_skip = to_skip.saturating_sub(u64::try_from(out.count).unwrap_or(0));
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(Vec::new()),
+            }
+        }
+        let mut items = Vec::new();
+        loop {
+            let wanted = limit - items.len() as u64;
+            let page = i32::try_from(wanted).unwrap_or(SKIP_PAGE).min(SKIP_PAGE);
+            let out = query()
+                .limit(page)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            items.extend(out.items.unwrap_or_default());
+            if items.len() as u64 >= limit {
+                items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+                return Ok(items);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// The items stored under these keys, read consistently with BatchGetItem (≤ 100 keys per
+    /// request, unprocessed keys retried with backoff). Duplicate keys are read once; the
+    /// answer is in no particular order.
+    async fn batch_get(&self, keys: Vec<Item>) -> StoreResult<Vec<Item>> {
+        let mut unique: Vec<Item> = Vec::with_capacity(keys.len());
+        let mut seen = std::collections::HashSet::new();
+        for key in keys {
+            if seen.insert(key_text(&key)) {
+                unique.push(key);
+            }
+        }
+        let batches: Vec<Vec<Item>> = unique
+            .chunks(BATCH_GET_MAX)
+            .map(<[Item]>::to_vec)
+            .collect();
+        let results: Vec<Vec<Item>> = stream::iter(batches)
+            .map(|batch| self.batch_get_one(batch))
+            .buffer_unordered(BATCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(results.into_iter().flatten().collect())
+    }
+
+    async fn batch_get_one(&self, keys: Vec<Item>) -> StoreResult<Vec<Item>> {
+        let mut items = Vec::with_capacity(keys.len());
+        let mut pending = KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| build_error(STORE, e))?;
+        let mut attempt = 0;
+        loop {
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, pending)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            if let Some(found) = out.responses.and_then(|mut r| r.remove(&self.table)) {
+                items.extend(found);
+            }
+            match out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
+                Some(rest) if !rest.keys().is_empty() => {
+                    attempt += 1;
+                    if attempt > MAX_RETRIES {
+                        return Err(StoreError::unavailable(
+                            STORE,
+                            format!(
+                                "{} keys still unprocessed after {MAX_RETRIES} retries",
+                                rest.keys().len()
+                            ),
+                        ));
+                    }
+                    backoff(attempt).await;
+                    pending = rest;
+                }
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// Applies puts and deletes with BatchWriteItem (≤ 25 per request, unprocessed items retried
+    /// with backoff). Several writes to one key collapse into the last one, which is the state
+    /// applying them in order would leave.
+    async fn batch_write(&self, writes: Vec<Write>) -> StoreResult<()> {
+        let mut position: HashMap<String, usize> = HashMap::new();
+        let mut unique: Vec<Option<Write>> = Vec::with_capacity(writes.len());
+        for write in writes {
+            let key = key_text(write.key_source());
+            if let Some(&earlier) = position.get(&key) {
+                unique[earlier] = None;
+            }
+            position.insert(key, unique.len());
+            unique.push(Some(write));
+        }
+        let requests = unique
+            .into_iter()
+            .flatten()
+            .map(Write::into_request)
+            .collect::<StoreResult<Vec<WriteRequest>>>()?;
+        let batches: Vec<Vec<WriteRequest>> = requests
+            .chunks(BATCH_WRITE_MAX)
+            .map(<[WriteRequest]>::to_vec)
+            .collect();
+        stream::iter(batches)
+            .map(|batch| self.batch_write_one(batch))
+            .buffer_unordered(BATCH_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    async fn batch_write_one(&self, mut pending: Vec<WriteRequest>) -> StoreResult<()> {
+        let mut attempt = 0;
+        loop {
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, pending)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            match out.unprocessed_items.and_then(|mut u| u.remove(&self.table)) {
+                Some(rest) if !rest.is_empty() => {
+                    attempt += 1;
+                    if attempt > MAX_RETRIES {
+                        return Err(StoreError::unavailable(
+                            STORE,
+                            format!(
+                                "{} writes still unprocessed after {MAX_RETRIES} retries",
+                                rest.len()
+                            ),
+                        ));
+                    }
+                    backoff(attempt).await;
+                    pending = rest;
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Deletes every item of a partition whose sort key starts with `prefix` and which `doomed`
+    /// selects.
+    async fn delete_where(
+        &self,
+        pk: &str,
+        prefix: &str,
+        doomed: impl Fn(&Item) -> bool,
+    ) -> StoreResult<()> {
+        let items = self
+            .query_all(|| {
+                self.client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(":pk", s(pk))
+                    .expression_attribute_values(":prefix", s(prefix))
+                    .consistent_read(true)
+            })
+            .await?;
+        let deletes: Vec<Write> = items
+            .iter()
+            .filter(|item| doomed(item))
+            .filter_map(|item| {
+                let pk = item.get("pk")?.clone();
+                let sk = item.get("sk")?.clone();
+                Some(Write::Delete(Item::from([
+                    ("pk".to_owned(), pk),
+                    ("sk".to_owned(), sk),
+                ])))
+            })
+            .collect();
+        if deletes.is_empty() {
+            return Ok(());
+        }
+        self.batch_write(deletes).await
+    }
+}
+
+/// One write of a batch.
+#[derive(Debug, Clone)]
+pub(crate) enum Write {
+    Put(Item),
+    /// The key (`pk`, `sk`) of the item to delete.
+    Delete(Item),
+}
+
+impl Write {
+    fn key_source(&self) -> &Item {
+        match self {
+            Write::Put(item) | Write::Delete(item) => item,
+        }
+    }
+
+    fn into_request(self) -> StoreResult<WriteRequest> {
+        Ok(match self {
+            Write::Put(item) => WriteRequest::builder()
+                .put_request(
+                    PutRequest::builder()
+                        .set_item(Some(item))
+                        .build()
+                        .map_err(|e| build_error(STORE, e))?,
+                )
+                .build(),
+            Write::Delete(key) => WriteRequest::builder()
+                .delete_request(
+                    DeleteRequest::builder()
+                        .set_key(Some(key))
+                        .build()
+                        .map_err(|e| build_error(STORE, e))?,
+                )
+                .build(),
+        })
+    }
+}
+
+/// The primary key of an item as text, for deduplication.
+fn key_text(item: &Item) -> String {
+    let part = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(text)) => text.clone(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    };
+    format!("{}\u{0}{}", part("pk"), part("sk"))
+}
+
+pub(crate) fn s(text: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(text.into())
+}
+
+pub(crate) fn n(number: impl ToString) -> AttributeValue {
+    AttributeValue::N(number.to_string())
+}
+
+/// A key `{pk, sk}`.
+pub(crate) fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    Item::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+/// An id zero-padded to 20 digits: string order is numeric order.
+pub(crate) fn padded(id: u64) -> String {
+    format!("{id:020}")
+}
+
+pub(crate) fn unavailable<E: std::error::Error>(error: E) -> StoreError {
+    StoreError::unavailable(STORE, DisplayErrorContext(error))
+}
+
+/// A value's attributes, to which the key attributes are then added.
+pub(crate) fn to_item<T: Serialize>(value: &T) -> StoreResult<Item> {
+    serde_dynamo::to_item(value)
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode an item: {e}")))
+}
+
+pub(crate) fn from_item<T: DeserializeOwned>(item: Item) -> StoreResult<T> {
+    let description = key_text(&item).replace('\u{0}', " / ");
+    serde_dynamo::from_item(item)
+        .map_err(|e| StoreError::Corrupt(format!("item {description} does not decode: {e}")))
+}
+
+pub(crate) fn to_attribute<T: Serialize>(value: &T) -> StoreResult<AttributeValue> {
+    serde_dynamo::to_attribute_value(value)
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode an attribute: {e}")))
+}
+
+/// A string attribute of an item.
+pub(crate) fn text_of<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name).and_then(|value| value.as_s().ok()).map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padded_ids_sort_like_numbers() {
+        assert_eq!(padded(42), "00000000000000000042");
+        assert!(padded(9) < padded(10));
+        assert!(padded(u64::MAX).len() == 20);
+    }
+
+    #[test]
+    fn key_text_separates_pk_and_sk() {
+        assert_ne!(key_text(&key("a", "bc")), key_text(&key("ab", "c")));
+    }
+}

@@ -1,0 +1,141 @@
+//! `FileStore` on the local filesystem: a key is a relative path under one directory.
+
+use std::io::{ErrorKind, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufReader};
+
+use crate::ports::{FileReader, FileStore, StoreError, StoreResult};
+
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Job files as plain files under `dir`.
+#[derive(Debug, Clone)]
+pub struct LocalFileStore {
+    dir: PathBuf,
+}
+
+fn io_error(error: std::io::Error) -> StoreError {
+    StoreError::unavailable("files", error)
+}
+
+impl LocalFileStore {
+    pub fn new(dir: PathBuf) -> LocalFileStore {
+        LocalFileStore { dir }
+    }
+
+    /// The file of `key`, refusing keys that could leave the directory.
+    fn path(&self, key: &str) -> StoreResult<PathBuf> {
+        let valid = !key.is_empty()
+            && !key.contains("..")
+            && !key.contains('\\')
+            && !key.contains('\0')
+            && !key.starts_with('/')
+            && !Path::new(key).is_absolute();
+        if valid {
+            Ok(self.dir.join(key))
+        } else {
+            Err(StoreError::Corrupt(format!("invalid file key '{key}'")))
+        }
+    }
+}
+
+/// Writes `body` to a temporary file next to `path`, then renames it into place.
+async fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    tokio::fs::create_dir_all(dir).await?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temp = dir.join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
+    let written = async {
+        let mut file = tokio::fs::File::create(&temp).await?;
+        file.write_all(body).await?;
+        file.sync_all().await?;
+        tokio::fs::rename(&temp, path).await
+    }
+    .await;
+    if written.is_err() {
+        // Best effort: the write already failed, a leftover temp file is only clutter.
+        let _ = tokio::fs::remove_file(&temp).await;
+    }
+    written
+}
+
+#[async_trait]
+impl FileStore for LocalFileStore {
+    async fn put(&self, key: &str, body: Bytes) -> StoreResult<()> {
+        let path = self.path(key)?;
+        write_atomically(&path, &body).await.map_err(io_error)
+    }
+
+    async fn open(&self, key: &str, offset: u64) -> StoreResult<FileReader> {
+        let path = self.path(key)?;
+        let mut file = tokio::fs::File::open(&path).await.map_err(|error| {
+            if error.kind() == ErrorKind::NotFound {
+                StoreError::NotFound(format!("file {key}"))
+            } else {
+                io_error(error)
+            }
+        })?;
+        if offset > 0 {
+            file.seek(SeekFrom::Start(offset)).await.map_err(io_error)?;
+        }
+        Ok(Box::new(BufReader::with_capacity(READ_BUFFER, file)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    async fn read_all(mut reader: FileReader) -> String {
+        let mut text = String::new();
+        reader.read_to_string(&mut text).await.unwrap();
+        text
+    }
+
+    #[tokio::test]
+    async fn puts_and_opens_files_at_an_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = LocalFileStore::new(dir.path().join("files"));
+        let key = "uploads/acme/123e4567.json";
+        files
+            .put(key, Bytes::from_static(b"[1, 2, 3]"))
+            .await
+            .unwrap();
+        assert_eq!(
+            read_all(files.open(key, 0).await.unwrap()).await,
+            "[1, 2, 3]"
+        );
+        assert_eq!(read_all(files.open(key, 4).await.unwrap()).await, "2, 3]");
+        assert_eq!(read_all(files.open(key, 99).await.unwrap()).await, "");
+
+        files.put(key, Bytes::from_static(b"[]")).await.unwrap();
+        assert_eq!(read_all(files.open(key, 0).await.unwrap()).await, "[]");
+        let leftovers = std::fs::read_dir(dir.path().join("files/uploads/acme"))
+            .unwrap()
+            .count();
+        assert_eq!(leftovers, 1);
+    }
+
+    #[tokio::test]
+    async fn missing_files_are_not_found_and_bad_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = LocalFileStore::new(dir.path().to_path_buf());
+        assert!(matches!(
+            files.open("uploads/none.json", 0).await,
+            Err(StoreError::NotFound(_))
+        ));
+        for key in ["", "../x", "a/../../x", "/etc/passwd", "a\\b", "a/.."] {
+            let put = files.put(key, Bytes::new()).await;
+            assert!(matches!(put, Err(StoreError::Corrupt(_))), "{key}");
+            assert!(
+                matches!(files.open(key, 0).await, Err(StoreError::Corrupt(_))),
+                "{key}"
+            );
+        }
+    }
+}

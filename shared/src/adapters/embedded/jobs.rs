@@ -1,0 +1,860 @@
+//! `JobStore` on SQLite: jobs, scheme errors, chunk commits and update errors.
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, Row, TransactionBehavior};
+
+use super::store::{from_json, limit_offset, millis, optional_timestamp, timestamp, to_json};
+use super::SqliteStore;
+use crate::model::{
+    ChunkCommit, ChunkPlan, ChunkResult, ErrorType, Job, JobId, JobStatus, NewFile, NewJob,
+    ProceedOutcome, SchemeError, SchemeReport, TenantId, Timestamp, UpdateError,
+};
+use crate::ports::{JobStore, PageRequest, StoreError, StoreResult};
+
+const JOB_COLUMNS: &str = "id, tenant, status, filename, file_key, file_bytes, created_at, \
+    updated_at, process_requested_at, completed_at, total_rows, affected_rows, failed_rows, \
+    scheme_error_count, update_error_count, uploaded_api_user_name, proceed_api_user_name, \
+    chunk_plan, chunks_done, failure_reason";
+
+/// The SQL value of a job id. Ids above `i64::MAX` wrap to negative values, which match no job
+/// (AUTOINCREMENT ids are positive), so such an id reads as a missing job.
+fn sql_id(id: JobId) -> i64 {
+    id as i64
+}
+
+fn job_from_row(row: &Row<'_>) -> StoreResult<Job> {
+    let tenant: String = row.get("tenant")?;
+    let status: String = row.get("status")?;
+    let chunk_plan: String = row.get("chunk_plan")?;
+    Ok(Job {
+        id: row.get("id")?,
+        tenant: TenantId::parse(&tenant).map_err(StoreError::Corrupt)?,
+        status: JobStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown job status '{status}'")))?,
+        filename: row.get("filename")?,
+        file_key: row.get("file_key")?,
+        file_bytes: row.get("file_bytes")?,
+        created_at: timestamp(row.get("created_at")?)?,
+        updated_at: timestamp(row.get("updated_at")?)?,
+        process_requested_at: optional_timestamp(row.get("process_requested_at")?)?,
+        completed_at: optional_timestamp(row.get("completed_at")?)?,
+        total_rows: row.get("total_rows")?,
+        affected_rows: row.get("affected_rows")?,
+        failed_rows: row.get("failed_rows")?,
+        scheme_error_count: row.get("scheme_error_count")?,
+        update_error_count: row.get("update_error_count")?,
+        uploaded_api_user_name: row.get("uploaded_api_user_name")?,
+        proceed_api_user_name: row.get("proceed_api_user_name")?,
+        chunk_plan: from_json("chunk plan", &chunk_plan)?,
+        chunks_done: row.get("chunks_done")?,
+        failure_reason: row.get("failure_reason")?,
+    })
+}
+
+/// The job `id`, only if it belongs to `tenant` when one is given.
+fn load_job(conn: &Connection, tenant: Option<&TenantId>, id: JobId) -> StoreResult<Option<Job>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)"
+    ))?;
+    let mut rows = stmt.query(params![sql_id(id), tenant.map(TenantId::as_str)])?;
+    rows.next()?.map(job_from_row).transpose()
+}
+
+fn existing_job(conn: &Connection, tenant: Option<&TenantId>, id: JobId) -> StoreResult<Job> {
+    load_job(conn, tenant, id)?.ok_or_else(|| StoreError::NotFound(format!("job {id}")))
+}
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn create_job(&self, job: NewJob) -> StoreResult<Job> {
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                tx.execute(
+                    "INSERT INTO jobs (tenant, status, filename, file_key, file_bytes, created_at, \
+                     updated_at, uploaded_api_user_name, chunk_plan) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)",
+                    params![
+                        job.tenant.as_str(),
+                        JobStatus::Created.as_str(),
+                        job.filename,
+                        job.file_key,
+                        job.file_bytes,
+                        millis(job.created_at),
+                        job.uploaded_api_user_name,
+                        to_json(&ChunkPlan::default())?,
+                    ],
+                )?;
+                let id = tx.last_insert_rowid() as JobId;
+                let created = existing_job(&tx, None, id)?;
+                tx.commit()?;
+                Ok(created)
+            })
+            .await
+    }
+
+    async fn get_job(&self, tenant: &TenantId, id: JobId) -> StoreResult<Option<Job>> {
+        let tenant = tenant.clone();
+        self.db
+            .call(move |conn| load_job(conn, Some(&tenant), id))
+            .await
+    }
+
+    async fn list_jobs(
+        &self,
+        tenant: &TenantId,
+        page: PageRequest,
+    ) -> StoreResult<(Vec<Job>, u64)> {
+        let tenant = tenant.clone();
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let (limit, offset) = limit_offset(page);
+                let mut jobs = Vec::new();
+                {
+                    let mut stmt = tx.prepare_cached(&format!(
+                        "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = ?1 \
+                         ORDER BY id DESC LIMIT ?2 OFFSET ?3"
+                    ))?;
+                    let mut rows = stmt.query(params![tenant.as_str(), limit, offset])?;
+                    while let Some(row) = rows.next()? {
+                        jobs.push(job_from_row(row)?);
+                    }
+                }
+                let total: u64 = tx.query_row(
+                    "SELECT COUNT(*) FROM jobs WHERE tenant = ?1",
+                    [tenant.as_str()],
+                    |row| row.get(0),
+                )?;
+                tx.commit()?;
+                Ok((jobs, total))
+            })
+            .await
+    }
+
+    async fn replace_file(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        file: NewFile,
+    ) -> StoreResult<Option<Result<Job, Job>>> {
+        let tenant = tenant.clone();
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let Some(job) = load_job(&tx, Some(&tenant), id)? else {
+                    return Ok(None);
+                };
+                if !job.status.accepts_new_file() {
+                    return Ok(Some(Err(job)));
+                }
+                tx.execute(
+                    "UPDATE jobs SET filename = ?2, file_key = ?3, file_bytes = ?4, status = ?5, \
+                     total_rows = 0, scheme_error_count = 0, chunk_plan = ?6, chunks_done = 0, \
+                     updated_at = ?7 WHERE id = ?1",
+                    params![
+                        sql_id(id),
+                        file.filename,
+                        file.file_key,
+                        file.file_bytes,
+                        JobStatus::Created.as_str(),
+                        to_json(&ChunkPlan::default())?,
+                        millis(file.at),
+                    ],
+                )?;
+                tx.execute("DELETE FROM scheme_errors WHERE job_id = ?1", [sql_id(id)])?;
+                let replaced = existing_job(&tx, None, id)?;
+                tx.commit()?;
+                Ok(Some(Ok(replaced)))
+            })
+            .await
+    }
+
+    async fn record_scheme_report(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        file_key: &str,
+        report: &SchemeReport,
+        at: Timestamp,
+    ) -> StoreResult<Job> {
+        let tenant = tenant.clone();
+        let file_key = file_key.to_owned();
+        let report = report.clone();
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let job = existing_job(&tx, Some(&tenant), id)?;
+                if job.status != JobStatus::Created || job.file_key != file_key {
+                    return Ok(job);
+                }
+                tx.execute("DELETE FROM scheme_errors WHERE job_id = ?1", [sql_id(id)])?;
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT INTO scheme_errors (job_id, seq, message, column_no, row_no, field) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?;
+                    for (seq, error) in report.errors.iter().enumerate() {
+                        insert.execute(params![
+                            sql_id(id),
+                            seq,
+                            error.message,
+                            error.column,
+                            error.row,
+                            error.field,
+                        ])?;
+                    }
+                }
+                tx.execute(
+                    "UPDATE jobs SET scheme_error_count = ?2, total_rows = ?3, chunk_plan = ?4, \
+                     status = ?5, updated_at = ?6 WHERE id = ?1",
+                    params![
+                        sql_id(id),
+                        report.error_count,
+                        report.total_rows,
+                        to_json(&report.chunk_plan)?,
+                        report.status().as_str(),
+                        millis(at),
+                    ],
+                )?;
+                let recorded = existing_job(&tx, None, id)?;
+                tx.commit()?;
+                Ok(recorded)
+            })
+            .await
+    }
+
+    async fn start_processing(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        proceed_api_user_name: &str,
+        at: Timestamp,
+    ) -> StoreResult<Option<ProceedOutcome>> {
+        let tenant = tenant.clone();
+        let user_name = proceed_api_user_name.to_owned();
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                // The status condition makes the move atomic: only one caller sees a row changed.
+                let started = tx.execute(
+                    "UPDATE jobs SET status = ?3, process_requested_at = ?4, \
+                     proceed_api_user_name = ?5, updated_at = ?4 \
+                     WHERE id = ?1 AND tenant = ?2 AND status = ?6",
+                    params![
+                        sql_id(id),
+                        tenant.as_str(),
+                        JobStatus::InProgress.as_str(),
+                        millis(at),
+                        user_name,
+                        JobStatus::ValidScheme.as_str(),
+                    ],
+                )? == 1;
+                let outcome = load_job(&tx, Some(&tenant), id)?.map(|job| {
+                    if started {
+                        ProceedOutcome::Started(job)
+                    } else {
+                        ProceedOutcome::NotProceedable(job)
+                    }
+                });
+                tx.commit()?;
+                Ok(outcome)
+            })
+            .await
+    }
+
+    async fn scheme_errors(&self, tenant: &TenantId, id: JobId) -> StoreResult<Vec<SchemeError>> {
+        let tenant = tenant.clone();
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT e.message, e.column_no, e.row_no, e.field FROM scheme_errors e \
+                     JOIN jobs j ON j.id = e.job_id \
+                     WHERE e.job_id = ?1 AND j.tenant = ?2 ORDER BY e.seq",
+                )?;
+                let errors = stmt
+                    .query_map(params![sql_id(id), tenant.as_str()], |row| {
+                        Ok(SchemeError {
+                            message: row.get(0)?,
+                            column: row.get(1)?,
+                            row: row.get(2)?,
+                            field: row.get(3)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(errors)
+            })
+            .await
+    }
+
+    async fn update_errors(&self, tenant: &TenantId, id: JobId) -> StoreResult<Vec<UpdateError>> {
+        let tenant = tenant.clone();
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT e.message, e.column_no, e.row_no, e.field, e.error_type \
+                     FROM update_errors e JOIN jobs j ON j.id = e.job_id \
+                     WHERE e.job_id = ?1 AND j.tenant = ?2 ORDER BY e.row_no, e.chunk, e.seq",
+                )?;
+                let mut rows = stmt.query(params![sql_id(id), tenant.as_str()])?;
+                let mut errors = Vec::new();
+                while let Some(row) = rows.next()? {
+                    let error_type: String = row.get(4)?;
+                    errors.push(UpdateError {
+                        message: row.get(0)?,
+                        column: row.get(1)?,
+                        row: row.get(2)?,
+                        field: row.get(3)?,
+                        error_type: ErrorType::parse(&error_type).ok_or_else(|| {
+                            StoreError::Corrupt(format!("unknown error type '{error_type}'"))
+                        })?,
+                    });
+                }
+                Ok(errors)
+            })
+            .await
+    }
+
+    async fn chunk_committed(&self, job_id: JobId, chunk: u32) -> StoreResult<bool> {
+        self.db
+            .call(move |conn| {
+                Ok(conn.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM job_chunks WHERE job_id = ?1 AND chunk = ?2)",
+                    params![sql_id(job_id), chunk],
+                    |row| row.get(0),
+                )?)
+            })
+            .await
+    }
+
+    async fn commit_chunk(&self, result: ChunkResult) -> StoreResult<ChunkCommit> {
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let id = sql_id(result.job_id);
+                let job = existing_job(&tx, None, result.job_id)?;
+                let newly_committed = tx.execute(
+                    "INSERT INTO job_chunks (job_id, chunk, committed_at) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (job_id, chunk) DO NOTHING",
+                    params![id, result.chunk, millis(result.at)],
+                )? == 1;
+                if !newly_committed {
+                    return Ok(ChunkCommit {
+                        newly_committed: false,
+                        completed_job: false,
+                    });
+                }
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT INTO update_errors \
+                         (job_id, chunk, seq, message, column_no, row_no, field, error_type) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )?;
+                    for (seq, error) in result.errors.iter().enumerate() {
+                        insert.execute(params![
+                            id,
+                            result.chunk,
+                            seq,
+                            error.message,
+                            error.column,
+                            error.row,
+                            error.field,
+                            error.error_type.as_str(),
+                        ])?;
+                    }
+                }
+                let chunks_done = job.chunks_done.saturating_add(1);
+                let completed_job = job.status == JobStatus::InProgress
+                    && chunks_done == job.chunk_plan.chunk_count();
+                let (status, completed_at) = if completed_job {
+                    (JobStatus::Completed, Some(millis(result.at)))
+                } else {
+                    (job.status, None)
+                };
+                tx.execute(
+                    "UPDATE jobs SET affected_rows = affected_rows + ?2, \
+                     failed_rows = failed_rows + ?3, update_error_count = update_error_count + ?4, \
+                     chunks_done = ?5, updated_at = ?6, status = ?7, \
+                     completed_at = coalesce(?8, completed_at) WHERE id = ?1",
+                    params![
+                        id,
+                        result.affected_rows,
+                        result.failed_rows,
+                        result.errors.len(),
+                        chunks_done,
+                        millis(result.at),
+                        status.as_str(),
+                        completed_at,
+                    ],
+                )?;
+                tx.commit()?;
+                Ok(ChunkCommit {
+                    newly_committed,
+                    completed_job,
+                })
+            })
+            .await
+    }
+
+    async fn fail_job(&self, job_id: JobId, reason: &str, at: Timestamp) -> StoreResult<()> {
+        let reason = reason.to_owned();
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let failed = tx.execute(
+                    "UPDATE jobs SET status = ?2, failure_reason = ?3, updated_at = ?4 \
+                     WHERE id = ?1 AND status = ?5",
+                    params![
+                        sql_id(job_id),
+                        JobStatus::Failed.as_str(),
+                        reason,
+                        millis(at),
+                        JobStatus::InProgress.as_str(),
+                    ],
+                )? == 1;
+                if !failed {
+                    // Not in progress (already ended): nothing to do, unless the job is missing.
+                    existing_job(&tx, None, job_id)?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::store::testing::{at, store, tenant};
+    use super::*;
+
+    fn new_job(tenant_name: &str, key: &str) -> NewJob {
+        NewJob {
+            tenant: tenant(tenant_name),
+            filename: format!("{key}.json"),
+            file_key: key.to_owned(),
+            file_bytes: 100,
+            uploaded_api_user_name: "uploader".to_owned(),
+            created_at: at(0),
+        }
+    }
+
+    fn scheme_error(message: &str, row: Option<u64>) -> SchemeError {
+        SchemeError {
+            message: message.to_owned(),
+            column: Some(2),
+            row,
+            field: Some("email".to_owned()),
+        }
+    }
+
+    fn report(chunks: usize, errors: Vec<SchemeError>) -> SchemeReport {
+        SchemeReport {
+            total_rows: chunks as u64 * 10,
+            error_count: errors.len() as u64,
+            errors,
+            chunk_plan: ChunkPlan {
+                rows_per_chunk: 10,
+                offsets: (0..chunks as u64).map(|i| 1 + i * 500).collect(),
+            },
+        }
+    }
+
+    fn update_error(row: u64, message: &str) -> UpdateError {
+        UpdateError {
+            message: message.to_owned(),
+            column: None,
+            row,
+            field: None,
+            error_type: ErrorType::Error,
+        }
+    }
+
+    fn chunk(job_id: JobId, chunk: u32, errors: Vec<UpdateError>) -> ChunkResult {
+        ChunkResult {
+            job_id,
+            chunk,
+            affected_rows: 10 - errors.len() as u64,
+            failed_rows: errors.len() as u64,
+            errors,
+            at: at(100 + i64::from(chunk)),
+        }
+    }
+
+    /// A job with a valid scheme of `chunks` chunks, started.
+    async fn started_job(store: &SqliteStore, chunks: usize) -> Job {
+        let job = store.create_job(new_job("acme", "k1")).await.unwrap();
+        let acme = tenant("acme");
+        store
+            .record_scheme_report(&acme, job.id, "k1", &report(chunks, vec![]), at(1))
+            .await
+            .unwrap();
+        match store
+            .start_processing(&acme, job.id, "proceeder", at(2))
+            .await
+            .unwrap()
+        {
+            Some(ProceedOutcome::Started(job)) => job,
+            other => panic!("not started: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn creates_jobs_with_increasing_ids_and_scopes_them_by_tenant() {
+        let (_dir, store) = store();
+        let first = store.create_job(new_job("acme", "a")).await.unwrap();
+        let second = store.create_job(new_job("other", "b")).await.unwrap();
+        assert_eq!((first.id, second.id), (1, 2));
+        assert_eq!(first.status, JobStatus::Created);
+        assert_eq!(first.chunk_plan, ChunkPlan::default());
+        assert_eq!(first.updated_at, at(0));
+
+        let acme = tenant("acme");
+        assert_eq!(store.get_job(&acme, 1).await.unwrap(), Some(first));
+        assert_eq!(store.get_job(&acme, 2).await.unwrap(), None);
+        assert_eq!(store.get_job(&acme, u64::MAX).await.unwrap(), None);
+        let file = NewFile {
+            filename: "x".into(),
+            file_key: "x".into(),
+            file_bytes: 1,
+            at: at(5),
+        };
+        assert_eq!(store.replace_file(&acme, 2, file).await.unwrap(), None);
+        assert_eq!(
+            store.start_processing(&acme, 2, "me", at(5)).await.unwrap(),
+            None
+        );
+        let recorded = store
+            .record_scheme_report(&acme, 2, "b", &report(1, vec![]), at(5))
+            .await;
+        assert!(matches!(recorded, Err(StoreError::NotFound(_))));
+        store
+            .record_scheme_report(
+                &tenant("other"),
+                2,
+                "b",
+                &report(1, vec![scheme_error("bad", None)]),
+                at(5),
+            )
+            .await
+            .unwrap();
+        assert!(store.scheme_errors(&acme, 2).await.unwrap().is_empty());
+        assert_eq!(
+            store
+                .scheme_errors(&tenant("other"), 2)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn lists_jobs_newest_first_with_the_tenant_total() {
+        let (_dir, store) = store();
+        for i in 0..5 {
+            store
+                .create_job(new_job("acme", &format!("k{i}")))
+                .await
+                .unwrap();
+            store
+                .create_job(new_job("other", &format!("o{i}")))
+                .await
+                .unwrap();
+        }
+        let acme = tenant("acme");
+        let page = |page| PageRequest { page, per_page: 2 };
+        let ids = |jobs: Vec<Job>| jobs.iter().map(|job| job.id).collect::<Vec<_>>();
+        let (first, total) = store.list_jobs(&acme, page(1)).await.unwrap();
+        assert_eq!((ids(first), total), (vec![9, 7], 5));
+        let (third, _) = store.list_jobs(&acme, page(3)).await.unwrap();
+        assert_eq!(ids(third), vec![1]);
+        let (beyond, total) = store.list_jobs(&acme, page(4)).await.unwrap();
+        assert_eq!((beyond.len(), total), (0, 5));
+    }
+
+    #[tokio::test]
+    async fn ids_are_never_reused_across_reopen() {
+        let (dir, store) = store();
+        store.create_job(new_job("acme", "a")).await.unwrap();
+        drop(store);
+        let store = SqliteStore::open(&dir.path().join("test.sqlite3")).unwrap();
+        assert_eq!(store.create_job(new_job("acme", "b")).await.unwrap().id, 2);
+    }
+
+    #[tokio::test]
+    async fn records_a_scheme_report_once_for_the_current_file() {
+        let (_dir, store) = store();
+        let acme = tenant("acme");
+        let job = store.create_job(new_job("acme", "k1")).await.unwrap();
+        let errors = vec![
+            scheme_error("b", Some(3)),
+            scheme_error("a", Some(1)),
+            scheme_error("c", None),
+        ];
+        let stale = store
+            .record_scheme_report(&acme, job.id, "old-key", &report(2, errors.clone()), at(3))
+            .await
+            .unwrap();
+        assert_eq!(stale, job);
+
+        let mut invalid = report(2, errors.clone());
+        invalid.error_count = 10;
+        let recorded = store
+            .record_scheme_report(&acme, job.id, "k1", &invalid, at(3))
+            .await
+            .unwrap();
+        assert_eq!(recorded.status, JobStatus::InvalidScheme);
+        assert_eq!(recorded.scheme_error_count, 10);
+        assert_eq!(recorded.total_rows, 20);
+        assert_eq!(recorded.chunk_plan, invalid.chunk_plan);
+        assert_eq!(recorded.updated_at, at(3));
+        assert_eq!(store.scheme_errors(&acme, job.id).await.unwrap(), errors);
+
+        // No longer `created`: a second report is ignored.
+        let again = store
+            .record_scheme_report(&acme, job.id, "k1", &report(1, vec![]), at(4))
+            .await
+            .unwrap();
+        assert_eq!(again, recorded);
+        assert_eq!(store.scheme_errors(&acme, job.id).await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn replaces_the_file_until_the_job_is_proceeded() {
+        let (_dir, store) = store();
+        let acme = tenant("acme");
+        let job = store.create_job(new_job("acme", "k1")).await.unwrap();
+        store
+            .record_scheme_report(
+                &acme,
+                job.id,
+                "k1",
+                &report(2, vec![scheme_error("x", Some(1))]),
+                at(1),
+            )
+            .await
+            .unwrap();
+        let file = NewFile {
+            filename: "new.json".into(),
+            file_key: "k2".into(),
+            file_bytes: 7,
+            at: at(9),
+        };
+        let replaced = store
+            .replace_file(&acme, job.id, file.clone())
+            .await
+            .unwrap();
+        let Some(Ok(replaced)) = replaced else {
+            panic!("not replaced: {replaced:?}");
+        };
+        assert_eq!(replaced.status, JobStatus::Created);
+        assert_eq!(
+            (replaced.filename.as_str(), replaced.file_key.as_str()),
+            ("new.json", "k2")
+        );
+        assert_eq!(
+            (
+                replaced.file_bytes,
+                replaced.total_rows,
+                replaced.scheme_error_count
+            ),
+            (7, 0, 0)
+        );
+        assert_eq!(replaced.chunk_plan, ChunkPlan::default());
+        assert_eq!((replaced.created_at, replaced.updated_at), (at(0), at(9)));
+        assert!(store.scheme_errors(&acme, job.id).await.unwrap().is_empty());
+
+        store
+            .record_scheme_report(&acme, job.id, "k2", &report(1, vec![]), at(10))
+            .await
+            .unwrap();
+        store
+            .start_processing(&acme, job.id, "p", at(11))
+            .await
+            .unwrap();
+        let refused = store.replace_file(&acme, job.id, file).await.unwrap();
+        let Some(Err(unchanged)) = refused else {
+            panic!("replaced a proceeded job: {refused:?}");
+        };
+        assert_eq!(unchanged.status, JobStatus::InProgress);
+        assert_eq!(unchanged.file_key, "k2");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn only_one_of_concurrent_proceeds_starts_the_job() {
+        let (_dir, store) = store();
+        let acme = tenant("acme");
+        let job = store.create_job(new_job("acme", "k1")).await.unwrap();
+        let not_yet = store
+            .start_processing(&acme, job.id, "p", at(1))
+            .await
+            .unwrap();
+        assert!(
+            matches!(not_yet, Some(ProceedOutcome::NotProceedable(ref j)) if j.status == JobStatus::Created)
+        );
+        store
+            .record_scheme_report(&acme, job.id, "k1", &report(2, vec![]), at(1))
+            .await
+            .unwrap();
+
+        let calls: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                let acme = acme.clone();
+                tokio::spawn(async move {
+                    store
+                        .start_processing(&acme, job.id, &format!("user{i}"), at(2))
+                        .await
+                })
+            })
+            .collect();
+        let mut started = Vec::new();
+        for call in calls {
+            match call.await.unwrap().unwrap() {
+                Some(ProceedOutcome::Started(job)) => started.push(job),
+                Some(ProceedOutcome::NotProceedable(job)) => {
+                    assert_eq!(job.status, JobStatus::InProgress)
+                }
+                None => panic!("job vanished"),
+            }
+        }
+        assert_eq!(started.len(), 1);
+        let job = &started[0];
+        assert_eq!(job.status, JobStatus::InProgress);
+        assert_eq!(job.process_requested_at, Some(at(2)));
+        assert!(job.proceed_api_user_name.is_some());
+        assert_eq!(
+            store.get_job(&acme, job.id).await.unwrap().as_ref(),
+            Some(job)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn commits_each_chunk_once_and_completes_the_job_once() {
+        let (_dir, store) = store();
+        let acme = tenant("acme");
+        let job = started_job(&store, 3).await;
+
+        assert!(!store.chunk_committed(job.id, 1).await.unwrap());
+        let first = store
+            .commit_chunk(chunk(
+                job.id,
+                1,
+                vec![
+                    update_error(15, "b"),
+                    update_error(12, "c"),
+                    update_error(15, "a"),
+                ],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            first,
+            ChunkCommit {
+                newly_committed: true,
+                completed_job: false
+            }
+        );
+        assert!(store.chunk_committed(job.id, 1).await.unwrap());
+        let redelivered = store
+            .commit_chunk(chunk(job.id, 1, vec![update_error(11, "z")]))
+            .await
+            .unwrap();
+        assert_eq!(
+            redelivered,
+            ChunkCommit {
+                newly_committed: false,
+                completed_job: false
+            }
+        );
+
+        store
+            .commit_chunk(chunk(job.id, 0, vec![update_error(3, "d")]))
+            .await
+            .unwrap();
+        let now = store.get_job(&acme, job.id).await.unwrap().unwrap();
+        assert_eq!(
+            (now.chunks_done, now.status, now.completed_at),
+            (2, JobStatus::InProgress, None)
+        );
+
+        // The last chunk delivered many times at once: one commit counts and completes.
+        let commits: Vec<_> = (0..6)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.commit_chunk(chunk(job.id, 2, vec![])).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for commit in commits {
+            outcomes.push(commit.await.unwrap().unwrap());
+        }
+        let newly: Vec<_> = outcomes.iter().filter(|c| c.newly_committed).collect();
+        assert_eq!(newly.len(), 1);
+        assert!(newly[0].completed_job);
+        assert_eq!(outcomes.iter().filter(|c| c.completed_job).count(), 1);
+
+        let done = store.get_job(&acme, job.id).await.unwrap().unwrap();
+        assert_eq!(done.status, JobStatus::Completed);
+        assert_eq!(done.completed_at, Some(at(102)));
+        assert_eq!(done.chunks_done, 3);
+        assert_eq!(
+            (
+                done.affected_rows,
+                done.failed_rows,
+                done.update_error_count
+            ),
+            (26, 4, 4)
+        );
+        let messages: Vec<_> = store
+            .update_errors(&acme, job.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.row, e.message))
+            .collect();
+        let expected = [(3, "d"), (12, "c"), (15, "b"), (15, "a")];
+        assert_eq!(messages, expected.map(|(row, m)| (row, m.to_owned())));
+        assert!(store
+            .update_errors(&tenant("other"), job.id)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn commit_chunk_of_a_missing_job_is_not_found() {
+        let (_dir, store) = store();
+        let missing = store.commit_chunk(chunk(42, 0, vec![])).await;
+        assert!(matches!(missing, Err(StoreError::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn fails_only_jobs_in_progress() {
+        let (_dir, store) = store();
+        let acme = tenant("acme");
+        let job = started_job(&store, 2).await;
+        store
+            .fail_job(job.id, "file vanished", at(50))
+            .await
+            .unwrap();
+        let failed = store.get_job(&acme, job.id).await.unwrap().unwrap();
+        assert_eq!(failed.status, JobStatus::Failed);
+        assert_eq!(failed.failure_reason.as_deref(), Some("file vanished"));
+        assert_eq!(failed.updated_at, at(50));
+
+        store.fail_job(job.id, "again", at(60)).await.unwrap();
+        assert_eq!(store.get_job(&acme, job.id).await.unwrap().unwrap(), failed);
+        let created = store.create_job(new_job("acme", "k9")).await.unwrap();
+        store.fail_job(created.id, "no", at(60)).await.unwrap();
+        assert_eq!(
+            store.get_job(&acme, created.id).await.unwrap().unwrap(),
+            created
+        );
+        assert!(matches!(
+            store.fail_job(99, "x", at(1)).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+}

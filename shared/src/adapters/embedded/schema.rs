@@ -1,0 +1,124 @@
+//! The database schema, versioned with `PRAGMA user_version`.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::ports::{StoreError, StoreResult};
+
+/// Migration `i` brings the schema from version `i` to version `i + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE jobs (
+    id                     INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant                 TEXT NOT NULL,
+    status                 TEXT NOT NULL,
+    filename               TEXT NOT NULL,
+    file_key               TEXT NOT NULL,
+    file_bytes             INTEGER NOT NULL,
+    created_at             INTEGER NOT NULL,
+    updated_at             INTEGER NOT NULL,
+    process_requested_at   INTEGER,
+    completed_at           INTEGER,
+    total_rows             INTEGER NOT NULL DEFAULT 0,
+    affected_rows          INTEGER NOT NULL DEFAULT 0,
+    failed_rows            INTEGER NOT NULL DEFAULT 0,
+    scheme_error_count     INTEGER NOT NULL DEFAULT 0,
+    update_error_count     INTEGER NOT NULL DEFAULT 0,
+    uploaded_api_user_name TEXT NOT NULL,
+    proceed_api_user_name  TEXT,
+    chunk_plan             TEXT NOT NULL,
+    chunks_done            INTEGER NOT NULL DEFAULT 0,
+    failure_reason         TEXT
+);
+CREATE INDEX jobs_by_tenant ON jobs (tenant, id);
+
+CREATE TABLE scheme_errors (
+    job_id    INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    seq       INTEGER NOT NULL,
+    message   TEXT NOT NULL,
+    column_no INTEGER,
+    row_no    INTEGER,
+    field     TEXT,
+    PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE job_chunks (
+    job_id       INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    chunk        INTEGER NOT NULL,
+    committed_at INTEGER NOT NULL,
+    PRIMARY KEY (job_id, chunk)
+) WITHOUT ROWID;
+
+CREATE TABLE update_errors (
+    job_id     INTEGER NOT NULL,
+    chunk      INTEGER NOT NULL,
+    seq        INTEGER NOT NULL,
+    message    TEXT NOT NULL,
+    column_no  INTEGER,
+    row_no     INTEGER NOT NULL,
+    field      TEXT,
+    error_type TEXT NOT NULL,
+    PRIMARY KEY (job_id, chunk, seq),
+    FOREIGN KEY (job_id, chunk) REFERENCES job_chunks (job_id, chunk) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX update_errors_by_row ON update_errors (job_id, row_no, chunk, seq);
+
+CREATE TABLE users (
+    tenant       TEXT NOT NULL,
+    email_key    TEXT NOT NULL,
+    id           INTEGER NOT NULL,
+    agent_number TEXT,
+    body         TEXT NOT NULL,
+    PRIMARY KEY (tenant, email_key)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX users_by_id ON users (tenant, id);
+CREATE INDEX users_by_agent_number ON users (tenant, agent_number);
+
+CREATE TABLE counters (
+    name TEXT PRIMARY KEY,
+    next INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE tenant_settings (
+    tenant TEXT PRIMARY KEY,
+    body   TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE credentials (
+    tenant        TEXT NOT NULL,
+    key_id        TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL,
+    revoked       INTEGER NOT NULL,
+    created_at    INTEGER NOT NULL,
+    PRIMARY KEY (tenant, key_id)
+) WITHOUT ROWID;
+
+CREATE TABLE work_queue (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    body          TEXT NOT NULL,
+    enqueued_at   INTEGER NOT NULL,
+    visible_at    INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX work_queue_by_visibility ON work_queue (visible_at, id);
+"#];
+
+/// Applies the migrations the database has not seen yet, each in its own transaction (taken
+/// before reading the version, so two processes opening a new database do not both migrate it).
+pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: usize = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        let Some(migration) = MIGRATIONS.get(version) else {
+            if version > MIGRATIONS.len() {
+                return Err(StoreError::Corrupt(format!(
+                    "the database schema version {version} is newer than this program's ({})",
+                    MIGRATIONS.len()
+                )));
+            }
+            return Ok(());
+        };
+        tx.execute_batch(migration)?;
+        tx.pragma_update(None, "user_version", version + 1)?;
+        tx.commit()?;
+    }
+}

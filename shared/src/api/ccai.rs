@@ -1,0 +1,141 @@
+//! Handlers of the CCAI bulk user management dialect.
+
+use http::{HeaderValue, StatusCode};
+use serde_json::Value;
+
+use super::multipart::parse_upload_form;
+use super::query::Query;
+use super::views::{self, JobView};
+use super::{json_response, ApiError, ApiRequest, ApiResponse, Route};
+use crate::auth::parse_basic;
+use crate::model::JobId;
+use crate::service::{BulkService, Principal};
+
+const JOBS_PER_PAGE: u64 = 20;
+const MAX_JOBS_PER_PAGE: u64 = 100;
+const MAX_USERS_PER_PAGE: usize = 1000;
+
+pub async fn handle(
+    service: &BulkService,
+    base: &str,
+    route: Route,
+    request: &ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    let who = authenticate(service, request).await?;
+    match route {
+        Route::Template => {
+            let settings = service.settings(&who.tenant).await?;
+            Ok(json_response(StatusCode::OK, &views::template(&settings)))
+        }
+        Route::UserConfiguration => {
+            let query = Query::parse(request.query.as_deref()).user_query(MAX_USERS_PER_PAGE)?;
+            let users = service.users(&who, &query).await?;
+            let body: Vec<Value> = users.iter().map(views::user_configuration).collect();
+            Ok(json_response(StatusCode::OK, &body))
+        }
+        Route::Upload => {
+            let form = parse_upload_form(&request.headers, request.body.clone()).await?;
+            let file = form.file.ok_or_else(|| missing_file())?;
+            let job = service.upload(&who, file).await?;
+            Ok(job_answer(StatusCode::CREATED, &job, base))
+        }
+        Route::ReplaceUpload => {
+            let form = parse_upload_form(&request.headers, request.body.clone()).await?;
+            let id = match form.id.as_deref() {
+                None => return Err(ApiError::bad_request("id", "id is required to replace a job's file")),
+                Some(id) => job_id(id)?,
+            };
+            let file = form.file.ok_or_else(|| missing_file())?;
+            let job = service.replace_file(&who, id, file).await?;
+            Ok(job_answer(StatusCode::OK, &job, base))
+        }
+        Route::Proceed => {
+            let id = proceed_id(&request.body)?;
+            let job = service.proceed(&who, id).await?;
+            Ok(job_answer(StatusCode::ACCEPTED, &job, base))
+        }
+        Route::Job(id) => {
+            let job = service.job(&who, job_id(&id)?).await?;
+            Ok(json_response(StatusCode::OK, &JobView::new(&job, base)))
+        }
+        Route::Jobs => {
+            let page = Query::parse(request.query.as_deref()).page(JOBS_PER_PAGE, MAX_JOBS_PER_PAGE)?;
+            let (jobs, total) = service.jobs(&who, page).await?;
+            let body: Vec<JobView> = jobs.iter().map(|job| JobView::new(job, base)).collect();
+            let mut response = json_response(StatusCode::OK, &body);
+            let headers = response.headers_mut();
+            headers.insert("total", HeaderValue::from(total));
+            headers.insert("per-page", HeaderValue::from(page.per_page));
+            if page.offset() + (jobs.len() as u64) < total {
+                let next = format!(
+                    "<{base}/apps/api/v1/bulk/users/jobs?page={}&per_page={}>; rel=\"next\"",
+                    page.page + 1,
+                    page.per_page
+                );
+                if let Ok(value) = HeaderValue::from_str(&next) {
+                    headers.insert(http::header::LINK, value);
+                }
+            }
+            Ok(response)
+        }
+        Route::SchemeErrors(id) => {
+            let errors = service.scheme_errors(&who, job_id(&id)?).await?;
+            let body: Vec<Value> = errors.iter().map(views::scheme_error).collect();
+            Ok(json_response(StatusCode::OK, &body))
+        }
+        Route::UpdateErrors(id) => {
+            let errors = service.update_errors(&who, job_id(&id)?).await?;
+            let body: Vec<Value> = errors.iter().map(views::update_error).collect();
+            Ok(json_response(StatusCode::OK, &body))
+        }
+    }
+}
+
+async fn authenticate(service: &BulkService, request: &ApiRequest) -> Result<Principal, ApiError> {
+    let header = request
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .ok_or(ApiError::Unauthorized)?;
+    let (tenant, secret) = parse_basic(header).ok_or(ApiError::Unauthorized)?;
+    Ok(service.authenticate(&tenant, &secret).await?)
+}
+
+fn missing_file() -> ApiError {
+    ApiError::bad_request("file", "the form must carry the JSON file in a field named file")
+}
+
+fn job_id(text: &str) -> Result<JobId, ApiError> {
+    match text.trim().parse::<JobId>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(ApiError::bad_request("id", "id must be a positive integer (a job id)")),
+    }
+}
+
+/// The body of `proceed`: `{"id": N}` (a string of digits is accepted too).
+fn proceed_id(body: &[u8]) -> Result<JobId, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|_| ApiError::bad_request("body", "the body must be JSON like {\"id\": 123}"))?;
+    match value.get("id") {
+        Some(Value::Number(number)) => number
+            .as_u64()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| ApiError::bad_request("id", "id must be a positive integer (a job id)")),
+        Some(Value::String(text)) => job_id(text),
+        Some(_) => Err(ApiError::bad_request("id", "id must be a positive integer (a job id)")),
+        None if value.is_object() => Err(ApiError::bad_request("id", "id is required")),
+        None => Err(ApiError::bad_request("body", "the body must be a JSON object like {\"id\": 123}")),
+    }
+}
+
+/// `{id, status, link}` with the job's URL in the `Link` header.
+fn job_answer(status: StatusCode, job: &crate::model::Job, base: &str) -> ApiResponse {
+    let summary = views::job_summary(job, base);
+    let mut response = json_response(status, &summary);
+    if let Some(link) = summary.get("link").and_then(Value::as_str) {
+        if let Ok(value) = HeaderValue::from_str(&format!("<{link}>")) {
+            response.headers_mut().insert(http::header::LINK, value);
+        }
+    }
+    response
+}

@@ -1,0 +1,200 @@
+//! The local host's runtime: its settings, its seeded credential, and the in-process worker that
+//! drains the durable embedded queue (the local stand-in for SQS → processor Lambda).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::adapters::embedded::{LeasedWork, SqliteWorkQueue};
+use crate::model::TenantId;
+use crate::processing::ChunkOutcome;
+use crate::service::{BulkService, ServiceError};
+
+/// Settings of the local server, from the environment.
+#[derive(Debug, Clone)]
+pub struct LocalSettings {
+    pub host: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub tenant: TenantId,
+    pub secret: Option<String>,
+    pub key_id: String,
+    pub max_request_bytes: u64,
+    pub workers: usize,
+}
+
+impl LocalSettings {
+    pub fn from_env() -> Result<LocalSettings, String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let number = |name: &str, default: u64| -> Result<u64, String> {
+            match var(name) {
+                None => Ok(default),
+                Some(text) => text
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("{name} must be a number, got '{text}'")),
+            }
+        };
+        let tenant = TenantId::parse(&var("BULK_LOCAL_TENANT").unwrap_or_else(|| "local".to_owned()))
+            .map_err(|error| format!("BULK_LOCAL_TENANT: {error}"))?;
+        Ok(LocalSettings {
+            host: var("BULK_LOCAL_HOST").unwrap_or_else(|| "127.0.0.1".to_owned()),
+            port: u16::try_from(number("PORT", 3000)?).map_err(|_| "PORT must be a port number".to_owned())?,
+            data_dir: PathBuf::from(var("BULK_DATA_DIR").unwrap_or_else(|| "./.bulk-local".to_owned())),
+            key_id: var("BULK_LOCAL_KEY_ID").unwrap_or_else(|| tenant.to_string()),
+            secret: var("BULK_LOCAL_SECRET"),
+            tenant,
+            max_request_bytes: number("BULK_MAX_REQUEST_BYTES", 1024 * 1024 * 1024 + 1024 * 1024)?,
+            workers: number("BULK_LOCAL_WORKERS", 2)?.clamp(1, 64) as usize,
+        })
+    }
+}
+
+/// Seeds the local tenant's credential. With `BULK_LOCAL_SECRET` set, that secret is installed
+/// under `BULK_LOCAL_KEY_ID` (idempotently, on every start). Without it, a credential is created
+/// when the tenant has no live one, and its secret is returned so it can be printed once.
+pub async fn seed_credential(
+    service: &BulkService,
+    settings: &LocalSettings,
+) -> Result<Option<String>, ServiceError> {
+    if let Some(secret) = &settings.secret {
+        service
+            .install_credential(&settings.tenant, "local", &settings.key_id, secret)
+            .await?;
+        return Ok(None);
+    }
+    let credentials = service.ports().tenants.credentials(&settings.tenant).await?;
+    if credentials.iter().any(|credential| !credential.revoked) {
+        service.ensure_tenant(&settings.tenant).await?;
+        return Ok(None);
+    }
+    let issued = service
+        .create_credential(&settings.tenant, "local", Some(&settings.key_id))
+        .await?;
+    Ok(Some(issued.secret))
+}
+
+/// Drains the embedded queue with up to `concurrency` chunks in flight.
+#[derive(Clone)]
+pub struct LocalWorker {
+    service: BulkService,
+    queue: SqliteWorkQueue,
+    concurrency: usize,
+    /// After this many failed attempts the chunk's job is ended `failed`.
+    max_receives: u32,
+    lease_for: Duration,
+    poll_every: Duration,
+}
+
+impl LocalWorker {
+    pub fn new(service: BulkService, queue: SqliteWorkQueue, concurrency: usize) -> LocalWorker {
+        LocalWorker {
+            service,
+            queue,
+            concurrency: concurrency.max(1),
+            max_receives: 5,
+            lease_for: Duration::from_secs(300),
+            poll_every: Duration::from_millis(100),
+        }
+    }
+
+    /// Runs until `shutdown` turns true. Leases left by a process that died are released first,
+    /// so work in progress at a crash is resumed.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        if let Err(error) = self.queue.release_all_leases().await {
+            tracing::error!(%error, "could not release old leases");
+        }
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let mut running = JoinSet::new();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let free = slots.available_permits();
+            let leased = if free == 0 {
+                Vec::new()
+            } else {
+                match self.queue.lease(free, self.lease_for).await {
+                    Ok(leased) => leased,
+                    Err(error) => {
+                        tracing::error!(%error, "could not lease work");
+                        Vec::new()
+                    }
+                }
+            };
+            let idle = leased.is_empty();
+            for work in leased {
+                let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                let worker = self.clone();
+                running.spawn(async move {
+                    worker.handle(work).await;
+                    drop(permit);
+                });
+            }
+            while running.try_join_next().is_some() {}
+            if idle {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.poll_every) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+        while running.join_next().await.is_some() {}
+    }
+
+    /// Processes queued work until the queue is empty (for tests and one-shot runs).
+    pub async fn run_until_idle(&self) -> Result<(), crate::ports::StoreError> {
+        loop {
+            let leased = self.queue.lease(self.concurrency, self.lease_for).await?;
+            if leased.is_empty() {
+                if self.queue.pending().await? == 0 {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            let mut running = JoinSet::new();
+            for work in leased {
+                let worker = self.clone();
+                running.spawn(async move { worker.handle(work).await });
+            }
+            while running.join_next().await.is_some() {}
+        }
+    }
+
+    async fn handle(&self, work: LeasedWork) {
+        let item = &work.item;
+        let settled = match self.service.process(item).await {
+            Ok(outcome) => {
+                if let ChunkOutcome::Committed { completed_job: true, .. } = outcome {
+                    tracing::info!(job_id = item.job_id, "job completed");
+                }
+                true
+            }
+            Err(error) if work.receive_count >= self.max_receives => {
+                let reason = format!(
+                    "chunk {} failed {} times, last: {error}",
+                    item.chunk, work.receive_count
+                );
+                tracing::error!(job_id = item.job_id, %reason, "giving up on a chunk");
+                self.service.fail_job(item.job_id, &reason).await.is_ok()
+            }
+            Err(error) => {
+                tracing::warn!(job_id = item.job_id, chunk = item.chunk, %error, "chunk failed; retrying");
+                let delay = Duration::from_millis(200 * 2u64.pow(work.receive_count.min(8)));
+                if let Err(error) = self.queue.retry_later(work.receipt, delay).await {
+                    tracing::error!(%error, "could not reschedule work");
+                }
+                false
+            }
+        };
+        if settled {
+            if let Err(error) = self.queue.ack(work.receipt).await {
+                tracing::error!(%error, "could not acknowledge work");
+            }
+        }
+    }
+}

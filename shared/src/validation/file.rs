@@ -1,0 +1,229 @@
+//! Validation of a whole job file ("scheme" validation), streamed.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+use super::{validate_row, ValidationContext};
+use crate::jobfile::{ArrayReader, ScanError};
+use crate::model::{ChunkPlan, Limits, SchemeError, SchemeReport};
+use crate::ports::FileReader;
+
+/// How a file is validated.
+#[derive(Debug, Clone, Copy)]
+pub struct FileValidation {
+    pub limits: Limits,
+    pub rows_per_chunk: u64,
+    /// Errors beyond this many are counted but not recorded.
+    pub max_recorded_errors: usize,
+    /// A single user record longer than this is an error.
+    pub max_row_bytes: usize,
+}
+
+impl FileValidation {
+    pub const DEFAULT_MAX_RECORDED_ERRORS: usize = 10_000;
+    pub const DEFAULT_MAX_ROW_BYTES: usize = 64 * 1024;
+}
+
+struct Report {
+    errors: Vec<SchemeError>,
+    error_count: u64,
+    max_recorded: usize,
+}
+
+impl Report {
+    fn add(&mut self, error: SchemeError) {
+        self.error_count += 1;
+        if self.errors.len() < self.max_recorded {
+            self.errors.push(error);
+        }
+    }
+
+    fn file_error(&mut self, message: String) {
+        self.add(SchemeError {
+            message,
+            column: None,
+            row: None,
+            field: None,
+        });
+    }
+}
+
+/// Reads the whole file once, element by element, and reports every scheme error with its row
+/// and column, plus the chunk plan for processing. Only I/O failures of the file store are
+/// errors; everything wrong with the file's content is in the report.
+pub async fn validate_file(
+    reader: FileReader,
+    context: &ValidationContext,
+    options: FileValidation,
+) -> Result<SchemeReport, std::io::Error> {
+    let mut array = ArrayReader::from_start(reader, options.max_row_bytes);
+    let mut report = Report {
+        errors: Vec::new(),
+        error_count: 0,
+        max_recorded: options.max_recorded_errors,
+    };
+    let rows_per_chunk = options.rows_per_chunk.max(1);
+    let mut plan = ChunkPlan {
+        rows_per_chunk,
+        offsets: Vec::new(),
+    };
+    // Hash of each email key -> first row it was seen in; 16 bytes a row keeps memory small.
+    let mut seen_emails: HashMap<u64, u64> = HashMap::new();
+    let mut total_rows: u64 = 0;
+
+    loop {
+        let element = match array.next_element().await {
+            Ok(Some(element)) => element,
+            Ok(None) => break,
+            Err(ScanError::Io(error)) => return Err(error),
+            Err(error) => {
+                report.file_error(error.to_string());
+                break;
+            }
+        };
+        total_rows += 1;
+        if total_rows > options.limits.max_rows {
+            report.file_error(format!(
+                "the file has more than {} users; the limit max_rows is {}",
+                options.limits.max_rows, options.limits.max_rows
+            ));
+            break;
+        }
+        if element.index % rows_per_chunk == 0 {
+            plan.offsets.push(element.offset);
+        }
+        let row = element.index + 1;
+        let Some(bytes) = element.bytes else {
+            report.add(SchemeError {
+                message: format!(
+                    "the user is {} bytes long; the limit is {} bytes",
+                    element.len, options.max_row_bytes
+                ),
+                column: None,
+                row: Some(row),
+                field: None,
+            });
+            continue;
+        };
+        match validate_row(&bytes, context) {
+            Ok(user) => {
+                if let Some(first_row) = seen_emails.insert(hash_of(&user.email_key), row) {
+                    seen_emails.insert(hash_of(&user.email_key), first_row);
+                    report.add(SchemeError {
+                        message: format!(
+                            "email '{}' appears more than once in the file (first in row {first_row})",
+                            user.email
+                        ),
+                        column: Some(1),
+                        row: Some(row),
+                        field: Some("email".to_owned()),
+                    });
+                }
+            }
+            Err(errors) => {
+                for error in errors {
+                    report.add(SchemeError {
+                        message: error.message,
+                        column: error.column,
+                        row: Some(row),
+                        field: error.field,
+                    });
+                }
+            }
+        }
+    }
+    if total_rows == 0 && report.error_count == 0 {
+        report.file_error("the file contains no users".to_owned());
+    }
+    if report.error_count > report.errors.len() as u64 {
+        let unrecorded = report.error_count - report.errors.len() as u64;
+        report.errors.push(SchemeError {
+            message: format!("{unrecorded} more errors were found and not recorded"),
+            column: None,
+            row: None,
+            field: None,
+        });
+    }
+    Ok(SchemeReport {
+        total_rows,
+        errors: report.errors,
+        error_count: report.error_count,
+        chunk_plan: plan,
+    })
+}
+
+fn hash_of(key: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{JobStatus, TenantId, TenantSettings};
+
+    async fn validate(text: &'static str, rows_per_chunk: u64) -> SchemeReport {
+        let context =
+            ValidationContext::new(&TenantSettings::with_defaults(TenantId::parse("acme").unwrap()));
+        let options = FileValidation {
+            limits: Limits::default(),
+            rows_per_chunk,
+            max_recorded_errors: 100,
+            max_row_bytes: 1024,
+        };
+        validate_file(Box::new(text.as_bytes()), &context, options).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_valid_file_gets_a_chunk_plan() {
+        let report = validate(
+            r#"[{"email":"a@x.io","first_name":"A","last_name":"B"},
+                {"email":"b@x.io","first_name":"A","last_name":"B"},
+                {"email":"c@x.io","first_name":"A","last_name":"B"}]"#,
+            2,
+        )
+        .await;
+        assert_eq!(report.status(), JobStatus::ValidScheme);
+        assert_eq!(report.total_rows, 3);
+        assert_eq!(report.chunk_plan.offsets.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn every_error_is_reported_with_row_and_column() {
+        let report = validate(
+            r#"[{"email":"a@x.io","first_name":"A","last_name":"B"},
+                {"email":"A@X.io","first_name":"","last_name":"B"},
+                7]"#,
+            10,
+        )
+        .await;
+        let found: Vec<(Option<u64>, Option<u32>)> =
+            report.errors.iter().map(|e| (e.row, e.column)).collect();
+        assert_eq!(found, vec![(Some(2), Some(4)), (Some(3), None)]);
+        assert_eq!(report.status(), JobStatus::InvalidScheme);
+    }
+
+    #[tokio::test]
+    async fn duplicate_emails_name_the_first_row() {
+        let report = validate(
+            r#"[{"email":"a@x.io","first_name":"A","last_name":"B"},
+                {"email":"A@x.io","first_name":"A","last_name":"B"}]"#,
+            10,
+        )
+        .await;
+        assert_eq!(report.errors.len(), 1);
+        assert!(report.errors[0].message.contains("first in row 1"));
+        assert_eq!((report.errors[0].row, report.errors[0].column), (Some(2), Some(1)));
+    }
+
+    #[tokio::test]
+    async fn file_level_problems_have_no_row() {
+        for text in ["", "{}", "[", "[]", "not json"] {
+            let report = validate(text, 10).await;
+            assert_eq!(report.status(), JobStatus::InvalidScheme, "{text}");
+            assert_eq!(report.errors[0].row, None, "{text}");
+        }
+    }
+}
