@@ -95,7 +95,7 @@ impl<R: AsyncBufRead + Unpin> ArrayReader<R> {
                         }
                         Some(other) => {
                             return Err(ScanError::NotAnArray {
-                                found: describe_start(other).to_owned(),
+                                found: describe_start(other),
                             })
                         }
                     }
@@ -224,14 +224,13 @@ fn is_whitespace(byte: u8) -> bool {
     matches!(byte, b' ' | b'\t' | b'\n' | b'\r')
 }
 
-fn describe_start(byte: u8) -> &'static str {
+fn describe_start(byte: u8) -> String {
     match byte {
-        b'{' => "an object",
-        b'"' => "a string",
-        b't' | b'f' => "a boolean",
-        b'n' => "null",
-        b'-' | b'0'..=b'9' => "a number",
-        _ => "something that is not JSON",
+        b'{' => "an object".to_owned(),
+        b'"' => "a string".to_owned(),
+        b'-' | b'0'..=b'9' => "a number".to_owned(),
+        b if b.is_ascii_graphic() => format!("'{}', which is not valid JSON here", b as char),
+        _ => "a byte that is not valid JSON here".to_owned(),
     }
 }
 

@@ -23,6 +23,7 @@ pub struct LocalSettings {
     pub secret: Option<String>,
     pub key_id: String,
     pub max_request_bytes: u64,
+    /// Chunks processed at once by the in-process worker; 0 runs no worker (jobs wait queued).
     pub workers: usize,
 }
 
@@ -48,7 +49,7 @@ impl LocalSettings {
             secret: var("BULK_LOCAL_SECRET"),
             tenant,
             max_request_bytes: number("BULK_MAX_REQUEST_BYTES", 1024 * 1024 * 1024 + 1024 * 1024)?,
-            workers: number("BULK_LOCAL_WORKERS", 2)?.clamp(1, 64) as usize,
+            workers: number("BULK_LOCAL_WORKERS", 2)?.min(64) as usize,
         })
     }
 }

@@ -300,6 +300,28 @@ impl BulkService {
         Ok(settings)
     }
 
+    /// Changes a tenant's settings (creating the tenant when needed) and stores them.
+    pub async fn update_settings(&self, tenant: &TenantId, change: SettingsChange) -> ServiceResult<TenantSettings> {
+        let mut settings = self.ensure_tenant(tenant).await?;
+        change.apply(&mut settings)?;
+        self.ports.tenants.put_settings(&settings).await?;
+        Ok(settings)
+    }
+
+    /// The tenant's credentials (their secrets are not stored, so none are shown).
+    pub async fn credentials(&self, tenant: &TenantId) -> ServiceResult<Vec<crate::model::Credential>> {
+        Ok(self.ports.tenants.credentials(tenant).await?)
+    }
+
+    /// Revokes a credential; it stops working at once.
+    pub async fn revoke_credential(&self, tenant: &TenantId, key_id: &str) -> ServiceResult<()> {
+        if self.ports.tenants.revoke_credential(tenant, key_id).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound(format!("tenant {tenant} has no credential {key_id}")))
+        }
+    }
+
     /// Issues a new credential (random secret) for the tenant, creating the tenant if needed.
     pub async fn create_credential(
         &self,
@@ -326,6 +348,66 @@ impl BulkService {
         self.ports.tenants.put_credential(&issued.credential).await?;
         Ok(())
     }
+}
+
+/// A change to a tenant's settings; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsChange {
+    pub roles: Option<Vec<String>>,
+    pub teams: Option<Vec<String>>,
+    pub locations: Option<Vec<String>>,
+    pub max_chat_limit: Option<u32>,
+    pub max_file_bytes: Option<u64>,
+    pub max_rows: Option<u64>,
+}
+
+impl SettingsChange {
+    fn apply(self, settings: &mut TenantSettings) -> ServiceResult<()> {
+        for (field, names, target) in [
+            ("roles", self.roles, &mut settings.roles),
+            ("teams", self.teams, &mut settings.teams),
+            ("locations", self.locations, &mut settings.locations),
+        ] {
+            if let Some(names) = names {
+                *target = clean_names(field, names)?;
+            }
+        }
+        if let Some(limit) = self.max_chat_limit {
+            if limit == 0 {
+                return Err(ServiceError::invalid("max_chat_limit", "max_chat_limit must be at least 1"));
+            }
+            settings.max_chat_limit = limit;
+        }
+        if let Some(bytes) = self.max_file_bytes {
+            if bytes == 0 {
+                return Err(ServiceError::invalid("max_file_bytes", "max_file_bytes must be at least 1"));
+            }
+            settings.limits.max_file_bytes = bytes;
+        }
+        if let Some(rows) = self.max_rows {
+            if rows == 0 {
+                return Err(ServiceError::invalid("max_rows", "max_rows must be at least 1"));
+            }
+            settings.limits.max_rows = rows;
+        }
+        Ok(())
+    }
+}
+
+/// Trimmed, non-empty names, unique case-insensitively.
+fn clean_names(field: &str, names: Vec<String>) -> ServiceResult<Vec<String>> {
+    let mut cleaned: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        let name = name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(ServiceError::invalid(field, format!("{field} names must be 1-100 characters")));
+        }
+        if cleaned.iter().any(|existing| existing.eq_ignore_ascii_case(&name)) {
+            return Err(ServiceError::invalid(field, format!("{field} lists '{name}' twice")));
+        }
+        cleaned.push(name);
+    }
+    Ok(cleaned)
 }
 
 fn job_not_found(id: JobId) -> ServiceError {

@@ -1,1 +1,407 @@
+//! Test support: the same application on either store, driven through the route table, plus
+//! helpers to build requests and read answers.
 
+pub mod moto;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use bulk_users::adapters::{aws::AwsAdapters, embedded};
+use bulk_users::api::{Api, ApiRequest, ApiResponse};
+use bulk_users::local::LocalWorker;
+use bulk_users::model::TenantId;
+use bulk_users::service::{BulkService, ServiceConfig, SettingsChange};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use serde_json::Value;
+
+pub const PREFIX: &str = "/apps/api/v1/bulk/users";
+
+/// Which store implementation a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Aws,
+}
+
+enum Drain {
+    Embedded {
+        worker: LocalWorker,
+        _dir: tempfile::TempDir,
+    },
+    Aws(AwsAdapters),
+}
+
+/// The application on one backend, with two tenants (`acme`, `globex`) and their credentials.
+pub struct TestApp {
+    pub backend: Backend,
+    pub api: Api,
+    pub service: BulkService,
+    drain: Drain,
+    pub acme: Credentials,
+    pub globex: Credentials,
+}
+
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub tenant: String,
+    pub secret: String,
+}
+
+impl Credentials {
+    pub fn basic(&self) -> String {
+        basic(&self.tenant, &self.secret)
+    }
+}
+
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl TestApp {
+    pub async fn new(backend: Backend) -> TestApp {
+        TestApp::with_config(backend, ServiceConfig::default()).await
+    }
+
+    pub async fn with_config(backend: Backend, config: ServiceConfig) -> TestApp {
+        let (ports, drain) = match backend {
+            Backend::Embedded => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let adapters = embedded::open(dir.path()).await.expect("embedded store");
+                let service = BulkService::new(adapters.ports.clone(), config);
+                let worker = LocalWorker::new(service, adapters.queue.clone(), 3);
+                (adapters.ports, Drain::Embedded { worker, _dir: dir })
+            }
+            Backend::Aws => {
+                let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+                let adapters = moto::fresh_aws(&format!("t{n}")).await;
+                (adapters.ports.clone(), Drain::Aws(adapters))
+            }
+        };
+        let service = BulkService::new(ports, config);
+        let acme = issue(&service, "acme").await;
+        let globex = issue(&service, "globex").await;
+        TestApp {
+            backend,
+            api: Api::new(service.clone()),
+            service,
+            drain,
+            acme,
+            globex,
+        }
+    }
+
+    /// Runs the processor until no work is queued: the local worker on the embedded store, the
+    /// SQS processor function's batch handler on messages received from the queue on AWS.
+    pub async fn drain(&self) {
+        match &self.drain {
+            Drain::Embedded { worker, .. } => worker.run_until_idle().await.expect("worker"),
+            Drain::Aws(adapters) => drain_sqs(&self.service, adapters, 2).await,
+        }
+    }
+
+    pub async fn set_settings(&self, tenant: &str, change: SettingsChange) {
+        self.service
+            .update_settings(&TenantId::parse(tenant).unwrap(), change)
+            .await
+            .expect("settings");
+    }
+
+    /// Sends a request through the route table as `acme`.
+    pub async fn call(&self, method: Method, path: &str, body: Body) -> Answer {
+        self.call_as(&self.acme.basic(), method, path, body).await
+    }
+
+    pub async fn call_as(&self, authorization: &str, method: Method, path: &str, body: Body) -> Answer {
+        let mut headers = HeaderMap::new();
+        if !authorization.is_empty() {
+            headers.insert(http::header::AUTHORIZATION, HeaderValue::from_str(authorization).unwrap());
+        }
+        headers.insert(http::header::HOST, HeaderValue::from_static("bulk.test"));
+        let (content_type, bytes) = body.encode();
+        if let Some(content_type) = content_type {
+            headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_str(&content_type).unwrap());
+        }
+        let (path, query) = match path.split_once('?') {
+            Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
+            None => (path.to_owned(), None),
+        };
+        Answer::from(
+            self.api
+                .handle(ApiRequest {
+                    method,
+                    path,
+                    query,
+                    headers,
+                    body: bytes,
+                })
+                .await,
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(Method::GET, &format!("{PREFIX}/{path}"), Body::Empty).await
+    }
+
+    /// `POST upload` of a JSON file as acme.
+    pub async fn upload(&self, file: &str) -> Answer {
+        self.call(Method::POST, &format!("{PREFIX}/upload"), Body::upload(file)).await
+    }
+
+    pub async fn proceed(&self, id: u64) -> Answer {
+        self.call(
+            Method::POST,
+            &format!("{PREFIX}/proceed"),
+            Body::Json(serde_json::json!({ "id": id })),
+        )
+        .await
+    }
+
+    /// Upload + proceed + drain; returns the finished job record.
+    pub async fn run_job(&self, file: &str) -> Value {
+        let upload = self.upload(file).await;
+        assert_eq!(upload.status, StatusCode::CREATED, "{}", upload.body);
+        assert_eq!(upload.body["status"], "valid_scheme", "{}", upload.body);
+        let id = upload.id();
+        let proceed = self.proceed(id).await;
+        assert_eq!(proceed.status, StatusCode::ACCEPTED, "{}", proceed.body);
+        self.drain().await;
+        self.get(&format!("jobs/{id}")).await.body
+    }
+}
+
+async fn issue(service: &BulkService, tenant: &str) -> Credentials {
+    let issued = service
+        .create_credential(&TenantId::parse(tenant).unwrap(), &format!("{tenant}-sync"), None)
+        .await
+        .expect("credential");
+    Credentials {
+        tenant: tenant.to_owned(),
+        secret: issued.secret,
+    }
+}
+
+/// Receives from the queue and hands batches to the processor function's handler, with
+/// `consumers` concurrent consumers (several Lambda instances), until the queue is empty.
+pub async fn drain_sqs(service: &BulkService, adapters: &AwsAdapters, consumers: usize) {
+    let mut tasks = Vec::new();
+    for _ in 0..consumers {
+        let service = service.clone();
+        let sqs = adapters.sqs.clone();
+        let queue_url = adapters.settings.queue_url.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut idle_rounds = 0;
+            while idle_rounds < 2 {
+                let received = sqs
+                    .receive_message()
+                    .queue_url(&queue_url)
+                    .max_number_of_messages(10)
+                    .visibility_timeout(30)
+                    .send()
+                    .await
+                    .expect("receive");
+                let messages = received.messages.unwrap_or_default();
+                if messages.is_empty() {
+                    idle_rounds += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                idle_rounds = 0;
+                let mut event = SqsEvent::default();
+                for message in &messages {
+                    let mut record = SqsMessage::default();
+                    record.message_id = message.message_id.clone();
+                    record.receipt_handle = message.receipt_handle.clone();
+                    record.body = message.body.clone();
+                    event.records.push(record);
+                }
+                let response = bulk_users::lambda::process_sqs_batch(&service, event).await;
+                let failed: Vec<String> = response
+                    .batch_item_failures
+                    .iter()
+                    .map(|f| f.item_identifier.clone())
+                    .collect();
+                for message in messages {
+                    if failed.contains(&message.message_id.clone().unwrap_or_default()) {
+                        continue;
+                    }
+                    sqs.delete_message()
+                        .queue_url(&queue_url)
+                        .receipt_handle(message.receipt_handle.unwrap_or_default())
+                        .send()
+                        .await
+                        .expect("delete");
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("consumer");
+    }
+}
+
+/// A request body.
+pub enum Body {
+    Empty,
+    Json(Value),
+    Raw { content_type: Option<String>, bytes: Vec<u8> },
+    Multipart(Vec<Part>),
+}
+
+pub struct Part {
+    pub name: String,
+    pub filename: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
+pub const BOUNDARY: &str = "----bulk-test-boundary";
+
+impl Body {
+    /// A multipart upload form with `file` (named users.json).
+    pub fn upload(file: &str) -> Body {
+        Body::upload_bytes(file.as_bytes().to_vec())
+    }
+
+    pub fn upload_bytes(bytes: Vec<u8>) -> Body {
+        Body::Multipart(vec![Part::file(bytes)])
+    }
+
+    fn encode(self) -> (Option<String>, Bytes) {
+        match self {
+            Body::Empty => (None, Bytes::new()),
+            Body::Json(value) => (
+                Some("application/json".to_owned()),
+                Bytes::from(serde_json::to_vec(&value).unwrap()),
+            ),
+            Body::Raw { content_type, bytes } => (content_type, Bytes::from(bytes)),
+            Body::Multipart(parts) => (
+                Some(format!("multipart/form-data; boundary={BOUNDARY}")),
+                Bytes::from(multipart(&parts)),
+            ),
+        }
+    }
+}
+
+impl Part {
+    pub fn file(bytes: Vec<u8>) -> Part {
+        Part {
+            name: "file".to_owned(),
+            filename: Some("users.json".to_owned()),
+            bytes,
+        }
+    }
+
+    pub fn text(name: &str, value: &str) -> Part {
+        Part {
+            name: name.to_owned(),
+            filename: None,
+            bytes: value.as_bytes().to_vec(),
+        }
+    }
+}
+
+pub fn multipart(parts: &[Part]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        match &part.filename {
+            Some(filename) => out.extend_from_slice(
+                format!(
+                    "Content-Disposition: form-data; name=\"{}\"; filename=\"{filename}\"\r\nContent-Type: application/json\r\n\r\n",
+                    part.name
+                )
+                .as_bytes(),
+            ),
+            None => out.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{}\"\r\n\r\n", part.name).as_bytes(),
+            ),
+        }
+        out.extend_from_slice(&part.bytes);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    out
+}
+
+/// A response, its body parsed as JSON.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl From<ApiResponse> for Answer {
+    fn from(response: ApiResponse) -> Answer {
+        let (parts, bytes) = response.into_parts();
+        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!("response body is not JSON: {}", String::from_utf8_lossy(&bytes))
+        });
+        assert!(
+            parts.headers.get(http::header::CONTENT_TYPE).is_some(),
+            "every response has a content type"
+        );
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+}
+
+impl Answer {
+    pub fn id(&self) -> u64 {
+        self.body["id"].as_u64().unwrap_or_else(|| panic!("no id in {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a client error whose body names `field`.
+    pub fn assert_client_error(&self, status: StatusCode, field: &str) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert_eq!(self.body["field"], field, "{}", self.body);
+        assert!(self.body["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", self.body);
+    }
+}
+
+/// A JSON user file of `count` users `user{i}@example.com`.
+pub fn users_file(count: usize, extra: &str) -> String {
+    let users: Vec<String> = (0..count)
+        .map(|i| {
+            format!(r#"{{"email":"user{i}@example.com","first_name":"First{i}","last_name":"Last{i}"{extra}}}"#)
+        })
+        .collect();
+    format!("[{}]", users.join(",\n"))
+}
+
+/// Generates a `#[tokio::test]` per backend for a scenario `async fn(TestApp)`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($scenario:ident),* $(,)?) => {
+        mod embedded_store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario($crate::TestApp::new($crate::Backend::Embedded).await).await;
+                }
+            )*
+        }
+        mod aws_store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario($crate::TestApp::new($crate::Backend::Aws).await).await;
+                }
+            )*
+        }
+    };
+}

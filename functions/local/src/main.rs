@@ -39,8 +39,10 @@ async fn main() -> Result<(), Error> {
     }
 
     let (stop, stopped) = watch::channel(false);
-    let worker = LocalWorker::new(service.clone(), adapters.queue.clone(), settings.workers);
-    let worker = tokio::spawn(worker.run(stopped.clone()));
+    let worker = (settings.workers > 0).then(|| {
+        let worker = LocalWorker::new(service.clone(), adapters.queue.clone(), settings.workers);
+        tokio::spawn(worker.run(stopped.clone()))
+    });
 
     let address: SocketAddr = format!("{}:{}", settings.host, settings.port).parse()?;
     let listener = TcpListener::bind(address).await?;
@@ -80,7 +82,9 @@ async fn main() -> Result<(), Error> {
         });
     }
     let _ = stop.send(true);
-    let _ = worker.await;
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
     Ok(())
 }
 
@@ -112,6 +116,14 @@ fn to_hyper(response: ApiResponse) -> hyper::Response<Full<Bytes>> {
     hyper::Response::from_parts(parts, Full::new(body))
 }
 
+/// Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
 }

@@ -35,7 +35,7 @@ pub async fn handle(
         }
         Route::Upload => {
             let form = parse_upload_form(&request.headers, request.body.clone()).await?;
-            let file = form.file.ok_or_else(|| missing_file())?;
+            let file = form.file.ok_or_else(missing_file)?;
             let job = service.upload(&who, file).await?;
             Ok(job_answer(StatusCode::CREATED, &job, base))
         }
@@ -45,7 +45,7 @@ pub async fn handle(
                 None => return Err(ApiError::bad_request("id", "id is required to replace a job's file")),
                 Some(id) => job_id(id)?,
             };
-            let file = form.file.ok_or_else(|| missing_file())?;
+            let file = form.file.ok_or_else(missing_file)?;
             let job = service.replace_file(&who, id, file).await?;
             Ok(job_answer(StatusCode::OK, &job, base))
         }

@@ -43,7 +43,9 @@ pub fn email_key(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
-/// A change to the user table, applied by the processor.
+/// A change to the user table, applied by the processor. Short-lived, a batch at a time, so
+/// the size difference of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserWrite {
     /// Create or overwrite the user stored under `user.email_key()`.

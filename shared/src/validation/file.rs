@@ -4,7 +4,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
-use super::{validate_row, ValidationContext};
+use super::{check_row, ValidationContext};
 use crate::jobfile::{ArrayReader, ScanError};
 use crate::model::{ChunkPlan, Limits, SchemeError, SchemeReport};
 use crate::ports::FileReader;
@@ -106,30 +106,28 @@ pub async fn validate_file(
             });
             continue;
         };
-        match validate_row(&bytes, context) {
-            Ok(user) => {
-                if let Some(first_row) = seen_emails.insert(hash_of(&user.email_key), row) {
-                    seen_emails.insert(hash_of(&user.email_key), first_row);
-                    report.add(SchemeError {
-                        message: format!(
-                            "email '{}' appears more than once in the file (first in row {first_row})",
-                            user.email
-                        ),
-                        column: Some(1),
-                        row: Some(row),
-                        field: Some("email".to_owned()),
-                    });
-                }
+        let (email_key, checked) = check_row(&bytes, context);
+        if let Err(errors) = checked {
+            for error in errors {
+                report.add(SchemeError {
+                    message: error.message,
+                    column: error.column,
+                    row: Some(row),
+                    field: error.field,
+                });
             }
-            Err(errors) => {
-                for error in errors {
-                    report.add(SchemeError {
-                        message: error.message,
-                        column: error.column,
-                        row: Some(row),
-                        field: error.field,
-                    });
-                }
+        }
+        if let Some(key) = email_key {
+            let first_row = *seen_emails.entry(hash_of(&key)).or_insert(row);
+            if first_row != row {
+                report.add(SchemeError {
+                    message: format!(
+                        "email '{key}' appears more than once in the file (first in row {first_row})"
+                    ),
+                    column: Some(1),
+                    row: Some(row),
+                    field: Some("email".to_owned()),
+                });
             }
         }
     }

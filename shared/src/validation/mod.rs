@@ -5,7 +5,7 @@ mod file;
 mod row;
 
 pub use file::{validate_file, FileValidation};
-pub use row::{validate_row, Patch, RowError, UserRow, UserStatus, ValidationContext};
+pub use row::{check_row, validate_row, Patch, RowError, UserRow, UserStatus, ValidationContext};
 
 /// The fields of a CCAI user record in the template's layout; a field's column is its 1-based
 /// position in this list.

@@ -396,6 +396,12 @@ fn clip(text: &str) -> Cow<'_, str> {
 /// Validates one user record (the bytes of one array element) against the tenant's settings.
 /// Returns every problem of the record, not just the first.
 pub fn validate_row(bytes: &[u8], context: &ValidationContext) -> Result<UserRow, Vec<RowError>> {
+    check_row(bytes, context).1
+}
+
+/// Like [`validate_row`], also giving the record's email key whenever its email is valid, even
+/// if other fields are not (so duplicates are found among invalid records too).
+pub fn check_row(bytes: &[u8], context: &ValidationContext) -> (Option<String>, Result<UserRow, Vec<RowError>>) {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
     if first != Some(b'{') {
         let found = match first {
@@ -405,12 +411,12 @@ pub fn validate_row(bytes: &[u8], context: &ValidationContext) -> Result<UserRow
             Some(b't' | b'f') => "a boolean",
             _ => "a number",
         };
-        return Err(vec![RowError::record(format!("each user must be a JSON object, not {found}"))]);
+        return (None, Err(vec![RowError::record(format!("each user must be a JSON object, not {found}"))]));
     }
     let record: RawRecord = match serde_json::from_slice(bytes) {
         Ok(record) => record,
         Err(error) => {
-            return Err(vec![RowError::record(format!("the user is not valid JSON: {error}"))]);
+            return (None, Err(vec![RowError::record(format!("the user is not valid JSON: {error}"))]));
         }
     };
 
@@ -460,7 +466,8 @@ pub fn validate_row(bytes: &[u8], context: &ValidationContext) -> Result<UserRow
     let roles = checker.memberships("roles", roles);
     let teams = checker.memberships("teams", teams);
 
-    match (email, first_name, last_name) {
+    let key = email.as_deref().map(email_key);
+    let result = match (email, first_name, last_name) {
         (Some(email), Some(first_name), Some(last_name)) if checker.errors.is_empty() => Ok(UserRow {
             email_key: email_key(&email),
             email,
@@ -476,7 +483,8 @@ pub fn validate_row(bytes: &[u8], context: &ValidationContext) -> Result<UserRow
             teams,
         }),
         _ => Err(checker.errors),
-    }
+    };
+    (key, result)
 }
 
 #[cfg(test)]

@@ -117,7 +117,10 @@ impl AwsAdapters {
 
 /// Loads the SDK configuration: the region and endpoint of `settings`, explicit timeouts and
 /// the standard retry mode. Credentials come from the default chain unless given.
-pub async fn load_sdk_config(settings: &AwsSettings, credentials: Option<Credentials>) -> SdkConfig {
+pub async fn load_sdk_config(
+    settings: &AwsSettings,
+    credentials: Option<Credentials>,
+) -> SdkConfig {
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(3))
         .operation_attempt_timeout(Duration::from_secs(30))

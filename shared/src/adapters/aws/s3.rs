@@ -54,10 +54,9 @@ impl FileStore for S3FileStore {
         match request.send().await {
             Ok(object) => Ok(Box::new(object.body.into_async_read())),
             Err(error) => match error.as_service_error() {
-                Some(GetObjectError::NoSuchKey(_)) => Err(StoreError::NotFound(format!(
-                    "s3://{}/{key}",
-                    self.bucket
-                ))),
+                Some(GetObjectError::NoSuchKey(_)) => {
+                    Err(StoreError::NotFound(format!("s3://{}/{key}", self.bucket)))
+                }
                 // Opening at (or past) the end of the file: nothing left to read.
                 Some(service) if offset > 0 && service.code() == Some("InvalidRange") => {
                     Ok(Box::new(tokio::io::empty()))

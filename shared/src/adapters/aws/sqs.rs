@@ -80,7 +80,9 @@ impl SqsWorkQueue {
             if attempt > MAX_RETRIES {
                 let reason = failed
                     .first()
-                    .map(|entry| format!("{} {}", entry.code(), entry.message().unwrap_or_default()))
+                    .map(|entry| {
+                        format!("{} {}", entry.code(), entry.message().unwrap_or_default())
+                    })
                     .unwrap_or_else(|| "no answer for them".to_owned());
                 return Err(StoreError::unavailable(
                     STORE,

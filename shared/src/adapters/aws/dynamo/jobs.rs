@@ -13,8 +13,8 @@ use super::{
     unavailable, DynamoStore, Item, Write, GSI1, MAX_RETRIES, STORE,
 };
 use crate::model::{
-    ChunkCommit, ChunkPlan, ChunkResult, Job, JobId, JobStatus, NewFile, NewJob,
-    ProceedOutcome, SchemeError, SchemeReport, TenantId, Timestamp, UpdateError,
+    ChunkCommit, ChunkPlan, ChunkResult, Job, JobId, JobStatus, NewFile, NewJob, ProceedOutcome,
+    SchemeError, SchemeReport, TenantId, Timestamp, UpdateError,
 };
 use crate::ports::{JobStore, PageRequest, StoreError, StoreResult};
 
@@ -69,10 +69,7 @@ impl DynamoStore {
 
     /// The job if it belongs to `tenant`.
     async fn read_tenant_job(&self, tenant: &TenantId, id: JobId) -> StoreResult<Option<Job>> {
-        Ok(self
-            .read_job(id)
-            .await?
-            .filter(|job| &job.tenant == tenant))
+        Ok(self.read_job(id).await?.filter(|job| &job.tenant == tenant))
     }
 
     /// A conditional UpdateItem of a job returning the new job; `None` when the condition
@@ -276,7 +273,11 @@ impl JobStore for DynamoStore {
         self.read_tenant_job(tenant, id).await
     }
 
-    async fn list_jobs(&self, tenant: &TenantId, page: PageRequest) -> StoreResult<(Vec<Job>, u64)> {
+    async fn list_jobs(
+        &self,
+        tenant: &TenantId,
+        page: PageRequest,
+    ) -> StoreResult<(Vec<Job>, u64)> {
         let partition = format!("JOBS#{tenant}");
         let query = || {
             self.client
@@ -289,7 +290,12 @@ impl JobStore for DynamoStore {
         };
         let total = self.query_count(query).await?;
         let items = self
-            .query_page(query, "pk, sk, gsi1pk, gsi1sk", page.offset(), page.per_page)
+            .query_page(
+                query,
+                "pk, sk, gsi1pk, gsi1sk",
+                page.offset(),
+                page.per_page,
+            )
             .await?;
         let jobs = items
             .into_iter()

@@ -205,10 +205,7 @@ impl DynamoStore {
                 unique.push(key);
             }
         }
-        let batches: Vec<Vec<Item>> = unique
-            .chunks(BATCH_GET_MAX)
-            .map(<[Item]>::to_vec)
-            .collect();
+        let batches: Vec<Vec<Item>> = unique.chunks(BATCH_GET_MAX).map(<[Item]>::to_vec).collect();
         let results: Vec<Vec<Item>> = stream::iter(batches)
             .map(|batch| self.batch_get_one(batch))
             .buffer_unordered(BATCH_CONCURRENCY)
@@ -297,7 +294,10 @@ impl DynamoStore {
                 .send()
                 .await
                 .map_err(unavailable)?;
-            match out.unprocessed_items.and_then(|mut u| u.remove(&self.table)) {
+            match out
+                .unprocessed_items
+                .and_then(|mut u| u.remove(&self.table))
+            {
                 Some(rest) if !rest.is_empty() => {
                     attempt += 1;
                     if attempt > MAX_RETRIES {
@@ -443,7 +443,9 @@ pub(crate) fn to_attribute<T: Serialize>(value: &T) -> StoreResult<AttributeValu
 
 /// A string attribute of an item.
 pub(crate) fn text_of<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|value| value.as_s().ok()).map(String::as_str)
+    item.get(name)
+        .and_then(|value| value.as_s().ok())
+        .map(String::as_str)
 }
 
 #[cfg(test)]

@@ -80,7 +80,10 @@ impl TenantStore for DynamoStore {
             .update_expression("SET #revoked = :true")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#revoked", "revoked")
-            .expression_attribute_values(":true", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
+            .expression_attribute_values(
+                ":true",
+                aws_sdk_dynamodb::types::AttributeValue::Bool(true),
+            )
             .send()
             .await;
         match outcome {

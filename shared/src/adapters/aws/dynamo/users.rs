@@ -5,9 +5,7 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
-use super::{
-    from_item, key, padded, s, to_item, DynamoStore, Item, Write, GSI1, GSI2,
-};
+use super::{from_item, key, padded, s, to_item, DynamoStore, Item, Write, GSI1, GSI2};
 use crate::model::{email_key, TenantId, User, UserId, UserSelector, UserWrite};
 use crate::ports::{PageRequest, StoreResult, UserStore};
 
@@ -33,7 +31,10 @@ fn user_item(tenant: &TenantId, user: &User) -> StoreResult<Item> {
     item.insert("gsi1pk".to_owned(), s(users_partition(tenant)));
     item.insert("gsi1sk".to_owned(), s(padded(user.id)));
     if let Some(agent_number) = &user.agent_number {
-        item.insert("gsi2pk".to_owned(), s(agent_partition(tenant, agent_number)));
+        item.insert(
+            "gsi2pk".to_owned(),
+            s(agent_partition(tenant, agent_number)),
+        );
         item.insert("gsi2sk".to_owned(), s(padded(user.id)));
     }
     Ok(item)
@@ -157,19 +158,21 @@ impl UserStore for DynamoStore {
             }
             UserSelector::Ids(ids) => {
                 let ids: HashSet<UserId> = ids.iter().copied().collect();
+                let partition = users_partition(tenant);
                 let found: Vec<Vec<User>> = stream::iter(ids)
-                    .map(|id| self.query_user_index(GSI1, users_partition(tenant), Some(id)))
+                    .map(|id| self.query_user_index(GSI1, partition.clone(), Some(id)))
                     .buffer_unordered(QUERY_CONCURRENCY)
                     .try_collect()
                     .await?;
                 found.into_iter().flatten().collect()
             }
             UserSelector::AgentNumbers(numbers) => {
-                let numbers: HashSet<&String> = numbers.iter().collect();
-                let found: Vec<Vec<User>> = stream::iter(numbers)
-                    .map(|number| {
-                        self.query_user_index(GSI2, agent_partition(tenant, number), None)
-                    })
+                let partitions: HashSet<String> = numbers
+                    .iter()
+                    .map(|number| agent_partition(tenant, number))
+                    .collect();
+                let found: Vec<Vec<User>> = stream::iter(partitions)
+                    .map(|partition| self.query_user_index(GSI2, partition, None))
                     .buffer_unordered(QUERY_CONCURRENCY)
                     .try_collect()
                     .await?;

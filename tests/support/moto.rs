@@ -1,0 +1,180 @@
+//! The AWS emulator (moto) for tests: one server per test process, fresh resources per test.
+//!
+//! `BULK_TEST_AWS_ENDPOINT` points the tests at a running emulator. Otherwise the first caller
+//! starts `moto_server` (from `MOTO_SERVER`, else `../.venv/bin/moto_server` next to the tests
+//! crate, else `PATH`) on a free loopback port, under a watchdog that stops it when the test
+//! process ends. A test never skips AWS silently: when moto cannot be started it panics.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use bulk_users::adapters::aws::provision::{create_bucket, create_queue, create_table};
+use bulk_users::adapters::aws::{connect_with_credentials, AwsAdapters, AwsSettings, Credentials};
+
+static ENDPOINT: OnceLock<String> = OnceLock::new();
+static RESOURCES: AtomicU64 = AtomicU64::new(0);
+
+/// How long moto may take to answer after it was spawned.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Ports tried when moto dies at start (another process took the port).
+const START_ATTEMPTS: usize = 3;
+
+/// The endpoint of the emulator, started once per test process.
+pub async fn moto_endpoint() -> String {
+    if let Ok(endpoint) = std::env::var("BULK_TEST_AWS_ENDPOINT") {
+        let endpoint = endpoint.trim();
+        if !endpoint.is_empty() {
+            return endpoint.trim_end_matches('/').to_owned();
+        }
+    }
+    tokio::task::spawn_blocking(|| ENDPOINT.get_or_init(start_moto).clone())
+        .await
+        .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
+}
+
+/// Adapters over a table, bucket and queue of their own (names unique per process and call),
+/// with dummy credentials.
+pub async fn fresh_aws(prefix: &str) -> AwsAdapters {
+    let endpoint = moto_endpoint().await;
+    let cleaned: String = prefix
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')
+        .take(30)
+        .collect();
+    let name = format!(
+        "bulk-{cleaned}-{}-{}",
+        std::process::id(),
+        RESOURCES.fetch_add(1, Ordering::SeqCst)
+    );
+    let settings = AwsSettings {
+        table: name.clone(),
+        bucket: name.clone(),
+        queue_url: String::new(),
+        endpoint_url: Some(endpoint.clone()),
+        region: "us-east-1".to_owned(),
+    };
+    let credentials = Credentials::new("testing", "testing", None, None, "bulk-tests");
+    let adapters = connect_with_credentials(&settings, credentials).await;
+    create_table(&adapters.dynamodb, &name)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create table {name} on {endpoint}: {e}"));
+    create_bucket(&adapters.s3, &name)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create bucket {name} on {endpoint}: {e}"));
+    let queue_url = create_queue(&adapters.sqs, &name)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create queue {name} on {endpoint}: {e}"));
+    let settings = AwsSettings {
+        queue_url,
+        ..settings
+    };
+    AwsAdapters::from_clients(adapters.dynamodb, adapters.s3, adapters.sqs, settings)
+}
+
+fn moto_executable() -> String {
+    if let Ok(path) = std::env::var("MOTO_SERVER") {
+        if !path.trim().is_empty() {
+            return path;
+        }
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server");
+    if venv.exists() {
+        return venv.display().to_string();
+    }
+    "moto_server".to_owned()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .unwrap_or_else(|e| panic!("cannot find a free loopback port for moto: {e}"))
+}
+
+/// The watchdog: runs moto in the background and stops it when the test process (or moto)
+/// is gone. Arguments: executable, port, parent pid, log file.
+const WATCHDOG: &str = r#"
+"$0" -H 127.0.0.1 -p "$1" >"$3" 2>&1 &
+moto=$!
+while kill -0 "$2" 2>/dev/null && kill -0 "$moto" 2>/dev/null; do sleep 1; done
+kill "$moto" 2>/dev/null
+"#;
+
+fn start_moto() -> String {
+    let executable = moto_executable();
+    let mut failures = Vec::new();
+    for _ in 0..START_ATTEMPTS {
+        let port = free_port();
+        match start_moto_on(&executable, port) {
+            Ok(endpoint) => return endpoint,
+            Err(failure) => failures.push(failure),
+        }
+    }
+    panic!(
+        "the AWS emulator could not be started ({executable}); install it \
+         (python -m venv .venv && .venv/bin/pip install 'moto[server]'), or set MOTO_SERVER to \
+         its executable, or BULK_TEST_AWS_ENDPOINT to a running one.\n{}",
+        failures.join("\n")
+    );
+}
+
+fn start_moto_on(executable: &str, port: u16) -> Result<String, String> {
+    let log =
+        std::env::temp_dir().join(format!("bulk-tests-moto-{}-{port}.log", std::process::id()));
+    let mut watchdog: Child = Command::new("sh")
+        .arg("-c")
+        .arg(WATCHDOG)
+        .arg(executable)
+        .arg(port.to_string())
+        .arg(std::process::id().to_string())
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run sh: {e}"))?;
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if answers_http(address) {
+            return Ok(format!("http://127.0.0.1:{port}"));
+        }
+        if let Ok(Some(status)) = watchdog.try_wait() {
+            return Err(format!(
+                "moto on port {port} exited ({status}); its output ({}):\n{}",
+                log.display(),
+                log_text()
+            ));
+        }
+        if Instant::now() >= deadline {
+            // The watchdog stays: it stops this moto when the test process ends.
+            return Err(format!(
+                "moto on port {port} did not answer within {START_TIMEOUT:?}; its output ({}):\n{}",
+                log.display(),
+                log_text()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether an HTTP server answers at `address`.
+fn answers_http(address: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET /moto-api/ HTTP/1.0\r\nHost: {address}\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut start = [0u8; 8];
+    stream.read_exact(&mut start).is_ok() && start.starts_with(b"HTTP/1.")
+}
