@@ -4,6 +4,8 @@
 //! from it; the adapters only hold cheap clones of the clients.
 
 mod dynamo;
+#[cfg(test)]
+mod fake;
 pub mod provision;
 mod s3;
 mod sqs;

@@ -106,3 +106,103 @@ impl WorkQueue for SqsWorkQueue {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::adapters::aws::fake::fake;
+    use crate::adapters::aws::{load_sdk_config, AwsSettings, Credentials};
+    use crate::model::TenantId;
+
+    async fn queue(endpoint: &str) -> SqsWorkQueue {
+        let settings = AwsSettings {
+            table: "t".to_owned(),
+            bucket: "b".to_owned(),
+            queue_url: format!("{endpoint}/123456789012/q"),
+            endpoint_url: Some(endpoint.to_owned()),
+            region: "us-east-1".to_owned(),
+        };
+        let credentials = Credentials::new("testing", "testing", None, None, "unit-tests");
+        let config = load_sdk_config(&settings, Some(credentials)).await;
+        SqsWorkQueue::new(aws_sdk_sqs::Client::new(&config), settings.queue_url)
+    }
+
+    fn items(count: u32) -> Vec<WorkItem> {
+        (0..count)
+            .map(|chunk| WorkItem {
+                tenant: TenantId::parse("acme").unwrap(),
+                job_id: 1,
+                chunk,
+                first_row: u64::from(chunk) * 10,
+                rows: 10,
+                byte_offset: 1,
+            })
+            .collect()
+    }
+
+    fn ok(id: &str) -> Value {
+        json!({ "Id": id, "MessageId": format!("m{id}"), "MD5OfMessageBody": "x" })
+    }
+
+    fn failed(id: &str, sender_fault: bool) -> Value {
+        json!({ "Id": id, "SenderFault": sender_fault, "Code": "InternalError", "Message": "try later" })
+    }
+
+    fn ids(body: &Value) -> Vec<String> {
+        body["Entries"]
+            .as_array()
+            .map(|entries| {
+                let mut ids: Vec<String> = entries
+                    .iter()
+                    .map(|e| e["Id"].as_str().unwrap_or("?").to_owned())
+                    .collect();
+                ids.sort();
+                ids
+            })
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn failed_entries_are_sent_again() {
+        let first: Vec<Value> = (0..10)
+            .map(|i| i.to_string())
+            .filter(|id| id != "4")
+            .map(|id| ok(&id))
+            .collect();
+        let fake = fake(vec![
+            json!({ "Successful": first, "Failed": [failed("4", false)] }),
+            json!({ "Successful": [ok("4")], "Failed": [] }),
+            json!({ "Successful": [ok("0"), ok("1")], "Failed": [] }),
+        ])
+        .await;
+        queue(&fake.endpoint)
+            .await
+            .enqueue(&items(12))
+            .await
+            .unwrap();
+        let requests = fake.requests.lock().unwrap().clone();
+        let sent: Vec<Vec<String>> = requests.iter().map(|(_, body)| ids(body)).collect();
+        assert_eq!(sent.len(), 3, "{sent:?}");
+        assert_eq!(sent[0].len(), 10);
+        assert_eq!(sent[1], vec!["4"]);
+        assert_eq!(sent[2], vec!["0", "1"]);
+        assert!(requests
+            .iter()
+            .all(|(target, _)| target == "AmazonSQS.SendMessageBatch"));
+    }
+
+    #[tokio::test]
+    async fn entries_the_queue_rejects_are_an_error() {
+        let fake = fake(vec![
+            json!({ "Successful": [ok("0")], "Failed": [failed("1", true)] }),
+        ])
+        .await;
+        let outcome = queue(&fake.endpoint).await.enqueue(&items(2)).await;
+        assert!(
+            matches!(outcome, Err(StoreError::Unavailable { .. })),
+            "{outcome:?}"
+        );
+    }
+}

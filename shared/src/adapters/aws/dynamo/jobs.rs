@@ -109,7 +109,7 @@ impl DynamoStore {
 
     /// Stores the chunk marker and adds the chunk's counts to the job in one transaction.
     /// False when the marker existed: the chunk had been committed before.
-    async fn commit_counts(&self, result: &ChunkResult) -> StoreResult<bool> {
+    pub(super) async fn commit_counts(&self, result: &ChunkResult) -> StoreResult<bool> {
         let id = result.job_id;
         let mut attempt = 0;
         loop {

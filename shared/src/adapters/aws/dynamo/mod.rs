@@ -17,6 +17,8 @@
 //! (id₂₀: the id zero-padded to 20 digits, so the string order is the numeric order.)
 
 mod jobs;
+#[cfg(test)]
+mod retry_tests;
 mod tenants;
 mod users;
 
@@ -257,19 +259,8 @@ impl DynamoStore {
     /// with backoff). Several writes to one key collapse into the last one, which is the state
     /// applying them in order would leave.
     async fn batch_write(&self, writes: Vec<Write>) -> StoreResult<()> {
-        let mut position: HashMap<String, usize> = HashMap::new();
-        let mut unique: Vec<Option<Write>> = Vec::with_capacity(writes.len());
-        for write in writes {
-            let key = key_text(write.key_source());
-            if let Some(&earlier) = position.get(&key) {
-                unique[earlier] = None;
-            }
-            position.insert(key, unique.len());
-            unique.push(Some(write));
-        }
-        let requests = unique
+        let requests = last_write_per_key(writes)
             .into_iter()
-            .flatten()
             .map(Write::into_request)
             .collect::<StoreResult<Vec<WriteRequest>>>()?;
         let batches: Vec<Vec<WriteRequest>> = requests
@@ -392,6 +383,22 @@ impl Write {
     }
 }
 
+/// The last write of each key, in the order of those last writes: the state that applying all
+/// the writes in order would leave. (DynamoDB rejects a batch naming one key twice.)
+fn last_write_per_key(writes: Vec<Write>) -> Vec<Write> {
+    let mut position: HashMap<String, usize> = HashMap::new();
+    let mut unique: Vec<Option<Write>> = Vec::with_capacity(writes.len());
+    for write in writes {
+        let key = key_text(write.key_source());
+        if let Some(&earlier) = position.get(&key) {
+            unique[earlier] = None;
+        }
+        position.insert(key, unique.len());
+        unique.push(Some(write));
+    }
+    unique.into_iter().flatten().collect()
+}
+
 /// The primary key of an item as text, for deduplication.
 fn key_text(item: &Item) -> String {
     let part = |name: &str| match item.get(name) {
@@ -457,6 +464,34 @@ mod tests {
         assert_eq!(padded(42), "00000000000000000042");
         assert!(padded(9) < padded(10));
         assert!(padded(u64::MAX).len() == 20);
+    }
+
+    #[test]
+    fn only_the_last_write_of_a_key_is_kept() {
+        let put = |pk: &str, version: u32| {
+            let mut item = key(pk, "USER");
+            item.insert("version".to_owned(), n(version));
+            Write::Put(item)
+        };
+        let kept = last_write_per_key(vec![
+            put("a", 1),
+            put("b", 1),
+            Write::Delete(key("a", "USER")),
+            put("c", 1),
+            put("b", 2),
+        ]);
+        let described: Vec<String> = kept
+            .iter()
+            .map(|write| match write {
+                Write::Put(item) => format!(
+                    "put {} v{}",
+                    text_of(item, "pk").unwrap_or_default(),
+                    item.get("version").and_then(|v| v.as_n().ok()).unwrap()
+                ),
+                Write::Delete(key) => format!("delete {}", text_of(key, "pk").unwrap_or_default()),
+            })
+            .collect();
+        assert_eq!(described, vec!["delete a", "put c v1", "put b v2"]);
     }
 
     #[test]

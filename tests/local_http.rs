@@ -1,0 +1,205 @@
+//! End-to-end over HTTP against the `bulk-local` binary: the flow, persistence across restarts,
+//! resumption of work after a crash, the first-start credential, and the README walk-through.
+
+use std::time::{Duration, Instant};
+
+use bulk_tests::local_server::LocalServer;
+use bulk_tests::{multipart, users_file, Part, BOUNDARY, PREFIX};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const SECRET: &str = "test-secret-123";
+
+fn seeded() -> [(&'static str, &'static str); 2] {
+    [("BULK_LOCAL_TENANT", "acme"), ("BULK_LOCAL_SECRET", SECRET)]
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    user: String,
+    secret: String,
+}
+
+impl Client {
+    fn new(server: &LocalServer, user: &str, secret: &str) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            base: server.url(PREFIX),
+            user: user.to_owned(),
+            secret: secret.to_owned(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(format!("{}/{path}", self.base))
+            .basic_auth(&self.user, Some(&self.secret))
+            .send()
+            .await
+            .expect("request");
+        (response.status(), response.json().await.expect("json"))
+    }
+
+    async fn upload(&self, file: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}/upload", self.base))
+            .basic_auth(&self.user, Some(&self.secret))
+            .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
+            .body(multipart(&[Part::file(file.as_bytes().to_vec())]))
+            .send()
+            .await
+            .expect("request");
+        (response.status(), response.json().await.expect("json"))
+    }
+
+    async fn proceed(&self, id: u64) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}/proceed", self.base))
+            .basic_auth(&self.user, Some(&self.secret))
+            .json(&json!({ "id": id }))
+            .send()
+            .await
+            .expect("request");
+        (response.status(), response.json().await.expect("json"))
+    }
+
+    async fn wait_for_status(&self, id: u64, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, job) = self.get(&format!("jobs/{id}")).await;
+            if job["status"] == status {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job {id} never reached {status}: {job}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_flow_over_http_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(dir.path(), &seeded());
+    let client = Client::new(&server, "acme", SECRET);
+
+    let (status, template) = client.get("template").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(template[0]["email"], "jane.doe@example.com");
+
+    let (status, upload) = client.upload(&users_file(250, "")).await;
+    assert_eq!(status, StatusCode::CREATED, "{upload}");
+    assert_eq!(upload["status"], "valid_scheme");
+    let id = upload["id"].as_u64().unwrap();
+    assert_eq!(upload["link"], server.url(&format!("{PREFIX}/jobs/{id}")));
+    let (status, _) = client.proceed(id).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let job = client.wait_for_status(id, "completed").await;
+    assert_eq!((job["affected_rows"].as_u64(), job["failed_rows"].as_u64()), (Some(250), Some(0)));
+
+    let (status, body) = Client::new(&server, "acme", "wrong").get("jobs").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+
+    // Restart on the same data directory: jobs and users are still there.
+    drop(server);
+    let server = LocalServer::start(dir.path(), &seeded());
+    let client = Client::new(&server, "acme", SECRET);
+    let (_, job) = client.get(&format!("jobs/{id}")).await;
+    assert_eq!(job["status"], "completed");
+    let (_, users) = client.get("config?per_page=1000").await;
+    assert_eq!(users.as_array().unwrap().len(), 250);
+}
+
+#[tokio::test]
+async fn queued_work_is_resumed_after_the_process_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    // No in-process worker: the proceeded job waits in the durable queue.
+    let mut env = seeded().to_vec();
+    env.push(("BULK_LOCAL_WORKERS", "0"));
+    env.push(("BULK_ROWS_PER_CHUNK", "40"));
+    let server = LocalServer::start(dir.path(), &env);
+    let client = Client::new(&server, "acme", SECRET);
+    let (_, upload) = client.upload(&users_file(200, "")).await;
+    let id = upload["id"].as_u64().unwrap();
+    assert_eq!(client.proceed(id).await.0, StatusCode::ACCEPTED);
+    let (_, job) = client.get(&format!("jobs/{id}")).await;
+    assert_eq!(job["status"], "in_progress");
+    server.kill();
+
+    let server = LocalServer::start(dir.path(), &[("BULK_LOCAL_TENANT", "acme"), ("BULK_LOCAL_SECRET", SECRET), ("BULK_ROWS_PER_CHUNK", "40")]);
+    let client = Client::new(&server, "acme", SECRET);
+    let job = client.wait_for_status(id, "completed").await;
+    assert_eq!((job["total_rows"].as_u64(), job["affected_rows"].as_u64()), (Some(200), Some(200)));
+}
+
+#[tokio::test]
+async fn first_start_prints_a_credential_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(dir.path(), &[("BULK_LOCAL_TENANT", "initech")]);
+    let secret = server
+        .output
+        .iter()
+        .find_map(|line| line.trim().strip_prefix("secret: "))
+        .unwrap_or_else(|| panic!("no secret printed: {:?}", server.output))
+        .to_owned();
+    let (status, _) = Client::new(&server, "initech", &secret).get("jobs").await;
+    assert_eq!(status, StatusCode::OK);
+    drop(server);
+
+    let server = LocalServer::start(dir.path(), &[("BULK_LOCAL_TENANT", "initech")]);
+    assert!(!server.output.iter().any(|line| line.contains("secret:")), "printed once");
+    let (status, _) = Client::new(&server, "initech", &secret).get("jobs").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn oversized_requests_are_refused_with_413() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = seeded().to_vec();
+    env.push(("BULK_MAX_REQUEST_BYTES", "4096"));
+    let server = LocalServer::start(dir.path(), &env);
+    let client = Client::new(&server, "acme", SECRET);
+    let (status, body) = client.upload(&users_file(500, "")).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["limit"], "max_request_bytes");
+    let (_, jobs) = client.get("jobs").await;
+    assert_eq!(jobs, json!([]));
+}
+
+/// The README's curl walk-through, run verbatim (only the port differs) against a fresh server.
+#[tokio::test]
+async fn the_readme_walk_through_works_verbatim() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme.find("<!-- walk-through:start -->").expect("walk-through start marker");
+    let end = readme.find("<!-- walk-through:end -->").expect("walk-through end marker");
+    let script: String = readme[start..end]
+        .split("```sh")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(script.contains("curl"), "the walk-through has curl commands");
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(&dir.path().join("data"), &[("BULK_LOCAL_TENANT", "acme"), ("BULK_LOCAL_SECRET", "change-me")]);
+    let script = script.replace("127.0.0.1:3000", &format!("127.0.0.1:{}", server.port));
+    let output = tokio::process::Command::new("bash")
+        .arg("-euo")
+        .arg("pipefail")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "walk-through failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("\"status\":\"completed\""), "{stdout}");
+}
