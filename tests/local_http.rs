@@ -203,3 +203,53 @@ async fn the_readme_walk_through_works_verbatim() {
     );
     assert!(stdout.contains("\"status\":\"completed\""), "{stdout}");
 }
+
+/// Runs `bulk-admin` on the embedded store in `dir`; returns its stdout.
+fn admin(dir: &std::path::Path, args: &[&str]) -> String {
+    let output = std::process::Command::new(bulk_tests::local_server::binary("bulk-admin"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run bulk-admin");
+    assert!(output.status.success(), "bulk-admin {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_admin_command_manages_credentials_roles_and_teams() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = admin(dir.path(), &["credential", "create", "--tenant", "acme", "--name", "ops bot"]);
+    let field = |name: &str| {
+        created
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {created}"))
+            .trim()
+            .to_owned()
+    };
+    let (key_id, secret) = (field("key id:"), field("secret:"));
+    admin(dir.path(), &["tenant", "set", "--tenant", "acme", "--roles", "Pilot,Agent", "--teams", "Ops"]);
+    let database = std::fs::read(dir.path().join("bulk.sqlite3")).unwrap();
+    assert!(
+        !database.windows(secret.len()).any(|window| window == secret.as_bytes()),
+        "the secret is not stored"
+    );
+
+    let server = LocalServer::start(dir.path(), &[("BULK_LOCAL_TENANT", "acme")]);
+    assert!(!server.output.iter().any(|line| line.contains("secret:")), "the tenant already has a credential");
+    let client = Client::new(&server, "acme", &secret);
+    let (status, template) = client.get("template").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(template[0]["roles"], json!([{"name": "Pilot", "value": 0}, {"name": "Agent", "value": 0}]));
+    assert_eq!(template[0]["teams"], json!([{"name": "Ops", "value": 0}]));
+    let (_, upload) = client.upload(&users_file(1, "")).await;
+    let (_, job) = client.get(&format!("jobs/{}", upload["id"])).await;
+    assert_eq!(job["uploaded_api_user_name"], "ops bot");
+
+    let listed = admin(dir.path(), &["credential", "list", "--tenant", "acme"]);
+    assert!(listed.contains(&key_id) && listed.contains("active"), "{listed}");
+    admin(dir.path(), &["credential", "revoke", "--tenant", "acme", "--key-id", &key_id]);
+    let (status, _) = client.get("jobs").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a revoked credential stops working at once");
+}

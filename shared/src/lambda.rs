@@ -5,7 +5,8 @@ use std::convert::Infallible;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use bytes::Bytes;
-use lambda_http::{Body, Request, Response};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
 use lambda_runtime::{service_fn, LambdaEvent};
 
 use crate::adapters::aws::{connect, AwsSettings};
@@ -48,9 +49,25 @@ pub async fn run_processor() -> Result<(), Error> {
     .await
 }
 
-/// Converts an API Gateway request (as `lambda_http` decoded it) into the API's request.
+/// Converts an API Gateway request (as `lambda_http` decoded it) into the API's request. A
+/// named stage (`/Prod/…`) that `lambda_http` keeps in the path is removed, so the route table
+/// sees the same paths behind any stage.
 pub fn api_request(request: Request) -> ApiRequest {
+    let stage = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(context)) => context.stage.clone(),
+        Some(RequestContext::ApiGatewayV2(context)) => context.stage.clone(),
+        _ => None,
+    };
     let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    let path = match stage.as_deref() {
+        Some(stage) if stage != "$default" => path
+            .strip_prefix('/')
+            .and_then(|rest| rest.strip_prefix(stage))
+            .filter(|rest| rest.starts_with('/'))
+            .unwrap_or(path),
+        _ => path,
+    };
     let body = match body {
         Body::Empty => Bytes::new(),
         Body::Text(text) => Bytes::from(text),
@@ -59,7 +76,7 @@ pub fn api_request(request: Request) -> ApiRequest {
     };
     ApiRequest {
         method: parts.method,
-        path: parts.uri.path().to_owned(),
+        path: path.to_owned(),
         query: parts.uri.query().map(str::to_owned),
         headers: parts.headers,
         body,

@@ -7,13 +7,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// The `bulk-local` binary of this build (built by `cargo build --workspace`, which the test
+/// A binary of this workspace's build (built by `cargo build --workspace`, which the test
 /// command runs first, or by `cargo test --workspace`).
-pub fn binary() -> PathBuf {
+pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
-    // target/<profile>/deps/<test> → target/<profile>/bulk-local
+    // target/<profile>/deps/<test> → target/<profile>/<name>
     let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let binary = profile_dir.join("bulk-local");
+    let binary = profile_dir.join(name);
     assert!(
         binary.exists(),
         "{} is missing: build the workspace first (cargo build --workspace)",
@@ -41,7 +41,7 @@ impl LocalServer {
     /// waits until it listens.
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> LocalServer {
         let port = free_port();
-        let mut command = Command::new(binary());
+        let mut command = Command::new(binary("bulk-local"));
         command
             .env("PORT", port.to_string())
             .env("BULK_DATA_DIR", data_dir)

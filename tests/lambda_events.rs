@@ -1,0 +1,88 @@
+//! The sample events in `events/` through the Lambda glue (API Gateway → route table, SQS batch →
+//! processor) on the AWS adapters (moto): what each function does with the events a deployment
+//! or `sam local invoke` / `cargo lambda invoke` feeds it.
+
+use bulk_tests::{Backend, TestApp};
+use bulk_users::api::RouteGroup;
+use bulk_users::lambda::{api_request, lambda_response, process_sqs_batch};
+use bulk_users::model::TenantId;
+use serde_json::Value;
+
+fn event(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|error| panic!("events/{name}: {error}"))
+}
+
+async fn invoke(app: &TestApp, group: RouteGroup, name: &str) -> (u16, Value) {
+    let request = lambda_http::request::from_str(&event(name)).expect("API Gateway event");
+    let response = lambda_response(app.api.handle_group(group, api_request(request)).await);
+    let status = response.status().as_u16();
+    let body = match response.body() {
+        lambda_http::Body::Text(text) => serde_json::from_str(text).expect("JSON body"),
+        other => panic!("{name}: unexpected body {other:?}"),
+    };
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sample_event_is_handled_by_its_function() {
+    let app = TestApp::new(Backend::Aws).await;
+    let acme = TenantId::parse("acme").unwrap();
+    app.service.install_credential(&acme, "events", "acme-events", "change-me").await.unwrap();
+
+    let (status, upload) = invoke(&app, RouteGroup::Upload, "upload-post.json").await;
+    assert_eq!((status, upload["id"].as_u64(), upload["status"].as_str()), (201, Some(1), Some("valid_scheme")), "{upload}");
+    assert_eq!(upload["link"], "https://api.example.com/apps/api/v1/bulk/users/jobs/1");
+    let (status, replaced) = invoke(&app, RouteGroup::Upload, "upload-put.json").await;
+    assert_eq!((status, replaced["status"].as_str()), (200, Some("valid_scheme")), "{replaced}");
+
+    for name in ["template.json", "config.json", "errors-scheme.json", "errors-update.json"] {
+        let (status, body) = invoke(&app, RouteGroup::Reads, name).await;
+        assert_eq!(status, 200, "{name}: {body}");
+    }
+    // A function answers only its own routes.
+    assert_eq!(invoke(&app, RouteGroup::Reads, "proceed.json").await.0, 404);
+
+    let (status, proceed) = invoke(&app, RouteGroup::Proceed, "proceed.json").await;
+    assert_eq!((status, proceed["status"].as_str()), (202, Some("in_progress")), "{proceed}");
+
+    // The sample SQS batch describes the job's only chunk.
+    let batch = serde_json::from_str(&event("processor-sqs.json")).expect("SQS event");
+    let response = process_sqs_batch(&app.service, batch).await;
+    assert!(response.batch_item_failures.is_empty());
+    // The chunk proceed queued is the same one: re-delivery changes nothing.
+    app.drain().await;
+
+    let (status, job) = invoke(&app, RouteGroup::Status, "status.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!((job["affected_rows"].as_u64(), job["failed_rows"].as_u64()), (Some(2), Some(0)));
+    let (status, jobs) = invoke(&app, RouteGroup::Jobs, "jobs.json").await;
+    assert_eq!((status, jobs.as_array().map(Vec::len)), (200, Some(1)));
+    let (_, users) = invoke(&app, RouteGroup::Reads, "config.json").await;
+    assert_eq!(users[0]["roles"], serde_json::json!([{"name": "Agent", "value": 1}]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_reports_only_its_bad_messages_as_failures() {
+    let app = TestApp::new(Backend::Aws).await;
+    let mut batch: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(&event("processor-sqs.json")).unwrap();
+    let mut poison = batch.records[0].clone();
+    poison.message_id = Some("poison".to_owned());
+    poison.body = Some("not a work item".to_owned());
+    batch.records.push(poison);
+    // Job 1 does not exist yet: its chunk is dropped as done, the poison message fails alone.
+    let response = process_sqs_batch(&app.service, batch).await;
+    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, vec!["poison"]);
+}
+
+#[test]
+fn a_named_stage_is_not_part_of_the_route() {
+    let mut event: Value = serde_json::from_str(&event("status.json")).unwrap();
+    event["requestContext"]["stage"] = "Prod".into();
+    event["rawPath"] = "/Prod/apps/api/v1/bulk/users/jobs/1".into();
+    let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+    assert_eq!(api_request(request).path, "/apps/api/v1/bulk/users/jobs/1");
+}
