@@ -26,13 +26,21 @@ async fn template_lists_every_field_and_the_tenants_roles_and_teams(app: TestApp
     let template = app.get("template").await;
     assert_eq!(template.status, StatusCode::OK);
     let user = &template.body[0];
-    let fields: Vec<&str> = user.as_object().unwrap().keys().map(String::as_str).collect();
+    let fields: Vec<&str> = user
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(
         fields,
         bulk_users::validation::FIELDS.to_vec(),
         "every field, in the template's column order"
     );
-    assert_eq!(user["roles"], json!([{"name": "Admin", "value": 0}, {"name": "Manager", "value": 0}, {"name": "Agent", "value": 0}]));
+    assert_eq!(
+        user["roles"],
+        json!([{"name": "Admin", "value": 0}, {"name": "Manager", "value": 0}, {"name": "Agent", "value": 0}])
+    );
 
     app.set_settings(
         "acme",
@@ -44,8 +52,14 @@ async fn template_lists_every_field_and_the_tenants_roles_and_teams(app: TestApp
     )
     .await;
     let template = app.get("template").await;
-    assert_eq!(template.body[0]["roles"], json!([{"name": "Agent", "value": 0}, {"name": "Supervisor", "value": 0}]));
-    assert_eq!(template.body[0]["teams"], json!([{"name": "Billing", "value": 0}]));
+    assert_eq!(
+        template.body[0]["roles"],
+        json!([{"name": "Agent", "value": 0}, {"name": "Supervisor", "value": 0}])
+    );
+    assert_eq!(
+        template.body[0]["teams"],
+        json!([{"name": "Billing", "value": 0}])
+    );
 
     // The template is itself a valid file.
     let upload = app.upload(&template.body.to_string()).await;
@@ -62,7 +76,10 @@ async fn upload_validate_proceed_and_complete(app: TestApp) {
     assert_eq!(upload.status, StatusCode::CREATED, "{}", upload.body);
     let id = upload.id();
     let link = format!("http://bulk.test{PREFIX}/jobs/{id}");
-    assert_eq!(upload.body, json!({"id": id, "status": "valid_scheme", "link": link}));
+    assert_eq!(
+        upload.body,
+        json!({"id": id, "status": "valid_scheme", "link": link})
+    );
     assert_eq!(upload.header("link"), Some(format!("<{link}>").as_str()));
 
     let job = app.get(&format!("jobs/{id}")).await;
@@ -75,12 +92,22 @@ async fn upload_validate_proceed_and_complete(app: TestApp) {
     let proceed = app.proceed(id).await;
     assert_eq!(proceed.status, StatusCode::ACCEPTED);
     assert_eq!(proceed.body["status"], "in_progress");
-    assert_eq!(app.get(&format!("jobs/{id}")).await.body["status"], "in_progress");
+    assert_eq!(
+        app.get(&format!("jobs/{id}")).await.body["status"],
+        "in_progress"
+    );
 
     app.drain().await;
     let job = app.get(&format!("jobs/{id}")).await.body;
     assert_eq!(job["status"], "completed", "{job}");
-    assert_eq!((job["total_rows"].as_u64(), job["affected_rows"].as_u64(), job["failed_rows"].as_u64()), (Some(2), Some(2), Some(0)));
+    assert_eq!(
+        (
+            job["total_rows"].as_u64(),
+            job["affected_rows"].as_u64(),
+            job["failed_rows"].as_u64()
+        ),
+        (Some(2), Some(2), Some(0))
+    );
     assert_eq!(job["proceed_api_user_name"], "acme-sync");
     assert!(job["completed_at"].is_string());
     assert!(job["process_requested_at"].is_string());
@@ -93,10 +120,19 @@ async fn upload_validate_proceed_and_complete(app: TestApp) {
     assert_eq!(users[0]["roles"], json!([{"name": "Agent", "value": 1}]));
     assert_eq!(users[0]["teams"], json!([{"name": "Sales", "value": 1}]));
     assert_eq!(users[0]["deactivated_at"], Value::Null);
-    assert!(users[0].get("status").is_none(), "config has deactivated_at instead of status");
+    assert!(
+        users[0].get("status").is_none(),
+        "config has deactivated_at instead of status"
+    );
     assert!(users[1]["deactivated_at"].is_string());
-    assert_eq!(app.get(&format!("errors/update/{id}")).await.body, json!([]));
-    assert_eq!(app.get(&format!("errors/scheme/{id}")).await.body, json!([]));
+    assert_eq!(
+        app.get(&format!("errors/update/{id}")).await.body,
+        json!([])
+    );
+    assert_eq!(
+        app.get(&format!("errors/scheme/{id}")).await.body,
+        json!([])
+    );
 }
 
 async fn upserts_by_email_renames_deactivates_and_sets_memberships(app: TestApp) {
@@ -119,20 +155,37 @@ async fn upserts_by_email_renames_deactivates_and_sets_memberships(app: TestApp)
             {"email": "fresh@example.com", "first_name": "Fresh", "last_name": "User"}
         ]"#)
         .await;
-    assert_eq!((second["total_rows"].as_u64(), second["affected_rows"].as_u64(), second["failed_rows"].as_u64()), (Some(3), Some(3), Some(0)));
+    assert_eq!(
+        (
+            second["total_rows"].as_u64(),
+            second["affected_rows"].as_u64(),
+            second["failed_rows"].as_u64()
+        ),
+        (Some(3), Some(3), Some(0))
+    );
 
     let jane = app.get("config?emails=jane@example.com").await.body[0].clone();
-    assert_eq!(jane["id"], before["id"], "matched case-insensitively, not created again");
+    assert_eq!(
+        jane["id"], before["id"],
+        "matched case-insensitively, not created again"
+    );
     assert_eq!(jane["email"], "jane@example.com");
     assert_eq!(jane["first_name"], "Janet");
-    assert_eq!(jane["location"], Value::Null, "\"\" clears an optional field");
+    assert_eq!(
+        jane["location"],
+        Value::Null,
+        "\"\" clears an optional field"
+    );
     assert_eq!(jane["max_chat_limit"], 4, "absent fields are kept");
     assert_eq!(jane["roles"], json!([{"name": "Agent", "value": 1}]));
     assert!(jane["deactivated_at"].is_string());
 
     let renamed = app.get("config?emails=new@example.com").await.body;
     assert_eq!(renamed[0]["last_name"], "New");
-    assert_eq!(app.get("config?emails=old@example.com").await.body, json!([]));
+    assert_eq!(
+        app.get("config?emails=old@example.com").await.body,
+        json!([])
+    );
     let all = app.get("config").await.body;
     assert_eq!(all.as_array().unwrap().len(), 3);
 
@@ -145,9 +198,11 @@ async fn upserts_by_email_renames_deactivates_and_sets_memberships(app: TestApp)
 }
 
 async fn processing_time_problems_go_to_the_update_error_log(app: TestApp) {
-    app.run_job(r#"[{"email": "taken@example.com", "first_name": "T", "last_name": "Aken"},
-                    {"email": "a@example.com", "first_name": "A", "last_name": "A"}]"#)
-        .await;
+    app.run_job(
+        r#"[{"email": "taken@example.com", "first_name": "T", "last_name": "Aken"},
+                    {"email": "a@example.com", "first_name": "A", "last_name": "A"}]"#,
+    )
+    .await;
     // Upload while "Agent" is a role, then remove it before processing: the same validation
     // runs again in the processor and the row fails there.
     let upload = app
@@ -160,22 +215,51 @@ async fn processing_time_problems_go_to_the_update_error_log(app: TestApp) {
         .await;
     assert_eq!(upload.body["status"], "valid_scheme");
     let id = upload.id();
-    app.set_settings("acme", SettingsChange { roles: Some(vec!["Admin".into()]), ..SettingsChange::default() }).await;
+    app.set_settings(
+        "acme",
+        SettingsChange {
+            roles: Some(vec!["Admin".into()]),
+            ..SettingsChange::default()
+        },
+    )
+    .await;
     app.proceed(id).await;
     app.drain().await;
 
     let job = app.get(&format!("jobs/{id}")).await.body;
     assert_eq!(job["status"], "completed", "row failures never fail a job");
-    assert_eq!((job["total_rows"].as_u64(), job["affected_rows"].as_u64(), job["failed_rows"].as_u64()), (Some(4), Some(1), Some(3)));
+    assert_eq!(
+        (
+            job["total_rows"].as_u64(),
+            job["affected_rows"].as_u64(),
+            job["failed_rows"].as_u64()
+        ),
+        (Some(4), Some(1), Some(3))
+    );
     let errors = app.get(&format!("errors/update/{id}")).await.body;
     let errors = errors.as_array().unwrap();
     assert_eq!(errors.len(), 3, "{errors:?}");
-    assert_eq!((errors[0]["row"].as_u64(), errors[0]["column"].as_u64()), (Some(1), Some(2)));
-    assert!(errors[0]["message"].as_str().unwrap().contains("already used"));
+    assert_eq!(
+        (errors[0]["row"].as_u64(), errors[0]["column"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert!(errors[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("already used"));
     assert_eq!(errors[1]["row"], 2);
-    assert!(errors[1]["message"].as_str().unwrap().contains("no user with email"));
-    assert_eq!((errors[2]["row"].as_u64(), errors[2]["column"].as_u64()), (Some(3), Some(10)));
-    assert!(errors[2]["message"].as_str().unwrap().contains("'Agent' is not a role"));
+    assert!(errors[1]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no user with email"));
+    assert_eq!(
+        (errors[2]["row"].as_u64(), errors[2]["column"].as_u64()),
+        (Some(3), Some(10))
+    );
+    assert!(errors[2]["message"]
+        .as_str()
+        .unwrap()
+        .contains("'Agent' is not a role"));
     assert!(errors.iter().all(|e| e["error_type"] == "error"));
     assert_eq!(job["update_errors"], 3);
 }
@@ -218,45 +302,79 @@ async fn every_scheme_error_is_recorded_and_the_job_cannot_proceed(app: TestApp)
         ],
         "{errors}"
     );
-    assert!(errors[9]["message"].as_str().unwrap().contains("more than once"));
-    assert_eq!(app.get(&format!("jobs/{id}")).await.body["scheme_errors"], 11);
+    assert!(errors[9]["message"]
+        .as_str()
+        .unwrap()
+        .contains("more than once"));
+    assert_eq!(
+        app.get(&format!("jobs/{id}")).await.body["scheme_errors"],
+        11
+    );
 
     let proceed = app.proceed(id).await;
     assert_eq!(proceed.status, StatusCode::CONFLICT);
-    assert!(proceed.body["message"].as_str().unwrap().contains("invalid_scheme"));
-    assert_eq!(app.get(&format!("jobs/{id}")).await.body["status"], "invalid_scheme");
+    assert!(proceed.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("invalid_scheme"));
+    assert_eq!(
+        app.get(&format!("jobs/{id}")).await.body["status"],
+        "invalid_scheme"
+    );
 }
 
 async fn put_upload_replaces_the_file_until_the_job_is_proceeded(app: TestApp) {
-    let upload = app.upload(r#"[{"email": "bad", "first_name": "A", "last_name": "B"}]"#).await;
+    let upload = app
+        .upload(r#"[{"email": "bad", "first_name": "A", "last_name": "B"}]"#)
+        .await;
     let id = upload.id();
     assert_eq!(upload.body["status"], "invalid_scheme");
 
     let upload_path = format!("{PREFIX}/upload");
     let put = |file: &'static str, id: String| {
-        let body = Body::Multipart(vec![Part::text("id", &id), Part::file(file.as_bytes().to_vec())]);
+        let body = Body::Multipart(vec![
+            Part::text("id", &id),
+            Part::file(file.as_bytes().to_vec()),
+        ]);
         app.call(Method::PUT, &upload_path, body)
     };
-    let replaced = put(r#"[{"email": "good@example.com", "first_name": "A", "last_name": "B"}]"#, id.to_string()).await;
+    let replaced = put(
+        r#"[{"email": "good@example.com", "first_name": "A", "last_name": "B"}]"#,
+        id.to_string(),
+    )
+    .await;
     assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.body);
     assert_eq!(replaced.body["id"], id);
     assert_eq!(replaced.body["status"], "valid_scheme");
-    assert_eq!(app.get(&format!("errors/scheme/{id}")).await.body, json!([]), "old errors are gone");
+    assert_eq!(
+        app.get(&format!("errors/scheme/{id}")).await.body,
+        json!([]),
+        "old errors are gone"
+    );
 
     assert_eq!(app.proceed(id).await.status, StatusCode::ACCEPTED);
-    let late = put(r#"[{"email": "other@example.com", "first_name": "A", "last_name": "B"}]"#, id.to_string()).await;
+    let late = put(
+        r#"[{"email": "other@example.com", "first_name": "A", "last_name": "B"}]"#,
+        id.to_string(),
+    )
+    .await;
     assert_eq!(late.status, StatusCode::CONFLICT);
     app.drain().await;
     let users = app.get("config").await.body;
     assert_eq!(users[0]["email"], "good@example.com");
     assert_eq!(users.as_array().unwrap().len(), 1);
 
-    put("[]", "abc".into()).await.assert_client_error(StatusCode::BAD_REQUEST, "id");
+    put("[]", "abc".into())
+        .await
+        .assert_client_error(StatusCode::BAD_REQUEST, "id");
     let missing_id = app
         .call(Method::PUT, &format!("{PREFIX}/upload"), Body::upload("[]"))
         .await;
     missing_id.assert_client_error(StatusCode::BAD_REQUEST, "id");
-    assert_eq!(put("[]", "999999".into()).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        put("[]", "999999".into()).await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 async fn proceeding_twice_processes_once(app: TestApp) {
@@ -265,13 +383,19 @@ async fn proceeding_twice_processes_once(app: TestApp) {
     assert_eq!(app.proceed(id).await.status, StatusCode::ACCEPTED);
     let again = app.proceed(id).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
-    assert!(again.body["message"].as_str().unwrap().contains("already been proceeded"));
+    assert!(again.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("already been proceeded"));
     app.drain().await;
     let after = app.proceed(id).await;
     assert_eq!(after.status, StatusCode::CONFLICT);
     app.drain().await;
     let job = app.get(&format!("jobs/{id}")).await.body;
-    assert_eq!((job["affected_rows"].as_u64(), job["status"].as_str()), (Some(5), Some("completed")));
+    assert_eq!(
+        (job["affected_rows"].as_u64(), job["status"].as_str()),
+        (Some(5), Some("completed"))
+    );
     assert_eq!(app.proceed(424242).await.status, StatusCode::NOT_FOUND);
 }
 
@@ -281,29 +405,55 @@ async fn job_list_is_newest_first_with_paging_headers(app: TestApp) {
         ids.push(app.upload(&users_file(i + 1, "")).await.id());
     }
     // Another tenant's jobs are never listed.
-    app.call_as(&app.globex.basic(), Method::POST, &format!("{PREFIX}/upload"), Body::upload(&users_file(1, ""))).await;
+    app.call_as(
+        &app.globex.basic(),
+        Method::POST,
+        &format!("{PREFIX}/upload"),
+        Body::upload(&users_file(1, "")),
+    )
+    .await;
 
     let page = app.get("jobs?per_page=2").await;
     assert_eq!(page.status, StatusCode::OK);
-    let listed: Vec<u64> = page.body.as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect();
+    let listed: Vec<u64> = page
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_u64().unwrap())
+        .collect();
     assert_eq!(listed, vec![ids[4], ids[3]]);
     assert_eq!(page.header("total"), Some("5"));
     assert_eq!(page.header("per-page"), Some("2"));
-    assert_eq!(page.header("link"), Some(format!("<http://bulk.test{PREFIX}/jobs?page=2&per_page=2>; rel=\"next\"").as_str()));
+    assert_eq!(
+        page.header("link"),
+        Some(format!("<http://bulk.test{PREFIX}/jobs?page=2&per_page=2>; rel=\"next\"").as_str())
+    );
 
     let last = app.get("jobs?page=3&per_page=2").await;
-    let listed: Vec<u64> = last.body.as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect();
+    let listed: Vec<u64> = last
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_u64().unwrap())
+        .collect();
     assert_eq!(listed, vec![ids[0]]);
     assert_eq!(last.header("link"), None);
     assert_eq!(app.get("jobs").await.body.as_array().unwrap().len(), 5);
-    app.get("jobs?per_page=0").await.assert_client_error(StatusCode::BAD_REQUEST, "per_page");
-    app.get("jobs?page=x").await.assert_client_error(StatusCode::BAD_REQUEST, "page");
+    app.get("jobs?per_page=0")
+        .await
+        .assert_client_error(StatusCode::BAD_REQUEST, "per_page");
+    app.get("jobs?page=x")
+        .await
+        .assert_client_error(StatusCode::BAD_REQUEST, "page");
 }
 
 async fn user_configuration_pages_and_selects(app: TestApp) {
     let extra = r#","agent_number":"A1""#;
     app.run_job(&users_file(1, extra)).await;
-    app.run_job(&users_file(7, "").replace("user0@", "zero@")).await;
+    app.run_job(&users_file(7, "").replace("user0@", "zero@"))
+        .await;
     let all = app.get("config").await.body;
     let all = all.as_array().unwrap();
     assert_eq!(all.len(), 8);
@@ -311,26 +461,65 @@ async fn user_configuration_pages_and_selects(app: TestApp) {
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "id order");
 
     let page = app.get("config?page=2&per_page=3").await.body;
-    let paged: Vec<u64> = page.as_array().unwrap().iter().map(|u| u["id"].as_u64().unwrap()).collect();
+    let paged: Vec<u64> = page
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_u64().unwrap())
+        .collect();
     assert_eq!(paged, ids[3..6].to_vec());
 
-    let by_email = app.get("config?emails=USER3@example.com,user5@example.com,user3@example.com").await.body;
-    assert_eq!(by_email.as_array().unwrap().len(), 2, "duplicates collapse, case-insensitive");
-    let by_id = app.get(&format!("config?ids={},{}", ids[0], ids[7])).await.body;
+    let by_email = app
+        .get("config?emails=USER3@example.com,user5@example.com,user3@example.com")
+        .await
+        .body;
+    assert_eq!(
+        by_email.as_array().unwrap().len(),
+        2,
+        "duplicates collapse, case-insensitive"
+    );
+    let by_id = app
+        .get(&format!("config?ids={},{}", ids[0], ids[7]))
+        .await
+        .body;
     assert_eq!(by_id.as_array().unwrap().len(), 2);
     let by_agent = app.get("config?agent_numbers=A1").await.body;
     assert_eq!(by_agent[0]["email"], "user0@example.com");
 
-    app.get("config?per_page=1001").await.assert_client_error(StatusCode::BAD_REQUEST, "per_page");
-    app.get("config?per_page=ten").await.assert_client_error(StatusCode::BAD_REQUEST, "per_page");
-    app.get("config?ids=1&page=2").await.assert_client_error(StatusCode::BAD_REQUEST, "page");
-    app.get("config?ids=1&emails=a@b.co").await.assert_client_error(StatusCode::BAD_REQUEST, "ids");
+    app.get("config?per_page=1001")
+        .await
+        .assert_client_error(StatusCode::BAD_REQUEST, "per_page");
+    app.get("config?per_page=ten")
+        .await
+        .assert_client_error(StatusCode::BAD_REQUEST, "per_page");
+    app.get("config?ids=1&page=2")
+        .await
+        .assert_client_error(StatusCode::BAD_REQUEST, "page");
+    app.get("config?ids=1&emails=a@b.co")
+        .await
+        .assert_client_error(StatusCode::BAD_REQUEST, "ids");
     let many: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
-    app.get(&format!("config?ids={}", many.join(","))).await.assert_client_error(StatusCode::BAD_REQUEST, "ids");
+    app.get(&format!("config?ids={}", many.join(",")))
+        .await
+        .assert_client_error(StatusCode::BAD_REQUEST, "ids");
     // Another tenant sees none of these users.
-    let theirs = app.call_as(&app.globex.basic(), Method::GET, &format!("{PREFIX}/config"), Body::Empty).await;
+    let theirs = app
+        .call_as(
+            &app.globex.basic(),
+            Method::GET,
+            &format!("{PREFIX}/config"),
+            Body::Empty,
+        )
+        .await;
     assert_eq!(theirs.body, json!([]));
-    let theirs = app.call_as(&app.globex.basic(), Method::GET, &format!("{PREFIX}/config?ids={}", ids[0]), Body::Empty).await;
+    let theirs = app
+        .call_as(
+            &app.globex.basic(),
+            Method::GET,
+            &format!("{PREFIX}/config?ids={}", ids[0]),
+            Body::Empty,
+        )
+        .await;
     assert_eq!(theirs.body, json!([]));
 }
 
@@ -345,81 +534,180 @@ async fn credentials_and_tenants_are_checked(app: TestApp) {
         "Bearer abc".to_owned(),
         "Basic %%%".to_owned(),
     ] {
-        let answer = app.call_as(&authorization, Method::GET, &jobs, Body::Empty).await;
+        let answer = app
+            .call_as(&authorization, Method::GET, &jobs, Body::Empty)
+            .await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{authorization}");
         assert!(answer.header("www-authenticate").is_some());
     }
     // The seed's short spelling is an alias.
-    let alias = app.call(Method::GET, &format!("/v1/bulk/users/jobs/{id}"), Body::Empty).await;
+    let alias = app
+        .call(
+            Method::GET,
+            &format!("/v1/bulk/users/jobs/{id}"),
+            Body::Empty,
+        )
+        .await;
     assert_eq!(alias.status, StatusCode::OK);
 
     let globex = app.globex.basic();
-    for path in [format!("jobs/{id}"), format!("errors/scheme/{id}"), format!("errors/update/{id}")] {
-        let answer = app.call_as(&globex, Method::GET, &format!("{PREFIX}/{path}"), Body::Empty).await;
+    for path in [
+        format!("jobs/{id}"),
+        format!("errors/scheme/{id}"),
+        format!("errors/update/{id}"),
+    ] {
+        let answer = app
+            .call_as(
+                &globex,
+                Method::GET,
+                &format!("{PREFIX}/{path}"),
+                Body::Empty,
+            )
+            .await;
         assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
         assert!(!answer.body.to_string().contains("users.json"));
     }
-    let proceed = app.call_as(&globex, Method::POST, &format!("{PREFIX}/proceed"), Body::Json(json!({"id": id}))).await;
+    let proceed = app
+        .call_as(
+            &globex,
+            Method::POST,
+            &format!("{PREFIX}/proceed"),
+            Body::Json(json!({"id": id})),
+        )
+        .await;
     assert_eq!(proceed.status, StatusCode::NOT_FOUND);
     let put = app
-        .call_as(&globex, Method::PUT, &format!("{PREFIX}/upload"), Body::Multipart(vec![Part::text("id", &id.to_string()), Part::file(b"[]".to_vec())]))
+        .call_as(
+            &globex,
+            Method::PUT,
+            &format!("{PREFIX}/upload"),
+            Body::Multipart(vec![
+                Part::text("id", &id.to_string()),
+                Part::file(b"[]".to_vec()),
+            ]),
+        )
         .await;
     assert_eq!(put.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.get(&format!("jobs/{id}")).await.body["status"], "valid_scheme", "nothing of acme changed");
+    assert_eq!(
+        app.get(&format!("jobs/{id}")).await.body["status"],
+        "valid_scheme",
+        "nothing of acme changed"
+    );
 
     // Revoking a credential stops it at once.
     let tenant = bulk_users::model::TenantId::parse("acme").unwrap();
-    let key_id = app.service.credentials(&tenant).await.unwrap()[0].key_id.clone();
-    app.service.revoke_credential(&tenant, &key_id).await.unwrap();
+    let key_id = app.service.credentials(&tenant).await.unwrap()[0]
+        .key_id
+        .clone();
+    app.service
+        .revoke_credential(&tenant, &key_id)
+        .await
+        .unwrap();
     assert_eq!(app.get("jobs").await.status, StatusCode::UNAUTHORIZED);
 }
 
 async fn bad_requests_are_4xx_naming_the_field_and_store_nothing(app: TestApp) {
-    app.set_settings("acme", SettingsChange { max_file_bytes: Some(10_000), ..SettingsChange::default() }).await;
+    app.set_settings(
+        "acme",
+        SettingsChange {
+            max_file_bytes: Some(10_000),
+            ..SettingsChange::default()
+        },
+    )
+    .await;
     let upload = format!("{PREFIX}/upload");
     let post = |body: Body| app.call(Method::POST, &upload, body);
 
-    post(Body::upload_bytes(Vec::new())).await.assert_client_error(StatusCode::BAD_REQUEST, "file");
+    post(Body::upload_bytes(Vec::new()))
+        .await
+        .assert_client_error(StatusCode::BAD_REQUEST, "file");
     let huge = post(Body::upload(&users_file(2000, ""))).await;
     assert_eq!(huge.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(huge.body["limit"], "max_file_bytes");
     assert!(huge.body["message"].as_str().unwrap().contains("10000"));
-    post(Body::Json(json!([]))).await.assert_client_error(StatusCode::BAD_REQUEST, "Content-Type");
-    post(Body::Raw { content_type: Some("multipart/form-data".into()), bytes: b"x".to_vec() })
+    post(Body::Json(json!([])))
         .await
         .assert_client_error(StatusCode::BAD_REQUEST, "Content-Type");
-    post(Body::Raw { content_type: Some(format!("multipart/form-data; boundary={}", bulk_tests::BOUNDARY)), bytes: b"--garbage".to_vec() })
-        .await
-        .assert_client_error(StatusCode::BAD_REQUEST, "body");
-    post(Body::Multipart(vec![Part::text("id", "1")])).await.assert_client_error(StatusCode::BAD_REQUEST, "file");
-    post(Body::Multipart(vec![Part::text("colour", "red"), Part::file(b"[]".to_vec())]))
-        .await
-        .assert_client_error(StatusCode::BAD_REQUEST, "colour");
-    post(Body::Multipart(vec![Part::file(b"[]".to_vec()), Part::file(b"[]".to_vec())]))
+    post(Body::Raw {
+        content_type: Some("multipart/form-data".into()),
+        bytes: b"x".to_vec(),
+    })
+    .await
+    .assert_client_error(StatusCode::BAD_REQUEST, "Content-Type");
+    post(Body::Raw {
+        content_type: Some(format!(
+            "multipart/form-data; boundary={}",
+            bulk_tests::BOUNDARY
+        )),
+        bytes: b"--garbage".to_vec(),
+    })
+    .await
+    .assert_client_error(StatusCode::BAD_REQUEST, "body");
+    post(Body::Multipart(vec![Part::text("id", "1")]))
         .await
         .assert_client_error(StatusCode::BAD_REQUEST, "file");
+    post(Body::Multipart(vec![
+        Part::text("colour", "red"),
+        Part::file(b"[]".to_vec()),
+    ]))
+    .await
+    .assert_client_error(StatusCode::BAD_REQUEST, "colour");
+    post(Body::Multipart(vec![
+        Part::file(b"[]".to_vec()),
+        Part::file(b"[]".to_vec()),
+    ]))
+    .await
+    .assert_client_error(StatusCode::BAD_REQUEST, "file");
 
     let proceed = format!("{PREFIX}/proceed");
     for (body, field) in [
-        (Body::Raw { content_type: Some("application/json".into()), bytes: b"{not json".to_vec() }, "body"),
+        (
+            Body::Raw {
+                content_type: Some("application/json".into()),
+                bytes: b"{not json".to_vec(),
+            },
+            "body",
+        ),
         (Body::Json(json!([1])), "body"),
         (Body::Json(json!({})), "id"),
         (Body::Json(json!({"id": "x"})), "id"),
         (Body::Json(json!({"id": -3})), "id"),
         (Body::Json(json!({"id": 1.5})), "id"),
     ] {
-        app.call(Method::POST, &proceed, body).await.assert_client_error(StatusCode::BAD_REQUEST, field);
+        app.call(Method::POST, &proceed, body)
+            .await
+            .assert_client_error(StatusCode::BAD_REQUEST, field);
     }
-    app.get("jobs/abc").await.assert_client_error(StatusCode::BAD_REQUEST, "id");
-    app.get("errors/scheme/0").await.assert_client_error(StatusCode::BAD_REQUEST, "id");
-    let wrong_method = app.call(Method::DELETE, &format!("{PREFIX}/jobs"), Body::Empty).await;
+    app.get("jobs/abc")
+        .await
+        .assert_client_error(StatusCode::BAD_REQUEST, "id");
+    app.get("errors/scheme/0")
+        .await
+        .assert_client_error(StatusCode::BAD_REQUEST, "id");
+    let wrong_method = app
+        .call(Method::DELETE, &format!("{PREFIX}/jobs"), Body::Empty)
+        .await;
     assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(wrong_method.header("allow"), Some("GET"));
-    assert_eq!(app.call(Method::GET, &format!("{PREFIX}/nothing"), Body::Empty).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.call(Method::GET, "/elsewhere", Body::Empty).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.call(Method::GET, &format!("{PREFIX}/nothing"), Body::Empty)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.call(Method::GET, "/elsewhere", Body::Empty)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 
     let jobs = app.get("jobs").await;
-    assert_eq!(jobs.header("total"), Some("0"), "no rejected request created a job");
+    assert_eq!(
+        jobs.header("total"),
+        Some("0"),
+        "no rejected request created a job"
+    );
 }
 
 async fn bad_files_become_scheme_errors(app: TestApp) {
@@ -443,15 +731,26 @@ async fn bad_files_become_scheme_errors(app: TestApp) {
         .upload(r#"[{"email": 5, "first_name": ["A"], "last_name": {"x": 1}, "roles": "Agent", "max_chat_limit_enabled": 7}, [], null]"#)
         .await;
     let errors = app.get(&format!("errors/scheme/{}", types.id())).await.body;
-    let messages: Vec<&str> = errors.as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
+    let messages: Vec<&str> = errors
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
     assert_eq!(messages.len(), 7, "{messages:?}");
     assert!(messages[0].contains("email must be a string"));
-    assert!(messages[5].contains("must be a JSON object") && messages[6].contains("must be a JSON object"));
+    assert!(
+        messages[5].contains("must be a JSON object")
+            && messages[6].contains("must be a JSON object")
+    );
 }
 
 async fn a_multi_chunk_job_is_counted_exactly(app: TestApp) {
     // Small chunks so one job fans out into many queue messages, worked by concurrent consumers.
-    let config = bulk_users::service::ServiceConfig { rows_per_chunk: 7, ..Default::default() };
+    let config = bulk_users::service::ServiceConfig {
+        rows_per_chunk: 7,
+        ..Default::default()
+    };
     let app = TestApp::with_config(app.backend, config).await;
     let mut file = users_file(95, "");
     // Row 50 fails at processing time (rename of a user that does not exist).
@@ -461,7 +760,14 @@ async fn a_multi_chunk_job_is_counted_exactly(app: TestApp) {
     );
     let job = app.run_job(&file).await;
     assert_eq!(job["status"], "completed", "{job}");
-    assert_eq!((job["total_rows"].as_u64(), job["affected_rows"].as_u64(), job["failed_rows"].as_u64()), (Some(95), Some(94), Some(1)));
+    assert_eq!(
+        (
+            job["total_rows"].as_u64(),
+            job["affected_rows"].as_u64(),
+            job["failed_rows"].as_u64()
+        ),
+        (Some(95), Some(94), Some(1))
+    );
     let errors = app.get(&format!("errors/update/{}", job["id"])).await.body;
     assert_eq!(errors.as_array().unwrap().len(), 1);
     assert_eq!(errors[0]["row"], 50);

@@ -28,15 +28,34 @@ async fn invoke(app: &TestApp, group: RouteGroup, name: &str) -> (u16, Value) {
 async fn every_sample_event_is_handled_by_its_function() {
     let app = TestApp::new(Backend::Aws).await;
     let acme = TenantId::parse("acme").unwrap();
-    app.service.install_credential(&acme, "events", "acme-events", "change-me").await.unwrap();
+    app.service
+        .install_credential(&acme, "events", "acme-events", "change-me")
+        .await
+        .unwrap();
 
     let (status, upload) = invoke(&app, RouteGroup::Upload, "upload-post.json").await;
-    assert_eq!((status, upload["id"].as_u64(), upload["status"].as_str()), (201, Some(1), Some("valid_scheme")), "{upload}");
-    assert_eq!(upload["link"], "https://api.example.com/apps/api/v1/bulk/users/jobs/1");
+    assert_eq!(
+        (status, upload["id"].as_u64(), upload["status"].as_str()),
+        (201, Some(1), Some("valid_scheme")),
+        "{upload}"
+    );
+    assert_eq!(
+        upload["link"],
+        "https://api.example.com/apps/api/v1/bulk/users/jobs/1"
+    );
     let (status, replaced) = invoke(&app, RouteGroup::Upload, "upload-put.json").await;
-    assert_eq!((status, replaced["status"].as_str()), (200, Some("valid_scheme")), "{replaced}");
+    assert_eq!(
+        (status, replaced["status"].as_str()),
+        (200, Some("valid_scheme")),
+        "{replaced}"
+    );
 
-    for name in ["template.json", "config.json", "errors-scheme.json", "errors-update.json"] {
+    for name in [
+        "template.json",
+        "config.json",
+        "errors-scheme.json",
+        "errors-update.json",
+    ] {
         let (status, body) = invoke(&app, RouteGroup::Reads, name).await;
         assert_eq!(status, 200, "{name}: {body}");
     }
@@ -44,7 +63,11 @@ async fn every_sample_event_is_handled_by_its_function() {
     assert_eq!(invoke(&app, RouteGroup::Reads, "proceed.json").await.0, 404);
 
     let (status, proceed) = invoke(&app, RouteGroup::Proceed, "proceed.json").await;
-    assert_eq!((status, proceed["status"].as_str()), (202, Some("in_progress")), "{proceed}");
+    assert_eq!(
+        (status, proceed["status"].as_str()),
+        (202, Some("in_progress")),
+        "{proceed}"
+    );
 
     // The sample SQS batch describes the job's only chunk.
     let batch = serde_json::from_str(&event("processor-sqs.json")).expect("SQS event");
@@ -56,11 +79,17 @@ async fn every_sample_event_is_handled_by_its_function() {
     let (status, job) = invoke(&app, RouteGroup::Status, "status.json").await;
     assert_eq!(status, 200);
     assert_eq!(job["status"], "completed", "{job}");
-    assert_eq!((job["affected_rows"].as_u64(), job["failed_rows"].as_u64()), (Some(2), Some(0)));
+    assert_eq!(
+        (job["affected_rows"].as_u64(), job["failed_rows"].as_u64()),
+        (Some(2), Some(0))
+    );
     let (status, jobs) = invoke(&app, RouteGroup::Jobs, "jobs.json").await;
     assert_eq!((status, jobs.as_array().map(Vec::len)), (200, Some(1)));
     let (_, users) = invoke(&app, RouteGroup::Reads, "config.json").await;
-    assert_eq!(users[0]["roles"], serde_json::json!([{"name": "Agent", "value": 1}]));
+    assert_eq!(
+        users[0]["roles"],
+        serde_json::json!([{"name": "Agent", "value": 1}])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +103,11 @@ async fn a_batch_reports_only_its_bad_messages_as_failures() {
     batch.records.push(poison);
     // Job 1 does not exist yet: its chunk is dropped as done, the poison message fails alone.
     let response = process_sqs_batch(&app.service, batch).await;
-    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
     assert_eq!(failed, vec!["poison"]);
 }
 

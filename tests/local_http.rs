@@ -47,7 +47,10 @@ impl Client {
             .http
             .post(format!("{}/upload", self.base))
             .basic_auth(&self.user, Some(&self.secret))
-            .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
             .body(multipart(&[Part::file(file.as_bytes().to_vec())]))
             .send()
             .await
@@ -74,7 +77,10 @@ impl Client {
             if job["status"] == status {
                 return job;
             }
-            assert!(Instant::now() < deadline, "job {id} never reached {status}: {job}");
+            assert!(
+                Instant::now() < deadline,
+                "job {id} never reached {status}: {job}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -98,7 +104,10 @@ async fn the_flow_over_http_survives_a_restart() {
     let (status, _) = client.proceed(id).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let job = client.wait_for_status(id, "completed").await;
-    assert_eq!((job["affected_rows"].as_u64(), job["failed_rows"].as_u64()), (Some(250), Some(0)));
+    assert_eq!(
+        (job["affected_rows"].as_u64(), job["failed_rows"].as_u64()),
+        (Some(250), Some(0))
+    );
 
     let (status, body) = Client::new(&server, "acme", "wrong").get("jobs").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
@@ -129,10 +138,20 @@ async fn queued_work_is_resumed_after_the_process_is_killed() {
     assert_eq!(job["status"], "in_progress");
     server.kill();
 
-    let server = LocalServer::start(dir.path(), &[("BULK_LOCAL_TENANT", "acme"), ("BULK_LOCAL_SECRET", SECRET), ("BULK_ROWS_PER_CHUNK", "40")]);
+    let server = LocalServer::start(
+        dir.path(),
+        &[
+            ("BULK_LOCAL_TENANT", "acme"),
+            ("BULK_LOCAL_SECRET", SECRET),
+            ("BULK_ROWS_PER_CHUNK", "40"),
+        ],
+    );
     let client = Client::new(&server, "acme", SECRET);
     let job = client.wait_for_status(id, "completed").await;
-    assert_eq!((job["total_rows"].as_u64(), job["affected_rows"].as_u64()), (Some(200), Some(200)));
+    assert_eq!(
+        (job["total_rows"].as_u64(), job["affected_rows"].as_u64()),
+        (Some(200), Some(200))
+    );
 }
 
 #[tokio::test]
@@ -150,7 +169,10 @@ async fn first_start_prints_a_credential_once() {
     drop(server);
 
     let server = LocalServer::start(dir.path(), &[("BULK_LOCAL_TENANT", "initech")]);
-    assert!(!server.output.iter().any(|line| line.contains("secret:")), "printed once");
+    assert!(
+        !server.output.iter().any(|line| line.contains("secret:")),
+        "printed once"
+    );
     let (status, _) = Client::new(&server, "initech", &secret).get("jobs").await;
     assert_eq!(status, StatusCode::OK);
 }
@@ -172,19 +194,33 @@ async fn oversized_requests_are_refused_with_413() {
 /// The README's curl walk-through, run verbatim (only the port differs) against a fresh server.
 #[tokio::test]
 async fn the_readme_walk_through_works_verbatim() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let start = readme.find("<!-- walk-through:start -->").expect("walk-through start marker");
-    let end = readme.find("<!-- walk-through:end -->").expect("walk-through end marker");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme
+        .find("<!-- walk-through:start -->")
+        .expect("walk-through start marker");
+    let end = readme
+        .find("<!-- walk-through:end -->")
+        .expect("walk-through end marker");
     let script: String = readme[start..end]
         .split("```sh")
         .skip(1)
         .filter_map(|block| block.split("```").next())
         .collect::<Vec<_>>()
         .join("\n");
-    assert!(script.contains("curl"), "the walk-through has curl commands");
+    assert!(
+        script.contains("curl"),
+        "the walk-through has curl commands"
+    );
 
     let dir = tempfile::tempdir().unwrap();
-    let server = LocalServer::start(&dir.path().join("data"), &[("BULK_LOCAL_TENANT", "acme"), ("BULK_LOCAL_SECRET", "change-me")]);
+    let server = LocalServer::start(
+        &dir.path().join("data"),
+        &[
+            ("BULK_LOCAL_TENANT", "acme"),
+            ("BULK_LOCAL_SECRET", "change-me"),
+        ],
+    );
     let script = script.replace("127.0.0.1:3000", &format!("127.0.0.1:{}", server.port));
     let output = tokio::process::Command::new("bash")
         .arg("-euo")
@@ -212,14 +248,28 @@ fn admin(dir: &std::path::Path, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("run bulk-admin");
-    assert!(output.status.success(), "bulk-admin {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "bulk-admin {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap()
 }
 
 #[tokio::test]
 async fn the_admin_command_manages_credentials_roles_and_teams() {
     let dir = tempfile::tempdir().unwrap();
-    let created = admin(dir.path(), &["credential", "create", "--tenant", "acme", "--name", "ops bot"]);
+    let created = admin(
+        dir.path(),
+        &[
+            "credential",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "ops bot",
+        ],
+    );
     let field = |name: &str| {
         created
             .lines()
@@ -229,27 +279,64 @@ async fn the_admin_command_manages_credentials_roles_and_teams() {
             .to_owned()
     };
     let (key_id, secret) = (field("key id:"), field("secret:"));
-    admin(dir.path(), &["tenant", "set", "--tenant", "acme", "--roles", "Pilot,Agent", "--teams", "Ops"]);
+    admin(
+        dir.path(),
+        &[
+            "tenant",
+            "set",
+            "--tenant",
+            "acme",
+            "--roles",
+            "Pilot,Agent",
+            "--teams",
+            "Ops",
+        ],
+    );
     let database = std::fs::read(dir.path().join("bulk.sqlite3")).unwrap();
     assert!(
-        !database.windows(secret.len()).any(|window| window == secret.as_bytes()),
+        !database
+            .windows(secret.len())
+            .any(|window| window == secret.as_bytes()),
         "the secret is not stored"
     );
 
     let server = LocalServer::start(dir.path(), &[("BULK_LOCAL_TENANT", "acme")]);
-    assert!(!server.output.iter().any(|line| line.contains("secret:")), "the tenant already has a credential");
+    assert!(
+        !server.output.iter().any(|line| line.contains("secret:")),
+        "the tenant already has a credential"
+    );
     let client = Client::new(&server, "acme", &secret);
     let (status, template) = client.get("template").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(template[0]["roles"], json!([{"name": "Pilot", "value": 0}, {"name": "Agent", "value": 0}]));
+    assert_eq!(
+        template[0]["roles"],
+        json!([{"name": "Pilot", "value": 0}, {"name": "Agent", "value": 0}])
+    );
     assert_eq!(template[0]["teams"], json!([{"name": "Ops", "value": 0}]));
     let (_, upload) = client.upload(&users_file(1, "")).await;
     let (_, job) = client.get(&format!("jobs/{}", upload["id"])).await;
     assert_eq!(job["uploaded_api_user_name"], "ops bot");
 
     let listed = admin(dir.path(), &["credential", "list", "--tenant", "acme"]);
-    assert!(listed.contains(&key_id) && listed.contains("active"), "{listed}");
-    admin(dir.path(), &["credential", "revoke", "--tenant", "acme", "--key-id", &key_id]);
+    assert!(
+        listed.contains(&key_id) && listed.contains("active"),
+        "{listed}"
+    );
+    admin(
+        dir.path(),
+        &[
+            "credential",
+            "revoke",
+            "--tenant",
+            "acme",
+            "--key-id",
+            &key_id,
+        ],
+    );
     let (status, _) = client.get("jobs").await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "a revoked credential stops working at once");
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a revoked credential stops working at once"
+    );
 }

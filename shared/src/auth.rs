@@ -57,7 +57,10 @@ pub fn credential_with_secret(
 }
 
 /// The first live credential whose secret matches, compared in constant time.
-pub fn matching_credential<'c>(credentials: &'c [Credential], secret: &str) -> Option<&'c Credential> {
+pub fn matching_credential<'c>(
+    credentials: &'c [Credential],
+    secret: &str,
+) -> Option<&'c Credential> {
     let presented = secret_digest(secret);
     let mut found = None;
     for credential in credentials {

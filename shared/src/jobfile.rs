@@ -365,11 +365,26 @@ mod tests {
     async fn reports_file_level_problems() {
         assert!(matches!(elements(b"", 8).await, Err(ScanError::Empty)));
         assert!(matches!(elements(b"  \n", 8).await, Err(ScanError::Empty)));
-        assert!(matches!(elements(b"{\"users\": []}", 8).await, Err(ScanError::NotAnArray { .. })));
-        assert!(matches!(elements(b"[{\"a\": 1}", 8).await, Err(ScanError::Syntax { .. })));
-        assert!(matches!(elements(b"[{\"a\": \"1}]", 8).await, Err(ScanError::Syntax { .. })));
-        assert!(matches!(elements(b"[1,]", 8).await, Err(ScanError::Syntax { .. })));
-        assert!(matches!(elements(b"[1] 2", 8).await, Err(ScanError::Syntax { .. })));
+        assert!(matches!(
+            elements(b"{\"users\": []}", 8).await,
+            Err(ScanError::NotAnArray { .. })
+        ));
+        assert!(matches!(
+            elements(b"[{\"a\": 1}", 8).await,
+            Err(ScanError::Syntax { .. })
+        ));
+        assert!(matches!(
+            elements(b"[{\"a\": \"1}]", 8).await,
+            Err(ScanError::Syntax { .. })
+        ));
+        assert!(matches!(
+            elements(b"[1,]", 8).await,
+            Err(ScanError::Syntax { .. })
+        ));
+        assert!(matches!(
+            elements(b"[1] 2", 8).await,
+            Err(ScanError::Syntax { .. })
+        ));
         assert!(elements(b"[]", 8).await.unwrap().is_empty());
         assert_eq!(elements(b"\xEF\xBB\xBF[1]", 8).await.unwrap().len(), 1);
     }
@@ -377,7 +392,8 @@ mod tests {
     #[tokio::test]
     async fn drops_the_bytes_of_oversized_elements_but_keeps_reading() {
         let text = br#"[{"a":"0123456789"},{"b":1}]"#;
-        let mut array = ArrayReader::from_start(tokio::io::BufReader::with_capacity(4, &text[..]), 10);
+        let mut array =
+            ArrayReader::from_start(tokio::io::BufReader::with_capacity(4, &text[..]), 10);
         let big = array.next_element().await.unwrap().unwrap();
         assert!(big.bytes.is_none());
         assert_eq!(big.len, 18);

@@ -100,7 +100,11 @@ pub async fn process_sqs_batch(service: &BulkService, event: SqsEvent) -> SqsBat
     let mut response = SqsBatchResponse::default();
     for message in event.records {
         let id = message.message_id.clone().unwrap_or_default();
-        let failed = match message.body.as_deref().map(serde_json::from_str::<WorkItem>) {
+        let failed = match message
+            .body
+            .as_deref()
+            .map(serde_json::from_str::<WorkItem>)
+        {
             Some(Ok(item)) => match service.process(&item).await {
                 Ok(outcome) => {
                     log_outcome(&item, &outcome);
@@ -130,5 +134,10 @@ pub async fn process_sqs_batch(service: &BulkService, event: SqsEvent) -> SqsBat
 }
 
 fn log_outcome(item: &WorkItem, outcome: &ChunkOutcome) {
-    tracing::info!(job_id = item.job_id, chunk = item.chunk, ?outcome, "chunk processed");
+    tracing::info!(
+        job_id = item.job_id,
+        chunk = item.chunk,
+        ?outcome,
+        "chunk processed"
+    );
 }

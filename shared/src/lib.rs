@@ -11,7 +11,7 @@ pub mod processing;
 pub mod service;
 pub mod validation;
 
-#[cfg(feature = "embedded")]
-pub mod local;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+#[cfg(feature = "embedded")]
+pub mod local;

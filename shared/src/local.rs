@@ -39,12 +39,16 @@ impl LocalSettings {
                     .map_err(|_| format!("{name} must be a number, got '{text}'")),
             }
         };
-        let tenant = TenantId::parse(&var("BULK_LOCAL_TENANT").unwrap_or_else(|| "local".to_owned()))
-            .map_err(|error| format!("BULK_LOCAL_TENANT: {error}"))?;
+        let tenant =
+            TenantId::parse(&var("BULK_LOCAL_TENANT").unwrap_or_else(|| "local".to_owned()))
+                .map_err(|error| format!("BULK_LOCAL_TENANT: {error}"))?;
         Ok(LocalSettings {
             host: var("BULK_LOCAL_HOST").unwrap_or_else(|| "127.0.0.1".to_owned()),
-            port: u16::try_from(number("PORT", 3000)?).map_err(|_| "PORT must be a port number".to_owned())?,
-            data_dir: PathBuf::from(var("BULK_DATA_DIR").unwrap_or_else(|| "./.bulk-local".to_owned())),
+            port: u16::try_from(number("PORT", 3000)?)
+                .map_err(|_| "PORT must be a port number".to_owned())?,
+            data_dir: PathBuf::from(
+                var("BULK_DATA_DIR").unwrap_or_else(|| "./.bulk-local".to_owned()),
+            ),
             key_id: var("BULK_LOCAL_KEY_ID").unwrap_or_else(|| tenant.to_string()),
             secret: var("BULK_LOCAL_SECRET"),
             tenant,
@@ -67,7 +71,11 @@ pub async fn seed_credential(
             .await?;
         return Ok(None);
     }
-    let credentials = service.ports().tenants.credentials(&settings.tenant).await?;
+    let credentials = service
+        .ports()
+        .tenants
+        .credentials(&settings.tenant)
+        .await?;
     if credentials.iter().any(|credential| !credential.revoked) {
         service.ensure_tenant(&settings.tenant).await?;
         return Ok(None);
@@ -128,7 +136,9 @@ impl LocalWorker {
             };
             let idle = leased.is_empty();
             for work in leased {
-                let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    break;
+                };
                 let worker = self.clone();
                 running.spawn(async move {
                     worker.handle(work).await;
@@ -170,7 +180,11 @@ impl LocalWorker {
         let item = &work.item;
         let settled = match self.service.process(item).await {
             Ok(outcome) => {
-                if let ChunkOutcome::Committed { completed_job: true, .. } = outcome {
+                if let ChunkOutcome::Committed {
+                    completed_job: true,
+                    ..
+                } = outcome
+                {
                     tracing::info!(job_id = item.job_id, "job completed");
                 }
                 true

@@ -9,8 +9,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::jobfile::{ArrayReader, Element, ScanError};
 use crate::model::{
-    ChunkResult, ErrorType, Job, JobStatus, TenantId, TenantSettings, Timestamp,
-    UpdateError, User, UserId, UserWrite, WorkItem,
+    ChunkResult, ErrorType, Job, JobStatus, TenantId, TenantSettings, Timestamp, UpdateError, User,
+    UserId, UserWrite, WorkItem,
 };
 use crate::ports::{Ports, StoreError};
 use crate::validation::{validate_row, RowError, UserRow, UserStatus, ValidationContext};
@@ -82,8 +82,12 @@ pub async fn process_work_item(
         }
         Err(error) => return Err(error),
     };
-    let mut array =
-        ArrayReader::at_element(reader, item.byte_offset, item.first_row, options.max_row_bytes);
+    let mut array = ArrayReader::at_element(
+        reader,
+        item.byte_offset,
+        item.first_row,
+        options.max_row_bytes,
+    );
     let mut chunk = ChunkTally::default();
     let mut batch: Vec<Element> = Vec::with_capacity(options.batch_rows);
     let mut remaining = item.rows;
@@ -104,7 +108,14 @@ pub async fn process_work_item(
                 return fail(ports, &job, reason).await;
             }
             Err(ScanError::Io(error)) => return Err(StoreError::unavailable("file store", error)),
-            Err(error) => return fail(ports, &job, format!("the job's file is unreadable: {error}")).await,
+            Err(error) => {
+                return fail(
+                    ports,
+                    &job,
+                    format!("the job's file is unreadable: {error}"),
+                )
+                .await
+            }
         }
     }
     apply_batch(ports, &item.tenant, &context, &mut batch, &mut chunk).await?;
@@ -134,7 +145,10 @@ pub async fn process_work_item(
 
 async fn fail(ports: &Ports, job: &Job, reason: String) -> Result<ChunkOutcome, StoreError> {
     tracing::warn!(job_id = job.id, %reason, "job failed");
-    ports.jobs.fail_job(job.id, &reason, Timestamp::now()).await?;
+    ports
+        .jobs
+        .fail_job(job.id, &reason, Timestamp::now())
+        .await?;
     Ok(ChunkOutcome::JobFailed { reason })
 }
 
@@ -238,7 +252,9 @@ async fn apply_batch(
         .filter_map(|(_, checked)| checked.as_ref().ok())
         .filter(|user| {
             !users.contains_key(&user.email_key)
-                && user.new_email_key().is_none_or(|key| !users.contains_key(&key))
+                && user
+                    .new_email_key()
+                    .is_none_or(|key| !users.contains_key(&key))
         })
         .count() as u64;
     let next_id = if creations > 0 {
@@ -349,7 +365,10 @@ impl BatchState {
 
     fn new_user(&mut self, row: &UserRow, now: Timestamp) -> Result<User, Remark> {
         if self.ids_left == 0 {
-            return Err(Remark::error("email", "no user id could be reserved for a new user".to_owned()));
+            return Err(Remark::error(
+                "email",
+                "no user id could be reserved for a new user".to_owned(),
+            ));
         }
         let id = self.next_id;
         self.next_id += 1;

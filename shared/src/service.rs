@@ -27,7 +27,10 @@ pub enum ServiceError {
     #[error("{message}")]
     Invalid { field: String, message: String },
     #[error("{message}")]
-    TooLarge { limit: &'static str, message: String },
+    TooLarge {
+        limit: &'static str,
+        message: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -166,11 +169,17 @@ impl BulkService {
                 created_at: Timestamp::now(),
             })
             .await?;
-        self.validate(job, &settings, Box::new(Cursor::new(upload.body))).await
+        self.validate(job, &settings, Box::new(Cursor::new(upload.body)))
+            .await
     }
 
     /// Replaces the file of a job that has not been proceeded, and validates the new file.
-    pub async fn replace_file(&self, who: &Principal, id: JobId, upload: FileUpload) -> ServiceResult<Job> {
+    pub async fn replace_file(
+        &self,
+        who: &Principal,
+        id: JobId,
+        upload: FileUpload,
+    ) -> ServiceResult<Job> {
         let settings = self.settings(&who.tenant).await?;
         let current = self.job(who, id).await?;
         if !current.status.accepts_new_file() {
@@ -187,11 +196,18 @@ impl BulkService {
         match self.ports.jobs.replace_file(&who.tenant, id, file).await? {
             None => Err(job_not_found(id)),
             Some(Err(job)) => Err(already_proceeded(&job)),
-            Some(Ok(job)) => self.validate(job, &settings, Box::new(Cursor::new(upload.body))).await,
+            Some(Ok(job)) => {
+                self.validate(job, &settings, Box::new(Cursor::new(upload.body)))
+                    .await
+            }
         }
     }
 
-    fn accept_file(&self, settings: &TenantSettings, upload: &FileUpload) -> ServiceResult<(String, String)> {
+    fn accept_file(
+        &self,
+        settings: &TenantSettings,
+        upload: &FileUpload,
+    ) -> ServiceResult<(String, String)> {
         let max = settings.limits.max_file_bytes;
         if upload.body.is_empty() {
             return Err(ServiceError::invalid("file", "file must not be empty"));
@@ -212,7 +228,12 @@ impl BulkService {
     }
 
     /// Validates a job's file and records the outcome.
-    async fn validate(&self, job: Job, settings: &TenantSettings, file: FileReader) -> ServiceResult<Job> {
+    async fn validate(
+        &self,
+        job: Job,
+        settings: &TenantSettings,
+        file: FileReader,
+    ) -> ServiceResult<Job> {
         let options = FileValidation {
             limits: settings.limits,
             rows_per_chunk: self.config.rows_per_chunk,
@@ -225,7 +246,13 @@ impl BulkService {
         Ok(self
             .ports
             .jobs
-            .record_scheme_report(&job.tenant, job.id, &job.file_key, &report, Timestamp::now())
+            .record_scheme_report(
+                &job.tenant,
+                job.id,
+                &job.file_key,
+                &report,
+                Timestamp::now(),
+            )
             .await?)
     }
 
@@ -241,10 +268,15 @@ impl BulkService {
             ProceedOutcome::Started(job) => job,
             ProceedOutcome::NotProceedable(job) => return Err(not_proceedable(&job)),
         };
-        let items = job.chunk_plan.work_items(&job.tenant, job.id, job.total_rows);
+        let items = job
+            .chunk_plan
+            .work_items(&job.tenant, job.id, job.total_rows);
         if let Err(error) = self.ports.queue.enqueue(&items).await {
             let reason = format!("the job could not be queued: {error}");
-            self.ports.jobs.fail_job(job.id, &reason, Timestamp::now()).await?;
+            self.ports
+                .jobs
+                .fail_job(job.id, &reason, Timestamp::now())
+                .await?;
             return Err(error.into());
         }
         Ok(job)
@@ -262,12 +294,20 @@ impl BulkService {
         Ok(self.ports.jobs.list_jobs(&who.tenant, page).await?)
     }
 
-    pub async fn scheme_errors(&self, who: &Principal, id: JobId) -> ServiceResult<Vec<SchemeError>> {
+    pub async fn scheme_errors(
+        &self,
+        who: &Principal,
+        id: JobId,
+    ) -> ServiceResult<Vec<SchemeError>> {
         self.job(who, id).await?;
         Ok(self.ports.jobs.scheme_errors(&who.tenant, id).await?)
     }
 
-    pub async fn update_errors(&self, who: &Principal, id: JobId) -> ServiceResult<Vec<UpdateError>> {
+    pub async fn update_errors(
+        &self,
+        who: &Principal,
+        id: JobId,
+    ) -> ServiceResult<Vec<UpdateError>> {
         self.job(who, id).await?;
         Ok(self.ports.jobs.update_errors(&who.tenant, id).await?)
     }
@@ -276,7 +316,9 @@ impl BulkService {
     pub async fn users(&self, who: &Principal, query: &UserQuery) -> ServiceResult<Vec<User>> {
         Ok(match query {
             UserQuery::Page(page) => self.ports.users.list_users(&who.tenant, *page).await?,
-            UserQuery::Select(selector) => self.ports.users.select_users(&who.tenant, selector).await?,
+            UserQuery::Select(selector) => {
+                self.ports.users.select_users(&who.tenant, selector).await?
+            }
         })
     }
 
@@ -287,7 +329,10 @@ impl BulkService {
 
     /// Ends a job `failed` (the processor gave up on one of its chunks).
     pub async fn fail_job(&self, job_id: JobId, reason: &str) -> Result<(), StoreError> {
-        self.ports.jobs.fail_job(job_id, reason, Timestamp::now()).await
+        self.ports
+            .jobs
+            .fail_job(job_id, reason, Timestamp::now())
+            .await
     }
 
     /// Creates the tenant with default settings when it has none; returns its settings.
@@ -301,7 +346,11 @@ impl BulkService {
     }
 
     /// Changes a tenant's settings (creating the tenant when needed) and stores them.
-    pub async fn update_settings(&self, tenant: &TenantId, change: SettingsChange) -> ServiceResult<TenantSettings> {
+    pub async fn update_settings(
+        &self,
+        tenant: &TenantId,
+        change: SettingsChange,
+    ) -> ServiceResult<TenantSettings> {
         let mut settings = self.ensure_tenant(tenant).await?;
         change.apply(&mut settings)?;
         self.ports.tenants.put_settings(&settings).await?;
@@ -309,7 +358,10 @@ impl BulkService {
     }
 
     /// The tenant's credentials (their secrets are not stored, so none are shown).
-    pub async fn credentials(&self, tenant: &TenantId) -> ServiceResult<Vec<crate::model::Credential>> {
+    pub async fn credentials(
+        &self,
+        tenant: &TenantId,
+    ) -> ServiceResult<Vec<crate::model::Credential>> {
         Ok(self.ports.tenants.credentials(tenant).await?)
     }
 
@@ -318,7 +370,9 @@ impl BulkService {
         if self.ports.tenants.revoke_credential(tenant, key_id).await? {
             Ok(())
         } else {
-            Err(ServiceError::NotFound(format!("tenant {tenant} has no credential {key_id}")))
+            Err(ServiceError::NotFound(format!(
+                "tenant {tenant} has no credential {key_id}"
+            )))
         }
     }
 
@@ -331,7 +385,10 @@ impl BulkService {
     ) -> ServiceResult<IssuedCredential> {
         self.ensure_tenant(tenant).await?;
         let issued = auth::issue_credential(tenant, name, key_id);
-        self.ports.tenants.put_credential(&issued.credential).await?;
+        self.ports
+            .tenants
+            .put_credential(&issued.credential)
+            .await?;
         Ok(issued)
     }
 
@@ -345,7 +402,10 @@ impl BulkService {
     ) -> ServiceResult<()> {
         self.ensure_tenant(tenant).await?;
         let issued = auth::credential_with_secret(tenant, name, Some(key_id), secret.to_owned());
-        self.ports.tenants.put_credential(&issued.credential).await?;
+        self.ports
+            .tenants
+            .put_credential(&issued.credential)
+            .await?;
         Ok(())
     }
 }
@@ -374,19 +434,28 @@ impl SettingsChange {
         }
         if let Some(limit) = self.max_chat_limit {
             if limit == 0 {
-                return Err(ServiceError::invalid("max_chat_limit", "max_chat_limit must be at least 1"));
+                return Err(ServiceError::invalid(
+                    "max_chat_limit",
+                    "max_chat_limit must be at least 1",
+                ));
             }
             settings.max_chat_limit = limit;
         }
         if let Some(bytes) = self.max_file_bytes {
             if bytes == 0 {
-                return Err(ServiceError::invalid("max_file_bytes", "max_file_bytes must be at least 1"));
+                return Err(ServiceError::invalid(
+                    "max_file_bytes",
+                    "max_file_bytes must be at least 1",
+                ));
             }
             settings.limits.max_file_bytes = bytes;
         }
         if let Some(rows) = self.max_rows {
             if rows == 0 {
-                return Err(ServiceError::invalid("max_rows", "max_rows must be at least 1"));
+                return Err(ServiceError::invalid(
+                    "max_rows",
+                    "max_rows must be at least 1",
+                ));
             }
             settings.limits.max_rows = rows;
         }
@@ -400,10 +469,19 @@ fn clean_names(field: &str, names: Vec<String>) -> ServiceResult<Vec<String>> {
     for name in names {
         let name = name.trim().to_owned();
         if name.is_empty() || name.chars().count() > 100 {
-            return Err(ServiceError::invalid(field, format!("{field} names must be 1-100 characters")));
+            return Err(ServiceError::invalid(
+                field,
+                format!("{field} names must be 1-100 characters"),
+            ));
         }
-        if cleaned.iter().any(|existing| existing.eq_ignore_ascii_case(&name)) {
-            return Err(ServiceError::invalid(field, format!("{field} lists '{name}' twice")));
+        if cleaned
+            .iter()
+            .any(|existing| existing.eq_ignore_ascii_case(&name))
+        {
+            return Err(ServiceError::invalid(
+                field,
+                format!("{field} lists '{name}' twice"),
+            ));
         }
         cleaned.push(name);
     }

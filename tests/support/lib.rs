@@ -120,15 +120,27 @@ impl TestApp {
         self.call_as(&self.acme.basic(), method, path, body).await
     }
 
-    pub async fn call_as(&self, authorization: &str, method: Method, path: &str, body: Body) -> Answer {
+    pub async fn call_as(
+        &self,
+        authorization: &str,
+        method: Method,
+        path: &str,
+        body: Body,
+    ) -> Answer {
         let mut headers = HeaderMap::new();
         if !authorization.is_empty() {
-            headers.insert(http::header::AUTHORIZATION, HeaderValue::from_str(authorization).unwrap());
+            headers.insert(
+                http::header::AUTHORIZATION,
+                HeaderValue::from_str(authorization).unwrap(),
+            );
         }
         headers.insert(http::header::HOST, HeaderValue::from_static("bulk.test"));
         let (content_type, bytes) = body.encode();
         if let Some(content_type) = content_type {
-            headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_str(&content_type).unwrap());
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_str(&content_type).unwrap(),
+            );
         }
         let (path, query) = match path.split_once('?') {
             Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
@@ -148,12 +160,18 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> Answer {
-        self.call(Method::GET, &format!("{PREFIX}/{path}"), Body::Empty).await
+        self.call(Method::GET, &format!("{PREFIX}/{path}"), Body::Empty)
+            .await
     }
 
     /// `POST upload` of a JSON file as acme.
     pub async fn upload(&self, file: &str) -> Answer {
-        self.call(Method::POST, &format!("{PREFIX}/upload"), Body::upload(file)).await
+        self.call(
+            Method::POST,
+            &format!("{PREFIX}/upload"),
+            Body::upload(file),
+        )
+        .await
     }
 
     pub async fn proceed(&self, id: u64) -> Answer {
@@ -180,7 +198,11 @@ impl TestApp {
 
 async fn issue(service: &BulkService, tenant: &str) -> Credentials {
     let issued = service
-        .create_credential(&TenantId::parse(tenant).unwrap(), &format!("{tenant}-sync"), None)
+        .create_credential(
+            &TenantId::parse(tenant).unwrap(),
+            &format!("{tenant}-sync"),
+            None,
+        )
         .await
         .expect("credential");
     Credentials {
@@ -252,7 +274,10 @@ pub async fn drain_sqs(service: &BulkService, adapters: &AwsAdapters, consumers:
 pub enum Body {
     Empty,
     Json(Value),
-    Raw { content_type: Option<String>, bytes: Vec<u8> },
+    Raw {
+        content_type: Option<String>,
+        bytes: Vec<u8>,
+    },
     Multipart(Vec<Part>),
 }
 
@@ -281,7 +306,10 @@ impl Body {
                 Some("application/json".to_owned()),
                 Bytes::from(serde_json::to_vec(&value).unwrap()),
             ),
-            Body::Raw { content_type, bytes } => (content_type, Bytes::from(bytes)),
+            Body::Raw {
+                content_type,
+                bytes,
+            } => (content_type, Bytes::from(bytes)),
             Body::Multipart(parts) => (
                 Some(format!("multipart/form-data; boundary={BOUNDARY}")),
                 Bytes::from(multipart(&parts)),
@@ -343,7 +371,10 @@ impl From<ApiResponse> for Answer {
     fn from(response: ApiResponse) -> Answer {
         let (parts, bytes) = response.into_parts();
         let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            panic!("response body is not JSON: {}", String::from_utf8_lossy(&bytes))
+            panic!(
+                "response body is not JSON: {}",
+                String::from_utf8_lossy(&bytes)
+            )
         });
         assert!(
             parts.headers.get(http::header::CONTENT_TYPE).is_some(),
@@ -359,7 +390,9 @@ impl From<ApiResponse> for Answer {
 
 impl Answer {
     pub fn id(&self) -> u64 {
-        self.body["id"].as_u64().unwrap_or_else(|| panic!("no id in {}", self.body))
+        self.body["id"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no id in {}", self.body))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -370,7 +403,11 @@ impl Answer {
     pub fn assert_client_error(&self, status: StatusCode, field: &str) {
         assert_eq!(self.status, status, "{}", self.body);
         assert_eq!(self.body["field"], field, "{}", self.body);
-        assert!(self.body["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", self.body);
+        assert!(
+            self.body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{}",
+            self.body
+        );
     }
 }
 

@@ -102,7 +102,12 @@ enum TenantCommand {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let cli = Cli::parse();
-    if let Command::Provision { table, bucket, queue } = &cli.command {
+    if let Command::Provision {
+        table,
+        bucket,
+        queue,
+    } = &cli.command
+    {
         return provision(table, bucket, queue).await;
     }
     let service = match cli.store {
@@ -116,11 +121,18 @@ async fn main() -> Result<(), Error> {
         }
     };
     match cli.command {
-        Command::Credential(CredentialCommand::Create { tenant, name, key_id }) => {
+        Command::Credential(CredentialCommand::Create {
+            tenant,
+            name,
+            key_id,
+        }) => {
             let issued = service
                 .create_credential(&tenant_id(&tenant)?, &name, key_id.as_deref())
                 .await?;
-            println!("tenant: {tenant}\nkey id: {}\nsecret: {}", issued.credential.key_id, issued.secret);
+            println!(
+                "tenant: {tenant}\nkey id: {}\nsecret: {}",
+                issued.credential.key_id, issued.secret
+            );
             eprintln!("The secret is shown once and stored only as a hash.");
         }
         Command::Credential(CredentialCommand::List { tenant }) => {
@@ -130,12 +142,18 @@ async fn main() -> Result<(), Error> {
                     credential.key_id,
                     credential.name,
                     credential.created_at,
-                    if credential.revoked { "revoked" } else { "active" }
+                    if credential.revoked {
+                        "revoked"
+                    } else {
+                        "active"
+                    }
                 );
             }
         }
         Command::Credential(CredentialCommand::Revoke { tenant, key_id }) => {
-            service.revoke_credential(&tenant_id(&tenant)?, &key_id).await?;
+            service
+                .revoke_credential(&tenant_id(&tenant)?, &key_id)
+                .await?;
             println!("revoked {key_id}");
         }
         Command::Tenant(TenantCommand::Show { tenant }) => {
@@ -159,7 +177,9 @@ async fn main() -> Result<(), Error> {
                 max_file_bytes,
                 max_rows,
             };
-            let settings = service.update_settings(&tenant_id(&tenant)?, change).await?;
+            let settings = service
+                .update_settings(&tenant_id(&tenant)?, change)
+                .await?;
             println!("{}", serde_json::to_string_pretty(&settings)?);
         }
         Command::Provision { .. } => {}
@@ -176,7 +196,9 @@ async fn provision(table: &str, bucket: &str, queue: &str) -> Result<(), Error> 
         table: table.to_owned(),
         bucket: bucket.to_owned(),
         queue_url: String::new(),
-        endpoint_url: std::env::var("AWS_ENDPOINT_URL").ok().filter(|url| !url.is_empty()),
+        endpoint_url: std::env::var("AWS_ENDPOINT_URL")
+            .ok()
+            .filter(|url| !url.is_empty()),
         region: std::env::var("AWS_REGION").unwrap_or_else(|_| aws::DEFAULT_REGION.to_owned()),
     };
     let adapters = aws::connect(&settings).await;

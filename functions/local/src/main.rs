@@ -88,7 +88,11 @@ async fn main() -> Result<(), Error> {
     Ok(())
 }
 
-async fn serve(api: &Api, request: hyper::Request<Incoming>, limit: u64) -> hyper::Response<Full<Bytes>> {
+async fn serve(
+    api: &Api,
+    request: hyper::Request<Incoming>,
+    limit: u64,
+) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
     let response = match Limited::new(body, limit as usize).collect().await {
         Ok(collected) => {
@@ -103,7 +107,9 @@ async fn serve(api: &Api, request: hyper::Request<Incoming>, limit: u64) -> hype
         }
         Err(error) if error.is::<http_body_util::LengthLimitError>() => ApiError::TooLarge {
             limit: "max_request_bytes",
-            message: format!("the request body is over the limit max_request_bytes of {limit} bytes"),
+            message: format!(
+                "the request body is over the limit max_request_bytes of {limit} bytes"
+            ),
         }
         .response(),
         Err(_) => ApiError::bad_request("body", "the request body could not be read").response(),
@@ -118,10 +124,11 @@ fn to_hyper(response: ApiResponse) -> hyper::Response<Full<Bytes>> {
 
 /// Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
-    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(signal) => signal,
-        Err(_) => return std::future::pending().await,
-    };
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return std::future::pending().await,
+        };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}

@@ -42,7 +42,12 @@ pub async fn handle(
         Route::ReplaceUpload => {
             let form = parse_upload_form(&request.headers, request.body.clone()).await?;
             let id = match form.id.as_deref() {
-                None => return Err(ApiError::bad_request("id", "id is required to replace a job's file")),
+                None => {
+                    return Err(ApiError::bad_request(
+                        "id",
+                        "id is required to replace a job's file",
+                    ))
+                }
                 Some(id) => job_id(id)?,
             };
             let file = form.file.ok_or_else(missing_file)?;
@@ -59,7 +64,8 @@ pub async fn handle(
             Ok(json_response(StatusCode::OK, &JobView::new(&job, base)))
         }
         Route::Jobs => {
-            let page = Query::parse(request.query.as_deref()).page(JOBS_PER_PAGE, MAX_JOBS_PER_PAGE)?;
+            let page =
+                Query::parse(request.query.as_deref()).page(JOBS_PER_PAGE, MAX_JOBS_PER_PAGE)?;
             let (jobs, total) = service.jobs(&who, page).await?;
             let body: Vec<JobView> = jobs.iter().map(|job| JobView::new(job, base)).collect();
             let mut response = json_response(StatusCode::OK, &body);
@@ -102,13 +108,19 @@ async fn authenticate(service: &BulkService, request: &ApiRequest) -> Result<Pri
 }
 
 fn missing_file() -> ApiError {
-    ApiError::bad_request("file", "the form must carry the JSON file in a field named file")
+    ApiError::bad_request(
+        "file",
+        "the form must carry the JSON file in a field named file",
+    )
 }
 
 fn job_id(text: &str) -> Result<JobId, ApiError> {
     match text.trim().parse::<JobId>() {
         Ok(id) if id > 0 => Ok(id),
-        _ => Err(ApiError::bad_request("id", "id must be a positive integer (a job id)")),
+        _ => Err(ApiError::bad_request(
+            "id",
+            "id must be a positive integer (a job id)",
+        )),
     }
 }
 
@@ -122,9 +134,15 @@ fn proceed_id(body: &[u8]) -> Result<JobId, ApiError> {
             .filter(|id| *id > 0)
             .ok_or_else(|| ApiError::bad_request("id", "id must be a positive integer (a job id)")),
         Some(Value::String(text)) => job_id(text),
-        Some(_) => Err(ApiError::bad_request("id", "id must be a positive integer (a job id)")),
+        Some(_) => Err(ApiError::bad_request(
+            "id",
+            "id must be a positive integer (a job id)",
+        )),
         None if value.is_object() => Err(ApiError::bad_request("id", "id is required")),
-        None => Err(ApiError::bad_request("body", "the body must be a JSON object like {\"id\": 123}")),
+        None => Err(ApiError::bad_request(
+            "body",
+            "the body must be a JSON object like {\"id\": 123}",
+        )),
     }
 }
 

@@ -23,7 +23,10 @@ pub enum ApiError {
     #[error("{0}")]
     Conflict(String),
     #[error("{message}")]
-    TooLarge { limit: &'static str, message: String },
+    TooLarge {
+        limit: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -115,7 +118,11 @@ impl ApiError {
                 );
             }
             ApiError::MethodNotAllowed(allowed) => {
-                let list = allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+                let list = allowed
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 if let Ok(value) = HeaderValue::from_str(&list) {
                     headers.insert(http::header::ALLOW, value);
                 }
@@ -146,7 +153,9 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match error {
             StoreError::Unavailable { .. } => ApiError::Unavailable(error.to_string()),
-            StoreError::Corrupt(_) | StoreError::NotFound(_) => ApiError::Internal(error.to_string()),
+            StoreError::Corrupt(_) | StoreError::NotFound(_) => {
+                ApiError::Internal(error.to_string())
+            }
         }
     }
 }

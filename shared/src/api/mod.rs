@@ -86,13 +86,22 @@ impl Api {
                 .headers
                 .get(name)
                 .and_then(|value| value.to_str().ok())
-                .map(|value| value.split(',').next().unwrap_or_default().trim().to_owned())
+                .map(|value| {
+                    value
+                        .split(',')
+                        .next()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned()
+                })
                 .filter(|value| !value.is_empty())
         };
         let host = header("x-forwarded-host").or_else(|| header("host"));
         let scheme = header("x-forwarded-proto").unwrap_or_else(|| "http".to_owned());
         match host {
-            Some(host) if host.bytes().all(|b| b.is_ascii_graphic()) => format!("{scheme}://{host}"),
+            Some(host) if host.bytes().all(|b| b.is_ascii_graphic()) => {
+                format!("{scheme}://{host}")
+            }
             _ => String::new(),
         }
     }

@@ -32,7 +32,10 @@ pub async fn parse_upload_form(headers: &HeaderMap, body: Bytes) -> Result<Uploa
         ));
     }
     let boundary = multer::parse_boundary(content_type).map_err(|_| {
-        ApiError::bad_request("Content-Type", "multipart/form-data needs a boundary parameter")
+        ApiError::bad_request(
+            "Content-Type",
+            "multipart/form-data needs a boundary parameter",
+        )
     })?;
     let constraints = multer::Constraints::new()
         .allowed_fields(FIELDS.to_vec())
@@ -59,7 +62,9 @@ pub async fn parse_upload_form(headers: &HeaderMap, body: Bytes) -> Result<Uploa
                     body: data,
                 })
             }
-            "id" if form.id.is_some() => return Err(ApiError::bad_request("id", "id must be sent once")),
+            "id" if form.id.is_some() => {
+                return Err(ApiError::bad_request("id", "id must be sent once"))
+            }
             _ => {
                 let text = String::from_utf8(data.to_vec())
                     .map_err(|_| ApiError::bad_request("id", "id must be a positive integer"))?;

@@ -24,7 +24,10 @@ impl Query {
         let mut values = self.values(name);
         let first = values.next();
         if values.next().is_some() {
-            return Err(ApiError::bad_request(name, format!("{name} must be given once")));
+            return Err(ApiError::bad_request(
+                name,
+                format!("{name} must be given once"),
+            ));
         }
         Ok(first)
     }
@@ -42,7 +45,11 @@ impl Query {
         let mut items = Vec::new();
         for value in self.values(name) {
             present = true;
-            for item in value.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+            for item in value
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+            {
                 if seen.insert(item.to_owned()) {
                     items.push(item.to_owned());
                 }
@@ -52,12 +59,17 @@ impl Query {
     }
 
     fn integer(&self, name: &str, min: u64, max: u64) -> Result<Option<u64>, ApiError> {
-        let Some(text) = self.single(name)? else { return Ok(None) };
+        let Some(text) = self.single(name)? else {
+            return Ok(None);
+        };
         match text.trim().parse::<u64>() {
             Ok(value) if (min..=max).contains(&value) => Ok(Some(value)),
             _ => Err(ApiError::bad_request(
                 name,
-                format!("{name} must be an integer from {min} to {max}, got '{}'", clip(text)),
+                format!(
+                    "{name} must be an integer from {min} to {max}, got '{}'",
+                    clip(text)
+                ),
             )),
         }
     }
@@ -66,7 +78,9 @@ impl Query {
     pub fn page(&self, default_per_page: u64, max_per_page: u64) -> Result<PageRequest, ApiError> {
         Ok(PageRequest {
             page: self.integer("page", 1, u64::from(u32::MAX))?.unwrap_or(1),
-            per_page: self.integer("per_page", 1, max_per_page)?.unwrap_or(default_per_page),
+            per_page: self
+                .integer("per_page", 1, max_per_page)?
+                .unwrap_or(default_per_page),
         })
     }
 
@@ -84,18 +98,30 @@ impl Query {
             [first, second, ..] => {
                 return Err(ApiError::bad_request(
                     second.0,
-                    format!("{} cannot be combined with {}: select by one kind of id", second.0, first.0),
+                    format!(
+                        "{} cannot be combined with {}: select by one kind of id",
+                        second.0, first.0
+                    ),
                 ))
             }
         };
         if self.single("page")?.is_some() {
-            return Err(ApiError::bad_request("page", format!("page cannot be combined with {name}")));
+            return Err(ApiError::bad_request(
+                "page",
+                format!("page cannot be combined with {name}"),
+            ));
         }
         if values.is_empty() {
-            return Err(ApiError::bad_request(name, format!("{name} must list at least one value")));
+            return Err(ApiError::bad_request(
+                name,
+                format!("{name} must list at least one value"),
+            ));
         }
         if values.len() > max {
-            return Err(ApiError::bad_request(name, format!("{name} may list at most {max} values")));
+            return Err(ApiError::bad_request(
+                name,
+                format!("{name} may list at most {max} values"),
+            ));
         }
         Ok(UserQuery::Select(match name {
             "emails" => UserSelector::Emails(values),
@@ -122,15 +148,25 @@ mod tests {
     #[test]
     fn parses_pages_and_selections() {
         let q = Query::parse(Some("page=2&per_page=50"));
-        assert_eq!(q.page(100, 1000).unwrap(), PageRequest { page: 2, per_page: 50 });
+        assert_eq!(
+            q.page(100, 1000).unwrap(),
+            PageRequest {
+                page: 2,
+                per_page: 50
+            }
+        );
         assert!(Query::parse(Some("per_page=1001")).page(100, 1000).is_err());
         assert!(Query::parse(Some("per_page=abc")).page(100, 1000).is_err());
         assert_eq!(
-            Query::parse(Some("emails=a@x.io,b@x.io&emails=a@x.io")).user_query(1000).unwrap(),
+            Query::parse(Some("emails=a@x.io,b@x.io&emails=a@x.io"))
+                .user_query(1000)
+                .unwrap(),
             UserQuery::Select(UserSelector::Emails(vec!["a@x.io".into(), "b@x.io".into()]))
         );
         assert!(Query::parse(Some("ids=1&page=2")).user_query(1000).is_err());
-        assert!(Query::parse(Some("ids=1&emails=a@x.io")).user_query(1000).is_err());
+        assert!(Query::parse(Some("ids=1&emails=a@x.io"))
+            .user_query(1000)
+            .is_err());
         assert!(Query::parse(Some("ids=x")).user_query(1000).is_err());
     }
 }

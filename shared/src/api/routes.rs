@@ -75,7 +75,10 @@ pub fn resolve(method: &Method, path: &str) -> Result<Route, RouteMiss> {
     let get = [Method::GET];
     let (allowed, route): (&[Method], Option<Route>) = match segments.as_slice() {
         ["template"] => (&get, (*method == Method::GET).then_some(Route::Template)),
-        ["config"] => (&get, (*method == Method::GET).then_some(Route::UserConfiguration)),
+        ["config"] => (
+            &get,
+            (*method == Method::GET).then_some(Route::UserConfiguration),
+        ),
         ["upload"] => (
             &[Method::POST, Method::PUT],
             match *method {
@@ -84,11 +87,15 @@ pub fn resolve(method: &Method, path: &str) -> Result<Route, RouteMiss> {
                 _ => None,
             },
         ),
-        ["proceed"] => (&[Method::POST], (*method == Method::POST).then_some(Route::Proceed)),
+        ["proceed"] => (
+            &[Method::POST],
+            (*method == Method::POST).then_some(Route::Proceed),
+        ),
         ["jobs"] => (&get, (*method == Method::GET).then_some(Route::Jobs)),
-        ["jobs", id] if !id.is_empty() => {
-            (&get, (*method == Method::GET).then(|| Route::Job((*id).to_owned())))
-        }
+        ["jobs", id] if !id.is_empty() => (
+            &get,
+            (*method == Method::GET).then(|| Route::Job((*id).to_owned())),
+        ),
         ["errors", "scheme", id] if !id.is_empty() => (
             &get,
             (*method == Method::GET).then(|| Route::SchemeErrors((*id).to_owned())),
@@ -108,15 +115,30 @@ mod tests {
 
     #[test]
     fn resolves_both_spellings_and_reports_wrong_methods() {
-        assert_eq!(resolve(&Method::GET, "/apps/api/v1/bulk/users/jobs/12"), Ok(Route::Job("12".into())));
-        assert_eq!(resolve(&Method::GET, "/v1/bulk/users/errors/scheme/3/"), Ok(Route::SchemeErrors("3".into())));
-        assert_eq!(resolve(&Method::PUT, "/v1/bulk/users/upload"), Ok(Route::ReplaceUpload));
+        assert_eq!(
+            resolve(&Method::GET, "/apps/api/v1/bulk/users/jobs/12"),
+            Ok(Route::Job("12".into()))
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/v1/bulk/users/errors/scheme/3/"),
+            Ok(Route::SchemeErrors("3".into()))
+        );
+        assert_eq!(
+            resolve(&Method::PUT, "/v1/bulk/users/upload"),
+            Ok(Route::ReplaceUpload)
+        );
         assert_eq!(
             resolve(&Method::DELETE, "/apps/api/v1/bulk/users/jobs"),
             Err(RouteMiss::MethodNotAllowed(vec![Method::GET]))
         );
-        assert_eq!(resolve(&Method::GET, "/apps/api/v1/bulk/usersx/jobs"), Err(RouteMiss::NotFound));
-        assert_eq!(resolve(&Method::GET, "/apps/api/v1/bulk/users/nope"), Err(RouteMiss::NotFound));
+        assert_eq!(
+            resolve(&Method::GET, "/apps/api/v1/bulk/usersx/jobs"),
+            Err(RouteMiss::NotFound)
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/apps/api/v1/bulk/users/nope"),
+            Err(RouteMiss::NotFound)
+        );
         assert!(RouteGroup::Reads.contains(&Route::Template));
         assert!(!RouteGroup::Reads.contains(&Route::Upload));
     }

@@ -91,7 +91,10 @@ pub fn update_error(error: &UpdateError) -> Value {
 }
 
 fn memberships(names: &[String]) -> Vec<Value> {
-    names.iter().map(|name| json!({"name": name, "value": 1})).collect()
+    names
+        .iter()
+        .map(|name| json!({"name": name, "value": 1}))
+        .collect()
 }
 
 /// A user in "get user configuration data": every field, `deactivated_at` instead of `status`.
@@ -117,7 +120,10 @@ pub fn user_configuration(user: &User) -> Value {
 /// It is itself a valid upload file.
 pub fn template(settings: &TenantSettings) -> Value {
     let zeroes = |names: &[String]| -> Vec<Value> {
-        names.iter().map(|name| json!({"name": name, "value": 0})).collect()
+        names
+            .iter()
+            .map(|name| json!({"name": name, "value": 0}))
+            .collect()
     };
     json!([{
         "email": "jane.doe@example.com",

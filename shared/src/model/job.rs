@@ -89,7 +89,9 @@ impl ChunkPlan {
                     job_id,
                     chunk: index as u32,
                     first_row,
-                    rows: self.rows_per_chunk.min(total_rows.saturating_sub(first_row)),
+                    rows: self
+                        .rows_per_chunk
+                        .min(total_rows.saturating_sub(first_row)),
                     byte_offset,
                 }
             })

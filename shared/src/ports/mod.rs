@@ -10,9 +10,9 @@ use bytes::Bytes;
 use tokio::io::AsyncBufRead;
 
 use crate::model::{
-    ChunkCommit, ChunkResult, Credential, Job, JobId, NewFile, NewJob, ProceedOutcome,
-    SchemeError, SchemeReport, TenantId, TenantSettings, Timestamp, UpdateError, User, UserId,
-    UserSelector, UserWrite, WorkItem,
+    ChunkCommit, ChunkResult, Credential, Job, JobId, NewFile, NewJob, ProceedOutcome, SchemeError,
+    SchemeReport, TenantId, TenantSettings, Timestamp, UpdateError, User, UserId, UserSelector,
+    UserWrite, WorkItem,
 };
 
 /// A failure of a dependency (database, object store, queue): never the client's fault.
@@ -62,7 +62,8 @@ pub trait JobStore: Send + Sync {
     async fn get_job(&self, tenant: &TenantId, id: JobId) -> StoreResult<Option<Job>>;
 
     /// The tenant's jobs, newest first, and the tenant's total number of jobs.
-    async fn list_jobs(&self, tenant: &TenantId, page: PageRequest) -> StoreResult<(Vec<Job>, u64)>;
+    async fn list_jobs(&self, tenant: &TenantId, page: PageRequest)
+        -> StoreResult<(Vec<Job>, u64)>;
 
     /// Points a job that has not been proceeded at a new file and puts it back to `created`,
     /// dropping the old scheme errors. `None` when the job is missing; the unchanged job when its
@@ -116,8 +117,11 @@ pub trait JobStore: Send + Sync {
 #[async_trait]
 pub trait UserStore: Send + Sync {
     /// The users stored under these email keys (lower-cased emails); missing ones are left out.
-    async fn users_by_email_keys(&self, tenant: &TenantId, keys: &[String])
-        -> StoreResult<Vec<User>>;
+    async fn users_by_email_keys(
+        &self,
+        tenant: &TenantId,
+        keys: &[String],
+    ) -> StoreResult<Vec<User>>;
 
     /// Applies the writes; each one is idempotent.
     async fn write_users(&self, tenant: &TenantId, writes: Vec<UserWrite>) -> StoreResult<()>;
@@ -129,8 +133,11 @@ pub trait UserStore: Send + Sync {
     async fn list_users(&self, tenant: &TenantId, page: PageRequest) -> StoreResult<Vec<User>>;
 
     /// The tenant's users matching the selector, in id order.
-    async fn select_users(&self, tenant: &TenantId, selector: &UserSelector)
-        -> StoreResult<Vec<User>>;
+    async fn select_users(
+        &self,
+        tenant: &TenantId,
+        selector: &UserSelector,
+    ) -> StoreResult<Vec<User>>;
 }
 
 /// Tenants' settings and API credentials.

@@ -163,15 +163,18 @@ mod tests {
     use crate::model::{JobStatus, TenantId, TenantSettings};
 
     async fn validate(text: &'static str, rows_per_chunk: u64) -> SchemeReport {
-        let context =
-            ValidationContext::new(&TenantSettings::with_defaults(TenantId::parse("acme").unwrap()));
+        let context = ValidationContext::new(&TenantSettings::with_defaults(
+            TenantId::parse("acme").unwrap(),
+        ));
         let options = FileValidation {
             limits: Limits::default(),
             rows_per_chunk,
             max_recorded_errors: 100,
             max_row_bytes: 1024,
         };
-        validate_file(Box::new(text.as_bytes()), &context, options).await.unwrap()
+        validate_file(Box::new(text.as_bytes()), &context, options)
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
@@ -213,7 +216,10 @@ mod tests {
         .await;
         assert_eq!(report.errors.len(), 1);
         assert!(report.errors[0].message.contains("first in row 1"));
-        assert_eq!((report.errors[0].row, report.errors[0].column), (Some(2), Some(1)));
+        assert_eq!(
+            (report.errors[0].row, report.errors[0].column),
+            (Some(2), Some(1))
+        );
     }
 
     #[tokio::test]

@@ -7,7 +7,9 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{column_of, FIELDS, MAX_AGENT_NUMBER_CHARS, MAX_EMAIL_CHARS, MAX_NAME_CHARS, READ_ONLY_FIELDS};
+use super::{
+    column_of, FIELDS, MAX_AGENT_NUMBER_CHARS, MAX_EMAIL_CHARS, MAX_NAME_CHARS, READ_ONLY_FIELDS,
+};
 use crate::model::{email_key, TenantSettings};
 
 /// What a tenant's configuration allows, prepared for fast look-ups.
@@ -199,7 +201,10 @@ impl Checker<'_> {
         };
         match string_of(raw) {
             None => {
-                self.fail(field, format!("{field} must be a string, not {}", kind_name(raw)));
+                self.fail(
+                    field,
+                    format!("{field} must be a string, not {}", kind_name(raw)),
+                );
                 None
             }
             Some(text) if text.trim().is_empty() => {
@@ -226,7 +231,10 @@ impl Checker<'_> {
             Some(raw) if kind(raw) == Kind::Null => Patch::Keep,
             Some(raw) => match string_of(raw) {
                 None => {
-                    self.fail(field, format!("{field} must be a string, not {}", kind_name(raw)));
+                    self.fail(
+                        field,
+                        format!("{field} must be a string, not {}", kind_name(raw)),
+                    );
                     Patch::Keep
                 }
                 Some(text) if text.trim().is_empty() => Patch::Clear,
@@ -240,10 +248,19 @@ impl Checker<'_> {
     fn email(&mut self, field: &str, text: &str) -> Option<String> {
         let text = text.trim();
         if text.chars().count() > MAX_EMAIL_CHARS {
-            self.fail(field, format!("{field} must be at most {MAX_EMAIL_CHARS} characters"));
+            self.fail(
+                field,
+                format!("{field} must be at most {MAX_EMAIL_CHARS} characters"),
+            );
             None
         } else if !email_address::EmailAddress::is_valid(text) || !text.contains('.') {
-            self.fail(field, format!("{field} must be a valid email address, got '{}'", clip(text)));
+            self.fail(
+                field,
+                format!(
+                    "{field} must be a valid email address, got '{}'",
+                    clip(text)
+                ),
+            );
             None
         } else {
             Some(text.to_owned())
@@ -260,7 +277,10 @@ impl Checker<'_> {
             Some(text) if text.eq_ignore_ascii_case("active") => Some(UserStatus::Active),
             Some(text) if text.eq_ignore_ascii_case("inactive") => Some(UserStatus::Inactive),
             _ => {
-                self.fail("status", "status must be Active, Inactive or empty".to_owned());
+                self.fail(
+                    "status",
+                    "status must be Active, Inactive or empty".to_owned(),
+                );
                 None
             }
         }
@@ -274,7 +294,10 @@ impl Checker<'_> {
                     let known = self.context.location_list.clone();
                     self.fail(
                         "location",
-                        format!("location '{}' is not a location of this tenant (known: {known})", clip(&name)),
+                        format!(
+                            "location '{}' is not a location of this tenant (known: {known})",
+                            clip(&name)
+                        ),
                     );
                     Patch::Keep
                 }
@@ -284,7 +307,13 @@ impl Checker<'_> {
     }
 
     /// An integer field given as a number or a string of digits; "" clears.
-    fn small_integer(&mut self, field: &str, raw: Option<&RawValue>, min: u32, max: u32) -> Patch<u32> {
+    fn small_integer(
+        &mut self,
+        field: &str,
+        raw: Option<&RawValue>,
+        min: u32,
+        max: u32,
+    ) -> Patch<u32> {
         let Some(raw) = raw else { return Patch::Keep };
         let parsed = match kind(raw) {
             Kind::Null => return Patch::Keep,
@@ -303,7 +332,10 @@ impl Checker<'_> {
                 Patch::Keep
             }
             _ => {
-                self.fail(field, format!("{field} must be an integer from {min} to {max}, or empty"));
+                self.fail(
+                    field,
+                    format!("{field} must be an integer from {min} to {max}, or empty"),
+                );
                 Patch::Keep
             }
         }
@@ -317,13 +349,19 @@ impl Checker<'_> {
         }
         let singular = if field == "roles" { "role" } else { "team" };
         let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
-            self.fail(field, format!("{field} must be an array of {{\"name\", \"value\"}} objects"));
+            self.fail(
+                field,
+                format!("{field} must be an array of {{\"name\", \"value\"}} objects"),
+            );
             return Vec::new();
         };
         let mut chosen: Vec<(String, bool)> = Vec::new();
         for (position, item) in items.iter().enumerate() {
             let Ok(entry) = serde_json::from_str::<RawRecord>(item.get()) else {
-                self.fail(field, format!("{field}[{position}] must be an object with name and value"));
+                self.fail(
+                    field,
+                    format!("{field}[{position}] must be an object with name and value"),
+                );
                 continue;
             };
             let mut name = None;
@@ -332,30 +370,52 @@ impl Checker<'_> {
                 match key.as_ref() {
                     "name" => name = Some(*raw),
                     "value" => value = Some(*raw),
-                    other => self.fail(field, format!("{field}[{position}] has an unknown key '{}'", clip(other))),
+                    other => self.fail(
+                        field,
+                        format!("{field}[{position}] has an unknown key '{}'", clip(other)),
+                    ),
                 }
             }
             let name = match name.and_then(string_of) {
                 Some(name) if !name.trim().is_empty() => name.trim().to_owned(),
                 _ => {
-                    self.fail(field, format!("{field}[{position}].name is required and must be a string"));
+                    self.fail(
+                        field,
+                        format!("{field}[{position}].name is required and must be a string"),
+                    );
                     continue;
                 }
             };
-            let known = if field == "roles" { &self.context.roles } else { &self.context.teams };
+            let known = if field == "roles" {
+                &self.context.roles
+            } else {
+                &self.context.teams
+            };
             let Some(canonical) = known.get(&name.to_lowercase()).cloned() else {
-                self.fail(field, format!("{field}[{position}].name '{}' is not a {singular} of this tenant", clip(&name)));
+                self.fail(
+                    field,
+                    format!(
+                        "{field}[{position}].name '{}' is not a {singular} of this tenant",
+                        clip(&name)
+                    ),
+                );
                 continue;
             };
             let granted = match self.small_integer_value(value) {
                 Ok(granted) => granted,
                 Err(()) => {
-                    self.fail(field, format!("{field}[{position}].value must be 0, 1 or empty"));
+                    self.fail(
+                        field,
+                        format!("{field}[{position}].value must be 0, 1 or empty"),
+                    );
                     continue;
                 }
             };
             if chosen.iter().any(|(existing, _)| *existing == canonical) {
-                self.fail(field, format!("{singular} '{canonical}' appears more than once in {field}"));
+                self.fail(
+                    field,
+                    format!("{singular} '{canonical}' appears more than once in {field}"),
+                );
                 continue;
             }
             if let Some(granted) = granted {
@@ -401,7 +461,10 @@ pub fn validate_row(bytes: &[u8], context: &ValidationContext) -> Result<UserRow
 
 /// Like [`validate_row`], also giving the record's email key whenever its email is valid, even
 /// if other fields are not (so duplicates are found among invalid records too).
-pub fn check_row(bytes: &[u8], context: &ValidationContext) -> (Option<String>, Result<UserRow, Vec<RowError>>) {
+pub fn check_row(
+    bytes: &[u8],
+    context: &ValidationContext,
+) -> (Option<String>, Result<UserRow, Vec<RowError>>) {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
     if first != Some(b'{') {
         let found = match first {
@@ -411,12 +474,22 @@ pub fn check_row(bytes: &[u8], context: &ValidationContext) -> (Option<String>, 
             Some(b't' | b'f') => "a boolean",
             _ => "a number",
         };
-        return (None, Err(vec![RowError::record(format!("each user must be a JSON object, not {found}"))]));
+        return (
+            None,
+            Err(vec![RowError::record(format!(
+                "each user must be a JSON object, not {found}"
+            ))]),
+        );
     }
     let record: RawRecord = match serde_json::from_slice(bytes) {
         Ok(record) => record,
         Err(error) => {
-            return (None, Err(vec![RowError::record(format!("the user is not valid JSON: {error}"))]));
+            return (
+                None,
+                Err(vec![RowError::record(format!(
+                    "the user is not valid JSON: {error}"
+                ))]),
+            );
         }
     };
 
@@ -428,7 +501,10 @@ pub fn check_row(bytes: &[u8], context: &ValidationContext) -> (Option<String>, 
     for (key, raw) in &record.entries {
         match FIELDS.iter().position(|field| *field == key.as_ref()) {
             Some(index) if fields[index].is_some() => {
-                checker.fail(FIELDS[index], format!("{} appears more than once", FIELDS[index]));
+                checker.fail(
+                    FIELDS[index],
+                    format!("{} appears more than once", FIELDS[index]),
+                );
             }
             Some(index) => fields[index] = Some(*raw),
             None if READ_ONLY_FIELDS.contains(&key.as_ref()) => {}
@@ -458,30 +534,34 @@ pub fn check_row(bytes: &[u8], context: &ValidationContext) -> (Option<String>, 
     let last_name = checker.required_text("last_name", last_name, MAX_NAME_CHARS);
     let status = checker.status(status);
     let location = checker.location(location);
-    let max_chat_limit = checker.small_integer("max_chat_limit", max_chat_limit, 1, context.max_chat_limit);
-    let max_chat_limit_enabled = match checker.small_integer("max_chat_limit_enabled", max_chat_limit_enabled, 0, 1) {
-        Patch::Set(value) => Some(value == 1),
-        Patch::Keep | Patch::Clear => None,
-    };
+    let max_chat_limit =
+        checker.small_integer("max_chat_limit", max_chat_limit, 1, context.max_chat_limit);
+    let max_chat_limit_enabled =
+        match checker.small_integer("max_chat_limit_enabled", max_chat_limit_enabled, 0, 1) {
+            Patch::Set(value) => Some(value == 1),
+            Patch::Keep | Patch::Clear => None,
+        };
     let roles = checker.memberships("roles", roles);
     let teams = checker.memberships("teams", teams);
 
     let key = email.as_deref().map(email_key);
     let result = match (email, first_name, last_name) {
-        (Some(email), Some(first_name), Some(last_name)) if checker.errors.is_empty() => Ok(UserRow {
-            email_key: email_key(&email),
-            email,
-            new_email,
-            agent_number,
-            first_name,
-            last_name,
-            status,
-            location,
-            max_chat_limit,
-            max_chat_limit_enabled,
-            roles,
-            teams,
-        }),
+        (Some(email), Some(first_name), Some(last_name)) if checker.errors.is_empty() => {
+            Ok(UserRow {
+                email_key: email_key(&email),
+                email,
+                new_email,
+                agent_number,
+                first_name,
+                last_name,
+                status,
+                location,
+                max_chat_limit,
+                max_chat_limit_enabled,
+                roles,
+                teams,
+            })
+        }
         _ => Err(checker.errors),
     };
     (key, result)
@@ -493,7 +573,9 @@ mod tests {
     use crate::model::TenantId;
 
     fn context() -> ValidationContext {
-        ValidationContext::new(&TenantSettings::with_defaults(TenantId::parse("acme").unwrap()))
+        ValidationContext::new(&TenantSettings::with_defaults(
+            TenantId::parse("acme").unwrap(),
+        ))
     }
 
     fn errors(json: &str) -> Vec<(Option<u32>, String)> {
@@ -534,7 +616,18 @@ mod tests {
         let columns: Vec<Option<u32>> = found.iter().map(|(c, _)| *c).collect();
         assert_eq!(
             columns,
-            vec![None, Some(1), Some(4), Some(5), Some(6), Some(7), Some(8), Some(9), Some(10), Some(11)]
+            vec![
+                None,
+                Some(1),
+                Some(4),
+                Some(5),
+                Some(6),
+                Some(7),
+                Some(8),
+                Some(9),
+                Some(10),
+                Some(11)
+            ]
         );
         assert!(found[0].1.contains("unknown field 'colour'"));
         assert!(found[1].1.contains("valid email"));
@@ -546,9 +639,11 @@ mod tests {
         assert!(errors("[1]")[0].1.contains("must be a JSON object"));
         assert!(errors(r#""x""#)[0].1.contains("must be a JSON object"));
         assert!(errors(r#"{"email": }"#)[0].1.contains("not valid JSON"));
-        assert!(errors(r#"{"email":"a@b.co","email":"c@d.co","first_name":"A","last_name":"B"}"#)[0]
-            .1
-            .contains("more than once"));
+        assert!(
+            errors(r#"{"email":"a@b.co","email":"c@d.co","first_name":"A","last_name":"B"}"#)[0]
+                .1
+                .contains("more than once")
+        );
     }
 
     #[test]
