@@ -202,7 +202,11 @@ mod tests {
         .await;
         let found: Vec<(Option<u64>, Option<u32>)> =
             report.errors.iter().map(|e| (e.row, e.column)).collect();
-        assert_eq!(found, vec![(Some(2), Some(4)), (Some(3), None)]);
+        // Row 2 repeats row 1's email even though its other fields are invalid.
+        assert_eq!(
+            found,
+            vec![(Some(2), Some(4)), (Some(2), Some(1)), (Some(3), None)]
+        );
         assert_eq!(report.status(), JobStatus::InvalidScheme);
     }
 
