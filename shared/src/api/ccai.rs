@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::multipart::parse_upload_form;
 use super::query::Query;
 use super::views::{self, JobView};
-use super::{json_response, ApiError, ApiRequest, ApiResponse, Route};
+use super::{json_response, ApiError, ApiRequest, ApiResponse, Operation, Route};
 use crate::auth::parse_basic;
 use crate::model::JobId;
 use crate::service::{BulkService, Principal};
@@ -22,24 +22,24 @@ pub async fn handle(
     request: &ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
     let who = authenticate(service, request).await?;
-    match route {
-        Route::Template => {
+    match route.operation {
+        Operation::Template => {
             let settings = service.settings(&who.tenant).await?;
             Ok(json_response(StatusCode::OK, &views::template(&settings)))
         }
-        Route::UserConfiguration => {
+        Operation::UserConfiguration => {
             let query = Query::parse(request.query.as_deref()).user_query(MAX_USERS_PER_PAGE)?;
             let users = service.users(&who, &query).await?;
             let body: Vec<Value> = users.iter().map(views::user_configuration).collect();
             Ok(json_response(StatusCode::OK, &body))
         }
-        Route::Upload => {
+        Operation::Upload => {
             let form = parse_upload_form(&request.headers, request.body.clone()).await?;
             let file = form.file.ok_or_else(missing_file)?;
             let job = service.upload(&who, file).await?;
             Ok(job_answer(StatusCode::CREATED, &job, base))
         }
-        Route::ReplaceUpload => {
+        Operation::ReplaceUpload => {
             let form = parse_upload_form(&request.headers, request.body.clone()).await?;
             let id = match form.id.as_deref() {
                 None => {
@@ -54,16 +54,16 @@ pub async fn handle(
             let job = service.replace_file(&who, id, file).await?;
             Ok(job_answer(StatusCode::OK, &job, base))
         }
-        Route::Proceed => {
+        Operation::Proceed => {
             let id = proceed_id(&request.body)?;
             let job = service.proceed(&who, id).await?;
             Ok(job_answer(StatusCode::ACCEPTED, &job, base))
         }
-        Route::Job(id) => {
-            let job = service.job(&who, job_id(&id)?).await?;
+        Operation::Job => {
+            let job = service.job(&who, job_id(route.param())?).await?;
             Ok(json_response(StatusCode::OK, &JobView::new(&job, base)))
         }
-        Route::Jobs => {
+        Operation::Jobs => {
             let page =
                 Query::parse(request.query.as_deref()).page(JOBS_PER_PAGE, MAX_JOBS_PER_PAGE)?;
             let (jobs, total) = service.jobs(&who, page).await?;
@@ -84,13 +84,13 @@ pub async fn handle(
             }
             Ok(response)
         }
-        Route::SchemeErrors(id) => {
-            let errors = service.scheme_errors(&who, job_id(&id)?).await?;
+        Operation::SchemeErrors => {
+            let errors = service.scheme_errors(&who, job_id(route.param())?).await?;
             let body: Vec<Value> = errors.iter().map(views::scheme_error).collect();
             Ok(json_response(StatusCode::OK, &body))
         }
-        Route::UpdateErrors(id) => {
-            let errors = service.update_errors(&who, job_id(&id)?).await?;
+        Operation::UpdateErrors => {
+            let errors = service.update_errors(&who, job_id(route.param())?).await?;
             let body: Vec<Value> = errors.iter().map(views::update_error).collect();
             Ok(json_response(StatusCode::OK, &body))
         }

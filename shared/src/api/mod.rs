@@ -10,7 +10,9 @@ mod routes;
 mod views;
 
 pub use errors::ApiError;
-pub use routes::{resolve, Route, RouteGroup, RouteMiss};
+pub use routes::{
+    resolve, route_table, Operation, Route, RouteGroup, RouteMiss, RouteSpec, PATH_ALIASES,
+};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
@@ -61,7 +63,7 @@ impl Api {
     /// Serves the routes of one group (one Lambda function); other routes answer 404.
     pub async fn handle_group(&self, group: RouteGroup, request: ApiRequest) -> ApiResponse {
         let route = match resolve(&request.method, &request.path) {
-            Ok(route) if group.contains(&route) => route,
+            Ok(route) if group.serves(route.operation) => route,
             Ok(_) => return ApiError::route(RouteMiss::NotFound).response(),
             Err(miss) => return ApiError::route(miss).response(),
         };

@@ -1,34 +1,25 @@
-//! The route table: (method, path) → route, for every host.
+//! The route table: every (method, path pattern) of the API, the operation it runs and the
+//! function group that serves it — one table for every host (Lambda functions, local server,
+//! and the template's API routes, which a test checks against it).
 
 use http::Method;
 
-/// The CCAI prefix, and the seed's shorter spelling accepted as an alias.
-const PREFIXES: [&str; 2] = ["/apps/api/v1/bulk/users", "/v1/bulk/users"];
-
-/// Every operation of the API, with its path parameters (unparsed: handlers validate them).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
+/// Every operation of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
     Template,
     UserConfiguration,
     Upload,
     ReplaceUpload,
     Proceed,
-    Job(String),
+    Job,
     Jobs,
-    SchemeErrors(String),
-    UpdateErrors(String),
-}
-
-/// Why no route matched.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RouteMiss {
-    NotFound,
-    /// The path exists with other methods.
-    MethodNotAllowed(Vec<Method>),
+    SchemeErrors,
+    UpdateErrors,
 }
 
 /// Which routes a host serves: one Lambda function serves one group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RouteGroup {
     All,
     /// `POST`/`PUT upload`.
@@ -44,102 +35,208 @@ pub enum RouteGroup {
 }
 
 impl RouteGroup {
-    pub fn contains(self, route: &Route) -> bool {
-        match self {
-            RouteGroup::All => true,
-            RouteGroup::Upload => matches!(route, Route::Upload | Route::ReplaceUpload),
-            RouteGroup::Proceed => matches!(route, Route::Proceed),
-            RouteGroup::Status => matches!(route, Route::Job(_)),
-            RouteGroup::Jobs => matches!(route, Route::Jobs),
-            RouteGroup::Reads => matches!(
-                route,
-                Route::Template
-                    | Route::UserConfiguration
-                    | Route::SchemeErrors(_)
-                    | Route::UpdateErrors(_)
-            ),
+    /// The group of the Lambda function that serves an operation.
+    pub fn of(operation: Operation) -> RouteGroup {
+        match operation {
+            Operation::Upload | Operation::ReplaceUpload => RouteGroup::Upload,
+            Operation::Proceed => RouteGroup::Proceed,
+            Operation::Job => RouteGroup::Status,
+            Operation::Jobs => RouteGroup::Jobs,
+            Operation::Template
+            | Operation::UserConfiguration
+            | Operation::SchemeErrors
+            | Operation::UpdateErrors => RouteGroup::Reads,
         }
+    }
+
+    pub fn serves(self, operation: Operation) -> bool {
+        self == RouteGroup::All || RouteGroup::of(operation) == self
     }
 }
 
-/// Resolves a request to a route. A trailing slash is ignored.
+/// One row of the route table. A pattern segment `{name}` matches any non-empty segment.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub method: Method,
+    pub pattern: &'static str,
+    pub operation: Operation,
+}
+
+const CCAI: &str = "/apps/api/v1/bulk/users";
+
+/// Path prefixes accepted for another spelling: (alias, canonical). The seed documents some CCAI
+/// routes without the `/apps/api` prefix.
+pub const PATH_ALIASES: [(&str, &str); 1] = [("/v1/bulk/users", CCAI)];
+
+/// The route table.
+pub fn route_table() -> &'static [RouteSpec] {
+    use std::sync::OnceLock;
+    static TABLE: OnceLock<Vec<RouteSpec>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let route = |method: Method, pattern: &'static str, operation| RouteSpec {
+            method,
+            pattern,
+            operation,
+        };
+        vec![
+            route(
+                Method::GET,
+                "/apps/api/v1/bulk/users/template",
+                Operation::Template,
+            ),
+            route(
+                Method::GET,
+                "/apps/api/v1/bulk/users/config",
+                Operation::UserConfiguration,
+            ),
+            route(
+                Method::POST,
+                "/apps/api/v1/bulk/users/upload",
+                Operation::Upload,
+            ),
+            route(
+                Method::PUT,
+                "/apps/api/v1/bulk/users/upload",
+                Operation::ReplaceUpload,
+            ),
+            route(
+                Method::POST,
+                "/apps/api/v1/bulk/users/proceed",
+                Operation::Proceed,
+            ),
+            route(Method::GET, "/apps/api/v1/bulk/users/jobs", Operation::Jobs),
+            route(
+                Method::GET,
+                "/apps/api/v1/bulk/users/jobs/{id}",
+                Operation::Job,
+            ),
+            route(
+                Method::GET,
+                "/apps/api/v1/bulk/users/errors/scheme/{id}",
+                Operation::SchemeErrors,
+            ),
+            route(
+                Method::GET,
+                "/apps/api/v1/bulk/users/errors/update/{id}",
+                Operation::UpdateErrors,
+            ),
+        ]
+    })
+}
+
+/// A resolved request: the operation and the values of the pattern's `{…}` segments, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub operation: Operation,
+    pub params: Vec<String>,
+}
+
+impl Route {
+    /// The first path parameter (the job id of the routes that have one).
+    pub fn param(&self) -> &str {
+        self.params.first().map(String::as_str).unwrap_or_default()
+    }
+}
+
+/// Why no route matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteMiss {
+    NotFound,
+    /// The path exists with other methods.
+    MethodNotAllowed(Vec<Method>),
+}
+
+/// Resolves a request to a route. A trailing slash and the path aliases are accepted.
 pub fn resolve(method: &Method, path: &str) -> Result<Route, RouteMiss> {
-    let path = path.strip_suffix('/').unwrap_or(path);
-    let Some(rest) = PREFIXES.iter().find_map(|prefix| {
-        path.strip_prefix(prefix)
-            .filter(|rest| rest.is_empty() || rest.starts_with('/'))
-    }) else {
-        return Err(RouteMiss::NotFound);
-    };
-    let segments: Vec<&str> = rest.split('/').skip(1).collect();
-    let get = [Method::GET];
-    let (allowed, route): (&[Method], Option<Route>) = match segments.as_slice() {
-        ["template"] => (&get, (*method == Method::GET).then_some(Route::Template)),
-        ["config"] => (
-            &get,
-            (*method == Method::GET).then_some(Route::UserConfiguration),
-        ),
-        ["upload"] => (
-            &[Method::POST, Method::PUT],
-            match *method {
-                Method::POST => Some(Route::Upload),
-                Method::PUT => Some(Route::ReplaceUpload),
-                _ => None,
-            },
-        ),
-        ["proceed"] => (
-            &[Method::POST],
-            (*method == Method::POST).then_some(Route::Proceed),
-        ),
-        ["jobs"] => (&get, (*method == Method::GET).then_some(Route::Jobs)),
-        ["jobs", id] if !id.is_empty() => (
-            &get,
-            (*method == Method::GET).then(|| Route::Job((*id).to_owned())),
-        ),
-        ["errors", "scheme", id] if !id.is_empty() => (
-            &get,
-            (*method == Method::GET).then(|| Route::SchemeErrors((*id).to_owned())),
-        ),
-        ["errors", "update", id] if !id.is_empty() => (
-            &get,
-            (*method == Method::GET).then(|| Route::UpdateErrors((*id).to_owned())),
-        ),
-        _ => return Err(RouteMiss::NotFound),
-    };
-    route.ok_or_else(|| RouteMiss::MethodNotAllowed(allowed.to_vec()))
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
+    let canonical = PATH_ALIASES
+        .iter()
+        .find_map(|(alias, canonical)| {
+            trimmed
+                .strip_prefix(alias)
+                .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+                .map(|rest| format!("{canonical}{rest}"))
+        })
+        .unwrap_or_else(|| trimmed.to_owned());
+    let mut allowed = Vec::new();
+    for spec in route_table() {
+        if let Some(params) = match_pattern(spec.pattern, &canonical) {
+            if spec.method == *method {
+                return Ok(Route {
+                    operation: spec.operation,
+                    params,
+                });
+            }
+            allowed.push(spec.method.clone());
+        }
+    }
+    if allowed.is_empty() {
+        Err(RouteMiss::NotFound)
+    } else {
+        Err(RouteMiss::MethodNotAllowed(allowed))
+    }
+}
+
+fn match_pattern(pattern: &str, path: &str) -> Option<Vec<String>> {
+    let mut params = Vec::new();
+    let mut wanted = pattern.split('/');
+    let mut given = path.split('/');
+    loop {
+        match (wanted.next(), given.next()) {
+            (None, None) => return Some(params),
+            (Some(w), Some(g)) if w.starts_with('{') && w.ends_with('}') && !g.is_empty() => {
+                params.push(g.to_owned())
+            }
+            (Some(w), Some(g)) if w == g => {}
+            _ => return None,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn op(method: Method, path: &str) -> Result<(Operation, Vec<String>), RouteMiss> {
+        resolve(&method, path).map(|route| (route.operation, route.params))
+    }
+
     #[test]
     fn resolves_both_spellings_and_reports_wrong_methods() {
         assert_eq!(
-            resolve(&Method::GET, "/apps/api/v1/bulk/users/jobs/12"),
-            Ok(Route::Job("12".into()))
+            op(Method::GET, "/apps/api/v1/bulk/users/jobs/12"),
+            Ok((Operation::Job, vec!["12".into()]))
         );
         assert_eq!(
-            resolve(&Method::GET, "/v1/bulk/users/errors/scheme/3/"),
-            Ok(Route::SchemeErrors("3".into()))
+            op(Method::GET, "/v1/bulk/users/errors/scheme/3/"),
+            Ok((Operation::SchemeErrors, vec!["3".into()]))
         );
         assert_eq!(
-            resolve(&Method::PUT, "/v1/bulk/users/upload"),
-            Ok(Route::ReplaceUpload)
+            op(Method::PUT, "/v1/bulk/users/upload"),
+            Ok((Operation::ReplaceUpload, vec![]))
         );
         assert_eq!(
-            resolve(&Method::DELETE, "/apps/api/v1/bulk/users/jobs"),
+            op(Method::DELETE, "/apps/api/v1/bulk/users/jobs"),
             Err(RouteMiss::MethodNotAllowed(vec![Method::GET]))
         );
         assert_eq!(
-            resolve(&Method::GET, "/apps/api/v1/bulk/usersx/jobs"),
+            op(Method::GET, "/apps/api/v1/bulk/users/upload"),
+            Err(RouteMiss::MethodNotAllowed(vec![Method::POST, Method::PUT]))
+        );
+        assert_eq!(
+            op(Method::GET, "/apps/api/v1/bulk/usersx/jobs"),
             Err(RouteMiss::NotFound)
         );
         assert_eq!(
-            resolve(&Method::GET, "/apps/api/v1/bulk/users/nope"),
+            op(Method::GET, "/apps/api/v1/bulk/users/nope"),
             Err(RouteMiss::NotFound)
         );
-        assert!(RouteGroup::Reads.contains(&Route::Template));
-        assert!(!RouteGroup::Reads.contains(&Route::Upload));
+        assert_eq!(
+            op(Method::GET, "/apps/api/v1/bulk/users/jobs//"),
+            Err(RouteMiss::NotFound)
+        );
+        assert!(RouteGroup::Reads.serves(Operation::Template));
+        assert!(!RouteGroup::Reads.serves(Operation::Upload));
+        assert!(RouteGroup::All.serves(Operation::Upload));
     }
 }
