@@ -13,7 +13,8 @@ use crate::adapters::aws::{connect, AwsSettings};
 use crate::api::{Api, ApiRequest, ApiResponse, RouteGroup};
 use crate::model::WorkItem;
 use crate::processing::ChunkOutcome;
-use crate::service::{BulkService, ServiceConfig};
+use crate::service::{BulkService, ServiceConfig, ServiceError};
+use serde_json::Value;
 
 pub type Error = lambda_runtime::Error;
 
@@ -131,6 +132,107 @@ pub async fn process_sqs_batch(service: &BulkService, event: SqsEvent) -> SqsBat
         }
     }
     response
+}
+
+/// Runs the intake: files dropped into the bucket's `incoming/` prefix become jobs.
+pub async fn run_intake() -> Result<(), Error> {
+    let service = service_from_env().await?;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let service = service.clone();
+        async move { handle_intake_event(&service, event.payload).await }
+    }))
+    .await
+}
+
+/// Handles what the intake is invoked with: an SQS batch whose messages are the bucket's S3
+/// notifications (the deployed wiring: S3 → SQS → Lambda, for retries and a dead-letter queue),
+/// or an S3 event itself (`sam local invoke`, a direct S3 trigger). Notifications are read
+/// leniently — only the keys matter — and keys are URL-decoded, as S3 sends them encoded.
+pub async fn handle_intake_event(service: &BulkService, event: Value) -> Result<Value, Error> {
+    let records = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .ok_or("the intake expects an SQS or S3 event with Records")?;
+    let from_sqs = records
+        .iter()
+        .any(|record| record.get("eventSource").and_then(Value::as_str) == Some("aws:sqs"));
+    if !from_sqs {
+        for key in notification_keys(&event) {
+            take_in(service, &key).await?;
+        }
+        return Ok(serde_json::json!({}));
+    }
+    let mut response = SqsBatchResponse::default();
+    for record in records {
+        let id = record
+            .get("messageId")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let body = record
+            .get("body")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let failed = match serde_json::from_str::<Value>(body) {
+            Ok(notification) => {
+                let mut failed = false;
+                for key in notification_keys(&notification) {
+                    if let Err(error) = take_in(service, &key).await {
+                        tracing::warn!(key, %error, "intake failed; the message will be retried");
+                        failed = true;
+                    }
+                }
+                failed
+            }
+            Err(error) => {
+                tracing::error!(message_id = id, %error, "message is not an S3 notification");
+                true
+            }
+        };
+        if failed && !id.is_empty() {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id.to_owned();
+            response.batch_item_failures.push(failure);
+        }
+    }
+    Ok(serde_json::to_value(response)?)
+}
+
+async fn take_in(service: &BulkService, key: &str) -> Result<(), Error> {
+    match service.intake(key).await {
+        Ok(outcome) => {
+            tracing::info!(key, ?outcome, "intake");
+            Ok(())
+        }
+        Err(ServiceError::Store(error)) => Err(error.into()),
+        // Anything else is an answer about this object, not a failure worth a retry.
+        Err(error) => {
+            tracing::warn!(key, %error, "intake refused a file");
+            Ok(())
+        }
+    }
+}
+
+/// The object keys of the `ObjectCreated` records of an S3 notification, decoded. Test events
+/// (`s3:TestEvent`) and other event types have none.
+pub fn notification_keys(notification: &Value) -> Vec<String> {
+    let Some(records) = notification.get("Records").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    records
+        .iter()
+        .filter(|record| {
+            record
+                .get("eventName")
+                .and_then(Value::as_str)
+                .is_some_and(|name| name.starts_with("ObjectCreated"))
+        })
+        .filter_map(|record| record.pointer("/s3/object/key").and_then(Value::as_str))
+        .map(|key| {
+            percent_encoding::percent_decode_str(&key.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
 }
 
 fn log_outcome(item: &WorkItem, outcome: &ChunkOutcome) {

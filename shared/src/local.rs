@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::adapters::embedded::{LeasedWork, SqliteWorkQueue};
+use crate::adapters::embedded::{LeasedWork, LocalFileStore, SqliteWorkQueue};
 use crate::model::TenantId;
 use crate::processing::ChunkOutcome;
 use crate::service::{BulkService, ServiceError};
@@ -84,6 +84,110 @@ pub async fn seed_credential(
         .create_credential(&settings.tenant, "local", Some(&settings.key_id))
         .await?;
     Ok(Some(issued.secret))
+}
+
+/// The local stand-in for dropping a file into the bucket: files placed under
+/// `{data_dir}/drop/` are moved into the file store under `incoming/` (same relative path) and
+/// taken in like a bucket drop: `drop/{tenant}/users.json` becomes a validated job,
+/// `drop/{tenant}/proceed/users.json` one that is also proceeded. Files whose name starts with
+/// `.` are ignored (write to a dot-file, then rename), and a file is taken once it has not
+/// changed for a second.
+pub struct DropFolder {
+    service: BulkService,
+    files: LocalFileStore,
+    dir: PathBuf,
+    poll_every: Duration,
+}
+
+/// The drop folder inside the data directory.
+pub const DROP_DIR: &str = "drop";
+
+impl DropFolder {
+    pub fn new(
+        service: BulkService,
+        files: LocalFileStore,
+        data_dir: &std::path::Path,
+    ) -> DropFolder {
+        DropFolder {
+            service,
+            files,
+            dir: data_dir.join(DROP_DIR),
+            poll_every: Duration::from_millis(500),
+        }
+    }
+
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        if let Err(error) = tokio::fs::create_dir_all(&self.dir).await {
+            tracing::error!(%error, dir = %self.dir.display(), "cannot create the drop folder");
+            return;
+        }
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            for (path, relative) in settled_files(&self.dir, Duration::from_secs(1)) {
+                let key = format!("incoming/{relative}");
+                if let Err(error) = self.files.import(&path, &key).await {
+                    tracing::error!(%error, path = %path.display(), "cannot take a dropped file");
+                    continue;
+                }
+                match self.service.intake(&key).await {
+                    Ok(outcome) => tracing::info!(key, ?outcome, "took in a dropped file"),
+                    Err(error) => tracing::error!(key, %error, "intake of a dropped file failed"),
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.poll_every) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+}
+
+/// Regular files under `dir` (recursively) unchanged for `quiet`, not hidden, with their path
+/// relative to `dir` (`/`-separated).
+fn settled_files(dir: &std::path::Path, quiet: Duration) -> Vec<(PathBuf, String)> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let Ok(metadata) = entry.metadata() else {
+                continue;
+            };
+            let path = entry.path();
+            if metadata.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let settled = metadata
+                .modified()
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .is_some_and(|age| age >= quiet);
+            if !metadata.is_file() || !settled {
+                continue;
+            }
+            let relative = path.strip_prefix(dir).ok().map(|relative| {
+                relative
+                    .components()
+                    .map(|part| part.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            });
+            if let Some(relative) = relative {
+                found.push((path, relative));
+            }
+        }
+    }
+    found.sort();
+    found
 }
 
 /// Drains the embedded queue with up to `concurrency` chunks in flight.

@@ -99,6 +99,14 @@ impl TestApp {
         }
     }
 
+    /// The AWS adapters (table, bucket, queue and clients) of an AWS-backed app.
+    pub fn aws(&self) -> Option<&AwsAdapters> {
+        match &self.drain {
+            Drain::Aws(adapters) => Some(adapters),
+            Drain::Embedded { .. } => None,
+        }
+    }
+
     /// Runs the processor until no work is queued: the local worker on the embedded store, the
     /// SQS processor function's batch handler on messages received from the queue on AWS.
     pub async fn drain(&self) {

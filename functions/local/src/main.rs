@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use bulk_users::adapters::embedded;
 use bulk_users::api::{Api, ApiError, ApiRequest, ApiResponse};
-use bulk_users::local::{seed_credential, LocalSettings, LocalWorker};
+use bulk_users::local::{seed_credential, DropFolder, LocalSettings, LocalWorker};
 use bulk_users::service::{BulkService, ServiceConfig};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -43,6 +43,9 @@ async fn main() -> Result<(), Error> {
         let worker = LocalWorker::new(service.clone(), adapters.queue.clone(), settings.workers);
         tokio::spawn(worker.run(stopped.clone()))
     });
+
+    let drop_folder = DropFolder::new(service.clone(), adapters.files.clone(), &settings.data_dir);
+    let drop_folder = tokio::spawn(drop_folder.run(stopped.clone()));
 
     let address: SocketAddr = format!("{}:{}", settings.host, settings.port).parse()?;
     let listener = TcpListener::bind(address).await?;
@@ -82,6 +85,7 @@ async fn main() -> Result<(), Error> {
         });
     }
     let _ = stop.send(true);
+    let _ = drop_folder.await;
     if let Some(worker) = worker {
         let _ = worker.await;
     }

@@ -9,7 +9,7 @@ use super::views::{self, JobView};
 use super::{json_response, ApiError, ApiRequest, ApiResponse, Operation, Route};
 use crate::auth::parse_basic;
 use crate::model::JobId;
-use crate::service::{BulkService, Principal};
+use crate::service::{BulkService, PresignRequest, Principal};
 
 const JOBS_PER_PAGE: u64 = 20;
 const MAX_JOBS_PER_PAGE: u64 = 100;
@@ -53,6 +53,26 @@ pub async fn handle(
             let file = form.file.ok_or_else(missing_file)?;
             let job = service.replace_file(&who, id, file).await?;
             Ok(job_answer(StatusCode::OK, &job, base))
+        }
+        Operation::PresignUpload => {
+            let request = presign_request(&request.body)?;
+            let presigned = service.presign_upload(&who, request).await?;
+            let mut answer = job_answer(StatusCode::CREATED, &presigned.job, base);
+            let headers: serde_json::Map<String, Value> = presigned
+                .upload
+                .headers
+                .iter()
+                .map(|(name, value)| (name.clone(), Value::String(value.clone())))
+                .collect();
+            let mut body = views::job_summary(&presigned.job, base);
+            body["upload"] = serde_json::json!({
+                "method": presigned.upload.method,
+                "url": presigned.upload.url,
+                "headers": headers,
+                "expires_at": presigned.expires_at,
+            });
+            *answer.body_mut() = bytes::Bytes::from(body.to_string());
+            Ok(answer)
         }
         Operation::Proceed => {
             let id = proceed_id(&request.body)?;
@@ -144,6 +164,70 @@ fn proceed_id(body: &[u8]) -> Result<JobId, ApiError> {
             "the body must be a JSON object like {\"id\": 123}",
         )),
     }
+}
+
+/// The body of `upload/presigned`: `{"bytes": N, "filename"?: "…", "proceed"?: bool}`.
+fn presign_request(body: &[u8]) -> Result<PresignRequest, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|_| {
+        ApiError::bad_request(
+            "body",
+            "the body must be JSON like {\"bytes\": 12345, \"filename\": \"users.json\"}",
+        )
+    })?;
+    let Value::Object(fields) = value else {
+        return Err(ApiError::bad_request(
+            "body",
+            "the body must be a JSON object",
+        ));
+    };
+    if let Some(unknown) = fields
+        .keys()
+        .find(|key| !["bytes", "filename", "proceed"].contains(&key.as_str()))
+    {
+        return Err(ApiError::bad_request(
+            unknown,
+            format!("unknown field '{unknown}'; the fields are bytes, filename and proceed"),
+        ));
+    }
+    let bytes = match fields.get("bytes") {
+        None => {
+            return Err(ApiError::bad_request(
+                "bytes",
+                "bytes (the exact size of the file) is required",
+            ))
+        }
+        Some(value) => value.as_u64().filter(|bytes| *bytes > 0).ok_or_else(|| {
+            ApiError::bad_request(
+                "bytes",
+                "bytes must be a positive integer (the file's exact size)",
+            )
+        })?,
+    };
+    let filename = match fields.get("filename") {
+        None | Some(Value::Null) => "upload.json".to_owned(),
+        Some(Value::String(name)) if !name.trim().is_empty() => name.clone(),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "filename",
+                "filename must be a non-empty string",
+            ))
+        }
+    };
+    let proceed = match fields.get("proceed") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(proceed)) => *proceed,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "proceed",
+                "proceed must be true or false",
+            ))
+        }
+    };
+    Ok(PresignRequest {
+        filename,
+        bytes,
+        proceed,
+    })
 }
 
 /// `{id, status, link}` with the job's URL in the `Link` header.

@@ -28,6 +28,8 @@ pub enum ApiError {
         message: String,
     },
     #[error("{0}")]
+    NotImplemented(String),
+    #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
@@ -66,6 +68,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -84,6 +87,7 @@ impl ApiError {
             ApiError::BadRequest { field, .. } => ("invalid_request", Some(field.as_str()), None),
             ApiError::Conflict(_) => ("conflict", None, None),
             ApiError::TooLarge { limit, .. } => ("limit_exceeded", None, Some(*limit)),
+            ApiError::NotImplemented(_) => ("not_implemented", None, None),
             ApiError::Unavailable(_) => ("unavailable", None, None),
             ApiError::Internal(_) => ("internal_error", None, None),
         };
@@ -144,6 +148,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Conflict(message) => ApiError::Conflict(message),
             ServiceError::Invalid { field, message } => ApiError::BadRequest { field, message },
             ServiceError::TooLarge { limit, message } => ApiError::TooLarge { limit, message },
+            ServiceError::Unsupported(message) => ApiError::NotImplemented(message),
             ServiceError::Store(error) => error.into(),
         }
     }

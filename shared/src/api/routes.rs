@@ -11,6 +11,8 @@ pub enum Operation {
     UserConfiguration,
     Upload,
     ReplaceUpload,
+    /// `POST upload/presigned`: a job waiting for a file uploaded straight to S3.
+    PresignUpload,
     Proceed,
     Job,
     Jobs,
@@ -22,7 +24,7 @@ pub enum Operation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RouteGroup {
     All,
-    /// `POST`/`PUT upload`.
+    /// `POST`/`PUT upload`, `POST upload/presigned`.
     Upload,
     /// `POST proceed`.
     Proceed,
@@ -38,7 +40,9 @@ impl RouteGroup {
     /// The group of the Lambda function that serves an operation.
     pub fn of(operation: Operation) -> RouteGroup {
         match operation {
-            Operation::Upload | Operation::ReplaceUpload => RouteGroup::Upload,
+            Operation::Upload | Operation::ReplaceUpload | Operation::PresignUpload => {
+                RouteGroup::Upload
+            }
             Operation::Proceed => RouteGroup::Proceed,
             Operation::Job => RouteGroup::Status,
             Operation::Jobs => RouteGroup::Jobs,
@@ -98,6 +102,11 @@ pub fn route_table() -> &'static [RouteSpec] {
                 Method::PUT,
                 "/apps/api/v1/bulk/users/upload",
                 Operation::ReplaceUpload,
+            ),
+            route(
+                Method::POST,
+                "/apps/api/v1/bulk/users/upload/presigned",
+                Operation::PresignUpload,
             ),
             route(
                 Method::POST,

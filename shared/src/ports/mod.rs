@@ -159,6 +159,15 @@ pub trait TenantStore: Send + Sync {
 /// A readable job file, positioned where it was opened.
 pub type FileReader = Box<dyn AsyncBufRead + Send + Unpin>;
 
+/// A presigned upload: the client sends the file's bytes with `method` to `url`, with exactly
+/// these `headers` (they are part of the signature, `Content-Length` among them: the size cap).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedUpload {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+}
+
 /// Job files.
 #[async_trait]
 pub trait FileStore: Send + Sync {
@@ -166,6 +175,24 @@ pub trait FileStore: Send + Sync {
 
     /// Opens the file at byte `offset`.
     async fn open(&self, key: &str, offset: u64) -> StoreResult<FileReader>;
+
+    /// The size of the file in bytes; `None` when there is no such file.
+    async fn size(&self, key: &str) -> StoreResult<Option<u64>>;
+
+    /// Moves a file to another key (replacing what is there).
+    async fn rename(&self, from: &str, to: &str) -> StoreResult<()>;
+
+    /// Whether [`FileStore::presign_put`] gives URLs.
+    fn presigns(&self) -> bool;
+
+    /// A URL a client can upload exactly `bytes` bytes to, stored under `key`; `None` when the
+    /// store has no such URLs (the local file store).
+    async fn presign_put(
+        &self,
+        key: &str,
+        bytes: u64,
+        expires_in: std::time::Duration,
+    ) -> StoreResult<Option<PresignedUpload>>;
 }
 
 /// The queue of work items, consumed by the processor.

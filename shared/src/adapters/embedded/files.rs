@@ -26,6 +26,16 @@ impl LocalFileStore {
         LocalFileStore { dir }
     }
 
+    /// Moves a file from elsewhere on the same filesystem into the store under `key`
+    /// (the local drop folder hands files over this way, without copying them).
+    pub async fn import(&self, source: &Path, key: &str) -> StoreResult<()> {
+        let target = self.path(key)?;
+        if let Some(dir) = target.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(io_error)?;
+        }
+        tokio::fs::rename(source, &target).await.map_err(io_error)
+    }
+
     /// The file of `key`, refusing keys that could leave the directory.
     fn path(&self, key: &str) -> StoreResult<PathBuf> {
         let valid = !key.is_empty()
@@ -82,6 +92,45 @@ impl FileStore for LocalFileStore {
             file.seek(SeekFrom::Start(offset)).await.map_err(io_error)?;
         }
         Ok(Box::new(BufReader::with_capacity(READ_BUFFER, file)))
+    }
+
+    async fn size(&self, key: &str) -> StoreResult<Option<u64>> {
+        match tokio::fs::metadata(self.path(key)?).await {
+            Ok(metadata) if metadata.is_file() => Ok(Some(metadata.len())),
+            Ok(_) => Ok(None),
+            Err(error) if error.kind() == ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(io_error(error)),
+        }
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> StoreResult<()> {
+        let (from_path, to_path) = (self.path(from)?, self.path(to)?);
+        if let Some(dir) = to_path.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(io_error)?;
+        }
+        tokio::fs::rename(&from_path, &to_path)
+            .await
+            .map_err(|error| {
+                if error.kind() == ErrorKind::NotFound {
+                    StoreError::NotFound(format!("file {from}"))
+                } else {
+                    io_error(error)
+                }
+            })
+    }
+
+    fn presigns(&self) -> bool {
+        false
+    }
+
+    /// Local files have no presigned URLs: clients upload through the API or the drop folder.
+    async fn presign_put(
+        &self,
+        _key: &str,
+        _bytes: u64,
+        _expires_in: std::time::Duration,
+    ) -> StoreResult<Option<crate::ports::PresignedUpload>> {
+        Ok(None)
     }
 }
 

@@ -30,6 +30,7 @@ pub struct EmbeddedAdapters {
     pub ports: Ports,
     pub store: SqliteStore,
     pub queue: SqliteWorkQueue,
+    pub files: LocalFileStore,
 }
 
 /// Opens (creating if needed) the data directory: `bulk.sqlite3` and the `files/` directory.
@@ -43,17 +44,19 @@ pub async fn open(data_dir: &Path) -> StoreResult<EmbeddedAdapters> {
         .await
         .map_err(|error| StoreError::unavailable("sqlite", error))??;
     let queue = store.work_queue();
+    let files = LocalFileStore::new(files_dir);
     let ports = Ports {
         jobs: Arc::new(store.clone()),
         users: Arc::new(store.clone()),
         tenants: Arc::new(store.clone()),
-        files: Arc::new(LocalFileStore::new(files_dir)),
+        files: Arc::new(files.clone()),
         queue: Arc::new(queue.clone()),
     };
     Ok(EmbeddedAdapters {
         ports,
         store,
         queue,
+        files,
     })
 }
 

@@ -1,6 +1,10 @@
 //! The application's operations, free of HTTP and of any vendor: what every route, Lambda and
 //! admin command calls.
 
+mod intake;
+
+pub use intake::{IncomingKey, IntakeOutcome, PresignRequest, PresignedJob, DROP_USER_NAME};
+
 use std::io::Cursor;
 
 use bytes::Bytes;
@@ -31,6 +35,9 @@ pub enum ServiceError {
         limit: &'static str,
         message: String,
     },
+    /// This deployment cannot do it (a feature of another file store).
+    #[error("{0}")]
+    Unsupported(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -258,10 +265,14 @@ impl BulkService {
 
     /// Starts processing a `valid_scheme` job: queues its chunks. A job is proceeded once.
     pub async fn proceed(&self, who: &Principal, id: JobId) -> ServiceResult<Job> {
+        self.start_job(&who.tenant, id, &who.name).await
+    }
+
+    async fn start_job(&self, tenant: &TenantId, id: JobId, by: &str) -> ServiceResult<Job> {
         let outcome = self
             .ports
             .jobs
-            .start_processing(&who.tenant, id, &who.name, Timestamp::now())
+            .start_processing(tenant, id, by, Timestamp::now())
             .await?
             .ok_or_else(|| job_not_found(id))?;
         let job = match outcome {
@@ -486,6 +497,24 @@ fn clean_names(field: &str, names: Vec<String>) -> ServiceResult<Vec<String>> {
         cleaned.push(name);
     }
     Ok(cleaned)
+}
+
+/// A file must hold something and stay within the tenant's `max_file_bytes`.
+fn check_file_size(settings: &TenantSettings, field: &str, bytes: u64) -> ServiceResult<()> {
+    let max = settings.limits.max_file_bytes;
+    if bytes == 0 {
+        return Err(ServiceError::invalid(
+            field,
+            format!("{field} must not be empty"),
+        ));
+    }
+    if bytes > max {
+        return Err(ServiceError::TooLarge {
+            limit: "max_file_bytes",
+            message: format!("{field} is {bytes} bytes; the limit max_file_bytes is {max} bytes"),
+        });
+    }
+    Ok(())
 }
 
 fn job_not_found(id: JobId) -> ServiceError {

@@ -1,0 +1,369 @@
+//! Files that arrive without an API call: dropped into the bucket (or the local drop folder),
+//! or uploaded to a presigned URL. Both end as a job validated exactly as an upload would be.
+//!
+//! Keys under `incoming/`:
+//! - `incoming/{tenant}/{name}` — a dropped file: a new job, validated;
+//! - `incoming/{tenant}/proceed/{name}` — the same, proceeded automatically when valid;
+//! - `incoming/{tenant}/jobs/{id}/{name}` and `incoming/{tenant}/jobs/{id}/proceed/{name}` — the
+//!   file of job `{id}`: where dropped files are moved once their job exists, and where
+//!   presigned uploads land.
+//!
+//! Objects that cannot become a job (unknown tenant, not a JSON array, too large, a key outside
+//! the scheme) are moved under `rejected/` (same path after `incoming/`) and the reason is logged:
+//! never lost, never retried forever.
+
+use std::time::Duration;
+
+use super::{check_file_size, clean_filename, BulkService, Principal, ServiceError, ServiceResult};
+use crate::jobfile::{ArrayReader, ScanError};
+use crate::model::{Job, JobId, JobStatus, NewFile, NewJob, TenantId, Timestamp};
+use crate::ports::PresignedUpload;
+
+/// The `uploaded_api_user_name` / `proceed_api_user_name` of jobs made from dropped files.
+pub const DROP_USER_NAME: &str = "bucket-drop";
+
+const INCOMING: &str = "incoming/";
+const REJECTED: &str = "rejected/";
+/// How long a presigned upload URL stays valid.
+const PRESIGNED_FOR: Duration = Duration::from_secs(15 * 60);
+
+/// A key under `incoming/`, understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingKey {
+    pub tenant: TenantId,
+    /// The job whose file this is (`jobs/{id}/…`); `None` for a dropped file.
+    pub job: Option<JobId>,
+    /// Proceed automatically once valid.
+    pub proceed: bool,
+    pub filename: String,
+}
+
+impl IncomingKey {
+    pub fn parse(key: &str) -> Option<IncomingKey> {
+        let rest = key.strip_prefix(INCOMING)?;
+        let (tenant, mut rest) = rest.split_once('/')?;
+        let tenant = TenantId::parse(tenant).ok()?;
+        let mut job = None;
+        if let Some(after) = rest.strip_prefix("jobs/") {
+            let (id, after) = after.split_once('/')?;
+            job = Some(id.parse::<JobId>().ok().filter(|id| *id > 0)?);
+            rest = after;
+        }
+        let proceed = match rest.strip_prefix("proceed/") {
+            Some(after) => {
+                rest = after;
+                true
+            }
+            None => false,
+        };
+        if rest.is_empty() || rest.ends_with('/') {
+            return None;
+        }
+        Some(IncomingKey {
+            tenant,
+            job,
+            proceed,
+            filename: clean_filename(rest),
+        })
+    }
+
+    /// Where the file of job `id` lives.
+    pub fn slot(tenant: &TenantId, id: JobId, proceed: bool, filename: &str) -> String {
+        let proceed = if proceed { "proceed/" } else { "" };
+        format!(
+            "{INCOMING}{tenant}/jobs/{id}/{proceed}{}",
+            clean_filename(filename)
+        )
+    }
+}
+
+/// What the intake did with an object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IntakeOutcome {
+    /// The object is a job's file; the job was validated (and proceeded, when asked and valid).
+    Job(Job),
+    /// The object was moved under `rejected/`.
+    Rejected { moved_to: String, reason: String },
+    /// Nothing to do (the object is gone, or is not its job's current file).
+    Ignored { reason: String },
+}
+
+/// A request for a presigned upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignRequest {
+    pub filename: String,
+    /// The exact size of the file to upload.
+    pub bytes: u64,
+    pub proceed: bool,
+}
+
+/// A job waiting for its file, and where to upload it.
+#[derive(Debug, Clone)]
+pub struct PresignedJob {
+    pub job: Job,
+    pub upload: PresignedUpload,
+    pub expires_at: Timestamp,
+}
+
+impl BulkService {
+    /// Creates a job whose file the client uploads straight to the file store, and the URL to
+    /// upload it to. The intake validates the file when it arrives.
+    pub async fn presign_upload(
+        &self,
+        who: &Principal,
+        request: PresignRequest,
+    ) -> ServiceResult<PresignedJob> {
+        if !self.ports.files.presigns() {
+            return Err(ServiceError::Unsupported(
+                "presigned uploads need the S3 file store; here, use POST upload or the drop folder".to_owned(),
+            ));
+        }
+        let settings = self.settings(&who.tenant).await?;
+        check_file_size(&settings, "bytes", request.bytes)?;
+        let filename = clean_filename(&request.filename);
+        let now = Timestamp::now();
+        let job = self
+            .ports
+            .jobs
+            .create_job(NewJob {
+                tenant: who.tenant.clone(),
+                filename: filename.clone(),
+                file_key: String::new(),
+                file_bytes: request.bytes,
+                uploaded_api_user_name: who.name.clone(),
+                created_at: now,
+            })
+            .await?;
+        let slot = IncomingKey::slot(&who.tenant, job.id, request.proceed, &filename);
+        let file = NewFile {
+            filename,
+            file_key: slot.clone(),
+            file_bytes: request.bytes,
+            at: now,
+        };
+        let job = match self
+            .ports
+            .jobs
+            .replace_file(&who.tenant, job.id, file)
+            .await?
+        {
+            Some(Ok(job)) => job,
+            _ => {
+                return Err(ServiceError::Conflict(format!(
+                    "job {} changed while it was created",
+                    job.id
+                )))
+            }
+        };
+        let upload = self
+            .ports
+            .files
+            .presign_put(&slot, request.bytes, PRESIGNED_FOR)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::Unsupported("this file store cannot presign uploads".to_owned())
+            })?;
+        Ok(PresignedJob {
+            job,
+            upload,
+            expires_at: now.plus_seconds(PRESIGNED_FOR.as_secs() as i64),
+        })
+    }
+
+    /// Takes in an object that appeared under `incoming/`. Safe to call again for the same
+    /// object (notifications are delivered at least once): a dropped file is moved into its
+    /// job's slot, so a second delivery finds nothing; a job's file is validated only while the
+    /// job is `created`, and proceeded only while it is `valid_scheme`.
+    pub async fn intake(&self, key: &str) -> ServiceResult<IntakeOutcome> {
+        let Some(incoming) = IncomingKey::parse(key) else {
+            return self
+                .reject(
+                    key,
+                    "the key must look like incoming/{tenant}/[proceed/]{file name}".to_owned(),
+                )
+                .await;
+        };
+        let Some(size) = self.ports.files.size(key).await? else {
+            return Ok(IntakeOutcome::Ignored {
+                reason: format!("{key} no longer exists (taken or rejected before)"),
+            });
+        };
+        let tenant = &incoming.tenant;
+        if !self.tenant_exists(tenant).await? {
+            return self
+                .reject(key, format!("tenant '{tenant}' does not exist"))
+                .await;
+        }
+        let settings = self.settings(tenant).await?;
+        if let Err(error) = check_file_size(&settings, "the file", size) {
+            return self.reject(key, error.to_string()).await;
+        }
+        if let Some(reason) = self.not_a_json_array(key).await? {
+            return self.reject(key, reason).await;
+        }
+
+        let job = match incoming.job {
+            Some(id) => match self.ports.jobs.get_job(tenant, id).await? {
+                None => {
+                    return self
+                        .reject(key, format!("tenant '{tenant}' has no job {id}"))
+                        .await
+                }
+                Some(job) if job.file_key != key => {
+                    return Ok(IntakeOutcome::Ignored {
+                        reason: format!("{key} is not the current file of job {id}"),
+                    })
+                }
+                Some(job) => job,
+            },
+            None => self.adopt_dropped_file(key, &incoming, size).await?,
+        };
+        let job = if job.status == JobStatus::Created {
+            let file = self.ports.files.open(&job.file_key, 0).await?;
+            self.validate(job, &settings, file).await?
+        } else {
+            job
+        };
+        let job = if incoming.proceed && job.status == JobStatus::ValidScheme {
+            let by = job.uploaded_api_user_name.clone();
+            match self.start_job(tenant, job.id, &by).await {
+                Ok(job) => job,
+                Err(ServiceError::Conflict(_)) => self
+                    .ports
+                    .jobs
+                    .get_job(tenant, job.id)
+                    .await?
+                    .unwrap_or(job),
+                Err(error) => return Err(error),
+            }
+        } else {
+            job
+        };
+        tracing::info!(key, job_id = job.id, status = %job.status, "took in a file");
+        Ok(IntakeOutcome::Job(job))
+    }
+
+    /// A dropped file becomes a new job's file: the job is created, then the file is moved into
+    /// the job's slot.
+    async fn adopt_dropped_file(
+        &self,
+        key: &str,
+        incoming: &IncomingKey,
+        size: u64,
+    ) -> ServiceResult<Job> {
+        let tenant = &incoming.tenant;
+        let now = Timestamp::now();
+        let job = self
+            .ports
+            .jobs
+            .create_job(NewJob {
+                tenant: tenant.clone(),
+                filename: incoming.filename.clone(),
+                file_key: key.to_owned(),
+                file_bytes: size,
+                uploaded_api_user_name: DROP_USER_NAME.to_owned(),
+                created_at: now,
+            })
+            .await?;
+        let slot = IncomingKey::slot(tenant, job.id, incoming.proceed, &incoming.filename);
+        self.ports.files.rename(key, &slot).await?;
+        let file = NewFile {
+            filename: incoming.filename.clone(),
+            file_key: slot,
+            file_bytes: size,
+            at: now,
+        };
+        match self.ports.jobs.replace_file(tenant, job.id, file).await? {
+            Some(Ok(job)) => Ok(job),
+            _ => Err(ServiceError::Conflict(format!(
+                "job {} changed while it was created",
+                job.id
+            ))),
+        }
+    }
+
+    async fn tenant_exists(&self, tenant: &TenantId) -> ServiceResult<bool> {
+        Ok(self.ports.tenants.settings(tenant).await?.is_some()
+            || !self.ports.tenants.credentials(tenant).await?.is_empty())
+    }
+
+    /// Reads just enough of the file to tell whether it is a JSON array at all.
+    async fn not_a_json_array(&self, key: &str) -> ServiceResult<Option<String>> {
+        let file = self.ports.files.open(key, 0).await?;
+        let mut array = ArrayReader::from_start(file, 0);
+        Ok(match array.next_element().await {
+            Err(ScanError::Io(error)) => {
+                return Err(crate::ports::StoreError::unavailable("file store", error).into())
+            }
+            Err(error @ (ScanError::Empty | ScanError::NotAnArray { .. })) => {
+                Some(error.to_string())
+            }
+            Ok(_) | Err(ScanError::Syntax { .. }) => None,
+        })
+    }
+
+    async fn reject(&self, key: &str, reason: String) -> ServiceResult<IntakeOutcome> {
+        let moved_to = format!("{REJECTED}{}", key.strip_prefix(INCOMING).unwrap_or(key));
+        match self.ports.files.rename(key, &moved_to).await {
+            Ok(()) => {
+                tracing::warn!(key, %moved_to, %reason, "rejected a file");
+                Ok(IntakeOutcome::Rejected { moved_to, reason })
+            }
+            Err(crate::ports::StoreError::NotFound(_)) => Ok(IntakeOutcome::Ignored {
+                reason: format!("{key} no longer exists (taken or rejected before)"),
+            }),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_incoming_key_scheme() {
+        let acme = TenantId::parse("acme").unwrap();
+        assert_eq!(
+            IncomingKey::parse("incoming/acme/users.json"),
+            Some(IncomingKey {
+                tenant: acme.clone(),
+                job: None,
+                proceed: false,
+                filename: "users.json".into()
+            })
+        );
+        assert_eq!(
+            IncomingKey::parse("incoming/acme/proceed/batch/monday.json"),
+            Some(IncomingKey {
+                tenant: acme.clone(),
+                job: None,
+                proceed: true,
+                filename: "monday.json".into()
+            })
+        );
+        assert_eq!(
+            IncomingKey::parse("incoming/acme/jobs/12/proceed/users.json"),
+            Some(IncomingKey {
+                tenant: acme.clone(),
+                job: Some(12),
+                proceed: true,
+                filename: "users.json".into()
+            })
+        );
+        assert_eq!(
+            IncomingKey::slot(&acme, 12, true, "a/users.json"),
+            "incoming/acme/jobs/12/proceed/users.json"
+        );
+        for bad in [
+            "uploads/acme/x.json",
+            "incoming/acme",
+            "incoming/acme/",
+            "incoming/Bad Tenant/x",
+            "incoming/acme/jobs/x/y",
+            "incoming/acme/proceed/",
+        ] {
+            assert_eq!(IncomingKey::parse(bad), None, "{bad}");
+        }
+    }
+}
