@@ -81,7 +81,7 @@ impl IncomingKey {
 #[derive(Debug, Clone, PartialEq)]
 pub enum IntakeOutcome {
     /// The object is a job's file; the job was validated (and proceeded, when asked and valid).
-    Job(Job),
+    Job(Box<Job>),
     /// The object was moved under `rejected/`.
     Rejected { moved_to: String, reason: String },
     /// Nothing to do (the object is gone, or is not its job's current file).
@@ -240,7 +240,7 @@ impl BulkService {
             job
         };
         tracing::info!(key, job_id = job.id, status = %job.status, "took in a file");
-        Ok(IntakeOutcome::Job(job))
+        Ok(IntakeOutcome::Job(Box::new(job)))
     }
 
     /// A dropped file becomes a new job's file: the job is created, then the file is moved into
