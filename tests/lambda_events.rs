@@ -4,7 +4,7 @@
 
 use bulk_tests::{Backend, TestApp};
 use bulk_users::api::RouteGroup;
-use bulk_users::lambda::{api_request, lambda_response, process_sqs_batch};
+use bulk_users::lambda::{api_request, handle_intake_event, lambda_response, process_sqs_batch};
 use bulk_users::model::TenantId;
 use serde_json::Value;
 
@@ -85,10 +85,68 @@ async fn every_sample_event_is_handled_by_its_function() {
     );
     let (status, jobs) = invoke(&app, RouteGroup::Jobs, "jobs.json").await;
     assert_eq!((status, jobs.as_array().map(Vec::len)), (200, Some(1)));
+    let (status, presigned) = invoke(&app, RouteGroup::Upload, "upload-presigned.json").await;
+    assert_eq!(
+        (status, presigned["status"].as_str()),
+        (201, Some("created")),
+        "{presigned}"
+    );
+    assert_eq!(presigned["upload"]["method"], "PUT");
     let (_, users) = invoke(&app, RouteGroup::Reads, "config.json").await;
     assert_eq!(
         users[0]["roles"],
         serde_json::json!([{"name": "Agent", "value": 1}])
+    );
+}
+
+/// The file the intake events name.
+pub const INTAKE_FILE: &str = r#"[{"email":"ann@example.com","first_name":"Ann","last_name":"Lee"},{"email":"bo@example.com","first_name":"Bo","last_name":"Ng"}]"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_intake_events_take_in_their_files() {
+    let app = TestApp::new(Backend::Aws).await;
+    let files = &app.service.ports().files;
+    // A plain S3 event (sam local invoke -e events/intake-s3.json): a drop that is proceeded.
+    files
+        .put("incoming/acme/proceed/users.json", INTAKE_FILE.into())
+        .await
+        .unwrap();
+    let s3_event: Value = serde_json::from_str(&event("intake-s3.json")).unwrap();
+    handle_intake_event(&app.service, s3_event)
+        .await
+        .expect("intake");
+    app.drain().await;
+    let jobs = app.get("jobs").await.body;
+    assert_eq!(
+        (
+            jobs[0]["status"].as_str(),
+            jobs[0]["affected_rows"].as_u64()
+        ),
+        (Some("completed"), Some(2)),
+        "{jobs}"
+    );
+
+    // The deployed wiring: an SQS batch carrying the notification, key URL-encoded ('+' = ' ').
+    files
+        .put("incoming/acme/weekly import.json", INTAKE_FILE.into())
+        .await
+        .unwrap();
+    let sqs_event: Value = serde_json::from_str(&event("intake-sqs.json")).unwrap();
+    let response = handle_intake_event(&app.service, sqs_event)
+        .await
+        .expect("intake");
+    assert_eq!(response["batchItemFailures"], serde_json::json!([]));
+    let jobs = app.get("jobs").await.body;
+    assert_eq!(
+        (jobs[0]["filename"].as_str(), jobs[0]["status"].as_str()),
+        (Some("weekly import.json"), Some("valid_scheme")),
+        "{jobs}"
+    );
+
+    let (status, presigned) = invoke(&app, RouteGroup::Upload, "upload-presigned.json").await;
+    assert_eq!(
+        status, 401,
+        "the sample events' credential is not installed in this test: {presigned}"
     );
 }
 

@@ -340,3 +340,51 @@ async fn the_admin_command_manages_credentials_roles_and_teams() {
         "a revoked credential stops working at once"
     );
 }
+
+#[tokio::test]
+async fn files_dropped_into_the_drop_folder_become_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(dir.path(), &seeded());
+    let client = Client::new(&server, "acme", SECRET);
+    let drop = dir.path().join("drop/acme/proceed");
+    std::fs::create_dir_all(&drop).unwrap();
+    // Write under a dot-name, then rename: the watcher never sees a half-written file.
+    std::fs::write(drop.join(".users.json.part"), users_file(30, "")).unwrap();
+    std::fs::rename(drop.join(".users.json.part"), drop.join("users.json")).unwrap();
+    std::fs::create_dir_all(dir.path().join("drop/nobody")).unwrap();
+    std::fs::write(dir.path().join("drop/nobody/users.json"), users_file(1, "")).unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let job = loop {
+        let (_, jobs) = client.get("jobs").await;
+        if let Some(job) = jobs
+            .as_array()
+            .and_then(|jobs| jobs.first())
+            .filter(|job| job["status"] == "completed")
+        {
+            break job.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dropped file never completed: {jobs}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (job["affected_rows"].as_u64(), job["filename"].as_str()),
+        (Some(30), Some("users.json"))
+    );
+    assert!(
+        !drop.join("users.json").exists(),
+        "taken out of the drop folder"
+    );
+    let rejected = dir.path().join("files/rejected/nobody/users.json");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !rejected.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the unknown tenant's file was not moved aside"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
