@@ -420,6 +420,15 @@ impl Answer {
     }
 }
 
+/// A job record's `(total_rows, affected_rows, failed_rows)`.
+pub fn counts(job: &Value) -> (Option<u64>, Option<u64>, Option<u64>) {
+    (
+        job["total_rows"].as_u64(),
+        job["affected_rows"].as_u64(),
+        job["failed_rows"].as_u64(),
+    )
+}
+
 /// A JSON user file of `count` users `user{i}@example.com`.
 pub fn users_file(count: usize, extra: &str) -> String {
     let users: Vec<String> = (0..count)

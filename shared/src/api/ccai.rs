@@ -37,7 +37,10 @@ pub async fn handle(
             let form = parse_upload_form(&request.headers, request.body.clone()).await?;
             let file = form.file.ok_or_else(missing_file)?;
             let job = service.upload(&who, file).await?;
-            Ok(job_answer(StatusCode::CREATED, &job, base))
+            Ok(job_answer(
+                StatusCode::CREATED,
+                views::job_summary(&job, base),
+            ))
         }
         Operation::ReplaceUpload => {
             let form = parse_upload_form(&request.headers, request.body.clone()).await?;
@@ -52,32 +55,22 @@ pub async fn handle(
             };
             let file = form.file.ok_or_else(missing_file)?;
             let job = service.replace_file(&who, id, file).await?;
-            Ok(job_answer(StatusCode::OK, &job, base))
+            Ok(job_answer(StatusCode::OK, views::job_summary(&job, base)))
         }
         Operation::PresignUpload => {
             let request = presign_request(&request.body)?;
             let presigned = service.presign_upload(&who, request).await?;
-            let mut answer = job_answer(StatusCode::CREATED, &presigned.job, base);
-            let headers: serde_json::Map<String, Value> = presigned
-                .upload
-                .headers
-                .iter()
-                .map(|(name, value)| (name.clone(), Value::String(value.clone())))
-                .collect();
-            let mut body = views::job_summary(&presigned.job, base);
-            body["upload"] = serde_json::json!({
-                "method": presigned.upload.method,
-                "url": presigned.upload.url,
-                "headers": headers,
-                "expires_at": presigned.expires_at,
-            });
-            *answer.body_mut() = bytes::Bytes::from(body.to_string());
-            Ok(answer)
+            let mut summary = views::job_summary(&presigned.job, base);
+            summary["upload"] = views::presigned_upload(&presigned.upload, presigned.expires_at);
+            Ok(job_answer(StatusCode::CREATED, summary))
         }
         Operation::Proceed => {
             let id = proceed_id(&request.body)?;
             let job = service.proceed(&who, id).await?;
-            Ok(job_answer(StatusCode::ACCEPTED, &job, base))
+            Ok(job_answer(
+                StatusCode::ACCEPTED,
+                views::job_summary(&job, base),
+            ))
         }
         Operation::Job => {
             let job = service.job(&who, job_id(route.param())?).await?;
@@ -230,9 +223,8 @@ fn presign_request(body: &[u8]) -> Result<PresignRequest, ApiError> {
     })
 }
 
-/// `{id, status, link}` with the job's URL in the `Link` header.
-fn job_answer(status: StatusCode, job: &crate::model::Job, base: &str) -> ApiResponse {
-    let summary = views::job_summary(job, base);
+/// A job's summary (`{id, status, link, …}`) with the job's URL in the `Link` header.
+fn job_answer(status: StatusCode, summary: Value) -> ApiResponse {
     let mut response = json_response(status, &summary);
     if let Some(link) = summary.get("link").and_then(Value::as_str) {
         if let Ok(value) = HeaderValue::from_str(&format!("<{link}>")) {

@@ -4,6 +4,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::model::{Job, SchemeError, TenantSettings, Timestamp, UpdateError, User};
+use crate::ports::PresignedUpload;
 
 /// Path of a job record, appended to the base URL.
 pub fn job_path(id: u64) -> String {
@@ -68,6 +69,21 @@ pub fn job_summary(job: &Job, base_url: &str) -> Value {
         "id": job.id,
         "status": job.status.as_str(),
         "link": format!("{base_url}{}", job_path(job.id)),
+    })
+}
+
+/// Where and how to upload the file of a presigned job.
+pub fn presigned_upload(upload: &PresignedUpload, expires_at: Timestamp) -> Value {
+    let headers: serde_json::Map<String, Value> = upload
+        .headers
+        .iter()
+        .map(|(name, value)| (name.clone(), Value::String(value.clone())))
+        .collect();
+    json!({
+        "method": upload.method,
+        "url": upload.url,
+        "headers": headers,
+        "expires_at": expires_at,
     })
 }
 

@@ -468,17 +468,7 @@ impl JobStore for DynamoStore {
             return Ok(Vec::new());
         }
         let pk = job_pk(id);
-        let items = self
-            .query_all(|| {
-                self.client
-                    .query()
-                    .table_name(&self.table)
-                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                    .expression_attribute_values(":pk", s(pk.clone()))
-                    .expression_attribute_values(":prefix", s(SCHEME_ERROR_PREFIX))
-                    .consistent_read(true)
-            })
-            .await?;
+        let items = self.query_prefix(pk, SCHEME_ERROR_PREFIX).await?;
         items
             .into_iter()
             .filter(|item| text_of(item, "file_key") == Some(job.file_key.as_str()))
@@ -491,17 +481,7 @@ impl JobStore for DynamoStore {
             return Ok(Vec::new());
         }
         let pk = job_pk(id);
-        let items = self
-            .query_all(|| {
-                self.client
-                    .query()
-                    .table_name(&self.table)
-                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                    .expression_attribute_values(":pk", s(pk.clone()))
-                    .expression_attribute_values(":prefix", s(UPDATE_ERROR_PREFIX))
-                    .consistent_read(true)
-            })
-            .await?;
+        let items = self.query_prefix(pk, UPDATE_ERROR_PREFIX).await?;
         items.into_iter().map(from_item::<UpdateError>).collect()
     }
 

@@ -108,6 +108,21 @@ impl DynamoStore {
         Ok(out.item)
     }
 
+    /// Every item of partition `pk` whose sort key starts with `prefix`, read consistently.
+    async fn query_prefix(&self, pk: impl Into<String>, prefix: &str) -> StoreResult<Vec<Item>> {
+        let pk = pk.into();
+        self.query_all(|| {
+            self.client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .expression_attribute_values(":prefix", s(prefix))
+                .consistent_read(true)
+        })
+        .await
+    }
+
     /// Every item a query matches, following `LastEvaluatedKey`.
     async fn query_all(&self, query: impl Fn() -> QueryFluentBuilder) -> StoreResult<Vec<Item>> {
         let mut items = Vec::new();
@@ -316,17 +331,7 @@ impl DynamoStore {
         prefix: &str,
         doomed: impl Fn(&Item) -> bool,
     ) -> StoreResult<()> {
-        let items = self
-            .query_all(|| {
-                self.client
-                    .query()
-                    .table_name(&self.table)
-                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                    .expression_attribute_values(":pk", s(pk))
-                    .expression_attribute_values(":prefix", s(prefix))
-                    .consistent_read(true)
-            })
-            .await?;
+        let items = self.query_prefix(pk, prefix).await?;
         let deletes: Vec<Write> = items
             .iter()
             .filter(|item| doomed(item))

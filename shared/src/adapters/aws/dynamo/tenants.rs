@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 
-use super::{from_item, key, s, to_item, unavailable, DynamoStore, Item};
+use super::{from_item, key, to_item, unavailable, DynamoStore, Item};
 use crate::model::{Credential, TenantId, TenantSettings};
 use crate::ports::{StoreResult, TenantStore};
 
@@ -51,17 +51,7 @@ impl TenantStore for DynamoStore {
 
     async fn credentials(&self, tenant: &TenantId) -> StoreResult<Vec<Credential>> {
         let pk = tenant_pk(tenant);
-        let items = self
-            .query_all(|| {
-                self.client
-                    .query()
-                    .table_name(&self.table)
-                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                    .expression_attribute_values(":pk", s(pk.clone()))
-                    .expression_attribute_values(":prefix", s(CREDENTIAL_PREFIX))
-                    .consistent_read(true)
-            })
-            .await?;
+        let items = self.query_prefix(pk, CREDENTIAL_PREFIX).await?;
         items.into_iter().map(from_item::<Credential>).collect()
     }
 
