@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem, Update};
 
 use super::{
     backoff, build_error, from_item, key, n, padded, s, text_of, to_attribute, to_item,
-    unavailable, DynamoStore, Item, Write, GSI1, MAX_RETRIES, STORE,
+    unavailable, DynamoStore, Item, Write, MAX_RETRIES, STORE,
 };
 use crate::model::{
     ChunkCommit, ChunkPlan, ChunkResult, Job, JobId, JobStatus, NewFile, NewJob, ProceedOutcome,
@@ -279,15 +279,7 @@ impl JobStore for DynamoStore {
         page: PageRequest,
     ) -> StoreResult<(Vec<Job>, u64)> {
         let partition = format!("JOBS#{tenant}");
-        let query = || {
-            self.client
-                .query()
-                .table_name(&self.table)
-                .index_name(GSI1)
-                .key_condition_expression("gsi1pk = :partition")
-                .expression_attribute_values(":partition", s(partition.clone()))
-                .scan_index_forward(false)
-        };
+        let query = || self.gsi1_partition(&partition, false);
         let total = self.query_count(query).await?;
         let items = self
             .query_page(

@@ -123,6 +123,17 @@ impl DynamoStore {
         .await
     }
 
+    /// A query of one `gsi1` partition, in ascending or descending `gsi1sk` order.
+    fn gsi1_partition(&self, partition: &str, ascending: bool) -> QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI1)
+            .key_condition_expression("gsi1pk = :partition")
+            .expression_attribute_values(":partition", s(partition))
+            .scan_index_forward(ascending)
+    }
+
     /// Every item a query matches, following `LastEvaluatedKey`.
     async fn query_all(&self, query: impl Fn() -> QueryFluentBuilder) -> StoreResult<Vec<Item>> {
         let mut items = Vec::new();

@@ -129,15 +129,7 @@ impl UserStore for DynamoStore {
         let partition = users_partition(tenant);
         let items = self
             .query_page(
-                || {
-                    self.client
-                        .query()
-                        .table_name(&self.table)
-                        .index_name(GSI1)
-                        .key_condition_expression("gsi1pk = :partition")
-                        .expression_attribute_values(":partition", s(partition.clone()))
-                        .scan_index_forward(true)
-                },
+                || self.gsi1_partition(&partition, true),
                 "pk, sk, gsi1pk, gsi1sk",
                 page.offset(),
                 page.per_page,
