@@ -109,13 +109,22 @@ async fn serve(
             })
             .await
         }
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => ApiError::TooLarge {
-            limit: "max_request_bytes",
-            message: format!(
-                "the request body is over the limit max_request_bytes of {limit} bytes"
-            ),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            let mut response = ApiError::TooLarge {
+                limit: "max_request_bytes",
+                message: format!(
+                    "the request body is over the limit max_request_bytes of {limit} bytes"
+                ),
+            }
+            .response();
+            // The rest of the body is never read, so the connection cannot carry another
+            // request: say so, or a client would reuse it and fail.
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+            response
         }
-        .response(),
         Err(_) => ApiError::bad_request("body", "the request body could not be read").response(),
     };
     to_hyper(response)
