@@ -1,6 +1,7 @@
 //! The application's operations, free of HTTP and of any vendor: what every route, Lambda and
 //! admin command calls.
 
+mod credentials;
 mod intake;
 
 pub use intake::{IncomingKey, IntakeOutcome, PresignRequest, PresignedJob, DROP_USER_NAME};
@@ -10,7 +11,6 @@ use std::io::Cursor;
 use bytes::Bytes;
 use rand::RngCore;
 
-use crate::auth::{self, IssuedCredential};
 use crate::model::{
     Job, JobId, NewFile, NewJob, ProceedOutcome, SchemeError, TenantId, TenantSettings, Timestamp,
     UpdateError, User, UserSelector, WorkItem,
@@ -132,21 +132,6 @@ impl BulkService {
 
     pub fn ports(&self) -> &Ports {
         &self.ports
-    }
-
-    /// Checks a tenant name and secret against the tenant's live credentials.
-    pub async fn authenticate(&self, tenant: &str, secret: &str) -> ServiceResult<Principal> {
-        let Ok(tenant) = TenantId::parse(tenant) else {
-            return Err(ServiceError::Unauthorized);
-        };
-        let credentials = self.ports.tenants.credentials(&tenant).await?;
-        let credential =
-            auth::matching_credential(&credentials, secret).ok_or(ServiceError::Unauthorized)?;
-        Ok(Principal {
-            tenant,
-            key_id: credential.key_id.clone(),
-            name: credential.name.clone(),
-        })
     }
 
     /// The tenant's settings (defaults when none were stored).
@@ -366,58 +351,6 @@ impl BulkService {
         change.apply(&mut settings)?;
         self.ports.tenants.put_settings(&settings).await?;
         Ok(settings)
-    }
-
-    /// The tenant's credentials (their secrets are not stored, so none are shown).
-    pub async fn credentials(
-        &self,
-        tenant: &TenantId,
-    ) -> ServiceResult<Vec<crate::model::Credential>> {
-        Ok(self.ports.tenants.credentials(tenant).await?)
-    }
-
-    /// Revokes a credential; it stops working at once.
-    pub async fn revoke_credential(&self, tenant: &TenantId, key_id: &str) -> ServiceResult<()> {
-        if self.ports.tenants.revoke_credential(tenant, key_id).await? {
-            Ok(())
-        } else {
-            Err(ServiceError::NotFound(format!(
-                "tenant {tenant} has no credential {key_id}"
-            )))
-        }
-    }
-
-    /// Issues a new credential (random secret) for the tenant, creating the tenant if needed.
-    pub async fn create_credential(
-        &self,
-        tenant: &TenantId,
-        name: &str,
-        key_id: Option<&str>,
-    ) -> ServiceResult<IssuedCredential> {
-        self.ensure_tenant(tenant).await?;
-        let issued = auth::issue_credential(tenant, name, key_id);
-        self.ports
-            .tenants
-            .put_credential(&issued.credential)
-            .await?;
-        Ok(issued)
-    }
-
-    /// Stores a credential for an operator-chosen secret (replacing one with the same key id).
-    pub async fn install_credential(
-        &self,
-        tenant: &TenantId,
-        name: &str,
-        key_id: &str,
-        secret: &str,
-    ) -> ServiceResult<()> {
-        self.ensure_tenant(tenant).await?;
-        let issued = auth::credential_with_secret(tenant, name, Some(key_id), secret.to_owned());
-        self.ports
-            .tenants
-            .put_credential(&issued.credential)
-            .await?;
-        Ok(())
     }
 }
 

@@ -100,7 +100,12 @@ CREATE TABLE work_queue (
     receive_count INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX work_queue_by_visibility ON work_queue (visible_at, id);
-"#];
+"#,
+    // 1: users keyed by id with unique email / external id / user name; job kinds and results.
+    "",
+    // 2: credentials with sealed secrets and a global look-up by key id and by secret.
+    "",
+];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction (taken
 /// before reading the version, so two processes opening a new database do not both migrate it).
