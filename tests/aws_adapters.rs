@@ -7,11 +7,12 @@ use std::sync::Arc;
 use bulk_tests::moto::fresh_aws;
 use bulk_users::adapters::aws::AwsAdapters;
 use bulk_users::model::{
-    ChunkPlan, ChunkResult, Credential, ErrorType, JobStatus, NewFile, NewJob, ProceedOutcome,
-    SchemeError, SchemeReport, TenantId, TenantSettings, Timestamp, UpdateError, User,
-    UserSelector, UserWrite, WorkItem,
+    ChunkPlan, ChunkResult, Credential, CredentialPut, ErrorType, JobKind, JobStatus, NewFile,
+    NewJob, ProceedOutcome, RowAction, RowResult, SaveOutcome, SchemeError, SchemeReport, TenantId,
+    TenantSettings, Timestamp, UpdateError, User, UserChange, UserFilter, UserKey, UserSelector,
+    WorkItem,
 };
-use bulk_users::ports::{JobStore, PageRequest, StoreError};
+use bulk_users::ports::{JobStore, PageRequest, StoreError, UserStore};
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
@@ -26,6 +27,7 @@ fn at(seconds: i64) -> Timestamp {
 fn new_job(tenant: &TenantId, file_key: &str) -> NewJob {
     NewJob {
         tenant: tenant.clone(),
+        kind: JobKind::Upload,
         filename: "users.json".to_owned(),
         file_key: file_key.to_owned(),
         file_bytes: 123,
@@ -80,25 +82,76 @@ fn chunk(job_id: u64, chunk: u32, errors: Vec<UpdateError>) -> ChunkResult {
         affected_rows: 10,
         failed_rows: 1,
         errors,
+        results: Vec::new(),
         at: at(100 + i64::from(chunk)),
     }
 }
 
+/// A new user (version 1) with an email and maybe an agent number.
 fn user(id: u64, email: &str, agent_number: Option<&str>) -> User {
-    User {
-        id,
-        email: email.to_owned(),
-        agent_number: agent_number.map(str::to_owned),
-        first_name: format!("First{id}"),
-        last_name: "Last".to_owned(),
-        location: None,
-        max_chat_limit: Some(3),
-        max_chat_limit_enabled: true,
-        roles: vec!["Agent".to_owned()],
-        teams: Vec::new(),
-        deactivated_at: None,
-        created_at: at(1),
-        updated_at: at(1),
+    let mut user = User::new(id, at(1));
+    user.version = 1;
+    user.email = Some(email.to_owned());
+    user.agent_number = agent_number.map(str::to_owned);
+    user.first_name = format!("First{id}");
+    user.last_name = "Last".to_owned();
+    user.max_chat_limit = Some(3);
+    user.max_chat_limit_enabled = true;
+    user.roles = vec!["Agent".to_owned()];
+    user
+}
+
+/// The creation of a user.
+fn create(user: &User) -> UserChange {
+    UserChange {
+        before: None,
+        after: user.clone(),
+    }
+}
+
+/// An edit of a stored user, one version up.
+fn edit(before: &User, change: impl FnOnce(&mut User)) -> UserChange {
+    let mut after = before.clone();
+    change(&mut after);
+    after.version = before.version + 1;
+    after.updated_at = at(2);
+    UserChange {
+        before: Some(before.clone()),
+        after,
+    }
+}
+
+fn ids(users: &[User]) -> Vec<u64> {
+    users.iter().map(|user| user.id).collect()
+}
+
+async fn save(
+    users: &dyn UserStore,
+    tenant: &TenantId,
+    changes: &[UserChange],
+) -> Vec<SaveOutcome> {
+    users.save_users(tenant, changes).await.unwrap()
+}
+
+/// The tenant's live users, all of them, and their total.
+async fn listed(users: &dyn UserStore, tenant: &TenantId) -> (Vec<u64>, u64) {
+    let (found, total) = users
+        .list_users(tenant, &UserFilter::default(), page(1, 1000))
+        .await
+        .unwrap();
+    (ids(&found), total)
+}
+
+fn row_result(index: u64, action: RowAction, details: &str) -> RowResult {
+    RowResult {
+        index,
+        action,
+        user_id: (action != RowAction::Failed).then_some(index + 1000),
+        email: Some(format!("user{index}@example.com")),
+        external_id: None,
+        error: (action == RowAction::Failed).then(|| "InvalidValue".to_owned()),
+        details: (!details.is_empty()).then(|| details.to_owned()),
+        field: None,
     }
 }
 
@@ -530,64 +583,207 @@ async fn failing_a_job() {
 }
 
 #[tokio::test]
-async fn users_are_written_read_selected_and_listed() {
-    let aws = fresh_aws("users").await;
-    let users = &aws.ports.users;
+async fn jobs_keep_their_kind_and_page_by_cursor() {
+    let aws = fresh_aws("kinds").await;
+    let jobs = &aws.ports.jobs;
     let a = tenant("acme");
     let b = tenant("globex");
+
+    let kinds = [
+        JobKind::Upload,
+        JobKind::CreateMany,
+        JobKind::CreateOrUpdateMany,
+        JobKind::UpdateMany,
+        JobKind::DestroyMany,
+        JobKind::WorkspaceCreate,
+        JobKind::WorkspaceDelete,
+    ];
+    let mut ids = Vec::new();
+    for (n, kind) in kinds.into_iter().enumerate() {
+        let new = NewJob {
+            kind,
+            ..new_job(&a, &format!("files/{n}"))
+        };
+        let job = jobs.create_job(new).await.unwrap();
+        assert_eq!(job.kind, kind);
+        assert_eq!(jobs.get_job(&a, job.id).await.unwrap().unwrap().kind, kind);
+        ids.push(job.id);
+        if n == 2 {
+            // Another tenant's job in between.
+            jobs.create_job(new_job(&b, "files/b")).await.unwrap();
+        }
+    }
+    let (listed, _) = jobs.list_jobs(&a, page(1, 10)).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|job| job.kind).collect::<Vec<_>>(),
+        kinds.iter().rev().copied().collect::<Vec<_>>()
+    );
+
+    // Cursor paging, newest first, the tenant's jobs only.
+    let newest: Vec<u64> = ids.iter().rev().copied().collect();
+    let job_ids = |jobs: Vec<bulk_users::model::Job>| jobs.iter().map(|j| j.id).collect::<Vec<_>>();
+    let first = jobs.jobs_before(&a, None, 3).await.unwrap();
+    assert_eq!(job_ids(first), newest[..3]);
+    let second = jobs.jobs_before(&a, Some(newest[2]), 3).await.unwrap();
+    assert_eq!(job_ids(second), newest[3..6]);
+    let last = jobs.jobs_before(&a, Some(newest[5]), 3).await.unwrap();
+    assert_eq!(job_ids(last), newest[6..]);
+    assert!(jobs
+        .jobs_before(&a, Some(ids[0]), 3)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        job_ids(jobs.jobs_before(&a, None, 100).await.unwrap()),
+        newest
+    );
+    assert!(jobs.jobs_before(&a, None, 0).await.unwrap().is_empty());
+    assert_eq!(jobs.jobs_before(&b, None, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn row_results_are_committed_once_with_their_chunk() {
+    let aws = fresh_aws("results").await;
+    let jobs = &aws.ports.jobs;
+    let a = tenant("acme");
+    let id = started_job(&aws, &a, 3).await;
+    assert!(jobs.results(&a, id).await.unwrap().is_empty());
+
+    // Chunk 1 first, its rows out of order.
+    let chunk1: Vec<RowResult> = [1_012, 1_010, 1_011]
+        .into_iter()
+        .map(|index| row_result(index, RowAction::Updated, ""))
+        .collect();
+    let mut result = chunk(id, 1, Vec::new());
+    result.results = chunk1.clone();
+    assert!(
+        jobs.commit_chunk(result.clone())
+            .await
+            .unwrap()
+            .newly_committed
+    );
+    // A re-delivery with other results changes nothing.
+    result.results = vec![row_result(1_010, RowAction::Failed, "again")];
+    assert!(!jobs.commit_chunk(result).await.unwrap().newly_committed);
+
+    // Chunk 0: 1,000 rows of about 1 KB each, more than one item holds.
+    let big: Vec<RowResult> = (0..1_000)
+        .map(|index| row_result(index, RowAction::Failed, &"x".repeat(1_000)))
+        .collect();
+    let mut result = chunk(id, 0, Vec::new());
+    result.results = big.clone();
+    assert!(
+        jobs.commit_chunk(result.clone())
+            .await
+            .unwrap()
+            .newly_committed
+    );
+    assert!(!jobs.commit_chunk(result).await.unwrap().newly_committed);
+
+    // Chunk 2 records none.
+    assert!(
+        jobs.commit_chunk(chunk(id, 2, Vec::new()))
+            .await
+            .unwrap()
+            .completed_job
+    );
+
+    let mut expected = big;
+    let mut sorted = chunk1;
+    sorted.sort_by_key(|row| row.index);
+    expected.extend(sorted);
+    let stored = jobs.results(&a, id).await.unwrap();
+    assert_eq!(stored.len(), expected.len());
+    assert_eq!(stored, expected, "every committed result, in row order");
+    assert!(jobs
+        .results(&tenant("globex"), id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(jobs.results(&a, 999).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn users_are_created_with_their_keys_and_found_by_any() {
+    let aws = fresh_aws("users").await;
+    let users = aws.ports.users.as_ref();
+    let a = tenant("acme");
 
     let first = users.allocate_user_ids(130).await.unwrap();
     assert_eq!(first, 1);
     assert_eq!(users.allocate_user_ids(5).await.unwrap(), 131);
 
-    // 130 users in one call: more than 25 writes and more than 100 reads per request.
+    // 130 users with 3 keys each in one call: several transactions, more than 100 reads.
     let all: Vec<User> = (1..=130)
         .map(|id| {
             let agent = (id % 10 == 0).then(|| format!("A{}", id / 10));
-            user(id, &format!("User{id}@Example.com"), agent.as_deref())
+            let mut user = user(id, &format!("User{id}@Example.com"), agent.as_deref());
+            user.external_id = Some(format!("ext-{id}"));
+            user.user_name = Some(format!("Login{id}"));
+            user
         })
         .collect();
-    users
-        .write_users(&a, all.iter().cloned().map(UserWrite::Put).collect())
-        .await
-        .unwrap();
-    users
-        .write_users(
-            &b,
-            vec![UserWrite::Put(user(500, "user1@example.com", Some("A1")))],
+    let changes: Vec<UserChange> = all.iter().map(create).collect();
+    let outcomes = save(users, &a, &changes).await;
+    assert!(
+        outcomes.iter().all(|o| *o == SaveOutcome::Saved),
+        "{outcomes:?}"
+    );
+
+    let mut keys: Vec<UserKey> = all
+        .iter()
+        .map(|u| UserKey::email(u.email.as_deref().unwrap()))
+        .collect();
+    keys.push(UserKey::email("missing@example.com"));
+    assert_eq!(users.users_by_keys(&a, &keys).await.unwrap(), all);
+    let by_others = users
+        .users_by_keys(
+            &a,
+            &[
+                UserKey::external_id("EXT-7"),
+                UserKey::user_name("login7"),
+                UserKey::email("user7@example.com"),
+                UserKey::user_name("login9"),
+                UserKey::external_id("login9"),
+            ],
         )
         .await
         .unwrap();
-
-    let mut keys: Vec<String> = all.iter().map(User::email_key).collect();
-    keys.push("missing@example.com".to_owned());
-    let found = users.users_by_email_keys(&a, &keys).await.unwrap();
     assert_eq!(
-        found, all,
-        "all found, in the order asked, missing ones left out"
+        ids(&by_others),
+        vec![7, 9],
+        "each user once, whatever the key"
     );
-    let theirs = users
-        .users_by_email_keys(&b, &["user1@example.com".to_owned()])
-        .await
-        .unwrap();
-    assert_eq!(theirs.iter().map(|u| u.id).collect::<Vec<_>>(), vec![500]);
+    assert_eq!(
+        users.users_by_ids(&a, &[9, 7, 9, 999]).await.unwrap(),
+        vec![all[6].clone(), all[8].clone()]
+    );
 
-    // Listing in id order, one page at a time.
-    let mut listed = Vec::new();
+    // Listing in id order, one page at a time, with the total.
+    let mut pages = Vec::new();
     for n in 1..=3 {
-        let page = users.list_users(&a, page(n, 50)).await.unwrap();
-        assert_eq!(page.len(), if n < 3 { 50 } else { 30 });
-        listed.extend(page);
+        let (found, total) = users
+            .list_users(&a, &UserFilter::default(), page(n, 50))
+            .await
+            .unwrap();
+        assert_eq!(found.len(), if n < 3 { 50 } else { 30 });
+        assert_eq!(total, 130);
+        pages.extend(found);
     }
-    assert_eq!(listed, all);
-    assert!(users.list_users(&a, page(4, 50)).await.unwrap().is_empty());
-
-    // Selections: id order, duplicates collapsed, other tenants invisible.
-    let by_ids = users
-        .select_users(&a, &UserSelector::Ids(vec![42, 7, 42, 999, 500]))
+    assert_eq!(pages, all);
+    let (beyond, total) = users
+        .list_users(&a, &UserFilter::default(), page(4, 50))
         .await
         .unwrap();
-    assert_eq!(by_ids.iter().map(|u| u.id).collect::<Vec<_>>(), vec![7, 42]);
+    assert!(beyond.is_empty());
+    assert_eq!(total, 130);
+
+    // Selections: id order, duplicates collapsed.
+    let by_ids = users
+        .select_users(&a, &UserSelector::Ids(vec![42, 7, 42, 999]))
+        .await
+        .unwrap();
+    assert_eq!(ids(&by_ids), vec![7, 42]);
     let by_agents = users
         .select_users(
             &a,
@@ -600,10 +796,7 @@ async fn users_are_written_read_selected_and_listed() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        by_agents.iter().map(|u| u.id).collect::<Vec<_>>(),
-        vec![10, 30]
-    );
+    assert_eq!(ids(&by_agents), vec![10, 30]);
     let by_emails = users
         .select_users(
             &a,
@@ -615,72 +808,333 @@ async fn users_are_written_read_selected_and_listed() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        by_emails.iter().map(|u| u.id).collect::<Vec<_>>(),
-        vec![2, 9]
-    );
+    assert_eq!(ids(&by_emails), vec![2, 9]);
     let many: Vec<u64> = (1..=130).rev().collect();
-    let by_many = users
-        .select_users(&a, &UserSelector::Ids(many))
-        .await
-        .unwrap();
-    assert_eq!(by_many, all);
+    assert_eq!(
+        users
+            .select_users(&a, &UserSelector::Ids(many))
+            .await
+            .unwrap(),
+        all
+    );
+    assert!(users.users_by_keys(&a, &[]).await.unwrap().is_empty());
+    assert!(users.users_by_ids(&a, &[]).await.unwrap().is_empty());
+    assert!(save(users, &a, &[]).await.is_empty());
+}
 
-    // A rename: the user under its new address, the old entry removed. Repeated writes to
-    // one key inside a call keep the last.
-    let mut renamed = all[4].clone();
-    renamed.email = "renamed@example.com".to_owned();
-    renamed.agent_number = Some("A77".to_owned());
-    let mut interim = renamed.clone();
-    interim.first_name = "Interim".to_owned();
-    users
-        .write_users(
+#[tokio::test]
+async fn keys_are_unique_and_versions_guard_changes() {
+    let aws = fresh_aws("unique").await;
+    let users = aws.ports.users.as_ref();
+    let a = tenant("acme");
+    let mut ann = user(1, "ann@example.com", Some("A1"));
+    ann.user_name = Some("ann".to_owned());
+    assert_eq!(
+        save(users, &a, &[create(&ann)]).await,
+        vec![SaveOutcome::Saved]
+    );
+
+    // A second user claiming a taken email (in other case) is refused, and nothing of it is
+    // written: neither the user nor its other keys.
+    let mut intruder = user(2, "ANN@example.com", None);
+    intruder.user_name = Some("intruder".to_owned());
+    assert_eq!(
+        save(users, &a, &[create(&intruder)]).await,
+        vec![SaveOutcome::KeyTaken(UserKey::email("ann@example.com"))]
+    );
+    assert!(users.users_by_ids(&a, &[2]).await.unwrap().is_empty());
+    assert!(users
+        .users_by_keys(&a, &[UserKey::user_name("intruder")])
+        .await
+        .unwrap()
+        .is_empty());
+    let mut other = user(3, "other@example.com", None);
+    other.user_name = Some("Intruder".to_owned());
+    assert_eq!(
+        save(users, &a, &[create(&other)]).await,
+        vec![SaveOutcome::Saved]
+    );
+
+    // Re-saving the same new user is saved (an earlier run did it); another user under a
+    // taken id is stale.
+    assert_eq!(
+        save(users, &a, &[create(&ann)]).await,
+        vec![SaveOutcome::Saved]
+    );
+    let mut impostor = user(1, "impostor@example.com", None);
+    impostor.first_name = "Impostor".to_owned();
+    assert_eq!(
+        save(users, &a, &[create(&impostor)]).await,
+        vec![SaveOutcome::Stale]
+    );
+    assert!(users
+        .users_by_keys(&a, &[UserKey::email("impostor@example.com")])
+        .await
+        .unwrap()
+        .is_empty());
+
+    // An edit of a version that is no longer stored is stale.
+    let renamed = edit(&ann, |u| u.first_name = "Annie".to_owned());
+    assert_eq!(
+        save(users, &a, std::slice::from_ref(&renamed)).await,
+        vec![SaveOutcome::Saved]
+    );
+    let late = edit(&ann, |u| u.first_name = "Late".to_owned());
+    assert_eq!(save(users, &a, &[late]).await, vec![SaveOutcome::Stale]);
+    let ann = renamed.after;
+    assert_eq!(
+        users.users_by_ids(&a, &[1]).await.unwrap(),
+        vec![ann.clone()]
+    );
+
+    // A new email releases the old one, which another user can then take; the agent number
+    // index follows the user.
+    let moved = edit(&ann, |u| {
+        u.email = Some("ann.lee@example.com".to_owned());
+        u.agent_number = Some("A77".to_owned());
+    });
+    let mut bob = user(4, "Ann@Example.com", None);
+    bob.first_name = "Bob".to_owned();
+    // In one call: the release comes first, so the claim succeeds.
+    assert_eq!(
+        save(users, &a, &[moved.clone(), create(&bob)]).await,
+        vec![SaveOutcome::Saved, SaveOutcome::Saved]
+    );
+    let ann = moved.after;
+    let found = users
+        .users_by_keys(
             &a,
-            vec![
-                UserWrite::Put(interim),
-                UserWrite::Put(renamed.clone()),
-                UserWrite::DeleteEmail(all[4].email_key()),
+            &[
+                UserKey::email("ann@example.com"),
+                UserKey::email("ann.lee@example.com"),
             ],
         )
         .await
         .unwrap();
-    assert!(users
-        .users_by_email_keys(&a, &[all[4].email_key()])
-        .await
-        .unwrap()
-        .is_empty());
-    assert_eq!(
-        users
-            .users_by_email_keys(&a, &["renamed@example.com".to_owned()])
-            .await
-            .unwrap(),
-        vec![renamed.clone()]
-    );
+    assert_eq!(found, vec![ann.clone(), bob.clone()]);
     assert_eq!(
         users
             .select_users(&a, &UserSelector::AgentNumbers(vec!["A77".to_owned()]))
             .await
             .unwrap(),
-        vec![renamed.clone()]
+        vec![ann.clone()]
     );
+    assert!(users
+        .select_users(&a, &UserSelector::AgentNumbers(vec!["A1".to_owned()]))
+        .await
+        .unwrap()
+        .is_empty());
+    // Bob cannot take Ann's user name.
+    let grab = edit(&bob, |u| u.user_name = Some("ANN".to_owned()));
     assert_eq!(
-        users
-            .select_users(&a, &UserSelector::Ids(vec![5]))
-            .await
-            .unwrap(),
-        vec![renamed]
+        save(users, &a, &[grab]).await,
+        vec![SaveOutcome::KeyTaken(UserKey::user_name("ann"))]
+    );
+}
+
+#[tokio::test]
+async fn deleted_users_release_their_keys_and_are_hidden() {
+    let aws = fresh_aws("deleted").await;
+    let users = aws.ports.users.as_ref();
+    let a = tenant("acme");
+    let mut ann = user(1, "ann@example.com", Some("A1"));
+    ann.external_id = Some("ext-1".to_owned());
+    ann.user_name = Some("ann".to_owned());
+    let bob = user(2, "bob@example.com", Some("A1"));
+    assert_eq!(
+        save(users, &a, &[create(&ann), create(&bob)]).await,
+        vec![SaveOutcome::Saved; 2]
     );
 
-    // Writes are idempotent; deleting what is gone is fine.
-    users
-        .write_users(&a, vec![UserWrite::DeleteEmail(all[4].email_key())])
+    let deletion = edit(&ann, |u| u.deleted_at = Some(at(3)));
+    assert_eq!(
+        save(users, &a, std::slice::from_ref(&deletion)).await,
+        vec![SaveOutcome::Saved]
+    );
+    let deleted = deletion.after;
+
+    let keys = [
+        UserKey::email("ann@example.com"),
+        UserKey::external_id("ext-1"),
+        UserKey::user_name("ann"),
+    ];
+    assert!(users.users_by_keys(&a, &keys).await.unwrap().is_empty());
+    assert_eq!(listed(users, &a).await, (vec![2], 1));
+    for selector in [
+        UserSelector::Ids(vec![1, 2]),
+        UserSelector::Emails(vec![
+            "ann@example.com".to_owned(),
+            "bob@example.com".to_owned(),
+        ]),
+        UserSelector::AgentNumbers(vec!["A1".to_owned()]),
+    ] {
+        let selected = users.select_users(&a, &selector).await.unwrap();
+        assert_eq!(ids(&selected), vec![2], "{selector:?}");
+    }
+    // Still there for a re-run to see.
+    assert_eq!(
+        users.users_by_ids(&a, &[1, 2]).await.unwrap(),
+        vec![deleted, bob]
+    );
+
+    // Every key is free again.
+    let mut heir = user(3, "ANN@example.com", None);
+    heir.external_id = Some("EXT-1".to_owned());
+    heir.user_name = Some("Ann".to_owned());
+    assert_eq!(
+        save(users, &a, &[create(&heir)]).await,
+        vec![SaveOutcome::Saved]
+    );
+    assert_eq!(users.users_by_keys(&a, &keys).await.unwrap(), vec![heir]);
+}
+
+#[tokio::test]
+async fn a_refused_change_among_many_leaves_the_others_saved() {
+    let aws = fresh_aws("many").await;
+    let users = aws.ports.users.as_ref();
+    let a = tenant("acme");
+    let holder = user(1_000, "taken@example.com", None);
+    assert_eq!(
+        save(users, &a, &[create(&holder)]).await,
+        vec![SaveOutcome::Saved]
+    );
+
+    // 150 new users (300 items: three transactions at least); number 75 wants a taken email.
+    let batch: Vec<User> = (1..=150)
+        .map(|id| {
+            let email = if id == 75 {
+                "Taken@example.com".to_owned()
+            } else {
+                format!("user{id}@example.com")
+            };
+            user(id, &email, None)
+        })
+        .collect();
+    let changes: Vec<UserChange> = batch.iter().map(create).collect();
+    let outcomes = save(users, &a, &changes).await;
+    for (at, outcome) in outcomes.iter().enumerate() {
+        let expected = if at == 74 {
+            SaveOutcome::KeyTaken(UserKey::email("taken@example.com"))
+        } else {
+            SaveOutcome::Saved
+        };
+        assert_eq!(*outcome, expected, "change {at}");
+    }
+    let (listed_ids, total) = listed(users, &a).await;
+    assert_eq!(total, 150);
+    assert!(!listed_ids.contains(&75));
+    assert!(listed_ids.contains(&1_000));
+
+    // Again: all saved before (none changed since), the refused one still refused.
+    let again = save(users, &a, &changes).await;
+    assert_eq!(again, outcomes);
+}
+
+#[tokio::test]
+async fn tenants_are_isolated() {
+    let aws = fresh_aws("isolated").await;
+    let users = aws.ports.users.as_ref();
+    let a = tenant("acme");
+    let b = tenant("globex");
+    let ours = user(1, "same@example.com", Some("A1"));
+    let theirs = user(2, "same@example.com", Some("A1"));
+    assert_eq!(
+        save(users, &a, &[create(&ours)]).await,
+        vec![SaveOutcome::Saved]
+    );
+    assert_eq!(
+        save(users, &b, &[create(&theirs)]).await,
+        vec![SaveOutcome::Saved]
+    );
+
+    let key = [UserKey::email("same@example.com")];
+    assert_eq!(
+        users.users_by_keys(&a, &key).await.unwrap(),
+        vec![ours.clone()]
+    );
+    assert_eq!(
+        users.users_by_keys(&b, &key).await.unwrap(),
+        vec![theirs.clone()]
+    );
+    assert!(users.users_by_ids(&a, &[2]).await.unwrap().is_empty());
+    assert!(users.users_by_ids(&b, &[1]).await.unwrap().is_empty());
+    assert!(users
+        .select_users(&a, &UserSelector::Ids(vec![2]))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        ids(&users
+            .select_users(&b, &UserSelector::AgentNumbers(vec!["A1".to_owned()]))
+            .await
+            .unwrap()),
+        vec![2]
+    );
+    assert_eq!(listed(users, &a).await, (vec![1], 1));
+    assert_eq!(listed(users, &b).await, (vec![2], 1));
+    assert_eq!(listed(users, &tenant("nobody")).await, (vec![], 0));
+
+    // An edit under the wrong tenant finds no such user.
+    let stray = edit(&theirs, |u| u.first_name = "Stray".to_owned());
+    assert_eq!(save(users, &a, &[stray]).await, vec![SaveOutcome::Stale]);
+    assert_eq!(users.users_by_ids(&b, &[2]).await.unwrap(), vec![theirs]);
+}
+
+#[tokio::test]
+async fn listings_filter_on_the_user_name() {
+    let aws = fresh_aws("filter").await;
+    let users = aws.ports.users.as_ref();
+    let a = tenant("acme");
+    let names = [
+        Some("ann.lee"),
+        None,
+        Some("Joanna"),
+        Some("bob"),
+        Some("ANNIKA"),
+        Some("annex"),
+    ];
+    let all: Vec<User> = names
+        .iter()
+        .enumerate()
+        .map(|(n, name)| {
+            let id = n as u64 + 1;
+            let mut user = user(id, &format!("u{id}@example.com"), None);
+            user.user_name = name.map(str::to_owned);
+            user
+        })
+        .collect();
+    let changes: Vec<UserChange> = all.iter().map(create).collect();
+    assert!(save(users, &a, &changes)
+        .await
+        .iter()
+        .all(|o| *o == SaveOutcome::Saved));
+    // The last one is deleted: never listed.
+    let deletion = edit(&all[5], |u| u.deleted_at = Some(at(3)));
+    assert_eq!(save(users, &a, &[deletion]).await, vec![SaveOutcome::Saved]);
+
+    let filter = |text: &str| UserFilter {
+        user_name_contains: Some(text.to_owned()),
+    };
+    let (found, total) = users
+        .list_users(&a, &filter("ANN"), page(1, 10))
         .await
         .unwrap();
-    users.write_users(&a, Vec::new()).await.unwrap();
-    assert_eq!(
-        users.list_users(&a, page(1, 1000)).await.unwrap().len(),
-        130
-    );
+    assert_eq!((ids(&found), total), (vec![1, 3, 5], 3));
+    let (second, total) = users
+        .list_users(&a, &filter("ann"), page(2, 2))
+        .await
+        .unwrap();
+    assert_eq!((ids(&second), total), (vec![5], 3));
+    let (none, total) = users
+        .list_users(&a, &filter("zed"), page(1, 10))
+        .await
+        .unwrap();
+    assert_eq!((ids(&none), total), (vec![], 0));
+    let (unfiltered, total) = users
+        .list_users(&a, &UserFilter::default(), page(2, 2))
+        .await
+        .unwrap();
+    assert_eq!((ids(&unfiltered), total), (vec![3, 4], 5));
 }
 
 #[tokio::test]
@@ -697,16 +1151,30 @@ async fn tenant_settings_and_credentials() {
     assert_eq!(tenants.settings(&a).await.unwrap(), Some(settings));
     assert_eq!(tenants.settings(&tenant("globex")).await.unwrap(), None);
 
-    let credential = |key_id: &str| Credential {
-        tenant: a.clone(),
-        key_id: key_id.to_owned(),
-        name: format!("name of {key_id}"),
-        secret_sha256: "ab".repeat(32),
-        revoked: false,
-        created_at: at(9),
+    let credential = |tenant: &TenantId, key_id: &str, secret: &str| {
+        let key = &aws.ports.master_key;
+        Credential {
+            tenant: tenant.clone(),
+            key_id: key_id.to_owned(),
+            name: format!("name of {key_id}"),
+            sealed_secret: key.seal(tenant, key_id, secret),
+            secret_lookup: key.secret_lookup(secret),
+            revoked: false,
+            created_at: at(9),
+        }
     };
-    tenants.put_credential(&credential("k1")).await.unwrap();
-    tenants.put_credential(&credential("k2")).await.unwrap();
+    let k1 = credential(&a, "k1", "secret-1");
+    assert_eq!(
+        tenants.put_credential(&k1).await.unwrap(),
+        CredentialPut::Stored
+    );
+    assert_eq!(
+        tenants
+            .put_credential(&credential(&a, "k2", "secret-2"))
+            .await
+            .unwrap(),
+        CredentialPut::Stored
+    );
     assert!(tenants.revoke_credential(&a, "k2").await.unwrap());
     assert!(!tenants.revoke_credential(&a, "k3").await.unwrap());
     assert!(!tenants
@@ -721,12 +1189,88 @@ async fn tenant_settings_and_credentials() {
             .collect::<Vec<_>>(),
         vec![("k1", false), ("k2", true)]
     );
-    assert_eq!(stored[0], credential("k1"));
+    assert_eq!(stored[0], k1);
+    assert_eq!(
+        aws.ports.master_key.open_credential(&stored[0]).as_deref(),
+        Some("secret-1")
+    );
     assert!(tenants
         .credentials(&tenant("globex"))
         .await
         .unwrap()
         .is_empty());
+
+    // Found by key id and by secret, whatever the tenant; revoked ones too.
+    assert_eq!(
+        tenants.credential_by_key_id("k1").await.unwrap(),
+        Some(k1.clone())
+    );
+    assert!(
+        tenants
+            .credential_by_key_id("k2")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert_eq!(tenants.credential_by_key_id("k3").await.unwrap(), None);
+    let lookup = aws.ports.master_key.secret_lookup("secret-1");
+    assert_eq!(
+        tenants.credential_by_secret_lookup(&lookup).await.unwrap(),
+        Some(k1.clone())
+    );
+    assert_eq!(
+        tenants
+            .credential_by_secret_lookup(&aws.ports.master_key.secret_lookup("nope"))
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Key ids are global, and so are secrets.
+    let globex = tenant("globex");
+    assert_eq!(
+        tenants
+            .put_credential(&credential(&globex, "k1", "secret-g"))
+            .await
+            .unwrap(),
+        CredentialPut::KeyIdTaken
+    );
+    assert_eq!(
+        tenants
+            .put_credential(&credential(&globex, "g1", "secret-1"))
+            .await
+            .unwrap(),
+        CredentialPut::SecretTaken
+    );
+    assert!(tenants.credentials(&globex).await.unwrap().is_empty());
+    assert_eq!(tenants.credential_by_key_id("g1").await.unwrap(), None);
+
+    // The same tenant and key id replace the credential; its old secret finds nothing.
+    let replaced = credential(&a, "k1", "secret-1b");
+    assert_eq!(
+        tenants.put_credential(&replaced).await.unwrap(),
+        CredentialPut::Stored
+    );
+    assert_eq!(
+        tenants.credential_by_secret_lookup(&lookup).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        tenants
+            .credential_by_secret_lookup(&aws.ports.master_key.secret_lookup("secret-1b"))
+            .await
+            .unwrap(),
+        Some(replaced)
+    );
+    // The freed secret can be another credential's now.
+    assert_eq!(
+        tenants
+            .put_credential(&credential(&globex, "g1", "secret-1"))
+            .await
+            .unwrap(),
+        CredentialPut::Stored
+    );
 }
 
 #[tokio::test]

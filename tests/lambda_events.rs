@@ -1,12 +1,16 @@
 //! The sample events in `events/` through the Lambda glue (API Gateway → route table, SQS batch →
 //! processor) on the AWS adapters (moto): what each function does with the events a deployment
-//! or `sam local invoke` / `cargo lambda invoke` feeds it.
+//! or `sam local invoke` / `cargo lambda invoke` feeds it — the CCAI flow, the Zendesk batch and
+//! job status, and the Huawei Workspace batch and user list.
 
 use bulk_tests::{Backend, TestApp};
 use bulk_users::api::RouteGroup;
 use bulk_users::lambda::{api_request, handle_intake_event, lambda_response, process_sqs_batch};
 use bulk_users::model::TenantId;
-use serde_json::Value;
+use serde_json::{json, Value};
+
+/// Job 1 as the Zendesk dialect names it (`zendesk-job-status.json`).
+const JOB_1: &str = "00000000000000000000000000000001";
 
 fn event(name: &str) -> String {
     std::fs::read_to_string(format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR")))
@@ -24,14 +28,19 @@ async fn invoke(app: &TestApp, group: RouteGroup, name: &str) -> (u16, Value) {
     (status, body)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_sample_event_is_handled_by_its_function() {
-    let app = TestApp::new(Backend::Aws).await;
+/// The credential of the sample events: tenant `acme`, secret `change-me`.
+async fn install_events_credential(app: &TestApp) {
     let acme = TenantId::parse("acme").unwrap();
     app.service
         .install_credential(&acme, "events", "acme-events", "change-me")
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sample_event_is_handled_by_its_function() {
+    let app = TestApp::new(Backend::Aws).await;
+    install_events_credential(&app).await;
 
     let (status, upload) = invoke(&app, RouteGroup::Upload, "upload-post.json").await;
     assert_eq!(
@@ -97,6 +106,124 @@ async fn every_sample_event_is_handled_by_its_function() {
         users[0]["roles"],
         serde_json::json!([{"name": "Agent", "value": 1}])
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_zendesk_events_are_handled_by_their_functions() {
+    let app = TestApp::new(Backend::Aws).await;
+    install_events_credential(&app).await;
+
+    // `create_many.json`: the batch is job 1, queued.
+    let (status, body) = invoke(&app, RouteGroup::Batches, "zendesk-create-many.json").await;
+    assert_eq!(status, 200, "{body}");
+    let job_status = &body["job_status"];
+    assert_eq!(
+        (
+            job_status["id"].as_str(),
+            job_status["job_type"].as_str(),
+            job_status["status"].as_str(),
+            job_status["total"].as_u64()
+        ),
+        (
+            Some(JOB_1),
+            Some("bulk_create_users"),
+            Some("queued"),
+            Some(2)
+        ),
+        "{body}"
+    );
+    assert_eq!(
+        job_status["url"],
+        format!("https://api.example.com/api/v2/job_statuses/{JOB_1}.json")
+    );
+    // A function answers only its own routes.
+    let (status, body) = invoke(&app, RouteGroup::Upload, "zendesk-create-many.json").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = invoke(&app, RouteGroup::Status, "zendesk-create-many.json").await;
+    assert_eq!(status, 404, "{body}");
+
+    // The processor applies it; `job_statuses/{id}.json` reports every user in request order.
+    app.drain().await;
+    let (status, body) = invoke(&app, RouteGroup::Status, "zendesk-job-status.json").await;
+    assert_eq!(status, 200, "{body}");
+    let job_status = &body["job_status"];
+    assert_eq!(
+        (
+            job_status["id"].as_str(),
+            job_status["status"].as_str(),
+            job_status["progress"].as_u64()
+        ),
+        (Some(JOB_1), Some("completed"), Some(2)),
+        "{body}"
+    );
+    let results: Vec<(u64, &str, &str)> = job_status["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|result| {
+            (
+                result["index"].as_u64().unwrap_or(u64::MAX),
+                result["status"].as_str().unwrap_or_default(),
+                result["email"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        results,
+        vec![
+            (0, "Created", "ada@example.com"),
+            (1, "Created", "grace@example.com")
+        ],
+        "{body}"
+    );
+    // The same job in the CCAI job list, served by the jobs function.
+    let (status, jobs) = invoke(&app, RouteGroup::Jobs, "jobs.json").await;
+    assert_eq!(status, 200, "{jobs}");
+    assert_eq!(
+        (jobs[0]["id"].as_u64(), jobs[0]["affected_rows"].as_u64()),
+        (Some(1), Some(2)),
+        "{jobs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workspace_events_are_handled_by_their_functions() {
+    let app = TestApp::new(Backend::Aws).await;
+    install_events_credential(&app).await;
+
+    let (status, body) = invoke(&app, RouteGroup::Directory, "workspace-batch-create.json").await;
+    assert_eq!((status, &body), (200, &json!({})), "{body}");
+    // Processed in the request: the list shows the users without draining any queue.
+    let (status, list) = invoke(&app, RouteGroup::Reads, "workspace-list-users.json").await;
+    assert_eq!(status, 200, "{list}");
+    let names: Vec<&str> = list["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .map(|user| user["user_name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        (list["total_count"].as_u64(), names),
+        (Some(2), vec!["ann.lee", "bo.ng"]),
+        "{list}"
+    );
+    assert_eq!(list["users"][0]["user_email"], "ann.lee@example.com");
+    assert_eq!(list["users"][1]["user_phone"], "15550100");
+
+    // The batch is all or nothing: sent again, every name exists and nothing is written.
+    let (status, body) = invoke(&app, RouteGroup::Directory, "workspace-batch-create.json").await;
+    assert_eq!(
+        (status, body["error_code"].as_str()),
+        (400, Some("WKS.00170202")),
+        "{body}"
+    );
+    let (_, list) = invoke(&app, RouteGroup::Reads, "workspace-list-users.json").await;
+    assert_eq!(list["total_count"], 2, "{list}");
+    // A function answers only its own routes.
+    let (status, body) = invoke(&app, RouteGroup::Directory, "workspace-list-users.json").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = invoke(&app, RouteGroup::Reads, "workspace-batch-create.json").await;
+    assert_eq!(status, 404, "{body}");
 }
 
 /// The file the intake events name.

@@ -9,16 +9,20 @@
 //!
 //! One test, so each function compiles (or is found already built) once.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use bulk_tests::emulator::{sample_event, Emulator, HttpResponse};
+use bulk_tests::emulator::{sample_event, Emulator, HttpResponse, MASTER_KEY};
 use bulk_tests::moto::fresh_aws;
+use bulk_users::auth::MasterKey;
 use bulk_users::model::TenantId;
 use bulk_users::service::{BulkService, ServiceConfig};
 use serde_json::{json, Value};
 
 /// The job URL the sample events' host and scheme give job 1.
 const JOB_LINK: &str = "https://api.example.com/apps/api/v1/bulk/users/jobs/1";
+/// Job 1 as the Zendesk dialect names it.
+const ZENDESK_JOB_1: &str = "00000000000000000000000000000001";
 
 /// One invocation: function, event file in `events/`, and what its response must be.
 struct Step {
@@ -106,6 +110,34 @@ const STEPS: &[Step] = &[
         event: "intake-sqs.json",
         check: no_batch_item_failures,
     },
+    // The Zendesk batch becomes job 5, queued (nothing consumes the queue in this test).
+    Step {
+        bin: "batches",
+        event: "zendesk-create-many.json",
+        check: zendesk_queued,
+    },
+    // Job 1, the upload above, through Zendesk's job status (`{id}.json`).
+    Step {
+        bin: "status",
+        event: "zendesk-job-status.json",
+        check: zendesk_job_1_completed,
+    },
+    // The Huawei Workspace batch becomes job 6, processed in the request.
+    Step {
+        bin: "directory",
+        event: "workspace-batch-create.json",
+        check: workspace_created,
+    },
+    Step {
+        bin: "reads",
+        event: "workspace-list-users.json",
+        check: workspace_users_listed,
+    },
+    Step {
+        bin: "directory",
+        event: "workspace-list-users.json",
+        check: workspace_not_found,
+    },
 ];
 
 /// The files the intake events name, put into the bucket before the run.
@@ -118,7 +150,10 @@ const DROPPED_FILE: &str = r#"[{"email":"ann@example.com","first_name":"Ann","la
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_function_answers_its_sample_events_through_the_runtime_api() {
     let aws = fresh_aws("lambda-runtime").await;
-    let service = BulkService::new(aws.ports.clone(), ServiceConfig::default());
+    // The credential is sealed under the functions' master key, so that they can open it.
+    let mut ports = aws.ports.clone();
+    ports.master_key = Arc::new(MasterKey::parse(MASTER_KEY, "the emulator's master key").unwrap());
+    let service = BulkService::new(ports, ServiceConfig::default());
     service
         .install_credential(
             &TenantId::parse("acme").unwrap(),
@@ -176,7 +211,8 @@ async fn every_function_answers_its_sample_events_through_the_runtime_api() {
     let job = service.job(&acme, 1).await.expect("job 1");
     assert_eq!(job.status.as_str(), "completed");
     assert_eq!((job.affected_rows, job.failed_rows), (2, 0));
-    // Job 2 waits for its presigned upload; the dropped files became jobs 3 (proceeded) and 4.
+    // Job 2 waits for its presigned upload; the dropped files became jobs 3 (proceeded) and 4;
+    // the Zendesk batch is job 5 (queued), the Workspace batch job 6 (done in the request).
     let (jobs, total) = service
         .jobs(
             &acme,
@@ -187,7 +223,7 @@ async fn every_function_answers_its_sample_events_through_the_runtime_api() {
         )
         .await
         .expect("jobs");
-    assert_eq!(total, 4);
+    assert_eq!(total, 6);
     let statuses: Vec<(&str, &str)> = jobs
         .iter()
         .map(|j| (j.filename.as_str(), j.status.as_str()))
@@ -195,6 +231,8 @@ async fn every_function_answers_its_sample_events_through_the_runtime_api() {
     assert_eq!(
         statuses,
         vec![
+            ("workspace_create.json", "completed"),
+            ("create_many.json", "in_progress"),
             ("weekly import.json", "valid_scheme"),
             ("users.json", "in_progress"),
             ("users.json", "created"),
@@ -324,4 +362,81 @@ fn config_after_processing(response: &Value) {
         json!([{"name": "Agent", "value": 1}]),
         "{response}"
     );
+}
+
+fn zendesk_queued(response: &Value) {
+    let http = http(response, 200);
+    let job_status = &http.body["job_status"];
+    assert_eq!(
+        (
+            job_status["id"].as_str(),
+            job_status["job_type"].as_str(),
+            job_status["status"].as_str(),
+            job_status["total"].as_u64()
+        ),
+        (
+            Some("00000000000000000000000000000005"),
+            Some("bulk_create_users"),
+            Some("queued"),
+            Some(2)
+        ),
+        "{response}"
+    );
+}
+
+fn zendesk_job_1_completed(response: &Value) {
+    let http = http(response, 200);
+    let job_status = &http.body["job_status"];
+    assert_eq!(
+        (
+            job_status["id"].as_str(),
+            job_status["job_type"].as_str(),
+            job_status["status"].as_str(),
+            job_status["progress"].as_u64()
+        ),
+        (
+            Some(ZENDESK_JOB_1),
+            Some("bulk_upload_users"),
+            Some("completed"),
+            Some(2)
+        ),
+        "{response}"
+    );
+    assert_eq!(
+        job_status["url"],
+        format!("https://api.example.com/api/v2/job_statuses/{ZENDESK_JOB_1}.json"),
+        "{response}"
+    );
+    assert!(job_status["results"].is_array(), "{response}");
+}
+
+fn workspace_created(response: &Value) {
+    let http = http(response, 200);
+    assert_eq!(http.body, json!({}), "{response}");
+}
+
+/// The batch's users are listed (with the users the other dialects created: one directory).
+fn workspace_users_listed(response: &Value) {
+    let http = http(response, 200);
+    let users = http.body["users"].as_array().expect("users");
+    assert_eq!(
+        http.body["total_count"].as_u64(),
+        Some(users.len() as u64),
+        "{response}"
+    );
+    for (name, field, value) in [
+        ("ann.lee", "user_email", "ann.lee@example.com"),
+        ("bo.ng", "user_phone", "15550100"),
+    ] {
+        let user = users
+            .iter()
+            .find(|user| user["user_name"] == name)
+            .unwrap_or_else(|| panic!("{name} is not listed: {response}"));
+        assert_eq!(user[field], value, "{response}");
+    }
+}
+
+fn workspace_not_found(response: &Value) {
+    let http = http(response, 404);
+    assert_eq!(http.body["error_code"], "WKS.0202", "{response}");
 }

@@ -1,8 +1,9 @@
 //! The SAM template (`template.yaml`) against the code: cfn-lint reports nothing, the functions
 //! are exactly the Lambda binaries, the HTTP routes are exactly the route table (canonical paths
-//! and aliases) on the functions that serve them, the read-only functions can only read, and
-//! every queue is wired for partial batch failures, long enough visibility and a dead-letter
-//! queue.
+//! and aliases) on the functions that serve them, every spelling the route resolver accepts
+//! (aliases, the `.json` suffix of Zendesk clients) reaches the function of its operation through
+//! the HTTP API's route selection, the read-only functions can only read, and every queue is
+//! wired for partial batch failures, long enough visibility and a dead-letter queue.
 //!
 //! The template is read through cfn-lint's own YAML decoder (Python), which understands the
 //! short-form intrinsics (`!Ref`, `!Sub`, `!GetAtt`) and prints the template as JSON.
@@ -15,17 +16,19 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use bulk_users::adapters::aws::AwsSettings;
-use bulk_users::api::{resolve, route_table, RouteGroup, PATH_ALIASES};
+use bulk_users::api::{resolve, route_table, Dialect, Operation, RouteGroup, PATH_ALIASES};
 use http::Method;
 use serde_json::Value;
 
 /// The binaries that serve HTTP routes, and their route group.
-const HTTP_FUNCTIONS: [(&str, RouteGroup); 5] = [
+const HTTP_FUNCTIONS: [(&str, RouteGroup); 7] = [
     ("upload", RouteGroup::Upload),
     ("proceed", RouteGroup::Proceed),
     ("status", RouteGroup::Status),
     ("jobs", RouteGroup::Jobs),
     ("reads", RouteGroup::Reads),
+    ("batches", RouteGroup::Batches),
+    ("directory", RouteGroup::Directory),
 ];
 
 /// The functions that must only read, and all they may do.
@@ -168,26 +171,50 @@ fn every_http_event_reaches_the_function_of_its_operation() {
 fn every_route_is_declared_for_the_canonical_path_and_every_alias() {
     let declared: BTreeSet<(String, String)> =
         functions().iter().flat_map(Function::http_events).collect();
-    let mut missing = Vec::new();
-    for spec in route_table() {
-        let mut paths = vec![spec.pattern.to_owned()];
-        for (alias, canonical) in PATH_ALIASES {
-            if let Some(rest) = spec.pattern.strip_prefix(canonical) {
-                paths.push(format!("{alias}{rest}"));
-            }
-        }
-        for path in paths {
-            let route = (spec.method.as_str().to_owned(), path);
-            if !declared.contains(&route) {
-                missing.push(format!("{} {} ({:?})", route.0, route.1, spec.operation));
-            }
-        }
-    }
+    let missing: Vec<String> = spellings()
+        .into_iter()
+        .filter(|spelling| spelling.declared)
+        .filter(|spelling| {
+            !declared.contains(&(spelling.method.as_str().to_owned(), spelling.path.clone()))
+        })
+        .map(|spelling| {
+            format!(
+                "{} {} ({:?})",
+                spelling.method, spelling.path, spelling.operation
+            )
+        })
+        .collect();
     assert!(
         missing.is_empty(),
         "routes of the route table without an HttpApi event:\n{}",
         missing.join("\n")
     );
+}
+
+#[test]
+fn every_spelling_of_every_route_reaches_the_function_of_its_operation() {
+    let routes = http_api_routes();
+    let mut wrong = Vec::new();
+    for spelling in spellings() {
+        let method = spelling.method.as_str();
+        let request = format!("{method} {} ({:?})", spelling.sample, spelling.operation);
+        // What the function does with it: the route resolver must agree on the operation.
+        match resolve(&spelling.method, &spelling.sample) {
+            Ok(route) if route.operation == spelling.operation => {}
+            other => wrong.push(format!("{request}: the route resolver gives {other:?}")),
+        }
+        let wanted = RouteGroup::of(spelling.operation);
+        match select_route(&routes, method, &spelling.sample) {
+            None => wrong.push(format!("{request}: no HttpApi route matches (404)")),
+            Some(route) if http_group(&route.binary) != Some(wanted) => wrong.push(format!(
+                "{request}: the HTTP API sends it to {} {} on {} (binary {}), not to the \
+                 function of {wanted:?}",
+                route.method, route.path, route.function, route.binary
+            )),
+            Some(_) => {}
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
 #[test]
@@ -672,16 +699,131 @@ fn get_att_target(value: &Value, attribute: &str) -> Option<String> {
     }
 }
 
+/// One spelling of a route of the route table that the route resolver accepts.
+#[derive(Debug)]
+struct Spelling {
+    method: Method,
+    operation: Operation,
+    /// As an HttpApi `Path`.
+    path: String,
+    /// A request path of this spelling.
+    sample: String,
+    /// Whether the template must declare `path` itself. The `.json` spelling of a pattern
+    /// ending in `{parameter}` is not: that parameter captures `1.json` already.
+    declared: bool,
+}
+
+/// Every spelling of every route, derived from the route table: the canonical pattern, the
+/// pattern under each of `PATH_ALIASES`, and for each of these in the Zendesk dialect the
+/// `.json` suffix Zendesk clients append (the resolver's rule: `Dialect::of_path`).
+fn spellings() -> Vec<Spelling> {
+    let mut all = Vec::new();
+    for spec in route_table() {
+        let mut patterns = vec![spec.pattern.to_owned()];
+        for (alias, canonical) in PATH_ALIASES {
+            if let Some(rest) = spec.pattern.strip_prefix(canonical) {
+                patterns.push(format!("{alias}{rest}"));
+            }
+        }
+        for pattern in patterns {
+            let spelling = |path: String, sample: String, declared| Spelling {
+                method: spec.method.clone(),
+                operation: spec.operation,
+                path,
+                sample,
+                declared,
+            };
+            if Dialect::of_path(&pattern) == Dialect::Zendesk {
+                let last = pattern.rsplit('/').next().unwrap_or_default();
+                all.push(spelling(
+                    format!("{pattern}.json"),
+                    format!("{}.json", sample_path(&pattern)),
+                    !is_parameter(last),
+                ));
+            }
+            all.push(spelling(pattern.clone(), sample_path(&pattern), true));
+        }
+    }
+    all
+}
+
+/// An HttpApi event of a function.
+struct HttpRoute {
+    method: String,
+    path: String,
+    function: String,
+    binary: String,
+}
+
+/// Every HttpApi event of the template.
+fn http_api_routes() -> Vec<HttpRoute> {
+    let mut routes = Vec::new();
+    for function in functions() {
+        for (method, path) in function.http_events() {
+            // The route selection below knows neither; the template uses neither.
+            assert!(
+                method != "ANY" && !path.contains("+}"),
+                "{}: {method} {path}: ANY or a greedy path variable",
+                function.logical_id
+            );
+            routes.push(HttpRoute {
+                method,
+                path,
+                function: function.logical_id.clone(),
+                binary: function.binary.clone(),
+            });
+        }
+    }
+    routes
+}
+
+/// The route API Gateway's HTTP API selects for a request: of the routes of its method that
+/// match every segment (a `{parameter}` matches any non-empty segment), the most specific one,
+/// where a literal segment beats a parameter (`GET /api/v2/job_statuses/show_many` over
+/// `GET /api/v2/job_statuses/{id}`). `None`: the HTTP API answers 404 itself.
+fn select_route<'a>(routes: &'a [HttpRoute], method: &str, path: &str) -> Option<&'a HttpRoute> {
+    let given: Vec<&str> = path.split('/').collect();
+    let mut matching: Vec<(Vec<bool>, &HttpRoute)> = routes
+        .iter()
+        .filter(|route| route.method == method)
+        .filter_map(|route| {
+            let wanted: Vec<&str> = route.path.split('/').collect();
+            if wanted.len() != given.len() {
+                return None;
+            }
+            let mut literals = Vec::with_capacity(wanted.len());
+            for (w, g) in wanted.iter().zip(&given) {
+                if is_parameter(w) && !g.is_empty() {
+                    literals.push(false);
+                } else if w == g {
+                    literals.push(true);
+                } else {
+                    return None;
+                }
+            }
+            Some((literals, route))
+        })
+        .collect();
+    matching.sort_by(|a, b| b.0.cmp(&a.0));
+    if let [(first, one), (second, other), ..] = matching.as_slice() {
+        assert!(
+            first != second,
+            "{method} {path} matches {} and {} alike",
+            one.path,
+            other.path
+        );
+    }
+    matching.first().map(|(_, route)| *route)
+}
+
+fn is_parameter(segment: &str) -> bool {
+    segment.starts_with('{') && segment.ends_with('}')
+}
+
 /// A request path for a route path: every `{parameter}` segment becomes `1`.
 fn sample_path(path: &str) -> String {
     path.split('/')
-        .map(|segment| {
-            if segment.starts_with('{') && segment.ends_with('}') {
-                "1"
-            } else {
-                segment
-            }
-        })
+        .map(|segment| if is_parameter(segment) { "1" } else { segment })
         .collect::<Vec<_>>()
         .join("/")
 }

@@ -1,7 +1,30 @@
-//! API credentials: issuing, hashing and checking secrets, and reading the Basic header.
+//! API credentials: the server's master key, issuing credentials, sealing and finding their
+//! secrets, reading the Basic and Bearer headers, and checking Huawei SDK request signatures
+//! (`SDK-HMAC-SHA256`, AK/SK).
+//!
+//! A credential has a public key id and a random secret. Signature schemes need the server to
+//! recompute an HMAC keyed by the secret, so a secret cannot be stored as a one-way digest.
+//! Instead every stored credential keeps:
+//! - `sealed_secret`: the secret encrypted with AES-256-GCM under the master key (random 96-bit
+//!   nonce, associated data = tenant and key id, so a sealed secret moved to another credential
+//!   does not open), stored as base64 of nonce ‖ ciphertext;
+//! - `secret_lookup`: hex HMAC-SHA256(master key, `"secret:" + secret`), a deterministic keyed
+//!   digest that finds a credential by its secret alone (Bearer tokens, `X-Auth-Token`) without
+//!   revealing the secret to whoever reads the store.
+//!
+//! The master key never leaves the process: it comes from `BULK_MASTER_KEY` (AWS) or from a file
+//! in the data directory created on first start (local server). Losing it makes every stored
+//! credential unusable; it cannot be recovered from the store.
 
+use std::path::Path;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
+use hmac::{Hmac, Mac};
+use percent_encoding::{percent_decode_str, AsciiSet, NON_ALPHANUMERIC};
 use rand::distr::{Alphanumeric, SampleString};
+use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -11,27 +34,306 @@ use crate::model::{Credential, TenantId, Timestamp};
 const SECRET_CHARS: usize = 40;
 /// Length of generated key ids.
 const KEY_ID_CHARS: usize = 20;
+/// Bytes of the master key (AES-256 and HMAC-SHA256 key).
+pub const MASTER_KEY_BYTES: usize = 32;
+/// Bytes of the AES-GCM nonce in front of a sealed secret.
+const NONCE_BYTES: usize = 12;
 
-/// A credential and its secret, as issued: the secret is shown once and never stored.
-#[derive(Debug, Clone)]
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why a master key could not be had. The messages never contain key material.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterKeyError {
+    #[error(
+        "{} is not set: it must hold the server's master key ({MASTER_KEY_BYTES} bytes as 64 hex \
+         characters or base64), the key the API credentials' secrets are sealed with",
+        MasterKey::ENV
+    )]
+    Missing,
+    #[error(
+        "{source_name} does not hold a master key: it must be {MASTER_KEY_BYTES} bytes written as \
+         64 hex characters or as base64"
+    )]
+    Invalid { source_name: String },
+    #[error("master key file {path}: {error}")]
+    Io { path: String, error: std::io::Error },
+}
+
+/// The server's master key: 32 random bytes that seal credential secrets (AES-256-GCM) and key
+/// their look-up digests (HMAC-SHA256). Its `Debug` output never shows the key.
+#[derive(Clone)]
+pub struct MasterKey {
+    key: [u8; MASTER_KEY_BYTES],
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+impl MasterKey {
+    /// The environment variable the AWS functions read the master key from.
+    pub const ENV: &'static str = "BULK_MASTER_KEY";
+
+    pub fn from_bytes(key: [u8; MASTER_KEY_BYTES]) -> MasterKey {
+        MasterKey { key }
+    }
+
+    /// A fresh random key.
+    pub fn generate() -> MasterKey {
+        let mut key = [0u8; MASTER_KEY_BYTES];
+        rand::rng().fill_bytes(&mut key);
+        MasterKey { key }
+    }
+
+    /// Reads a key written as 64 hex characters or as base64 (standard or URL-safe, padded or
+    /// not) of 32 bytes. `source_name` names where the text came from, for the error.
+    pub fn parse(text: &str, source_name: &str) -> Result<MasterKey, MasterKeyError> {
+        let text = text.trim();
+        let decoded =
+            if text.len() == 2 * MASTER_KEY_BYTES && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                hex::decode(text).ok()
+            } else {
+                use base64::engine::general_purpose::{
+                    STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+                };
+                [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+                    .iter()
+                    .find_map(|engine| engine.decode(text).ok())
+            };
+        decoded
+            .and_then(|bytes| <[u8; MASTER_KEY_BYTES]>::try_from(bytes.as_slice()).ok())
+            .map(MasterKey::from_bytes)
+            .ok_or_else(|| MasterKeyError::Invalid {
+                source_name: source_name.to_owned(),
+            })
+    }
+
+    /// The key in `BULK_MASTER_KEY` (64 hex characters or base64 of 32 bytes).
+    pub fn from_env() -> Result<MasterKey, MasterKeyError> {
+        match std::env::var(MasterKey::ENV) {
+            Ok(text) if !text.trim().is_empty() => MasterKey::parse(&text, MasterKey::ENV),
+            Ok(_) | Err(std::env::VarError::NotPresent) => Err(MasterKeyError::Missing),
+            Err(std::env::VarError::NotUnicode(_)) => Err(MasterKeyError::Invalid {
+                source_name: MasterKey::ENV.to_owned(),
+            }),
+        }
+    }
+
+    /// The key in `BULK_MASTER_KEY` for a process that may not need one (the queue processor and
+    /// the bucket intake never authenticate): when the variable is missing or invalid, a random
+    /// key that lives as long as the process, so nothing stored elsewhere opens and every
+    /// authentication fails closed. The problem is logged.
+    pub fn from_env_or_ephemeral() -> MasterKey {
+        match MasterKey::from_env() {
+            Ok(key) => key,
+            Err(MasterKeyError::Missing) => {
+                tracing::debug!(
+                    "{} is not set: this process cannot authenticate stored credentials",
+                    MasterKey::ENV
+                );
+                MasterKey::generate()
+            }
+            Err(error) => {
+                tracing::error!(%error, "no usable master key: every authentication will fail");
+                MasterKey::generate()
+            }
+        }
+    }
+
+    /// The key in the file at `path`, creating the file (mode 0600, a fresh key as hex) when
+    /// there is none: the local server's key, kept beside its database.
+    pub fn load_or_create(path: &Path) -> Result<MasterKey, MasterKeyError> {
+        let io = |error: std::io::Error| MasterKeyError::Io {
+            path: path.display().to_string(),
+            error,
+        };
+        // A concurrent first start may be writing the file: give it a moment.
+        for attempt in 0..20 {
+            match std::fs::read_to_string(path) {
+                Ok(text) => match MasterKey::parse(&text, &path.display().to_string()) {
+                    Ok(key) => {
+                        warn_if_readable_by_others(path);
+                        return Ok(key);
+                    }
+                    Err(_) if attempt < 19 && text.trim().len() < 2 * MASTER_KEY_BYTES => {
+                        std::thread::sleep(std::time::Duration::from_millis(25));
+                    }
+                    Err(error) => return Err(error),
+                },
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                    let key = MasterKey::generate();
+                    match create_private(path) {
+                        Ok(mut file) => {
+                            use std::io::Write;
+                            file.write_all(format!("{}\n", hex::encode(key.key)).as_bytes())
+                                .and_then(|()| file.sync_all())
+                                .map_err(io)?;
+                            return Ok(key);
+                        }
+                        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                        Err(error) => return Err(io(error)),
+                    }
+                }
+                Err(error) => return Err(io(error)),
+            }
+        }
+        Err(MasterKeyError::Invalid {
+            source_name: path.display().to_string(),
+        })
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(&self.key.into())
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        // HMAC accepts keys of any length: this cannot fail.
+        <HmacSha256 as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length")
+    }
+
+    /// Seals a credential's secret: base64 of nonce ‖ AES-256-GCM ciphertext, bound to the
+    /// credential's tenant and key id.
+    pub fn seal(&self, tenant: &TenantId, key_id: &str, secret: &str) -> String {
+        let mut nonce = [0u8; NONCE_BYTES];
+        rand::rng().fill_bytes(&mut nonce);
+        let aad = associated_data(tenant, key_id);
+        let ciphertext = self
+            .cipher()
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: secret.as_bytes(),
+                    aad: &aad,
+                },
+            )
+            // Only inputs beyond 64 GiB make AES-GCM encryption fail.
+            .expect("AES-GCM seals a short secret");
+        let mut sealed = Vec::with_capacity(NONCE_BYTES + ciphertext.len());
+        sealed.extend_from_slice(&nonce);
+        sealed.extend_from_slice(&ciphertext);
+        base64::engine::general_purpose::STANDARD.encode(sealed)
+    }
+
+    /// Opens a sealed secret; `None` when it was not sealed under this key for this tenant and
+    /// key id, or was altered.
+    pub fn open(&self, tenant: &TenantId, key_id: &str, sealed: &str) -> Option<String> {
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(sealed)
+            .ok()?;
+        if sealed.len() < NONCE_BYTES {
+            return None;
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_BYTES);
+        let aad = associated_data(tenant, key_id);
+        let plain = self
+            .cipher()
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
+            .ok()?;
+        String::from_utf8(plain).ok()
+    }
+
+    /// Opens a stored credential's secret.
+    pub fn open_credential(&self, credential: &Credential) -> Option<String> {
+        self.open(
+            &credential.tenant,
+            &credential.key_id,
+            &credential.sealed_secret,
+        )
+    }
+
+    /// Hex HMAC-SHA256(master key, `"secret:" + secret`): how a credential is found by its
+    /// secret alone.
+    pub fn secret_lookup(&self, secret: &str) -> String {
+        let mut mac = self.mac();
+        mac.update(b"secret:");
+        mac.update(secret.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+/// The associated data of a sealed secret: tenant, NUL, key id (tenant names hold no NUL, so
+/// the pair is unambiguous).
+fn associated_data(tenant: &TenantId, key_id: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(tenant.as_str().len() + 1 + key_id.len());
+    aad.extend_from_slice(tenant.as_str().as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(key_id.as_bytes());
+    aad
+}
+
+#[cfg(unix)]
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+}
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(metadata) = std::fs::metadata(path) {
+        if metadata.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                "the master key file is readable by other users; make it mode 0600"
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_path: &Path) {}
+
+/// A credential and its secret, as issued: the secret is shown once and only stored sealed.
+/// Its `Debug` output leaves the secret out.
+#[derive(Clone)]
 pub struct IssuedCredential {
     pub credential: Credential,
     pub secret: String,
 }
 
-/// Hex SHA-256 of a secret, the only form in which secrets are stored.
-pub fn secret_digest(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
+impl std::fmt::Debug for IssuedCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedCredential")
+            .field("credential", &self.credential)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Issues a credential with a fresh random secret (and key id unless one is given).
-pub fn issue_credential(tenant: &TenantId, name: &str, key_id: Option<&str>) -> IssuedCredential {
+pub fn issue_credential(
+    master_key: &MasterKey,
+    tenant: &TenantId,
+    name: &str,
+    key_id: Option<&str>,
+) -> IssuedCredential {
     let secret = Alphanumeric.sample_string(&mut rand::rng(), SECRET_CHARS);
-    credential_with_secret(tenant, name, key_id, secret)
+    credential_with_secret(master_key, tenant, name, key_id, secret)
 }
 
 /// A credential for a secret chosen by the operator (the local server's seeded credential).
 pub fn credential_with_secret(
+    master_key: &MasterKey,
     tenant: &TenantId,
     name: &str,
     key_id: Option<&str>,
@@ -46,9 +348,10 @@ pub fn credential_with_secret(
     IssuedCredential {
         credential: Credential {
             tenant: tenant.clone(),
+            sealed_secret: master_key.seal(tenant, &key_id, &secret),
+            secret_lookup: master_key.secret_lookup(&secret),
             key_id,
             name: name.to_owned(),
-            secret_sha256: secret_digest(&secret),
             revoked: false,
             created_at: Timestamp::now(),
         },
@@ -56,24 +359,23 @@ pub fn credential_with_secret(
     }
 }
 
-/// The first live credential whose secret matches, compared in constant time.
-pub fn matching_credential<'c>(
-    credentials: &'c [Credential],
-    secret: &str,
-) -> Option<&'c Credential> {
-    let presented = secret_digest(secret);
-    let mut found = None;
-    for credential in credentials {
-        let equal: bool = credential
-            .secret_sha256
-            .as_bytes()
-            .ct_eq(presented.as_bytes())
-            .into();
-        if equal && !credential.revoked && found.is_none() {
-            found = Some(credential);
-        }
+/// Whether `secret` is the live credential's secret: its look-up digest matches and its sealed
+/// secret opens to the same text, both compared in constant time.
+pub fn secret_matches(master_key: &MasterKey, credential: &Credential, secret: &str) -> bool {
+    if credential.revoked {
+        return false;
     }
-    found
+    let lookup = master_key.secret_lookup(secret);
+    let lookup_equal: bool = credential
+        .secret_lookup
+        .as_bytes()
+        .ct_eq(lookup.as_bytes())
+        .into();
+    let Some(stored) = master_key.open_credential(credential) else {
+        return false;
+    };
+    let secret_equal: bool = stored.as_bytes().ct_eq(secret.as_bytes()).into();
+    lookup_equal && secret_equal
 }
 
 /// `Authorization: Basic base64(user:password)` → (user, password).
@@ -90,30 +392,814 @@ pub fn parse_basic(header: &str) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
+/// `Authorization: Bearer {token}` → the token.
+pub fn parse_bearer(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+// ---------------------------------------------------------------------------------------------
+// SDK-HMAC-SHA256: the AK/SK signature of the Huawei Cloud SDKs (huaweicloudsdkcore).
+
+/// The signing algorithm (the scheme of the `Authorization` header).
+pub const SDK_SIGNING_ALGORITHM: &str = "SDK-HMAC-SHA256";
+/// The header carrying the signing time, `%Y%m%dT%H%M%SZ` in UTC.
+pub const SDK_DATE_HEADER: &str = "x-sdk-date";
+/// The header that may carry the body's hex SHA-256 instead of the body being hashed.
+pub const SDK_CONTENT_SHA256_HEADER: &str = "x-sdk-content-sha256";
+/// How far the signing time may be from the server's clock, either way.
+pub const MAX_CLOCK_SKEW_SECONDS: i64 = 15 * 60;
+/// Hex SHA-256 of no bytes.
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+/// The payload hash a client sends when it does not sign the body (refused here).
+const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+
+/// What the SDK's `quote(s, safe='~')` leaves alone: ASCII letters, digits and `-_.~`.
+const SDK_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// A request as received, for checking its `SDK-HMAC-SHA256` signature. `path` and `query` are
+/// as they came on the wire (percent-encoded); `query` has no leading `?`.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a http::HeaderMap,
+    pub body: &'a [u8],
+}
+
+/// The parts of `Authorization: SDK-HMAC-SHA256 Access=…, SignedHeaders=…, Signature=…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdkAuthorization {
+    /// The access key (AK): the credential's key id.
+    pub access: String,
+    /// The signed header names, as listed (lower-case, sorted, `;`-separated by the SDK).
+    pub signed_headers: Vec<String>,
+    /// The signature, decoded from hex.
+    pub signature: Vec<u8>,
+}
+
+/// Why a signed request was refused (for logs; clients only ever see "unauthorized"). Never
+/// carries secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("no SDK-HMAC-SHA256 Authorization header")]
+    NotSigned,
+    #[error("malformed SDK-HMAC-SHA256 Authorization header")]
+    Malformed,
+    #[error("the X-Sdk-Date header is missing, unsigned or malformed")]
+    BadDate,
+    #[error(
+        "the signing time is more than {MAX_CLOCK_SKEW_SECONDS} seconds from the server's clock"
+    )]
+    ClockSkew,
+    #[error("signed header {0} is missing or repeated")]
+    MissingHeader(String),
+    #[error("the payload is not signed, or X-Sdk-Content-Sha256 does not match the body")]
+    PayloadHash,
+    #[error("the signature does not match")]
+    Mismatch,
+}
+
+/// Reads an `SDK-HMAC-SHA256` `Authorization` header value; `None` when it is another scheme or
+/// malformed.
+pub fn parse_sdk_authorization(header: &str) -> Option<SdkAuthorization> {
+    let (scheme, rest) = header.trim().split_once(' ')?;
+    if scheme != SDK_SIGNING_ALGORITHM {
+        return None;
+    }
+    let (mut access, mut signed_headers, mut signature) = (None, None, None);
+    for part in rest.split(',') {
+        let (name, value) = part.trim().split_once('=')?;
+        let slot = match name.trim() {
+            "Access" => &mut access,
+            "SignedHeaders" => &mut signed_headers,
+            "Signature" => &mut signature,
+            _ => return None,
+        };
+        if slot.replace(value.trim()).is_some() {
+            return None;
+        }
+    }
+    let access = access.filter(|access| !access.is_empty())?;
+    let signed_headers: Vec<String> = signed_headers?
+        .split(';')
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    if signed_headers.iter().any(|name| name.is_empty()) {
+        return None;
+    }
+    let signature = hex::decode(signature?).ok()?;
+    if signature.len() != 32 {
+        return None;
+    }
+    Some(SdkAuthorization {
+        access: access.to_owned(),
+        signed_headers,
+        signature,
+    })
+}
+
+impl SignedRequest<'_> {
+    /// The request's parsed `Authorization` header, when it is an `SDK-HMAC-SHA256` one.
+    pub fn authorization(&self) -> Result<SdkAuthorization, SignatureError> {
+        let mut values = self.headers.get_all(http::header::AUTHORIZATION).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return Err(SignatureError::NotSigned);
+        };
+        let value = value.to_str().map_err(|_| SignatureError::Malformed)?;
+        if !value.trim_start().starts_with(SDK_SIGNING_ALGORITHM) {
+            return Err(SignatureError::NotSigned);
+        }
+        parse_sdk_authorization(value).ok_or(SignatureError::Malformed)
+    }
+
+    /// The one value of a header; `None` when it is missing or repeated.
+    fn single_header(&self, name: &str) -> Option<&[u8]> {
+        let mut values = self.headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (Some(value), None) => Some(value.as_bytes()),
+            _ => None,
+        }
+    }
+
+    /// The canonical request of the SDK's signer for these signed headers.
+    fn canonical_request(&self, signed_headers: &[String]) -> Result<Vec<u8>, SignatureError> {
+        let mut canonical = Vec::with_capacity(256 + self.path.len());
+        canonical.extend_from_slice(self.method.to_ascii_uppercase().as_bytes());
+        canonical.push(b'\n');
+        canonical.extend_from_slice(canonical_uri(self.path).as_bytes());
+        canonical.push(b'\n');
+        canonical.extend_from_slice(canonical_query(self.query.unwrap_or("")).as_bytes());
+        canonical.push(b'\n');
+        for name in signed_headers {
+            let value = self
+                .single_header(name)
+                .ok_or_else(|| SignatureError::MissingHeader(name.clone()))?;
+            canonical.extend_from_slice(name.as_bytes());
+            canonical.push(b':');
+            canonical.extend_from_slice(value.trim_ascii());
+            canonical.push(b'\n');
+        }
+        canonical.push(b'\n');
+        canonical.extend_from_slice(signed_headers.join(";").as_bytes());
+        canonical.push(b'\n');
+        canonical.extend_from_slice(self.payload_hash()?.as_bytes());
+        Ok(canonical)
+    }
+
+    /// Hex SHA-256 of the body (of nothing when it is empty). A client may send the hash in
+    /// `X-Sdk-Content-Sha256` instead; it must then be the body's. `UNSIGNED-PAYLOAD`, which the
+    /// SDK sends for bodies that are not JSON, is refused: the body would not be covered by the
+    /// signature, and every signed route of this API takes JSON.
+    fn payload_hash(&self) -> Result<String, SignatureError> {
+        if self.body.is_empty() {
+            return Ok(EMPTY_SHA256.to_owned());
+        }
+        let actual = hex::encode(Sha256::digest(self.body));
+        if self.headers.contains_key(SDK_CONTENT_SHA256_HEADER) {
+            let declared = self
+                .single_header(SDK_CONTENT_SHA256_HEADER)
+                .and_then(|value| std::str::from_utf8(value).ok())
+                .ok_or(SignatureError::PayloadHash)?;
+            if declared == UNSIGNED_PAYLOAD || !declared.eq_ignore_ascii_case(&actual) {
+                return Err(SignatureError::PayloadHash);
+            }
+            return Ok(declared.to_owned());
+        }
+        Ok(actual)
+    }
+}
+
+/// The SDK's canonical URI: the path percent-decoded, each `/`-separated segment percent-encoded
+/// again (all but ASCII letters, digits and `-_.~`), and a `/` added at the end when missing.
+pub fn canonical_uri(path: &str) -> String {
+    let decoded: Vec<u8> = percent_decode_str(path).collect();
+    let mut uri = String::with_capacity(path.len() + 1);
+    for (index, segment) in decoded.split(|b| *b == b'/').enumerate() {
+        if index > 0 {
+            uri.push('/');
+        }
+        uri.extend(percent_encoding::percent_encode(segment, SDK_ENCODE));
+    }
+    if !uri.ends_with('/') {
+        uri.push('/');
+    }
+    uri
+}
+
+/// The SDK's canonical query string: `key=value` pairs percent-decoded, sorted (by key, then
+/// value), percent-encoded again (`~` left alone) and joined by `&`.
+pub fn canonical_query(query: &str) -> String {
+    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (
+                percent_decode_str(key).collect(),
+                percent_decode_str(value).collect(),
+            )
+        })
+        .collect();
+    pairs.sort();
+    let encode = |bytes: &[u8]| percent_encoding::percent_encode(bytes, SDK_ENCODE).to_string();
+    pairs
+        .iter()
+        .map(|(key, value)| format!("{}={}", encode(key), encode(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The string to sign: algorithm, signing time and hex SHA-256 of the canonical request.
+fn string_to_sign(date: &str, canonical_request: &[u8]) -> String {
+    format!(
+        "{SDK_SIGNING_ALGORITHM}\n{date}\n{}",
+        hex::encode(Sha256::digest(canonical_request))
+    )
+}
+
+fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Seconds since the Unix epoch of an `X-Sdk-Date` value (`%Y%m%dT%H%M%SZ`).
+fn parse_sdk_date(text: &str) -> Option<i64> {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
+        time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    let at = time::PrimitiveDateTime::parse(text, FORMAT).ok()?;
+    Some(at.assume_utc().unix_timestamp())
+}
+
+/// Checks a request's `SDK-HMAC-SHA256` signature against the secret key `secret` (the SK), as
+/// huaweicloudsdkcore computes it, and its `X-Sdk-Date` against `now` (at most
+/// [`MAX_CLOCK_SKEW_SECONDS`] apart). `X-Sdk-Date` must be one of the signed headers. The
+/// signatures are compared in constant time.
+pub fn verify_signed_request(
+    request: &SignedRequest<'_>,
+    authorization: &SdkAuthorization,
+    secret: &str,
+    now: Timestamp,
+) -> Result<(), SignatureError> {
+    if !authorization
+        .signed_headers
+        .iter()
+        .any(|name| name == SDK_DATE_HEADER)
+    {
+        return Err(SignatureError::BadDate);
+    }
+    let date = request
+        .single_header(SDK_DATE_HEADER)
+        .and_then(|value| std::str::from_utf8(value).ok())
+        .map(str::trim)
+        .ok_or(SignatureError::BadDate)?;
+    let signed_at = parse_sdk_date(date).ok_or(SignatureError::BadDate)?;
+    if (signed_at - now.unix_millis().div_euclid(1000)).abs() > MAX_CLOCK_SKEW_SECONDS {
+        return Err(SignatureError::ClockSkew);
+    }
+    let canonical = request.canonical_request(&authorization.signed_headers)?;
+    let expected = hmac_sha256(
+        secret.as_bytes(),
+        string_to_sign(date, &canonical).as_bytes(),
+    );
+    if bool::from(expected.ct_eq(&authorization.signature)) {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
+}
+
+/// Signs a request like huaweicloudsdkcore does: every header whose name has no `_` is signed
+/// (the request must already carry `X-Sdk-Date`). Returns the `Authorization` header value. For
+/// clients and tests of this crate.
+pub fn sign_request(
+    request: &SignedRequest<'_>,
+    key_id: &str,
+    secret: &str,
+) -> Result<String, SignatureError> {
+    let date = request
+        .single_header(SDK_DATE_HEADER)
+        .and_then(|value| std::str::from_utf8(value).ok())
+        .map(str::trim)
+        .ok_or(SignatureError::BadDate)?;
+    let mut signed_headers: Vec<String> = request
+        .headers
+        .keys()
+        .map(|name| name.as_str().to_owned())
+        .filter(|name| !name.contains('_') && name != "authorization")
+        .collect();
+    signed_headers.sort();
+    signed_headers.dedup();
+    let canonical = request.canonical_request(&signed_headers)?;
+    let signature = hmac_sha256(
+        secret.as_bytes(),
+        string_to_sign(date, &canonical).as_bytes(),
+    );
+    Ok(format!(
+        "{SDK_SIGNING_ALGORITHM} Access={key_id}, SignedHeaders={}, Signature={}",
+        signed_headers.join(";"),
+        hex::encode(signature)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
+    use http::{HeaderMap, HeaderName, HeaderValue};
+
     use super::*;
 
-    #[test]
-    fn issued_secrets_match_only_their_live_credential() {
-        let tenant = TenantId::parse("acme").unwrap();
-        let issued = issue_credential(&tenant, "ops", None);
-        assert_eq!(issued.secret.len(), SECRET_CHARS);
-        assert_ne!(issued.credential.secret_sha256, issued.secret);
-        let mut stored = vec![issued.credential.clone()];
-        assert!(matching_credential(&stored, &issued.secret).is_some());
-        assert!(matching_credential(&stored, "wrong").is_none());
-        stored[0].revoked = true;
-        assert!(matching_credential(&stored, &issued.secret).is_none());
+    fn tenant(name: &str) -> TenantId {
+        TenantId::parse(name).unwrap()
     }
 
     #[test]
-    fn parses_basic_headers() {
+    fn issued_secrets_match_only_their_live_credential() {
+        let key = MasterKey::generate();
+        let issued = issue_credential(&key, &tenant("acme"), "ops", None);
+        assert_eq!(issued.secret.len(), SECRET_CHARS);
+        assert_eq!(issued.credential.key_id.len(), KEY_ID_CHARS);
+        assert!(!issued.credential.sealed_secret.contains(&issued.secret));
+        assert_ne!(issued.credential.secret_lookup, issued.secret);
+        assert_eq!(
+            issued.credential.secret_lookup,
+            key.secret_lookup(&issued.secret)
+        );
+        let mut credential = issued.credential.clone();
+        assert!(secret_matches(&key, &credential, &issued.secret));
+        assert!(!secret_matches(&key, &credential, "wrong"));
+        assert!(!secret_matches(
+            &MasterKey::generate(),
+            &credential,
+            &issued.secret
+        ));
+        credential.revoked = true;
+        assert!(!secret_matches(&key, &credential, &issued.secret));
+        assert!(!format!("{issued:?}").contains(&issued.secret));
+    }
+
+    #[test]
+    fn sealed_secrets_round_trip_and_resist_tampering() {
+        let key = MasterKey::generate();
+        let acme = tenant("acme");
+        let sealed = key.seal(&acme, "k1", "s3cret");
+        assert_eq!(key.open(&acme, "k1", &sealed).as_deref(), Some("s3cret"));
+        // A fresh nonce every time.
+        assert_ne!(key.seal(&acme, "k1", "s3cret"), sealed);
+
+        let mut bytes = base64::engine::general_purpose::STANDARD
+            .decode(&sealed)
+            .unwrap();
+        for index in [0, NONCE_BYTES, bytes.len() - 1] {
+            bytes[index] ^= 1;
+            let tampered = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            assert_eq!(key.open(&acme, "k1", &tampered), None, "byte {index}");
+            bytes[index] ^= 1;
+        }
+        assert_eq!(key.open(&acme, "k1", "AAAA"), None);
+        assert_eq!(key.open(&acme, "k1", "not base64!"), None);
+        // The associated data binds the tenant and the key id.
+        assert_eq!(key.open(&tenant("globex"), "k1", &sealed), None);
+        assert_eq!(key.open(&acme, "k2", &sealed), None);
+        assert_eq!(key.open(&tenant("acm"), "ek1", &sealed), None);
+        // And only the master key opens it.
+        assert_eq!(MasterKey::generate().open(&acme, "k1", &sealed), None);
+    }
+
+    #[test]
+    fn secret_lookups_are_keyed_and_deterministic() {
+        let key = MasterKey::from_bytes([7; 32]);
+        assert_eq!(key.secret_lookup("abc"), key.secret_lookup("abc"));
+        assert_ne!(key.secret_lookup("abc"), key.secret_lookup("abd"));
+        assert_ne!(
+            key.secret_lookup("abc"),
+            MasterKey::from_bytes([8; 32]).secret_lookup("abc")
+        );
+        assert_ne!(key.secret_lookup("abc"), hex::encode(Sha256::digest("abc")));
+        // HMAC-SHA256(key, "secret:abc"), computed independently.
+        let expected = hmac_sha256(&[7; 32], b"secret:abc");
+        assert_eq!(key.secret_lookup("abc"), hex::encode(expected));
+    }
+
+    #[test]
+    fn master_keys_parse_hex_and_base64_and_never_print() {
+        let hex_key = "00".repeat(31) + "ff";
+        let key = MasterKey::parse(&format!(" {hex_key}\n"), "test").unwrap();
+        assert_eq!(key.key[31], 0xff);
+        let base64_key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        assert_eq!(MasterKey::parse(&base64_key, "test").unwrap().key, [9; 32]);
+        let url_key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0xfb; 32]);
+        assert_eq!(MasterKey::parse(&url_key, "test").unwrap().key, [0xfb; 32]);
+        for bad in ["", "abc", &"0".repeat(62), &"zz".repeat(32), "AAAA"] {
+            let error = MasterKey::parse(bad, "BULK_MASTER_KEY").unwrap_err();
+            assert!(error.to_string().contains("BULK_MASTER_KEY"), "{error}");
+        }
+        assert_eq!(format!("{key:?}"), "MasterKey(..)");
+        assert!(!format!("{:?}", MasterKey::parse(&hex_key, "t")).contains("ff"));
+    }
+
+    #[test]
+    fn master_key_files_are_created_once_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let created = MasterKey::load_or_create(&path).unwrap();
+        let loaded = MasterKey::load_or_create(&path).unwrap();
+        assert_eq!(created.key, loaded.key);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.trim(), hex::encode(created.key));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(
+            &path,
+            "not a key but long enough to not be a partial write at all ok",
+        )
+        .unwrap();
+        let error = MasterKey::load_or_create(&path).unwrap_err();
+        assert!(error.to_string().contains("master.key"), "{error}");
+        assert!(MasterKey::load_or_create(&dir.path().join("missing/master.key")).is_err());
+    }
+
+    #[test]
+    fn parses_basic_and_bearer_headers() {
         assert_eq!(
             parse_basic("Basic YWNtZTpzM2NyZXQ6eA=="),
             Some(("acme".to_owned(), "s3cret:x".to_owned()))
         );
         assert_eq!(parse_basic("Bearer abc"), None);
         assert_eq!(parse_basic("Basic !!!"), None);
+        assert_eq!(parse_bearer("Bearer abc "), Some("abc"));
+        assert_eq!(parse_bearer("bearer abc"), Some("abc"));
+        assert_eq!(parse_bearer("Basic abc"), None);
+        assert_eq!(parse_bearer("Bearer  "), None);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Signature vectors made by huaweicloudsdkcore 3.1.219 (`Signer(creds).sign(SdkRequest(…))`
+    // with `X-Sdk-Date` fixed), as the requests went on the wire after signing.
+
+    const AK: &str = "acme-events";
+    const SK: &str = "change-me-0123456789";
+    const SDK_DATE: &str = "20250102T030405Z";
+
+    struct Vector {
+        method: &'static str,
+        path: &'static str,
+        query: Option<&'static str>,
+        headers: &'static [(&'static str, &'static str)],
+        body: &'static str,
+    }
+
+    const BASE_HEADERS: [(&str, &str); 4] = [
+        ("Host", "127.0.0.1:3000"),
+        ("X-Sdk-Date", SDK_DATE),
+        ("X-Project-Id", "acme"),
+        ("User-Agent", "huaweicloud-usdk-python/3.0"),
+    ];
+
+    const LIST_WITH_QUERY: Vector = Vector {
+        method: "GET",
+        path: "/v2/acme/users",
+        query: Some("flag=true&limit=10&offset=0&user_name=ann%20lee"),
+        headers: &[
+            BASE_HEADERS[0],
+            BASE_HEADERS[1],
+            BASE_HEADERS[2],
+            BASE_HEADERS[3],
+            (
+                "Authorization",
+                "SDK-HMAC-SHA256 Access=acme-events, \
+                 SignedHeaders=host;user-agent;x-project-id;x-sdk-date, \
+                 Signature=c65c98e676399f67d53f476300e5f7a884b637fd0b9e2cb9674d00dff7520358",
+            ),
+        ],
+        body: "",
+    };
+
+    const BATCH_CREATE: Vector = Vector {
+        method: "POST",
+        path: "/v2/acme/users/batch-create",
+        query: None,
+        headers: &[
+            BASE_HEADERS[0],
+            BASE_HEADERS[1],
+            BASE_HEADERS[2],
+            BASE_HEADERS[3],
+            ("Content-Type", "application/json;charset=UTF-8"),
+            (
+                "Authorization",
+                "SDK-HMAC-SHA256 Access=acme-events, \
+                 SignedHeaders=content-type;host;user-agent;x-project-id;x-sdk-date, \
+                 Signature=1f663f16b9d6a8974de248769ebe540ca57e98c55163e722728a487a01983c8f",
+            ),
+        ],
+        body: r#"{"users": [{"user_name": "ann", "user_email": "ann@example.com"}]}"#,
+    };
+
+    /// Path parameter `ann lee/é~x*(1)` (quoted by the SDK with `safe=''`), a multi-valued and
+    /// an empty query parameter, a header with padding (the SDK signs it trimmed) and one with
+    /// `_` in its name (never signed).
+    const DELETE_WITH_ENCODED_PATH: Vector = Vector {
+        method: "DELETE",
+        path: "/v2/acme/users/ann%20lee%2F%C3%A9~x%2A%281%29",
+        query: Some("e=&k=a&k=z&q=a%20b%2Bc~d%2A%C3%A9%26%3D"),
+        headers: &[
+            BASE_HEADERS[0],
+            BASE_HEADERS[1],
+            BASE_HEADERS[2],
+            BASE_HEADERS[3],
+            ("X-Custom", "  padded value  "),
+            ("X_Ignored", "skip"),
+            (
+                "Authorization",
+                "SDK-HMAC-SHA256 Access=acme-events, \
+                 SignedHeaders=host;user-agent;x-custom;x-project-id;x-sdk-date, \
+                 Signature=db2b7b8200079d2d21d8a9963e1350657bd15a14b6d39f0fafa82aa74932d51d",
+            ),
+        ],
+        body: "",
+    };
+
+    /// A body that is not JSON: the SDK sends `X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD`.
+    const UNSIGNED_PAYLOAD_BODY: Vector = Vector {
+        method: "POST",
+        path: "/v2/acme/users/batch-delete",
+        query: None,
+        headers: &[
+            BASE_HEADERS[0],
+            BASE_HEADERS[1],
+            BASE_HEADERS[2],
+            BASE_HEADERS[3],
+            ("Content-Type", "text/plain"),
+            ("X-Sdk-Content-Sha256", "UNSIGNED-PAYLOAD"),
+            (
+                "Authorization",
+                "SDK-HMAC-SHA256 Access=acme-events, \
+                 SignedHeaders=content-type;host;user-agent;x-project-id;x-sdk-content-sha256;\
+                 x-sdk-date, \
+                 Signature=6b34e4734e72f61e710e8f5424f14c5bc504847e4d5ab11c127d18d4ffd74549",
+            ),
+        ],
+        body: "not json",
+    };
+
+    fn header_map(headers: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    fn request<'a>(vector: &'a Vector, headers: &'a HeaderMap) -> SignedRequest<'a> {
+        SignedRequest {
+            method: vector.method,
+            path: vector.path,
+            query: vector.query,
+            headers,
+            body: vector.body.as_bytes(),
+        }
+    }
+
+    fn signing_time() -> Timestamp {
+        Timestamp::parse("2025-01-02T03:04:05.000Z").unwrap()
+    }
+
+    fn verify(
+        request: &SignedRequest<'_>,
+        secret: &str,
+        now: Timestamp,
+    ) -> Result<(), SignatureError> {
+        let authorization = request.authorization()?;
+        assert_eq!(authorization.access, AK);
+        verify_signed_request(request, &authorization, secret, now)
+    }
+
+    #[test]
+    fn verifies_signatures_made_by_the_huawei_sdk() {
+        for vector in [&LIST_WITH_QUERY, &BATCH_CREATE, &DELETE_WITH_ENCODED_PATH] {
+            let headers = header_map(vector.headers);
+            let request = request(vector, &headers);
+            assert_eq!(
+                verify(&request, SK, signing_time()),
+                Ok(()),
+                "{}",
+                vector.path
+            );
+            assert_eq!(
+                verify(&request, "another secret", signing_time()),
+                Err(SignatureError::Mismatch)
+            );
+        }
+    }
+
+    #[test]
+    fn signs_like_the_huawei_sdk() {
+        for vector in [&LIST_WITH_QUERY, &BATCH_CREATE] {
+            let headers = header_map(vector.headers);
+            let expected = headers["authorization"].to_str().unwrap().to_owned();
+            let mut unsigned = headers.clone();
+            unsigned.remove("authorization");
+            let signed = sign_request(&request(vector, &unsigned), AK, SK).unwrap();
+            assert_eq!(signed, expected);
+        }
+    }
+
+    #[test]
+    fn builds_the_sdk_canonical_uri_and_query() {
+        assert_eq!(canonical_uri("/v2/acme/users"), "/v2/acme/users/");
+        assert_eq!(canonical_uri("/"), "/");
+        assert_eq!(
+            canonical_uri("/v2/acme/users/ann%20lee%2F%C3%A9~x%2A%281%29"),
+            "/v2/acme/users/ann%20lee/%C3%A9~x%2A%281%29/"
+        );
+        assert_eq!(canonical_uri("/a b/c+d"), "/a%20b/c%2Bd/");
+        assert_eq!(canonical_query(""), "");
+        assert_eq!(
+            canonical_query("user_name=ann%20lee&limit=10&flag&b=~%7e"),
+            "b=~~&flag=&limit=10&user_name=ann%20lee"
+        );
+    }
+
+    #[test]
+    fn rejects_requests_altered_after_signing() {
+        let vector = &DELETE_WITH_ENCODED_PATH;
+        let headers = header_map(vector.headers);
+        let altered_path = SignedRequest {
+            path: "/v2/acme/users/bob",
+            ..request(vector, &headers)
+        };
+        assert_eq!(
+            verify(&altered_path, SK, signing_time()),
+            Err(SignatureError::Mismatch)
+        );
+        let altered_query = SignedRequest {
+            query: Some("e=&k=a&k=y&q=a%20b%2Bc~d%2A%C3%A9%26%3D"),
+            ..request(vector, &headers)
+        };
+        assert_eq!(
+            verify(&altered_query, SK, signing_time()),
+            Err(SignatureError::Mismatch)
+        );
+        let altered_method = SignedRequest {
+            method: "GET",
+            ..request(vector, &headers)
+        };
+        assert_eq!(
+            verify(&altered_method, SK, signing_time()),
+            Err(SignatureError::Mismatch)
+        );
+
+        let vector = &BATCH_CREATE;
+        let headers = header_map(vector.headers);
+        let altered_body = SignedRequest {
+            body: br#"{"users": [{"user_name": "eve"}]}"#,
+            ..request(vector, &headers)
+        };
+        assert_eq!(
+            verify(&altered_body, SK, signing_time()),
+            Err(SignatureError::Mismatch)
+        );
+        let mut altered_headers = headers.clone();
+        altered_headers.insert("x-project-id", HeaderValue::from_static("globex"));
+        assert_eq!(
+            verify(&request(vector, &altered_headers), SK, signing_time()),
+            Err(SignatureError::Mismatch)
+        );
+        let mut missing_header = headers.clone();
+        missing_header.remove("user-agent");
+        assert_eq!(
+            verify(&request(vector, &missing_header), SK, signing_time()),
+            Err(SignatureError::MissingHeader("user-agent".to_owned()))
+        );
+        let mut repeated_header = headers.clone();
+        repeated_header.append("host", HeaderValue::from_static("evil.test"));
+        assert_eq!(
+            verify(&request(vector, &repeated_header), SK, signing_time()),
+            Err(SignatureError::MissingHeader("host".to_owned()))
+        );
+        // A declared payload hash must be the body's.
+        let mut declared = headers.clone();
+        declared.insert(
+            SDK_CONTENT_SHA256_HEADER,
+            HeaderValue::from_static(EMPTY_SHA256),
+        );
+        assert_eq!(
+            verify(&request(vector, &declared), SK, signing_time()),
+            Err(SignatureError::PayloadHash)
+        );
+    }
+
+    #[test]
+    fn refuses_unsigned_payloads() {
+        let vector = &UNSIGNED_PAYLOAD_BODY;
+        let headers = header_map(vector.headers);
+        assert_eq!(
+            verify(&request(vector, &headers), SK, signing_time()),
+            Err(SignatureError::PayloadHash)
+        );
+    }
+
+    #[test]
+    fn rejects_clock_skew_beyond_fifteen_minutes() {
+        let vector = &LIST_WITH_QUERY;
+        let headers = header_map(vector.headers);
+        let request = request(vector, &headers);
+        for seconds in [-900, -1, 0, 1, 900] {
+            assert_eq!(
+                verify(&request, SK, signing_time().plus_seconds(seconds)),
+                Ok(()),
+                "{seconds}"
+            );
+        }
+        for seconds in [-901, 901, 86_400] {
+            assert_eq!(
+                verify(&request, SK, signing_time().plus_seconds(seconds)),
+                Err(SignatureError::ClockSkew),
+                "{seconds}"
+            );
+        }
+    }
+
+    #[test]
+    fn requires_a_signed_well_formed_date() {
+        let vector = &LIST_WITH_QUERY;
+        let headers = header_map(vector.headers);
+        let mut bad_date = headers.clone();
+        bad_date.insert(
+            "x-sdk-date",
+            HeaderValue::from_static("2025-01-02T03:04:05Z"),
+        );
+        assert_eq!(
+            verify(&request(vector, &bad_date), SK, signing_time()),
+            Err(SignatureError::BadDate)
+        );
+        let unsigned_date = SdkAuthorization {
+            signed_headers: vec!["host".to_owned()],
+            ..request(vector, &headers).authorization().unwrap()
+        };
+        assert_eq!(
+            verify_signed_request(
+                &request(vector, &headers),
+                &unsigned_date,
+                SK,
+                signing_time()
+            ),
+            Err(SignatureError::BadDate)
+        );
+    }
+
+    #[test]
+    fn parses_only_well_formed_sdk_authorization_headers() {
+        let signature = "ab".repeat(32);
+        let parsed = parse_sdk_authorization(&format!(
+            "SDK-HMAC-SHA256 Access=AK1, SignedHeaders=host;x-sdk-date, Signature={signature}"
+        ))
+        .unwrap();
+        assert_eq!(parsed.access, "AK1");
+        assert_eq!(parsed.signed_headers, ["host", "x-sdk-date"]);
+        assert_eq!(parsed.signature, vec![0xab; 32]);
+        for bad in [
+            format!("SDK-HMAC-SM3 Access=AK1, SignedHeaders=host, Signature={signature}"),
+            format!("SDK-HMAC-SHA256 Access=, SignedHeaders=host, Signature={signature}"),
+            format!("SDK-HMAC-SHA256 Access=AK1, SignedHeaders=, Signature={signature}"),
+            "SDK-HMAC-SHA256 Access=AK1, SignedHeaders=host, Signature=abc".to_owned(),
+            format!(
+                "SDK-HMAC-SHA256 Access=AK1, Access=AK2, SignedHeaders=host, Signature={signature}"
+            ),
+            format!("SDK-HMAC-SHA256 Access=AK1, SignedHeaders=host, Signature={signature}, X=1"),
+            "SDK-HMAC-SHA256 Access=AK1".to_owned(),
+            "Basic YWNtZTpz".to_owned(),
+        ] {
+            assert_eq!(parse_sdk_authorization(&bad), None, "{bad}");
+        }
+        let none = HeaderMap::new();
+        let basic = header_map(&[("Authorization", "Basic YWNtZTpz")]);
+        let twice = header_map(&[
+            ("Authorization", LIST_WITH_QUERY.headers[4].1),
+            ("Authorization", LIST_WITH_QUERY.headers[4].1),
+        ]);
+        for headers in [&none, &basic, &twice] {
+            let request = SignedRequest {
+                method: "GET",
+                path: "/",
+                query: None,
+                headers,
+                body: b"",
+            };
+            assert_eq!(request.authorization(), Err(SignatureError::NotSigned));
+        }
     }
 }

@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod jobfile;
 pub mod model;
+pub mod passwords;
 pub mod ports;
 pub mod processing;
 pub mod service;

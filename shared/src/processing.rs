@@ -1,19 +1,25 @@
 //! The processor: applies one chunk of a job's file to the user store.
 //!
-//! A chunk is read from its byte offset, validated row by row with the same rules as the upload,
-//! and applied in batches (one batched read and one batched write per batch). Re-processing a
-//! chunk (queue re-delivery, a worker that died mid-chunk) converges to the same users, and the
-//! job store counts a chunk exactly once.
+//! A chunk is read from its byte offset, each record judged by the same rules as at its intake
+//! (whatever the dialect) and turned into a command, and applied in batches: one batched read of
+//! the users the batch names, one batched, conditional save. A save that loses a race with
+//! another writer (the user changed, or a key was taken meanwhile) is read and applied again, or
+//! reported for its rows. Every changed user carries a stamp of the job row that changed it, so
+//! re-processing a chunk (queue re-delivery, a worker that died mid-chunk) neither writes twice
+//! nor reports differently, and the job store counts a chunk exactly once.
 
 use std::collections::{BTreeSet, HashMap};
 
 use crate::jobfile::{ArrayReader, Element, ScanError};
 use crate::model::{
-    ChunkResult, ErrorType, Job, JobStatus, TenantId, TenantSettings, Timestamp, UpdateError, User,
-    UserId, UserWrite, WorkItem,
+    ChangeStamp, ChunkResult, ErrorType, Job, JobId, JobKind, JobStatus, RowAction, RowResult,
+    SaveOutcome, TenantId, TenantSettings, Timestamp, UpdateError, User, UserAction, UserChange,
+    UserId, UserKey, WorkItem,
 };
 use crate::ports::{Ports, StoreError};
-use crate::validation::{validate_row, RowError, UserRow, UserStatus, ValidationContext};
+use crate::validation::{
+    record_command, Intent, Patch, RowError, Target, UserCommand, ValidationContext,
+};
 
 /// How chunks are processed.
 #[derive(Debug, Clone, Copy)]
@@ -97,7 +103,7 @@ pub async fn process_work_item(
                 remaining -= 1;
                 batch.push(element);
                 if batch.len() >= options.batch_rows.max(1) {
-                    apply_batch(ports, &item.tenant, &context, &mut batch, &mut chunk).await?;
+                    apply_batch(ports, &job, &context, &mut batch, &mut chunk).await?;
                 }
             }
             Ok(None) => {
@@ -118,7 +124,7 @@ pub async fn process_work_item(
             }
         }
     }
-    apply_batch(ports, &item.tenant, &context, &mut batch, &mut chunk).await?;
+    apply_batch(ports, &job, &context, &mut batch, &mut chunk).await?;
 
     let (affected_rows, failed_rows) = (chunk.affected_rows, chunk.failed_rows);
     let commit = ports
@@ -129,6 +135,7 @@ pub async fn process_work_item(
             affected_rows,
             failed_rows,
             errors: chunk.errors,
+            results: chunk.results,
             at: Timestamp::now(),
         })
         .await?;
@@ -152,26 +159,129 @@ async fn fail(ports: &Ports, job: &Job, reason: String) -> Result<ChunkOutcome, 
     Ok(ChunkOutcome::JobFailed { reason })
 }
 
+/// Rounds of one batch: rows whose user changed concurrently are read and applied again.
+const MAX_ROUNDS: usize = 3;
+
+/// Why a row was not applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Failure {
+    /// Short error code of the row's result (`InvalidValue`, `DuplicateValue`, …).
+    code: &'static str,
+    field: Option<String>,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: &'static str, field: Option<&str>, message: String) -> Failure {
+        Failure {
+            code,
+            field: field.map(str::to_owned),
+            message,
+        }
+    }
+}
+
+/// A row that was applied (or had been, by an earlier run of its chunk).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Applied {
+    action: UserAction,
+    user: User,
+    warnings: Vec<(String, String)>,
+}
+
+/// What became of one row.
+type RowFate = Result<Applied, Failure>;
+
 #[derive(Debug, Default)]
 struct ChunkTally {
     affected_rows: u64,
     failed_rows: u64,
     errors: Vec<UpdateError>,
+    results: Vec<RowResult>,
 }
 
 impl ChunkTally {
-    fn remark(&mut self, row: u64, remark: Remark) {
-        self.errors.push(UpdateError {
-            message: remark.message,
-            column: remark.field.and_then(crate::validation::column_of),
-            row,
-            field: remark.field.map(str::to_owned),
-            error_type: remark.error_type,
-        });
+    fn record(&mut self, kind: JobKind, index: u64, command: Option<&UserCommand>, fate: RowFate) {
+        let row = index + 1;
+        let column = |field: &Option<String>| match kind {
+            JobKind::Upload => field.as_deref().and_then(crate::validation::column_of),
+            _ => None,
+        };
+        match fate {
+            Ok(applied) => {
+                self.affected_rows += 1;
+                for (field, message) in applied.warnings {
+                    let field = Some(field);
+                    self.errors.push(UpdateError {
+                        message,
+                        column: column(&field),
+                        row,
+                        field,
+                        error_type: ErrorType::Warning,
+                    });
+                }
+                if kind.records_results() {
+                    self.results.push(RowResult {
+                        index,
+                        action: RowAction::from(applied.action),
+                        user_id: Some(applied.user.id),
+                        email: applied.user.email.clone(),
+                        external_id: applied.user.external_id.clone(),
+                        error: None,
+                        details: None,
+                        field: None,
+                    });
+                }
+            }
+            Err(failure) => {
+                self.failed_rows += 1;
+                if kind.records_results() {
+                    let email = command.and_then(|command| match &command.patch.email {
+                        Patch::Set(email) => Some(email.clone()),
+                        _ => None,
+                    });
+                    self.results.push(RowResult {
+                        index,
+                        action: RowAction::Failed,
+                        user_id: None,
+                        email,
+                        external_id: None,
+                        error: Some(failure.code.to_owned()),
+                        details: Some(failure.message.clone()),
+                        field: failure.field.clone(),
+                    });
+                }
+                self.errors.push(UpdateError {
+                    column: column(&failure.field),
+                    message: failure.message,
+                    row,
+                    field: failure.field,
+                    error_type: ErrorType::Error,
+                });
+            }
+        }
     }
 
-    fn failed_validation(&mut self, row: u64, errors: Vec<RowError>) {
+    fn invalid(&mut self, kind: JobKind, index: u64, errors: Vec<RowError>) {
+        let row = index + 1;
         self.failed_rows += 1;
+        if kind.records_results() {
+            let details = errors
+                .iter()
+                .map(|error| error.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            self.results.push(RowResult {
+                index,
+                action: RowAction::Failed,
+                user_id: None,
+                email: None,
+                external_id: None,
+                error: Some("InvalidValue".to_owned()),
+                details: Some(details),
+                field: errors.first().and_then(|error| error.field.clone()),
+            });
+        }
         for error in errors {
             self.errors.push(UpdateError {
                 message: error.message,
@@ -184,36 +294,9 @@ impl ChunkTally {
     }
 }
 
-/// A note about one row: a warning (applied) or an error (not applied).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Remark {
-    field: Option<&'static str>,
-    message: String,
-    error_type: ErrorType,
-}
-
-impl Remark {
-    fn error(field: &'static str, message: String) -> Remark {
-        Remark {
-            field: Some(field),
-            message,
-            error_type: ErrorType::Error,
-        }
-    }
-}
-
-/// The users a batch reads and changes, keyed by email key.
-struct BatchState {
-    users: HashMap<String, User>,
-    changed: BTreeSet<String>,
-    vacated: BTreeSet<String>,
-    next_id: UserId,
-    ids_left: u64,
-}
-
 async fn apply_batch(
     ports: &Ports,
-    tenant: &TenantId,
+    job: &Job,
     context: &ValidationContext,
     batch: &mut Vec<Element>,
     chunk: &mut ChunkTally,
@@ -221,205 +304,343 @@ async fn apply_batch(
     if batch.is_empty() {
         return Ok(());
     }
-    let rows: Vec<(u64, Result<UserRow, Vec<RowError>>)> = batch
+    let rows: Vec<(u64, Result<UserCommand, Vec<RowError>>)> = batch
         .drain(..)
         .map(|element| {
-            let row = element.index + 1;
             let checked = match &element.bytes {
-                Some(bytes) => validate_row(bytes, context),
+                Some(bytes) => record_command(job.kind, bytes, context),
                 None => Err(vec![RowError {
                     field: None,
                     column: None,
                     message: format!("the user is {} bytes long, over the limit", element.len),
                 }]),
             };
-            (row, checked)
+            (element.index, checked)
         })
         .collect();
 
-    let mut keys: Vec<String> = Vec::with_capacity(rows.len() * 2);
-    for user in rows.iter().filter_map(|(_, checked)| checked.as_ref().ok()) {
-        keys.push(user.email_key.clone());
-        keys.extend(user.new_email_key());
-    }
-    keys.sort();
-    keys.dedup();
-    let found = ports.users.users_by_email_keys(tenant, &keys).await?;
-    let users: HashMap<String, User> = found.into_iter().map(|u| (u.email_key(), u)).collect();
-
-    let creations = rows
-        .iter()
-        .filter_map(|(_, checked)| checked.as_ref().ok())
-        .filter(|user| {
-            !users.contains_key(&user.email_key)
-                && user
-                    .new_email_key()
-                    .is_none_or(|key| !users.contains_key(&key))
-        })
-        .count() as u64;
-    let next_id = if creations > 0 {
-        ports.users.allocate_user_ids(creations).await?
-    } else {
-        0
-    };
-    let mut state = BatchState {
-        users,
-        changed: BTreeSet::new(),
-        vacated: BTreeSet::new(),
-        next_id,
-        ids_left: creations,
-    };
-
-    let now = Timestamp::now();
-    for (row, checked) in rows {
-        match checked {
-            Err(errors) => chunk.failed_validation(row, errors),
-            Ok(user) => match state.apply(user, now) {
-                Ok(warnings) => {
-                    chunk.affected_rows += 1;
-                    for warning in warnings {
-                        chunk.remark(row, warning);
+    let mut fates: Vec<Option<RowFate>> = vec![None; rows.len()];
+    let mut pending: Vec<usize> = (0..rows.len()).filter(|&at| rows[at].1.is_ok()).collect();
+    for round in 1..=MAX_ROUNDS {
+        if pending.is_empty() {
+            break;
+        }
+        let commands: Vec<(usize, u64, &UserCommand)> = pending
+            .iter()
+            .filter_map(|&at| rows[at].1.as_ref().ok().map(|c| (at, rows[at].0, c)))
+            .collect();
+        let mut state = BatchState::load(ports, &job.tenant, &commands).await?;
+        let now = Timestamp::now();
+        for &(at, index, command) in &commands {
+            fates[at] = Some(state.apply(at, job.id, index + 1, command, now));
+        }
+        let (changes, rows_of_change) = state.into_changes();
+        let saved = if changes.is_empty() {
+            Vec::new()
+        } else {
+            ports.users.save_users(&job.tenant, &changes).await?
+        };
+        let mut retry = Vec::new();
+        for ((change, outcome), touching) in changes.iter().zip(saved).zip(rows_of_change) {
+            match outcome {
+                SaveOutcome::Saved => {}
+                SaveOutcome::KeyTaken(key) => {
+                    for at in touching {
+                        let command = rows[at].1.as_ref().ok();
+                        fates[at] = Some(Err(match command {
+                            Some(command) => key_taken(command, &key, None),
+                            None => Failure::new(
+                                "DuplicateValue",
+                                Some(key.field()),
+                                format!("{key} is already used by another user"),
+                            ),
+                        }));
                     }
                 }
-                Err(error) => {
-                    chunk.failed_rows += 1;
-                    chunk.remark(row, error);
+                SaveOutcome::Stale if round < MAX_ROUNDS => retry.extend(touching),
+                SaveOutcome::Stale => {
+                    for at in touching {
+                        fates[at] = Some(Err(Failure::new(
+                            "ChangedConcurrently",
+                            None,
+                            format!(
+                                "user {} was changed by another request at the same time; send the record again",
+                                change.after.id
+                            ),
+                        )));
+                    }
                 }
-            },
+            }
         }
+        retry.sort_unstable();
+        pending = retry;
     }
 
-    let mut writes: Vec<UserWrite> = Vec::with_capacity(state.changed.len() + state.vacated.len());
-    for key in &state.vacated {
-        if !state.users.contains_key(key) {
-            writes.push(UserWrite::DeleteEmail(key.clone()));
+    for (at, (index, checked)) in rows.into_iter().enumerate() {
+        match checked {
+            Err(errors) => chunk.invalid(job.kind, index, errors),
+            Ok(command) => {
+                let fate = fates[at].take().unwrap_or_else(|| {
+                    Err(Failure::new(
+                        "ChangedConcurrently",
+                        None,
+                        "the user could not be saved; send the record again".to_owned(),
+                    ))
+                });
+                chunk.record(job.kind, index, Some(&command), fate);
+            }
         }
-    }
-    for key in &state.changed {
-        if let Some(user) = state.users.get(key) {
-            writes.push(UserWrite::Put(user.clone()));
-        }
-    }
-    if !writes.is_empty() {
-        ports.users.write_users(tenant, writes).await?;
     }
     Ok(())
 }
 
+/// A key the row would give its user is held by another user.
+fn key_taken(command: &UserCommand, key: &UserKey, holder: Option<UserId>) -> Failure {
+    let by = match holder {
+        Some(id) => format!("user {id}"),
+        None => "another user".to_owned(),
+    };
+    let field = match key {
+        UserKey::Email(_) => command.email_field,
+        UserKey::UserName(_) if command.email_field == "user_email" => "user_name",
+        other => other.field(),
+    };
+    Failure::new(
+        "DuplicateValue",
+        Some(field),
+        format!("{field} '{}' is already used by {by}", key.value()),
+    )
+}
+
+/// The users one round of a batch reads and changes.
+struct BatchState {
+    /// Current state of every user read or created, by id.
+    users: HashMap<UserId, User>,
+    /// The stored form of every user read (`None`: created in this batch).
+    originals: HashMap<UserId, Option<User>>,
+    /// Which live user holds each key, as the batch goes.
+    holders: HashMap<UserKey, UserId>,
+    /// Rows (positions in the batch) that changed each user, in order of first change.
+    touched: Vec<(UserId, Vec<usize>)>,
+    next_id: UserId,
+    ids_left: u64,
+}
+
 impl BatchState {
-    /// Applies one valid row to the batch's users: create, update, rename, (de)activate.
-    fn apply(&mut self, row: UserRow, now: Timestamp) -> Result<Vec<Remark>, Remark> {
-        let mut warnings = Vec::new();
-        let rename_to = row.new_email_key().filter(|key| *key != row.email_key);
-        let (current_key, mut user) = match self.users.get(&row.email_key) {
-            Some(user) => (Some(row.email_key.clone()), user.clone()),
-            None => match &rename_to {
-                Some(target) => match self.users.get(target) {
-                    // The rename was applied before (a re-delivered chunk) or by an earlier job.
-                    Some(user) => {
-                        warnings.push(Remark {
-                            field: Some("new_email"),
-                            message: format!(
-                                "no user has email '{}'; '{}' already exists and was updated",
-                                row.email,
-                                row.new_email.as_deref().unwrap_or_default()
-                            ),
-                            error_type: ErrorType::Warning,
-                        });
-                        (Some(target.clone()), user.clone())
-                    }
-                    None => {
-                        return Err(Remark::error(
-                            "email",
-                            format!("no user with email '{}' exists to rename", row.email),
-                        ))
-                    }
-                },
-                None => (None, self.new_user(&row, now)?),
-            },
+    async fn load(
+        ports: &Ports,
+        tenant: &TenantId,
+        commands: &[(usize, u64, &UserCommand)],
+    ) -> Result<BatchState, StoreError> {
+        let mut keys: BTreeSet<UserKey> = BTreeSet::new();
+        let mut ids: BTreeSet<UserId> = BTreeSet::new();
+        let mut creations = 0u64;
+        for (_, _, command) in commands {
+            match &command.target {
+                Target::Keys(targets) => keys.extend(targets.iter().cloned()),
+                Target::Id(id) => {
+                    ids.insert(*id);
+                }
+            }
+            keys.extend(command.patch.keys());
+            if matches!(command.intent, Intent::Create | Intent::Upsert) {
+                creations += 1;
+            }
+        }
+        let keys: Vec<UserKey> = keys.into_iter().collect();
+        let ids: Vec<UserId> = ids.into_iter().collect();
+        let mut found = if keys.is_empty() {
+            Vec::new()
+        } else {
+            ports.users.users_by_keys(tenant, &keys).await?
         };
-        if let (Some(target), Some(new_email)) = (&rename_to, &row.new_email) {
-            if current_key.as_ref() != Some(target) {
-                if self.users.contains_key(target) {
-                    return Err(Remark::error(
-                        "new_email",
-                        format!("new_email '{new_email}' is already used by another user"),
+        if !ids.is_empty() {
+            found.extend(ports.users.users_by_ids(tenant, &ids).await?);
+        }
+        let next_id = if creations > 0 {
+            ports.users.allocate_user_ids(creations).await?
+        } else {
+            0
+        };
+        let mut state = BatchState {
+            users: HashMap::with_capacity(found.len() + creations as usize),
+            originals: HashMap::with_capacity(found.len()),
+            holders: HashMap::with_capacity(keys.len()),
+            touched: Vec::new(),
+            next_id,
+            ids_left: creations,
+        };
+        for user in found {
+            for key in user.keys() {
+                state.holders.insert(key, user.id);
+            }
+            state.originals.insert(user.id, Some(user.clone()));
+            state.users.insert(user.id, user);
+        }
+        Ok(state)
+    }
+
+    /// The user a command targets: its id and the position of the key that found it.
+    fn resolve(&self, target: &Target) -> Option<(UserId, usize)> {
+        match target {
+            Target::Keys(keys) => keys
+                .iter()
+                .enumerate()
+                .find_map(|(at, key)| self.holders.get(key).map(|id| (*id, at))),
+            Target::Id(id) => self.users.contains_key(id).then_some((*id, 0)),
+        }
+    }
+
+    /// Applies one valid row to the batch's users.
+    fn apply(
+        &mut self,
+        at: usize,
+        job: JobId,
+        row: u64,
+        command: &UserCommand,
+        now: Timestamp,
+    ) -> RowFate {
+        let found = self.resolve(&command.target);
+        if let Some((id, _)) = found {
+            if let Some(stamp) = self.users[&id]
+                .last_change
+                .filter(|stamp| stamp.job == job && stamp.row == row)
+            {
+                // This very row was applied by an earlier run of the chunk.
+                return Ok(Applied {
+                    action: stamp.action,
+                    user: self.users[&id].clone(),
+                    warnings: Vec::new(),
+                });
+            }
+        }
+        let found = found.filter(|(id, _)| !self.users[id].is_deleted());
+        let (mut user, action, previous_keys) = match (command.intent, found) {
+            (Intent::Create, Some((id, matched))) => {
+                let key = match &command.target {
+                    Target::Keys(keys) => keys[matched].clone(),
+                    Target::Id(_) => return Err(not_found(command)),
+                };
+                return Err(key_taken(command, &key, Some(id)));
+            }
+            (Intent::Update | Intent::Delete, None) => return Err(not_found(command)),
+            (Intent::Create | Intent::Upsert, None) => {
+                if self.ids_left == 0 {
+                    return Err(Failure::new(
+                        "InvalidValue",
+                        None,
+                        "no user id could be reserved for a new user".to_owned(),
                     ));
                 }
-                user.email = new_email.clone();
+                let id = self.next_id;
+                self.next_id += 1;
+                self.ids_left -= 1;
+                (User::new(id, now), UserAction::Created, Vec::new())
+            }
+            (Intent::Update | Intent::Upsert, Some((id, _))) => {
+                let user = self.users[&id].clone();
+                let keys = user.keys();
+                (user, UserAction::Updated, keys)
+            }
+            (Intent::Delete, Some((id, _))) => {
+                let user = self.users[&id].clone();
+                let keys = user.keys();
+                (user, UserAction::Deleted, keys)
+            }
+        };
+
+        let mut warnings = Vec::new();
+        if action == UserAction::Deleted {
+            user.deleted_at = Some(now);
+            user.updated_at = now;
+        } else {
+            command.patch.apply(&mut user, now);
+            if action == UserAction::Created && user.email.is_none() {
+                user.email.clone_from(&command.email_for_new_user);
+            }
+            if action == UserAction::Created
+                && command.name_required_on_create
+                && format!("{}{}", user.first_name, user.last_name)
+                    .trim()
+                    .is_empty()
+            {
+                return Err(Failure::new(
+                    "InvalidValue",
+                    Some("name"),
+                    "name is required to create a user".to_owned(),
+                ));
+            }
+            if let (true, Some((_, matched)), Target::Keys(keys)) =
+                (command.fallback_warning, found, &command.target)
+            {
+                if matched > 0 {
+                    warnings.push((
+                        "new_email".to_owned(),
+                        format!(
+                            "no user has email '{}'; '{}' already exists and was updated",
+                            keys[0].value(),
+                            keys[matched].value()
+                        ),
+                    ));
+                }
             }
         }
-        apply_fields(&mut user, &row, now);
-
-        let key = user.email_key();
-        if let Some(old) = current_key.filter(|old| *old != key) {
-            self.users.remove(&old);
-            self.changed.remove(&old);
-            self.vacated.insert(old);
+        let keys = user.keys();
+        for key in keys.iter().filter(|key| !previous_keys.contains(key)) {
+            if let Some(holder) = self.holders.get(key).filter(|holder| **holder != user.id) {
+                return Err(key_taken(command, key, Some(*holder)));
+            }
         }
-        self.vacated.remove(&key);
-        self.changed.insert(key.clone());
-        self.users.insert(key, user);
-        Ok(warnings)
-    }
 
-    fn new_user(&mut self, row: &UserRow, now: Timestamp) -> Result<User, Remark> {
-        if self.ids_left == 0 {
-            return Err(Remark::error(
-                "email",
-                "no user id could be reserved for a new user".to_owned(),
-            ));
+        user.last_change = Some(ChangeStamp { job, row, action });
+        for key in previous_keys.iter().filter(|key| !keys.contains(key)) {
+            self.holders.remove(key);
         }
-        let id = self.next_id;
-        self.next_id += 1;
-        self.ids_left -= 1;
-        Ok(User {
-            id,
-            email: row.email.clone(),
-            agent_number: None,
-            first_name: row.first_name.clone(),
-            last_name: row.last_name.clone(),
-            location: None,
-            max_chat_limit: None,
-            max_chat_limit_enabled: false,
-            roles: Vec::new(),
-            teams: Vec::new(),
-            deactivated_at: None,
-            created_at: now,
-            updated_at: now,
+        for key in keys {
+            self.holders.insert(key, user.id);
+        }
+        match self.touched.iter_mut().find(|(id, _)| *id == user.id) {
+            Some((_, rows)) => rows.push(at),
+            None => self.touched.push((user.id, vec![at])),
+        }
+        self.originals.entry(user.id).or_insert(None);
+        self.users.insert(user.id, user.clone());
+        Ok(Applied {
+            action,
+            user,
+            warnings,
         })
     }
-}
 
-fn apply_fields(user: &mut User, row: &UserRow, now: Timestamp) {
-    user.first_name.clone_from(&row.first_name);
-    user.last_name.clone_from(&row.last_name);
-    user.agent_number = row.agent_number.apply(user.agent_number.take());
-    user.location = row.location.apply(user.location.take());
-    user.max_chat_limit = row.max_chat_limit.apply(user.max_chat_limit);
-    if let Some(enabled) = row.max_chat_limit_enabled {
-        user.max_chat_limit_enabled = enabled;
-    }
-    match row.status {
-        Some(UserStatus::Active) => user.deactivated_at = None,
-        Some(UserStatus::Inactive) => user.deactivated_at = user.deactivated_at.or(Some(now)),
-        None => {}
-    }
-    apply_memberships(&mut user.roles, &row.roles);
-    apply_memberships(&mut user.teams, &row.teams);
-    user.updated_at = now;
-}
-
-fn apply_memberships(held: &mut Vec<String>, changes: &[(String, bool)]) {
-    for (name, granted) in changes {
-        let position = held.iter().position(|h| h == name);
-        match (granted, position) {
-            (true, None) => held.push(name.clone()),
-            (false, Some(at)) => {
-                held.remove(at);
-            }
-            _ => {}
+    /// The changes to save, and for each the rows that made it.
+    fn into_changes(mut self) -> (Vec<UserChange>, Vec<Vec<usize>>) {
+        let mut changes = Vec::with_capacity(self.touched.len());
+        let mut rows = Vec::with_capacity(self.touched.len());
+        for (id, touching) in self.touched {
+            let (Some(mut after), Some(before)) =
+                (self.users.remove(&id), self.originals.remove(&id))
+            else {
+                continue;
+            };
+            after.version = before.as_ref().map_or(1, |before| before.version + 1);
+            changes.push(UserChange { before, after });
+            rows.push(touching);
         }
+        (changes, rows)
     }
-    held.sort();
+}
+
+fn not_found(command: &UserCommand) -> Failure {
+    let wanted = match &command.target {
+        Target::Id(id) => format!("id {id}"),
+        Target::Keys(keys) => match keys.first() {
+            Some(key) => key.to_string(),
+            None => "these values".to_owned(),
+        },
+    };
+    Failure::new(
+        "RecordNotFound",
+        Some(command.target_field),
+        format!("no user with {wanted} exists"),
+    )
 }

@@ -58,6 +58,9 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Dummy credentials for moto (the functions use the SDK's default credential chain).
 pub const ACCESS_KEY_ID: &str = "testing";
 pub const SECRET_ACCESS_KEY: &str = "testing";
+/// The functions' `BULK_MASTER_KEY` (64 hex digits): a test that stores credentials for them
+/// seals them under this key too.
+pub const MASTER_KEY: &str = "4d6173746572206b6579206f66207468652072756e74696d6520746573747321";
 
 /// A running `cargo lambda watch`, stopped (with its function instances) on drop.
 pub struct Emulator {
@@ -221,6 +224,7 @@ impl Emulator {
             .env("BULK_TABLE_NAME", &settings.table)
             .env("BULK_BUCKET_NAME", &settings.bucket)
             .env("BULK_QUEUE_URL", &settings.queue_url)
+            .env("BULK_MASTER_KEY", MASTER_KEY)
             .env("AWS_REGION", &settings.region)
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
             .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)

@@ -379,6 +379,13 @@ pub struct Answer {
 impl From<ApiResponse> for Answer {
     fn from(response: ApiResponse) -> Answer {
         let (parts, bytes) = response.into_parts();
+        if bytes.is_empty() && parts.status == StatusCode::NO_CONTENT {
+            return Answer {
+                status: parts.status,
+                headers: parts.headers,
+                body: Value::Null,
+            };
+        }
         let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
             panic!(
                 "response body is not JSON: {}",

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use bulk_users::adapters::{aws, embedded};
+use bulk_users::auth::MasterKey;
 use bulk_users::model::TenantId;
 use bulk_users::service::{BulkService, ServiceConfig, SettingsChange};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -13,8 +14,9 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Parser)]
 #[command(name = "bulk-admin", about = "Administer the bulk user management API")]
 struct Cli {
-    /// Which store to administer: the local server's embedded store, or the AWS table
-    /// (BULK_TABLE_NAME, BULK_BUCKET_NAME, BULK_QUEUE_URL, AWS_ENDPOINT_URL, AWS_REGION).
+    /// Which store to administer: the local server's embedded store (its master key is
+    /// `master.key` in the data directory), or the AWS table (BULK_TABLE_NAME, BULK_BUCKET_NAME,
+    /// BULK_QUEUE_URL, AWS_ENDPOINT_URL, AWS_REGION; credentials also need BULK_MASTER_KEY).
     #[arg(long, value_enum, default_value = "embedded", env = "BULK_STORE")]
     store: Store,
     /// Data directory of the embedded store.
@@ -116,7 +118,15 @@ async fn main() -> Result<(), Error> {
             BulkService::new(adapters.ports, ServiceConfig::default())
         }
         Store::Aws => {
-            let adapters = aws::connect(&aws::AwsSettings::from_env()?).await;
+            let settings = aws::AwsSettings::from_env()?;
+            // Credentials sealed under any other key would never open: insist on the real one.
+            if matches!(
+                cli.command,
+                Command::Credential(CredentialCommand::Create { .. })
+            ) {
+                MasterKey::from_env()?;
+            }
+            let adapters = aws::connect(&settings).await;
             BulkService::new(adapters.ports, ServiceConfig::default())
         }
     };
@@ -133,9 +143,10 @@ async fn main() -> Result<(), Error> {
                 "tenant: {tenant}\nkey id: {}\nsecret: {}",
                 issued.credential.key_id, issued.secret
             );
-            eprintln!("The secret is shown once and stored only as a hash.");
+            eprintln!("The secret is shown once and stored only sealed under the master key.");
         }
         Command::Credential(CredentialCommand::List { tenant }) => {
+            // Never the sealed secret nor its look-up digest.
             for credential in service.credentials(&tenant_id(&tenant)?).await? {
                 println!(
                     "{}\t{}\t{}\t{}",

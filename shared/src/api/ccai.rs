@@ -107,6 +107,8 @@ pub async fn handle(
             let body: Vec<Value> = errors.iter().map(views::update_error).collect();
             Ok(json_response(StatusCode::OK, &body))
         }
+        // The other dialects' operations are not routed here.
+        _ => Err(ApiError::NotFoundRoute),
     }
 }
 

@@ -3,7 +3,7 @@
 use http::{HeaderValue, Method, StatusCode};
 use serde::Serialize;
 
-use super::{json_response, ApiResponse, RouteMiss};
+use super::{json_response, ApiResponse, Dialect, RouteMiss};
 use crate::ports::StoreError;
 use crate::service::ServiceError;
 
@@ -18,6 +18,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("{message}")]
     BadRequest { field: String, message: String },
+    /// A value that must be unique is already taken (a user name, an email).
+    #[error("{message}")]
+    Duplicate { field: String, message: String },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -65,7 +68,7 @@ impl ApiError {
             ApiError::NotFoundRoute | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest { .. } | ApiError::Duplicate { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
@@ -78,13 +81,106 @@ impl ApiError {
         self.status().is_server_error()
     }
 
+    /// The error in the CCAI shape: `{error, message, field?, limit?}`.
     pub fn response(&self) -> ApiResponse {
+        self.response_in(Dialect::Ccai)
+    }
+
+    /// The error in the shape of the dialect the request spoke.
+    pub fn response_in(&self, dialect: Dialect) -> ApiResponse {
+        let mut response = match dialect {
+            Dialect::Ccai => self.ccai_body(),
+            Dialect::Zendesk => json_response(self.status(), &self.zendesk_body()),
+            Dialect::Workspace => json_response(
+                self.status(),
+                &serde_json::json!({
+                    "error_code": self.workspace_code(),
+                    "error_msg": self.public_message(),
+                }),
+            ),
+        };
+        self.add_headers(&mut response, dialect);
+        response
+    }
+
+    /// What the client is told: internal details stay in the logs.
+    fn public_message(&self) -> String {
+        match self {
+            ApiError::NotFoundRoute => "no route matches this path".to_owned(),
+            ApiError::MethodNotAllowed(allowed) => format!(
+                "method not allowed here; allowed: {}",
+                allowed
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            ApiError::Unauthorized => "missing or invalid credentials".to_owned(),
+            ApiError::Unavailable(_) => {
+                "a storage dependency is unavailable; retry later".to_owned()
+            }
+            ApiError::Internal(_) => "internal error".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Zendesk's error body: `{error, description, details: {field: [{description, error}]}}`.
+    fn zendesk_body(&self) -> serde_json::Value {
+        let code = match self {
+            ApiError::NotFoundRoute | ApiError::NotFound(_) => "RecordNotFound",
+            ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
+            ApiError::Unauthorized => "Unauthorized",
+            ApiError::BadRequest { .. } => "InvalidValue",
+            ApiError::Duplicate { .. } => "DuplicateValue",
+            ApiError::Conflict(_) => "Conflict",
+            ApiError::TooLarge { .. } => "TooLarge",
+            ApiError::NotImplemented(_) => "NotImplemented",
+            ApiError::Unavailable(_) => "ServiceUnavailable",
+            ApiError::Internal(_) => "InternalError",
+        };
+        let description = match self {
+            ApiError::Unauthorized => "Couldn't authenticate you".to_owned(),
+            other => other.public_message(),
+        };
+        let mut body = serde_json::json!({ "error": code, "description": description });
+        if let ApiError::BadRequest { field, message } | ApiError::Duplicate { field, message } =
+            self
+        {
+            body["details"] = serde_json::json!({
+                field.as_str(): [{ "description": message, "error": code }]
+            });
+        }
+        if let ApiError::TooLarge { limit, .. } = self {
+            body["details"] = serde_json::json!({ "limit": limit });
+        }
+        body
+    }
+
+    /// Huawei Workspace error codes (`WKS.…`); the service publishes only some, the rest are
+    /// ours and listed in the README.
+    fn workspace_code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { .. } => "WKS.0001",
+            ApiError::Duplicate { .. } => "WKS.00170202",
+            ApiError::NotFoundRoute | ApiError::NotFound(_) => "WKS.0202",
+            ApiError::Unauthorized => "WKS.00000401",
+            ApiError::MethodNotAllowed(_) => "WKS.00000405",
+            ApiError::Conflict(_) => "WKS.00000409",
+            ApiError::TooLarge { .. } => "WKS.00000413",
+            ApiError::NotImplemented(_) => "WKS.00000501",
+            ApiError::Unavailable(_) => "WKS.00000503",
+            ApiError::Internal(_) => "WKS.00000500",
+        }
+    }
+
+    fn ccai_body(&self) -> ApiResponse {
         let (code, field, limit) = match self {
             ApiError::NotFoundRoute => ("not_found", None, None),
             ApiError::NotFound(_) => ("not_found", None, None),
             ApiError::MethodNotAllowed(_) => ("method_not_allowed", None, None),
             ApiError::Unauthorized => ("unauthorized", None, None),
             ApiError::BadRequest { field, .. } => ("invalid_request", Some(field.as_str()), None),
+            ApiError::Duplicate { field, .. } => ("duplicate", Some(field.as_str()), None),
             ApiError::Conflict(_) => ("conflict", None, None),
             ApiError::TooLarge { limit, .. } => ("limit_exceeded", None, Some(*limit)),
             ApiError::NotImplemented(_) => ("not_implemented", None, None),
@@ -92,19 +188,12 @@ impl ApiError {
             ApiError::Internal(_) => ("internal_error", None, None),
         };
         let message = match self {
-            ApiError::NotFoundRoute => "no route matches this path".to_owned(),
-            ApiError::MethodNotAllowed(allowed) => format!(
-                "method not allowed here; allowed: {}",
-                allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ")
-            ),
             ApiError::Unauthorized => {
                 "missing or invalid credentials: use HTTP Basic with the tenant as user name and an API credential secret as password".to_owned()
             }
-            ApiError::Unavailable(_) => "a storage dependency is unavailable; retry later".to_owned(),
-            ApiError::Internal(_) => "internal error".to_owned(),
-            other => other.to_string(),
+            other => other.public_message(),
         };
-        let mut response = json_response(
+        json_response(
             self.status(),
             &ErrorBody {
                 error: code,
@@ -112,10 +201,13 @@ impl ApiError {
                 field,
                 limit,
             },
-        );
+        )
+    }
+
+    fn add_headers(&self, response: &mut ApiResponse, dialect: Dialect) {
         let headers = response.headers_mut();
         match self {
-            ApiError::Unauthorized => {
+            ApiError::Unauthorized if dialect != Dialect::Workspace => {
                 headers.insert(
                     http::header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Basic realm=\"bulk-users\""),
@@ -136,7 +228,6 @@ impl ApiError {
             }
             _ => {}
         }
-        response
     }
 }
 

@@ -8,10 +8,12 @@ mod multipart;
 mod query;
 mod routes;
 mod views;
+mod workspace;
+mod zendesk;
 
 pub use errors::ApiError;
 pub use routes::{
-    resolve, route_table, Operation, Route, RouteGroup, RouteMiss, RouteSpec, PATH_ALIASES,
+    resolve, route_table, Dialect, Operation, Route, RouteGroup, RouteMiss, RouteSpec, PATH_ALIASES,
 };
 
 use bytes::Bytes;
@@ -64,19 +66,32 @@ impl Api {
     pub async fn handle_group(&self, group: RouteGroup, request: ApiRequest) -> ApiResponse {
         let route = match resolve(&request.method, &request.path) {
             Ok(route) if group.serves(route.operation) => route,
-            Ok(_) => return ApiError::route(RouteMiss::NotFound).response(),
-            Err(miss) => return ApiError::route(miss).response(),
+            Ok(_) => {
+                return ApiError::route(RouteMiss::NotFound)
+                    .response_in(Dialect::of_path(&request.path))
+            }
+            Err(miss) => return ApiError::route(miss).response_in(Dialect::of_path(&request.path)),
         };
         let base = self.base_url(&request);
-        match ccai::handle(&self.service, &base, route, &request).await {
+        let dialect = Dialect::of(route.operation);
+        let answer = match dialect {
+            Dialect::Ccai => ccai::handle(&self.service, &base, route, &request).await,
+            Dialect::Zendesk => zendesk::handle(&self.service, &base, route, &request).await,
+            Dialect::Workspace => workspace::handle(&self.service, route, &request).await,
+        };
+        let mut response = match answer {
             Ok(response) => response,
             Err(error) => {
                 if error.is_server_error() {
                     tracing::error!(method = %request.method, path = %request.path, %error, "request failed");
                 }
-                error.response()
+                error.response_in(dialect)
             }
+        };
+        if dialect == Dialect::Workspace {
+            workspace::add_request_id(&mut response);
         }
+        response
     }
 
     fn base_url(&self, request: &ApiRequest) -> String {

@@ -20,7 +20,7 @@ impl Query {
     }
 
     /// The single value of a parameter (`name` or `name[]`); repeating it is an error.
-    fn single<'a>(&'a self, name: &'a str) -> Result<Option<&'a str>, ApiError> {
+    pub(super) fn single<'a>(&'a self, name: &'a str) -> Result<Option<&'a str>, ApiError> {
         let mut values = self.values(name);
         let first = values.next();
         if values.next().is_some() {
@@ -39,7 +39,7 @@ impl Query {
     }
 
     /// A comma-separated or repeated list, duplicates collapsed; `None` when absent.
-    fn list(&self, name: &str) -> Option<Vec<String>> {
+    pub(super) fn list(&self, name: &str) -> Option<Vec<String>> {
         let mut present = false;
         let mut seen = BTreeSet::new();
         let mut items = Vec::new();

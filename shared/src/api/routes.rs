@@ -18,6 +18,66 @@ pub enum Operation {
     Jobs,
     SchemeErrors,
     UpdateErrors,
+    /// Zendesk `POST users/create_many`.
+    CreateManyUsers,
+    /// Zendesk `POST users/create_or_update_many`.
+    CreateOrUpdateManyUsers,
+    /// Zendesk `PUT users/update_many`.
+    UpdateManyUsers,
+    /// Zendesk `DELETE users/destroy_many`.
+    DestroyManyUsers,
+    /// Zendesk `GET job_statuses/{id}`.
+    JobStatus,
+    /// Zendesk `GET job_statuses/show_many`.
+    ShowManyJobStatuses,
+    /// Zendesk `GET job_statuses`.
+    JobStatuses,
+    /// Huawei Workspace `POST users/batch-create`.
+    WorkspaceBatchCreate,
+    /// Huawei Workspace `GET users`.
+    WorkspaceListUsers,
+    /// Huawei Workspace `DELETE users/{user_id}`.
+    WorkspaceDeleteUser,
+    /// Huawei Workspace `POST users/batch-delete`.
+    WorkspaceBatchDelete,
+}
+
+/// The API a route belongs to: it decides authentication and the shape of error bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    Ccai,
+    Zendesk,
+    Workspace,
+}
+
+impl Dialect {
+    /// The dialect of an operation.
+    pub fn of(operation: Operation) -> Dialect {
+        use Operation::*;
+        match operation {
+            CreateManyUsers
+            | CreateOrUpdateManyUsers
+            | UpdateManyUsers
+            | DestroyManyUsers
+            | JobStatus
+            | ShowManyJobStatuses
+            | JobStatuses => Dialect::Zendesk,
+            WorkspaceBatchCreate | WorkspaceListUsers | WorkspaceDeleteUser
+            | WorkspaceBatchDelete => Dialect::Workspace,
+            _ => Dialect::Ccai,
+        }
+    }
+
+    /// The dialect a path is written in, for answering requests no route matches.
+    pub fn of_path(path: &str) -> Dialect {
+        if path.starts_with("/api/v2/") {
+            Dialect::Zendesk
+        } else if path.starts_with("/v2/") {
+            Dialect::Workspace
+        } else {
+            Dialect::Ccai
+        }
+    }
 }
 
 /// Which routes a host serves: one Lambda function serves one group.
@@ -32,8 +92,13 @@ pub enum RouteGroup {
     Status,
     /// `GET jobs`.
     Jobs,
-    /// The other read-only routes: template, config, scheme and update errors.
+    /// The other read-only routes: template, config, scheme and update errors, and the Huawei
+    /// Workspace user list.
     Reads,
+    /// The Zendesk batch writes: each stores its users as a job file and queues the job.
+    Batches,
+    /// The Huawei Workspace writes, processed in the request.
+    Directory,
 }
 
 impl RouteGroup {
@@ -44,12 +109,22 @@ impl RouteGroup {
                 RouteGroup::Upload
             }
             Operation::Proceed => RouteGroup::Proceed,
-            Operation::Job => RouteGroup::Status,
-            Operation::Jobs => RouteGroup::Jobs,
+            Operation::Job | Operation::JobStatus | Operation::ShowManyJobStatuses => {
+                RouteGroup::Status
+            }
+            Operation::Jobs | Operation::JobStatuses => RouteGroup::Jobs,
             Operation::Template
             | Operation::UserConfiguration
             | Operation::SchemeErrors
-            | Operation::UpdateErrors => RouteGroup::Reads,
+            | Operation::UpdateErrors
+            | Operation::WorkspaceListUsers => RouteGroup::Reads,
+            Operation::CreateManyUsers
+            | Operation::CreateOrUpdateManyUsers
+            | Operation::UpdateManyUsers
+            | Operation::DestroyManyUsers => RouteGroup::Batches,
+            Operation::WorkspaceBatchCreate
+            | Operation::WorkspaceDeleteUser
+            | Operation::WorkspaceBatchDelete => RouteGroup::Directory,
         }
     }
 
@@ -129,6 +204,57 @@ pub fn route_table() -> &'static [RouteSpec] {
                 "/apps/api/v1/bulk/users/errors/update/{id}",
                 Operation::UpdateErrors,
             ),
+            route(
+                Method::POST,
+                "/api/v2/users/create_many",
+                Operation::CreateManyUsers,
+            ),
+            route(
+                Method::POST,
+                "/api/v2/users/create_or_update_many",
+                Operation::CreateOrUpdateManyUsers,
+            ),
+            route(
+                Method::PUT,
+                "/api/v2/users/update_many",
+                Operation::UpdateManyUsers,
+            ),
+            route(
+                Method::DELETE,
+                "/api/v2/users/destroy_many",
+                Operation::DestroyManyUsers,
+            ),
+            route(Method::GET, "/api/v2/job_statuses", Operation::JobStatuses),
+            route(
+                Method::GET,
+                "/api/v2/job_statuses/show_many",
+                Operation::ShowManyJobStatuses,
+            ),
+            route(
+                Method::GET,
+                "/api/v2/job_statuses/{id}",
+                Operation::JobStatus,
+            ),
+            route(
+                Method::POST,
+                "/v2/{project_id}/users/batch-create",
+                Operation::WorkspaceBatchCreate,
+            ),
+            route(
+                Method::GET,
+                "/v2/{project_id}/users",
+                Operation::WorkspaceListUsers,
+            ),
+            route(
+                Method::DELETE,
+                "/v2/{project_id}/users/{user_id}",
+                Operation::WorkspaceDeleteUser,
+            ),
+            route(
+                Method::POST,
+                "/v2/{project_id}/users/batch-delete",
+                Operation::WorkspaceBatchDelete,
+            ),
         ]
     })
 }
@@ -155,9 +281,14 @@ pub enum RouteMiss {
     MethodNotAllowed(Vec<Method>),
 }
 
-/// Resolves a request to a route. A trailing slash and the path aliases are accepted.
+/// Resolves a request to a route. A trailing slash and the path aliases are accepted, and so
+/// is the `.json` suffix Zendesk clients append.
 pub fn resolve(method: &Method, path: &str) -> Result<Route, RouteMiss> {
     let trimmed = path.strip_suffix('/').unwrap_or(path);
+    let trimmed = match trimmed.strip_suffix(".json") {
+        Some(bare) if Dialect::of_path(trimmed) == Dialect::Zendesk => bare,
+        _ => trimmed,
+    };
     let canonical = PATH_ALIASES
         .iter()
         .find_map(|(alias, canonical)| {
@@ -247,5 +378,41 @@ mod tests {
         assert!(RouteGroup::Reads.serves(Operation::Template));
         assert!(!RouteGroup::Reads.serves(Operation::Upload));
         assert!(RouteGroup::All.serves(Operation::Upload));
+    }
+
+    #[test]
+    fn resolves_the_other_dialects() {
+        assert_eq!(
+            op(Method::POST, "/api/v2/users/create_many.json"),
+            Ok((Operation::CreateManyUsers, vec![]))
+        );
+        assert_eq!(
+            op(Method::GET, "/api/v2/job_statuses/show_many.json"),
+            Ok((Operation::ShowManyJobStatuses, vec![]))
+        );
+        assert_eq!(
+            op(Method::GET, "/api/v2/job_statuses/0a1b.json"),
+            Ok((Operation::JobStatus, vec!["0a1b".into()]))
+        );
+        assert_eq!(
+            op(Method::POST, "/v2/acme/users/batch-create/"),
+            Ok((Operation::WorkspaceBatchCreate, vec!["acme".into()]))
+        );
+        assert_eq!(
+            op(Method::DELETE, "/v2/acme/users/17"),
+            Ok((
+                Operation::WorkspaceDeleteUser,
+                vec!["acme".into(), "17".into()]
+            ))
+        );
+        assert_eq!(
+            op(Method::GET, "/v2/acme/users/batch-create"),
+            Err(RouteMiss::MethodNotAllowed(vec![
+                Method::POST,
+                Method::DELETE
+            ]))
+        );
+        assert_eq!(Dialect::of_path("/v2/x/users"), Dialect::Workspace);
+        assert_eq!(Dialect::of(Operation::JobStatus), Dialect::Zendesk);
     }
 }

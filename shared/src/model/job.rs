@@ -2,10 +2,65 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{TenantId, Timestamp};
+use super::{TenantId, Timestamp, UserAction, UserId};
 
 /// Job ids are integers, unique across tenants, increasing with creation time.
 pub type JobId = u64;
+
+/// What a job does with its file's records, and which dialect asked for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// CCAI: an uploaded file of user rows, matched by email (create or update).
+    #[default]
+    Upload,
+    /// Zendesk `users/create_many`: every record creates a user.
+    CreateMany,
+    /// Zendesk `users/create_or_update_many`: matched by email or external id.
+    CreateOrUpdateMany,
+    /// Zendesk `users/update_many`: every record names an existing user by id or external id.
+    UpdateMany,
+    /// Zendesk `users/destroy_many`: every record names a user to delete.
+    DestroyMany,
+    /// Huawei Workspace `users/batch-create`, processed synchronously.
+    WorkspaceCreate,
+    /// Huawei Workspace `users/batch-delete` and `DELETE users/{id}`, processed synchronously.
+    WorkspaceDelete,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Upload => "upload",
+            JobKind::CreateMany => "create_many",
+            JobKind::CreateOrUpdateMany => "create_or_update_many",
+            JobKind::UpdateMany => "update_many",
+            JobKind::DestroyMany => "destroy_many",
+            JobKind::WorkspaceCreate => "workspace_create",
+            JobKind::WorkspaceDelete => "workspace_delete",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<JobKind> {
+        [
+            JobKind::Upload,
+            JobKind::CreateMany,
+            JobKind::CreateOrUpdateMany,
+            JobKind::UpdateMany,
+            JobKind::DestroyMany,
+            JobKind::WorkspaceCreate,
+            JobKind::WorkspaceDelete,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == text)
+    }
+
+    /// Whether the job records a result per row (the dialects that report them); CCAI uploads
+    /// record only their update errors, so a million-row job writes no million results.
+    pub fn records_results(self) -> bool {
+        self != JobKind::Upload
+    }
+}
 
 /// The job state machine:
 /// `created` → `valid_scheme` | `invalid_scheme` → (`valid_scheme` only) `in_progress` → `completed`,
@@ -116,6 +171,8 @@ pub struct WorkItem {
 pub struct Job {
     pub id: JobId,
     pub tenant: TenantId,
+    #[serde(default)]
+    pub kind: JobKind,
     pub status: JobStatus,
     pub filename: String,
     /// Where the job's file lives in the file store.
@@ -142,6 +199,7 @@ pub struct Job {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
     pub tenant: TenantId,
+    pub kind: JobKind,
     pub filename: String,
     pub file_key: String,
     pub file_bytes: u64,
@@ -233,7 +291,51 @@ pub struct ChunkResult {
     pub affected_rows: u64,
     pub failed_rows: u64,
     pub errors: Vec<UpdateError>,
+    /// One per row, in row order, for jobs that [record results](JobKind::records_results).
+    pub results: Vec<RowResult>,
     pub at: Timestamp,
+}
+
+/// What happened to one row of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowAction {
+    Created,
+    Updated,
+    Deleted,
+    Failed,
+}
+
+impl From<UserAction> for RowAction {
+    fn from(action: UserAction) -> RowAction {
+        match action {
+            UserAction::Created => RowAction::Created,
+            UserAction::Updated => RowAction::Updated,
+            UserAction::Deleted => RowAction::Deleted,
+        }
+    }
+}
+
+/// The result of one row, as the dialects that report per-record results show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowResult {
+    /// 0-based position of the record in the request / file.
+    pub index: u64,
+    pub action: RowAction,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// For failures: a short error code (`InvalidValue`, `NotFound`, `DuplicateValue`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// For failures: what was wrong, naming the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 /// What committing a chunk did.

@@ -86,16 +86,34 @@ impl Default for Limits {
     }
 }
 
-/// An API credential. The secret itself is never stored: only its SHA-256 digest.
+/// An API credential. The secret itself is never stored in clear: it is kept sealed under the
+/// server's master key (signature schemes need to recompute an HMAC keyed by it), with a keyed
+/// digest to find the credential by its secret (see `crate::auth`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credential {
     pub tenant: TenantId,
-    /// Public identifier of the credential.
+    /// Public identifier of the credential, unique across tenants: the access key (AK) of the
+    /// Huawei SDK's request signing.
     pub key_id: String,
     /// Human-readable name, reported as the job's `*_api_user_name`.
     pub name: String,
-    /// Hex SHA-256 of the secret.
-    pub secret_sha256: String,
+    /// Base64 of nonce ‖ AES-256-GCM ciphertext of the secret under the master key, with the
+    /// tenant and key id as associated data.
+    pub sealed_secret: String,
+    /// Hex HMAC-SHA256(master key, `"secret:" + secret`), unique across tenants.
+    pub secret_lookup: String,
     pub revoked: bool,
     pub created_at: Timestamp,
+}
+
+/// What storing a credential did. Key ids and secrets are global: a key id held by another
+/// tenant, or a secret (look-up digest) held by another credential, is refused and nothing is
+/// written. Storing the same (tenant, key id) again replaces that credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialPut {
+    Stored,
+    /// Another tenant has a credential with this key id.
+    KeyIdTaken,
+    /// Another credential has this secret.
+    SecretTaken,
 }

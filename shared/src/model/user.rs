@@ -1,20 +1,35 @@
-//! Users of a tenant, as the bulk jobs create and change them.
+//! Users of a tenant: one record per person, whichever dialect created or changed it.
+//!
+//! A user is identified by its system `id` and may be found by any of its unique keys: its
+//! email, its external id (Zendesk) and its user name (Huawei Workspace), each unique per
+//! tenant, case-insensitively. The CCAI fields, the support profile (Zendesk) and the workspace
+//! account (Huawei) are views of the same record.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::Timestamp;
+use super::{JobId, Timestamp};
 
 /// The system id of a user, unique across tenants.
 pub type UserId = u64;
 
-/// A stored user. `email_key` (the lower-cased email) is the match key, unique per tenant.
+/// A stored user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     pub id: UserId,
-    pub email: String,
-    pub agent_number: Option<String>,
+    /// Increases with every saved change; a save expects the version it read.
+    #[serde(default)]
+    pub version: u64,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
     pub first_name: String,
     pub last_name: String,
+    pub agent_number: Option<String>,
     pub location: Option<String>,
     pub max_chat_limit: Option<u32>,
     pub max_chat_limit_enabled: bool,
@@ -22,36 +37,322 @@ pub struct User {
     pub roles: Vec<String>,
     /// Names of the tenant teams the user belongs to, in the tenant's spelling, sorted.
     pub teams: Vec<String>,
-    /// Set while the user is deactivated (`status: "Inactive"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// Zendesk `alias`, Huawei `alias_name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    #[serde(default)]
+    pub support: SupportProfile,
+    #[serde(default)]
+    pub workspace: WorkspaceAccount,
+    /// Set while the user is deactivated (CCAI `status: "Inactive"`, Zendesk `suspended`).
     pub deactivated_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Set when the user was deleted (Zendesk destroy, Huawei delete). A deleted user holds no
+    /// keys and is not listed; its record stays so a re-run of the job sees what it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<Timestamp>,
+    /// The job row that last changed the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change: Option<ChangeStamp>,
+}
+
+/// Zendesk's view of a user, beyond the shared fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupportProfile {
+    #[serde(default)]
+    pub role: SupportRole,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_role_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<Identity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    #[serde(default)]
+    pub verified: bool,
+    /// Custom user fields, by key; values are strings, numbers, booleans or null.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub user_fields: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SupportRole {
+    #[default]
+    EndUser,
+    Agent,
+    Admin,
+}
+
+impl SupportRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SupportRole::EndUser => "end-user",
+            SupportRole::Agent => "agent",
+            SupportRole::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<SupportRole> {
+        match text {
+            "end-user" | "end_user" => Some(SupportRole::EndUser),
+            "agent" => Some(SupportRole::Agent),
+            "admin" => Some(SupportRole::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// A Zendesk user identity (`{type, value}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub value: String,
+}
+
+/// Huawei Workspace's view of a user, beyond the shared fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceAccount {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_type: Option<ActiveType>,
+    /// `"0"` (never) or a `yyyy-MM-ddTHH:mm:ss[.SSS]Z` instant, as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_expires: Option<String>,
+    /// The initial password, hashed (argon2id, PHC string). Never the password itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_change_password: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_login_change_password: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ActiveType {
+    UserActivate,
+    AdminActivate,
+}
+
+impl ActiveType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActiveType::UserActivate => "USER_ACTIVATE",
+            ActiveType::AdminActivate => "ADMIN_ACTIVATE",
+        }
+    }
+}
+
+/// What a job row did to a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserAction {
+    Created,
+    Updated,
+    Deleted,
+}
+
+/// The job row that last changed a user, and how. A re-run of that row (a re-delivered chunk)
+/// finds it and reports the same action without writing again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeStamp {
+    pub job: JobId,
+    /// 1-based position of the row in the job's file.
+    pub row: u64,
+    pub action: UserAction,
+}
+
+/// A unique key of a user within its tenant, normalised (trimmed, lower-cased).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum UserKey {
+    Email(String),
+    ExternalId(String),
+    UserName(String),
+}
+
+impl UserKey {
+    pub fn email(email: &str) -> UserKey {
+        UserKey::Email(email_key(email))
+    }
+
+    pub fn external_id(external_id: &str) -> UserKey {
+        UserKey::ExternalId(external_id.trim().to_lowercase())
+    }
+
+    pub fn user_name(user_name: &str) -> UserKey {
+        UserKey::UserName(user_name.trim().to_lowercase())
+    }
+
+    /// The name of the field the key comes from.
+    pub fn field(&self) -> &'static str {
+        match self {
+            UserKey::Email(_) => "email",
+            UserKey::ExternalId(_) => "external_id",
+            UserKey::UserName(_) => "user_name",
+        }
+    }
+
+    pub fn value(&self) -> &str {
+        match self {
+            UserKey::Email(value) | UserKey::ExternalId(value) | UserKey::UserName(value) => value,
+        }
+    }
+}
+
+impl std::fmt::Display for UserKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} '{}'", self.field(), self.value())
+    }
 }
 
 impl User {
-    pub fn email_key(&self) -> String {
-        email_key(&self.email)
+    /// A new, active user with no fields set.
+    pub fn new(id: UserId, now: Timestamp) -> User {
+        User {
+            id,
+            version: 0,
+            email: None,
+            external_id: None,
+            user_name: None,
+            first_name: String::new(),
+            last_name: String::new(),
+            agent_number: None,
+            location: None,
+            max_chat_limit: None,
+            max_chat_limit_enabled: false,
+            roles: Vec::new(),
+            teams: Vec::new(),
+            phone: None,
+            alias: None,
+            support: SupportProfile::default(),
+            workspace: WorkspaceAccount::default(),
+            deactivated_at: None,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            last_change: None,
+        }
+    }
+
+    pub fn email_key(&self) -> Option<String> {
+        self.email.as_deref().map(email_key)
+    }
+
+    /// The unique keys the user holds; none once deleted.
+    pub fn keys(&self) -> Vec<UserKey> {
+        if self.is_deleted() {
+            return Vec::new();
+        }
+        let mut keys = Vec::with_capacity(3);
+        keys.extend(self.email.as_deref().map(UserKey::email));
+        keys.extend(self.external_id.as_deref().map(UserKey::external_id));
+        keys.extend(self.user_name.as_deref().map(UserKey::user_name));
+        keys
+    }
+
+    pub fn holds(&self, key: &UserKey) -> bool {
+        self.keys().contains(key)
     }
 
     pub fn is_active(&self) -> bool {
         self.deactivated_at.is_none()
     }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
+
+    /// The display name: first and last name, else the alias, else the user name, else the email.
+    pub fn display_name(&self) -> String {
+        let full = format!("{} {}", self.first_name, self.last_name);
+        let full = full.trim();
+        if !full.is_empty() {
+            return full.to_owned();
+        }
+        [&self.alias, &self.user_name, &self.email]
+            .into_iter()
+            .flatten()
+            .next()
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
-/// Users are matched by email, case-insensitively.
+/// Emails are matched case-insensitively.
 pub fn email_key(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
-/// A change to the user table, applied by the processor. Short-lived, a batch at a time, so
-/// the size difference of the variants does not matter.
-#[allow(clippy::large_enum_variant)]
+/// Splits a full name into first and last name at its last space ("Ada King Lovelace" →
+/// "Ada King", "Lovelace"; "Cher" → "Cher", "").
+pub fn split_name(name: &str) -> (String, String) {
+    let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
+    match name.rsplit_once(' ') {
+        Some((first, last)) => (first.to_owned(), last.to_owned()),
+        None => (name, String::new()),
+    }
+}
+
+/// A change to one user, saved atomically with the keys it claims and releases: `before` is the
+/// user as read (`None` for a new user), `after` the user to store (its version one higher).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UserWrite {
-    /// Create or overwrite the user stored under `user.email_key()`.
-    Put(User),
-    /// Remove the entry stored under this email key (the old address of a renamed user).
-    DeleteEmail(String),
+pub struct UserChange {
+    pub before: Option<User>,
+    pub after: User,
+}
+
+impl UserChange {
+    /// Keys `after` holds that `before` did not.
+    pub fn claimed_keys(&self) -> Vec<UserKey> {
+        let held = self.before.as_ref().map(User::keys).unwrap_or_default();
+        self.after
+            .keys()
+            .into_iter()
+            .filter(|key| !held.contains(key))
+            .collect()
+    }
+
+    /// Keys `before` held that `after` does not.
+    pub fn released_keys(&self) -> Vec<UserKey> {
+        let kept = self.after.keys();
+        self.before
+            .as_ref()
+            .map(User::keys)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|key| !kept.contains(key))
+            .collect()
+    }
+}
+
+/// What saving one [`UserChange`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaveOutcome {
+    Saved,
+    /// Another user holds this key; nothing was saved.
+    KeyTaken(UserKey),
+    /// The stored user is not the `before` of the change (changed concurrently, or a new
+    /// user's id exists); nothing was saved.
+    Stale,
 }
 
 /// How a selection of users is asked for in "get user configuration data".
@@ -60,4 +361,43 @@ pub enum UserSelector {
     Emails(Vec<String>),
     Ids(Vec<UserId>),
     AgentNumbers(Vec<String>),
+}
+
+/// Narrows a user listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserFilter {
+    /// Only users whose user name contains this text, case-insensitively.
+    pub user_name_contains: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_split_at_the_last_space() {
+        assert_eq!(
+            split_name("  Ada  King Lovelace "),
+            ("Ada King".into(), "Lovelace".into())
+        );
+        assert_eq!(split_name("Cher"), ("Cher".into(), String::new()));
+    }
+
+    #[test]
+    fn changes_claim_and_release_keys() {
+        let now = Timestamp::now();
+        let mut before = User::new(1, now);
+        before.email = Some("A@x.io".into());
+        before.user_name = Some("ann".into());
+        let mut after = before.clone();
+        after.email = Some("b@x.io".into());
+        let change = UserChange {
+            before: Some(before),
+            after: after.clone(),
+        };
+        assert_eq!(change.claimed_keys(), vec![UserKey::email("B@X.io")]);
+        assert_eq!(change.released_keys(), vec![UserKey::email("a@x.io")]);
+        after.deleted_at = Some(now);
+        assert!(after.keys().is_empty());
+    }
 }

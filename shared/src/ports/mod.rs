@@ -10,9 +10,9 @@ use bytes::Bytes;
 use tokio::io::AsyncBufRead;
 
 use crate::model::{
-    ChunkCommit, ChunkResult, Credential, Job, JobId, NewFile, NewJob, ProceedOutcome, SchemeError,
-    SchemeReport, TenantId, TenantSettings, Timestamp, UpdateError, User, UserId, UserSelector,
-    UserWrite, WorkItem,
+    ChunkCommit, ChunkResult, Credential, Job, JobId, NewFile, NewJob, ProceedOutcome, RowResult,
+    SaveOutcome, SchemeError, SchemeReport, TenantId, TenantSettings, Timestamp, UpdateError, User,
+    UserChange, UserFilter, UserId, UserKey, UserSelector, WorkItem,
 };
 
 /// A failure of a dependency (database, object store, queue): never the client's fault.
@@ -65,6 +65,15 @@ pub trait JobStore: Send + Sync {
     async fn list_jobs(&self, tenant: &TenantId, page: PageRequest)
         -> StoreResult<(Vec<Job>, u64)>;
 
+    /// Up to `limit` of the tenant's jobs with ids below `before` (all when `None`), newest
+    /// first: cursor paging.
+    async fn jobs_before(
+        &self,
+        tenant: &TenantId,
+        before: Option<JobId>,
+        limit: u64,
+    ) -> StoreResult<Vec<Job>>;
+
     /// Points a job that has not been proceeded at a new file and puts it back to `created`,
     /// dropping the old scheme errors. `None` when the job is missing; the unchanged job when its
     /// status no longer accepts a new file.
@@ -101,11 +110,14 @@ pub trait JobStore: Send + Sync {
 
     async fn update_errors(&self, tenant: &TenantId, id: JobId) -> StoreResult<Vec<UpdateError>>;
 
+    /// The recorded row results of the job's committed chunks, in row order.
+    async fn results(&self, tenant: &TenantId, id: JobId) -> StoreResult<Vec<RowResult>>;
+
     /// Whether the chunk's result has already been committed.
     async fn chunk_committed(&self, job_id: JobId, chunk: u32) -> StoreResult<bool>;
 
-    /// Records a chunk's update errors and adds its counts to the job, exactly once per
-    /// (job, chunk) however often it is called; the commit that completes the last chunk
+    /// Records a chunk's update errors and row results and adds its counts to the job, exactly
+    /// once per (job, chunk) however often it is called; the commit that completes the last chunk
     /// moves the job to `completed`.
     async fn commit_chunk(&self, result: ChunkResult) -> StoreResult<ChunkCommit>;
 
@@ -116,23 +128,35 @@ pub trait JobStore: Send + Sync {
 /// The users of each tenant.
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// The users stored under these email keys (lower-cased emails); missing ones are left out.
-    async fn users_by_email_keys(
+    /// The live users holding any of these keys, each once (strongly consistent).
+    async fn users_by_keys(&self, tenant: &TenantId, keys: &[UserKey]) -> StoreResult<Vec<User>>;
+
+    /// The users with these ids, deleted ones included (a re-run sees what it did), each once.
+    async fn users_by_ids(&self, tenant: &TenantId, ids: &[UserId]) -> StoreResult<Vec<User>>;
+
+    /// Saves each change atomically with the keys it claims and releases, independently of
+    /// the others, and answers one outcome per change, in order. A change is saved only when
+    /// the stored user is still its `before` (by version; for a new user: no user with that id,
+    /// or the very same user already saved by an earlier run) and every key it claims is free
+    /// or already its own.
+    async fn save_users(
         &self,
         tenant: &TenantId,
-        keys: &[String],
-    ) -> StoreResult<Vec<User>>;
-
-    /// Applies the writes; each one is idempotent.
-    async fn write_users(&self, tenant: &TenantId, writes: Vec<UserWrite>) -> StoreResult<()>;
+        changes: &[UserChange],
+    ) -> StoreResult<Vec<SaveOutcome>>;
 
     /// Reserves `count` fresh user ids and returns the first; the ids are `first..first + count`.
     async fn allocate_user_ids(&self, count: u64) -> StoreResult<UserId>;
 
-    /// The tenant's users in id order, one page.
-    async fn list_users(&self, tenant: &TenantId, page: PageRequest) -> StoreResult<Vec<User>>;
+    /// The tenant's live users in id order, one page, and how many match the filter in all.
+    async fn list_users(
+        &self,
+        tenant: &TenantId,
+        filter: &UserFilter,
+        page: PageRequest,
+    ) -> StoreResult<(Vec<User>, u64)>;
 
-    /// The tenant's users matching the selector, in id order.
+    /// The tenant's live users matching the selector, in id order.
     async fn select_users(
         &self,
         tenant: &TenantId,
@@ -147,10 +171,24 @@ pub trait TenantStore: Send + Sync {
 
     async fn put_settings(&self, settings: &TenantSettings) -> StoreResult<()>;
 
-    /// All credentials of a tenant, revoked ones included.
+    /// All credentials of a tenant, revoked ones included, oldest first (then by key id).
     async fn credentials(&self, tenant: &TenantId) -> StoreResult<Vec<Credential>>;
 
-    async fn put_credential(&self, credential: &Credential) -> StoreResult<()>;
+    /// Stores a credential, replacing the one with the same tenant and key id. Key ids and
+    /// secret look-up digests are unique across tenants: when another tenant holds the key id,
+    /// or another credential the look-up digest, nothing is written and the outcome says which.
+    async fn put_credential(
+        &self,
+        credential: &Credential,
+    ) -> StoreResult<crate::model::CredentialPut>;
+
+    /// The credential with this key id, whatever its tenant, revoked or not (strongly
+    /// consistent: used to authenticate).
+    async fn credential_by_key_id(&self, key_id: &str) -> StoreResult<Option<Credential>>;
+
+    /// The credential whose `secret_lookup` is `lookup`, whatever its tenant, revoked or not
+    /// (strongly consistent: used to authenticate).
+    async fn credential_by_secret_lookup(&self, lookup: &str) -> StoreResult<Option<Credential>>;
 
     /// Marks a credential revoked; false when the tenant has no such key id.
     async fn revoke_credential(&self, tenant: &TenantId, key_id: &str) -> StoreResult<bool>;
@@ -209,4 +247,6 @@ pub struct Ports {
     pub tenants: Arc<dyn TenantStore>,
     pub files: Arc<dyn FileStore>,
     pub queue: Arc<dyn WorkQueue>,
+    /// The key API credentials' secrets are sealed with.
+    pub master_key: Arc<crate::auth::MasterKey>,
 }

@@ -1,30 +1,86 @@
 //! API credentials: authenticating callers, issuing, listing and revoking credentials.
+//!
+//! Every authentication failure is [`ServiceError::Unauthorized`], whatever went wrong (unknown
+//! key id or secret, another tenant's credential, a revoked one, a bad signature, clock skew).
+//! Secrets are never logged nor echoed.
 
 use super::{BulkService, Principal, ServiceError, ServiceResult};
-use crate::auth::{self, IssuedCredential};
-use crate::model::TenantId;
+use crate::auth::{self, IssuedCredential, SignedRequest};
+use crate::model::{Credential, CredentialPut, TenantId, Timestamp};
 
 impl BulkService {
-    /// Checks a tenant name and secret against the tenant's live credentials.
+    /// HTTP Basic with the tenant as user name: the credential the secret belongs to must be a
+    /// live one of that tenant.
     pub async fn authenticate(&self, tenant: &str, secret: &str) -> ServiceResult<Principal> {
         let Ok(tenant) = TenantId::parse(tenant) else {
             return Err(ServiceError::Unauthorized);
         };
-        let credentials = self.ports.tenants.credentials(&tenant).await?;
-        let credential =
-            auth::matching_credential(&credentials, secret).ok_or(ServiceError::Unauthorized)?;
-        Ok(Principal {
-            tenant,
-            key_id: credential.key_id.clone(),
-            name: credential.name.clone(),
-        })
+        let principal = self.authenticate_secret(secret).await?;
+        if principal.tenant == tenant {
+            Ok(principal)
+        } else {
+            Err(ServiceError::Unauthorized)
+        }
     }
 
-    /// The tenant's credentials (their secrets are not stored, so none are shown).
-    pub async fn credentials(
+    /// A secret alone (`Authorization: Bearer {secret}`, Zendesk's Basic `{email}/token:{secret}`,
+    /// Huawei's `X-Auth-Token: {secret}`): the caller is the live credential holding it, and the
+    /// tenant is that credential's.
+    pub async fn authenticate_secret(&self, secret: &str) -> ServiceResult<Principal> {
+        if secret.is_empty() {
+            return Err(ServiceError::Unauthorized);
+        }
+        let key = &self.ports.master_key;
+        let lookup = key.secret_lookup(secret);
+        let credential = self
+            .ports
+            .tenants
+            .credential_by_secret_lookup(&lookup)
+            .await?
+            .ok_or(ServiceError::Unauthorized)?;
+        if !auth::secret_matches(key, &credential, secret) {
+            return Err(ServiceError::Unauthorized);
+        }
+        Ok(principal(credential))
+    }
+
+    /// A request signed with AK/SK (`Authorization: SDK-HMAC-SHA256 Access={key id}, …`), as the
+    /// Huawei SDKs send it: the signature must be the live credential's, over this very request,
+    /// signed within 15 minutes of now.
+    pub async fn authenticate_signed(
         &self,
-        tenant: &TenantId,
-    ) -> ServiceResult<Vec<crate::model::Credential>> {
+        request: &SignedRequest<'_>,
+    ) -> ServiceResult<Principal> {
+        self.authenticate_signed_at(request, Timestamp::now()).await
+    }
+
+    /// [`BulkService::authenticate_signed`] with the server's clock reading `now`.
+    pub async fn authenticate_signed_at(
+        &self,
+        request: &SignedRequest<'_>,
+        now: Timestamp,
+    ) -> ServiceResult<Principal> {
+        let authorization = request.authorization().map_err(refused)?;
+        let credential = self
+            .ports
+            .tenants
+            .credential_by_key_id(&authorization.access)
+            .await?
+            .filter(|credential| !credential.revoked)
+            .ok_or(ServiceError::Unauthorized)?;
+        let Some(secret) = self.ports.master_key.open_credential(&credential) else {
+            tracing::warn!(
+                key_id = %credential.key_id,
+                "a stored credential's secret does not open: is this the master key it was sealed with?"
+            );
+            return Err(ServiceError::Unauthorized);
+        };
+        auth::verify_signed_request(request, &authorization, &secret, now).map_err(refused)?;
+        Ok(principal(credential))
+    }
+
+    /// The tenant's credentials (their secrets are sealed; callers must not show them).
+    pub async fn credentials(&self, tenant: &TenantId) -> ServiceResult<Vec<Credential>> {
         Ok(self.ports.tenants.credentials(tenant).await?)
     }
 
@@ -40,22 +96,23 @@ impl BulkService {
     }
 
     /// Issues a new credential (random secret) for the tenant, creating the tenant if needed.
+    /// A key id another tenant holds is a conflict.
     pub async fn create_credential(
         &self,
         tenant: &TenantId,
         name: &str,
         key_id: Option<&str>,
     ) -> ServiceResult<IssuedCredential> {
+        check_key_id(key_id)?;
         self.ensure_tenant(tenant).await?;
-        let issued = auth::issue_credential(tenant, name, key_id);
-        self.ports
-            .tenants
-            .put_credential(&issued.credential)
-            .await?;
+        let issued = auth::issue_credential(&self.ports.master_key, tenant, name, key_id);
+        self.store_credential(&issued.credential).await?;
         Ok(issued)
     }
 
-    /// Stores a credential for an operator-chosen secret (replacing one with the same key id).
+    /// Stores a credential for an operator-chosen secret, replacing the tenant's credential with
+    /// the same key id (and un-revoking it). A key id another tenant holds, or a secret another
+    /// credential has, is a conflict.
     pub async fn install_credential(
         &self,
         tenant: &TenantId,
@@ -63,12 +120,330 @@ impl BulkService {
         key_id: &str,
         secret: &str,
     ) -> ServiceResult<()> {
+        check_key_id(Some(key_id))?;
+        if secret.is_empty() {
+            return Err(ServiceError::invalid(
+                "secret",
+                "a secret must not be empty",
+            ));
+        }
         self.ensure_tenant(tenant).await?;
-        let issued = auth::credential_with_secret(tenant, name, Some(key_id), secret.to_owned());
-        self.ports
-            .tenants
-            .put_credential(&issued.credential)
-            .await?;
-        Ok(())
+        let issued = auth::credential_with_secret(
+            &self.ports.master_key,
+            tenant,
+            name,
+            Some(key_id),
+            secret.to_owned(),
+        );
+        self.store_credential(&issued.credential).await
+    }
+
+    async fn store_credential(&self, credential: &Credential) -> ServiceResult<()> {
+        match self.ports.tenants.put_credential(credential).await? {
+            CredentialPut::Stored => Ok(()),
+            CredentialPut::KeyIdTaken => Err(ServiceError::Conflict(format!(
+                "key id {} belongs to another tenant: key ids are unique across tenants",
+                credential.key_id
+            ))),
+            CredentialPut::SecretTaken => Err(ServiceError::Conflict(
+                "this secret is already another credential's: choose another secret".to_owned(),
+            )),
+        }
+    }
+}
+
+fn principal(credential: Credential) -> Principal {
+    Principal {
+        tenant: credential.tenant,
+        key_id: credential.key_id,
+        name: credential.name,
+    }
+}
+
+fn refused(error: auth::SignatureError) -> ServiceError {
+    tracing::debug!(%error, "signed request refused");
+    ServiceError::Unauthorized
+}
+
+/// Key ids travel in `Authorization` headers (`Access=…`) and are listed by tab-separated
+/// output: 1–128 characters of ASCII letters, digits and `-_.~`.
+fn check_key_id(key_id: Option<&str>) -> ServiceResult<()> {
+    match key_id {
+        Some(key_id)
+            if key_id.is_empty()
+                || key_id.len() > 128
+                || !key_id.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+                }) =>
+        {
+            Err(ServiceError::invalid(
+                "key_id",
+                "a key id is 1-128 ASCII letters, digits or '-', '_', '.', '~'",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(all(test, feature = "embedded"))]
+mod tests {
+    use std::sync::Arc;
+
+    use http::{HeaderMap, HeaderValue};
+
+    use super::*;
+    use crate::adapters::embedded;
+    use crate::auth::MasterKey;
+    use crate::service::ServiceConfig;
+
+    async fn service(dir: &tempfile::TempDir) -> BulkService {
+        let adapters = embedded::open(dir.path()).await.unwrap();
+        BulkService::new(adapters.ports, ServiceConfig::default())
+    }
+
+    fn tenant(name: &str) -> TenantId {
+        TenantId::parse(name).unwrap()
+    }
+
+    #[tokio::test]
+    async fn secrets_authenticate_their_tenant_only_until_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = service(&dir).await;
+        let issued = service
+            .create_credential(&tenant("acme"), "ops", None)
+            .await
+            .unwrap();
+        service
+            .create_credential(&tenant("globex"), "ops", None)
+            .await
+            .unwrap();
+        let who = service.authenticate("acme", &issued.secret).await.unwrap();
+        assert_eq!(who.tenant, tenant("acme"));
+        assert_eq!(who.key_id, issued.credential.key_id);
+        assert_eq!(who.name, "ops");
+        assert_eq!(
+            service.authenticate_secret(&issued.secret).await.unwrap(),
+            who
+        );
+        for (user, secret) in [
+            ("globex", issued.secret.as_str()),
+            ("Acme!", issued.secret.as_str()),
+            ("acme", "wrong"),
+            ("acme", ""),
+        ] {
+            assert!(matches!(
+                service.authenticate(user, secret).await,
+                Err(ServiceError::Unauthorized)
+            ));
+        }
+        assert!(matches!(
+            service.authenticate_secret("wrong").await,
+            Err(ServiceError::Unauthorized)
+        ));
+        service
+            .revoke_credential(&tenant("acme"), &issued.credential.key_id)
+            .await
+            .unwrap();
+        assert!(matches!(
+            service.authenticate_secret(&issued.secret).await,
+            Err(ServiceError::Unauthorized)
+        ));
+    }
+
+    #[tokio::test]
+    async fn key_ids_are_global_and_reinstalling_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = service(&dir).await;
+        service
+            .install_credential(&tenant("acme"), "local", "acme", "first-secret")
+            .await
+            .unwrap();
+        assert!(matches!(
+            service
+                .install_credential(&tenant("globex"), "local", "acme", "other-secret")
+                .await,
+            Err(ServiceError::Conflict(_))
+        ));
+        assert!(matches!(
+            service
+                .create_credential(&tenant("globex"), "api", Some("acme"))
+                .await,
+            Err(ServiceError::Conflict(_))
+        ));
+        assert!(matches!(
+            service
+                .install_credential(&tenant("globex"), "local", "globex", "first-secret")
+                .await,
+            Err(ServiceError::Conflict(_))
+        ));
+        assert!(matches!(
+            service
+                .create_credential(&tenant("globex"), "api", Some("bad key"))
+                .await,
+            Err(ServiceError::Invalid { .. })
+        ));
+        // Re-seeding on every start: the same tenant and key id, the same or a new secret.
+        service
+            .install_credential(&tenant("acme"), "local", "acme", "first-secret")
+            .await
+            .unwrap();
+        service
+            .install_credential(&tenant("acme"), "local", "acme", "second-secret")
+            .await
+            .unwrap();
+        assert!(service.authenticate("acme", "first-secret").await.is_err());
+        assert_eq!(
+            service
+                .authenticate("acme", "second-secret")
+                .await
+                .unwrap()
+                .key_id,
+            "acme"
+        );
+        assert_eq!(service.credentials(&tenant("acme")).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn credentials_survive_a_restart_with_the_same_master_key_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let issued = service(&dir)
+            .await
+            .create_credential(&tenant("acme"), "ops", None)
+            .await
+            .unwrap();
+        let reopened = service(&dir).await;
+        assert!(reopened.authenticate("acme", &issued.secret).await.is_ok());
+
+        let adapters = embedded::open(dir.path()).await.unwrap();
+        let mut ports = adapters.ports;
+        ports.master_key = Arc::new(MasterKey::generate());
+        let other_key = BulkService::new(ports, ServiceConfig::default());
+        assert!(matches!(
+            other_key.authenticate("acme", &issued.secret).await,
+            Err(ServiceError::Unauthorized)
+        ));
+    }
+
+    /// Signs a request like the Huawei SDK, at `at` (`X-Sdk-Date`).
+    fn signed_headers(
+        key_id: &str,
+        secret: &str,
+        path: &str,
+        query: Option<&str>,
+        body: &[u8],
+        at: &str,
+    ) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("127.0.0.1:3000"));
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        headers.insert("x-sdk-date", HeaderValue::from_str(at).unwrap());
+        headers.insert("x-project-id", HeaderValue::from_static("acme"));
+        let authorization = auth::sign_request(
+            &SignedRequest {
+                method: "POST",
+                path,
+                query,
+                headers: &headers,
+                body,
+            },
+            key_id,
+            secret,
+        )
+        .unwrap();
+        headers.insert(
+            "authorization",
+            HeaderValue::from_str(&authorization).unwrap(),
+        );
+        headers
+    }
+
+    #[tokio::test]
+    async fn signed_requests_authenticate_by_key_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = service(&dir).await;
+        service
+            .install_credential(&tenant("acme"), "sdk", "AKACME", "sk-of-acme")
+            .await
+            .unwrap();
+        let now = Timestamp::parse("2025-01-02T03:04:05.000Z").unwrap();
+        let path = "/v2/acme/users/batch-create";
+        let body = br#"{"users":[{"user_name":"ann"}]}"#;
+        let headers = signed_headers(
+            "AKACME",
+            "sk-of-acme",
+            path,
+            Some("a=1"),
+            body,
+            "20250102T030405Z",
+        );
+        let request = SignedRequest {
+            method: "POST",
+            path,
+            query: Some("a=1"),
+            headers: &headers,
+            body,
+        };
+        let who = service.authenticate_signed_at(&request, now).await.unwrap();
+        assert_eq!(who.tenant, tenant("acme"));
+        assert_eq!(who.key_id, "AKACME");
+        assert_eq!(who.name, "sdk");
+
+        // Clock skew beyond 15 minutes.
+        assert!(matches!(
+            service
+                .authenticate_signed_at(&request, now.plus_seconds(901))
+                .await,
+            Err(ServiceError::Unauthorized)
+        ));
+        // The real clock is far from 2025-01-02.
+        assert!(matches!(
+            service.authenticate_signed(&request).await,
+            Err(ServiceError::Unauthorized)
+        ));
+        // A tampered body, a wrong secret, an unknown key id.
+        let tampered = SignedRequest {
+            body: br#"{"users":[{"user_name":"eve"}]}"#,
+            ..request
+        };
+        assert!(service
+            .authenticate_signed_at(&tampered, now)
+            .await
+            .is_err());
+        for (key_id, secret) in [("AKACME", "wrong"), ("AKNOPE", "sk-of-acme")] {
+            let headers =
+                signed_headers(key_id, secret, path, Some("a=1"), body, "20250102T030405Z");
+            let request = SignedRequest {
+                headers: &headers,
+                ..request
+            };
+            assert!(matches!(
+                service.authenticate_signed_at(&request, now).await,
+                Err(ServiceError::Unauthorized)
+            ));
+        }
+        // Not signed at all.
+        let unsigned = HeaderMap::new();
+        assert!(matches!(
+            service
+                .authenticate_signed_at(
+                    &SignedRequest {
+                        headers: &unsigned,
+                        ..request
+                    },
+                    now
+                )
+                .await,
+            Err(ServiceError::Unauthorized)
+        ));
+
+        // Revoked.
+        service
+            .revoke_credential(&tenant("acme"), "AKACME")
+            .await
+            .unwrap();
+        assert!(matches!(
+            service.authenticate_signed_at(&request, now).await,
+            Err(ServiceError::Unauthorized)
+        ));
     }
 }

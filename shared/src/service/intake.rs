@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::{check_file_size, clean_filename, BulkService, Principal, ServiceError, ServiceResult};
 use crate::jobfile::{ArrayReader, ScanError};
-use crate::model::{Job, JobId, JobStatus, NewFile, NewJob, TenantId, Timestamp};
+use crate::model::{Job, JobId, JobKind, JobStatus, NewFile, NewJob, TenantId, Timestamp};
 use crate::ports::PresignedUpload;
 
 /// The `uploaded_api_user_name` / `proceed_api_user_name` of jobs made from dropped files.
@@ -126,6 +126,7 @@ impl BulkService {
             .ports
             .jobs
             .create_job(NewJob {
+                kind: JobKind::Upload,
                 tenant: who.tenant.clone(),
                 filename: filename.clone(),
                 file_key: String::new(),
@@ -257,6 +258,7 @@ impl BulkService {
             .ports
             .jobs
             .create_job(NewJob {
+                kind: JobKind::Upload,
                 tenant: tenant.clone(),
                 filename: incoming.filename.clone(),
                 file_key: key.to_owned(),

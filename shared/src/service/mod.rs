@@ -1,6 +1,7 @@
 //! The application's operations, free of HTTP and of any vendor: what every route, Lambda and
 //! admin command calls.
 
+mod batches;
 mod credentials;
 mod intake;
 
@@ -12,8 +13,8 @@ use bytes::Bytes;
 use rand::RngCore;
 
 use crate::model::{
-    Job, JobId, NewFile, NewJob, ProceedOutcome, SchemeError, TenantId, TenantSettings, Timestamp,
-    UpdateError, User, UserSelector, WorkItem,
+    Job, JobId, JobKind, NewFile, NewJob, ProceedOutcome, SchemeError, TenantId, TenantSettings,
+    Timestamp, UpdateError, User, UserFilter, UserSelector, WorkItem,
 };
 use crate::ports::{FileReader, PageRequest, Ports, StoreError};
 use crate::processing::{self, ChunkOutcome, ProcessingOptions};
@@ -153,6 +154,7 @@ impl BulkService {
             .ports
             .jobs
             .create_job(NewJob {
+                kind: JobKind::Upload,
                 tenant: who.tenant.clone(),
                 filename,
                 file_key,
@@ -213,10 +215,10 @@ impl BulkService {
                 ),
             });
         }
-        let mut id = [0u8; 16];
-        rand::rng().fill_bytes(&mut id);
-        let key = format!("uploads/{}/{}.json", settings.tenant, hex::encode(id));
-        Ok((clean_filename(&upload.filename), key))
+        Ok((
+            clean_filename(&upload.filename),
+            new_file_key(&settings.tenant),
+        ))
     }
 
     /// Validates a job's file and records the outcome.
@@ -254,16 +256,7 @@ impl BulkService {
     }
 
     async fn start_job(&self, tenant: &TenantId, id: JobId, by: &str) -> ServiceResult<Job> {
-        let outcome = self
-            .ports
-            .jobs
-            .start_processing(tenant, id, by, Timestamp::now())
-            .await?
-            .ok_or_else(|| job_not_found(id))?;
-        let job = match outcome {
-            ProceedOutcome::Started(job) => job,
-            ProceedOutcome::NotProceedable(job) => return Err(not_proceedable(&job)),
-        };
+        let job = self.begin_processing(tenant, id, by).await?;
         let items = job
             .chunk_plan
             .work_items(&job.tenant, job.id, job.total_rows);
@@ -276,6 +269,20 @@ impl BulkService {
             return Err(error.into());
         }
         Ok(job)
+    }
+
+    /// Moves a `valid_scheme` job to `in_progress`.
+    async fn begin_processing(&self, tenant: &TenantId, id: JobId, by: &str) -> ServiceResult<Job> {
+        let outcome = self
+            .ports
+            .jobs
+            .start_processing(tenant, id, by, Timestamp::now())
+            .await?
+            .ok_or_else(|| job_not_found(id))?;
+        match outcome {
+            ProceedOutcome::Started(job) => Ok(job),
+            ProceedOutcome::NotProceedable(job) => Err(not_proceedable(&job)),
+        }
     }
 
     pub async fn job(&self, who: &Principal, id: JobId) -> ServiceResult<Job> {
@@ -311,7 +318,13 @@ impl BulkService {
     /// "Get user configuration data": a page of all users, or a selection.
     pub async fn users(&self, who: &Principal, query: &UserQuery) -> ServiceResult<Vec<User>> {
         Ok(match query {
-            UserQuery::Page(page) => self.ports.users.list_users(&who.tenant, *page).await?,
+            UserQuery::Page(page) => {
+                self.ports
+                    .users
+                    .list_users(&who.tenant, &UserFilter::default(), *page)
+                    .await?
+                    .0
+            }
             UserQuery::Select(selector) => {
                 self.ports.users.select_users(&who.tenant, selector).await?
             }
@@ -448,6 +461,13 @@ fn check_file_size(settings: &TenantSettings, field: &str, bytes: u64) -> Servic
         });
     }
     Ok(())
+}
+
+/// A fresh, unguessable file store key for a job file of the tenant.
+fn new_file_key(tenant: &TenantId) -> String {
+    let mut id = [0u8; 16];
+    rand::rng().fill_bytes(&mut id);
+    format!("uploads/{tenant}/{}.json", hex::encode(id))
 }
 
 fn job_not_found(id: JobId) -> ServiceError {

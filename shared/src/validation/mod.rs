@@ -1,11 +1,39 @@
 //! The one validation path. Upload ("scheme") validation, the processor and every other door a
 //! user record comes in by judge a record with these functions.
 
+mod command;
+mod fields;
 mod file;
 mod row;
+mod workspace;
+mod zendesk;
 
+pub use command::{Intent, Target, UserCommand, UserPatch};
 pub use file::{validate_file, FileValidation};
 pub use row::{check_row, validate_row, Patch, RowError, UserRow, UserStatus, ValidationContext};
+pub use workspace::{workspace_command, PasswordForm};
+pub use zendesk::zendesk_command;
+
+use crate::model::JobKind;
+
+/// Judges one record of a job of `kind`, as stored in the job's file: the one entry point the
+/// processor uses for every dialect.
+pub fn record_command(
+    kind: JobKind,
+    bytes: &[u8],
+    context: &ValidationContext,
+) -> Result<UserCommand, Vec<RowError>> {
+    match kind {
+        JobKind::Upload => validate_row(bytes, context).map(UserRow::into_command),
+        JobKind::CreateMany
+        | JobKind::CreateOrUpdateMany
+        | JobKind::UpdateMany
+        | JobKind::DestroyMany => zendesk_command(kind, bytes),
+        JobKind::WorkspaceCreate | JobKind::WorkspaceDelete => {
+            workspace_command(kind, bytes, PasswordForm::Hashed)
+        }
+    }
+}
 
 /// The fields of a CCAI user record in the template's layout; a field's column is its 1-based
 /// position in this list.

@@ -41,8 +41,9 @@ impl ValidationContext {
 }
 
 /// A change to an optional field: absent or `null` keeps it, `""` clears it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Patch<T> {
+    #[default]
     Keep,
     Clear,
     Set(T),
@@ -98,7 +99,7 @@ pub struct RowError {
 }
 
 impl RowError {
-    fn field(field: &str, message: String) -> RowError {
+    pub(super) fn field(field: &str, message: String) -> RowError {
         RowError {
             field: Some(field.to_owned()),
             column: column_of(field),
@@ -106,7 +107,7 @@ impl RowError {
         }
     }
 
-    fn record(message: String) -> RowError {
+    pub(super) fn record(message: String) -> RowError {
         RowError {
             field: None,
             column: None,
@@ -116,8 +117,8 @@ impl RowError {
 }
 
 /// The record's fields, as raw JSON, in file order.
-struct RawRecord<'a> {
-    entries: Vec<(Cow<'a, str>, &'a RawValue)>,
+pub(super) struct RawRecord<'a> {
+    pub(super) entries: Vec<(Cow<'a, str>, &'a RawValue)>,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for RawRecord<'a> {
@@ -143,7 +144,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawRecord<'a> {
 
 /// The kind of a raw JSON value, from its first byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Null,
     Bool,
     Number,
@@ -152,7 +153,7 @@ enum Kind {
     Object,
 }
 
-fn kind(raw: &RawValue) -> Kind {
+pub(super) fn kind(raw: &RawValue) -> Kind {
     match raw.get().as_bytes().first() {
         Some(b'n') => Kind::Null,
         Some(b't' | b'f') => Kind::Bool,
@@ -163,7 +164,7 @@ fn kind(raw: &RawValue) -> Kind {
     }
 }
 
-fn kind_name(raw: &RawValue) -> &'static str {
+pub(super) fn kind_name(raw: &RawValue) -> &'static str {
     match kind(raw) {
         Kind::Null => "null",
         Kind::Bool => "a boolean",
@@ -174,7 +175,7 @@ fn kind_name(raw: &RawValue) -> &'static str {
     }
 }
 
-fn string_of<'a>(raw: &'a RawValue) -> Option<Cow<'a, str>> {
+pub(super) fn string_of<'a>(raw: &'a RawValue) -> Option<Cow<'a, str>> {
     if kind(raw) == Kind::String {
         serde_json::from_str::<Cow<'a, str>>(raw.get()).ok()
     } else {
@@ -444,7 +445,7 @@ impl Checker<'_> {
 }
 
 /// Shortens a client-supplied value before it is quoted in a message.
-fn clip(text: &str) -> Cow<'_, str> {
+pub(super) fn clip(text: &str) -> Cow<'_, str> {
     const MAX: usize = 64;
     if text.chars().count() <= MAX {
         Cow::Borrowed(text)

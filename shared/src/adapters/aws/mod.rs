@@ -93,6 +93,8 @@ impl AwsAdapters {
             tenants: store,
             files: Arc::new(S3FileStore::new(s3.clone(), settings.bucket.clone())),
             queue: Arc::new(SqsWorkQueue::new(sqs.clone(), settings.queue_url.clone())),
+            // BULK_MASTER_KEY; functions that never authenticate run without it.
+            master_key: Arc::new(crate::auth::MasterKey::from_env_or_ephemeral()),
         };
         AwsAdapters {
             ports,

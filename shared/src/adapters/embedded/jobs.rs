@@ -1,4 +1,5 @@
-//! `JobStore` on SQLite: jobs, scheme errors, chunk commits and update errors.
+//! `JobStore` on SQLite: jobs, scheme errors, chunk commits with their update errors and row
+//! results.
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, Row, TransactionBehavior};
@@ -6,12 +7,12 @@ use rusqlite::{params, Connection, Row, TransactionBehavior};
 use super::store::{from_json, limit_offset, millis, optional_timestamp, timestamp, to_json};
 use super::SqliteStore;
 use crate::model::{
-    ChunkCommit, ChunkPlan, ChunkResult, ErrorType, Job, JobId, JobStatus, NewFile, NewJob,
-    ProceedOutcome, SchemeError, SchemeReport, TenantId, Timestamp, UpdateError,
+    ChunkCommit, ChunkPlan, ChunkResult, ErrorType, Job, JobId, JobKind, JobStatus, NewFile,
+    NewJob, ProceedOutcome, RowResult, SchemeError, SchemeReport, TenantId, Timestamp, UpdateError,
 };
 use crate::ports::{JobStore, PageRequest, StoreError, StoreResult};
 
-const JOB_COLUMNS: &str = "id, tenant, status, filename, file_key, file_bytes, created_at, \
+const JOB_COLUMNS: &str = "id, tenant, kind, status, filename, file_key, file_bytes, created_at, \
     updated_at, process_requested_at, completed_at, total_rows, affected_rows, failed_rows, \
     scheme_error_count, update_error_count, uploaded_api_user_name, proceed_api_user_name, \
     chunk_plan, chunks_done, failure_reason";
@@ -24,11 +25,14 @@ fn sql_id(id: JobId) -> i64 {
 
 fn job_from_row(row: &Row<'_>) -> StoreResult<Job> {
     let tenant: String = row.get("tenant")?;
+    let kind: String = row.get("kind")?;
     let status: String = row.get("status")?;
     let chunk_plan: String = row.get("chunk_plan")?;
     Ok(Job {
         id: row.get("id")?,
         tenant: TenantId::parse(&tenant).map_err(StoreError::Corrupt)?,
+        kind: JobKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown job kind '{kind}'")))?,
         status: JobStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown job status '{status}'")))?,
         filename: row.get("filename")?,
@@ -72,8 +76,8 @@ impl JobStore for SqliteStore {
                 let tx = conn.transaction()?;
                 tx.execute(
                     "INSERT INTO jobs (tenant, status, filename, file_key, file_bytes, created_at, \
-                     updated_at, uploaded_api_user_name, chunk_plan) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)",
+                     updated_at, uploaded_api_user_name, chunk_plan, kind) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)",
                     params![
                         job.tenant.as_str(),
                         JobStatus::Created.as_str(),
@@ -83,6 +87,7 @@ impl JobStore for SqliteStore {
                         millis(job.created_at),
                         job.uploaded_api_user_name,
                         to_json(&ChunkPlan::default())?,
+                        job.kind.as_str(),
                     ],
                 )?;
                 let id = tx.last_insert_rowid() as JobId;
@@ -128,6 +133,32 @@ impl JobStore for SqliteStore {
                 )?;
                 tx.commit()?;
                 Ok((jobs, total))
+            })
+            .await
+    }
+
+    async fn jobs_before(
+        &self,
+        tenant: &TenantId,
+        before: Option<JobId>,
+        limit: u64,
+    ) -> StoreResult<Vec<Job>> {
+        let tenant = tenant.clone();
+        // Every id is below i64::MAX, so a larger cursor is no bound.
+        let before = before.map(|id| i64::try_from(id).unwrap_or(i64::MAX));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = ?1 \
+                     AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3"
+                ))?;
+                let mut rows = stmt.query(params![tenant.as_str(), before, limit])?;
+                let mut jobs = Vec::new();
+                while let Some(row) = rows.next()? {
+                    jobs.push(job_from_row(row)?);
+                }
+                Ok(jobs)
             })
             .await
     }
@@ -315,6 +346,28 @@ impl JobStore for SqliteStore {
             .await
     }
 
+    async fn results(&self, tenant: &TenantId, id: JobId) -> StoreResult<Vec<RowResult>> {
+        let tenant = tenant.clone();
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT c.results FROM job_chunks c JOIN jobs j ON j.id = c.job_id \
+                     WHERE c.job_id = ?1 AND j.tenant = ?2 AND c.results IS NOT NULL \
+                     ORDER BY c.chunk",
+                )?;
+                let mut rows = stmt.query(params![sql_id(id), tenant.as_str()])?;
+                let mut results = Vec::new();
+                while let Some(row) = rows.next()? {
+                    let chunk: String = row.get(0)?;
+                    results.extend(from_json::<Vec<RowResult>>("row results", &chunk)?);
+                }
+                // Chunks cover consecutive rows; the sort only guards the order within one.
+                results.sort_by_key(|result| result.index);
+                Ok(results)
+            })
+            .await
+    }
+
     async fn chunk_committed(&self, job_id: JobId, chunk: u32) -> StoreResult<bool> {
         self.db
             .call(move |conn| {
@@ -333,10 +386,16 @@ impl JobStore for SqliteStore {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let id = sql_id(result.job_id);
                 let job = existing_job(&tx, None, result.job_id)?;
+                // Row results live with the chunk marker: committed together, exactly once.
+                let results = if result.results.is_empty() {
+                    None
+                } else {
+                    Some(to_json(&result.results)?)
+                };
                 let newly_committed = tx.execute(
-                    "INSERT INTO job_chunks (job_id, chunk, committed_at) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (job_id, chunk) DO NOTHING",
-                    params![id, result.chunk, millis(result.at)],
+                    "INSERT INTO job_chunks (job_id, chunk, committed_at, results) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (job_id, chunk) DO NOTHING",
+                    params![id, result.chunk, millis(result.at), results],
                 )? == 1;
                 if !newly_committed {
                     return Ok(ChunkCommit {
@@ -425,12 +484,14 @@ impl JobStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::store::testing::{at, store, tenant};
+    use super::super::store::testing::{at, store, tenant, version_1_database};
     use super::*;
+    use crate::model::RowAction;
 
     fn new_job(tenant_name: &str, key: &str) -> NewJob {
         NewJob {
             tenant: tenant(tenant_name),
+            kind: JobKind::Upload,
             filename: format!("{key}.json"),
             file_key: key.to_owned(),
             file_bytes: 100,
@@ -477,7 +538,21 @@ mod tests {
             affected_rows: 10 - errors.len() as u64,
             failed_rows: errors.len() as u64,
             errors,
+            results: vec![],
             at: at(100 + i64::from(chunk)),
+        }
+    }
+
+    fn row_result(index: u64, action: RowAction) -> RowResult {
+        RowResult {
+            index,
+            action,
+            user_id: Some(index + 1000),
+            email: Some(format!("u{index}@example.com")),
+            external_id: None,
+            error: None,
+            details: None,
+            field: None,
         }
     }
 
@@ -856,5 +931,153 @@ mod tests {
             store.fail_job(99, "x", at(1)).await,
             Err(StoreError::NotFound(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn stores_and_reads_the_job_kind() {
+        let (_dir, store) = store();
+        let acme = tenant("acme");
+        let mut kinds = Vec::new();
+        for kind in [
+            JobKind::Upload,
+            JobKind::CreateMany,
+            JobKind::CreateOrUpdateMany,
+            JobKind::UpdateMany,
+            JobKind::DestroyMany,
+            JobKind::WorkspaceCreate,
+            JobKind::WorkspaceDelete,
+        ] {
+            let mut job = new_job("acme", "k");
+            job.kind = kind;
+            let created = store.create_job(job).await.unwrap();
+            assert_eq!(created.kind, kind);
+            let read = store.get_job(&acme, created.id).await.unwrap().unwrap();
+            assert_eq!(read.kind, kind);
+            kinds.push(kind);
+        }
+        let (listed, _) = store
+            .list_jobs(
+                &acme,
+                PageRequest {
+                    page: 1,
+                    per_page: 10,
+                },
+            )
+            .await
+            .unwrap();
+        kinds.reverse();
+        assert_eq!(listed.iter().map(|job| job.kind).collect::<Vec<_>>(), kinds);
+    }
+
+    #[tokio::test]
+    async fn records_row_results_once_per_chunk_in_row_order() {
+        let (_dir, store) = store();
+        let acme = tenant("acme");
+        let job = started_job(&store, 3).await;
+        assert!(store.results(&acme, job.id).await.unwrap().is_empty());
+
+        let mut second = chunk(job.id, 1, vec![]);
+        second.results = vec![
+            row_result(10, RowAction::Created),
+            row_result(11, RowAction::Failed),
+        ];
+        assert!(
+            store
+                .commit_chunk(second.clone())
+                .await
+                .unwrap()
+                .newly_committed
+        );
+        // A re-delivery (even with other results) records nothing again.
+        second.results.push(row_result(12, RowAction::Updated));
+        assert!(!store.commit_chunk(second).await.unwrap().newly_committed);
+
+        let mut first = chunk(job.id, 0, vec![]);
+        first.results = vec![
+            row_result(0, RowAction::Updated),
+            row_result(1, RowAction::Deleted),
+        ];
+        store.commit_chunk(first.clone()).await.unwrap();
+        // A chunk without results (a CCAI upload's) records none.
+        store.commit_chunk(chunk(job.id, 2, vec![])).await.unwrap();
+
+        let results = store.results(&acme, job.id).await.unwrap();
+        let expected = vec![
+            row_result(0, RowAction::Updated),
+            row_result(1, RowAction::Deleted),
+            row_result(10, RowAction::Created),
+            row_result(11, RowAction::Failed),
+        ];
+        assert_eq!(results, expected);
+        assert!(store
+            .results(&tenant("other"), job.id)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store.results(&acme, 99).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn pages_jobs_before_a_cursor_newest_first() {
+        let (_dir, store) = store();
+        for i in 0..5 {
+            store
+                .create_job(new_job("acme", &format!("k{i}")))
+                .await
+                .unwrap();
+            store
+                .create_job(new_job("other", &format!("o{i}")))
+                .await
+                .unwrap();
+        }
+        let acme = tenant("acme");
+        let before = |before: Option<JobId>, limit: u64| {
+            let store = store.clone();
+            let acme = acme.clone();
+            async move {
+                let jobs = store.jobs_before(&acme, before, limit).await.unwrap();
+                jobs.iter().map(|job| job.id).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(before(None, 2).await, vec![9, 7]);
+        assert_eq!(before(Some(7), 2).await, vec![5, 3]);
+        assert_eq!(before(Some(3), 2).await, vec![1]);
+        assert_eq!(before(Some(1), 2).await, Vec::<JobId>::new());
+        assert_eq!(before(Some(8), 100).await, vec![7, 5, 3, 1]);
+        assert_eq!(before(Some(u64::MAX), 1).await, vec![9]);
+        assert_eq!(before(None, 0).await, Vec::<JobId>::new());
+        assert!(store
+            .jobs_before(&tenant("nobody"), None, 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_version_1_database_keeps_its_jobs_as_uploads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite3");
+        let conn = version_1_database(&path);
+        conn.execute_batch(
+            "INSERT INTO jobs (tenant, status, filename, file_key, file_bytes, created_at, \
+             updated_at, uploaded_api_user_name, chunk_plan, chunks_done) \
+             VALUES ('acme', 'in_progress', 'f.json', 'k', 10, 0, 0, 'me', \
+             '{\"rows_per_chunk\":10,\"offsets\":[1,2]}', 1); \
+             INSERT INTO job_chunks (job_id, chunk, committed_at) VALUES (1, 0, 0);",
+        )
+        .unwrap();
+        drop(conn);
+
+        let store = SqliteStore::open(&path).unwrap();
+        let acme = tenant("acme");
+        let job = store.get_job(&acme, 1).await.unwrap().unwrap();
+        assert_eq!(
+            (job.kind, job.status),
+            (JobKind::Upload, JobStatus::InProgress)
+        );
+        assert!(store.chunk_committed(1, 0).await.unwrap());
+        assert!(store.results(&acme, 1).await.unwrap().is_empty());
+        let commit = store.commit_chunk(chunk(1, 1, vec![])).await.unwrap();
+        assert!(commit.completed_job);
     }
 }

@@ -51,6 +51,11 @@ pub async fn open(data_dir: &Path) -> StoreResult<EmbeddedAdapters> {
         tenants: Arc::new(store.clone()),
         files: Arc::new(files.clone()),
         queue: Arc::new(queue.clone()),
+        // `master.key` in the data directory, created on first start (mode 0600).
+        master_key: Arc::new(
+            crate::auth::MasterKey::load_or_create(&data_dir.join("master.key"))
+                .map_err(|error| StoreError::unavailable("master key", error))?,
+        ),
     };
     Ok(EmbeddedAdapters {
         ports,

@@ -5,7 +5,8 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::ports::{StoreError, StoreResult};
 
 /// Migration `i` brings the schema from version `i` to version `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE jobs (
     id                     INTEGER PRIMARY KEY AUTOINCREMENT,
     tenant                 TEXT NOT NULL,
@@ -102,9 +103,55 @@ CREATE TABLE work_queue (
 CREATE INDEX work_queue_by_visibility ON work_queue (visible_at, id);
 "#,
     // 1: users keyed by id with unique email / external id / user name; job kinds and results.
-    "",
+    // A key column is NULL when the user lacks the key or is deleted (NULLs never collide).
+    // Old bodies (email a string, no version) read as version-0 users with `Some(email)`.
+    r#"
+ALTER TABLE users RENAME TO users_v1;
+
+CREATE TABLE users (
+    tenant       TEXT NOT NULL,
+    id           INTEGER NOT NULL,
+    email_key    TEXT,
+    external_key TEXT,
+    name_key     TEXT,
+    agent_number TEXT,
+    version      INTEGER NOT NULL,
+    deleted      INTEGER NOT NULL DEFAULT 0,
+    body         TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+INSERT INTO users (tenant, id, email_key, agent_number, version, deleted, body)
+    SELECT tenant, id, email_key, agent_number, 0, 0, body FROM users_v1;
+DROP TABLE users_v1;
+CREATE UNIQUE INDEX users_by_email ON users (tenant, email_key);
+CREATE UNIQUE INDEX users_by_external_id ON users (tenant, external_key);
+CREATE UNIQUE INDEX users_by_user_name ON users (tenant, name_key);
+CREATE INDEX users_by_agent_number ON users (tenant, agent_number);
+CREATE INDEX users_live ON users (tenant, deleted, id);
+
+ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'upload';
+ALTER TABLE job_chunks ADD COLUMN results TEXT;
+"#,
     // 2: credentials with sealed secrets and a global look-up by key id and by secret.
-    "",
+    //
+    // Key ids become unique across tenants (a key id is the access key of signed requests) and
+    // secrets are kept sealed under the master key instead of as SHA-256 digests. The old rows
+    // cannot be converted, since their secrets are unknown: they are dropped, and their holders
+    // need new credentials (the local server re-seeds its own on start).
+    r#"
+DROP TABLE credentials;
+CREATE TABLE credentials (
+    key_id        TEXT PRIMARY KEY,
+    tenant        TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    sealed_secret TEXT NOT NULL,
+    secret_lookup TEXT NOT NULL,
+    revoked       INTEGER NOT NULL,
+    created_at    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX credentials_by_secret_lookup ON credentials (secret_lookup);
+CREATE INDEX credentials_by_tenant ON credentials (tenant, created_at, key_id);
+"#,
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction (taken

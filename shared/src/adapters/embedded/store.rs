@@ -125,6 +125,22 @@ pub(super) mod testing {
         TenantId::parse(name).unwrap()
     }
 
+    /// A database at `path` at schema version 1 (before users were keyed by id), built by the
+    /// real migrations: a table in the way of migration 1 stops them after version 1, and is
+    /// then removed so that the next open migrates the database the rest of the way.
+    pub(in super::super) fn version_1_database(path: &std::path::Path) -> rusqlite::Connection {
+        let mut conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch("CREATE TABLE users_v1 (blocker INTEGER)")
+            .unwrap();
+        assert!(super::schema::migrate(&mut conn).is_err());
+        conn.execute_batch("DROP TABLE users_v1").unwrap();
+        let version: usize = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, 1);
+        conn
+    }
+
     /// `seconds` after 2024-01-01T00:00:00Z.
     pub(in super::super) fn at(seconds: i64) -> Timestamp {
         Timestamp::from_unix_millis(1_704_067_200_000 + seconds * 1000).unwrap()
@@ -152,7 +168,7 @@ mod tests {
             .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
             .unwrap();
         assert_eq!(journal, "wal");
-        assert_eq!(version, 1);
+        assert_eq!(version, 3);
         assert!(foreign_keys);
     }
 

@@ -1,12 +1,29 @@
 //! `TenantStore` on SQLite: settings as JSON per tenant, and API credentials.
 
 use async_trait::async_trait;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
 
 use super::store::{from_json, millis, timestamp, to_json};
 use super::SqliteStore;
-use crate::model::{Credential, TenantId, TenantSettings};
-use crate::ports::{StoreResult, TenantStore};
+use crate::model::{Credential, CredentialPut, TenantId, TenantSettings};
+use crate::ports::{StoreError, StoreResult, TenantStore};
+
+/// The columns [`credential_from_row`] reads, in order.
+const CREDENTIAL_COLUMNS: &str =
+    "key_id, tenant, name, sealed_secret, secret_lookup, revoked, created_at";
+
+fn credential_from_row(row: &Row<'_>) -> StoreResult<Credential> {
+    let tenant: String = row.get(1)?;
+    Ok(Credential {
+        key_id: row.get(0)?,
+        tenant: TenantId::parse(&tenant).map_err(StoreError::Corrupt)?,
+        name: row.get(2)?,
+        sealed_secret: row.get(3)?,
+        secret_lookup: row.get(4)?,
+        revoked: row.get(5)?,
+        created_at: timestamp(row.get(6)?)?,
+    })
+}
 
 #[async_trait]
 impl TenantStore for SqliteStore {
@@ -46,48 +63,91 @@ impl TenantStore for SqliteStore {
         let tenant = tenant.clone();
         self.db
             .call(move |conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT key_id, name, secret_sha256, revoked, created_at FROM credentials \
-                     WHERE tenant = ?1 ORDER BY created_at, key_id",
-                )?;
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {CREDENTIAL_COLUMNS} FROM credentials \
+                     WHERE tenant = ?1 ORDER BY created_at, key_id"
+                ))?;
                 let mut rows = stmt.query([tenant.as_str()])?;
                 let mut credentials = Vec::new();
                 while let Some(row) = rows.next()? {
-                    credentials.push(Credential {
-                        tenant: tenant.clone(),
-                        key_id: row.get(0)?,
-                        name: row.get(1)?,
-                        secret_sha256: row.get(2)?,
-                        revoked: row.get(3)?,
-                        created_at: timestamp(row.get(4)?)?,
-                    });
+                    credentials.push(credential_from_row(row)?);
                 }
                 Ok(credentials)
             })
             .await
     }
 
-    async fn put_credential(&self, credential: &Credential) -> StoreResult<()> {
+    async fn put_credential(&self, credential: &Credential) -> StoreResult<CredentialPut> {
         let credential = credential.clone();
         self.db
             .call(move |conn| {
-                conn.execute(
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let key_holder: Option<String> = tx
+                    .query_row(
+                        "SELECT tenant FROM credentials WHERE key_id = ?1",
+                        [&credential.key_id],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                if key_holder.is_some_and(|tenant| tenant != credential.tenant.as_str()) {
+                    return Ok(CredentialPut::KeyIdTaken);
+                }
+                let secret_holder: Option<String> = tx
+                    .query_row(
+                        "SELECT key_id FROM credentials WHERE secret_lookup = ?1",
+                        [&credential.secret_lookup],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                if secret_holder.is_some_and(|key_id| key_id != credential.key_id) {
+                    return Ok(CredentialPut::SecretTaken);
+                }
+                tx.execute(
                     "INSERT INTO credentials \
-                     (tenant, key_id, name, secret_sha256, revoked, created_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-                     ON CONFLICT (tenant, key_id) DO UPDATE SET name = excluded.name, \
-                     secret_sha256 = excluded.secret_sha256, revoked = excluded.revoked, \
+                     (key_id, tenant, name, sealed_secret, secret_lookup, revoked, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                     ON CONFLICT (key_id) DO UPDATE SET name = excluded.name, \
+                     sealed_secret = excluded.sealed_secret, \
+                     secret_lookup = excluded.secret_lookup, revoked = excluded.revoked, \
                      created_at = excluded.created_at",
                     params![
-                        credential.tenant.as_str(),
                         credential.key_id,
+                        credential.tenant.as_str(),
                         credential.name,
-                        credential.secret_sha256,
+                        credential.sealed_secret,
+                        credential.secret_lookup,
                         credential.revoked,
                         millis(credential.created_at),
                     ],
                 )?;
-                Ok(())
+                tx.commit()?;
+                Ok(CredentialPut::Stored)
+            })
+            .await
+    }
+
+    async fn credential_by_key_id(&self, key_id: &str) -> StoreResult<Option<Credential>> {
+        let key_id = key_id.to_owned();
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE key_id = ?1"
+                ))?;
+                let mut rows = stmt.query([key_id])?;
+                rows.next()?.map(credential_from_row).transpose()
+            })
+            .await
+    }
+
+    async fn credential_by_secret_lookup(&self, lookup: &str) -> StoreResult<Option<Credential>> {
+        let lookup = lookup.to_owned();
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE secret_lookup = ?1"
+                ))?;
+                let mut rows = stmt.query([lookup])?;
+                rows.next()?.map(credential_from_row).transpose()
             })
             .await
     }
@@ -117,7 +177,8 @@ mod tests {
             tenant: tenant(tenant_name),
             key_id: key_id.to_owned(),
             name: format!("{key_id} user"),
-            secret_sha256: "00ff".to_owned(),
+            sealed_secret: format!("sealed {key_id}"),
+            secret_lookup: format!("lookup {key_id}"),
             revoked: false,
             created_at: at(created),
         }
@@ -140,18 +201,16 @@ mod tests {
     async fn stores_and_revokes_credentials_per_tenant() {
         let (_dir, store) = store();
         let acme = tenant("acme");
-        store
-            .put_credential(&credential("acme", "k2", 2))
-            .await
-            .unwrap();
-        store
-            .put_credential(&credential("acme", "k1", 1))
-            .await
-            .unwrap();
-        store
-            .put_credential(&credential("other", "k3", 1))
-            .await
-            .unwrap();
+        for credential in [
+            credential("acme", "k2", 2),
+            credential("acme", "k1", 1),
+            credential("other", "k3", 1),
+        ] {
+            assert_eq!(
+                store.put_credential(&credential).await.unwrap(),
+                CredentialPut::Stored
+            );
+        }
 
         assert!(store.revoke_credential(&acme, "k2").await.unwrap());
         assert!(!store.revoke_credential(&acme, "k3").await.unwrap());
@@ -159,11 +218,97 @@ mod tests {
 
         let mut revoked = credential("acme", "k2", 2);
         revoked.revoked = true;
-        let expected = vec![credential("acme", "k1", 1), revoked];
+        let expected = vec![credential("acme", "k1", 1), revoked.clone()];
         assert_eq!(store.credentials(&acme).await.unwrap(), expected);
         assert_eq!(
             store.credentials(&tenant("other")).await.unwrap(),
             vec![credential("other", "k3", 1)]
+        );
+        assert_eq!(
+            store.credential_by_key_id("k2").await.unwrap(),
+            Some(revoked)
+        );
+        assert_eq!(
+            store.credential_by_key_id("k3").await.unwrap(),
+            Some(credential("other", "k3", 1))
+        );
+        assert_eq!(store.credential_by_key_id("nope").await.unwrap(), None);
+        assert_eq!(
+            store
+                .credential_by_secret_lookup("lookup k1")
+                .await
+                .unwrap(),
+            Some(credential("acme", "k1", 1))
+        );
+        assert_eq!(
+            store
+                .credential_by_secret_lookup("lookup k9")
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn key_ids_and_secrets_are_unique_across_tenants() {
+        let (_dir, store) = store();
+        store
+            .put_credential(&credential("acme", "k1", 1))
+            .await
+            .unwrap();
+
+        // Another tenant cannot take the key id, nor another credential the secret.
+        let mut stolen = credential("other", "k1", 2);
+        stolen.secret_lookup = "lookup other".to_owned();
+        assert_eq!(
+            store.put_credential(&stolen).await.unwrap(),
+            CredentialPut::KeyIdTaken
+        );
+        let mut same_secret = credential("other", "k2", 2);
+        same_secret.secret_lookup = "lookup k1".to_owned();
+        assert_eq!(
+            store.put_credential(&same_secret).await.unwrap(),
+            CredentialPut::SecretTaken
+        );
+        assert_eq!(
+            store.credentials(&tenant("acme")).await.unwrap(),
+            vec![credential("acme", "k1", 1)]
+        );
+        assert!(store
+            .credentials(&tenant("other"))
+            .await
+            .unwrap()
+            .is_empty());
+
+        // The same tenant and key id replace the credential, secret included.
+        store
+            .revoke_credential(&tenant("acme"), "k1")
+            .await
+            .unwrap();
+        let mut replacement = credential("acme", "k1", 3);
+        replacement.sealed_secret = "sealed again".to_owned();
+        replacement.secret_lookup = "lookup new".to_owned();
+        assert_eq!(
+            store.put_credential(&replacement).await.unwrap(),
+            CredentialPut::Stored
+        );
+        assert_eq!(
+            store.credentials(&tenant("acme")).await.unwrap(),
+            vec![replacement.clone()]
+        );
+        assert_eq!(
+            store
+                .credential_by_secret_lookup("lookup k1")
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .credential_by_secret_lookup("lookup new")
+                .await
+                .unwrap(),
+            Some(replacement)
         );
     }
 }

@@ -9,17 +9,22 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem, Update};
 
 use super::{
-    backoff, build_error, from_item, key, n, padded, s, text_of, to_attribute, to_item,
-    unavailable, DynamoStore, Item, Write, MAX_RETRIES, STORE,
+    backoff, build_error, from_item, is_transient_cancellation, key, n, padded, s, text_of,
+    to_attribute, to_item, unavailable, DynamoStore, Item, Write, MAX_RETRIES, STORE,
 };
 use crate::model::{
     ChunkCommit, ChunkPlan, ChunkResult, Job, JobId, JobStatus, NewFile, NewJob, ProceedOutcome,
-    SchemeError, SchemeReport, TenantId, Timestamp, UpdateError,
+    RowResult, SchemeError, SchemeReport, TenantId, Timestamp, UpdateError,
 };
 use crate::ports::{JobStore, PageRequest, StoreError, StoreResult};
 
 const SCHEME_ERROR_PREFIX: &str = "SERR#";
 const UPDATE_ERROR_PREFIX: &str = "UERR#";
+const CHUNK_PREFIX: &str = "CHUNK#";
+const RESULT_PREFIX: &str = "RESULT#";
+/// Most bytes of serialized row results stored in one item (DynamoDB items are at most 400 KB;
+/// the rest of the item and the attribute names need room too).
+const RESULTS_PER_ITEM_MAX: usize = 350 * 1024;
 
 fn job_pk(id: JobId) -> String {
     format!("JOB#{id}")
@@ -38,7 +43,61 @@ fn update_error_sk(row: u64, nth: u32) -> String {
 }
 
 fn chunk_sk(chunk: u32) -> String {
-    format!("CHUNK#{chunk:06}")
+    format!("{CHUNK_PREFIX}{chunk:06}")
+}
+
+fn result_part_sk(chunk: u32, part: usize) -> String {
+    format!("{RESULT_PREFIX}{chunk:06}#{part:03}")
+}
+
+/// The chunk and part of a result part item.
+fn result_part_of(item: &Item) -> Option<(u32, usize)> {
+    let (chunk, part) = text_of(item, "sk")?
+        .strip_prefix(RESULT_PREFIX)?
+        .split_once('#')?;
+    Some((chunk.parse().ok()?, part.parse().ok()?))
+}
+
+/// A chunk's row results as stored: JSON arrays of at most [`RESULTS_PER_ITEM_MAX`] bytes
+/// each (a single row larger than that gets a part of its own), none when there are no results.
+fn encode_results(results: &[RowResult]) -> StoreResult<Vec<String>> {
+    let mut parts = Vec::new();
+    let mut current = String::from("[");
+    for result in results {
+        let row = serde_json::to_string(result)
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode a row result: {e}")))?;
+        if current.len() > 1 && current.len() + row.len() + 2 > RESULTS_PER_ITEM_MAX {
+            current.push(']');
+            parts.push(std::mem::replace(&mut current, String::from("[")));
+        }
+        if current.len() > 1 {
+            current.push(',');
+        }
+        current.push_str(&row);
+    }
+    if current.len() > 1 {
+        current.push(']');
+        parts.push(current);
+    }
+    Ok(parts)
+}
+
+/// The row results stored in an item's `results` attribute.
+fn decode_results(item: &Item) -> StoreResult<Vec<RowResult>> {
+    match text_of(item, "results") {
+        None => Ok(Vec::new()),
+        Some(json) => serde_json::from_str(json).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "the row results of {} do not decode: {e}",
+                text_of(item, "sk").unwrap_or_default()
+            ))
+        }),
+    }
+}
+
+/// A numeric attribute of an item.
+fn number_of(item: &Item, name: &str) -> Option<u64> {
+    item.get(name)?.as_n().ok()?.parse().ok()
 }
 
 fn status(status: JobStatus) -> aws_sdk_dynamodb::types::AttributeValue {
@@ -107,13 +166,19 @@ impl DynamoStore {
         }
     }
 
-    /// Stores the chunk marker and adds the chunk's counts to the job in one transaction.
-    /// False when the marker existed: the chunk had been committed before.
-    pub(super) async fn commit_counts(&self, result: &ChunkResult) -> StoreResult<bool> {
+    /// Stores the chunk marker with the chunk's row results (`results`: the encoded results
+    /// when they fit one item, else only their number of parts, written before) and adds the
+    /// chunk's counts to the job, in one transaction. False when the marker existed: the chunk
+    /// had been committed before.
+    pub(super) async fn commit_counts(
+        &self,
+        result: &ChunkResult,
+        results: &[String],
+    ) -> StoreResult<bool> {
         let id = result.job_id;
         let mut attempt = 0;
         loop {
-            let marker = Put::builder()
+            let mut marker = Put::builder()
                 .table_name(&self.table)
                 .item("pk", s(job_pk(id)))
                 .item("sk", s(chunk_sk(result.chunk)))
@@ -123,9 +188,13 @@ impl DynamoStore {
                 .item("failed_rows", n(result.failed_rows))
                 .item("update_error_count", n(result.errors.len()))
                 .item("committed_at", s(result.at.to_string()))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(|e| build_error(STORE, e))?;
+                .condition_expression("attribute_not_exists(pk)");
+            marker = match results {
+                [] => marker,
+                [only] => marker.item("results", s(only.clone())),
+                parts => marker.item("result_parts", n(parts.len())),
+            };
+            let marker = marker.build().map_err(|e| build_error(STORE, e))?;
             let counts = Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(job_key(id)))
@@ -152,30 +221,20 @@ impl DynamoStore {
                 Ok(_) => return Ok(true),
                 Err(error) => error,
             };
-            let codes: Vec<Option<String>> = match error.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled
-                    .cancellation_reasons()
-                    .iter()
-                    .map(|reason| reason.code().map(str::to_owned))
-                    .collect(),
+            let reasons = match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                    cancelled.cancellation_reasons()
+                }
                 _ => return Err(unavailable(error)),
             };
-            let code = |index: usize| codes.get(index).and_then(|code| code.as_deref());
+            let code = |index: usize| reasons.get(index).and_then(|reason| reason.code());
             if code(0) == Some("ConditionalCheckFailed") {
                 return Ok(false);
             }
             if code(1) == Some("ConditionalCheckFailed") {
                 return Err(not_found(id));
             }
-            let transient = codes.iter().flatten().any(|code| {
-                matches!(
-                    code.as_str(),
-                    "TransactionConflict"
-                        | "ThrottlingError"
-                        | "ProvisionedThroughputExceeded"
-                        | "RequestLimitExceeded"
-                )
-            });
+            let transient = reasons.iter().any(is_transient_cancellation);
             attempt += 1;
             if !transient || attempt > MAX_RETRIES {
                 return Err(unavailable(error));
@@ -222,6 +281,7 @@ impl JobStore for DynamoStore {
         let job = Job {
             id,
             tenant: new.tenant,
+            kind: new.kind,
             status: JobStatus::Created,
             filename: new.filename,
             file_key: new.file_key,
@@ -294,6 +354,39 @@ impl JobStore for DynamoStore {
             .map(from_item::<Job>)
             .collect::<StoreResult<Vec<Job>>>()?;
         Ok((jobs, total))
+    }
+
+    async fn jobs_before(
+        &self,
+        tenant: &TenantId,
+        before: Option<JobId>,
+        limit: u64,
+    ) -> StoreResult<Vec<Job>> {
+        let partition = format!("JOBS#{tenant}");
+        let mut jobs = Vec::new();
+        let mut start = None;
+        while (jobs.len() as u64) < limit {
+            let wanted = i32::try_from(limit - jobs.len() as u64).unwrap_or(i32::MAX);
+            let mut query = self
+                .gsi1_partition(&partition, false)
+                .limit(wanted)
+                .set_exclusive_start_key(start.take());
+            if let Some(before) = before {
+                query = query
+                    .key_condition_expression("gsi1pk = :partition AND gsi1sk < :before")
+                    .expression_attribute_values(":before", s(padded(before)));
+            }
+            let out = query.send().await.map_err(unavailable)?;
+            for item in out.items.unwrap_or_default() {
+                jobs.push(from_item::<Job>(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        jobs.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(jobs)
     }
 
     async fn replace_file(
@@ -477,6 +570,40 @@ impl JobStore for DynamoStore {
         items.into_iter().map(from_item::<UpdateError>).collect()
     }
 
+    async fn results(&self, tenant: &TenantId, id: JobId) -> StoreResult<Vec<RowResult>> {
+        if self.read_tenant_job(tenant, id).await?.is_none() {
+            return Ok(Vec::new());
+        }
+        let pk = job_pk(id);
+        // Only committed chunks count: their markers hold the results, or how many parts of
+        // them were written before the marker.
+        let mut rows = Vec::new();
+        let mut parted: HashMap<u32, u64> = HashMap::new();
+        for marker in self.query_prefix(pk.clone(), CHUNK_PREFIX).await? {
+            rows.extend(decode_results(&marker)?);
+            if let (Some(chunk), Some(parts)) = (
+                number_of(&marker, "chunk"),
+                number_of(&marker, "result_parts"),
+            ) {
+                parted.insert(u32::try_from(chunk).unwrap_or(u32::MAX), parts);
+            }
+        }
+        if !parted.is_empty() {
+            for part in self.query_prefix(pk, RESULT_PREFIX).await? {
+                let committed = result_part_of(&part).is_some_and(|(chunk, part)| {
+                    parted
+                        .get(&chunk)
+                        .is_some_and(|&parts| (part as u64) < parts)
+                });
+                if committed {
+                    rows.extend(decode_results(&part)?);
+                }
+            }
+        }
+        rows.sort_by_key(|row| row.index);
+        Ok(rows)
+    }
+
     async fn chunk_committed(&self, job_id: JobId, chunk: u32) -> StoreResult<bool> {
         Ok(self
             .get_item(key(job_pk(job_id), chunk_sk(chunk)))
@@ -504,8 +631,26 @@ impl JobStore for DynamoStore {
         if !writes.is_empty() {
             self.batch_write(writes).await?;
         }
-        // (b) The marker and the counts, atomically, once.
-        let newly_committed = self.commit_counts(&result).await?;
+        // Row results too large for the marker go to parts, also written before the marker
+        // and only counted once it names them. A chunk already committed keeps the parts it
+        // has; a re-delivery that got here concurrently rewrites them identically (a re-run of
+        // a row reports what the first run did).
+        let results = encode_results(&result.results)?;
+        if results.len() > 1 && !self.chunk_committed(result.job_id, result.chunk).await? {
+            let parts = results
+                .iter()
+                .enumerate()
+                .map(|(part, json)| {
+                    let mut item = key(pk.clone(), result_part_sk(result.chunk, part));
+                    item.insert("chunk".to_owned(), n(result.chunk));
+                    item.insert("results".to_owned(), s(json.clone()));
+                    Write::Put(item)
+                })
+                .collect();
+            self.batch_write(parts).await?;
+        }
+        // (b) The marker, the results and the counts, atomically, once.
+        let newly_committed = self.commit_counts(&result, &results).await?;
         // (c) Completion, also attempted on re-delivery: a commit whose completion step failed
         // after its transaction must not leave the job in progress forever.
         let completed_job = self.complete_if_done(result.job_id, result.at).await?;
@@ -545,7 +690,58 @@ mod tests {
         assert_eq!(scheme_error_sk(7), "SERR#0000000007");
         assert_eq!(update_error_sk(12, 1), "UERR#000000000012#0001");
         assert_eq!(chunk_sk(3), "CHUNK#000003");
+        assert_eq!(result_part_sk(3, 12), "RESULT#000003#012");
+        assert_eq!(
+            result_part_of(&key("JOB#1", result_part_sk(3, 12))),
+            Some((3, 12))
+        );
         let item = key("JOB#1", scheme_error_sk(42));
         assert_eq!(scheme_error_seq(&item), Some(42));
+    }
+}
+
+#[cfg(test)]
+mod result_tests {
+    use super::*;
+    use crate::model::RowAction;
+
+    fn row(index: u64, details: usize) -> RowResult {
+        RowResult {
+            index,
+            action: RowAction::Failed,
+            user_id: None,
+            email: Some(format!("user{index}@example.com")),
+            external_id: None,
+            error: Some("InvalidValue".to_owned()),
+            details: Some("x".repeat(details)),
+            field: Some("email".to_owned()),
+        }
+    }
+
+    fn decoded(parts: &[String]) -> Vec<RowResult> {
+        parts
+            .iter()
+            .flat_map(|json| {
+                let item = Item::from([("results".to_owned(), s(json.clone()))]);
+                decode_results(&item).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn results_fit_one_item_or_are_split_in_order() {
+        assert!(encode_results(&[]).unwrap().is_empty());
+
+        let few: Vec<RowResult> = (0..1_000).map(|i| row(i, 100)).collect();
+        let parts = encode_results(&few).unwrap();
+        assert_eq!(parts.len(), 1);
+        assert_eq!(decoded(&parts), few);
+
+        // 1,000 rows of ~1 KB: about 1 MB, in parts of at most the item budget.
+        let many: Vec<RowResult> = (0..1_000).map(|i| row(i, 1_000)).collect();
+        let parts = encode_results(&many).unwrap();
+        assert!(parts.len() >= 3, "{}", parts.len());
+        assert!(parts.iter().all(|part| part.len() <= RESULTS_PER_ITEM_MAX));
+        assert_eq!(decoded(&parts), many);
     }
 }

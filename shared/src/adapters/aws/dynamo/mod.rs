@@ -10,11 +10,28 @@
 //! | scheme error       | `JOB#{id}`                   | `SERR#{seq:010}`        |                         |                                    |
 //! | update error       | `JOB#{id}`                   | `UERR#{row:012}#{n:04}` |                         |                                    |
 //! | chunk marker       | `JOB#{id}`                   | `CHUNK#{chunk:06}`      |                         |                                    |
-//! | user               | `USER#{tenant}#{email_key}`  | `USER`                  | `USERS#{tenant}` / id₂₀ | `AGENT#{tenant}#{agent}` / id₂₀    |
+//! | chunk results part | `JOB#{id}`                   | `RESULT#{chunk:06}#{part:03}` |                   |                                    |
+//! | user               | `USER#{tenant}#{id₂₀}`       | `USER`                  | `USERS#{tenant}` / id₂₀ | `AGENT#{tenant}#{agent}` / id₂₀    |
+//! | user key           | `UKEY#{tenant}#{field}#{value}` | `UKEY`               |                         |                                    |
 //! | tenant settings    | `TENANT#{tenant}`            | `SETTINGS`              |                         |                                    |
-//! | credential         | `TENANT#{tenant}`            | `CRED#{key_id}`         |                         |                                    |
+//! | credential         | `CREDENTIAL#{key_id}`        | `CREDENTIAL`            | `CREDENTIALS#{tenant}` / key id |                            |
+//! | secret pointer     | `SECRET#{secret_lookup}`     | `SECRET`                |                         |                                    |
 //!
 //! (id₂₀: the id zero-padded to 20 digits, so the string order is the numeric order.)
+//!
+//! A chunk marker records the chunk's counts and, in its `results` attribute (a JSON array),
+//! the chunk's row results; results too large for one item go to result parts written before
+//! the marker, which then counts them in `result_parts`.
+//!
+//! A user item holds the serialized user (its `version` top-level, for conditions) and
+//! `user_name_key`, the lower-cased user name, to filter listings on. Only a live user has the
+//! index attributes: a deleted user keeps its item but is never listed nor selected. A user
+//! key item (`field` is `email`, `external_id` or `user_name`, `value` normalised as in
+//! `UserKey`) names the user holding that key in `user_id`. Each change of a user is one
+//! transaction of its item and the key items it claims or releases. Write cost:
+//! TransactWriteItems consumes 2 WCU per item and KB, so a created user costs one transaction
+//! item plus one per key it holds (2 WCU each when at most 1 KB), an update that changes no
+//! key one item, and each key changed one item more.
 
 mod jobs;
 #[cfg(test)]
@@ -27,7 +44,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, ReturnValue, WriteRequest,
+    AttributeValue, CancellationReason, DeleteRequest, KeysAndAttributes, PutRequest, ReturnValue,
+    WriteRequest,
 };
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::de::DeserializeOwned;
@@ -423,6 +441,20 @@ fn key_text(item: &Item) -> String {
         None => String::new(),
     };
     format!("{}\u{0}{}", part("pk"), part("sk"))
+}
+
+/// Whether a transaction cancellation reason is worth sending the transaction again for: a
+/// conflict with another transaction, or throttling.
+pub(crate) fn is_transient_cancellation(reason: &CancellationReason) -> bool {
+    matches!(
+        reason.code(),
+        Some(
+            "TransactionConflict"
+                | "ThrottlingError"
+                | "ProvisionedThroughputExceeded"
+                | "RequestLimitExceeded"
+        )
+    )
 }
 
 pub(crate) fn s(text: impl Into<String>) -> AttributeValue {

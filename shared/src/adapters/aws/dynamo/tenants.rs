@@ -1,13 +1,26 @@
 //! [`TenantStore`] on DynamoDB.
+//!
+//! Credentials are keyed by key id alone (`CREDENTIAL#{key_id}`), since key ids are unique
+//! across tenants, and listed per tenant through `gsi1` (`CREDENTIALS#{tenant}`). A pointer item
+//! `SECRET#{secret_lookup}` → key id finds a credential by its secret. Both are written in one
+//! transaction whose conditions refuse a key id of another tenant and a secret of another
+//! credential. Authentication reads both with strongly consistent `GetItem`s.
+//!
+//! Credential items of the earlier layout (`TENANT#{tenant}` / `CRED#{key_id}`, holding only a
+//! SHA-256 digest of the secret) are ignored: their secrets cannot be recovered, so those
+//! credentials must be issued again.
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 
-use super::{from_item, key, to_item, unavailable, DynamoStore, Item};
-use crate::model::{Credential, TenantId, TenantSettings};
-use crate::ports::{StoreResult, TenantStore};
-
-const CREDENTIAL_PREFIX: &str = "CRED#";
+use super::{
+    backoff, build_error, from_item, is_transient_cancellation, key, s, text_of, to_item,
+    unavailable, DynamoStore, Item, MAX_RETRIES, STORE,
+};
+use crate::model::{Credential, CredentialPut, TenantId, TenantSettings};
+use crate::ports::{StoreError, StoreResult, TenantStore};
 
 fn tenant_pk(tenant: &TenantId) -> String {
     format!("TENANT#{tenant}")
@@ -17,10 +30,25 @@ fn settings_key(tenant: &TenantId) -> Item {
     key(tenant_pk(tenant), "SETTINGS")
 }
 
-fn credential_key(tenant: &TenantId, key_id: &str) -> Item {
-    key(tenant_pk(tenant), format!("{CREDENTIAL_PREFIX}{key_id}"))
+fn credential_key(key_id: &str) -> Item {
+    key(format!("CREDENTIAL#{key_id}"), "CREDENTIAL")
 }
 
+fn credentials_partition(tenant: &TenantId) -> String {
+    format!("CREDENTIALS#{tenant}")
+}
+
+fn secret_key(lookup: &str) -> Item {
+    key(format!("SECRET#{lookup}"), "SECRET")
+}
+
+/// The item finding a credential by its secret's look-up digest.
+fn secret_pointer(credential: &Credential) -> Item {
+    let mut item = secret_key(&credential.secret_lookup);
+    item.insert("key_id".to_owned(), s(credential.key_id.clone()));
+    item.insert("tenant".to_owned(), s(credential.tenant.as_str()));
+    item
+}
 impl DynamoStore {
     async fn put_plain(&self, item: Item) -> StoreResult<()> {
         self.client
@@ -50,15 +78,131 @@ impl TenantStore for DynamoStore {
     }
 
     async fn credentials(&self, tenant: &TenantId) -> StoreResult<Vec<Credential>> {
-        let pk = tenant_pk(tenant);
-        let items = self.query_prefix(pk, CREDENTIAL_PREFIX).await?;
-        items.into_iter().map(from_item::<Credential>).collect()
+        let partition = credentials_partition(tenant);
+        let items = self
+            .query_all(|| self.gsi1_partition(&partition, true))
+            .await?;
+        let mut credentials = items
+            .into_iter()
+            .map(from_item::<Credential>)
+            .collect::<StoreResult<Vec<_>>>()?;
+        credentials.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
+        Ok(credentials)
     }
 
-    async fn put_credential(&self, credential: &Credential) -> StoreResult<()> {
-        let mut item = to_item(credential)?;
-        item.extend(credential_key(&credential.tenant, &credential.key_id));
-        self.put_plain(item).await
+    async fn put_credential(&self, credential: &Credential) -> StoreResult<CredentialPut> {
+        let mut attempt = 0;
+        // Set when the pointer of the replaced secret turns out to be another credential's.
+        let mut keep_old_pointer = false;
+        loop {
+            let existing = self.credential_by_key_id(&credential.key_id).await?;
+            if existing
+                .as_ref()
+                .is_some_and(|existing| existing.tenant != credential.tenant)
+            {
+                return Ok(CredentialPut::KeyIdTaken);
+            }
+            let mut item = to_item(credential)?;
+            item.extend(credential_key(&credential.key_id));
+            item.insert(
+                "gsi1pk".to_owned(),
+                s(credentials_partition(&credential.tenant)),
+            );
+            item.insert("gsi1sk".to_owned(), s(credential.key_id.clone()));
+            let put = Put::builder().table_name(&self.table).set_item(Some(item));
+            // Replace only what was read: the same tenant's credential with the same secret.
+            let put = match &existing {
+                Some(existing) => put
+                    .condition_expression("#tenant = :tenant AND #lookup = :old_lookup")
+                    .expression_attribute_names("#tenant", "tenant")
+                    .expression_attribute_names("#lookup", "secret_lookup")
+                    .expression_attribute_values(":tenant", s(credential.tenant.as_str()))
+                    .expression_attribute_values(":old_lookup", s(existing.secret_lookup.clone())),
+                None => put.condition_expression("attribute_not_exists(pk)"),
+            }
+            .build()
+            .map_err(|e| build_error(STORE, e))?;
+            let pointer = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(secret_pointer(credential)))
+                .condition_expression("attribute_not_exists(pk) OR #key_id = :key_id")
+                .expression_attribute_names("#key_id", "key_id")
+                .expression_attribute_values(":key_id", s(credential.key_id.clone()))
+                .build()
+                .map_err(|e| build_error(STORE, e))?;
+            let mut transaction = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(put).build())
+                .transact_items(TransactWriteItem::builder().put(pointer).build());
+            // The replaced secret no longer finds this credential.
+            if let Some(existing) = existing
+                .as_ref()
+                .filter(|existing| existing.secret_lookup != credential.secret_lookup)
+                .filter(|_| !keep_old_pointer)
+            {
+                let delete = Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(secret_key(&existing.secret_lookup)))
+                    .condition_expression("attribute_not_exists(pk) OR #key_id = :key_id")
+                    .expression_attribute_names("#key_id", "key_id")
+                    .expression_attribute_values(":key_id", s(credential.key_id.clone()))
+                    .build()
+                    .map_err(|e| build_error(STORE, e))?;
+                transaction =
+                    transaction.transact_items(TransactWriteItem::builder().delete(delete).build());
+            }
+            let error = match transaction.send().await {
+                Ok(_) => return Ok(CredentialPut::Stored),
+                Err(error) => error,
+            };
+            let reasons = match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                    cancelled.cancellation_reasons().to_vec()
+                }
+                _ => return Err(unavailable(error)),
+            };
+            let failed = |index: usize| {
+                reasons.get(index).and_then(|reason| reason.code())
+                    == Some("ConditionalCheckFailed")
+            };
+            if failed(1) {
+                return Ok(CredentialPut::SecretTaken);
+            }
+            if failed(2) {
+                keep_old_pointer = true;
+            }
+            // The credential changed since it was read (or a transient conflict): read again.
+            let retry = failed(0) || failed(2) || reasons.iter().any(is_transient_cancellation);
+            attempt += 1;
+            if !retry || attempt > MAX_RETRIES {
+                return Err(unavailable(error));
+            }
+            backoff(attempt).await;
+        }
+    }
+
+    async fn credential_by_key_id(&self, key_id: &str) -> StoreResult<Option<Credential>> {
+        self.get_item(credential_key(key_id))
+            .await?
+            .map(from_item::<Credential>)
+            .transpose()
+    }
+
+    async fn credential_by_secret_lookup(&self, lookup: &str) -> StoreResult<Option<Credential>> {
+        let Some(pointer) = self.get_item(secret_key(lookup)).await? else {
+            return Ok(None);
+        };
+        let Some(key_id) = text_of(&pointer, "key_id") else {
+            return Err(StoreError::Corrupt(
+                "a secret pointer has no key id".to_owned(),
+            ));
+        };
+        // A pointer left by an interrupted replacement finds nothing.
+        Ok(self
+            .credential_by_key_id(key_id)
+            .await?
+            .filter(|credential| credential.secret_lookup == lookup))
     }
 
     async fn revoke_credential(&self, tenant: &TenantId, key_id: &str) -> StoreResult<bool> {
@@ -66,14 +210,13 @@ impl TenantStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(credential_key(tenant, key_id)))
+            .set_key(Some(credential_key(key_id)))
             .update_expression("SET #revoked = :true")
-            .condition_expression("attribute_exists(pk)")
+            .condition_expression("attribute_exists(pk) AND #tenant = :tenant")
             .expression_attribute_names("#revoked", "revoked")
-            .expression_attribute_values(
-                ":true",
-                aws_sdk_dynamodb::types::AttributeValue::Bool(true),
-            )
+            .expression_attribute_names("#tenant", "tenant")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":tenant", s(tenant.as_str()))
             .send()
             .await;
         match outcome {

@@ -1,19 +1,46 @@
 //! [`UserStore`] on DynamoDB.
+//!
+//! A user is one item under its id; each unique key it holds (email, external id, user name)
+//! is one more item naming the user, so uniqueness is a conditional put of that key item.
+//! A change is one transaction: the user item (conditioned on the version read), a put of
+//! every key it claims (conditioned on the key being free or already its own) and a delete of
+//! every key it releases (conditioned on the key still being its own). The write cost is
+//! stated with the table layout, in the parent module.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    CancellationReason, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
-use super::{from_item, key, padded, s, to_item, DynamoStore, Item, Write, GSI1, GSI2};
-use crate::model::{email_key, TenantId, User, UserId, UserSelector, UserWrite};
-use crate::ports::{PageRequest, StoreResult, UserStore};
+use super::{
+    backoff, build_error, from_item, is_transient_cancellation, key, key_text, n, padded, s,
+    to_item, unavailable, DynamoStore, Item, GSI2, MAX_RETRIES, STORE,
+};
+use crate::model::{
+    SaveOutcome, TenantId, User, UserChange, UserFilter, UserId, UserKey, UserSelector,
+};
+use crate::ports::{PageRequest, StoreError, StoreResult, UserStore};
 
 /// Index queries of one selection in flight at once.
 const QUERY_CONCURRENCY: usize = 8;
+/// Most items one TransactWriteItems may carry.
+const TRANSACTION_MAX: usize = 100;
+/// The code of a cancellation reason whose condition failed.
+const CONDITION_FAILED: &str = "ConditionalCheckFailed";
 
-fn user_key(tenant: &TenantId, email_key: &str) -> Item {
-    key(format!("USER#{tenant}#{email_key}"), "USER")
+fn user_key(tenant: &TenantId, id: UserId) -> Item {
+    key(format!("USER#{tenant}#{}", padded(id)), "USER")
+}
+
+fn unique_key(tenant: &TenantId, user_key: &UserKey) -> Item {
+    key(
+        format!("UKEY#{tenant}#{}#{}", user_key.field(), user_key.value()),
+        "UKEY",
+    )
 }
 
 fn users_partition(tenant: &TenantId) -> String {
@@ -24,10 +51,19 @@ fn agent_partition(tenant: &TenantId, agent_number: &str) -> String {
     format!("AGENT#{tenant}#{agent_number}")
 }
 
-/// The stored form of a user: its attributes, its key and its index keys.
+/// The stored form of a user: its attributes (`version` among them, top-level), its key, the
+/// lower-cased user name to filter on and, for a live user only, its index keys (the indexes
+/// are sparse: a deleted user is never listed).
 fn user_item(tenant: &TenantId, user: &User) -> StoreResult<Item> {
     let mut item = to_item(user)?;
-    item.extend(user_key(tenant, &user.email_key()));
+    item.extend(user_key(tenant, user.id));
+    if user.is_deleted() {
+        return Ok(item);
+    }
+    if let Some(user_name) = &user.user_name {
+        let name_key = UserKey::user_name(user_name);
+        item.insert("user_name_key".to_owned(), s(name_key.value()));
+    }
     item.insert("gsi1pk".to_owned(), s(users_partition(tenant)));
     item.insert("gsi1sk".to_owned(), s(padded(user.id)));
     if let Some(agent_number) = &user.agent_number {
@@ -47,42 +83,268 @@ fn in_id_order(mut users: Vec<User>) -> Vec<User> {
     users
 }
 
+/// What one item of a change's transaction does, to read its cancellation reason.
+#[derive(Debug, Clone)]
+enum Step {
+    User,
+    Claim(UserKey),
+    Release,
+}
+
+/// The transaction items of one change.
+#[derive(Debug, Clone)]
+struct Planned {
+    /// Position of the change in the call.
+    change: usize,
+    items: Vec<TransactWriteItem>,
+    steps: Vec<Step>,
+    /// The keys of the items written, to keep two writes of one item out of one transaction.
+    touched: Vec<String>,
+}
+
+fn plan(table: &str, tenant: &TenantId, at: usize, change: &UserChange) -> StoreResult<Planned> {
+    let after = &change.after;
+    let build = |e| build_error(STORE, e);
+    let mut user_put = Put::builder()
+        .table_name(table)
+        .set_item(Some(user_item(tenant, after)?));
+    user_put = match &change.before {
+        None => user_put
+            .condition_expression("attribute_not_exists(pk)")
+            // The stored user comes back with the cancellation: is it this very user?
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld),
+        Some(before) => user_put
+            .condition_expression("version = :before_version")
+            .expression_attribute_values(":before_version", n(before.version)),
+    };
+    let mut planned = Planned {
+        change: at,
+        items: Vec::new(),
+        steps: Vec::new(),
+        touched: vec![key_text(&user_key(tenant, after.id))],
+    };
+    planned.items.push(
+        TransactWriteItem::builder()
+            .put(user_put.build().map_err(build)?)
+            .build(),
+    );
+    planned.steps.push(Step::User);
+    for claimed in change.claimed_keys() {
+        let mut item = unique_key(tenant, &claimed);
+        planned.touched.push(key_text(&item));
+        item.insert("user_id".to_owned(), n(after.id));
+        let put = Put::builder()
+            .table_name(table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR user_id = :id")
+            .expression_attribute_values(":id", n(after.id))
+            .build()
+            .map_err(build)?;
+        planned
+            .items
+            .push(TransactWriteItem::builder().put(put).build());
+        planned.steps.push(Step::Claim(claimed));
+    }
+    for released in change.released_keys() {
+        let item = unique_key(tenant, &released);
+        planned.touched.push(key_text(&item));
+        let delete = Delete::builder()
+            .table_name(table)
+            .set_key(Some(item))
+            .condition_expression("user_id = :id")
+            .expression_attribute_values(":id", n(after.id))
+            .build()
+            .map_err(build)?;
+        planned
+            .items
+            .push(TransactWriteItem::builder().delete(delete).build());
+        planned.steps.push(Step::Release);
+    }
+    Ok(planned)
+}
+
+/// A fresh idempotency token for TransactWriteItems (at most 36 characters).
+fn request_token() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// Whole changes, in order, cut into transactions of at most 100 items in which no item is
+/// written twice (DynamoDB rejects that). Sending the transactions one after the other applies
+/// the changes in order.
+fn transactions(planned: Vec<Planned>) -> Vec<Vec<Planned>> {
+    let mut groups: Vec<Vec<Planned>> = Vec::new();
+    let mut items = 0;
+    let mut touched: HashSet<String> = HashSet::new();
+    for change in planned {
+        let fits = !groups.is_empty()
+            && items + change.items.len() <= TRANSACTION_MAX
+            && change.touched.iter().all(|key| !touched.contains(key));
+        if !fits {
+            groups.push(Vec::new());
+            items = 0;
+            touched.clear();
+        }
+        items += change.items.len();
+        touched.extend(change.touched.iter().cloned());
+        if let Some(group) = groups.last_mut() {
+            group.push(change);
+        }
+    }
+    groups
+}
+
 impl DynamoStore {
-    async fn users_by_keys(&self, tenant: &TenantId, keys: &[String]) -> StoreResult<Vec<User>> {
-        let items = self
-            .batch_get(keys.iter().map(|k| user_key(tenant, k)).collect())
-            .await?;
-        items.into_iter().map(from_item::<User>).collect()
+    /// Sends one transaction of whole changes until each is saved or refused; a refused change
+    /// is left out and the others sent again.
+    async fn save_transaction(
+        &self,
+        tenant: &TenantId,
+        changes: &[UserChange],
+        mut group: Vec<Planned>,
+        outcomes: &mut [Option<SaveOutcome>],
+    ) -> StoreResult<()> {
+        let mut attempt = 0;
+        // A token per transaction sent: when the SDK sends it again because an answer was
+        // lost, DynamoDB answers the first outcome instead of failing the conditions that the
+        // first send made false.
+        let mut token = request_token();
+        while !group.is_empty() {
+            let items: Vec<TransactWriteItem> = group
+                .iter()
+                .flat_map(|planned| planned.items.iter().cloned())
+                .collect();
+            let sent = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .client_request_token(token.clone())
+                .send()
+                .await;
+            let error = match sent {
+                Ok(_) => {
+                    for planned in &group {
+                        outcomes[planned.change] = Some(SaveOutcome::Saved);
+                    }
+                    return Ok(());
+                }
+                Err(error) => error,
+            };
+            let reasons: Vec<CancellationReason> = match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                    cancelled.cancellation_reasons().to_vec()
+                }
+                Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
+                    // The same transaction is still being applied: ask again, same token.
+                    attempt += 1;
+                    if attempt > MAX_RETRIES {
+                        return Err(unavailable(error));
+                    }
+                    backoff(attempt).await;
+                    continue;
+                }
+                _ => return Err(unavailable(error)),
+            };
+            token = request_token();
+            // DynamoDB (and the emulator) give one reason per item, in order. Without them a
+            // change could not be told apart from the others: give up rather than guess.
+            let expected: usize = group.iter().map(|planned| planned.items.len()).sum();
+            if reasons.len() != expected {
+                return Err(StoreError::unavailable(
+                    STORE,
+                    format!(
+                        "a cancelled transaction of {expected} items gave {} reasons: {}",
+                        reasons.len(),
+                        super::DisplayErrorContext(&error)
+                    ),
+                ));
+            }
+            let mut kept = Vec::with_capacity(group.len());
+            let mut refused = false;
+            let mut offset = 0;
+            for planned in group {
+                let mine = &reasons[offset..offset + planned.items.len()];
+                offset += planned.items.len();
+                match self
+                    .refusal(tenant, &changes[planned.change], &planned, mine)
+                    .await?
+                {
+                    Some(outcome) => {
+                        outcomes[planned.change] = Some(outcome);
+                        refused = true;
+                    }
+                    None => kept.push(planned),
+                }
+            }
+            group = kept;
+            if refused {
+                // Nothing was written: the others go again at once.
+                continue;
+            }
+            attempt += 1;
+            if !reasons.iter().any(is_transient_cancellation) || attempt > MAX_RETRIES {
+                return Err(unavailable(error));
+            }
+            backoff(attempt).await;
+        }
+        Ok(())
     }
 
-    /// Every item of a user index partition, optionally narrowed to one padded id.
-    async fn query_user_index(
+    /// What the cancellation reasons of one change's items say about it: `None` when none of
+    /// its conditions failed.
+    async fn refusal(
         &self,
-        index: &'static str,
-        partition: String,
-        id: Option<UserId>,
-    ) -> StoreResult<Vec<User>> {
-        let (pk_name, sk_name) = if index == GSI1 {
-            ("gsi1pk", "gsi1sk")
-        } else {
-            ("gsi2pk", "gsi2sk")
-        };
-        let condition = match id {
-            Some(_) => format!("{pk_name} = :partition AND {sk_name} = :id"),
-            None => format!("{pk_name} = :partition"),
-        };
-        let mut values = HashMap::from([(":partition".to_owned(), s(partition))]);
-        if let Some(id) = id {
-            values.insert(":id".to_owned(), s(padded(id)));
+        tenant: &TenantId,
+        change: &UserChange,
+        planned: &Planned,
+        reasons: &[CancellationReason],
+    ) -> StoreResult<Option<SaveOutcome>> {
+        let failed = |reason: &CancellationReason| reason.code() == Some(CONDITION_FAILED);
+        let mut taken = None;
+        let mut stale = false;
+        for (step, reason) in planned.steps.iter().zip(reasons) {
+            if !failed(reason) {
+                continue;
+            }
+            match step {
+                Step::User if change.before.is_none() => {
+                    // The id exists: saved by an earlier run of this very change, or stale.
+                    let stored = match reason.item() {
+                        Some(item) if !item.is_empty() => Some(item.clone()),
+                        _ => self.get_item(user_key(tenant, change.after.id)).await?,
+                    };
+                    let same = match stored {
+                        Some(item) => from_item::<User>(item)? == change.after,
+                        None => false,
+                    };
+                    return Ok(Some(if same {
+                        SaveOutcome::Saved
+                    } else {
+                        SaveOutcome::Stale
+                    }));
+                }
+                Step::User | Step::Release => stale = true,
+                Step::Claim(key) => {
+                    taken.get_or_insert_with(|| key.clone());
+                }
+            }
         }
+        Ok(if stale {
+            Some(SaveOutcome::Stale)
+        } else {
+            taken.map(SaveOutcome::KeyTaken)
+        })
+    }
+
+    /// Every user of an index partition (`gsi2`: one agent number).
+    async fn query_agent_partition(&self, partition: String) -> StoreResult<Vec<User>> {
         let items = self
             .query_all(|| {
                 self.client
                     .query()
                     .table_name(&self.table)
-                    .index_name(index)
-                    .key_condition_expression(condition.clone())
-                    .set_expression_attribute_values(Some(values.clone()))
+                    .index_name(GSI2)
+                    .key_condition_expression("gsi2pk = :partition")
+                    .expression_attribute_values(":partition", s(partition.clone()))
             })
             .await?;
         items.into_iter().map(from_item::<User>).collect()
@@ -91,33 +353,68 @@ impl DynamoStore {
 
 #[async_trait]
 impl UserStore for DynamoStore {
-    async fn users_by_email_keys(
-        &self,
-        tenant: &TenantId,
-        keys: &[String],
-    ) -> StoreResult<Vec<User>> {
-        let mut found: HashMap<String, User> = self
-            .users_by_keys(tenant, keys)
-            .await?
-            .into_iter()
-            .map(|user| (user.email_key(), user))
+    async fn users_by_keys(&self, tenant: &TenantId, keys: &[UserKey]) -> StoreResult<Vec<User>> {
+        let asked: BTreeSet<&UserKey> = keys.iter().collect();
+        if asked.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key_items = self
+            .batch_get(asked.iter().map(|k| unique_key(tenant, k)).collect())
+            .await?;
+        let ids: Vec<UserId> = key_items
+            .iter()
+            .filter_map(|item| item.get("user_id")?.as_n().ok()?.parse().ok())
             .collect();
-        // In the order asked, each once.
-        Ok(keys.iter().filter_map(|k| found.remove(k)).collect())
+        let users = self.users_by_ids(tenant, &ids).await?;
+        // A key item names its holder; the user item has the last word.
+        Ok(users
+            .into_iter()
+            .filter(|user| !user.is_deleted() && user.keys().iter().any(|k| asked.contains(k)))
+            .collect())
     }
 
-    async fn write_users(&self, tenant: &TenantId, writes: Vec<UserWrite>) -> StoreResult<()> {
-        let writes = writes
-            .iter()
-            .map(|write| match write {
-                UserWrite::Put(user) => user_item(tenant, user).map(Write::Put),
-                UserWrite::DeleteEmail(email_key) => Ok(Write::Delete(user_key(tenant, email_key))),
-            })
-            .collect::<StoreResult<Vec<Write>>>()?;
-        if writes.is_empty() {
-            return Ok(());
+    async fn users_by_ids(&self, tenant: &TenantId, ids: &[UserId]) -> StoreResult<Vec<User>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
-        self.batch_write(writes).await
+        let items = self
+            .batch_get(ids.iter().map(|&id| user_key(tenant, id)).collect())
+            .await?;
+        let users = items
+            .into_iter()
+            .map(from_item::<User>)
+            .collect::<StoreResult<Vec<User>>>()?;
+        Ok(in_id_order(users))
+    }
+
+    async fn save_users(
+        &self,
+        tenant: &TenantId,
+        changes: &[UserChange],
+    ) -> StoreResult<Vec<SaveOutcome>> {
+        let mut outcomes: Vec<Option<SaveOutcome>> = vec![None; changes.len()];
+        let mut planned = Vec::with_capacity(changes.len());
+        for (at, change) in changes.iter().enumerate() {
+            match &change.before {
+                Some(before) if before.id != change.after.id => {
+                    outcomes[at] = Some(SaveOutcome::Stale);
+                }
+                _ => planned.push(plan(&self.table, tenant, at, change)?),
+            }
+        }
+        for group in transactions(planned) {
+            self.save_transaction(tenant, changes, group, &mut outcomes)
+                .await?;
+        }
+        outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(at, outcome)| {
+                outcome.ok_or_else(|| {
+                    StoreError::unavailable(STORE, format!("change {at} was never answered"))
+                })
+            })
+            .collect()
     }
 
     async fn allocate_user_ids(&self, count: u64) -> StoreResult<UserId> {
@@ -125,17 +422,41 @@ impl UserStore for DynamoStore {
         Ok(last + 1 - count)
     }
 
-    async fn list_users(&self, tenant: &TenantId, page: PageRequest) -> StoreResult<Vec<User>> {
+    async fn list_users(
+        &self,
+        tenant: &TenantId,
+        filter: &UserFilter,
+        page: PageRequest,
+    ) -> StoreResult<(Vec<User>, u64)> {
         let partition = users_partition(tenant);
+        // Matched against the lower-cased user name; users without one never match.
+        let needle = filter.user_name_contains.as_deref().map(str::to_lowercase);
+        let query = || {
+            let query = self.gsi1_partition(&partition, true);
+            match &needle {
+                None => query,
+                Some(needle) if needle.is_empty() => {
+                    query.filter_expression("attribute_exists(user_name_key)")
+                }
+                Some(needle) => query
+                    .filter_expression("contains(user_name_key, :needle)")
+                    .expression_attribute_values(":needle", s(needle.clone())),
+            }
+        };
+        let total = self.query_count(query).await?;
         let items = self
             .query_page(
-                || self.gsi1_partition(&partition, true),
+                query,
                 "pk, sk, gsi1pk, gsi1sk",
                 page.offset(),
                 page.per_page,
             )
             .await?;
-        items.into_iter().map(from_item::<User>).collect()
+        let users = items
+            .into_iter()
+            .map(from_item::<User>)
+            .collect::<StoreResult<Vec<User>>>()?;
+        Ok((users, total))
     }
 
     async fn select_users(
@@ -145,18 +466,19 @@ impl UserStore for DynamoStore {
     ) -> StoreResult<Vec<User>> {
         let users = match selector {
             UserSelector::Emails(emails) => {
-                let keys: Vec<String> = emails.iter().map(|email| email_key(email)).collect();
+                let keys: Vec<UserKey> = emails.iter().map(|email| UserKey::email(email)).collect();
                 self.users_by_keys(tenant, &keys).await?
             }
             UserSelector::Ids(ids) => {
-                let ids: HashSet<UserId> = ids.iter().copied().collect();
-                let partition = users_partition(tenant);
-                let found: Vec<Vec<User>> = stream::iter(ids)
-                    .map(|id| self.query_user_index(GSI1, partition.clone(), Some(id)))
-                    .buffer_unordered(QUERY_CONCURRENCY)
-                    .try_collect()
-                    .await?;
-                found.into_iter().flatten().collect()
+                let ids: Vec<UserId> = ids
+                    .iter()
+                    .copied()
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                let mut users = self.users_by_ids(tenant, &ids).await?;
+                users.retain(|user| !user.is_deleted());
+                users
             }
             UserSelector::AgentNumbers(numbers) => {
                 let partitions: HashSet<String> = numbers
@@ -164,7 +486,7 @@ impl UserStore for DynamoStore {
                     .map(|number| agent_partition(tenant, number))
                     .collect();
                 let found: Vec<Vec<User>> = stream::iter(partitions)
-                    .map(|partition| self.query_user_index(GSI2, partition, None))
+                    .map(|partition| self.query_agent_partition(partition))
                     .buffer_unordered(QUERY_CONCURRENCY)
                     .try_collect()
                     .await?;
@@ -172,5 +494,77 @@ impl UserStore for DynamoStore {
             }
         };
         Ok(in_id_order(users))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::text_of;
+    use super::*;
+    use crate::model::Timestamp;
+
+    fn tenant() -> TenantId {
+        TenantId::parse("acme").unwrap()
+    }
+
+    fn created(id: UserId, email: &str) -> UserChange {
+        let mut after = User::new(id, Timestamp::from_unix_millis(0).unwrap());
+        after.version = 1;
+        after.email = Some(email.to_owned());
+        UserChange {
+            before: None,
+            after,
+        }
+    }
+
+    #[test]
+    fn items_are_keyed_by_tenant_and_id_and_deleted_users_leave_the_indexes() {
+        let mut user = created(42, "Ann@X.io").after;
+        user.user_name = Some(" Ann.Lee ".to_owned());
+        user.agent_number = Some("A1".to_owned());
+        let item = user_item(&tenant(), &user).unwrap();
+        assert_eq!(text_of(&item, "pk"), Some("USER#acme#00000000000000000042"));
+        assert_eq!(text_of(&item, "user_name_key"), Some("ann.lee"));
+        assert_eq!(text_of(&item, "gsi2pk"), Some("AGENT#acme#A1"));
+        assert_eq!(item.get("version"), Some(&n(1)));
+        assert_eq!(
+            text_of(&unique_key(&tenant(), &UserKey::email("Ann@X.io")), "pk"),
+            Some("UKEY#acme#email#ann@x.io")
+        );
+        user.deleted_at = Some(user.created_at);
+        let item = user_item(&tenant(), &user).unwrap();
+        for index_key in ["gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"] {
+            assert!(!item.contains_key(index_key), "{index_key}");
+        }
+    }
+
+    #[test]
+    fn transactions_hold_whole_changes_and_never_one_item_twice() {
+        // 60 new users with one key each: 2 items per change, 50 changes per transaction.
+        let planned: Vec<Planned> = (0..60)
+            .map(|i| {
+                plan(
+                    "t",
+                    &tenant(),
+                    i,
+                    &created(i as u64 + 1, &format!("u{i}@x.io")),
+                )
+                .unwrap()
+            })
+            .collect();
+        let sizes: Vec<usize> = transactions(planned).iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![50, 10]);
+
+        // The second claim of one email starts a new transaction.
+        let planned = vec![
+            plan("t", &tenant(), 0, &created(1, "a@x.io")).unwrap(),
+            plan("t", &tenant(), 1, &created(2, "b@x.io")).unwrap(),
+            plan("t", &tenant(), 2, &created(3, "A@x.io")).unwrap(),
+        ];
+        let groups: Vec<Vec<usize>> = transactions(planned)
+            .iter()
+            .map(|group| group.iter().map(|planned| planned.change).collect())
+            .collect();
+        assert_eq!(groups, vec![vec![0, 1], vec![2]]);
     }
 }

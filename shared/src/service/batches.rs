@@ -1,0 +1,226 @@
+//! Batches: the JSON bodies of users the Zendesk and Huawei Workspace dialects send. Each batch
+//! is stored as a job file and recorded as a job, like an upload, and processed by the same
+//! pipeline: queued (Zendesk) or inline, in the request (Huawei Workspace).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde_json::value::RawValue;
+
+use super::{new_file_key, BulkService, Principal, ServiceError, ServiceResult};
+use crate::model::{
+    ChunkPlan, Job, JobId, JobKind, NewJob, RowResult, SchemeError, SchemeReport, Timestamp, User,
+    UserFilter, UserId, UserKey,
+};
+use crate::ports::PageRequest;
+use crate::processing::{self, ChunkOutcome};
+
+impl BulkService {
+    /// Records a batch as a job and queues it.
+    pub async fn submit_batch(
+        &self,
+        who: &Principal,
+        kind: JobKind,
+        records: &[Box<RawValue>],
+    ) -> ServiceResult<Job> {
+        let job = self.record_batch(who, kind, records, Vec::new()).await?;
+        self.start_job(&who.tenant, job.id, &who.name).await
+    }
+
+    /// Records a batch as a job and processes it before answering: the job and its results.
+    pub async fn run_batch(
+        &self,
+        who: &Principal,
+        kind: JobKind,
+        records: &[Box<RawValue>],
+    ) -> ServiceResult<(Job, Vec<RowResult>)> {
+        let job = self.record_batch(who, kind, records, Vec::new()).await?;
+        let job = self
+            .begin_processing(&who.tenant, job.id, &who.name)
+            .await?;
+        for item in job
+            .chunk_plan
+            .work_items(&job.tenant, job.id, job.total_rows)
+        {
+            let outcome =
+                match processing::process_work_item(&self.ports, &item, &self.config.processing)
+                    .await
+                {
+                    Ok(outcome) => outcome,
+                    Err(error) => {
+                        let reason = format!("the batch could not be processed: {error}");
+                        self.ports
+                            .jobs
+                            .fail_job(job.id, &reason, Timestamp::now())
+                            .await?;
+                        return Err(error.into());
+                    }
+                };
+            if let ChunkOutcome::JobFailed { reason } = outcome {
+                return Err(ServiceError::Conflict(reason));
+            }
+        }
+        let job = self.job(who, job.id).await?;
+        let results = self.ports.jobs.results(&who.tenant, job.id).await?;
+        Ok((job, results))
+    }
+
+    /// Records a batch that was refused as a whole (`invalid_scheme`, with its errors), so
+    /// refused requests leave the same audit trail as accepted ones.
+    pub async fn reject_batch(
+        &self,
+        who: &Principal,
+        kind: JobKind,
+        records: &[Box<RawValue>],
+        errors: Vec<SchemeError>,
+    ) -> ServiceResult<Job> {
+        self.record_batch(who, kind, records, errors).await
+    }
+
+    async fn record_batch(
+        &self,
+        who: &Principal,
+        kind: JobKind,
+        records: &[Box<RawValue>],
+        errors: Vec<SchemeError>,
+    ) -> ServiceResult<Job> {
+        let (body, chunk_plan) = batch_file(records, self.config.rows_per_chunk);
+        let file_key = new_file_key(&who.tenant);
+        let file_bytes = body.len() as u64;
+        self.ports.files.put(&file_key, body).await?;
+        let job = self
+            .ports
+            .jobs
+            .create_job(NewJob {
+                tenant: who.tenant.clone(),
+                kind,
+                filename: format!("{}.json", kind.as_str()),
+                file_key: file_key.clone(),
+                file_bytes,
+                uploaded_api_user_name: who.name.clone(),
+                created_at: Timestamp::now(),
+            })
+            .await?;
+        let report = SchemeReport {
+            total_rows: records.len() as u64,
+            error_count: errors.len() as u64,
+            errors,
+            chunk_plan,
+        };
+        Ok(self
+            .ports
+            .jobs
+            .record_scheme_report(&who.tenant, job.id, &file_key, &report, Timestamp::now())
+            .await?)
+    }
+
+    /// The per-row results a job has recorded so far, in row order.
+    pub async fn results(&self, who: &Principal, id: JobId) -> ServiceResult<Vec<RowResult>> {
+        self.job(who, id).await?;
+        Ok(self.ports.jobs.results(&who.tenant, id).await?)
+    }
+
+    /// Up to `limit` jobs older than `before`, newest first.
+    pub async fn jobs_before(
+        &self,
+        who: &Principal,
+        before: Option<JobId>,
+        limit: u64,
+    ) -> ServiceResult<Vec<Job>> {
+        Ok(self
+            .ports
+            .jobs
+            .jobs_before(&who.tenant, before, limit)
+            .await?)
+    }
+
+    /// The tenant's live users from `offset`, at most `limit`, and how many match in all.
+    pub async fn directory(
+        &self,
+        who: &Principal,
+        filter: &UserFilter,
+        offset: u64,
+        limit: u64,
+    ) -> ServiceResult<(Vec<User>, u64)> {
+        // One page that ends at offset + limit, less the first `offset` users.
+        let page = PageRequest {
+            page: 1,
+            per_page: offset.saturating_add(limit),
+        };
+        let (users, total) = self
+            .ports
+            .users
+            .list_users(&who.tenant, filter, page)
+            .await?;
+        Ok((
+            users
+                .into_iter()
+                .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+                .collect(),
+            total,
+        ))
+    }
+
+    /// The live users holding any of these keys.
+    pub async fn users_with_keys(
+        &self,
+        who: &Principal,
+        keys: &[UserKey],
+    ) -> ServiceResult<Vec<User>> {
+        Ok(self.ports.users.users_by_keys(&who.tenant, keys).await?)
+    }
+
+    /// The live users with these ids.
+    pub async fn users_with_ids(
+        &self,
+        who: &Principal,
+        ids: &[UserId],
+    ) -> ServiceResult<Vec<User>> {
+        let users = self.ports.users.users_by_ids(&who.tenant, ids).await?;
+        Ok(users
+            .into_iter()
+            .filter(|user| !user.is_deleted())
+            .collect())
+    }
+}
+
+/// The job file of a batch (a JSON array of the records, as sent) and its chunk plan.
+fn batch_file(records: &[Box<RawValue>], rows_per_chunk: u64) -> (Bytes, ChunkPlan) {
+    let rows_per_chunk = rows_per_chunk.max(1);
+    let size: usize = records.iter().map(|record| record.get().len() + 1).sum();
+    let mut body = BytesMut::with_capacity(size + 2);
+    let mut offsets = Vec::new();
+    body.put_u8(b'[');
+    for (index, record) in records.iter().enumerate() {
+        if index > 0 {
+            body.put_u8(b',');
+        }
+        if index as u64 % rows_per_chunk == 0 {
+            offsets.push(body.len() as u64);
+        }
+        body.put_slice(record.get().as_bytes());
+    }
+    body.put_u8(b']');
+    (
+        body.freeze(),
+        ChunkPlan {
+            rows_per_chunk,
+            offsets,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_file_is_the_records_as_an_array_cut_in_chunks() {
+        let records: Vec<Box<RawValue>> = ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"]
+            .iter()
+            .map(|text| RawValue::from_string((*text).to_owned()).unwrap())
+            .collect();
+        let (body, plan) = batch_file(&records, 2);
+        assert_eq!(&body[..], b"[{\"a\":1},{\"b\":2},{\"c\":3}]");
+        assert_eq!(plan.offsets, vec![1, 17]);
+        assert_eq!(&body[17..24], b"{\"c\":3}");
+    }
+}

@@ -1,0 +1,804 @@
+//! The Zendesk and Huawei Workspace dialects through the route table, on both stores: the same
+//! users, jobs and pipeline as the CCAI dialect.
+
+use bulk_tests::{basic, on_both_stores, Answer, Body, TestApp, PREFIX};
+use bulk_users::model::TenantId;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use serde_json::{json, Value};
+
+on_both_stores!(
+    create_many_is_a_queued_job_with_results_in_request_order,
+    create_or_update_update_and_destroy_many,
+    zendesk_refuses_bad_requests_in_its_own_error_shape,
+    job_statuses_list_pages_by_cursor_and_show_many,
+    workspace_batch_create_lists_and_deletes,
+    workspace_batches_are_all_or_nothing,
+    one_user_whichever_dialect,
+);
+
+fn token_auth(app: &TestApp) -> String {
+    basic("admin@acme.test/token", &app.acme.secret)
+}
+
+async fn zendesk(app: &TestApp, method: Method, path: &str, body: Value) -> Answer {
+    app.call_as(&token_auth(app), method, path, Body::Json(body))
+        .await
+}
+
+/// Runs the queued work and answers the job status.
+async fn finished(app: &TestApp, answer: &Answer) -> Value {
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let id = answer.body["job_status"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no job status id in {}", answer.body))
+        .to_owned();
+    app.drain().await;
+    let status = zendesk(
+        app,
+        Method::GET,
+        &format!("/api/v2/job_statuses/{id}.json"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.body);
+    assert_eq!(
+        status.body["job_status"]["status"], "completed",
+        "{}",
+        status.body
+    );
+    status.body["job_status"].clone()
+}
+
+fn statuses(job: &Value) -> Vec<String> {
+    job["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no results in {job}"))
+        .iter()
+        .map(|result| result["status"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn create_many_is_a_queued_job_with_results_in_request_order(app: TestApp) {
+    let answer = zendesk(
+        &app,
+        Method::POST,
+        "/api/v2/users/create_many.json",
+        json!({"users": [
+            {"name": "Ada Lovelace", "email": "ada@acme.test", "role": "agent", "external_id": "A-1",
+             "tags": ["vip"], "organization": {"name": "Analytical"}, "user_fields": {"tier": "gold"}},
+            {"name": "Bad Role", "email": "bad@acme.test", "role": "wizard"},
+            {"name": "Grace Hopper", "email": "grace@acme.test", "phone": "+1 555 0100", "suspended": true},
+        ]}),
+    )
+    .await;
+    let queued = &answer.body["job_status"];
+    assert_eq!(queued["status"], "queued", "{}", answer.body);
+    assert_eq!(queued["total"], 3);
+    assert_eq!(queued["job_type"], "bulk_create_users");
+    assert_eq!(queued["id"].as_str().map(str::len), Some(32));
+    assert!(queued["url"]
+        .as_str()
+        .is_some_and(|url| url.ends_with(&format!(
+            "/api/v2/job_statuses/{}.json",
+            queued["id"].as_str().unwrap()
+        ))));
+
+    let job = finished(&app, &answer).await;
+    assert_eq!(job["progress"], 3);
+    assert!(job["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("Completed at ")));
+    assert_eq!(statuses(&job), ["Created", "Failed", "Created"]);
+    let results = job["results"].as_array().unwrap();
+    assert_eq!(
+        results
+            .iter()
+            .map(|r| r["index"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    assert_eq!(results[0]["email"], "ada@acme.test");
+    assert_eq!(results[0]["external_id"], "A-1");
+    assert!(results[0]["id"].as_u64().is_some());
+    assert_eq!(results[1]["error"], "InvalidValue");
+    assert!(
+        results[1]["details"]
+            .as_str()
+            .unwrap()
+            .contains("role 'wizard'"),
+        "{}",
+        results[1]
+    );
+    assert!(results[1].get("id").is_none());
+
+    // The same job in the CCAI job list and update error log.
+    let jobs = app.get("jobs").await;
+    assert_eq!(
+        jobs.body[0]["filename"], "create_many.json",
+        "{}",
+        jobs.body
+    );
+    assert_eq!(jobs.body[0]["affected_rows"], 2);
+    assert_eq!(jobs.body[0]["failed_rows"], 1);
+    let id = jobs.body[0]["id"].as_u64().unwrap();
+    let errors = app.get(&format!("errors/update/{id}")).await;
+    assert_eq!(errors.body[0]["row"], 2, "{}", errors.body);
+    assert_eq!(errors.body[0]["field"], "role");
+
+    // Grace is deactivated (suspended), Ada is not.
+    let config = app.get("config?emails=ada@acme.test,grace@acme.test").await;
+    assert_eq!(
+        config.body.as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        config.body
+    );
+    assert_eq!(config.body[0]["first_name"], "Ada");
+    assert_eq!(config.body[0]["last_name"], "Lovelace");
+    assert!(config.body[0]["deactivated_at"].is_null());
+    assert!(!config.body[1]["deactivated_at"].is_null());
+}
+
+async fn create_or_update_update_and_destroy_many(app: TestApp) {
+    let created = zendesk(
+        &app,
+        Method::POST,
+        "/api/v2/users/create_many",
+        json!({"users": [
+            {"name": "Ada Lovelace", "email": "ada@acme.test", "external_id": "A-1"},
+            {"name": "Alan Turing", "email": "alan@acme.test", "external_id": "A-2"},
+        ]}),
+    )
+    .await;
+    let created = finished(&app, &created).await;
+    let ada = created["results"][0]["id"].as_u64().unwrap();
+    let alan = created["results"][1]["id"].as_u64().unwrap();
+
+    // Matched by email (case-insensitively) or by external id; a new one is created.
+    let upserted = zendesk(
+        &app,
+        Method::POST,
+        "/api/v2/users/create_or_update_many.json",
+        json!({"users": [
+            {"name": "Ada King", "email": "ADA@acme.test"},
+            {"name": "Alan M. Turing", "external_id": "a-2", "email": "turing@acme.test"},
+            {"name": "Edsger Dijkstra", "email": "edsger@acme.test"},
+            {"email": "nameless@acme.test"},
+        ]}),
+    )
+    .await;
+    let upserted = finished(&app, &upserted).await;
+    assert_eq!(
+        statuses(&upserted),
+        ["Updated", "Updated", "Created", "Failed"]
+    );
+    assert_eq!(upserted["results"][0]["id"], ada);
+    assert_eq!(upserted["results"][1]["id"], alan);
+    assert_eq!(upserted["results"][1]["email"], "turing@acme.test");
+    assert!(upserted["results"][3]["details"]
+        .as_str()
+        .unwrap()
+        .contains("name is required"));
+
+    // One change applied to several users by id.
+    let updated = zendesk(
+        &app,
+        Method::PUT,
+        &format!("/api/v2/users/update_many.json?ids={ada},{alan},999999"),
+        json!({"user": {"notes": "moved", "suspended": true}}),
+    )
+    .await;
+    let updated = finished(&app, &updated).await;
+    assert_eq!(statuses(&updated), ["Updated", "Updated", "Failed"]);
+    assert_eq!(updated["results"][2]["error"], "RecordNotFound");
+
+    // Per-user changes, by external id; taking another user's email fails that user only.
+    let renamed = zendesk(
+        &app,
+        Method::PUT,
+        "/api/v2/users/update_many",
+        json!({"users": [
+            {"external_id": "A-1", "email": "edsger@acme.test"},
+            {"external_id": "A-2", "suspended": false},
+        ]}),
+    )
+    .await;
+    let renamed = finished(&app, &renamed).await;
+    assert_eq!(statuses(&renamed), ["Failed", "Updated"]);
+    assert_eq!(renamed["results"][0]["error"], "DuplicateValue");
+
+    // create_many refuses an email that exists.
+    let again = zendesk(
+        &app,
+        Method::POST,
+        "/api/v2/users/create_many",
+        json!({"users": [{"name": "Ada Again", "email": "ada@acme.test"}]}),
+    )
+    .await;
+    let again = finished(&app, &again).await;
+    assert_eq!(statuses(&again), ["Failed"]);
+    assert_eq!(again["results"][0]["error"], "DuplicateValue");
+
+    let destroyed = zendesk(
+        &app,
+        Method::DELETE,
+        "/api/v2/users/destroy_many.json?external_ids=A-1,nobody",
+        Value::Null,
+    )
+    .await;
+    let destroyed = finished(&app, &destroyed).await;
+    assert_eq!(statuses(&destroyed), ["Deleted", "Failed"]);
+    let config = app.get("config?emails=ada@acme.test").await;
+    assert_eq!(config.body, json!([]), "a deleted user is gone");
+
+    // Its email is free again.
+    let recreated = zendesk(
+        &app,
+        Method::POST,
+        "/api/v2/users/create_many",
+        json!({"users": [{"name": "Ada Again", "email": "ada@acme.test", "external_id": "A-1"}]}),
+    )
+    .await;
+    let recreated = finished(&app, &recreated).await;
+    assert_eq!(statuses(&recreated), ["Created"]);
+    assert_ne!(recreated["results"][0]["id"], ada);
+}
+
+async fn zendesk_refuses_bad_requests_in_its_own_error_shape(app: TestApp) {
+    let users: Vec<Value> = (0..101)
+        .map(|n| json!({"name": format!("User {n}"), "email": format!("u{n}@acme.test")}))
+        .collect();
+    let too_many = zendesk(
+        &app,
+        Method::POST,
+        "/api/v2/users/create_many.json",
+        json!({ "users": users }),
+    )
+    .await;
+    assert_eq!(too_many.status, StatusCode::BAD_REQUEST);
+    assert_eq!(too_many.body["error"], "InvalidValue");
+    assert!(too_many.body["description"]
+        .as_str()
+        .unwrap()
+        .contains("at most 100"));
+    assert!(too_many.body["details"]["users"][0]["description"].is_string());
+
+    for (method, path, body, field) in [
+        (
+            Method::POST,
+            "/api/v2/users/create_many",
+            Body::Raw {
+                content_type: Some("application/json".into()),
+                bytes: b"{\"users\": [".to_vec(),
+            },
+            "users",
+        ),
+        (
+            Method::POST,
+            "/api/v2/users/create_many",
+            Body::Json(json!({"users": []})),
+            "users",
+        ),
+        (
+            Method::POST,
+            "/api/v2/users/create_or_update_many",
+            Body::Json(json!({"user": {}})),
+            "users",
+        ),
+        (
+            Method::PUT,
+            "/api/v2/users/update_many?ids=1,x",
+            Body::Json(json!({"user": {"notes": "n"}})),
+            "ids",
+        ),
+        (
+            Method::PUT,
+            "/api/v2/users/update_many?ids=1",
+            Body::Json(json!({"users": [{"id": 1}]})),
+            "user",
+        ),
+        (
+            Method::DELETE,
+            "/api/v2/users/destroy_many",
+            Body::Empty,
+            "ids",
+        ),
+        (
+            Method::GET,
+            "/api/v2/job_statuses.json?page[size]=0",
+            Body::Empty,
+            "page[size]",
+        ),
+        (
+            Method::GET,
+            "/api/v2/job_statuses/show_many.json",
+            Body::Empty,
+            "ids",
+        ),
+    ] {
+        let answer = app
+            .call_as(&token_auth(&app), method.clone(), path, body)
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{method} {path}: {}",
+            answer.body
+        );
+        assert!(
+            answer.body["details"][field].is_array(),
+            "{method} {path}: {}",
+            answer.body
+        );
+    }
+    let jobs = app.get("jobs").await;
+    assert_eq!(jobs.body, json!([]), "no refused request left a job");
+
+    // Credentials: none, wrong, bearer, tenant Basic.
+    let anonymous = app
+        .call_as("", Method::GET, "/api/v2/job_statuses.json", Body::Empty)
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(anonymous.body["error"], "Unauthorized");
+    let wrong = app
+        .call_as(
+            &basic("admin@acme.test/token", "nope"),
+            Method::GET,
+            "/api/v2/job_statuses",
+            Body::Empty,
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let bearer = app
+        .call_as(
+            &format!("Bearer {}", app.acme.secret),
+            Method::GET,
+            "/api/v2/job_statuses",
+            Body::Empty,
+        )
+        .await;
+    assert_eq!(bearer.status, StatusCode::OK, "{}", bearer.body);
+    let tenant = app
+        .call_as(
+            &app.acme.basic(),
+            Method::GET,
+            "/api/v2/job_statuses",
+            Body::Empty,
+        )
+        .await;
+    assert_eq!(tenant.status, StatusCode::OK, "{}", tenant.body);
+
+    // Another tenant's job is not found; so is nonsense.
+    let job = zendesk(
+        &app,
+        Method::POST,
+        "/api/v2/users/create_many",
+        json!({"users": [{"name": "Ada Lovelace"}]}),
+    )
+    .await;
+    let id = job.body["job_status"]["id"].as_str().unwrap().to_owned();
+    let foreign = app
+        .call_as(
+            &format!("Bearer {}", app.globex.secret),
+            Method::GET,
+            &format!("/api/v2/job_statuses/{id}"),
+            Body::Empty,
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND, "{}", foreign.body);
+    assert_eq!(foreign.body["error"], "RecordNotFound");
+    let nonsense = zendesk(
+        &app,
+        Method::GET,
+        "/api/v2/job_statuses/xyz.json",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(nonsense.status, StatusCode::NOT_FOUND);
+    let wrong_method = zendesk(
+        &app,
+        Method::GET,
+        "/api/v2/users/create_many.json",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong_method.body["error"], "MethodNotAllowed");
+}
+
+async fn job_statuses_list_pages_by_cursor_and_show_many(app: TestApp) {
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let answer = zendesk(
+            &app,
+            Method::POST,
+            "/api/v2/users/create_many",
+            json!({"users": [{"name": format!("User {n}"), "email": format!("u{n}@acme.test")}]}),
+        )
+        .await;
+        ids.push(answer.body["job_status"]["id"].as_str().unwrap().to_owned());
+    }
+    app.drain().await;
+    let first = zendesk(
+        &app,
+        Method::GET,
+        "/api/v2/job_statuses.json?page[size]=2",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let listed: Vec<&str> = first.body["job_statuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [ids[2].as_str(), ids[1].as_str()], "newest first");
+    assert_eq!(first.body["meta"]["has_more"], true);
+    let next = first.body["links"]["next"].as_str().unwrap();
+    let next_path = &next[next.find("/api/v2").unwrap()..];
+    let second = zendesk(&app, Method::GET, next_path, Value::Null).await;
+    assert_eq!(
+        second.body["job_statuses"][0]["id"],
+        ids[0].as_str(),
+        "{}",
+        second.body
+    );
+    assert_eq!(second.body["meta"]["has_more"], false);
+    assert!(second.body["links"]["next"].is_null());
+
+    let many = zendesk(
+        &app,
+        Method::GET,
+        &format!(
+            "/api/v2/job_statuses/show_many.json?ids={},{},ffff",
+            ids[0], ids[2]
+        ),
+        Value::Null,
+    )
+    .await;
+    let shown = many.body["job_statuses"].as_array().unwrap();
+    assert_eq!(shown.len(), 2, "{}", many.body);
+    assert_eq!(shown[0]["status"], "completed");
+    assert_eq!(statuses(&shown[1]), ["Created"]);
+}
+
+fn workspace_headers(app: &TestApp) -> String {
+    app.acme.secret.clone()
+}
+
+/// A Workspace request with `X-Auth-Token`.
+async fn workspace(app: &TestApp, token: &str, method: Method, path: &str, body: Value) -> Answer {
+    let mut headers = HeaderMap::new();
+    headers.insert("x-auth-token", HeaderValue::from_str(token).unwrap());
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let (path, query) = match path.split_once('?') {
+        Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
+        None => (path.to_owned(), None),
+    };
+    let bytes = if body.is_null() {
+        Vec::new()
+    } else {
+        serde_json::to_vec(&body).unwrap()
+    };
+    let answer = Answer::from(
+        app.api
+            .handle(bulk_users::api::ApiRequest {
+                method,
+                path,
+                query,
+                headers,
+                body: bytes.into(),
+            })
+            .await,
+    );
+    assert!(
+        answer.header("x-request-id").is_some(),
+        "every answer has a request id"
+    );
+    answer
+}
+
+fn names(list: &Answer) -> Vec<String> {
+    list.body["users"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no users in {}", list.body))
+        .iter()
+        .map(|user| user["user_name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn workspace_batch_create_lists_and_deletes(app: TestApp) {
+    let token = workspace_headers(&app);
+    let created = workspace(
+        &app,
+        &token,
+        Method::POST,
+        "/v2/acme/users/batch-create",
+        json!({"users": [
+            {"user_name": "abc", "user_email": "xxx@mail.com"},
+            {"user_name": "j.doe-1", "active_type": "ADMIN_ACTIVATE", "password": "Secret#2024x",
+             "user_phone": "+86-1000", "group_ids": ["g1"], "description": "ops", "alias_name": "JD",
+             "account_expires": "2030-01-01T00:00:00Z"},
+        ]}),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+
+    let list = workspace(
+        &app,
+        &token,
+        Method::GET,
+        "/v2/acme/users?limit=10&offset=0",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(list.body["total_count"], 2, "{}", list.body);
+    assert_eq!(names(&list), ["abc", "j.doe-1"]);
+    let jd = &list.body["users"][1];
+    assert_eq!(jd["active_type"], "ADMIN_ACTIVATE");
+    assert_eq!(jd["alias_name"], "JD");
+    assert_eq!(jd["account_expires"], "2030-01-01T00:00:00Z");
+    assert!(!list.body.to_string().contains("Secret#2024x"));
+    let filtered = workspace(
+        &app,
+        &token,
+        Method::GET,
+        "/v2/acme/users?user_name=DOE",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(names(&filtered), ["j.doe-1"]);
+    assert_eq!(filtered.body["total_count"], 1);
+    let second_page = workspace(
+        &app,
+        &token,
+        Method::GET,
+        "/v2/acme/users?limit=1&offset=1",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(names(&second_page), ["j.doe-1"]);
+    assert_eq!(second_page.body["total_count"], 2);
+
+    // The password is stored as an argon2id hash only.
+    let stored = app
+        .service
+        .ports()
+        .users
+        .users_by_keys(
+            &TenantId::parse("acme").unwrap(),
+            &[bulk_users::model::UserKey::user_name("J.DOE-1")],
+        )
+        .await
+        .unwrap();
+    let hash = stored[0].workspace.password_hash.as_deref().unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!serde_json::to_string(&stored[0])
+        .unwrap()
+        .contains("Secret#2024x"));
+
+    let ids: Vec<String> = list.body["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|user| user["id"].as_str().unwrap().to_owned())
+        .collect();
+    let deleted = workspace(
+        &app,
+        &token,
+        Method::DELETE,
+        &format!("/v2/acme/users/{}", ids[0]),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let again = workspace(
+        &app,
+        &token,
+        Method::DELETE,
+        &format!("/v2/acme/users/{}", ids[0]),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    assert_eq!(again.body["error_code"], "WKS.0202");
+    let missing = workspace(
+        &app,
+        &token,
+        Method::POST,
+        "/v2/acme/users/batch-delete",
+        json!({"user_ids": [ids[1], "424242"]}),
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.body);
+    let batch = workspace(
+        &app,
+        &token,
+        Method::POST,
+        "/v2/acme/users/batch-delete",
+        json!({"user_ids": [ids[1]]}),
+    )
+    .await;
+    assert_eq!(batch.status, StatusCode::NO_CONTENT, "{}", batch.body);
+    let empty = workspace(&app, &token, Method::GET, "/v2/acme/users", Value::Null).await;
+    assert_eq!(empty.body, json!({"total_count": 0, "users": []}));
+
+    // Sealed tenants: another project is not found; a bad token is refused.
+    let foreign = workspace(&app, &token, Method::GET, "/v2/globex/users", Value::Null).await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+    assert_eq!(foreign.body["error_code"], "WKS.0202");
+    let refused = workspace(&app, "wrong", Method::GET, "/v2/acme/users", Value::Null).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(refused.body["error_code"]
+        .as_str()
+        .unwrap()
+        .starts_with("WKS."));
+}
+
+async fn workspace_batches_are_all_or_nothing(app: TestApp) {
+    let token = workspace_headers(&app);
+    let path = "/v2/acme/users/batch-create";
+    for (body, code, names) in [
+        (
+            json!({"users": [{"user_name": "ok1", "user_phone": "1"}, {"user_name": "bad one", "user_phone": "1"}]}),
+            "WKS.0001",
+            "users[1].user_name",
+        ),
+        (
+            json!({"users": [{"user_name": "ok1", "user_phone": "1"}, {"user_name": "x", "user_email": "not-an-email"}]}),
+            "WKS.0001",
+            "users[1].user_email",
+        ),
+        (
+            json!({"users": [{"user_name": "ok1", "active_type": "ADMIN_ACTIVATE", "password": "short7!"}]}),
+            "WKS.0001",
+            "users[0].password",
+        ),
+        (
+            json!({"users": [{"user_name": "ok1", "user_phone": "1"}, {"user_name": "OK1", "user_phone": "2"}]}),
+            "WKS.0001",
+            "users[1].user_name",
+        ),
+        (json!({"users": []}), "WKS.0001", "users"),
+        (
+            json!({"users": (0..201).map(|n| json!({"user_name": format!("u{n}"), "user_phone": "1"})).collect::<Vec<_>>()}),
+            "WKS.0001",
+            "users",
+        ),
+        (json!({"people": []}), "WKS.0001", "users"),
+    ] {
+        let answer = workspace(&app, &token, Method::POST, path, body.clone()).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            answer.body
+        );
+        assert_eq!(answer.body["error_code"], code, "{}", answer.body);
+        assert!(
+            answer.body["error_msg"].as_str().unwrap().contains(names),
+            "{}",
+            answer.body
+        );
+        assert!(
+            !answer.body.to_string().contains("short7!"),
+            "a password is never echoed"
+        );
+    }
+    let list = workspace(&app, &token, Method::GET, "/v2/acme/users", Value::Null).await;
+    assert_eq!(
+        list.body["total_count"], 0,
+        "nothing of a refused batch is written"
+    );
+
+    let first = workspace(
+        &app,
+        &token,
+        Method::POST,
+        path,
+        json!({"users": [{"user_name": "taken", "user_email": "t@acme.test"}]}),
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let duplicate = workspace(
+        &app,
+        &token,
+        Method::POST,
+        path,
+        json!({"users": [{"user_name": "fresh", "user_phone": "1"}, {"user_name": "TAKEN", "user_phone": "2"}]}),
+    )
+    .await;
+    assert_eq!(duplicate.status, StatusCode::BAD_REQUEST);
+    assert_eq!(duplicate.body["error_code"], "WKS.00170202");
+    assert!(duplicate.body["error_msg"]
+        .as_str()
+        .unwrap()
+        .contains("users[1].user_name"));
+    let list = workspace(&app, &token, Method::GET, "/v2/acme/users", Value::Null).await;
+    assert_eq!(
+        names(&list),
+        ["taken"],
+        "the batch with a duplicate wrote nothing"
+    );
+
+    // Refused batches are recorded as invalid jobs, without their passwords.
+    let jobs = app.get("jobs?per_page=100").await;
+    let refused = jobs
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|job| job["status"] == "invalid_scheme")
+        .count();
+    assert!(refused >= 4, "{}", jobs.body);
+}
+
+async fn one_user_whichever_dialect(app: TestApp) {
+    let token = workspace_headers(&app);
+    let created = workspace(
+        &app,
+        &token,
+        Method::POST,
+        "/v2/acme/users/batch-create",
+        json!({"users": [{"user_name": "grace", "user_email": "Grace@acme.test", "alias_name": "Amazing Grace"}]}),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+
+    // Zendesk finds her by email and updates her.
+    let upserted = zendesk(
+        &app,
+        Method::POST,
+        "/api/v2/users/create_or_update_many",
+        json!({"users": [{"name": "Grace Hopper", "email": "grace@acme.test", "role": "admin"}]}),
+    )
+    .await;
+    let upserted = finished(&app, &upserted).await;
+    assert_eq!(statuses(&upserted), ["Updated"]);
+
+    // CCAI sees the same user and updates her too.
+    let job = app
+        .run_job(r#"[{"email": "GRACE@acme.test", "first_name": "Grace", "last_name": "Brewster Hopper", "agent_number": "A7"}]"#)
+        .await;
+    assert_eq!(job["affected_rows"], 1, "{job}");
+    let config = app.get("config?agent_numbers=A7").await;
+    assert_eq!(
+        config.body[0]["email"], "grace@acme.test",
+        "{}",
+        config.body
+    );
+    assert_eq!(config.body[0]["last_name"], "Brewster Hopper");
+
+    let list = workspace(
+        &app,
+        &token,
+        Method::GET,
+        "/v2/acme/users?user_name=grace",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(list.body["total_count"], 1);
+    assert_eq!(list.body["users"][0]["alias_name"], "Amazing Grace");
+    assert_eq!(
+        list.body["users"][0]["id"],
+        config.body[0]["id"].as_u64().unwrap().to_string()
+    );
+
+    // Zendesk deletes her; she is gone everywhere.
+    let id = config.body[0]["id"].as_u64().unwrap();
+    let destroyed = zendesk(
+        &app,
+        Method::DELETE,
+        &format!("/api/v2/users/destroy_many?ids={id}"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(statuses(&finished(&app, &destroyed).await), ["Deleted"]);
+    let list = workspace(&app, &token, Method::GET, "/v2/acme/users", Value::Null).await;
+    assert_eq!(list.body["total_count"], 0);
+    let _ = PREFIX;
+}
