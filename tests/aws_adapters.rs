@@ -589,15 +589,7 @@ async fn jobs_keep_their_kind_and_page_by_cursor() {
     let a = tenant("acme");
     let b = tenant("globex");
 
-    let kinds = [
-        JobKind::Upload,
-        JobKind::CreateMany,
-        JobKind::CreateOrUpdateMany,
-        JobKind::UpdateMany,
-        JobKind::DestroyMany,
-        JobKind::WorkspaceCreate,
-        JobKind::WorkspaceDelete,
-    ];
+    let kinds = JobKind::ALL;
     let mut ids = Vec::new();
     for (n, kind) in kinds.into_iter().enumerate() {
         let new = NewJob {

@@ -113,11 +113,7 @@ pub async fn handle(
 }
 
 async fn authenticate(service: &BulkService, request: &ApiRequest) -> Result<Principal, ApiError> {
-    let header = request
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .ok_or(ApiError::Unauthorized)?;
+    let header = super::authorization(request)?;
     let (tenant, secret) = parse_basic(header).ok_or(ApiError::Unauthorized)?;
     Ok(service.authenticate(&tenant, &secret).await?)
 }

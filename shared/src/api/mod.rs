@@ -124,6 +124,15 @@ impl Api {
     }
 }
 
+/// The `Authorization` header; missing or not text is unauthorized.
+pub(crate) fn authorization(request: &ApiRequest) -> Result<&str, ApiError> {
+    request
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .ok_or(ApiError::Unauthorized)
+}
+
 pub(crate) fn json_response(status: StatusCode, body: &impl serde::Serialize) -> ApiResponse {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = Response::new(Bytes::from(bytes));

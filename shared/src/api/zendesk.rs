@@ -97,11 +97,7 @@ pub async fn handle(
 /// Basic `{email}/token:{secret}` (an API token), Basic `{tenant}:{secret}`, or
 /// `Bearer {secret}`.
 async fn authenticate(service: &BulkService, request: &ApiRequest) -> Result<Principal, ApiError> {
-    let header = request
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .ok_or(ApiError::Unauthorized)?;
+    let header = super::authorization(request)?;
     if let Some(token) = header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))

@@ -29,6 +29,16 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    pub const ALL: [JobKind; 7] = [
+        JobKind::Upload,
+        JobKind::CreateMany,
+        JobKind::CreateOrUpdateMany,
+        JobKind::UpdateMany,
+        JobKind::DestroyMany,
+        JobKind::WorkspaceCreate,
+        JobKind::WorkspaceDelete,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Upload => "upload",
@@ -42,17 +52,7 @@ impl JobKind {
     }
 
     pub fn parse(text: &str) -> Option<JobKind> {
-        [
-            JobKind::Upload,
-            JobKind::CreateMany,
-            JobKind::CreateOrUpdateMany,
-            JobKind::UpdateMany,
-            JobKind::DestroyMany,
-            JobKind::WorkspaceCreate,
-            JobKind::WorkspaceDelete,
-        ]
-        .into_iter()
-        .find(|kind| kind.as_str() == text)
+        JobKind::ALL.into_iter().find(|kind| kind.as_str() == text)
     }
 
     /// Whether the job records a result per row (the dialects that report them); CCAI uploads

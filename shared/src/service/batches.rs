@@ -47,10 +47,7 @@ impl BulkService {
                     Ok(outcome) => outcome,
                     Err(error) => {
                         let reason = format!("the batch could not be processed: {error}");
-                        self.ports
-                            .jobs
-                            .fail_job(job.id, &reason, Timestamp::now())
-                            .await?;
+                        self.fail_job(job.id, &reason).await?;
                         return Err(error.into());
                     }
                 };

@@ -938,15 +938,7 @@ mod tests {
         let (_dir, store) = store();
         let acme = tenant("acme");
         let mut kinds = Vec::new();
-        for kind in [
-            JobKind::Upload,
-            JobKind::CreateMany,
-            JobKind::CreateOrUpdateMany,
-            JobKind::UpdateMany,
-            JobKind::DestroyMany,
-            JobKind::WorkspaceCreate,
-            JobKind::WorkspaceDelete,
-        ] {
+        for kind in JobKind::ALL {
             let mut job = new_job("acme", "k");
             job.kind = kind;
             let created = store.create_job(job).await.unwrap();
