@@ -161,15 +161,9 @@ async fn batch_create(
             }
         }
     }
-    let stored: Vec<Box<RawValue>> = users
-        .iter()
-        .map(|user| without_password(user))
-        .collect::<Result<_, _>>()?;
     if let Some(first) = errors.first() {
         let answer = invalid(first, errors.len());
-        service
-            .reject_batch(who, JobKind::WorkspaceCreate, &stored, errors)
-            .await?;
+        reject(service, who, &users, errors).await?;
         return Err(answer);
     }
 
@@ -198,15 +192,13 @@ async fn batch_create(
     }
     if let Some(first) = duplicates.first() {
         let answer = duplicate(first, duplicates.len());
-        service
-            .reject_batch(who, JobKind::WorkspaceCreate, &stored, duplicates)
-            .await?;
+        reject(service, who, &users, duplicates).await?;
         return Err(answer);
     }
 
     // Hash the initial passwords; the job's file holds only their hashes.
     let records = with_password_hashes(&users).await?;
-    let (_, results) = service
+    let results = service
         .run_batch(who, JobKind::WorkspaceCreate, &records)
         .await?;
     if let Some(failed) = results
@@ -216,6 +208,23 @@ async fn batch_create(
         return Err(row_failure(failed));
     }
     Ok(json_response(StatusCode::OK, &json!({})))
+}
+
+/// Records a refused batch as an `invalid_scheme` job, its users stored without passwords.
+async fn reject(
+    service: &BulkService,
+    who: &Principal,
+    users: &[Box<RawValue>],
+    errors: Vec<SchemeError>,
+) -> Result<(), ApiError> {
+    let stored: Vec<Box<RawValue>> = users
+        .iter()
+        .map(|user| without_password(user))
+        .collect::<Result<_, _>>()?;
+    service
+        .reject_batch(who, JobKind::WorkspaceCreate, &stored, errors)
+        .await?;
+    Ok(())
 }
 
 fn scheme_error(index: usize, problem: RowError) -> SchemeError {
@@ -376,7 +385,7 @@ async fn delete_users(
         .iter()
         .map(|id| to_raw(&json!({ "user_id": id.to_string() })))
         .collect::<Result<_, _>>()?;
-    let (_, results) = service
+    let results = service
         .run_batch(who, JobKind::WorkspaceDelete, &records)
         .await?;
     if let Some(failed) = results

@@ -56,8 +56,7 @@ pub async fn handle(
             let id = job_status_id(route.param()).ok_or_else(|| {
                 ApiError::NotFound(format!("job status {} not found", route.param()))
             })?;
-            let job = service.job(&who, id).await?;
-            let results = service.results(&who, id).await?;
+            let (job, results) = service.job_with_results(&who, id).await?;
             Ok(json_response(
                 StatusCode::OK,
                 &json!({ "job_status": job_status(&job, Some(&results), base) }),
@@ -75,11 +74,8 @@ pub async fn handle(
             }
             let mut statuses = Vec::with_capacity(ids.len());
             for id in ids.iter().filter_map(|id| job_status_id(id)) {
-                match service.job(&who, id).await {
-                    Ok(job) => {
-                        let results = service.results(&who, id).await?;
-                        statuses.push(job_status(&job, Some(&results), base));
-                    }
+                match service.job_with_results(&who, id).await {
+                    Ok((job, results)) => statuses.push(job_status(&job, Some(&results), base)),
                     Err(crate::service::ServiceError::NotFound(_)) => {}
                     Err(error) => return Err(error.into()),
                 }

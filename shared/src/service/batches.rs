@@ -25,13 +25,13 @@ impl BulkService {
         self.start_job(&who.tenant, job.id, &who.name).await
     }
 
-    /// Records a batch as a job and processes it before answering: the job and its results.
+    /// Records a batch as a job and processes it before answering: the rows' results.
     pub async fn run_batch(
         &self,
         who: &Principal,
         kind: JobKind,
         records: &[Box<RawValue>],
-    ) -> ServiceResult<(Job, Vec<RowResult>)> {
+    ) -> ServiceResult<Vec<RowResult>> {
         let job = self.record_batch(who, kind, records, Vec::new()).await?;
         let job = self
             .begin_processing(&who.tenant, job.id, &who.name)
@@ -55,9 +55,7 @@ impl BulkService {
                 return Err(ServiceError::Conflict(reason));
             }
         }
-        let job = self.job(who, job.id).await?;
-        let results = self.ports.jobs.results(&who.tenant, job.id).await?;
-        Ok((job, results))
+        Ok(self.ports.jobs.results(&who.tenant, job.id).await?)
     }
 
     /// Records a batch that was refused as a whole (`invalid_scheme`, with its errors), so
@@ -109,10 +107,15 @@ impl BulkService {
             .await?)
     }
 
-    /// The per-row results a job has recorded so far, in row order.
-    pub async fn results(&self, who: &Principal, id: JobId) -> ServiceResult<Vec<RowResult>> {
-        self.job(who, id).await?;
-        Ok(self.ports.jobs.results(&who.tenant, id).await?)
+    /// A job and the per-row results it has recorded so far, in row order.
+    pub async fn job_with_results(
+        &self,
+        who: &Principal,
+        id: JobId,
+    ) -> ServiceResult<(Job, Vec<RowResult>)> {
+        let job = self.job(who, id).await?;
+        let results = self.ports.jobs.results(&who.tenant, id).await?;
+        Ok((job, results))
     }
 
     /// Up to `limit` jobs older than `before`, newest first.
