@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use bulk_tests::moto::fresh_aws;
+use bulk_tests::moto::{fresh_aws, fresh_aws_on, Serving};
 use bulk_users::adapters::aws::AwsAdapters;
 use bulk_users::model::{
     ChunkPlan, ChunkResult, Credential, CredentialPut, ErrorType, JobKind, JobStatus, NewFile,
@@ -441,7 +441,9 @@ async fn a_job_starts_processing_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chunks_commit_exactly_once_and_complete_the_job_once() {
-    let aws = fresh_aws("commit").await;
+    // Racing commits: on the emulator that serves one request at a time, whose conditional
+    // writes are atomic as DynamoDB's are (the threaded moto_server's are not).
+    let aws = fresh_aws_on(Serving::Serialized, "commit").await;
     let jobs: Arc<dyn JobStore> = aws.ports.jobs.clone();
     let a = tenant("acme");
     let id = started_job(&aws, &a, 3).await;
@@ -482,19 +484,23 @@ async fn chunks_commit_exactly_once_and_complete_the_job_once() {
     assert_eq!(job.status, JobStatus::InProgress);
     assert_eq!(jobs.update_errors(&a, id).await.unwrap(), errors);
 
-    // The last two chunks, each delivered several times, interleaved. They are sent one after
-    // another: moto serves requests on threads without locking its tables, so two conditional
-    // writes racing on moto can both pass — a race DynamoDB itself does not have. Concurrent
-    // commits are checked on the embedded store, whose transactions are atomic.
+    // The last two chunks, each delivered several times, all at once.
+    let mut racing = Vec::new();
+    for n in [1u32, 2, 1, 2, 2, 1] {
+        let jobs = jobs.clone();
+        racing.push(tokio::spawn(async move {
+            let errors = vec![update_error(
+                u64::from(n) * 10 + 1,
+                "late",
+                ErrorType::Error,
+            )];
+            (n, jobs.commit_chunk(chunk(id, n, errors)).await.unwrap())
+        }));
+    }
     let mut newly = Vec::new();
     let mut completions = 0;
-    for n in [1u32, 2, 1, 2, 2, 1] {
-        let errors = vec![update_error(
-            u64::from(n) * 10 + 1,
-            "late",
-            ErrorType::Error,
-        )];
-        let commit = jobs.commit_chunk(chunk(id, n, errors)).await.unwrap();
+    for commit in racing {
+        let (n, commit) = commit.await.unwrap();
         if commit.newly_committed {
             newly.push(n);
         }

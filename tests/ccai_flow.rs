@@ -2,9 +2,13 @@
 //! scenarios and assertions run on the embedded store and on DynamoDB/S3/SQS (moto).
 
 use bulk_tests::{counts, on_both_stores, users_file, Body, Part, TestApp, PREFIX};
+use bulk_users::model::{TenantId, WorkItem};
+use bulk_users::processing::ChunkOutcome;
 use bulk_users::service::SettingsChange;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 on_both_stores!(
     template_lists_every_field_and_the_tenants_roles_and_teams,
@@ -20,6 +24,7 @@ on_both_stores!(
     bad_requests_are_4xx_naming_the_field_and_store_nothing,
     bad_files_become_scheme_errors,
     a_multi_chunk_job_is_counted_exactly,
+    racing_workers_and_redeliveries_count_a_job_exactly_once,
 );
 
 async fn template_lists_every_field_and_the_tenants_roles_and_teams(app: TestApp) {
@@ -745,4 +750,147 @@ async fn a_multi_chunk_job_is_counted_exactly(app: TestApp) {
     assert_eq!(errors[0]["row"], 50);
     let users = app.get("config?per_page=1000").await.body;
     assert_eq!(users.as_array().unwrap().len(), 94);
+}
+
+/// A job of many chunks worked by six concurrent workers, every chunk delivered twice (the
+/// copy right behind the original, so the two often run at the same time), then a third time
+/// from the real queue: each chunk is counted once, the job is completed by exactly one
+/// worker, and the stored users and error log are those of a single clean run. On AWS this
+/// runs on the serialized emulator, where racing conditional writes are atomic as on DynamoDB.
+async fn racing_workers_and_redeliveries_count_a_job_exactly_once(app: TestApp) {
+    const USERS: usize = 300;
+    const WORKERS: usize = 6;
+    let config = bulk_users::service::ServiceConfig {
+        rows_per_chunk: 20,
+        ..Default::default()
+    };
+    let app = TestApp::with_config(app.backend.for_racing_workers(), config).await;
+    let mut file = users_file(USERS, "");
+    // Three rows fail at processing time: renames of users that do not exist.
+    let failing = [0usize, 150, 299];
+    for i in failing {
+        file = file.replace(
+            &format!(r#"{{"email":"user{i}@example.com","#),
+            &format!(r#"{{"email":"user{i}@example.com","new_email":"moved{i}@example.com","#),
+        );
+    }
+    let upload = app.upload(&file).await;
+    assert_eq!(upload.body["status"], "valid_scheme", "{}", upload.body);
+    let id = upload.id();
+    assert_eq!(app.proceed(id).await.status, StatusCode::ACCEPTED);
+
+    let tenant = TenantId::parse("acme").unwrap();
+    let job = app
+        .service
+        .ports()
+        .jobs
+        .get_job(&tenant, id)
+        .await
+        .unwrap()
+        .unwrap();
+    let items = job
+        .chunk_plan
+        .work_items(&job.tenant, job.id, job.total_rows);
+    assert_eq!(items.len(), USERS.div_ceil(20));
+    let mut deliveries = VecDeque::new();
+    for (at, item) in items.iter().enumerate() {
+        deliveries.push_back(item.clone());
+        if at > 0 {
+            deliveries.push_back(items[at - 1].clone());
+        }
+    }
+    deliveries.push_back(items[items.len() - 1].clone());
+    let deliveries = Arc::new(Mutex::new(deliveries));
+
+    let mut workers = Vec::new();
+    for _ in 0..WORKERS {
+        let service = app.service.clone();
+        let deliveries = deliveries.clone();
+        workers.push(tokio::spawn(async move {
+            let mut outcomes: Vec<(WorkItem, ChunkOutcome)> = Vec::new();
+            let mut retries = 0;
+            loop {
+                let next = deliveries.lock().unwrap().pop_front();
+                let Some(item) = next else { break };
+                match service.process(&item).await {
+                    Ok(outcome) => outcomes.push((item, outcome)),
+                    // A dependency failed: the queue would deliver the item again.
+                    Err(error) => {
+                        retries += 1;
+                        assert!(retries < 20, "chunk {} keeps failing: {error}", item.chunk);
+                        deliveries.lock().unwrap().push_back(item);
+                    }
+                }
+            }
+            outcomes
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for worker in workers {
+        outcomes.extend(worker.await.unwrap());
+    }
+
+    assert_eq!(outcomes.len(), 2 * items.len());
+    let mut committed_chunks = Vec::new();
+    let (mut affected, mut failed, mut completions, mut repeats) = (0, 0, 0, 0);
+    for (item, outcome) in &outcomes {
+        match outcome {
+            ChunkOutcome::Committed {
+                affected_rows,
+                failed_rows,
+                completed_job,
+            } => {
+                committed_chunks.push(item.chunk);
+                affected += affected_rows;
+                failed += failed_rows;
+                completions += u32::from(*completed_job);
+            }
+            ChunkOutcome::AlreadyCommitted { completed_job } => {
+                repeats += 1;
+                completions += u32::from(*completed_job);
+            }
+            other => panic!("chunk {}: {other:?}", item.chunk),
+        }
+    }
+    committed_chunks.sort_unstable();
+    let every_chunk: Vec<u32> = items.iter().map(|item| item.chunk).collect();
+    assert_eq!(committed_chunks, every_chunk, "each chunk committed once");
+    assert_eq!(
+        repeats,
+        items.len(),
+        "every second delivery changed nothing"
+    );
+    assert_eq!(
+        (affected, failed),
+        (USERS as u64 - 3, 3),
+        "the committed chunks' counts"
+    );
+    assert_eq!(completions, 1, "exactly one worker completed the job");
+
+    // A third delivery of every chunk, from the real queue.
+    app.drain().await;
+    let job = app.get(&format!("jobs/{id}")).await.body;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(
+        counts(&job),
+        (Some(USERS as u64), Some(USERS as u64 - 3), Some(3))
+    );
+    let errors = app.get(&format!("errors/update/{id}")).await.body;
+    let rows: Vec<u64> = errors
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|error| error["row"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rows, failing.map(|i| i as u64 + 1).to_vec(), "{errors}");
+    let users = app.get("config?per_page=1000").await.body;
+    let users = users.as_array().unwrap();
+    assert_eq!(users.len(), USERS - 3);
+    let mut emails: Vec<&str> = users
+        .iter()
+        .map(|user| user["email"].as_str().unwrap())
+        .collect();
+    emails.sort_unstable();
+    emails.dedup();
+    assert_eq!(emails.len(), USERS - 3, "no user stored twice");
 }

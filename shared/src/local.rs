@@ -287,6 +287,9 @@ impl LocalWorker {
                 if let ChunkOutcome::Committed {
                     completed_job: true,
                     ..
+                }
+                | ChunkOutcome::AlreadyCommitted {
+                    completed_job: true,
                 } = outcome
                 {
                     tracing::info!(job_id = item.job_id, "job completed");

@@ -47,8 +47,9 @@ pub enum ChunkOutcome {
         failed_rows: u64,
         completed_job: bool,
     },
-    /// The chunk had been committed before; nothing was done.
-    AlreadyCommitted,
+    /// The chunk had been committed before; nothing was counted. A re-delivery still
+    /// completes the job when the commit that counted the last chunk did not get to it.
+    AlreadyCommitted { completed_job: bool },
     /// The job is gone or no longer in progress (cancelled, failed); the item is dropped.
     Skipped { reason: String },
     /// The job's file cannot be processed; the job was ended `failed`.
@@ -72,7 +73,9 @@ pub async fn process_work_item(
         });
     }
     if ports.jobs.chunk_committed(job.id, item.chunk).await? {
-        return Ok(ChunkOutcome::AlreadyCommitted);
+        return Ok(ChunkOutcome::AlreadyCommitted {
+            completed_job: false,
+        });
     }
     let settings = ports
         .tenants
@@ -96,6 +99,7 @@ pub async fn process_work_item(
     );
     let mut chunk = ChunkTally::default();
     let mut batch: Vec<Element> = Vec::with_capacity(options.batch_rows);
+    let mut ids = IdPool::default();
     let mut remaining = item.rows;
     while remaining > 0 {
         match array.next_element().await {
@@ -103,7 +107,13 @@ pub async fn process_work_item(
                 remaining -= 1;
                 batch.push(element);
                 if batch.len() >= options.batch_rows.max(1) {
-                    apply_batch(ports, &job, &context, &mut batch, &mut chunk).await?;
+                    // Ids are reserved for the rest of the chunk at once: one counter update
+                    // per chunk of new users, not one per batch.
+                    let rows_left = remaining + batch.len() as u64;
+                    apply_batch(
+                        ports, &job, &context, &mut batch, &mut ids, rows_left, &mut chunk,
+                    )
+                    .await?;
                 }
             }
             Ok(None) => {
@@ -124,7 +134,11 @@ pub async fn process_work_item(
             }
         }
     }
-    apply_batch(ports, &job, &context, &mut batch, &mut chunk).await?;
+    let rows_left = batch.len() as u64;
+    apply_batch(
+        ports, &job, &context, &mut batch, &mut ids, rows_left, &mut chunk,
+    )
+    .await?;
 
     let (affected_rows, failed_rows) = (chunk.affected_rows, chunk.failed_rows);
     let commit = ports
@@ -146,7 +160,9 @@ pub async fn process_work_item(
             completed_job: commit.completed_job,
         }
     } else {
-        ChunkOutcome::AlreadyCommitted
+        ChunkOutcome::AlreadyCommitted {
+            completed_job: commit.completed_job,
+        }
     })
 }
 
@@ -159,7 +175,8 @@ async fn fail(ports: &Ports, job: &Job, reason: String) -> Result<ChunkOutcome, 
     Ok(ChunkOutcome::JobFailed { reason })
 }
 
-/// Rounds of one batch: rows whose user changed concurrently are read and applied again.
+/// Rounds of one batch: rows whose user changed, or whose key was taken, concurrently are read
+/// and applied again.
 const MAX_ROUNDS: usize = 3;
 
 /// Why a row was not applied.
@@ -294,11 +311,46 @@ impl ChunkTally {
     }
 }
 
+/// Ids for the users a chunk creates, reserved from the store's counter in blocks.
+#[derive(Debug, Default)]
+struct IdPool {
+    next: UserId,
+    left: u64,
+}
+
+impl IdPool {
+    /// Makes sure `needed` ids are at hand, reserving at least `block` when more are needed
+    /// (the ids left over from the last block are given up: ids need not be dense).
+    async fn reserve(&mut self, ports: &Ports, needed: u64, block: u64) -> Result<(), StoreError> {
+        if needed > self.left {
+            let count = needed.max(block);
+            self.next = ports.users.allocate_user_ids(count).await?;
+            self.left = count;
+        }
+        Ok(())
+    }
+
+    fn take(&mut self) -> Option<UserId> {
+        if self.left == 0 {
+            return None;
+        }
+        let id = self.next;
+        self.next += 1;
+        self.left -= 1;
+        Some(id)
+    }
+}
+
+/// Applies one batch of rows; `rows_left` (this batch's rows and the chunk's rows after it)
+/// sizes the block of ids reserved when the batch creates users.
+#[allow(clippy::too_many_arguments)]
 async fn apply_batch(
     ports: &Ports,
     job: &Job,
     context: &ValidationContext,
     batch: &mut Vec<Element>,
+    ids: &mut IdPool,
+    rows_left: u64,
     chunk: &mut ChunkTally,
 ) -> Result<(), StoreError> {
     if batch.is_empty() {
@@ -330,11 +382,14 @@ async fn apply_batch(
             .filter_map(|&at| rows[at].1.as_ref().ok().map(|c| (at, rows[at].0, c)))
             .collect();
         let mut state = BatchState::load(ports, &job.tenant, &commands).await?;
+        ids.reserve(ports, state.creations_at_most(&commands), rows_left)
+            .await?;
+        state.ids = std::mem::take(ids);
         let now = Timestamp::now();
         for &(at, index, command) in &commands {
             fates[at] = Some(state.apply(at, job.id, index + 1, command, now));
         }
-        let (changes, rows_of_change) = state.into_changes();
+        let (changes, rows_of_change) = state.into_changes(ids);
         let saved = if changes.is_empty() {
             Vec::new()
         } else {
@@ -344,6 +399,11 @@ async fn apply_batch(
         for ((change, outcome), touching) in changes.iter().zip(saved).zip(rows_of_change) {
             match outcome {
                 SaveOutcome::Saved => {}
+                // Another writer took the key since the batch read it (a concurrent run of
+                // this very chunk, or another job): read again and apply the rows to what is
+                // stored now; a row another run of this chunk applied is then found by its
+                // stamp, an upsert updates the new holder, a create fails as a duplicate.
+                SaveOutcome::KeyTaken(_) if round < MAX_ROUNDS => retry.extend(touching),
                 SaveOutcome::KeyTaken(key) => {
                     for at in touching {
                         let command = rows[at].1.as_ref().ok();
@@ -422,8 +482,8 @@ struct BatchState {
     holders: HashMap<UserKey, UserId>,
     /// Rows (positions in the batch) that changed each user, in order of first change.
     touched: Vec<(UserId, Vec<usize>)>,
-    next_id: UserId,
-    ids_left: u64,
+    /// Ids for the users the batch creates.
+    ids: IdPool,
 }
 
 impl BatchState {
@@ -434,7 +494,6 @@ impl BatchState {
     ) -> Result<BatchState, StoreError> {
         let mut keys: BTreeSet<UserKey> = BTreeSet::new();
         let mut ids: BTreeSet<UserId> = BTreeSet::new();
-        let mut creations = 0u64;
         for (_, _, command) in commands {
             match &command.target {
                 Target::Keys(targets) => keys.extend(targets.iter().cloned()),
@@ -443,9 +502,6 @@ impl BatchState {
                 }
             }
             keys.extend(command.patch.keys());
-            if matches!(command.intent, Intent::Create | Intent::Upsert) {
-                creations += 1;
-            }
         }
         let keys: Vec<UserKey> = keys.into_iter().collect();
         let ids: Vec<UserId> = ids.into_iter().collect();
@@ -457,18 +513,12 @@ impl BatchState {
         if !ids.is_empty() {
             found.extend(ports.users.users_by_ids(tenant, &ids).await?);
         }
-        let next_id = if creations > 0 {
-            ports.users.allocate_user_ids(creations).await?
-        } else {
-            0
-        };
         let mut state = BatchState {
-            users: HashMap::with_capacity(found.len() + creations as usize),
+            users: HashMap::with_capacity(found.len() + commands.len()),
             originals: HashMap::with_capacity(found.len()),
             holders: HashMap::with_capacity(keys.len()),
             touched: Vec::new(),
-            next_id,
-            ids_left: creations,
+            ids: IdPool::default(),
         };
         for user in found {
             for key in user.keys() {
@@ -478,6 +528,19 @@ impl BatchState {
             state.users.insert(user.id, user);
         }
         Ok(state)
+    }
+
+    /// How many users the commands can create at most: those that may create and whose
+    /// target no stored user holds.
+    fn creations_at_most(&self, commands: &[(usize, u64, &UserCommand)]) -> u64 {
+        commands
+            .iter()
+            .filter(|(_, _, command)| matches!(command.intent, Intent::Create | Intent::Upsert))
+            .filter(|(_, _, command)| {
+                self.resolve(&command.target)
+                    .is_none_or(|(id, _)| self.users[&id].is_deleted())
+            })
+            .count() as u64
     }
 
     /// The user a command targets: its id and the position of the key that found it.
@@ -525,16 +588,13 @@ impl BatchState {
             }
             (Intent::Update | Intent::Delete, None) => return Err(not_found(command)),
             (Intent::Create | Intent::Upsert, None) => {
-                if self.ids_left == 0 {
+                let Some(id) = self.ids.take() else {
                     return Err(Failure::new(
                         "InvalidValue",
                         None,
                         "no user id could be reserved for a new user".to_owned(),
                     ));
-                }
-                let id = self.next_id;
-                self.next_id += 1;
-                self.ids_left -= 1;
+                };
                 (User::new(id, now), UserAction::Created, Vec::new())
             }
             (Intent::Update | Intent::Upsert, Some((id, _))) => {
@@ -612,8 +672,9 @@ impl BatchState {
         })
     }
 
-    /// The changes to save, and for each the rows that made it.
-    fn into_changes(mut self) -> (Vec<UserChange>, Vec<Vec<usize>>) {
+    /// The changes to save, and for each the rows that made it; the ids left go back to `ids`.
+    fn into_changes(mut self, ids: &mut IdPool) -> (Vec<UserChange>, Vec<Vec<usize>>) {
+        *ids = std::mem::take(&mut self.ids);
         let mut changes = Vec::with_capacity(self.touched.len());
         let mut rows = Vec::with_capacity(self.touched.len());
         for (id, touching) in self.touched {

@@ -25,6 +25,19 @@ pub const PREFIX: &str = "/apps/api/v1/bulk/users";
 pub enum Backend {
     Embedded,
     Aws,
+    /// DynamoDB, S3 and SQS on the emulator that serves one request at a time, where racing
+    /// conditional writes are atomic as on DynamoDB (see [`moto`]).
+    AwsSerialized,
+}
+
+impl Backend {
+    /// The backend for a test of racing workers: on AWS, the serialized emulator.
+    pub fn for_racing_workers(self) -> Backend {
+        match self {
+            Backend::Aws => Backend::AwsSerialized,
+            other => other,
+        }
+    }
 }
 
 enum Drain {
@@ -81,9 +94,14 @@ impl TestApp {
                 let worker = LocalWorker::new(service, adapters.queue.clone(), 3);
                 (adapters.ports, Drain::Embedded { worker, _dir: dir })
             }
-            Backend::Aws => {
+            Backend::Aws | Backend::AwsSerialized => {
+                let serving = if backend == Backend::Aws {
+                    moto::Serving::Threaded
+                } else {
+                    moto::Serving::Serialized
+                };
                 let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-                let adapters = moto::fresh_aws(&format!("t{n}")).await;
+                let adapters = moto::fresh_aws_on(serving, &format!("t{n}")).await;
                 (adapters.ports.clone(), Drain::Aws(adapters))
             }
         };

@@ -4,6 +4,11 @@
 //! starts `moto_server` (from `MOTO_SERVER`, else `../.venv/bin/moto_server` next to the tests
 //! crate, else `PATH`) on a free loopback port, under a watchdog that stops it when the test
 //! process ends. A test never skips AWS silently: when moto cannot be started it panics.
+//!
+//! moto_server handles requests on concurrent threads without locks, so its conditional writes
+//! are not atomic when they race (DynamoDB's are). Tests of racing workers use the serialized
+//! emulator instead: moto's same server application, handling one request at a time
+//! (`moto_serialized.py`, run by the Python next to `moto_server`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -17,6 +22,7 @@ use bulk_users::adapters::aws::provision::{create_bucket, create_queue, create_t
 use bulk_users::adapters::aws::{connect_with_credentials, AwsAdapters, AwsSettings, Credentials};
 
 static ENDPOINT: OnceLock<String> = OnceLock::new();
+static SERIALIZED_ENDPOINT: OnceLock<String> = OnceLock::new();
 static RESOURCES: AtomicU64 = AtomicU64::new(0);
 
 /// How long moto may take to answer after it was spawned.
@@ -24,23 +30,47 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Ports tried when moto dies at start (another process took the port).
 const START_ATTEMPTS: usize = 3;
 
+/// How the emulator serves requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serving {
+    /// `moto_server`: concurrently, conditional writes not atomic under races.
+    Threaded,
+    /// One request at a time: every write atomic, as on DynamoDB.
+    Serialized,
+}
+
 /// The endpoint of the emulator, started once per test process.
 pub async fn moto_endpoint() -> String {
+    endpoint(Serving::Threaded).await
+}
+
+/// The endpoint of the emulator serving `serving`, started once per test process.
+pub async fn endpoint(serving: Serving) -> String {
     if let Ok(endpoint) = std::env::var("BULK_TEST_AWS_ENDPOINT") {
-        let endpoint = endpoint.trim();
-        if !endpoint.is_empty() {
-            return endpoint.trim_end_matches('/').to_owned();
+        if !endpoint.trim().is_empty() {
+            return endpoint.trim().trim_end_matches('/').to_owned();
         }
     }
-    tokio::task::spawn_blocking(|| ENDPOINT.get_or_init(start_moto).clone())
-        .await
-        .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
+    tokio::task::spawn_blocking(move || {
+        let cell = match serving {
+            Serving::Threaded => &ENDPOINT,
+            Serving::Serialized => &SERIALIZED_ENDPOINT,
+        };
+        cell.get_or_init(|| start_moto(serving)).clone()
+    })
+    .await
+    .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
 }
 
 /// Adapters over a table, bucket and queue of their own (names unique per process and call),
 /// with dummy credentials.
 pub async fn fresh_aws(prefix: &str) -> AwsAdapters {
-    let endpoint = moto_endpoint().await;
+    fresh_aws_on(Serving::Threaded, prefix).await
+}
+
+/// [`fresh_aws`] on the emulator serving `serving`.
+pub async fn fresh_aws_on(serving: Serving, prefix: &str) -> AwsAdapters {
+    let endpoint = endpoint(serving).await;
     let cleaned: String = prefix
         .chars()
         .map(|c| c.to_ascii_lowercase())
@@ -97,21 +127,56 @@ fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("cannot find a free loopback port for moto: {e}"))
 }
 
+/// The serialized emulator's launcher.
+const SERIALIZED: &str = include_str!("moto_serialized.py");
+
+/// The command that serves moto on `port`.
+fn moto_command(serving: Serving, executable: &str, port: u16) -> Vec<String> {
+    let port = port.to_string();
+    match serving {
+        Serving::Threaded => vec![
+            executable.to_owned(),
+            "-H".to_owned(),
+            "127.0.0.1".to_owned(),
+            "-p".to_owned(),
+            port,
+        ],
+        Serving::Serialized => {
+            // The Python that runs `moto_server` (its virtualenv's), else `python3`.
+            let python = Path::new(executable).with_file_name("python");
+            let python = if python.exists() {
+                python.display().to_string()
+            } else {
+                "python3".to_owned()
+            };
+            vec![
+                python,
+                "-c".to_owned(),
+                SERIALIZED.to_owned(),
+                "127.0.0.1".to_owned(),
+                port,
+            ]
+        }
+    }
+}
+
 /// The watchdog: runs moto in the background and stops it when the test process (or moto)
-/// is gone. Arguments: executable, port, parent pid, log file.
+/// is gone. Arguments: parent pid, log file, then moto's command.
 const WATCHDOG: &str = r#"
-"$0" -H 127.0.0.1 -p "$1" >"$3" 2>&1 &
+parent=$1 log=$2
+shift 2
+"$@" >"$log" 2>&1 &
 moto=$!
-while kill -0 "$2" 2>/dev/null && kill -0 "$moto" 2>/dev/null; do sleep 1; done
+while kill -0 "$parent" 2>/dev/null && kill -0 "$moto" 2>/dev/null; do sleep 1; done
 kill "$moto" 2>/dev/null
 "#;
 
-fn start_moto() -> String {
+fn start_moto(serving: Serving) -> String {
     let executable = moto_executable();
     let mut failures = Vec::new();
     for _ in 0..START_ATTEMPTS {
         let port = free_port();
-        match start_moto_on(&executable, port) {
+        match start_moto_on(&moto_command(serving, &executable, port), port) {
             Ok(endpoint) => return endpoint,
             Err(failure) => failures.push(failure),
         }
@@ -124,16 +189,16 @@ fn start_moto() -> String {
     );
 }
 
-fn start_moto_on(executable: &str, port: u16) -> Result<String, String> {
+fn start_moto_on(command: &[String], port: u16) -> Result<String, String> {
     let log =
         std::env::temp_dir().join(format!("bulk-tests-moto-{}-{port}.log", std::process::id()));
     let mut watchdog: Child = Command::new("sh")
         .arg("-c")
         .arg(WATCHDOG)
-        .arg(executable)
-        .arg(port.to_string())
+        .arg("moto-watchdog")
         .arg(std::process::id().to_string())
         .arg(&log)
+        .args(command)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -1,6 +1,8 @@
-//! Starts the AWS emulator (moto) for the benchmark, as the tests do (tests/support/moto.rs):
-//! `moto_server` from `MOTO_SERVER`, else `.venv/bin/moto_server` at the workspace root, else
-//! `PATH`, on a free loopback port, under a watchdog that stops it when this process ends.
+//! Starts the AWS emulator (moto) for the benchmark: moto's server run by the Python that has
+//! moto installed (`MOTO_PYTHON`, else `.venv/bin/python` at the workspace root, else `python3`)
+//! through `moto_server.py`, which takes TransactWriteItems' rollback copy of a table once per
+//! transaction instead of once per item (see that file), on a free loopback port, under a
+//! watchdog that stops it when this process ends.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -13,9 +15,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The watchdog: runs moto in the background and stops it when the benchmark (or moto) is gone;
 /// moto traps SIGTERM and may not act on it while busy, hence the SIGKILL after it.
-/// Arguments: executable, port, parent pid, log file.
+/// Arguments: python, port, parent pid, log file, launcher.
 const WATCHDOG: &str = r#"
-"$0" -H 127.0.0.1 -p "$1" >"$3" 2>&1 &
+"$0" -c "$4" -H 127.0.0.1 -p "$1" >"$3" 2>&1 &
 moto=$!
 while kill -0 "$2" 2>/dev/null && kill -0 "$moto" 2>/dev/null; do sleep 1; done
 kill "$moto" 2>/dev/null
@@ -23,17 +25,20 @@ sleep 2
 kill -9 "$moto" 2>/dev/null
 "#;
 
+/// The launcher: moto's server with one rollback copy per transaction.
+const LAUNCHER: &str = include_str!("moto_server.py");
+
 fn executable() -> String {
-    if let Ok(path) = std::env::var("MOTO_SERVER") {
+    if let Ok(path) = std::env::var("MOTO_PYTHON") {
         if !path.trim().is_empty() {
             return path;
         }
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server");
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
     if venv.exists() {
         return venv.display().to_string();
     }
-    "moto_server".to_owned()
+    "python3".to_owned()
 }
 
 /// Starts moto and returns its endpoint.
@@ -52,6 +57,7 @@ pub fn start() -> Result<String, String> {
         .arg(port.to_string())
         .arg(std::process::id().to_string())
         .arg(&log)
+        .arg(LAUNCHER)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -62,7 +68,7 @@ pub fn start() -> Result<String, String> {
     let failure = |what: String| {
         format!(
             "the AWS emulator ({executable}) {what}; install it (python -m venv .venv && \
-             .venv/bin/pip install 'moto[server]') or set MOTO_SERVER. Its output ({}):\n{}",
+             .venv/bin/pip install 'moto[server]') or set MOTO_PYTHON. Its output ({}):\n{}",
             log.display(),
             std::fs::read_to_string(&log).unwrap_or_default()
         )

@@ -3,7 +3,7 @@
 //! the user lacks the key or is deleted, so a deleted user's keys are free for others.
 
 use async_trait::async_trait;
-use rusqlite::{ffi, params, Connection, OptionalExtension, Params, TransactionBehavior};
+use rusqlite::{ffi, params, Connection, Params, TransactionBehavior};
 
 use super::store::{from_json, limit_offset, to_json};
 use super::SqliteStore;
@@ -94,7 +94,7 @@ fn taken_key(conn: &Connection, tenant: &TenantId, user: &User) -> StoreResult<O
     Ok(None)
 }
 
-/// Writes one change; the caller's savepoint undoes it unless it answers `Saved`.
+/// Writes one change with one statement (which SQLite applies whole or not at all).
 fn write_change(
     conn: &Connection,
     tenant: &TenantId,
@@ -106,12 +106,30 @@ fn write_change(
     let body = to_json(after)?;
     let written = match &change.before {
         None => {
-            let stored: Option<String> = conn
-                .prepare_cached("SELECT body FROM users WHERE tenant = ?1 AND id = ?2")?
-                .query_row(params![tenant.as_str(), id], |row| row.get(0))
-                .optional()?;
-            if let Some(stored) = stored {
-                // The very same user saved by an earlier run of the change is saved.
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO users (tenant, id, email_key, external_key, name_key, \
+                     agent_number, version, deleted, body) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                     ON CONFLICT (tenant, id) DO NOTHING",
+                )?
+                .execute(params![
+                    tenant.as_str(),
+                    id,
+                    email,
+                    external,
+                    name,
+                    after.agent_number,
+                    sql_int("user version", after.version)?,
+                    after.is_deleted(),
+                    body,
+                ]);
+            if let Ok(0) = inserted {
+                // The id exists: the very same user saved by an earlier run of the change is
+                // saved, anything else is stale.
+                let stored: String = conn
+                    .prepare_cached("SELECT body FROM users WHERE tenant = ?1 AND id = ?2")?
+                    .query_row(params![tenant.as_str(), id], |row| row.get(0))?;
                 let stored: User = from_json("user", &stored)?;
                 return Ok(if stored == *after {
                     SaveOutcome::Saved
@@ -119,21 +137,7 @@ fn write_change(
                     SaveOutcome::Stale
                 });
             }
-            conn.prepare_cached(
-                "INSERT INTO users (tenant, id, email_key, external_key, name_key, agent_number, \
-                 version, deleted, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?
-            .execute(params![
-                tenant.as_str(),
-                id,
-                email,
-                external,
-                name,
-                after.agent_number,
-                sql_int("user version", after.version)?,
-                after.is_deleted(),
-                body,
-            ])
+            inserted
         }
         Some(before) => {
             if before.id != after.id {
@@ -226,16 +230,10 @@ impl UserStore for SqliteStore {
         let changes = changes.to_vec();
         self.db
             .call(move |conn| {
-                let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let mut outcomes = Vec::with_capacity(changes.len());
                 for change in &changes {
-                    // Dropping the savepoint uncommitted rolls the change back.
-                    let savepoint = tx.savepoint()?;
-                    let outcome = write_change(&savepoint, &tenant, change)?;
-                    if outcome == SaveOutcome::Saved {
-                        savepoint.commit()?;
-                    }
-                    outcomes.push(outcome);
+                    outcomes.push(write_change(&tx, &tenant, change)?);
                 }
                 tx.commit()?;
                 Ok(outcomes)

@@ -1,0 +1,205 @@
+//! Figure 4: DynamoDB requests per 1000 users upserted by a CCAI upload processed on the AWS
+//! adapters against the emulator (moto), for a first run (creates) and a second run of the same
+//! file (updates) (target: at most 48). Requests are counted by an interceptor on the adapter's
+//! DynamoDB client, retries included.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
+use bulk_users::adapters::aws::provision::{create_bucket, create_queue, create_table};
+use bulk_users::adapters::aws::{load_sdk_config, AwsAdapters, AwsSettings, Credentials};
+use bulk_users::model::{Job, JobStatus, TenantId};
+use bulk_users::service::{BulkService, FileUpload, Principal, ServiceConfig};
+use bytes::Bytes;
+
+use crate::report::Figure;
+use crate::synthetic::{megabytes, users_file};
+use crate::{moto, TENANT};
+
+/// At most this many requests per 1000 users upserted.
+const TARGET: f64 = 48.0;
+
+/// Counts the HTTP requests a DynamoDB client sends (retries included), by operation.
+#[derive(Debug, Clone, Default)]
+struct RequestCounter {
+    counts: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl RequestCounter {
+    fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.counts.lock().expect("counter lock").clone()
+    }
+}
+
+impl Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "RequestCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // The JSON protocol names the operation in `X-Amz-Target: DynamoDB_20120810.PutItem`.
+        let operation = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .map(|target| target.rsplit('.').next().unwrap_or(target).to_owned())
+            .unwrap_or_else(|| "unknown".to_owned());
+        *self
+            .counts
+            .lock()
+            .expect("counter lock")
+            .entry(operation)
+            .or_insert(0) += 1;
+        Ok(())
+    }
+}
+
+/// The difference `after - before`, per operation.
+fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(operation, count)| {
+            (
+                operation.clone(),
+                count - before.get(operation).copied().unwrap_or(0),
+            )
+        })
+        .filter(|(_, count)| *count > 0)
+        .collect()
+}
+
+pub async fn run(users: usize) -> Result<Vec<Figure>, String> {
+    let endpoint = moto::start()?;
+    let name = format!("bulk-bench-{}", std::process::id());
+    let settings = AwsSettings {
+        table: name.clone(),
+        bucket: name.clone(),
+        queue_url: String::new(),
+        endpoint_url: Some(endpoint.clone()),
+        region: "us-east-1".to_owned(),
+    };
+    let credentials = Credentials::new("testing", "testing", None, None, "bulk-bench");
+    let config = load_sdk_config(&settings, Some(credentials)).await;
+    let counter = RequestCounter::default();
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&config)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    // The S3 and SQS clients come from the adapters' own builder (path-style S3 for moto).
+    let plain = AwsAdapters::from_sdk_config(&config, settings.clone());
+    let failed = |what: &str| {
+        let endpoint = endpoint.clone();
+        let what = what.to_owned();
+        move |e: bulk_users::ports::StoreError| format!("cannot create {what} on {endpoint}: {e}")
+    };
+    create_table(&dynamodb, &name)
+        .await
+        .map_err(failed("table"))?;
+    create_bucket(&plain.s3, &name)
+        .await
+        .map_err(failed("bucket"))?;
+    let queue_url = create_queue(&plain.sqs, &name)
+        .await
+        .map_err(failed("queue"))?;
+    let settings = AwsSettings {
+        queue_url,
+        ..settings
+    };
+    let adapters = AwsAdapters::from_clients(dynamodb, plain.s3, plain.sqs, settings);
+    let service = BulkService::new(adapters.ports.clone(), ServiceConfig::default());
+    let who = Principal {
+        tenant: TenantId::parse(TENANT)?,
+        key_id: "bench".to_owned(),
+        name: "bench".to_owned(),
+    };
+    service
+        .ensure_tenant(&who.tenant)
+        .await
+        .map_err(|e| format!("tenant: {e:?}"))?;
+
+    let file = Bytes::from(users_file(users));
+    println!(
+        "  {users} users, {:.1} MB file, moto at {endpoint}",
+        megabytes(file.len() as u64)
+    );
+    let mut figures = Vec::new();
+    for run in ["first run (creates)", "second run (updates)"] {
+        let before = counter.snapshot();
+        let started = Instant::now();
+        let job = run_job(&service, &who, file.clone()).await?;
+        let elapsed = started.elapsed();
+        let counts = delta(&before, &counter.snapshot());
+        let total: u64 = counts.values().sum();
+        let upserted = job.affected_rows;
+        if upserted == 0 {
+            return Err(format!("{run}: no user was upserted: {job:?}"));
+        }
+        let per_1000 = |count: u64| count as f64 * 1000.0 / upserted as f64;
+        let breakdown: Vec<String> = counts
+            .iter()
+            .map(|(operation, count)| format!("{operation} {:.1}", per_1000(*count)))
+            .collect();
+        println!(
+            "  {run}: {upserted} users upserted ({} failed), {total} DynamoDB requests, in {:.1} s",
+            job.failed_rows,
+            elapsed.as_secs_f64(),
+        );
+        let figure = Figure::against(
+            format!("DynamoDB requests / 1000 users, {run}, {users} users"),
+            format!("{:.1} ({})", per_1000(total), breakdown.join(", ")),
+            format!("<= {TARGET:.0}"),
+            per_1000(total) <= TARGET,
+        );
+        figures.push(figure);
+    }
+    Ok(figures)
+}
+
+/// Upload, proceed, and process every chunk of the job in-process (in chunk order, as the
+/// queue would hand them over); returns the finished job.
+async fn run_job(service: &BulkService, who: &Principal, body: Bytes) -> Result<Job, String> {
+    let job = service
+        .upload(
+            who,
+            FileUpload {
+                filename: "users.json".to_owned(),
+                body,
+            },
+        )
+        .await
+        .map_err(|e| format!("upload: {e:?}"))?;
+    if job.status != JobStatus::ValidScheme {
+        return Err(format!("the upload is not valid: {job:?}"));
+    }
+    let job = service
+        .proceed(who, job.id)
+        .await
+        .map_err(|e| format!("proceed: {e:?}"))?;
+    for item in job
+        .chunk_plan
+        .work_items(&job.tenant, job.id, job.total_rows)
+    {
+        service
+            .process(&item)
+            .await
+            .map_err(|e| format!("processing chunk {}: {e}", item.chunk))?;
+    }
+    let job = service
+        .job(who, job.id)
+        .await
+        .map_err(|e| format!("job: {e:?}"))?;
+    if job.status != JobStatus::Completed {
+        return Err(format!("the job did not complete: {job:?}"));
+    }
+    Ok(job)
+}
