@@ -50,23 +50,12 @@ fn cargo_lambda() -> String {
     "cargo-lambda".to_owned()
 }
 
-pub async fn run(rounds: usize) -> Result<Vec<Figure>, String> {
+/// With `build` false, the zips and binaries of an earlier build are measured.
+pub async fn run(rounds: usize, build: bool) -> Result<Vec<Figure>, String> {
     let root = workspace_root();
     let executable = cargo_lambda();
-    println!("  building the release zips: {executable} lambda build --release --output-format zip -p {PACKAGE} (slow the first time: LTO, one codegen unit)");
-    let status = Command::new(&executable)
-        .args(["lambda", "build", "--release", "--compiler", "cargo"])
-        .args(["--output-format", "zip", "-p", PACKAGE])
-        .current_dir(&root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .status()
-        .map_err(|e| {
-            format!("cannot run {executable} (install it: pip install cargo-lambda, or set CARGO_LAMBDA): {e}")
-        })?;
-    if !status.success() {
-        return Err(format!("cargo lambda build failed ({status})"));
+    if build {
+        build_zips(&root, &executable)?;
     }
 
     let functions = function_names(&root)?;
@@ -116,7 +105,27 @@ pub async fn run(rounds: usize) -> Result<Vec<Figure>, String> {
     Ok(figures)
 }
 
-/// The functions: the binaries `cargo lambda build` put under `target/lambda/`.
+/// `cargo lambda build --release --output-format zip` of the functions' package.
+fn build_zips(root: &Path, executable: &str) -> Result<(), String> {
+    println!("  building the release zips: {executable} lambda build --release --output-format zip -p {PACKAGE} (slow the first time: LTO, one codegen unit)");
+    let status = Command::new(executable)
+        .args(["lambda", "build", "--release", "--compiler", "cargo"])
+        .args(["--output-format", "zip", "-p", PACKAGE])
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .status()
+        .map_err(|e| {
+            format!("cannot run {executable} (install it: pip install cargo-lambda, or set CARGO_LAMBDA): {e}")
+        })?;
+    if !status.success() {
+        return Err(format!("cargo lambda build failed ({status})"));
+    }
+    Ok(())
+}
+
+/// The functions: the binaries of the functions' package.
 fn function_names(root: &Path) -> Result<Vec<String>, String> {
     let metadata = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
         .args(["metadata", "--format-version", "1", "--no-deps"])

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use bulk_local::LocalServer;
 use bulk_users::local::LocalSettings;
-use bulk_users::model::{TenantId, UserFilter};
-use bulk_users::ports::PageRequest;
+use bulk_users::model::TenantId;
 use bulk_users::service::ServiceConfig;
 use serde_json::Value;
 
+use crate::memory::stored_users;
 use crate::report::Figure;
 use crate::synthetic::{megabytes, users_file};
 use crate::TENANT;
@@ -43,23 +43,10 @@ pub async fn run(users: usize, workers: usize) -> Result<Vec<Figure>, String> {
         .await
         .map_err(|e| format!("the local server did not start: {e}"))?;
     let result = upload_and_wait(&server, &secret, users).await;
-    let stored = server
-        .service
-        .ports()
-        .users
-        .list_users(
-            &tenant,
-            &UserFilter::default(),
-            PageRequest {
-                page: 1,
-                per_page: 1,
-            },
-        )
-        .await
-        .map(|(_, total)| total);
+    let stored = stored_users(server.service.ports(), &tenant).await;
     server.stop().await;
     let run = result?;
-    let stored = stored.map_err(|e| format!("users: {e}"))?;
+    let stored = stored?;
 
     let counts = (
         run.job["total_rows"].as_u64(),

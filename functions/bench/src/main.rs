@@ -66,6 +66,10 @@ struct Sizes {
     /// Measured starts per function (figure 5).
     #[arg(long, default_value_t = 5, global = true)]
     start_rounds: usize,
+    /// Measure the Lambda zips and binaries of an earlier build instead of building them
+    /// (figure 5).
+    #[arg(long, global = true)]
+    no_lambda_build: bool,
 }
 
 #[derive(Subcommand)]
@@ -145,7 +149,7 @@ async fn main() -> Result<(), String> {
             Command::Lambda => {
                 figure(
                     "5. Lambda zips and start-up",
-                    lambda::run(sizes.start_rounds),
+                    lambda::run(sizes.start_rounds, !sizes.no_lambda_build),
                 )
                 .await
             }

@@ -14,7 +14,7 @@ use std::time::Instant;
 use bulk_users::adapters::embedded;
 use bulk_users::local::LocalWorker;
 use bulk_users::model::{JobStatus, TenantId, UserFilter};
-use bulk_users::ports::PageRequest;
+use bulk_users::ports::{PageRequest, Ports};
 use bulk_users::service::{BulkService, IntakeOutcome, ServiceConfig};
 use serde::{Deserialize, Serialize};
 
@@ -203,18 +203,7 @@ pub async fn process_file(
     if job.status != expected {
         return Err(format!("the job is not {expected}: {job:?}"));
     }
-    let (_, stored_users) = ports
-        .users
-        .list_users(
-            &tenant,
-            &UserFilter::default(),
-            PageRequest {
-                page: 1,
-                per_page: 1,
-            },
-        )
-        .await
-        .map_err(|e| format!("users: {e}"))?;
+    let stored_users = stored_users(ports, &tenant).await?;
     let report = ChildReport {
         peak_rss_bytes: peak_rss_bytes()?,
         seconds,
@@ -228,6 +217,20 @@ pub async fn process_file(
         serde_json::to_string(&report).map_err(|e| e.to_string())?
     );
     Ok(())
+}
+
+/// How many live users the tenant has.
+pub async fn stored_users(ports: &Ports, tenant: &TenantId) -> Result<u64, String> {
+    let first = PageRequest {
+        page: 1,
+        per_page: 1,
+    };
+    ports
+        .users
+        .list_users(tenant, &UserFilter::default(), first)
+        .await
+        .map(|(_, total)| total)
+        .map_err(|e| format!("users: {e}"))
 }
 
 /// This process's peak resident set size (`VmHWM` in `/proc/self/status`, Linux).
