@@ -82,7 +82,11 @@ pub async fn process_work_item(
         .settings(&item.tenant)
         .await?
         .unwrap_or_else(|| TenantSettings::with_defaults(item.tenant.clone()));
-    let context = ValidationContext::new(&settings);
+    let batches = Batches {
+        ports,
+        job: &job,
+        context: ValidationContext::new(&settings),
+    };
 
     let reader = match ports.files.open(&job.file_key, item.byte_offset).await {
         Ok(reader) => reader,
@@ -110,10 +114,9 @@ pub async fn process_work_item(
                     // Ids are reserved for the rest of the chunk at once: one counter update
                     // per chunk of new users, not one per batch.
                     let rows_left = remaining + batch.len() as u64;
-                    apply_batch(
-                        ports, &job, &context, &mut batch, &mut ids, rows_left, &mut chunk,
-                    )
-                    .await?;
+                    batches
+                        .apply(&mut batch, &mut ids, rows_left, &mut chunk)
+                        .await?;
                 }
             }
             Ok(None) => {
@@ -135,10 +138,9 @@ pub async fn process_work_item(
         }
     }
     let rows_left = batch.len() as u64;
-    apply_batch(
-        ports, &job, &context, &mut batch, &mut ids, rows_left, &mut chunk,
-    )
-    .await?;
+    batches
+        .apply(&mut batch, &mut ids, rows_left, &mut chunk)
+        .await?;
 
     let (affected_rows, failed_rows) = (chunk.affected_rows, chunk.failed_rows);
     let commit = ports
@@ -341,86 +343,92 @@ impl IdPool {
     }
 }
 
-/// Applies one batch of rows; `rows_left` (this batch's rows and the chunk's rows after it)
-/// sizes the block of ids reserved when the batch creates users.
-#[allow(clippy::too_many_arguments)]
-async fn apply_batch(
-    ports: &Ports,
-    job: &Job,
-    context: &ValidationContext,
-    batch: &mut Vec<Element>,
-    ids: &mut IdPool,
-    rows_left: u64,
-    chunk: &mut ChunkTally,
-) -> Result<(), StoreError> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<(u64, Result<UserCommand, Vec<RowError>>)> = batch
-        .drain(..)
-        .map(|element| {
-            let checked = match &element.bytes {
-                Some(bytes) => record_command(job.kind, bytes, context),
-                None => Err(vec![RowError {
-                    field: None,
-                    column: None,
-                    message: format!("the user is {} bytes long, over the limit", element.len),
-                }]),
-            };
-            (element.index, checked)
-        })
-        .collect();
+/// What every batch of a chunk is applied with.
+struct Batches<'a> {
+    ports: &'a Ports,
+    job: &'a Job,
+    context: ValidationContext,
+}
 
-    let mut fates: Vec<Option<RowFate>> = vec![None; rows.len()];
-    let mut pending: Vec<usize> = (0..rows.len()).filter(|&at| rows[at].1.is_ok()).collect();
-    for round in 1..=MAX_ROUNDS {
-        if pending.is_empty() {
-            break;
+impl Batches<'_> {
+    /// Applies one batch of rows; `rows_left` (this batch's rows and the chunk's rows after it)
+    /// sizes the block of ids reserved when the batch creates users.
+    async fn apply(
+        &self,
+        batch: &mut Vec<Element>,
+        ids: &mut IdPool,
+        rows_left: u64,
+        chunk: &mut ChunkTally,
+    ) -> Result<(), StoreError> {
+        let (ports, job, context) = (self.ports, self.job, &self.context);
+        if batch.is_empty() {
+            return Ok(());
         }
-        let commands: Vec<(usize, u64, &UserCommand)> = pending
-            .iter()
-            .filter_map(|&at| rows[at].1.as_ref().ok().map(|c| (at, rows[at].0, c)))
+        let rows: Vec<(u64, Result<UserCommand, Vec<RowError>>)> = batch
+            .drain(..)
+            .map(|element| {
+                let checked = match &element.bytes {
+                    Some(bytes) => record_command(job.kind, bytes, context),
+                    None => Err(vec![RowError {
+                        field: None,
+                        column: None,
+                        message: format!("the user is {} bytes long, over the limit", element.len),
+                    }]),
+                };
+                (element.index, checked)
+            })
             .collect();
-        let mut state = BatchState::load(ports, &job.tenant, &commands).await?;
-        ids.reserve(ports, state.creations_at_most(&commands), rows_left)
-            .await?;
-        state.ids = std::mem::take(ids);
-        let now = Timestamp::now();
-        for &(at, index, command) in &commands {
-            fates[at] = Some(state.apply(at, job.id, index + 1, command, now));
-        }
-        let (changes, rows_of_change) = state.into_changes(ids);
-        let saved = if changes.is_empty() {
-            Vec::new()
-        } else {
-            ports.users.save_users(&job.tenant, &changes).await?
-        };
-        let mut retry = Vec::new();
-        for ((change, outcome), touching) in changes.iter().zip(saved).zip(rows_of_change) {
-            match outcome {
-                SaveOutcome::Saved => {}
-                // Another writer took the key since the batch read it (a concurrent run of
-                // this very chunk, or another job): read again and apply the rows to what is
-                // stored now; a row another run of this chunk applied is then found by its
-                // stamp, an upsert updates the new holder, a create fails as a duplicate.
-                SaveOutcome::KeyTaken(_) if round < MAX_ROUNDS => retry.extend(touching),
-                SaveOutcome::KeyTaken(key) => {
-                    for at in touching {
-                        let command = rows[at].1.as_ref().ok();
-                        fates[at] = Some(Err(match command {
-                            Some(command) => key_taken(command, &key, None),
-                            None => Failure::new(
-                                "DuplicateValue",
-                                Some(key.field()),
-                                format!("{key} is already used by another user"),
-                            ),
-                        }));
+
+        let mut fates: Vec<Option<RowFate>> = vec![None; rows.len()];
+        let mut pending: Vec<usize> = (0..rows.len()).filter(|&at| rows[at].1.is_ok()).collect();
+        for round in 1..=MAX_ROUNDS {
+            if pending.is_empty() {
+                break;
+            }
+            let commands: Vec<(usize, u64, &UserCommand)> = pending
+                .iter()
+                .filter_map(|&at| rows[at].1.as_ref().ok().map(|c| (at, rows[at].0, c)))
+                .collect();
+            let mut state = BatchState::load(ports, &job.tenant, &commands).await?;
+            ids.reserve(ports, state.creations_at_most(&commands), rows_left)
+                .await?;
+            state.ids = std::mem::take(ids);
+            let now = Timestamp::now();
+            for &(at, index, command) in &commands {
+                fates[at] = Some(state.apply(at, job.id, index + 1, command, now));
+            }
+            let (changes, rows_of_change) = state.into_changes(ids);
+            let saved = if changes.is_empty() {
+                Vec::new()
+            } else {
+                ports.users.save_users(&job.tenant, &changes).await?
+            };
+            let mut retry = Vec::new();
+            for ((change, outcome), touching) in changes.iter().zip(saved).zip(rows_of_change) {
+                match outcome {
+                    SaveOutcome::Saved => {}
+                    // Another writer took the key since the batch read it (a concurrent run of
+                    // this very chunk, or another job): read again and apply the rows to what is
+                    // stored now; a row another run of this chunk applied is then found by its
+                    // stamp, an upsert updates the new holder, a create fails as a duplicate.
+                    SaveOutcome::KeyTaken(_) if round < MAX_ROUNDS => retry.extend(touching),
+                    SaveOutcome::KeyTaken(key) => {
+                        for at in touching {
+                            let command = rows[at].1.as_ref().ok();
+                            fates[at] = Some(Err(match command {
+                                Some(command) => key_taken(command, &key, None),
+                                None => Failure::new(
+                                    "DuplicateValue",
+                                    Some(key.field()),
+                                    format!("{key} is already used by another user"),
+                                ),
+                            }));
+                        }
                     }
-                }
-                SaveOutcome::Stale if round < MAX_ROUNDS => retry.extend(touching),
-                SaveOutcome::Stale => {
-                    for at in touching {
-                        fates[at] = Some(Err(Failure::new(
+                    SaveOutcome::Stale if round < MAX_ROUNDS => retry.extend(touching),
+                    SaveOutcome::Stale => {
+                        for at in touching {
+                            fates[at] = Some(Err(Failure::new(
                             "ChangedConcurrently",
                             None,
                             format!(
@@ -428,30 +436,31 @@ async fn apply_batch(
                                 change.after.id
                             ),
                         )));
+                        }
                     }
                 }
             }
+            retry.sort_unstable();
+            pending = retry;
         }
-        retry.sort_unstable();
-        pending = retry;
-    }
 
-    for (at, (index, checked)) in rows.into_iter().enumerate() {
-        match checked {
-            Err(errors) => chunk.invalid(job.kind, index, errors),
-            Ok(command) => {
-                let fate = fates[at].take().unwrap_or_else(|| {
-                    Err(Failure::new(
-                        "ChangedConcurrently",
-                        None,
-                        "the user could not be saved; send the record again".to_owned(),
-                    ))
-                });
-                chunk.record(job.kind, index, Some(&command), fate);
+        for (at, (index, checked)) in rows.into_iter().enumerate() {
+            match checked {
+                Err(errors) => chunk.invalid(job.kind, index, errors),
+                Ok(command) => {
+                    let fate = fates[at].take().unwrap_or_else(|| {
+                        Err(Failure::new(
+                            "ChangedConcurrently",
+                            None,
+                            "the user could not be saved; send the record again".to_owned(),
+                        ))
+                    });
+                    chunk.record(job.kind, index, Some(&command), fate);
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// A key the row would give its user is held by another user.
