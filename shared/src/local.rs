@@ -223,25 +223,42 @@ impl LocalWorker {
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let mut running = JoinSet::new();
         loop {
+            while running.try_join_next().is_some() {}
+            // Wait for a free slot: a chunk is leased the moment a running one ends.
+            let first = tokio::select! {
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                _ = shutdown.changed() => break,
+            };
             if *shutdown.borrow() {
                 break;
             }
-            let free = slots.available_permits();
-            let leased = if free == 0 {
-                Vec::new()
-            } else {
-                match self.queue.lease(free, self.lease_for).await {
-                    Ok(leased) => leased,
-                    Err(error) => {
-                        tracing::error!(%error, "could not lease work");
-                        Vec::new()
-                    }
+            let free = slots.available_permits() + 1;
+            let leased = match self.queue.lease(free, self.lease_for).await {
+                Ok(leased) => leased,
+                Err(error) => {
+                    tracing::error!(%error, "could not lease work");
+                    Vec::new()
                 }
             };
-            let idle = leased.is_empty();
+            if leased.is_empty() {
+                drop(first);
+                tokio::select! {
+                    _ = tokio::time::sleep(self.poll_every) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let mut first = Some(first);
             for work in leased {
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    break;
+                let permit = match first.take() {
+                    Some(permit) => permit,
+                    None => match slots.clone().acquire_owned().await {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
                 };
                 let worker = self.clone();
                 running.spawn(async move {
@@ -249,34 +266,36 @@ impl LocalWorker {
                     drop(permit);
                 });
             }
-            while running.try_join_next().is_some() {}
-            if idle {
-                tokio::select! {
-                    _ = tokio::time::sleep(self.poll_every) => {}
-                    _ = shutdown.changed() => {}
-                }
-            }
         }
         while running.join_next().await.is_some() {}
     }
 
     /// Processes queued work until the queue is empty (for tests and one-shot runs).
     pub async fn run_until_idle(&self) -> Result<(), crate::ports::StoreError> {
+        let mut running = JoinSet::new();
         loop {
-            let leased = self.queue.lease(self.concurrency, self.lease_for).await?;
-            if leased.is_empty() {
-                if self.queue.pending().await? == 0 {
-                    return Ok(());
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-            let mut running = JoinSet::new();
+            let free = self.concurrency.saturating_sub(running.len());
+            let leased = if free > 0 {
+                self.queue.lease(free, self.lease_for).await?
+            } else {
+                Vec::new()
+            };
+            let leased_none = leased.is_empty();
             for work in leased {
                 let worker = self.clone();
                 running.spawn(async move { worker.handle(work).await });
             }
-            while running.join_next().await.is_some() {}
+            if !leased_none && running.len() < self.concurrency {
+                continue;
+            }
+            // Every slot busy, or nothing to lease: wait for a running chunk to end.
+            if running.join_next().await.is_none() {
+                if self.queue.pending().await? == 0 {
+                    return Ok(());
+                }
+                // Work waiting for its retry time.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     }
 
