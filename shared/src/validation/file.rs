@@ -1,9 +1,6 @@
 //! Validation of a whole job file ("scheme" validation), streamed.
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
-
+use super::repeats::RepeatedKeys;
 use super::{check_row, ValidationContext};
 use crate::jobfile::{ArrayReader, ScanError};
 use crate::model::{ChunkPlan, Limits, SchemeError, SchemeReport};
@@ -23,6 +20,9 @@ pub struct FileValidation {
 impl FileValidation {
     pub const DEFAULT_MAX_RECORDED_ERRORS: usize = 10_000;
     pub const DEFAULT_MAX_ROW_BYTES: usize = 64 * 1024;
+    /// Memory the emails of a file may take while looking for repeats; beyond it they go to
+    /// temporary files.
+    pub const EMAILS_IN_MEMORY_BYTES: usize = 8 * 1024 * 1024;
 }
 
 struct Report {
@@ -68,8 +68,7 @@ pub async fn validate_file(
         rows_per_chunk,
         offsets: Vec::new(),
     };
-    // Hash of each email key -> first row it was seen in; 16 bytes a row keeps memory small.
-    let mut seen_emails: HashMap<u64, u64> = HashMap::new();
+    let mut emails = RepeatedKeys::new(FileValidation::EMAILS_IN_MEMORY_BYTES);
     let mut total_rows: u64 = 0;
 
     loop {
@@ -118,19 +117,32 @@ pub async fn validate_file(
             }
         }
         if let Some(key) = email_key {
-            let first_row = *seen_emails.entry(hash_of(&key)).or_insert(row);
-            if first_row != row {
-                report.add(SchemeError {
-                    message: format!(
-                        "email '{key}' appears more than once in the file (first in row {first_row})"
-                    ),
-                    column: Some(1),
-                    row: Some(row),
-                    field: Some("email".to_owned()),
-                });
-            }
+            emails.add(row, &key)?;
         }
     }
+    // Repeated emails are known once every row is read: merged in row order (after the other
+    // errors of their row), the errors of the lowest rows recorded.
+    let max_recorded = report.max_recorded;
+    let (repeats, repeat_count) = tokio::task::spawn_blocking(move || emails.finish(max_recorded))
+        .await
+        .map_err(std::io::Error::other)??;
+    report.error_count += repeat_count;
+    report
+        .errors
+        .extend(repeats.into_iter().map(|repeat| SchemeError {
+            message: format!(
+                "email '{}' appears more than once in the file (first in row {})",
+                repeat.key, repeat.first_row
+            ),
+            column: Some(1),
+            row: Some(repeat.row),
+            field: Some("email".to_owned()),
+        }));
+    // Errors of the file as a whole (no row) stay last.
+    report
+        .errors
+        .sort_by_key(|error| error.row.unwrap_or(u64::MAX));
+    report.errors.truncate(max_recorded);
     if total_rows == 0 && report.error_count == 0 {
         report.file_error("the file contains no users".to_owned());
     }
@@ -149,12 +161,6 @@ pub async fn validate_file(
         error_count: report.error_count,
         chunk_plan: plan,
     })
-}
-
-fn hash_of(key: &str) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    key.hash(&mut hasher);
-    hasher.finish()
 }
 
 #[cfg(test)]

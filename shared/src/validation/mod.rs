@@ -4,6 +4,7 @@
 mod command;
 mod fields;
 mod file;
+mod repeats;
 mod row;
 mod workspace;
 mod zendesk;
