@@ -21,6 +21,7 @@ pub async fn run(users: usize) -> Result<Vec<Figure>, String> {
     let settings = TenantSettings::with_defaults(TenantId::parse(TENANT)?);
     let context = ValidationContext::new(&settings);
     let options = FileValidation {
+        emails_in_memory_bytes: FileValidation::DEFAULT_EMAILS_IN_MEMORY_BYTES,
         limits: settings.limits,
         rows_per_chunk: 1000,
         max_recorded_errors: FileValidation::DEFAULT_MAX_RECORDED_ERRORS,

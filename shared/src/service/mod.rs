@@ -229,6 +229,7 @@ impl BulkService {
         file: FileReader,
     ) -> ServiceResult<Job> {
         let options = FileValidation {
+            emails_in_memory_bytes: FileValidation::DEFAULT_EMAILS_IN_MEMORY_BYTES,
             limits: settings.limits,
             rows_per_chunk: self.config.rows_per_chunk,
             max_recorded_errors: self.config.max_recorded_scheme_errors,

@@ -15,14 +15,15 @@ pub struct FileValidation {
     pub max_recorded_errors: usize,
     /// A single user record longer than this is an error.
     pub max_row_bytes: usize,
+    /// Memory the emails of the file may take while looking for repeats; beyond it they go to
+    /// temporary files.
+    pub emails_in_memory_bytes: usize,
 }
 
 impl FileValidation {
     pub const DEFAULT_MAX_RECORDED_ERRORS: usize = 10_000;
     pub const DEFAULT_MAX_ROW_BYTES: usize = 64 * 1024;
-    /// Memory the emails of a file may take while looking for repeats; beyond it they go to
-    /// temporary files.
-    pub const EMAILS_IN_MEMORY_BYTES: usize = 8 * 1024 * 1024;
+    pub const DEFAULT_EMAILS_IN_MEMORY_BYTES: usize = 8 * 1024 * 1024;
 }
 
 struct Report {
@@ -68,7 +69,7 @@ pub async fn validate_file(
         rows_per_chunk,
         offsets: Vec::new(),
     };
-    let mut emails = RepeatedKeys::new(FileValidation::EMAILS_IN_MEMORY_BYTES);
+    let mut emails = RepeatedKeys::new(options.emails_in_memory_bytes);
     let mut total_rows: u64 = 0;
 
     loop {
@@ -169,6 +170,14 @@ mod tests {
     use crate::model::{JobStatus, TenantId, TenantSettings};
 
     async fn validate(text: &'static str, rows_per_chunk: u64) -> SchemeReport {
+        validate_with(text.as_bytes().to_vec(), rows_per_chunk, 1 << 20).await
+    }
+
+    async fn validate_with(
+        text: Vec<u8>,
+        rows_per_chunk: u64,
+        emails_in_memory_bytes: usize,
+    ) -> SchemeReport {
         let context = ValidationContext::new(&TenantSettings::with_defaults(
             TenantId::parse("acme").unwrap(),
         ));
@@ -177,10 +186,41 @@ mod tests {
             rows_per_chunk,
             max_recorded_errors: 100,
             max_row_bytes: 1024,
+            emails_in_memory_bytes,
         };
-        validate_file(Box::new(text.as_bytes()), &context, options)
+        validate_file(Box::new(std::io::Cursor::new(text)), &context, options)
             .await
             .unwrap()
+    }
+
+    #[tokio::test]
+    async fn repeats_beyond_the_memory_budget_are_found_on_disk_and_merged_in_row_order() {
+        // 3000 users, every email used three times, and a missing first name on row 2000.
+        let users: Vec<String> = (0..3000)
+            .map(|i| {
+                let first = if i == 1999 { "" } else { "A" };
+                format!(
+                    r#"{{"email":"u{}@x.io","first_name":"{first}","last_name":"B"}}"#,
+                    i % 1000
+                )
+            })
+            .collect();
+        let file = format!("[{}]", users.join(",")).into_bytes();
+        for budget in [1 << 30, 4096] {
+            let report = validate_with(file.clone(), 100, budget).await;
+            assert_eq!(report.error_count, 2001, "{budget}");
+            // The 100 recorded errors are those of the lowest rows.
+            let rows: Vec<Option<u64>> = report.errors.iter().take(3).map(|e| e.row).collect();
+            assert_eq!(rows, vec![Some(1001), Some(1002), Some(1003)]);
+            assert!(report.errors[0].message.contains("'u0@x.io'"));
+            assert!(report.errors[0].message.contains("first in row 1"));
+            assert_eq!(
+                report.errors.len(),
+                101,
+                "100 recorded and the count of the rest"
+            );
+            assert_eq!(report.errors[100].row, None);
+        }
     }
 
     #[tokio::test]
