@@ -296,6 +296,66 @@ async fn a_batch_reports_only_its_bad_messages_as_failures() {
     assert_eq!(failed, vec!["poison"]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_failing_on_its_last_delivery_fails_its_job_and_goes_to_the_dead_letter_queue() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let app = TestApp::new(Backend::Aws).await;
+    let upload = app.upload(&bulk_tests::users_file(3, "")).await;
+    let id = upload.id();
+    assert_eq!(app.proceed(id).await.status, 202);
+    // A poison chunk: the tenant's settings no longer read as settings, so every attempt fails.
+    let aws = app.aws().unwrap();
+    aws.dynamodb
+        .put_item()
+        .table_name(&aws.settings.table)
+        .item("pk", AttributeValue::S("TENANT#acme".to_owned()))
+        .item("sk", AttributeValue::S("SETTINGS".to_owned()))
+        .item("roles", AttributeValue::S("not a list".to_owned()))
+        .send()
+        .await
+        .unwrap();
+    let received = aws
+        .sqs
+        .receive_message()
+        .queue_url(&aws.settings.queue_url)
+        .send()
+        .await
+        .unwrap();
+    let message = &received.messages.unwrap()[0];
+    let delivery = |receives: u32| {
+        let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
+        record.message_id = message.message_id.clone();
+        record.body = message.body.clone();
+        record
+            .attributes
+            .insert("ApproximateReceiveCount".to_owned(), receives.to_string());
+        let mut batch = aws_lambda_events::event::sqs::SqsEvent::default();
+        batch.records.push(record);
+        batch
+    };
+    let status = |job: &Value| job["status"].as_str().unwrap_or_default().to_owned();
+
+    // Before the last delivery the failure is reported for a retry; the job stays in progress.
+    for receives in 1..bulk_users::lambda::MAX_RECEIVES {
+        let response = process_sqs_batch(&app.service, delivery(receives)).await;
+        assert_eq!(response.batch_item_failures.len(), 1);
+        let job = app.get(&format!("jobs/{id}")).await.body;
+        assert_eq!(status(&job), "in_progress", "{job}");
+    }
+    // The last delivery: still reported (SQS moves the message to the dead-letter queue), and
+    // the job ends failed, saying why.
+    let last = bulk_users::lambda::MAX_RECEIVES;
+    let response = process_sqs_batch(&app.service, delivery(last)).await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    let job = app.get(&format!("jobs/{id}")).await.body;
+    assert_eq!(status(&job), "failed", "{job}");
+    let reason = job["failure_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with(&format!("chunk 0 failed {last} times, last: ")),
+        "{reason}"
+    );
+}
+
 #[test]
 fn a_named_stage_is_not_part_of_the_route() {
     let mut event: Value = serde_json::from_str(&event("status.json")).unwrap();

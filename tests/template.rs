@@ -330,6 +330,13 @@ fn every_queue_has_a_dead_letter_queue() {
         !dead_letter_queues.is_empty(),
         "no dead-letter queue at all"
     );
+    // The processor ends a job `failed` on the delivery after which SQS gives its message up.
+    let work_queue = &queues["WorkQueue"]["Properties"]["RedrivePolicy"];
+    assert_eq!(
+        number(&work_queue["maxReceiveCount"]),
+        Some(u64::from(bulk_users::lambda::MAX_RECEIVES)),
+        "WorkQueue's maxReceiveCount is the processor's MAX_RECEIVES"
+    );
 }
 
 #[test]

@@ -12,9 +12,14 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use crate::adapters::aws::{connect, AwsSettings};
 use crate::api::{Api, ApiRequest, ApiResponse, RouteGroup};
 use crate::model::WorkItem;
-use crate::processing::ChunkOutcome;
+use crate::processing::{gave_up_reason, ChunkOutcome};
 use crate::service::{BulkService, ServiceConfig, ServiceError};
 use serde_json::Value;
+
+/// Deliveries of a work item before SQS moves it to the dead-letter queue: the work queue's
+/// `maxReceiveCount` in `template.yaml` (a test holds the two equal). On the last one a chunk
+/// that still fails ends its job `failed`.
+pub const MAX_RECEIVES: u32 = 5;
 
 pub type Error = lambda_runtime::Error;
 
@@ -96,11 +101,18 @@ pub fn lambda_response(response: ApiResponse) -> Response<Body> {
 }
 
 /// Processes an SQS batch; failed messages are reported by id so only they are retried
-/// (the event source must enable `ReportBatchItemFailures`).
+/// (the event source must enable `ReportBatchItemFailures`). A chunk that fails on its
+/// [`MAX_RECEIVES`]th delivery ends its job `failed` with the reason, and its message goes on
+/// to the dead-letter queue.
 pub async fn process_sqs_batch(service: &BulkService, event: SqsEvent) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     for message in event.records {
         let id = message.message_id.clone().unwrap_or_default();
+        let receives = message
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|count| count.parse::<u32>().ok())
+            .unwrap_or(1);
         let failed = match message
             .body
             .as_deref()
@@ -111,8 +123,18 @@ pub async fn process_sqs_batch(service: &BulkService, event: SqsEvent) -> SqsBat
                     log_outcome(&item, &outcome);
                     false
                 }
+                Err(error) if receives >= MAX_RECEIVES => {
+                    // The last delivery: the message goes to the dead-letter queue, and the
+                    // job ends failed with the reason instead of staying in progress.
+                    let reason = gave_up_reason(&item, receives, &error);
+                    tracing::error!(job_id = item.job_id, %reason, "giving up on a chunk");
+                    if let Err(error) = service.fail_job(item.job_id, &reason).await {
+                        tracing::error!(job_id = item.job_id, %error, "could not fail the job");
+                    }
+                    true
+                }
                 Err(error) => {
-                    tracing::warn!(job_id = item.job_id, chunk = item.chunk, %error, "chunk failed; it will be retried");
+                    tracing::warn!(job_id = item.job_id, chunk = item.chunk, receives, %error, "chunk failed; it will be retried");
                     true
                 }
             },

@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 
 use crate::adapters::embedded::{LeasedWork, LocalFileStore, SqliteWorkQueue};
 use crate::model::TenantId;
-use crate::processing::ChunkOutcome;
+use crate::processing::{gave_up_reason, ChunkOutcome};
 use crate::service::{BulkService, ServiceError};
 
 /// Settings of the local server, from the environment.
@@ -316,10 +316,7 @@ impl LocalWorker {
                 true
             }
             Err(error) if work.receive_count >= self.max_receives => {
-                let reason = format!(
-                    "chunk {} failed {} times, last: {error}",
-                    item.chunk, work.receive_count
-                );
+                let reason = gave_up_reason(item, work.receive_count, &error);
                 tracing::error!(job_id = item.job_id, %reason, "giving up on a chunk");
                 self.service.fail_job(item.job_id, &reason).await.is_ok()
             }

@@ -168,6 +168,14 @@ pub async fn process_work_item(
     })
 }
 
+/// The failure reason of a job whose chunk failed on its last delivery.
+pub fn gave_up_reason(item: &WorkItem, attempts: u32, error: &StoreError) -> String {
+    format!(
+        "chunk {} failed {attempts} times, last: {error}",
+        item.chunk
+    )
+}
+
 async fn fail(ports: &Ports, job: &Job, reason: String) -> Result<ChunkOutcome, StoreError> {
     tracing::warn!(job_id = job.id, %reason, "job failed");
     ports
