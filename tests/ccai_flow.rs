@@ -364,16 +364,19 @@ async fn put_upload_replaces_the_file_until_the_job_is_proceeded(app: TestApp) {
 async fn proceeding_twice_processes_once(app: TestApp) {
     let upload = app.upload(&users_file(5, "")).await;
     let id = upload.id();
-    assert_eq!(app.proceed(id).await.status, StatusCode::ACCEPTED);
+    let first = app.proceed(id).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED);
+    // A repeated proceed answers the same job and queues nothing more.
     let again = app.proceed(id).await;
-    assert_eq!(again.status, StatusCode::CONFLICT);
-    assert!(again.body["message"]
-        .as_str()
-        .unwrap()
-        .contains("already been proceeded"));
+    assert_eq!(again.status, StatusCode::ACCEPTED);
+    assert_eq!(again.body, first.body);
     app.drain().await;
     let after = app.proceed(id).await;
-    assert_eq!(after.status, StatusCode::CONFLICT);
+    assert_eq!(after.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        (after.body["id"].as_u64(), after.body["status"].as_str()),
+        (Some(id), Some("completed"))
+    );
     app.drain().await;
     let job = app.get(&format!("jobs/{id}")).await.body;
     assert_eq!(

@@ -251,9 +251,21 @@ impl BulkService {
             .await?)
     }
 
-    /// Starts processing a `valid_scheme` job: queues its chunks. A job is proceeded once.
+    /// Starts processing a `valid_scheme` job: queues its chunks. A job is proceeded once; a
+    /// repeated proceed (a client retrying after a lost answer) answers the job as it is now
+    /// and queues nothing.
     pub async fn proceed(&self, who: &Principal, id: JobId) -> ServiceResult<Job> {
-        self.start_job(&who.tenant, id, &who.name).await
+        match self.start_job(&who.tenant, id, &who.name).await {
+            Err(ServiceError::Conflict(message)) => {
+                let job = self.job(who, id).await?;
+                if job.process_requested_at.is_some() {
+                    Ok(job)
+                } else {
+                    Err(ServiceError::Conflict(message))
+                }
+            }
+            started => started,
+        }
     }
 
     async fn start_job(&self, tenant: &TenantId, id: JobId, by: &str) -> ServiceResult<Job> {
