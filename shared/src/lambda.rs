@@ -19,7 +19,7 @@ use serde_json::Value;
 /// Deliveries of a work item before SQS moves it to the dead-letter queue: the work queue's
 /// `maxReceiveCount` in `template.yaml` (a test holds the two equal). On the last one a chunk
 /// that still fails ends its job `failed`.
-pub const MAX_RECEIVES: u32 = 5;
+pub const MAX_RECEIVES: u32 = crate::processing::MAX_DELIVERIES;
 
 pub type Error = lambda_runtime::Error;
 

@@ -2,15 +2,14 @@
 //! drains the durable embedded queue (the local stand-in for SQS → processor Lambda).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::adapters::embedded::{LeasedWork, LocalFileStore, SqliteWorkQueue};
 use crate::model::TenantId;
-use crate::processing::{gave_up_reason, ChunkOutcome};
+use crate::processing::{gave_up_reason, ChunkOutcome, MAX_DELIVERIES};
 use crate::service::{BulkService, ServiceError};
 
 /// Settings of the local server, from the environment.
@@ -196,8 +195,6 @@ pub struct LocalWorker {
     service: BulkService,
     queue: SqliteWorkQueue,
     concurrency: usize,
-    /// After this many failed attempts the chunk's job is ended `failed`.
-    max_receives: u32,
     lease_for: Duration,
     poll_every: Duration,
 }
@@ -208,7 +205,6 @@ impl LocalWorker {
             service,
             queue,
             concurrency: concurrency.max(1),
-            max_receives: 5,
             lease_for: Duration::from_secs(300),
             poll_every: Duration::from_millis(100),
         }
@@ -220,51 +216,23 @@ impl LocalWorker {
         if let Err(error) = self.queue.release_all_leases().await {
             tracing::error!(%error, "could not release old leases");
         }
-        let slots = Arc::new(Semaphore::new(self.concurrency));
         let mut running = JoinSet::new();
-        loop {
-            while running.try_join_next().is_some() {}
-            // Wait for a free slot: a chunk is leased the moment a running one ends.
-            let first = tokio::select! {
-                permit = slots.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-                _ = shutdown.changed() => break,
-            };
-            if *shutdown.borrow() {
-                break;
-            }
-            let free = slots.available_permits() + 1;
-            let leased = match self.queue.lease(free, self.lease_for).await {
-                Ok(leased) => leased,
-                Err(error) => {
-                    tracing::error!(%error, "could not lease work");
-                    Vec::new()
-                }
-            };
-            if leased.is_empty() {
-                drop(first);
-                tokio::select! {
-                    _ = tokio::time::sleep(self.poll_every) => {}
-                    _ = shutdown.changed() => {}
-                }
+        while !*shutdown.borrow() {
+            let leased = self.lease_into(&mut running).await.unwrap_or_else(|error| {
+                tracing::error!(%error, "could not lease work");
+                0
+            });
+            if leased > 0 && running.len() < self.concurrency {
                 continue;
             }
-            let mut first = Some(first);
-            for work in leased {
-                let permit = match first.take() {
-                    Some(permit) => permit,
-                    None => match slots.clone().acquire_owned().await {
-                        Ok(permit) => permit,
-                        Err(_) => break,
-                    },
-                };
-                let worker = self.clone();
-                running.spawn(async move {
-                    worker.handle(work).await;
-                    drop(permit);
-                });
+            // Every slot busy: the next chunk is leased the moment a running one ends. Nothing
+            // to lease: that, or the next look at the queue.
+            tokio::select! {
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                _ = tokio::time::sleep(self.poll_every), if leased == 0 => {}
+                changed = shutdown.changed() => if changed.is_err() {
+                    break;
+                },
             }
         }
         while running.join_next().await.is_some() {}
@@ -274,18 +242,8 @@ impl LocalWorker {
     pub async fn run_until_idle(&self) -> Result<(), crate::ports::StoreError> {
         let mut running = JoinSet::new();
         loop {
-            let free = self.concurrency.saturating_sub(running.len());
-            let leased = if free > 0 {
-                self.queue.lease(free, self.lease_for).await?
-            } else {
-                Vec::new()
-            };
-            let leased_none = leased.is_empty();
-            for work in leased {
-                let worker = self.clone();
-                running.spawn(async move { worker.handle(work).await });
-            }
-            if !leased_none && running.len() < self.concurrency {
+            let leased = self.lease_into(&mut running).await?;
+            if leased > 0 && running.len() < self.concurrency {
                 continue;
             }
             // Every slot busy, or nothing to lease: wait for a running chunk to end.
@@ -297,6 +255,24 @@ impl LocalWorker {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+    }
+
+    /// Leases work for the free slots and starts it; how many chunks were leased.
+    async fn lease_into(
+        &self,
+        running: &mut JoinSet<()>,
+    ) -> Result<usize, crate::ports::StoreError> {
+        let free = self.concurrency.saturating_sub(running.len());
+        if free == 0 {
+            return Ok(0);
+        }
+        let leased = self.queue.lease(free, self.lease_for).await?;
+        let count = leased.len();
+        for work in leased {
+            let worker = self.clone();
+            running.spawn(async move { worker.handle(work).await });
+        }
+        Ok(count)
     }
 
     async fn handle(&self, work: LeasedWork) {
@@ -315,7 +291,7 @@ impl LocalWorker {
                 }
                 true
             }
-            Err(error) if work.receive_count >= self.max_receives => {
+            Err(error) if work.receive_count >= MAX_DELIVERIES => {
                 let reason = gave_up_reason(item, work.receive_count, &error);
                 tracing::error!(job_id = item.job_id, %reason, "giving up on a chunk");
                 self.service.fail_job(item.job_id, &reason).await.is_ok()

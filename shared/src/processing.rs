@@ -168,6 +168,10 @@ pub async fn process_work_item(
     })
 }
 
+/// Deliveries of a chunk that keeps failing before it is given up and its job ended `failed`:
+/// the local worker's attempts, and the SQS work queue's `maxReceiveCount`.
+pub const MAX_DELIVERIES: u32 = 5;
+
 /// The failure reason of a job whose chunk failed on its last delivery.
 pub fn gave_up_reason(item: &WorkItem, attempts: u32, error: &StoreError) -> String {
     format!(
@@ -400,12 +404,11 @@ impl Batches<'_> {
             let mut state = BatchState::load(ports, &job.tenant, &commands).await?;
             ids.reserve(ports, state.creations_at_most(&commands), rows_left)
                 .await?;
-            state.ids = std::mem::take(ids);
             let now = Timestamp::now();
             for &(at, index, command) in &commands {
-                fates[at] = Some(state.apply(at, job.id, index + 1, command, now));
+                fates[at] = Some(state.apply(at, job.id, index + 1, command, now, ids));
             }
-            let (changes, rows_of_change) = state.into_changes(ids);
+            let (changes, rows_of_change) = state.into_changes();
             let saved = if changes.is_empty() {
                 Vec::new()
             } else {
@@ -499,8 +502,6 @@ struct BatchState {
     holders: HashMap<UserKey, UserId>,
     /// Rows (positions in the batch) that changed each user, in order of first change.
     touched: Vec<(UserId, Vec<usize>)>,
-    /// Ids for the users the batch creates.
-    ids: IdPool,
 }
 
 impl BatchState {
@@ -535,7 +536,6 @@ impl BatchState {
             originals: HashMap::with_capacity(found.len()),
             holders: HashMap::with_capacity(keys.len()),
             touched: Vec::new(),
-            ids: IdPool::default(),
         };
         for user in found {
             for key in user.keys() {
@@ -571,7 +571,7 @@ impl BatchState {
         }
     }
 
-    /// Applies one valid row to the batch's users.
+    /// Applies one valid row to the batch's users; a user it creates takes its id from `ids`.
     fn apply(
         &mut self,
         at: usize,
@@ -579,6 +579,7 @@ impl BatchState {
         row: u64,
         command: &UserCommand,
         now: Timestamp,
+        ids: &mut IdPool,
     ) -> RowFate {
         let found = self.resolve(&command.target);
         if let Some((id, _)) = found {
@@ -605,7 +606,7 @@ impl BatchState {
             }
             (Intent::Update | Intent::Delete, None) => return Err(not_found(command)),
             (Intent::Create | Intent::Upsert, None) => {
-                let Some(id) = self.ids.take() else {
+                let Some(id) = ids.take() else {
                     return Err(Failure::new(
                         "InvalidValue",
                         None,
@@ -689,9 +690,8 @@ impl BatchState {
         })
     }
 
-    /// The changes to save, and for each the rows that made it; the ids left go back to `ids`.
-    fn into_changes(mut self, ids: &mut IdPool) -> (Vec<UserChange>, Vec<Vec<usize>>) {
-        *ids = std::mem::take(&mut self.ids);
+    /// The changes to save, and for each the rows that made it.
+    fn into_changes(mut self) -> (Vec<UserChange>, Vec<Vec<usize>>) {
         let mut changes = Vec::with_capacity(self.touched.len());
         let mut rows = Vec::with_capacity(self.touched.len());
         for (id, touching) in self.touched {

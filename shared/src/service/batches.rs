@@ -5,10 +5,10 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::value::RawValue;
 
-use super::{new_file_key, BulkService, Principal, ServiceError, ServiceResult};
+use super::{new_file_key, not_proceedable, BulkService, Principal, ServiceError, ServiceResult};
 use crate::model::{
-    ChunkPlan, Job, JobId, JobKind, NewJob, RowResult, SchemeError, SchemeReport, Timestamp, User,
-    UserFilter, UserId, UserKey,
+    ChunkPlan, Job, JobId, JobKind, NewJob, ProceedOutcome, RowResult, SchemeError, SchemeReport,
+    Timestamp, User, UserFilter, UserId, UserKey,
 };
 use crate::ports::PageRequest;
 use crate::processing::{self, ChunkOutcome};
@@ -22,7 +22,10 @@ impl BulkService {
         records: &[Box<RawValue>],
     ) -> ServiceResult<Job> {
         let job = self.record_batch(who, kind, records, Vec::new()).await?;
-        self.start_job(&who.tenant, job.id, &who.name).await
+        match self.start_job(&who.tenant, job.id, &who.name).await? {
+            ProceedOutcome::Started(job) => Ok(job),
+            ProceedOutcome::NotProceedable(job) => Err(not_proceedable(&job)),
+        }
     }
 
     /// Records a batch as a job and processes it before answering: the rows' results.
@@ -33,9 +36,13 @@ impl BulkService {
         records: &[Box<RawValue>],
     ) -> ServiceResult<Vec<RowResult>> {
         let job = self.record_batch(who, kind, records, Vec::new()).await?;
-        let job = self
+        let job = match self
             .begin_processing(&who.tenant, job.id, &who.name)
-            .await?;
+            .await?
+        {
+            ProceedOutcome::Started(job) => job,
+            ProceedOutcome::NotProceedable(job) => return Err(not_proceedable(&job)),
+        };
         for item in job
             .chunk_plan
             .work_items(&job.tenant, job.id, job.total_rows)

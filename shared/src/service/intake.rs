@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use super::{check_file_size, clean_filename, BulkService, Principal, ServiceError, ServiceResult};
 use crate::jobfile::{ArrayReader, ScanError};
-use crate::model::{Job, JobId, JobKind, JobStatus, NewFile, NewJob, TenantId, Timestamp};
+use crate::model::{
+    Job, JobId, JobKind, JobStatus, NewFile, NewJob, ProceedOutcome, TenantId, Timestamp,
+};
 use crate::ports::PresignedUpload;
 
 /// The `uploaded_api_user_name` / `proceed_api_user_name` of jobs made from dropped files.
@@ -227,15 +229,9 @@ impl BulkService {
         };
         let job = if incoming.proceed && job.status == JobStatus::ValidScheme {
             let by = job.uploaded_api_user_name.clone();
-            match self.start_job(tenant, job.id, &by).await {
-                Ok(job) => job,
-                Err(ServiceError::Conflict(_)) => self
-                    .ports
-                    .jobs
-                    .get_job(tenant, job.id)
-                    .await?
-                    .unwrap_or(job),
-                Err(error) => return Err(error),
+            // A job another delivery of the notification proceeded is answered as it is.
+            match self.start_job(tenant, job.id, &by).await? {
+                ProceedOutcome::Started(job) | ProceedOutcome::NotProceedable(job) => job,
             }
         } else {
             job

@@ -255,21 +255,25 @@ impl BulkService {
     /// repeated proceed (a client retrying after a lost answer) answers the job as it is now
     /// and queues nothing.
     pub async fn proceed(&self, who: &Principal, id: JobId) -> ServiceResult<Job> {
-        match self.start_job(&who.tenant, id, &who.name).await {
-            Err(ServiceError::Conflict(message)) => {
-                let job = self.job(who, id).await?;
-                if job.process_requested_at.is_some() {
-                    Ok(job)
-                } else {
-                    Err(ServiceError::Conflict(message))
-                }
-            }
-            started => started,
+        match self.start_job(&who.tenant, id, &who.name).await? {
+            ProceedOutcome::Started(job) => Ok(job),
+            ProceedOutcome::NotProceedable(job) if job.process_requested_at.is_some() => Ok(job),
+            ProceedOutcome::NotProceedable(job) => Err(not_proceedable(&job)),
         }
     }
 
-    async fn start_job(&self, tenant: &TenantId, id: JobId, by: &str) -> ServiceResult<Job> {
-        let job = self.begin_processing(tenant, id, by).await?;
+    /// Moves a `valid_scheme` job to `in_progress` and queues its chunks; a job in any other
+    /// state is answered as it is, unchanged.
+    async fn start_job(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        by: &str,
+    ) -> ServiceResult<ProceedOutcome> {
+        let outcome = self.begin_processing(tenant, id, by).await?;
+        let ProceedOutcome::Started(job) = outcome else {
+            return Ok(outcome);
+        };
         let items = job
             .chunk_plan
             .work_items(&job.tenant, job.id, job.total_rows);
@@ -281,21 +285,22 @@ impl BulkService {
                 .await?;
             return Err(error.into());
         }
-        Ok(job)
+        Ok(ProceedOutcome::Started(job))
     }
 
-    /// Moves a `valid_scheme` job to `in_progress`.
-    async fn begin_processing(&self, tenant: &TenantId, id: JobId, by: &str) -> ServiceResult<Job> {
-        let outcome = self
-            .ports
+    /// Moves a `valid_scheme` job to `in_progress`; a job in any other state is answered as it
+    /// is, unchanged.
+    async fn begin_processing(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        by: &str,
+    ) -> ServiceResult<ProceedOutcome> {
+        self.ports
             .jobs
             .start_processing(tenant, id, by, Timestamp::now())
             .await?
-            .ok_or_else(|| job_not_found(id))?;
-        match outcome {
-            ProceedOutcome::Started(job) => Ok(job),
-            ProceedOutcome::NotProceedable(job) => Err(not_proceedable(&job)),
-        }
+            .ok_or_else(|| job_not_found(id))
     }
 
     pub async fn job(&self, who: &Principal, id: JobId) -> ServiceResult<Job> {
