@@ -25,6 +25,7 @@ on_both_stores!(
     bad_files_become_scheme_errors,
     a_multi_chunk_job_is_counted_exactly,
     racing_workers_and_redeliveries_count_a_job_exactly_once,
+    a_cancelled_job_stops_at_the_next_chunk_boundary,
 );
 
 async fn template_lists_every_field_and_the_tenants_roles_and_teams(app: TestApp) {
@@ -896,4 +897,127 @@ async fn racing_workers_and_redeliveries_count_a_job_exactly_once(app: TestApp) 
     emails.sort_unstable();
     emails.dedup();
     assert_eq!(emails.len(), USERS - 3, "no user stored twice");
+}
+
+async fn a_cancelled_job_stops_at_the_next_chunk_boundary(app: TestApp) {
+    let config = bulk_users::service::ServiceConfig {
+        rows_per_chunk: 20,
+        ..Default::default()
+    };
+    let app = TestApp::with_config(app.backend, config).await;
+    let upload = app.upload(&users_file(60, "")).await;
+    let id = upload.id();
+    assert_eq!(app.proceed(id).await.status, StatusCode::ACCEPTED);
+
+    // The first chunk is processed; then the job is cancelled while the other two wait.
+    let tenant = TenantId::parse("acme").unwrap();
+    let job = app
+        .service
+        .ports()
+        .jobs
+        .get_job(&tenant, id)
+        .await
+        .unwrap()
+        .unwrap();
+    let items = job
+        .chunk_plan
+        .work_items(&job.tenant, job.id, job.total_rows);
+    assert_eq!(items.len(), 3);
+    assert!(matches!(
+        app.service.process(&items[0]).await.unwrap(),
+        ChunkOutcome::Committed { .. }
+    ));
+    let cancelled = cancel(&app, id).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+    assert_eq!(
+        cancelled.body,
+        json!({"id": id, "status": "cancelled", "link": format!("http://bulk.test{PREFIX}/jobs/{id}")})
+    );
+    // The queued chunks are dropped when delivered: nothing more is written or counted.
+    app.drain().await;
+    let job = app.get(&format!("jobs/{id}")).await.body;
+    assert_eq!(job["status"], "cancelled", "{job}");
+    assert_eq!(counts(&job), (Some(60), Some(20), Some(0)), "{job}");
+    let first = app
+        .get("config?emails=user0@example.com,user19@example.com")
+        .await;
+    assert_eq!(
+        first.body.as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        first.body
+    );
+    let rest = app
+        .get("config?emails=user20@example.com,user59@example.com")
+        .await;
+    assert_eq!(rest.body, json!([]), "later chunks wrote nothing");
+    // Zendesk calls a cancelled job killed.
+    let status = app
+        .call(
+            Method::GET,
+            &format!("/api/v2/job_statuses/{id}"),
+            Body::Empty,
+        )
+        .await;
+    assert_eq!(
+        status.body["job_status"]["status"], "killed",
+        "{}",
+        status.body
+    );
+
+    // Cancelling again answers the job as it is; proceeding it again starts nothing.
+    let again = cancel(&app, id).await;
+    assert_eq!(
+        (again.status, again.body),
+        (cancelled.status, cancelled.body)
+    );
+    let proceed = app.proceed(id).await;
+    assert_eq!(proceed.body["status"], "cancelled", "{}", proceed.body);
+
+    // A job cancelled before it is proceeded can never be proceeded.
+    let waiting = app.upload(&users_file(2, "")).await.id();
+    assert_eq!(cancel(&app, waiting).await.status, StatusCode::OK);
+    let refused = app.proceed(waiting).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert_eq!(
+        app.get(&format!("jobs/{waiting}")).await.body["status"],
+        "cancelled"
+    );
+
+    // A job that has ended cannot be cancelled.
+    let done = app.run_job(&users_file(1, "")).await;
+    let done_id = done["id"].as_u64().unwrap();
+    let late = cancel(&app, done_id).await;
+    assert_eq!(late.status, StatusCode::CONFLICT, "{}", late.body);
+    assert_eq!(
+        app.get(&format!("jobs/{done_id}")).await.body["status"],
+        "completed"
+    );
+
+    // Another tenant's job is not found; a bad id names the field.
+    let foreign = app
+        .call_as(
+            &app.globex.basic(),
+            Method::POST,
+            &format!("{PREFIX}/cancel"),
+            Body::Json(json!({ "id": waiting })),
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND, "{}", foreign.body);
+    app.call(
+        Method::POST,
+        &format!("{PREFIX}/cancel"),
+        Body::Json(json!({ "id": "x" })),
+    )
+    .await
+    .assert_client_error(StatusCode::BAD_REQUEST, "id");
+}
+
+async fn cancel(app: &TestApp, id: u64) -> bulk_tests::Answer {
+    app.call(
+        Method::POST,
+        &format!("{PREFIX}/cancel"),
+        Body::Json(json!({ "id": id })),
+    )
+    .await
 }

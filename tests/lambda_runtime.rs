@@ -116,6 +116,12 @@ const STEPS: &[Step] = &[
         event: "zendesk-create-many.json",
         check: zendesk_queued,
     },
+    // Cancelling job 5 (queued, not yet processed): its chunks will be skipped.
+    Step {
+        bin: "proceed",
+        event: "cancel.json",
+        check: job_5_cancelled,
+    },
     // Job 1, the upload above, through Zendesk's job status (`{id}.json`).
     Step {
         bin: "status",
@@ -212,7 +218,8 @@ async fn every_function_answers_its_sample_events_through_the_runtime_api() {
     assert_eq!(job.status.as_str(), "completed");
     assert_eq!((job.affected_rows, job.failed_rows), (2, 0));
     // Job 2 waits for its presigned upload; the dropped files became jobs 3 (proceeded) and 4;
-    // the Zendesk batch is job 5 (queued), the Workspace batch job 6 (done in the request).
+    // the Zendesk batch is job 5 (queued, then cancelled), the Workspace batch job 6 (done in
+    // the request).
     let (jobs, total) = service
         .jobs(
             &acme,
@@ -232,7 +239,7 @@ async fn every_function_answers_its_sample_events_through_the_runtime_api() {
         statuses,
         vec![
             ("workspace_create.json", "completed"),
-            ("create_many.json", "in_progress"),
+            ("create_many.json", "cancelled"),
             ("weekly import.json", "valid_scheme"),
             ("users.json", "in_progress"),
             ("users.json", "created"),
@@ -317,6 +324,15 @@ fn proceeded(response: &Value) {
     assert_eq!(
         http.body,
         json!({"id": 1, "status": "in_progress", "link": JOB_LINK}),
+        "{response}"
+    );
+}
+
+fn job_5_cancelled(response: &Value) {
+    let http = http(response, 200);
+    assert_eq!(
+        (http.body["id"].as_u64(), http.body["status"].as_str()),
+        (Some(5), Some("cancelled")),
         "{response}"
     );
 }

@@ -17,11 +17,11 @@ const MAX_USERS_PER_PAGE: usize = 1000;
 
 pub async fn handle(
     service: &BulkService,
+    who: &Principal,
     base: &str,
     route: Route,
     request: &ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
-    let who = authenticate(service, request).await?;
     match route.operation {
         Operation::Template => {
             let settings = service.settings(&who.tenant).await?;
@@ -29,14 +29,14 @@ pub async fn handle(
         }
         Operation::UserConfiguration => {
             let query = Query::parse(request.query.as_deref()).user_query(MAX_USERS_PER_PAGE)?;
-            let users = service.users(&who, &query).await?;
+            let users = service.users(who, &query).await?;
             let body: Vec<Value> = users.iter().map(views::user_configuration).collect();
             Ok(json_response(StatusCode::OK, &body))
         }
         Operation::Upload => {
             let form = parse_upload_form(&request.headers, request.body.clone()).await?;
             let file = form.file.ok_or_else(missing_file)?;
-            let job = service.upload(&who, file).await?;
+            let job = service.upload(who, file).await?;
             Ok(job_answer(
                 StatusCode::CREATED,
                 views::job_summary(&job, base),
@@ -54,32 +54,37 @@ pub async fn handle(
                 Some(id) => job_id(id)?,
             };
             let file = form.file.ok_or_else(missing_file)?;
-            let job = service.replace_file(&who, id, file).await?;
+            let job = service.replace_file(who, id, file).await?;
             Ok(job_answer(StatusCode::OK, views::job_summary(&job, base)))
         }
         Operation::PresignUpload => {
             let request = presign_request(&request.body)?;
-            let presigned = service.presign_upload(&who, request).await?;
+            let presigned = service.presign_upload(who, request).await?;
             let mut summary = views::job_summary(&presigned.job, base);
             summary["upload"] = views::presigned_upload(&presigned.upload, presigned.expires_at);
             Ok(job_answer(StatusCode::CREATED, summary))
         }
         Operation::Proceed => {
-            let id = proceed_id(&request.body)?;
-            let job = service.proceed(&who, id).await?;
+            let id = job_id_body(&request.body)?;
+            let job = service.proceed(who, id).await?;
             Ok(job_answer(
                 StatusCode::ACCEPTED,
                 views::job_summary(&job, base),
             ))
         }
+        Operation::Cancel => {
+            let id = job_id_body(&request.body)?;
+            let job = service.cancel(who, id).await?;
+            Ok(job_answer(StatusCode::OK, views::job_summary(&job, base)))
+        }
         Operation::Job => {
-            let job = service.job(&who, job_id(route.param())?).await?;
+            let job = service.job(who, job_id(route.param())?).await?;
             Ok(json_response(StatusCode::OK, &JobView::new(&job, base)))
         }
         Operation::Jobs => {
             let page =
                 Query::parse(request.query.as_deref()).page(JOBS_PER_PAGE, MAX_JOBS_PER_PAGE)?;
-            let (jobs, total) = service.jobs(&who, page).await?;
+            let (jobs, total) = service.jobs(who, page).await?;
             let body: Vec<JobView> = jobs.iter().map(|job| JobView::new(job, base)).collect();
             let mut response = json_response(StatusCode::OK, &body);
             let headers = response.headers_mut();
@@ -98,12 +103,12 @@ pub async fn handle(
             Ok(response)
         }
         Operation::SchemeErrors => {
-            let errors = service.scheme_errors(&who, job_id(route.param())?).await?;
+            let errors = service.scheme_errors(who, job_id(route.param())?).await?;
             let body: Vec<Value> = errors.iter().map(views::scheme_error).collect();
             Ok(json_response(StatusCode::OK, &body))
         }
         Operation::UpdateErrors => {
-            let errors = service.update_errors(&who, job_id(route.param())?).await?;
+            let errors = service.update_errors(who, job_id(route.param())?).await?;
             let body: Vec<Value> = errors.iter().map(views::update_error).collect();
             Ok(json_response(StatusCode::OK, &body))
         }
@@ -112,7 +117,10 @@ pub async fn handle(
     }
 }
 
-async fn authenticate(service: &BulkService, request: &ApiRequest) -> Result<Principal, ApiError> {
+pub(super) async fn authenticate(
+    service: &BulkService,
+    request: &ApiRequest,
+) -> Result<Principal, ApiError> {
     let header = super::authorization(request)?;
     let (tenant, secret) = parse_basic(header).ok_or(ApiError::Unauthorized)?;
     Ok(service.authenticate(&tenant, &secret).await?)
@@ -135,8 +143,8 @@ fn job_id(text: &str) -> Result<JobId, ApiError> {
     }
 }
 
-/// The body of `proceed`: `{"id": N}` (a string of digits is accepted too).
-fn proceed_id(body: &[u8]) -> Result<JobId, ApiError> {
+/// The body of `proceed` and `cancel`: `{"id": N}` (a string of digits is accepted too).
+fn job_id_body(body: &[u8]) -> Result<JobId, ApiError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|_| ApiError::bad_request("body", "the body must be JSON like {\"id\": 123}"))?;
     match value.get("id") {

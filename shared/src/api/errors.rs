@@ -21,6 +21,9 @@ pub enum ApiError {
     /// A value that must be unique is already taken (a user name, an email).
     #[error("{message}")]
     Duplicate { field: String, message: String },
+    /// Well-formed but contradicting an earlier request (an idempotency key reused).
+    #[error("{message}")]
+    Unprocessable { field: String, message: String },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -70,6 +73,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest { .. } | ApiError::Duplicate { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -133,6 +137,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => "InvalidValue",
             ApiError::Duplicate { .. } => "DuplicateValue",
             ApiError::Conflict(_) => "Conflict",
+            ApiError::Unprocessable { .. } => "UnprocessableEntity",
             ApiError::TooLarge { .. } => "TooLarge",
             ApiError::NotImplemented(_) => "NotImplemented",
             ApiError::Unavailable(_) => "ServiceUnavailable",
@@ -143,8 +148,9 @@ impl ApiError {
             other => other.public_message(),
         };
         let mut body = serde_json::json!({ "error": code, "description": description });
-        if let ApiError::BadRequest { field, message } | ApiError::Duplicate { field, message } =
-            self
+        if let ApiError::BadRequest { field, message }
+        | ApiError::Duplicate { field, message }
+        | ApiError::Unprocessable { field, message } = self
         {
             body["details"] = serde_json::json!({
                 field.as_str(): [{ "description": message, "error": code }]
@@ -166,6 +172,7 @@ impl ApiError {
             ApiError::Unauthorized => "WKS.00000401",
             ApiError::MethodNotAllowed(_) => "WKS.00000405",
             ApiError::Conflict(_) => "WKS.00000409",
+            ApiError::Unprocessable { .. } => "WKS.00000422",
             ApiError::TooLarge { .. } => "WKS.00000413",
             ApiError::NotImplemented(_) => "WKS.00000501",
             ApiError::Unavailable(_) => "WKS.00000503",
@@ -182,6 +189,7 @@ impl ApiError {
             ApiError::BadRequest { field, .. } => ("invalid_request", Some(field.as_str()), None),
             ApiError::Duplicate { field, .. } => ("duplicate", Some(field.as_str()), None),
             ApiError::Conflict(_) => ("conflict", None, None),
+            ApiError::Unprocessable { field, .. } => ("unprocessable", Some(field.as_str()), None),
             ApiError::TooLarge { limit, .. } => ("limit_exceeded", None, Some(*limit)),
             ApiError::NotImplemented(_) => ("not_implemented", None, None),
             ApiError::Unavailable(_) => ("unavailable", None, None),
@@ -237,6 +245,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Unauthorized => ApiError::Unauthorized,
             ServiceError::NotFound(message) => ApiError::NotFound(message),
             ServiceError::Conflict(message) => ApiError::Conflict(message),
+            ServiceError::Unprocessable { field, message } => {
+                ApiError::Unprocessable { field, message }
+            }
             ServiceError::Invalid { field, message } => ApiError::BadRequest { field, message },
             ServiceError::TooLarge { limit, message } => ApiError::TooLarge { limit, message },
             ServiceError::Unsupported(message) => ApiError::NotImplemented(message),

@@ -4,6 +4,7 @@
 
 mod ccai;
 mod errors;
+mod idempotency;
 mod multipart;
 mod query;
 mod routes;
@@ -12,6 +13,7 @@ mod workspace;
 mod zendesk;
 
 pub use errors::ApiError;
+pub use idempotency::fingerprint as idempotency_fingerprint;
 pub use routes::{
     resolve, route_table, Dialect, Operation, Route, RouteGroup, RouteMiss, RouteSpec, PATH_ALIASES,
 };
@@ -19,7 +21,7 @@ pub use routes::{
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
-use crate::service::BulkService;
+use crate::service::{BulkService, KeyedRequest, Principal};
 
 /// A request as every host hands it over.
 #[derive(Debug, Clone)]
@@ -74,12 +76,7 @@ impl Api {
         };
         let base = self.base_url(&request);
         let dialect = Dialect::of(route.operation);
-        let answer = match dialect {
-            Dialect::Ccai => ccai::handle(&self.service, &base, route, &request).await,
-            Dialect::Zendesk => zendesk::handle(&self.service, &base, route, &request).await,
-            Dialect::Workspace => workspace::handle(&self.service, route, &request).await,
-        };
-        let mut response = match answer {
+        let mut response = match self.answer(dialect, &base, route, &request).await {
             Ok(response) => response,
             Err(error) => {
                 if error.is_server_error() {
@@ -92,6 +89,56 @@ impl Api {
             workspace::add_request_id(&mut response);
         }
         response
+    }
+
+    /// Authenticates the caller in the dialect's way, then runs the operation, once per
+    /// idempotency key for the operations that take one.
+    async fn answer(
+        &self,
+        dialect: Dialect,
+        base: &str,
+        route: Route,
+        request: &ApiRequest,
+    ) -> Result<ApiResponse, ApiError> {
+        let service = &self.service;
+        let who = match dialect {
+            Dialect::Ccai => ccai::authenticate(service, request).await?,
+            Dialect::Zendesk => zendesk::authenticate(service, request).await?,
+            Dialect::Workspace => workspace::authenticate(service, request).await?,
+        };
+        let key = match idempotency::key(request)? {
+            Some(key) if route.operation.creates_job() => key,
+            _ => return self.run(dialect, &who, base, route, request).await,
+        };
+        let fingerprint = idempotency::fingerprint(request, route.operation);
+        match service
+            .claim_idempotency_key(&who, key, fingerprint)
+            .await?
+        {
+            KeyedRequest::Replay(kept) => idempotency::replay(&kept),
+            KeyedRequest::Run(ticket) => {
+                let answer = self.run(dialect, &who, base, route, request).await;
+                let kept = answer.as_ref().ok().and_then(idempotency::keep);
+                service.finish_keyed_request(ticket, kept.as_deref()).await;
+                answer
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        dialect: Dialect,
+        who: &Principal,
+        base: &str,
+        route: Route,
+        request: &ApiRequest,
+    ) -> Result<ApiResponse, ApiError> {
+        let service = &self.service;
+        match dialect {
+            Dialect::Ccai => ccai::handle(service, who, base, route, request).await,
+            Dialect::Zendesk => zendesk::handle(service, who, base, route, request).await,
+            Dialect::Workspace => workspace::handle(service, who, route, request).await,
+        }
     }
 
     fn base_url(&self, request: &ApiRequest) -> String {

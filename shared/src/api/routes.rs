@@ -14,6 +14,8 @@ pub enum Operation {
     /// `POST upload/presigned`: a job waiting for a file uploaded straight to S3.
     PresignUpload,
     Proceed,
+    /// `POST cancel`: stops a job at its next chunk boundary.
+    Cancel,
     Job,
     Jobs,
     SchemeErrors,
@@ -40,6 +42,25 @@ pub enum Operation {
     WorkspaceDeleteUser,
     /// Huawei Workspace `POST users/batch-delete`.
     WorkspaceBatchDelete,
+}
+
+impl Operation {
+    /// Whether the operation records a new job: those take an `Idempotency-Key`.
+    pub fn creates_job(self) -> bool {
+        use Operation::*;
+        matches!(
+            self,
+            Upload
+                | PresignUpload
+                | CreateManyUsers
+                | CreateOrUpdateManyUsers
+                | UpdateManyUsers
+                | DestroyManyUsers
+                | WorkspaceBatchCreate
+                | WorkspaceDeleteUser
+                | WorkspaceBatchDelete
+        )
+    }
 }
 
 /// The API a route belongs to: it decides authentication and the shape of error bodies.
@@ -86,7 +107,7 @@ pub enum RouteGroup {
     All,
     /// `POST`/`PUT upload`, `POST upload/presigned`.
     Upload,
-    /// `POST proceed`.
+    /// `POST proceed` and `POST cancel`.
     Proceed,
     /// `GET jobs/{id}`.
     Status,
@@ -108,7 +129,7 @@ impl RouteGroup {
             Operation::Upload | Operation::ReplaceUpload | Operation::PresignUpload => {
                 RouteGroup::Upload
             }
-            Operation::Proceed => RouteGroup::Proceed,
+            Operation::Proceed | Operation::Cancel => RouteGroup::Proceed,
             Operation::Job | Operation::JobStatus | Operation::ShowManyJobStatuses => {
                 RouteGroup::Status
             }
@@ -187,6 +208,11 @@ pub fn route_table() -> &'static [RouteSpec] {
                 Method::POST,
                 "/apps/api/v1/bulk/users/proceed",
                 Operation::Proceed,
+            ),
+            route(
+                Method::POST,
+                "/apps/api/v1/bulk/users/cancel",
+                Operation::Cancel,
             ),
             route(Method::GET, "/apps/api/v1/bulk/users/jobs", Operation::Jobs),
             route(

@@ -32,10 +32,10 @@ const MAX_LIST_LIMIT: u64 = 1000;
 
 pub async fn handle(
     service: &BulkService,
+    who: &Principal,
     route: Route,
     request: &ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
-    let who = authenticate(service, request).await?;
     if route.param() != who.tenant.as_str() {
         return Err(ApiError::NotFound(format!(
             "project {} not found",
@@ -43,25 +43,28 @@ pub async fn handle(
         )));
     }
     match route.operation {
-        Operation::WorkspaceBatchCreate => batch_create(service, &who, &request.body).await,
-        Operation::WorkspaceListUsers => list_users(service, &who, request).await,
+        Operation::WorkspaceBatchCreate => batch_create(service, who, &request.body).await,
+        Operation::WorkspaceListUsers => list_users(service, who, request).await,
         Operation::WorkspaceDeleteUser => {
             let id = route.params.get(1).map(String::as_str).unwrap_or_default();
             let id = id
                 .parse::<UserId>()
                 .map_err(|_| ApiError::NotFound(format!("user {id} not found")))?;
-            delete_users(service, &who, vec![id]).await
+            delete_users(service, who, vec![id]).await
         }
         Operation::WorkspaceBatchDelete => {
             let ids = delete_ids(&request.body)?;
-            delete_users(service, &who, ids).await
+            delete_users(service, who, ids).await
         }
         _ => Err(ApiError::NotFoundRoute),
     }
 }
 
 /// `X-Auth-Token: {secret}`, or the SDK's AK/SK signature (`SDK-HMAC-SHA256`).
-async fn authenticate(service: &BulkService, request: &ApiRequest) -> Result<Principal, ApiError> {
+pub(super) async fn authenticate(
+    service: &BulkService,
+    request: &ApiRequest,
+) -> Result<Principal, ApiError> {
     if let Some(token) = request
         .headers
         .get("x-auth-token")

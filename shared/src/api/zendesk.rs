@@ -23,17 +23,17 @@ const DEFAULT_PAGE_SIZE: u64 = 100;
 
 pub async fn handle(
     service: &BulkService,
+    who: &Principal,
     base: &str,
     route: Route,
     request: &ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
-    let who = authenticate(service, request).await?;
     let query = Query::parse(request.query.as_deref());
     match route.operation {
         Operation::CreateManyUsers => {
             submit(
                 service,
-                &who,
+                who,
                 base,
                 JobKind::CreateMany,
                 users_array(&request.body)?,
@@ -42,21 +42,21 @@ pub async fn handle(
         }
         Operation::CreateOrUpdateManyUsers => {
             let users = users_array(&request.body)?;
-            submit(service, &who, base, JobKind::CreateOrUpdateMany, users).await
+            submit(service, who, base, JobKind::CreateOrUpdateMany, users).await
         }
         Operation::UpdateManyUsers => {
             let users = update_records(&query, &request.body)?;
-            submit(service, &who, base, JobKind::UpdateMany, users).await
+            submit(service, who, base, JobKind::UpdateMany, users).await
         }
         Operation::DestroyManyUsers => {
             let users = destroy_records(&query)?;
-            submit(service, &who, base, JobKind::DestroyMany, users).await
+            submit(service, who, base, JobKind::DestroyMany, users).await
         }
         Operation::JobStatus => {
             let id = job_status_id(route.param()).ok_or_else(|| {
                 ApiError::NotFound(format!("job status {} not found", route.param()))
             })?;
-            let (job, results) = service.job_with_results(&who, id).await?;
+            let (job, results) = service.job_with_results(who, id).await?;
             Ok(json_response(
                 StatusCode::OK,
                 &json!({ "job_status": job_status(&job, Some(&results), base) }),
@@ -74,7 +74,7 @@ pub async fn handle(
             }
             let mut statuses = Vec::with_capacity(ids.len());
             for id in ids.iter().filter_map(|id| job_status_id(id)) {
-                match service.job_with_results(&who, id).await {
+                match service.job_with_results(who, id).await {
                     Ok((job, results)) => statuses.push(job_status(&job, Some(&results), base)),
                     Err(crate::service::ServiceError::NotFound(_)) => {}
                     Err(error) => return Err(error.into()),
@@ -85,14 +85,17 @@ pub async fn handle(
                 &json!({ "job_statuses": statuses }),
             ))
         }
-        Operation::JobStatuses => list(service, &who, base, &query).await,
+        Operation::JobStatuses => list(service, who, base, &query).await,
         _ => Err(ApiError::NotFoundRoute),
     }
 }
 
 /// Basic `{email}/token:{secret}` (an API token), Basic `{tenant}:{secret}`, or
 /// `Bearer {secret}`.
-async fn authenticate(service: &BulkService, request: &ApiRequest) -> Result<Principal, ApiError> {
+pub(super) async fn authenticate(
+    service: &BulkService,
+    request: &ApiRequest,
+) -> Result<Principal, ApiError> {
     let header = super::authorization(request)?;
     if let Some(token) = header
         .strip_prefix("Bearer ")

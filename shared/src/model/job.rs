@@ -103,6 +103,14 @@ impl JobStatus {
         })
     }
 
+    /// Whether the job has reached a final status: nothing more happens to it.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+
     /// The file of a job may be replaced until the job has been proceeded.
     pub fn accepts_new_file(self) -> bool {
         matches!(
@@ -354,4 +362,13 @@ pub enum ProceedOutcome {
     Started(Job),
     /// The job was not in `valid_scheme`; nothing changed.
     NotProceedable(Job),
+}
+
+/// What asking to cancel a job did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// The job had not ended and is now `cancelled`: no further chunk of it is processed.
+    Cancelled(Job),
+    /// The job had already ended (`completed`, `failed`, or `cancelled` before); nothing changed.
+    Ended(Job),
 }

@@ -1,10 +1,12 @@
 //! The domain model: tenants, users, jobs and their errors.
 
 mod job;
+mod request;
 mod tenant;
 mod user;
 
 pub use job::*;
+pub use request::*;
 pub use tenant::*;
 pub use user::*;
 

@@ -10,9 +10,10 @@ use bytes::Bytes;
 use tokio::io::AsyncBufRead;
 
 use crate::model::{
-    ChunkCommit, ChunkResult, Credential, Job, JobId, NewFile, NewJob, ProceedOutcome, RowResult,
-    SaveOutcome, SchemeError, SchemeReport, TenantId, TenantSettings, Timestamp, UpdateError, User,
-    UserChange, UserFilter, UserId, UserKey, UserSelector, WorkItem,
+    CancelOutcome, ChunkCommit, ChunkResult, Credential, IdempotentRequest, Job, JobId, KeyClaim,
+    NewFile, NewJob, ProceedOutcome, RowResult, SaveOutcome, SchemeError, SchemeReport, TenantId,
+    TenantSettings, Timestamp, UpdateError, User, UserChange, UserFilter, UserId, UserKey,
+    UserSelector, WorkItem,
 };
 
 /// A failure of a dependency (database, object store, queue): never the client's fault.
@@ -121,6 +122,17 @@ pub trait JobStore: Send + Sync {
     /// moves the job to `completed`.
     async fn commit_chunk(&self, result: ChunkResult) -> StoreResult<ChunkCommit>;
 
+    /// Cancels a job that has not ended (`created`, `valid_scheme`, `invalid_scheme`,
+    /// `in_progress`), atomically: of a cancel racing a completion or a failure, one wins.
+    /// Chunks already running still commit their counts; no later chunk is processed. `None`
+    /// when the job is missing.
+    async fn cancel_job(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        at: Timestamp,
+    ) -> StoreResult<Option<CancelOutcome>>;
+
     /// Ends an `in_progress` job as `failed` with a reason.
     async fn fail_job(&self, job_id: JobId, reason: &str, at: Timestamp) -> StoreResult<()>;
 }
@@ -194,6 +206,27 @@ pub trait TenantStore: Send + Sync {
     async fn revoke_credential(&self, tenant: &TenantId, key_id: &str) -> StoreResult<bool>;
 }
 
+/// Requests remembered under clients' idempotency keys.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Stores `request` (a claim, without answer) unless a record that
+    /// [still holds its key](IdempotentRequest::holds_key_at) at `request.claimed_at` exists,
+    /// atomically: of two concurrent claims of a key, one wins.
+    async fn claim_key(&self, request: &IdempotentRequest) -> StoreResult<KeyClaim>;
+
+    /// Records the answer of the claim `claim_id`; nothing when the key has another claim now.
+    async fn record_answer(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        claim_id: &str,
+        answer: &str,
+    ) -> StoreResult<()>;
+
+    /// Gives up the claim `claim_id` (its request failed), so that a retry runs again.
+    async fn release_key(&self, tenant: &TenantId, key: &str, claim_id: &str) -> StoreResult<()>;
+}
+
 /// A readable job file, positioned where it was opened.
 pub type FileReader = Box<dyn AsyncBufRead + Send + Unpin>;
 
@@ -247,6 +280,7 @@ pub struct Ports {
     pub tenants: Arc<dyn TenantStore>,
     pub files: Arc<dyn FileStore>,
     pub queue: Arc<dyn WorkQueue>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
     /// The key API credentials' secrets are sealed with.
     pub master_key: Arc<crate::auth::MasterKey>,
 }

@@ -3,8 +3,10 @@
 
 mod batches;
 mod credentials;
+mod idempotency;
 mod intake;
 
+pub use idempotency::{KeyTicket, KeyedRequest, MAX_IDEMPOTENCY_KEY_CHARS};
 pub use intake::{IncomingKey, IntakeOutcome, PresignRequest, PresignedJob, DROP_USER_NAME};
 
 use std::io::Cursor;
@@ -13,8 +15,8 @@ use bytes::Bytes;
 use rand::RngCore;
 
 use crate::model::{
-    Job, JobId, JobKind, NewFile, NewJob, ProceedOutcome, SchemeError, TenantId, TenantSettings,
-    Timestamp, UpdateError, User, UserFilter, UserSelector, WorkItem,
+    CancelOutcome, Job, JobId, JobKind, JobStatus, NewFile, NewJob, ProceedOutcome, SchemeError,
+    TenantId, TenantSettings, Timestamp, UpdateError, User, UserFilter, UserSelector, WorkItem,
 };
 use crate::ports::{FileReader, PageRequest, Ports, StoreError};
 use crate::processing::{self, ChunkOutcome, ProcessingOptions};
@@ -31,6 +33,9 @@ pub enum ServiceError {
     Conflict(String),
     #[error("{message}")]
     Invalid { field: String, message: String },
+    /// Well-formed but refused: it contradicts an earlier request (422).
+    #[error("{message}")]
+    Unprocessable { field: String, message: String },
     #[error("{message}")]
     TooLarge {
         limit: &'static str,
@@ -301,6 +306,29 @@ impl BulkService {
             .start_processing(tenant, id, by, Timestamp::now())
             .await?
             .ok_or_else(|| job_not_found(id))
+    }
+
+    /// Cancels a job that has not ended: no chunk of it starts after this, chunks already
+    /// running still count. Cancelling a cancelled job answers it as it is; a job that
+    /// completed or failed cannot be cancelled.
+    pub async fn cancel(&self, who: &Principal, id: JobId) -> ServiceResult<Job> {
+        let outcome = self
+            .ports
+            .jobs
+            .cancel_job(&who.tenant, id, Timestamp::now())
+            .await?
+            .ok_or_else(|| job_not_found(id))?;
+        match outcome {
+            CancelOutcome::Cancelled(job) => {
+                tracing::info!(job_id = job.id, by = %who.key_id, "job cancelled");
+                Ok(job)
+            }
+            CancelOutcome::Ended(job) if job.status == JobStatus::Cancelled => Ok(job),
+            CancelOutcome::Ended(job) => Err(ServiceError::Conflict(format!(
+                "job {} has already ended (status {}); only a job that has not ended can be cancelled",
+                job.id, job.status
+            ))),
+        }
     }
 
     pub async fn job(&self, who: &Principal, id: JobId) -> ServiceResult<Job> {

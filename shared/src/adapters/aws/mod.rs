@@ -90,7 +90,8 @@ impl AwsAdapters {
         let ports = Ports {
             jobs: store.clone(),
             users: store.clone(),
-            tenants: store,
+            tenants: store.clone(),
+            idempotency: store,
             files: Arc::new(S3FileStore::new(s3.clone(), settings.bucket.clone())),
             queue: Arc::new(SqsWorkQueue::new(sqs.clone(), settings.queue_url.clone())),
             // BULK_MASTER_KEY; functions that never authenticate run without it.

@@ -7,8 +7,9 @@ use rusqlite::{params, Connection, Row, TransactionBehavior};
 use super::store::{from_json, limit_offset, millis, optional_timestamp, timestamp, to_json};
 use super::SqliteStore;
 use crate::model::{
-    ChunkCommit, ChunkPlan, ChunkResult, ErrorType, Job, JobId, JobKind, JobStatus, NewFile,
-    NewJob, ProceedOutcome, RowResult, SchemeError, SchemeReport, TenantId, Timestamp, UpdateError,
+    CancelOutcome, ChunkCommit, ChunkPlan, ChunkResult, ErrorType, Job, JobId, JobKind, JobStatus,
+    NewFile, NewJob, ProceedOutcome, RowResult, SchemeError, SchemeReport, TenantId, Timestamp,
+    UpdateError,
 };
 use crate::ports::{JobStore, PageRequest, StoreError, StoreResult};
 
@@ -451,6 +452,41 @@ impl JobStore for SqliteStore {
                     newly_committed,
                     completed_job,
                 })
+            })
+            .await
+    }
+
+    async fn cancel_job(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        at: Timestamp,
+    ) -> StoreResult<Option<CancelOutcome>> {
+        let tenant = tenant.clone();
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let cancelled = tx.execute(
+                    "UPDATE jobs SET status = ?3, updated_at = ?4 \
+                     WHERE id = ?1 AND tenant = ?2 AND status NOT IN (?5, ?6, ?3)",
+                    params![
+                        sql_id(id),
+                        tenant.as_str(),
+                        JobStatus::Cancelled.as_str(),
+                        millis(at),
+                        JobStatus::Completed.as_str(),
+                        JobStatus::Failed.as_str(),
+                    ],
+                )? == 1;
+                let outcome = load_job(&tx, Some(&tenant), id)?.map(|job| {
+                    if cancelled {
+                        CancelOutcome::Cancelled(job)
+                    } else {
+                        CancelOutcome::Ended(job)
+                    }
+                });
+                tx.commit()?;
+                Ok(outcome)
             })
             .await
     }

@@ -2,6 +2,7 @@
 //! for job files. One process, no external services.
 
 mod files;
+mod idempotency;
 mod jobs;
 mod queue;
 mod schema;
@@ -49,6 +50,7 @@ pub async fn open(data_dir: &Path) -> StoreResult<EmbeddedAdapters> {
         jobs: Arc::new(store.clone()),
         users: Arc::new(store.clone()),
         tenants: Arc::new(store.clone()),
+        idempotency: Arc::new(store.clone()),
         files: Arc::new(files.clone()),
         queue: Arc::new(queue.clone()),
         // `master.key` in the data directory, created on first start (mode 0600).

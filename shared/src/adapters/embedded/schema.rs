@@ -152,6 +152,18 @@ CREATE TABLE credentials (
 CREATE UNIQUE INDEX credentials_by_secret_lookup ON credentials (secret_lookup);
 CREATE INDEX credentials_by_tenant ON credentials (tenant, created_at, key_id);
 "#,
+    // 3: requests remembered under clients' idempotency keys.
+    r#"
+CREATE TABLE idempotency_keys (
+    tenant      TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    claim_id    TEXT NOT NULL,
+    claimed_at  INTEGER NOT NULL,
+    answer      TEXT,
+    PRIMARY KEY (tenant, key)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction (taken

@@ -13,8 +13,8 @@ use super::{
     to_attribute, to_item, unavailable, DynamoStore, Item, Write, MAX_RETRIES, STORE,
 };
 use crate::model::{
-    ChunkCommit, ChunkPlan, ChunkResult, Job, JobId, JobStatus, NewFile, NewJob, ProceedOutcome,
-    RowResult, SchemeError, SchemeReport, TenantId, Timestamp, UpdateError,
+    CancelOutcome, ChunkCommit, ChunkPlan, ChunkResult, Job, JobId, JobStatus, NewFile, NewJob,
+    ProceedOutcome, RowResult, SchemeError, SchemeReport, TenantId, Timestamp, UpdateError,
 };
 use crate::ports::{JobStore, PageRequest, StoreError, StoreResult};
 
@@ -658,6 +658,35 @@ impl JobStore for DynamoStore {
             newly_committed,
             completed_job,
         })
+    }
+
+    async fn cancel_job(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        at: Timestamp,
+    ) -> StoreResult<Option<CancelOutcome>> {
+        let cancelled = self
+            .update_job_if(id, |update| {
+                update
+                    .update_expression("SET #status = :cancelled, updated_at = :at")
+                    .condition_expression(
+                        "#tenant = :tenant AND NOT #status IN (:cancelled, :completed, :failed)",
+                    )
+                    .expression_attribute_values(":cancelled", status(JobStatus::Cancelled))
+                    .expression_attribute_values(":completed", status(JobStatus::Completed))
+                    .expression_attribute_values(":failed", status(JobStatus::Failed))
+                    .expression_attribute_values(":tenant", s(tenant.as_str()))
+                    .expression_attribute_values(":at", s(at.to_string()))
+            })
+            .await?;
+        if let Some(job) = cancelled {
+            return Ok(Some(CancelOutcome::Cancelled(job)));
+        }
+        Ok(self
+            .read_tenant_job(tenant, id)
+            .await?
+            .map(CancelOutcome::Ended))
     }
 
     async fn fail_job(&self, job_id: JobId, reason: &str, at: Timestamp) -> StoreResult<()> {

@@ -16,6 +16,7 @@
 //! | tenant settings    | `TENANT#{tenant}`            | `SETTINGS`              |                         |                                    |
 //! | credential         | `CREDENTIAL#{key_id}`        | `CREDENTIAL`            | `CREDENTIALS#{tenant}` / key id |                            |
 //! | secret pointer     | `SECRET#{secret_lookup}`     | `SECRET`                |                         |                                    |
+//! | idempotency key    | `IDEM#{tenant}#{key}`        | `IDEM`                  |                         |                                    |
 //!
 //! (id₂₀: the id zero-padded to 20 digits, so the string order is the numeric order.)
 //!
@@ -33,6 +34,7 @@
 //! item plus one per key it holds (2 WCU each when at most 1 KB), an update that changes no
 //! key one item, and each key changed one item more.
 
+mod idempotency;
 mod jobs;
 #[cfg(test)]
 mod retry_tests;

@@ -1,0 +1,165 @@
+//! [`IdempotencyStore`] on DynamoDB: one item per (tenant, key), `IDEM#{tenant}#{key}` /
+//! `IDEM` (tenant ids hold no `#`). Claims are conditional puts; `expires_at` lets the table's
+//! TTL delete records a day after their claim.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+
+use super::{key, n, s, text_of, unavailable, DynamoStore, Item};
+use crate::model::{
+    IdempotentRequest, KeyClaim, TenantId, Timestamp, CLAIM_TIMEOUT_SECONDS,
+    IDEMPOTENCY_TTL_SECONDS,
+};
+use crate::ports::{IdempotencyStore, StoreError, StoreResult};
+
+fn request_key(tenant: &TenantId, key_text: &str) -> Item {
+    key(format!("IDEM#{tenant}#{key_text}"), "IDEM")
+}
+
+fn number_of(item: &Item, name: &str) -> Option<i64> {
+    item.get(name)?.as_n().ok()?.parse().ok()
+}
+
+fn request_of(tenant: &TenantId, key_text: &str, item: &Item) -> StoreResult<IdempotentRequest> {
+    let corrupt = || StoreError::Corrupt(format!("idempotency record {key_text} is incomplete"));
+    Ok(IdempotentRequest {
+        tenant: tenant.clone(),
+        key: key_text.to_owned(),
+        fingerprint: text_of(item, "fingerprint").ok_or_else(corrupt)?.to_owned(),
+        claim_id: text_of(item, "claim_id").ok_or_else(corrupt)?.to_owned(),
+        claimed_at: number_of(item, "claimed_at")
+            .and_then(Timestamp::from_unix_millis)
+            .ok_or_else(corrupt)?,
+        answer: text_of(item, "answer").map(str::to_owned),
+    })
+}
+
+/// Reads and writes racing a claim can find the key free again; a claim tries this often.
+const CLAIM_ATTEMPTS: usize = 3;
+
+#[async_trait]
+impl IdempotencyStore for DynamoStore {
+    async fn claim_key(&self, request: &IdempotentRequest) -> StoreResult<KeyClaim> {
+        let at = request.claimed_at;
+        let mut item = request_key(&request.tenant, &request.key);
+        item.insert("fingerprint".to_owned(), s(request.fingerprint.clone()));
+        item.insert("claim_id".to_owned(), s(request.claim_id.clone()));
+        item.insert("claimed_at".to_owned(), n(at.unix_millis()));
+        item.insert(
+            "expires_at".to_owned(),
+            n(at.plus_seconds(IDEMPOTENCY_TTL_SECONDS).unix_millis() / 1000),
+        );
+        for _ in 0..CLAIM_ATTEMPTS {
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item.clone()))
+                .condition_expression(
+                    "attribute_not_exists(pk) OR claimed_at < :expired \
+                     OR (attribute_not_exists(answer) AND claimed_at < :stale)",
+                )
+                .expression_attribute_values(
+                    ":expired",
+                    n(at.plus_seconds(-IDEMPOTENCY_TTL_SECONDS).unix_millis()),
+                )
+                .expression_attribute_values(
+                    ":stale",
+                    n(at.plus_seconds(-CLAIM_TIMEOUT_SECONDS).unix_millis()),
+                )
+                .send()
+                .await;
+            match put {
+                Ok(_) => return Ok(KeyClaim::Claimed),
+                Err(error)
+                    if matches!(
+                        error.as_service_error(),
+                        Some(PutItemError::ConditionalCheckFailedException(_))
+                    ) => {}
+                Err(error) => return Err(unavailable(error)),
+            }
+            let held = self
+                .get_item(request_key(&request.tenant, &request.key))
+                .await?;
+            if let Some(held) = held {
+                return Ok(KeyClaim::Held(request_of(
+                    &request.tenant,
+                    &request.key,
+                    &held,
+                )?));
+            }
+            // Released or expired between the put and the read: claim again.
+        }
+        Err(StoreError::unavailable(
+            "dynamodb",
+            format!(
+                "idempotency key {} kept changing while claimed",
+                request.key
+            ),
+        ))
+    }
+
+    async fn record_answer(
+        &self,
+        tenant: &TenantId,
+        key_text: &str,
+        claim_id: &str,
+        answer: &str,
+    ) -> StoreResult<()> {
+        let outcome = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(request_key(tenant, key_text)))
+            .update_expression("SET answer = :answer")
+            .condition_expression("claim_id = :claim")
+            .expression_attribute_values(":answer", s(answer))
+            .expression_attribute_values(":claim", s(claim_id))
+            .send()
+            .await;
+        match outcome {
+            Ok(_) => Ok(()),
+            // Another claim holds the key now: its request's answer counts.
+            Err(error)
+                if matches!(
+                    error.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    async fn release_key(
+        &self,
+        tenant: &TenantId,
+        key_text: &str,
+        claim_id: &str,
+    ) -> StoreResult<()> {
+        let outcome = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(request_key(tenant, key_text)))
+            .condition_expression("claim_id = :claim AND attribute_not_exists(answer)")
+            .expression_attribute_values(":claim", s(claim_id))
+            .send()
+            .await;
+        match outcome {
+            Ok(_) => Ok(()),
+            Err(error)
+                if matches!(
+                    error.as_service_error(),
+                    Some(DeleteItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+}

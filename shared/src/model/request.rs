@@ -1,0 +1,53 @@
+//! Requests remembered under a client's `Idempotency-Key`, so that a retried request gets the
+//! first one's answer instead of doing the work twice.
+
+use serde::{Deserialize, Serialize};
+
+use super::{TenantId, Timestamp};
+
+/// How long an answer is kept for its key, in seconds: a retry within a day gets it again.
+pub const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 60 * 60;
+
+/// How long a claim without an answer holds its key, in seconds: the longest a request may run
+/// (a Lambda's 15-minute limit). A claim older than this belongs to a request that died, and
+/// the next request with the key runs again.
+pub const CLAIM_TIMEOUT_SECONDS: i64 = 15 * 60;
+
+/// One request under its idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotentRequest {
+    pub tenant: TenantId,
+    /// The client's `Idempotency-Key`, unique per tenant.
+    pub key: String,
+    /// Digest of what the request asked (operation, path, query and content): a key reused for
+    /// another request is refused.
+    pub fingerprint: String,
+    /// Random id of this claim: only its holder records the answer or gives the key up.
+    pub claim_id: String,
+    pub claimed_at: Timestamp,
+    /// The answer given, once the request has finished; `None` while it runs.
+    pub answer: Option<String>,
+}
+
+impl IdempotentRequest {
+    /// Whether the record still holds its key at `now`: an answer for a day, a claim without
+    /// one while its request may still be running.
+    pub fn holds_key_at(&self, now: Timestamp) -> bool {
+        let held_for = if self.answer.is_some() {
+            IDEMPOTENCY_TTL_SECONDS
+        } else {
+            CLAIM_TIMEOUT_SECONDS
+        };
+        self.claimed_at.plus_seconds(held_for) > now
+    }
+}
+
+/// What claiming an idempotency key found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyClaim {
+    /// The key was free (never used, or its record no longer holds it): the caller runs the
+    /// request and records its answer.
+    Claimed,
+    /// Another request holds the key: its record.
+    Held(IdempotentRequest),
+}
