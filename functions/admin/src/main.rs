@@ -98,6 +98,10 @@ enum TenantCommand {
         max_file_bytes: Option<u64>,
         #[arg(long)]
         max_rows: Option<u64>,
+        #[arg(long)]
+        max_concurrent_jobs: Option<u64>,
+        #[arg(long)]
+        requests_per_minute: Option<u64>,
     },
 }
 
@@ -179,6 +183,8 @@ async fn main() -> Result<(), Error> {
             max_chat_limit,
             max_file_bytes,
             max_rows,
+            max_concurrent_jobs,
+            requests_per_minute,
         }) => {
             let change = SettingsChange {
                 roles,
@@ -187,6 +193,8 @@ async fn main() -> Result<(), Error> {
                 max_chat_limit,
                 max_file_bytes,
                 max_rows,
+                max_concurrent_jobs,
+                requests_per_minute,
             };
             let settings = service
                 .update_settings(&tenant_id(&tenant)?, change)

@@ -33,6 +33,13 @@ pub enum ApiError {
         limit: &'static str,
         message: String,
     },
+    /// Over a rate or concurrency limit; `Retry-After: retry_after`.
+    #[error("{message}")]
+    TooMany {
+        limit: &'static str,
+        message: String,
+        retry_after: u64,
+    },
     #[error("{0}")]
     NotImplemented(String),
     #[error("{0}")]
@@ -75,6 +82,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -139,6 +147,7 @@ impl ApiError {
             ApiError::Conflict(_) => "Conflict",
             ApiError::Unprocessable { .. } => "UnprocessableEntity",
             ApiError::TooLarge { .. } => "TooLarge",
+            ApiError::TooMany { .. } => "TooManyRequests",
             ApiError::NotImplemented(_) => "NotImplemented",
             ApiError::Unavailable(_) => "ServiceUnavailable",
             ApiError::Internal(_) => "InternalError",
@@ -156,7 +165,7 @@ impl ApiError {
                 field.as_str(): [{ "description": message, "error": code }]
             });
         }
-        if let ApiError::TooLarge { limit, .. } = self {
+        if let ApiError::TooLarge { limit, .. } | ApiError::TooMany { limit, .. } = self {
             body["details"] = serde_json::json!({ "limit": limit });
         }
         body
@@ -174,6 +183,7 @@ impl ApiError {
             ApiError::Conflict(_) => "WKS.00000409",
             ApiError::Unprocessable { .. } => "WKS.00000422",
             ApiError::TooLarge { .. } => "WKS.00000413",
+            ApiError::TooMany { .. } => "WKS.00000429",
             ApiError::NotImplemented(_) => "WKS.00000501",
             ApiError::Unavailable(_) => "WKS.00000503",
             ApiError::Internal(_) => "WKS.00000500",
@@ -190,7 +200,9 @@ impl ApiError {
             ApiError::Duplicate { field, .. } => ("duplicate", Some(field.as_str()), None),
             ApiError::Conflict(_) => ("conflict", None, None),
             ApiError::Unprocessable { field, .. } => ("unprocessable", Some(field.as_str()), None),
-            ApiError::TooLarge { limit, .. } => ("limit_exceeded", None, Some(*limit)),
+            ApiError::TooLarge { limit, .. } | ApiError::TooMany { limit, .. } => {
+                ("limit_exceeded", None, Some(*limit))
+            }
             ApiError::NotImplemented(_) => ("not_implemented", None, None),
             ApiError::Unavailable(_) => ("unavailable", None, None),
             ApiError::Internal(_) => ("internal_error", None, None),
@@ -234,6 +246,9 @@ impl ApiError {
             ApiError::Unavailable(_) => {
                 headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
+            ApiError::TooMany { retry_after, .. } => {
+                headers.insert(http::header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
             _ => {}
         }
     }
@@ -250,6 +265,15 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::Invalid { field, message } => ApiError::BadRequest { field, message },
             ServiceError::TooLarge { limit, message } => ApiError::TooLarge { limit, message },
+            ServiceError::TooMany {
+                limit,
+                message,
+                retry_after,
+            } => ApiError::TooMany {
+                limit,
+                message,
+                retry_after,
+            },
             ServiceError::Unsupported(message) => ApiError::NotImplemented(message),
             ServiceError::Store(error) => error.into(),
         }

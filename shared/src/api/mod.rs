@@ -106,6 +106,7 @@ impl Api {
             Dialect::Zendesk => zendesk::authenticate(service, request).await?,
             Dialect::Workspace => workspace::authenticate(service, request).await?,
         };
+        service.admit_request(&who).await?;
         let key = match idempotency::key(request)? {
             Some(key) if route.operation.creates_job() => key,
             _ => return self.run(dialect, &who, base, route, request).await,

@@ -68,13 +68,19 @@ impl TenantSettings {
     }
 }
 
-/// Published per-tenant limits.
+/// Published per-tenant limits. A limit missing from stored settings takes its default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Limits {
-    /// Largest job file accepted, in bytes.
+    /// Largest job file accepted, in bytes (413 beyond).
     pub max_file_bytes: u64,
-    /// Most users one job file may hold.
+    /// Most users one job file may hold (413 beyond).
     pub max_rows: u64,
+    /// Most jobs in progress at once: starting another is refused (429) until one ends.
+    pub max_concurrent_jobs: u64,
+    /// Most API requests per minute (a fixed window per UTC minute): more are refused (429)
+    /// until the minute ends.
+    pub requests_per_minute: u64,
 }
 
 impl Default for Limits {
@@ -82,6 +88,8 @@ impl Default for Limits {
         Limits {
             max_file_bytes: 1024 * 1024 * 1024,
             max_rows: 5_000_000,
+            max_concurrent_jobs: 20,
+            requests_per_minute: 6000,
         }
     }
 }

@@ -133,6 +133,10 @@ pub trait JobStore: Send + Sync {
         at: Timestamp,
     ) -> StoreResult<Option<CancelOutcome>>;
 
+    /// How many of the tenant's jobs are `in_progress`. On DynamoDB an eventually consistent
+    /// count: a job that just started or ended may be missed or counted.
+    async fn count_in_progress(&self, tenant: &TenantId) -> StoreResult<u64>;
+
     /// Ends an `in_progress` job as `failed` with a reason.
     async fn fail_job(&self, job_id: JobId, reason: &str, at: Timestamp) -> StoreResult<()>;
 }
@@ -201,6 +205,10 @@ pub trait TenantStore: Send + Sync {
     /// The credential whose `secret_lookup` is `lookup`, whatever its tenant, revoked or not
     /// (strongly consistent: used to authenticate).
     async fn credential_by_secret_lookup(&self, lookup: &str) -> StoreResult<Option<Credential>>;
+
+    /// Counts one request of the tenant in the rate window `window` (a UTC minute number) and
+    /// answers the window's count so far, this request included.
+    async fn count_request(&self, tenant: &TenantId, window: i64) -> StoreResult<u64>;
 
     /// Marks a credential revoked; false when the tenant has no such key id.
     async fn revoke_credential(&self, tenant: &TenantId, key_id: &str) -> StoreResult<bool>;

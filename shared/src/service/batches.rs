@@ -21,6 +21,7 @@ impl BulkService {
         kind: JobKind,
         records: &[Box<RawValue>],
     ) -> ServiceResult<Job> {
+        self.check_concurrent_jobs(&who.tenant).await?;
         let job = self.record_batch(who, kind, records, Vec::new()).await?;
         match self.start_job(&who.tenant, job.id, &who.name).await? {
             ProceedOutcome::Started(job) => Ok(job),
@@ -35,6 +36,7 @@ impl BulkService {
         kind: JobKind,
         records: &[Box<RawValue>],
     ) -> ServiceResult<Vec<RowResult>> {
+        self.check_concurrent_jobs(&who.tenant).await?;
         let job = self.record_batch(who, kind, records, Vec::new()).await?;
         let job = match self
             .begin_processing(&who.tenant, job.id, &who.name)

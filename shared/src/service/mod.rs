@@ -16,7 +16,8 @@ use rand::RngCore;
 
 use crate::model::{
     CancelOutcome, Job, JobId, JobKind, JobStatus, NewFile, NewJob, ProceedOutcome, SchemeError,
-    TenantId, TenantSettings, Timestamp, UpdateError, User, UserFilter, UserSelector, WorkItem,
+    SchemeReport, TenantId, TenantSettings, Timestamp, UpdateError, User, UserFilter, UserSelector,
+    WorkItem,
 };
 use crate::ports::{FileReader, PageRequest, Ports, StoreError};
 use crate::processing::{self, ChunkOutcome, ProcessingOptions};
@@ -40,6 +41,14 @@ pub enum ServiceError {
     TooLarge {
         limit: &'static str,
         message: String,
+    },
+    /// Over a rate or concurrency limit: the same request may succeed after `retry_after`
+    /// seconds.
+    #[error("{message}")]
+    TooMany {
+        limit: &'static str,
+        message: String,
+        retry_after: u64,
     },
     /// This deployment cannot do it (a feature of another file store).
     #[error("{0}")]
@@ -67,6 +76,9 @@ pub struct Principal {
     /// The credential's name, reported as `uploaded_api_user_name` / `proceed_api_user_name`.
     pub name: String,
 }
+
+/// Seconds a client is told to wait when its tenant has `max_concurrent_jobs` in progress.
+const CONCURRENT_JOBS_RETRY_AFTER: u64 = 30;
 
 /// Tunables shared by every host.
 #[derive(Debug, Clone, Copy)]
@@ -150,10 +162,12 @@ impl BulkService {
             .unwrap_or_else(|| TenantSettings::with_defaults(tenant.clone())))
     }
 
-    /// Creates a job from an uploaded file, stores the file and validates it.
+    /// Validates an uploaded file, then stores it and creates its job. A file over the
+    /// tenant's `max_file_bytes` or `max_rows` is refused (413) and nothing is stored.
     pub async fn upload(&self, who: &Principal, upload: FileUpload) -> ServiceResult<Job> {
         let settings = self.settings(&who.tenant).await?;
         let (filename, file_key) = self.accept_file(&settings, &upload)?;
+        let report = self.checked_report(&settings, &upload).await?;
         self.ports.files.put(&file_key, upload.body.clone()).await?;
         let job = self
             .ports
@@ -168,8 +182,7 @@ impl BulkService {
                 created_at: Timestamp::now(),
             })
             .await?;
-        self.validate(job, &settings, Box::new(Cursor::new(upload.body)))
-            .await
+        self.record_report(&job, &report).await
     }
 
     /// Replaces the file of a job that has not been proceeded, and validates the new file.
@@ -181,10 +194,19 @@ impl BulkService {
     ) -> ServiceResult<Job> {
         let settings = self.settings(&who.tenant).await?;
         let current = self.job(who, id).await?;
+        // Only an upload has a file to replace: a Zendesk or Workspace request's job keeps
+        // the records it was sent (a refused batch is invalid_scheme, yet never proceedable).
+        if current.kind != JobKind::Upload {
+            return Err(ServiceError::Conflict(format!(
+                "job {id} is a {} request, not an uploaded file; its file cannot be replaced",
+                current.kind.as_str()
+            )));
+        }
         if !current.status.accepts_new_file() {
             return Err(already_proceeded(&current));
         }
         let (filename, file_key) = self.accept_file(&settings, &upload)?;
+        let report = self.checked_report(&settings, &upload).await?;
         self.ports.files.put(&file_key, upload.body.clone()).await?;
         let file = NewFile {
             filename,
@@ -195,11 +217,27 @@ impl BulkService {
         match self.ports.jobs.replace_file(&who.tenant, id, file).await? {
             None => Err(job_not_found(id)),
             Some(Err(job)) => Err(already_proceeded(&job)),
-            Some(Ok(job)) => {
-                self.validate(job, &settings, Box::new(Cursor::new(upload.body)))
-                    .await
-            }
+            Some(Ok(job)) => self.record_report(&job, &report).await,
         }
+    }
+
+    /// The scheme report of an uploaded file, refused (413) over the tenant's `max_rows`.
+    async fn checked_report(
+        &self,
+        settings: &TenantSettings,
+        upload: &FileUpload,
+    ) -> ServiceResult<SchemeReport> {
+        let report = self
+            .scheme_report(settings, Box::new(Cursor::new(upload.body.clone())))
+            .await?;
+        let max = settings.limits.max_rows;
+        if report.total_rows > max {
+            return Err(ServiceError::TooLarge {
+                limit: "max_rows",
+                message: format!("file holds more than {max} users; the limit max_rows is {max}"),
+            });
+        }
+        Ok(report)
     }
 
     fn accept_file(
@@ -233,6 +271,16 @@ impl BulkService {
         settings: &TenantSettings,
         file: FileReader,
     ) -> ServiceResult<Job> {
+        let report = self.scheme_report(settings, file).await?;
+        self.record_report(&job, &report).await
+    }
+
+    /// Validates a file: its scheme report.
+    async fn scheme_report(
+        &self,
+        settings: &TenantSettings,
+        file: FileReader,
+    ) -> ServiceResult<SchemeReport> {
         let options = FileValidation {
             emails_in_memory_bytes: FileValidation::DEFAULT_EMAILS_IN_MEMORY_BYTES,
             limits: settings.limits,
@@ -240,26 +288,65 @@ impl BulkService {
             max_recorded_errors: self.config.max_recorded_scheme_errors,
             max_row_bytes: self.config.processing.max_row_bytes,
         };
-        let report = validate_file(file, &ValidationContext::new(settings), options)
+        validate_file(file, &ValidationContext::new(settings), options)
             .await
-            .map_err(|error| StoreError::unavailable("file store", error))?;
+            .map_err(|error| StoreError::unavailable("file store", error).into())
+    }
+
+    async fn record_report(&self, job: &Job, report: &SchemeReport) -> ServiceResult<Job> {
         Ok(self
             .ports
             .jobs
-            .record_scheme_report(
-                &job.tenant,
-                job.id,
-                &job.file_key,
-                &report,
-                Timestamp::now(),
-            )
+            .record_scheme_report(&job.tenant, job.id, &job.file_key, report, Timestamp::now())
             .await?)
+    }
+
+    /// Counts a request against the tenant's `requests_per_minute` (a fixed window per UTC
+    /// minute); over it, the request is refused until the minute ends.
+    pub async fn admit_request(&self, who: &Principal) -> ServiceResult<()> {
+        let limit = self.settings(&who.tenant).await?.limits.requests_per_minute;
+        let now = Timestamp::now().unix_millis();
+        let count = self
+            .ports
+            .tenants
+            .count_request(&who.tenant, now.div_euclid(60_000))
+            .await?;
+        if count <= limit {
+            return Ok(());
+        }
+        let retry_after = 60 - now.rem_euclid(60_000) as u64 / 1000;
+        Err(ServiceError::TooMany {
+            limit: "requests_per_minute",
+            message: format!(
+                "too many requests this minute; the limit requests_per_minute is {limit}; retry after {retry_after} s"
+            ),
+            retry_after,
+        })
+    }
+
+    /// Refuses to start another job while the tenant has `max_concurrent_jobs` in progress.
+    async fn check_concurrent_jobs(&self, tenant: &TenantId) -> ServiceResult<()> {
+        let limit = self.settings(tenant).await?.limits.max_concurrent_jobs;
+        let running = self.ports.jobs.count_in_progress(tenant).await?;
+        if running < limit {
+            return Ok(());
+        }
+        Err(ServiceError::TooMany {
+            limit: "max_concurrent_jobs",
+            message: format!(
+                "{running} jobs are in progress; the limit max_concurrent_jobs is {limit}; retry when one has ended"
+            ),
+            retry_after: CONCURRENT_JOBS_RETRY_AFTER,
+        })
     }
 
     /// Starts processing a `valid_scheme` job: queues its chunks. A job is proceeded once; a
     /// repeated proceed (a client retrying after a lost answer) answers the job as it is now
     /// and queues nothing.
     pub async fn proceed(&self, who: &Principal, id: JobId) -> ServiceResult<Job> {
+        if self.job(who, id).await?.status == JobStatus::ValidScheme {
+            self.check_concurrent_jobs(&who.tenant).await?;
+        }
         match self.start_job(&who.tenant, id, &who.name).await? {
             ProceedOutcome::Started(job) => Ok(job),
             ProceedOutcome::NotProceedable(job) if job.process_requested_at.is_some() => Ok(job),
@@ -422,6 +509,8 @@ pub struct SettingsChange {
     pub max_chat_limit: Option<u32>,
     pub max_file_bytes: Option<u64>,
     pub max_rows: Option<u64>,
+    pub max_concurrent_jobs: Option<u64>,
+    pub requests_per_minute: Option<u64>,
 }
 
 impl SettingsChange {
@@ -444,23 +533,35 @@ impl SettingsChange {
             }
             settings.max_chat_limit = limit;
         }
-        if let Some(bytes) = self.max_file_bytes {
-            if bytes == 0 {
-                return Err(ServiceError::invalid(
-                    "max_file_bytes",
-                    "max_file_bytes must be at least 1",
-                ));
+        let limits = &mut settings.limits;
+        for (field, value, target) in [
+            (
+                "max_file_bytes",
+                self.max_file_bytes,
+                &mut limits.max_file_bytes,
+            ),
+            ("max_rows", self.max_rows, &mut limits.max_rows),
+            (
+                "max_concurrent_jobs",
+                self.max_concurrent_jobs,
+                &mut limits.max_concurrent_jobs,
+            ),
+            (
+                "requests_per_minute",
+                self.requests_per_minute,
+                &mut limits.requests_per_minute,
+            ),
+        ] {
+            match value {
+                Some(0) => {
+                    return Err(ServiceError::invalid(
+                        field,
+                        format!("{field} must be at least 1"),
+                    ))
+                }
+                Some(value) => *target = value,
+                None => {}
             }
-            settings.limits.max_file_bytes = bytes;
-        }
-        if let Some(rows) = self.max_rows {
-            if rows == 0 {
-                return Err(ServiceError::invalid(
-                    "max_rows",
-                    "max_rows must be at least 1",
-                ));
-            }
-            settings.limits.max_rows = rows;
         }
         Ok(())
     }

@@ -491,6 +491,20 @@ impl JobStore for SqliteStore {
             .await
     }
 
+    async fn count_in_progress(&self, tenant: &TenantId) -> StoreResult<u64> {
+        let tenant = tenant.clone();
+        self.db
+            .call(move |conn| {
+                let count: u64 = conn.query_row(
+                    "SELECT count(*) FROM jobs WHERE tenant = ?1 AND status = 'in_progress'",
+                    [tenant.as_str()],
+                    |row| row.get(0),
+                )?;
+                Ok(count)
+            })
+            .await
+    }
+
     async fn fail_job(&self, job_id: JobId, reason: &str, at: Timestamp) -> StoreResult<()> {
         let reason = reason.to_owned();
         self.db

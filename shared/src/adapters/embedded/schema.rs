@@ -152,7 +152,8 @@ CREATE TABLE credentials (
 CREATE UNIQUE INDEX credentials_by_secret_lookup ON credentials (secret_lookup);
 CREATE INDEX credentials_by_tenant ON credentials (tenant, created_at, key_id);
 "#,
-    // 3: requests remembered under clients' idempotency keys.
+    // 3: requests remembered under clients' idempotency keys; each tenant's request count in
+    // the current rate window; the jobs in progress, counted against a tenant's concurrency.
     r#"
 CREATE TABLE idempotency_keys (
     tenant      TEXT NOT NULL,
@@ -163,6 +164,14 @@ CREATE TABLE idempotency_keys (
     answer      TEXT,
     PRIMARY KEY (tenant, key)
 ) WITHOUT ROWID;
+
+CREATE TABLE request_counts (
+    tenant TEXT PRIMARY KEY,
+    window INTEGER NOT NULL,
+    count  INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE INDEX jobs_in_progress ON jobs (tenant) WHERE status = 'in_progress';
 "#,
 ];
 

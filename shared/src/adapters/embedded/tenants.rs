@@ -152,6 +152,25 @@ impl TenantStore for SqliteStore {
             .await
     }
 
+    async fn count_request(&self, tenant: &TenantId, window: i64) -> StoreResult<u64> {
+        let tenant = tenant.clone();
+        self.db
+            .call(move |conn| {
+                // One row per tenant: the current window's count, restarted by a new window.
+                let count: u64 = conn.query_row(
+                    "INSERT INTO request_counts (tenant, window, count) VALUES (?1, ?2, 1) \
+                     ON CONFLICT (tenant) DO UPDATE SET \
+                     count = CASE WHEN window = excluded.window THEN count + 1 ELSE 1 END, \
+                     window = excluded.window \
+                     RETURNING count",
+                    params![tenant.as_str(), window],
+                    |row| row.get(0),
+                )?;
+                Ok(count)
+            })
+            .await
+    }
+
     async fn revoke_credential(&self, tenant: &TenantId, key_id: &str) -> StoreResult<bool> {
         let tenant = tenant.clone();
         let key_id = key_id.to_owned();

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Put, ReturnValue, Select, TransactWriteItem, Update};
 
 use super::{
     backoff, build_error, from_item, is_transient_cancellation, key, n, padded, s, text_of,
@@ -32,6 +32,12 @@ fn job_pk(id: JobId) -> String {
 
 fn job_key(id: JobId) -> Item {
     key(job_pk(id), "JOB")
+}
+
+/// The `gsi2` partition of a tenant's jobs in progress: a job holds `gsi2pk` only while it is
+/// `in_progress`, so the index lists exactly those.
+fn active_partition(tenant: &TenantId) -> String {
+    format!("ACTIVE#{tenant}")
 }
 
 fn scheme_error_sk(seq: usize) -> String {
@@ -254,7 +260,8 @@ impl DynamoStore {
             .update_job_if(id, |update| {
                 update
                     .update_expression(
-                        "SET #status = :completed, completed_at = :at, updated_at = :at",
+                        "SET #status = :completed, completed_at = :at, updated_at = :at \
+                         REMOVE gsi2pk, gsi2sk",
                     )
                     .condition_expression("#status = :in_progress")
                     .expression_attribute_values(":completed", status(JobStatus::Completed))
@@ -525,9 +532,12 @@ impl JobStore for DynamoStore {
                 update
                     .update_expression(
                         "SET #status = :in_progress, proceed_api_user_name = :user, \
-                         process_requested_at = :at, updated_at = :at",
+                         process_requested_at = :at, updated_at = :at, \
+                         gsi2pk = :active, gsi2sk = :id",
                     )
                     .condition_expression("#tenant = :tenant AND #status = :valid")
+                    .expression_attribute_values(":active", s(active_partition(tenant)))
+                    .expression_attribute_values(":id", s(padded(id)))
                     .expression_attribute_values(":in_progress", status(JobStatus::InProgress))
                     .expression_attribute_values(":user", s(proceed_api_user_name))
                     .expression_attribute_values(":at", s(at.to_string()))
@@ -669,7 +679,9 @@ impl JobStore for DynamoStore {
         let cancelled = self
             .update_job_if(id, |update| {
                 update
-                    .update_expression("SET #status = :cancelled, updated_at = :at")
+                    .update_expression(
+                        "SET #status = :cancelled, updated_at = :at REMOVE gsi2pk, gsi2sk",
+                    )
                     .condition_expression(
                         "#tenant = :tenant AND NOT #status IN (:cancelled, :completed, :failed)",
                     )
@@ -689,12 +701,38 @@ impl JobStore for DynamoStore {
             .map(CancelOutcome::Ended))
     }
 
+    async fn count_in_progress(&self, tenant: &TenantId) -> StoreResult<u64> {
+        let partition = active_partition(tenant);
+        let mut count = 0u64;
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("gsi2")
+                .key_condition_expression("gsi2pk = :pk")
+                .expression_attribute_values(":pk", s(partition.clone()))
+                .select(Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            count += u64::try_from(page.count).unwrap_or_default();
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(count),
+            }
+        }
+    }
+
     async fn fail_job(&self, job_id: JobId, reason: &str, at: Timestamp) -> StoreResult<()> {
         let failed = self
             .update_job_if(job_id, |update| {
                 update
                     .update_expression(
-                        "SET #status = :failed, failure_reason = :reason, updated_at = :at",
+                        "SET #status = :failed, failure_reason = :reason, updated_at = :at \
+                         REMOVE gsi2pk, gsi2sk",
                     )
                     .condition_expression("#status = :in_progress")
                     .expression_attribute_values(":failed", status(JobStatus::Failed))

@@ -6,7 +6,7 @@
 //! | item               | pk                           | sk                      | gsi1pk / gsi1sk         | gsi2pk / gsi2sk                    |
 //! |--------------------|------------------------------|-------------------------|-------------------------|------------------------------------|
 //! | id counter         | `COUNTER#jobs` / `#users`    | `COUNTER`               |                         |                                    |
-//! | job                | `JOB#{id}`                   | `JOB`                   | `JOBS#{tenant}` / id₂₀  |                                    |
+//! | job                | `JOB#{id}`                   | `JOB`                   | `JOBS#{tenant}` / id₂₀  | `ACTIVE#{tenant}` / id₂₀ while in progress |
 //! | scheme error       | `JOB#{id}`                   | `SERR#{seq:010}`        |                         |                                    |
 //! | update error       | `JOB#{id}`                   | `UERR#{row:012}#{n:04}` |                         |                                    |
 //! | chunk marker       | `JOB#{id}`                   | `CHUNK#{chunk:06}`      |                         |                                    |
@@ -17,6 +17,7 @@
 //! | credential         | `CREDENTIAL#{key_id}`        | `CREDENTIAL`            | `CREDENTIALS#{tenant}` / key id |                            |
 //! | secret pointer     | `SECRET#{secret_lookup}`     | `SECRET`                |                         |                                    |
 //! | idempotency key    | `IDEM#{tenant}#{key}`        | `IDEM`                  |                         |                                    |
+//! | request count      | `RATE#{tenant}#{minute}`     | `RATE`                  |                         |                                    |
 //!
 //! (id₂₀: the id zero-padded to 20 digits, so the string order is the numeric order.)
 //!

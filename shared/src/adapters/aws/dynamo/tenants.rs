@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 
 use super::{
-    backoff, build_error, from_item, is_transient_cancellation, key, s, text_of, to_item,
+    backoff, build_error, from_item, is_transient_cancellation, key, n, s, text_of, to_item,
     unavailable, DynamoStore, Item, MAX_RETRIES, STORE,
 };
 use crate::model::{Credential, CredentialPut, TenantId, TenantSettings};
@@ -203,6 +203,29 @@ impl TenantStore for DynamoStore {
             .credential_by_key_id(key_id)
             .await?
             .filter(|credential| credential.secret_lookup == lookup))
+    }
+
+    async fn count_request(&self, tenant: &TenantId, window: i64) -> StoreResult<u64> {
+        // One item per tenant and minute, deleted by the table's TTL an hour later.
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("RATE#{tenant}#{window}"), "RATE")))
+            .update_expression("ADD request_count :one SET expires_at = :expires")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":expires", n((window + 61) * 60))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.attributes()
+            .and_then(|attributes| attributes.get("request_count"))
+            .and_then(|value| value.as_n().ok())
+            .and_then(|value| value.parse::<u64>().ok())
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("request count of {tenant} is not a number"))
+            })
     }
 
     async fn revoke_credential(&self, tenant: &TenantId, key_id: &str) -> StoreResult<bool> {
