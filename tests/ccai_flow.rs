@@ -26,6 +26,7 @@ on_both_stores!(
     a_multi_chunk_job_is_counted_exactly,
     racing_workers_and_redeliveries_count_a_job_exactly_once,
     a_cancelled_job_stops_at_the_next_chunk_boundary,
+    a_job_whose_queued_work_was_lost_is_resumed,
 );
 
 async fn template_lists_every_field_and_the_tenants_roles_and_teams(app: TestApp) {
@@ -1020,4 +1021,66 @@ async fn cancel(app: &TestApp, id: u64) -> bulk_tests::Answer {
         Body::Json(json!({ "id": id })),
     )
     .await
+}
+
+async fn a_job_whose_queued_work_was_lost_is_resumed(app: TestApp) {
+    let config = bulk_users::service::ServiceConfig {
+        rows_per_chunk: 20,
+        ..Default::default()
+    };
+    let app = TestApp::with_config(app.backend, config).await;
+    let id = app.upload(&users_file(60, "")).await.id();
+    assert_eq!(app.proceed(id).await.status, StatusCode::ACCEPTED);
+    let tenant = TenantId::parse("acme").unwrap();
+    let job = app
+        .service
+        .ports()
+        .jobs
+        .get_job(&tenant, id)
+        .await
+        .unwrap()
+        .unwrap();
+    let items = job
+        .chunk_plan
+        .work_items(&job.tenant, job.id, job.total_rows);
+    // Chunk 0 is done; then the queued messages are lost (a purge, a consumer that died).
+    assert!(matches!(
+        app.service.process(&items[0]).await.unwrap(),
+        ChunkOutcome::Committed { .. }
+    ));
+    app.lose_queued_work().await;
+    app.drain().await;
+    let stuck = app.get(&format!("jobs/{id}")).await.body;
+    assert_eq!(stuck["status"], "in_progress", "{stuck}");
+
+    // A job that changed recently is left alone; one idle long enough is resumed: only its
+    // chunks not yet committed are queued again.
+    let hour = std::time::Duration::from_secs(3600);
+    assert_eq!(app.service.resume_stale_jobs(hour).await.unwrap(), vec![]);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let resumed = app
+        .service
+        .resume_stale_jobs(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        resumed,
+        vec![bulk_users::service::ResumedJob {
+            job_id: id,
+            requeued_chunks: vec![1, 2],
+        }]
+    );
+    app.drain().await;
+    let job = app.get(&format!("jobs/{id}")).await.body;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(counts(&job), (Some(60), Some(60), Some(0)), "{job}");
+    let users = app.get("config?page=1&per_page=100").await.body;
+    assert_eq!(users.as_array().map(Vec::len), Some(60));
+    // Nothing is left to resume.
+    let again = app
+        .service
+        .resume_stale_jobs(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(again, vec![]);
 }

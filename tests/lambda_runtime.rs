@@ -122,6 +122,12 @@ const STEPS: &[Step] = &[
         event: "cancel.json",
         check: job_5_cancelled,
     },
+    // The scheduled sweeper: no job has been idle long enough to count as stale.
+    Step {
+        bin: "sweeper",
+        event: "sweeper-schedule.json",
+        check: nothing_resumed,
+    },
     // Job 1, the upload above, through Zendesk's job status (`{id}.json`).
     Step {
         bin: "status",
@@ -335,6 +341,10 @@ fn job_5_cancelled(response: &Value) {
         (Some(5), Some("cancelled")),
         "{response}"
     );
+}
+
+fn nothing_resumed(response: &Value) {
+    assert_eq!(response, &json!({"resumed": []}));
 }
 
 fn no_batch_item_failures(response: &Value) {

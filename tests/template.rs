@@ -288,8 +288,9 @@ fn queue_consumers_report_partial_failures_within_the_visibility_timeout() {
         }
         if http_group(&function.binary).is_none() {
             assert!(
-                !function.events_of_type("SQS").is_empty(),
-                "{} serves no HTTP route and consumes no queue",
+                !function.events_of_type("SQS").is_empty()
+                    || !function.events_of_type("Schedule").is_empty(),
+                "{} serves no HTTP route, consumes no queue and runs on no schedule",
                 function.logical_id
             );
         }

@@ -154,10 +154,24 @@ impl<R: AsyncBufRead + Unpin> ArrayReader<R> {
         self.position += count as u64;
     }
 
+    /// Skips a byte order mark, which may arrive split across reads.
     async fn skip_bom(&mut self) -> Result<(), ScanError> {
-        let buffer = self.reader.fill_buf().await?;
-        if buffer.starts_with(BOM) {
-            self.advance(BOM.len());
+        let mut matched = 0;
+        while matched < BOM.len() {
+            let buffer = self.reader.fill_buf().await?;
+            let available = buffer.len().min(BOM.len() - matched);
+            if available == 0 || buffer[..available] != BOM[matched..matched + available] {
+                if matched == 0 {
+                    return Ok(());
+                }
+                // Part of a mark, then something else: the file starts with a byte that is
+                // not JSON, as it would had the mark arrived whole.
+                return Err(ScanError::NotAnArray {
+                    found: describe_start(BOM[0]),
+                });
+            }
+            self.advance(available);
+            matched += available;
         }
         Ok(())
     }
@@ -399,5 +413,30 @@ mod tests {
         assert_eq!(big.len, 18);
         let small = array.next_element().await.unwrap().unwrap();
         assert_eq!(small.bytes.unwrap(), br#"{"b":1}"#);
+    }
+
+    /// Found by fuzzing: a byte order mark split across reads (a read buffer of 1 or 2 bytes)
+    /// was not skipped, so the file was "not an array".
+    #[tokio::test]
+    async fn skips_a_byte_order_mark_split_across_reads() {
+        for buffer in [1, 2, 3, 4, 64] {
+            assert!(
+                matches!(
+                    elements(b"\xEF\xBB\xBF", buffer).await,
+                    Err(ScanError::Empty)
+                ),
+                "{buffer}"
+            );
+            let found = elements(b"\xEF\xBB\xBF [{\"n\":1}]", buffer).await.unwrap();
+            assert_eq!(found, vec![(5, r#"{"n":1}"#.to_owned())], "{buffer}");
+            for text in [&b"\xEF\xBB"[..], b"\xEF\xBB[1]", b"\xEF[1]"] {
+                match elements(text, buffer).await {
+                    Err(ScanError::NotAnArray { found }) => {
+                        assert_eq!(found, describe_start(0xEF), "{buffer}")
+                    }
+                    other => panic!("{buffer}: {other:?}"),
+                }
+            }
+        }
     }
 }

@@ -13,7 +13,7 @@ use crate::adapters::aws::{connect, AwsSettings};
 use crate::api::{Api, ApiRequest, ApiResponse, RouteGroup};
 use crate::model::WorkItem;
 use crate::processing::{gave_up_reason, ChunkOutcome};
-use crate::service::{BulkService, ServiceConfig, ServiceError};
+use crate::service::{BulkService, ServiceConfig, ServiceError, STALE_JOB_AFTER};
 use serde_json::Value;
 
 /// Deliveries of a work item before SQS moves it to the dead-letter queue: the work queue's
@@ -53,6 +53,28 @@ pub async fn run_processor() -> Result<(), Error> {
         async move { Ok::<_, Infallible>(process_sqs_batch(&service, event.payload).await) }
     }))
     .await
+}
+
+/// Runs the scheduled sweeper: each invocation (an EventBridge schedule) resumes the jobs that
+/// have been stale for [`STALE_JOB_AFTER`], and answers what it did.
+pub async fn run_sweeper() -> Result<(), Error> {
+    let service = service_from_env().await?;
+    lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| {
+        let service = service.clone();
+        async move { sweep(&service).await }
+    }))
+    .await
+}
+
+/// One sweep: the resumed jobs and the chunks queued again, as JSON.
+pub async fn sweep(service: &BulkService) -> Result<Value, Error> {
+    let resumed = service.resume_stale_jobs(STALE_JOB_AFTER).await?;
+    Ok(serde_json::json!({
+        "resumed": resumed
+            .iter()
+            .map(|job| serde_json::json!({"job_id": job.job_id, "requeued_chunks": job.requeued_chunks}))
+            .collect::<Vec<_>>()
+    }))
 }
 
 /// Converts an API Gateway request (as `lambda_http` decoded it) into the API's request. A

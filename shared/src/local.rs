@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use crate::adapters::embedded::{LeasedWork, LocalFileStore, SqliteWorkQueue};
 use crate::model::TenantId;
 use crate::processing::{gave_up_reason, ChunkOutcome, MAX_DELIVERIES};
-use crate::service::{BulkService, ServiceError};
+use crate::service::{BulkService, ServiceError, STALE_JOB_AFTER};
 
 /// Settings of the local server, from the environment.
 #[derive(Debug, Clone)]
@@ -189,6 +189,9 @@ fn settled_files(dir: &std::path::Path, quiet: Duration) -> Vec<(PathBuf, String
     found
 }
 
+/// How often the local worker looks for stale jobs.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(5 * 60);
+
 /// Drains the embedded queue with up to `concurrency` chunks in flight.
 #[derive(Clone)]
 pub struct LocalWorker {
@@ -211,11 +214,14 @@ impl LocalWorker {
     }
 
     /// Runs until `shutdown` turns true. Leases left by a process that died are released first,
-    /// so work in progress at a crash is resumed.
+    /// so work in progress at a crash is resumed; jobs whose work was lost altogether (stale
+    /// for [`STALE_JOB_AFTER`]) are resumed at start and every [`SWEEP_EVERY`].
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         if let Err(error) = self.queue.release_all_leases().await {
             tracing::error!(%error, "could not release old leases");
         }
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut running = JoinSet::new();
         while !*shutdown.borrow() {
             let leased = self.lease_into(&mut running).await.unwrap_or_else(|error| {
@@ -230,6 +236,11 @@ impl LocalWorker {
             tokio::select! {
                 Some(_) = running.join_next(), if !running.is_empty() => {}
                 _ = tokio::time::sleep(self.poll_every), if leased == 0 => {}
+                _ = sweep.tick() => {
+                    if let Err(error) = self.service.resume_stale_jobs(STALE_JOB_AFTER).await {
+                        tracing::error!(%error, "could not look for stale jobs");
+                    }
+                }
                 changed = shutdown.changed() => if changed.is_err() {
                     break;
                 },

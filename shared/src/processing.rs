@@ -73,9 +73,14 @@ pub async fn process_work_item(
         });
     }
     if ports.jobs.chunk_committed(job.id, item.chunk).await? {
-        return Ok(ChunkOutcome::AlreadyCommitted {
-            completed_job: false,
-        });
+        // Every chunk counted but the job still in progress: the completion was lost after
+        // the last commit (a process died between the two). This delivery completes it.
+        let completed_job = job.chunks_done >= job.chunk_plan.chunk_count()
+            && ports
+                .jobs
+                .complete_if_done(job.id, Timestamp::now())
+                .await?;
+        return Ok(ChunkOutcome::AlreadyCommitted { completed_job });
     }
     let settings = ports
         .tenants
@@ -587,11 +592,16 @@ impl BatchState {
                 .last_change
                 .filter(|stamp| stamp.job == job && stamp.row == row)
             {
-                // This very row was applied by an earlier run of the chunk.
+                // This very row was applied by an earlier run of the chunk: the same report.
+                let warnings = if stamp.warned {
+                    fallback_warning(command, found).into_iter().collect()
+                } else {
+                    Vec::new()
+                };
                 return Ok(Applied {
                     action: stamp.action,
                     user: self.users[&id].clone(),
-                    warnings: Vec::new(),
+                    warnings,
                 });
             }
         }
@@ -648,20 +658,7 @@ impl BatchState {
                     "name is required to create a user".to_owned(),
                 ));
             }
-            if let (true, Some((_, matched)), Target::Keys(keys)) =
-                (command.fallback_warning, found, &command.target)
-            {
-                if matched > 0 {
-                    warnings.push((
-                        "new_email".to_owned(),
-                        format!(
-                            "no user has email '{}'; '{}' already exists and was updated",
-                            keys[0].value(),
-                            keys[matched].value()
-                        ),
-                    ));
-                }
-            }
+            warnings.extend(fallback_warning(command, found));
         }
         let keys = user.keys();
         for key in keys.iter().filter(|key| !previous_keys.contains(key)) {
@@ -670,7 +667,12 @@ impl BatchState {
             }
         }
 
-        user.last_change = Some(ChangeStamp { job, row, action });
+        user.last_change = Some(ChangeStamp {
+            job,
+            row,
+            action,
+            warned: !warnings.is_empty(),
+        });
         for key in previous_keys.iter().filter(|key| !keys.contains(key)) {
             self.holders.remove(key);
         }
@@ -705,6 +707,25 @@ impl BatchState {
             rows.push(touching);
         }
         (changes, rows)
+    }
+}
+
+/// The warning of a row whose user was found by a fallback key (its `new_email`) rather than
+/// its first key (its email): the rename had already been done.
+fn fallback_warning(
+    command: &UserCommand,
+    found: Option<(UserId, usize)>,
+) -> Option<(String, String)> {
+    match (command.fallback_warning, found, &command.target) {
+        (true, Some((_, matched)), Target::Keys(keys)) if matched > 0 => Some((
+            "new_email".to_owned(),
+            format!(
+                "no user has email '{}'; '{}' already exists and was updated",
+                keys[0].value(),
+                keys[matched].value()
+            ),
+        )),
+        _ => None,
     }
 }
 

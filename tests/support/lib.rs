@@ -43,6 +43,7 @@ impl Backend {
 enum Drain {
     Embedded {
         worker: LocalWorker,
+        queue: bulk_users::adapters::embedded::SqliteWorkQueue,
         _dir: tempfile::TempDir,
     },
     Aws(AwsAdapters),
@@ -92,7 +93,12 @@ impl TestApp {
                 let adapters = embedded::open(dir.path()).await.expect("embedded store");
                 let service = BulkService::new(adapters.ports.clone(), config);
                 let worker = LocalWorker::new(service, adapters.queue.clone(), 3);
-                (adapters.ports, Drain::Embedded { worker, _dir: dir })
+                let drain = Drain::Embedded {
+                    worker,
+                    queue: adapters.queue,
+                    _dir: dir,
+                };
+                (adapters.ports, drain)
             }
             Backend::Aws | Backend::AwsSerialized => {
                 let serving = if backend == Backend::Aws {
@@ -132,6 +138,31 @@ impl TestApp {
         match &self.drain {
             Drain::Embedded { worker, .. } => worker.run_until_idle().await.expect("worker"),
             Drain::Aws(adapters) => drain_sqs(&self.service, adapters, 2).await,
+        }
+    }
+
+    /// Loses every queued work item, as a purged queue would: taken and settled unprocessed
+    /// (embedded), purged (SQS).
+    pub async fn lose_queued_work(&self) {
+        match &self.drain {
+            Drain::Embedded { queue, .. } => {
+                let taken = queue
+                    .lease(100_000, Duration::from_secs(3600))
+                    .await
+                    .expect("lease");
+                for work in taken {
+                    queue.ack(work.receipt).await.expect("ack");
+                }
+            }
+            Drain::Aws(adapters) => {
+                adapters
+                    .sqs
+                    .purge_queue()
+                    .queue_url(&adapters.settings.queue_url)
+                    .send()
+                    .await
+                    .expect("purge");
+            }
         }
     }
 

@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use bulk_users::adapters::embedded::{self, EmbeddedAdapters};
-use bulk_users::api::{Api, ApiError, ApiRequest, ApiResponse};
+use bulk_users::api::{error_for_path, Api, ApiError, ApiRequest, ApiResponse};
 use bulk_users::local::{seed_credential, DropFolder, LocalSettings, LocalWorker};
 use bulk_users::service::{BulkService, ServiceConfig};
 use bytes::Bytes;
@@ -116,6 +116,7 @@ async fn serve(
     limit: u64,
 ) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
     let response = match Limited::new(body, limit as usize).collect().await {
         Ok(collected) => {
             api.handle(ApiRequest {
@@ -128,13 +129,15 @@ async fn serve(
             .await
         }
         Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            let mut response = ApiError::TooLarge {
-                limit: "max_request_bytes",
-                message: format!(
-                    "the request body is over the limit max_request_bytes of {limit} bytes"
-                ),
-            }
-            .response();
+            let mut response = error_for_path(
+                &path,
+                &ApiError::TooLarge {
+                    limit: "max_request_bytes",
+                    message: format!(
+                        "the request body is over the limit max_request_bytes of {limit} bytes"
+                    ),
+                },
+            );
             // The rest of the body is never read, so the connection cannot carry another
             // request: say so, or a client would reuse it and fail.
             response.headers_mut().insert(
@@ -143,7 +146,10 @@ async fn serve(
             );
             response
         }
-        Err(_) => ApiError::bad_request("body", "the request body could not be read").response(),
+        Err(_) => error_for_path(
+            &path,
+            &ApiError::bad_request("body", "the request body could not be read"),
+        ),
     };
     to_hyper(response)
 }

@@ -89,8 +89,10 @@ impl ApiError {
         }
     }
 
-    pub fn is_server_error(&self) -> bool {
-        self.status().is_server_error()
+    /// Whether the error is the service's fault (an internal error, a dependency down), worth
+    /// logging as an error: a feature this deployment lacks (501) is not.
+    pub fn is_fault(&self) -> bool {
+        matches!(self, ApiError::Internal(_) | ApiError::Unavailable(_))
     }
 
     /// The error in the CCAI shape: `{error, message, field?, limit?}`.

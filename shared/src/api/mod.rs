@@ -68,18 +68,15 @@ impl Api {
     pub async fn handle_group(&self, group: RouteGroup, request: ApiRequest) -> ApiResponse {
         let route = match resolve(&request.method, &request.path) {
             Ok(route) if group.serves(route.operation) => route,
-            Ok(_) => {
-                return ApiError::route(RouteMiss::NotFound)
-                    .response_in(Dialect::of_path(&request.path))
-            }
-            Err(miss) => return ApiError::route(miss).response_in(Dialect::of_path(&request.path)),
+            Ok(_) => return error_for_path(&request.path, &ApiError::route(RouteMiss::NotFound)),
+            Err(miss) => return error_for_path(&request.path, &ApiError::route(miss)),
         };
         let base = self.base_url(&request);
         let dialect = Dialect::of(route.operation);
         let mut response = match self.answer(dialect, &base, route, &request).await {
             Ok(response) => response,
             Err(error) => {
-                if error.is_server_error() {
+                if error.is_fault() {
                     tracing::error!(method = %request.method, path = %request.path, %error, "request failed");
                 }
                 error.response_in(dialect)
@@ -170,6 +167,17 @@ impl Api {
             _ => String::new(),
         }
     }
+}
+
+/// An error answered before the request reached the route table (by a host: a body over its
+/// size limit, a body that could not be read), in the shape of the dialect its path speaks.
+pub fn error_for_path(path: &str, error: &ApiError) -> ApiResponse {
+    let dialect = Dialect::of_path(path);
+    let mut response = error.response_in(dialect);
+    if dialect == Dialect::Workspace {
+        workspace::add_request_id(&mut response);
+    }
+    response
 }
 
 /// The `Authorization` header; missing or not text is unauthorized.

@@ -179,6 +179,10 @@ pub struct ChangeStamp {
     /// 1-based position of the row in the job's file.
     pub row: u64,
     pub action: UserAction,
+    /// Whether the row was applied with a warning (its `new_email` matched, not its email):
+    /// a re-run reports the warning again, though the user alone no longer tells.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warned: bool,
 }
 
 /// A unique key of a user within its tenant, normalised (trimmed, lower-cased).

@@ -137,6 +137,22 @@ pub trait JobStore: Send + Sync {
     /// count: a job that just started or ended may be missed or counted.
     async fn count_in_progress(&self, tenant: &TenantId) -> StoreResult<u64>;
 
+    /// Every tenant's jobs `in_progress` whose last change (`updated_at`) is before
+    /// `idle_since`: work that may have been lost with a process or a queue message.
+    async fn stale_jobs(&self, idle_since: Timestamp) -> StoreResult<Vec<Job>>;
+
+    /// The chunks of a job whose results have been committed.
+    async fn committed_chunks(&self, job_id: JobId) -> StoreResult<Vec<u32>>;
+
+    /// Marks an `in_progress` job as changed at `at` (its work was queued again); false when
+    /// the job is no longer in progress.
+    async fn touch_job(&self, job_id: JobId, at: Timestamp) -> StoreResult<bool>;
+
+    /// Moves an `in_progress` job whose chunks are all committed to `completed`; true only
+    /// for the caller that did it. For a completion lost between a chunk's commit and the
+    /// job's update.
+    async fn complete_if_done(&self, job_id: JobId, at: Timestamp) -> StoreResult<bool>;
+
     /// Ends an `in_progress` job as `failed` with a reason.
     async fn fail_job(&self, job_id: JobId, reason: &str, at: Timestamp) -> StoreResult<()>;
 }

@@ -122,6 +122,18 @@ fn env_number(name: &str) -> Result<Option<u64>, String> {
     }
 }
 
+/// A stale job that [`BulkService::resume_stale_jobs`] resumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumedJob {
+    pub job_id: JobId,
+    /// The chunks queued again; none when the job only needed completing.
+    pub requeued_chunks: Vec<u32>,
+}
+
+/// How long a job in progress may change nothing before it counts as stale and is resumed:
+/// longer than a chunk can wait in the queue through its retries.
+pub const STALE_JOB_AFTER: std::time::Duration = std::time::Duration::from_secs(2 * 60 * 60);
+
 /// A file received from a client.
 #[derive(Debug, Clone)]
 pub struct FileUpload {
@@ -194,8 +206,8 @@ impl BulkService {
     ) -> ServiceResult<Job> {
         let settings = self.settings(&who.tenant).await?;
         let current = self.job(who, id).await?;
-        // Only an upload has a file to replace: a Zendesk or Workspace request's job keeps
-        // the records it was sent (a refused batch is invalid_scheme, yet never proceedable).
+        // Only an upload has a file to replace: a Zendesk or Workspace request's job keeps the
+        // records it was sent (a refused Workspace batch is invalid_scheme and stays so).
         if current.kind != JobKind::Upload {
             return Err(ServiceError::Conflict(format!(
                 "job {id} is a {} request, not an uploaded file; its file cannot be replaced",
@@ -470,6 +482,45 @@ impl BulkService {
     }
 
     /// Ends a job `failed` (the processor gave up on one of its chunks).
+    /// Resumes the jobs in progress that have changed nothing for `idle_for`: their chunks not
+    /// yet committed are queued again, and a job whose chunks are all committed is completed.
+    /// Such a job lost its work with a process that died between starting it and queueing its
+    /// chunks, or with its queue messages. Chunks are idempotent, so queueing one that is
+    /// still queued or running costs a second run and changes nothing.
+    pub async fn resume_stale_jobs(
+        &self,
+        idle_for: std::time::Duration,
+    ) -> Result<Vec<ResumedJob>, StoreError> {
+        let now = Timestamp::now();
+        let idle_seconds = i64::try_from(idle_for.as_secs()).unwrap_or(i64::MAX);
+        let jobs = self
+            .ports
+            .jobs
+            .stale_jobs(now.plus_seconds(-idle_seconds))
+            .await?;
+        let mut resumed = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let committed = self.ports.jobs.committed_chunks(job.id).await?;
+            let items: Vec<WorkItem> = job
+                .chunk_plan
+                .work_items(&job.tenant, job.id, job.total_rows)
+                .into_iter()
+                .filter(|item| !committed.contains(&item.chunk))
+                .collect();
+            if items.is_empty() {
+                self.ports.jobs.complete_if_done(job.id, now).await?;
+            } else if self.ports.jobs.touch_job(job.id, now).await? {
+                self.ports.queue.enqueue(&items).await?;
+            }
+            tracing::warn!(job_id = job.id, requeued = items.len(), "stale job resumed");
+            resumed.push(ResumedJob {
+                job_id: job.id,
+                requeued_chunks: items.iter().map(|item| item.chunk).collect(),
+            });
+        }
+        Ok(resumed)
+    }
+
     pub async fn fail_job(&self, job_id: JobId, reason: &str) -> Result<(), StoreError> {
         self.ports
             .jobs

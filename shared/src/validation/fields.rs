@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::value::RawValue;
 
-use super::row::{clip, kind, kind_name, string_of, Kind, RawRecord};
+use super::row::{clip, has_control_characters, kind, kind_name, string_of, Kind, RawRecord};
 use super::{Patch, RowError};
 
 /// A record's fields by name, and the problems found so far.
@@ -98,6 +98,13 @@ impl<'a> Fields<'a> {
             Some(text) if text.trim().is_empty() => Patch::Clear,
             Some(text) if text.trim().chars().count() > max => {
                 self.fail(field, format!("{field} must be at most {max} characters"));
+                Patch::Keep
+            }
+            Some(text) if has_control_characters(&text) => {
+                self.fail(
+                    field,
+                    format!("{field} must not contain control characters"),
+                );
                 Patch::Keep
             }
             Some(text) => Patch::Set(text.trim().to_owned()),
@@ -218,7 +225,9 @@ impl<'a> Fields<'a> {
         for (position, item) in items.iter().enumerate() {
             match string_of(item) {
                 Some(text)
-                    if !text.trim().is_empty() && text.trim().chars().count() <= max_chars =>
+                    if !text.trim().is_empty()
+                        && text.trim().chars().count() <= max_chars
+                        && !has_control_characters(&text) =>
                 {
                     values.push(text.trim().to_owned());
                 }
@@ -226,7 +235,7 @@ impl<'a> Fields<'a> {
                     self.fail(
                         field,
                         format!(
-                            "{field}[{position}] must be a string of 1 to {max_chars} characters"
+                            "{field}[{position}] must be a string of 1 to {max_chars} characters, without control characters"
                         ),
                     );
                     return None;

@@ -169,6 +169,10 @@ pub(super) fn kind_name(raw: &RawValue) -> &'static str {
         Kind::Null => "null",
         Kind::Bool => "a boolean",
         Kind::Number => "a number",
+        // JSON allows a \u escape of half a surrogate pair; such a string is not text.
+        Kind::String if string_of(raw).is_none() => {
+            "a string with an unpaired \\u surrogate escape"
+        }
         Kind::String => "a string",
         Kind::Array => "an array",
         Kind::Object => "an object",
@@ -181,6 +185,13 @@ pub(super) fn string_of<'a>(raw: &'a RawValue) -> Option<Cow<'a, str>> {
     } else {
         None
     }
+}
+
+/// Text holding control characters other than tab and line breaks (NUL, escape sequences,
+/// …): invisible, and cut short or mangled by the systems a user record is passed on to.
+pub(super) fn has_control_characters(text: &str) -> bool {
+    text.chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
 }
 
 /// Collects the errors of one record.
@@ -219,6 +230,12 @@ impl Checker<'_> {
     fn bounded(&mut self, field: &str, text: &str, max: usize) -> Option<String> {
         if text.chars().count() > max {
             self.fail(field, format!("{field} must be at most {max} characters"));
+            None
+        } else if has_control_characters(text) {
+            self.fail(
+                field,
+                format!("{field} must not contain control characters"),
+            );
             None
         } else {
             Some(text.to_owned())

@@ -6,7 +6,7 @@ use serde_json::value::RawValue;
 
 use super::command::{Intent, Target, UserCommand, UserPatch};
 use super::fields::{valid_email, Fields};
-use super::row::{clip, kind, string_of, Kind, RawRecord};
+use super::row::{clip, has_control_characters, kind, string_of, Kind, RawRecord};
 use super::{Patch, RowError, MAX_EMAIL_CHARS};
 use crate::model::{Identity, JobKind, SupportRole, UserId, UserKey};
 
@@ -249,13 +249,17 @@ fn organization(fields: &mut Fields<'_>) -> Patch<String> {
                 .map(|name| name.trim().to_owned())
         });
     match name {
-        Some(name) if !name.is_empty() && name.chars().count() <= MAX_TEXT_CHARS => {
+        Some(name)
+            if !name.is_empty()
+                && name.chars().count() <= MAX_TEXT_CHARS
+                && !has_control_characters(&name) =>
+        {
             Patch::Set(name)
         }
         _ => {
             fields.fail(
                 "organization",
-                format!("organization must be an object with a name of 1 to {MAX_TEXT_CHARS} characters"),
+                format!("organization must be an object with a name of 1 to {MAX_TEXT_CHARS} characters, without control characters"),
             );
             Patch::Keep
         }
@@ -308,10 +312,13 @@ fn identities(fields: &mut Fields<'_>) -> Option<Vec<Identity>> {
                     IDENTITY_TYPES.join(", ")
                 ),
             );
-        } else if value.is_empty() || value.chars().count() > MAX_TEXT_CHARS {
+        } else if value.is_empty()
+            || value.chars().count() > MAX_TEXT_CHARS
+            || has_control_characters(&value)
+        {
             fields.fail(
                 "identities",
-                format!("identities[{position}].value must be 1 to {MAX_TEXT_CHARS} characters"),
+                format!("identities[{position}].value must be 1 to {MAX_TEXT_CHARS} characters, without control characters"),
             );
         } else if kind == "email" && !valid_email(&value) {
             fields.fail(
@@ -371,18 +378,20 @@ fn user_fields(fields: &mut Fields<'_>) -> BTreeMap<String, serde_json::Value> {
             kind(value),
             Kind::Null | Kind::Bool | Kind::Number | Kind::String
         );
-        let too_long =
-            string_of(value).is_some_and(|text| text.chars().count() > MAX_LONG_TEXT_CHARS);
-        if key.is_empty() || key.chars().count() > 100 {
+        let bad_text = string_of(value).is_some_and(|text| {
+            text.chars().count() > MAX_LONG_TEXT_CHARS || has_control_characters(&text)
+        });
+        if key.is_empty() || key.chars().count() > 100 || has_control_characters(key) {
             fields.fail(
                 "user_fields",
-                "user_fields keys must be 1 to 100 characters".to_owned(),
+                "user_fields keys must be 1 to 100 characters, without control characters"
+                    .to_owned(),
             );
-        } else if !scalar || too_long {
+        } else if !scalar || bad_text {
             fields.fail(
                 "user_fields",
                 format!(
-                    "user_fields.{} must be a string (at most {MAX_LONG_TEXT_CHARS} characters), a number, a boolean or null",
+                    "user_fields.{} must be a string (at most {MAX_LONG_TEXT_CHARS} characters, without control characters), a number, a boolean or null",
                     clip(key)
                 ),
             );

@@ -505,6 +505,69 @@ impl JobStore for SqliteStore {
             .await
     }
 
+    async fn stale_jobs(&self, idle_since: Timestamp) -> StoreResult<Vec<Job>> {
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs \
+                     WHERE status = 'in_progress' AND updated_at < ?1 ORDER BY id"
+                ))?;
+                let mut rows = stmt.query([millis(idle_since)])?;
+                let mut jobs = Vec::new();
+                while let Some(row) = rows.next()? {
+                    jobs.push(job_from_row(row)?);
+                }
+                Ok(jobs)
+            })
+            .await
+    }
+
+    async fn committed_chunks(&self, job_id: JobId) -> StoreResult<Vec<u32>> {
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT chunk FROM job_chunks WHERE job_id = ?1 ORDER BY chunk",
+                )?;
+                let chunks = stmt
+                    .query_map([sql_id(job_id)], |row| row.get(0))?
+                    .collect::<Result<Vec<u32>, _>>()?;
+                Ok(chunks)
+            })
+            .await
+    }
+
+    async fn touch_job(&self, job_id: JobId, at: Timestamp) -> StoreResult<bool> {
+        self.db
+            .call(move |conn| {
+                let touched = conn.execute(
+                    "UPDATE jobs SET updated_at = ?2 WHERE id = ?1 AND status = 'in_progress'",
+                    params![sql_id(job_id), millis(at)],
+                )? == 1;
+                Ok(touched)
+            })
+            .await
+    }
+
+    async fn complete_if_done(&self, job_id: JobId, at: Timestamp) -> StoreResult<bool> {
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let job = existing_job(&tx, None, job_id)?;
+                if job.status != JobStatus::InProgress
+                    || job.chunks_done < job.chunk_plan.chunk_count()
+                {
+                    return Ok(false);
+                }
+                tx.execute(
+                    "UPDATE jobs SET status = ?2, completed_at = ?3, updated_at = ?3 WHERE id = ?1",
+                    params![sql_id(job_id), JobStatus::Completed.as_str(), millis(at)],
+                )?;
+                tx.commit()?;
+                Ok(true)
+            })
+            .await
+    }
+
     async fn fail_job(&self, job_id: JobId, reason: &str, at: Timestamp) -> StoreResult<()> {
         let reason = reason.to_owned();
         self.db

@@ -84,11 +84,13 @@ impl IdempotencyStore for DynamoStore {
                 .get_item(request_key(&request.tenant, &request.key))
                 .await?;
             if let Some(held) = held {
-                return Ok(KeyClaim::Held(request_of(
-                    &request.tenant,
-                    &request.key,
-                    &held,
-                )?));
+                let held = request_of(&request.tenant, &request.key, &held)?;
+                // The SDK sends the put again when its answer was lost: a key held by this very
+                // claim is claimed, not held by a request still running.
+                if held.claim_id == request.claim_id {
+                    return Ok(KeyClaim::Claimed);
+                }
+                return Ok(KeyClaim::Held(held));
             }
             // Released or expired between the put and the read: claim again.
         }

@@ -34,10 +34,12 @@ fn job_key(id: JobId) -> Item {
     key(job_pk(id), "JOB")
 }
 
-/// The `gsi2` partition of a tenant's jobs in progress: a job holds `gsi2pk` only while it is
-/// `in_progress`, so the index lists exactly those.
-fn active_partition(tenant: &TenantId) -> String {
-    format!("ACTIVE#{tenant}")
+/// The `gsi2` partition of the jobs in progress: a job holds `gsi2pk` only while it is
+/// `in_progress`, so the index lists exactly those, by `gsi2sk` = `{tenant}#{id₂₀}`.
+const IN_PROGRESS: &str = "JOBS_IN_PROGRESS";
+
+fn in_progress_sk_prefix(tenant: &TenantId) -> String {
+    format!("{tenant}#")
 }
 
 fn scheme_error_sk(seq: usize) -> String {
@@ -251,7 +253,7 @@ impl DynamoStore {
 
     /// Moves the job to `completed` when all its chunks are done; true only for the caller
     /// whose conditional update did it.
-    async fn complete_if_done(&self, id: JobId, at: Timestamp) -> StoreResult<bool> {
+    async fn complete_when_done(&self, id: JobId, at: Timestamp) -> StoreResult<bool> {
         let job = self.read_job(id).await?.ok_or_else(|| not_found(id))?;
         if job.status != JobStatus::InProgress || job.chunks_done < job.chunk_plan.chunk_count() {
             return Ok(false);
@@ -328,9 +330,14 @@ impl JobStore for DynamoStore {
                     Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(_))
                 ) =>
             {
-                Err(StoreError::Corrupt(format!(
-                    "job id {id} was allocated but is already in use"
-                )))
+                // The SDK sends the put again when its answer was lost: the item it finds may
+                // be this very job, stored by the first send.
+                match self.read_job(id).await? {
+                    Some(stored) if stored == job => Ok(job),
+                    _ => Err(StoreError::Corrupt(format!(
+                        "job id {id} was allocated but is already in use"
+                    ))),
+                }
             }
             Err(error) => Err(unavailable(error)),
         }
@@ -536,8 +543,11 @@ impl JobStore for DynamoStore {
                          gsi2pk = :active, gsi2sk = :id",
                     )
                     .condition_expression("#tenant = :tenant AND #status = :valid")
-                    .expression_attribute_values(":active", s(active_partition(tenant)))
-                    .expression_attribute_values(":id", s(padded(id)))
+                    .expression_attribute_values(":active", s(IN_PROGRESS))
+                    .expression_attribute_values(
+                        ":id",
+                        s(format!("{}{}", in_progress_sk_prefix(tenant), padded(id))),
+                    )
                     .expression_attribute_values(":in_progress", status(JobStatus::InProgress))
                     .expression_attribute_values(":user", s(proceed_api_user_name))
                     .expression_attribute_values(":at", s(at.to_string()))
@@ -548,10 +558,19 @@ impl JobStore for DynamoStore {
         if let Some(job) = started {
             return Ok(Some(ProceedOutcome::Started(job)));
         }
-        Ok(self
-            .read_tenant_job(tenant, id)
-            .await?
-            .map(ProceedOutcome::NotProceedable))
+        Ok(self.read_tenant_job(tenant, id).await?.map(|job| {
+            // The SDK sends the update again when its answer was lost, and the condition then
+            // fails: a job moved to in progress by this very call (its instant, its caller) is
+            // started, not already proceeded, or its chunks would never be queued.
+            let started_by_this_call = job.status == JobStatus::InProgress
+                && job.process_requested_at == Some(at)
+                && job.proceed_api_user_name.as_deref() == Some(proceed_api_user_name);
+            if started_by_this_call {
+                ProceedOutcome::Started(job)
+            } else {
+                ProceedOutcome::NotProceedable(job)
+            }
+        }))
     }
 
     async fn scheme_errors(&self, tenant: &TenantId, id: JobId) -> StoreResult<Vec<SchemeError>> {
@@ -663,7 +682,7 @@ impl JobStore for DynamoStore {
         let newly_committed = self.commit_counts(&result, &results).await?;
         // (c) Completion, also attempted on re-delivery: a commit whose completion step failed
         // after its transaction must not leave the job in progress forever.
-        let completed_job = self.complete_if_done(result.job_id, result.at).await?;
+        let completed_job = self.complete_when_done(result.job_id, result.at).await?;
         Ok(ChunkCommit {
             newly_committed,
             completed_job,
@@ -702,7 +721,6 @@ impl JobStore for DynamoStore {
     }
 
     async fn count_in_progress(&self, tenant: &TenantId) -> StoreResult<u64> {
-        let partition = active_partition(tenant);
         let mut count = 0u64;
         let mut start = None;
         loop {
@@ -711,8 +729,9 @@ impl JobStore for DynamoStore {
                 .query()
                 .table_name(&self.table)
                 .index_name("gsi2")
-                .key_condition_expression("gsi2pk = :pk")
-                .expression_attribute_values(":pk", s(partition.clone()))
+                .key_condition_expression("gsi2pk = :pk AND begins_with(gsi2sk, :tenant)")
+                .expression_attribute_values(":pk", s(IN_PROGRESS))
+                .expression_attribute_values(":tenant", s(in_progress_sk_prefix(tenant)))
                 .select(Select::Count)
                 .set_exclusive_start_key(start)
                 .send()
@@ -724,6 +743,52 @@ impl JobStore for DynamoStore {
                 _ => return Ok(count),
             }
         }
+    }
+
+    async fn stale_jobs(&self, idle_since: Timestamp) -> StoreResult<Vec<Job>> {
+        let items = self
+            .query_all(|| {
+                self.client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name("gsi2")
+                    .key_condition_expression("gsi2pk = :pk")
+                    .filter_expression("updated_at < :idle_since")
+                    .expression_attribute_values(":pk", s(IN_PROGRESS))
+                    .expression_attribute_values(":idle_since", s(idle_since.to_string()))
+            })
+            .await?;
+        items.into_iter().map(from_item::<Job>).collect()
+    }
+
+    async fn committed_chunks(&self, job_id: JobId) -> StoreResult<Vec<u32>> {
+        let items = self.query_prefix(job_pk(job_id), CHUNK_PREFIX).await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                text_of(item, "sk")?
+                    .strip_prefix(CHUNK_PREFIX)?
+                    .parse()
+                    .ok()
+            })
+            .collect())
+    }
+
+    async fn touch_job(&self, job_id: JobId, at: Timestamp) -> StoreResult<bool> {
+        let touched = self
+            .update_job_if(job_id, |update| {
+                update
+                    .update_expression("SET updated_at = :at")
+                    .condition_expression("#status = :in_progress")
+                    .expression_attribute_values(":in_progress", status(JobStatus::InProgress))
+                    .expression_attribute_values(":at", s(at.to_string()))
+            })
+            .await?;
+        Ok(touched.is_some())
+    }
+
+    async fn complete_if_done(&self, job_id: JobId, at: Timestamp) -> StoreResult<bool> {
+        self.complete_when_done(job_id, at).await
     }
 
     async fn fail_job(&self, job_id: JobId, reason: &str, at: Timestamp) -> StoreResult<()> {
