@@ -4,6 +4,7 @@
 
 use super::command::{Intent, Target, UserCommand, UserPatch};
 use super::fields::Fields;
+use super::row::string_of;
 use super::{Patch, RowError};
 use crate::model::{ActiveType, JobKind, UserId, UserKey};
 
@@ -163,7 +164,18 @@ fn create_command(bytes: &[u8], form: PasswordForm) -> Result<UserCommand, Vec<R
             if fields.has("password_hash") {
                 fields.fail("password_hash", "unknown field 'password_hash'".to_owned());
             }
-            // The value is never quoted: only its length is judged.
+            // The value is never quoted: only its length is judged. It is stored (hashed) as
+            // sent, so surrounding spaces are refused rather than trimmed.
+            let padded = fields
+                .raw("password")
+                .and_then(string_of)
+                .is_some_and(|text| text.trim() != text);
+            if padded {
+                fields.fail(
+                    "password",
+                    "password must not begin or end with spaces".to_owned(),
+                );
+            }
             match fields.text("password", usize::MAX) {
                 Patch::Set(password) => {
                     let chars = password.chars().count();
@@ -359,6 +371,21 @@ mod tests {
             assert!(
                 found.iter().any(|e| e.starts_with(expected)),
                 "{json}: {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_password_with_surrounding_spaces_is_refused() {
+        for password in ["   ", " Secret#2024", "Secret#2024 "] {
+            let record = format!(
+                r#"{{"user_name":"a","active_type":"USER_ACTIVATE","password":"{password}"}}"#
+            );
+            assert!(
+                errors(&record)
+                    .iter()
+                    .any(|error| error == "password: password must not begin or end with spaces"),
+                "{password:?}"
             );
         }
     }
