@@ -784,18 +784,7 @@ async fn racing_workers_and_redeliveries_count_a_job_exactly_once(app: TestApp) 
     let id = upload.id();
     assert_eq!(app.proceed(id).await.status, StatusCode::ACCEPTED);
 
-    let tenant = TenantId::parse("acme").unwrap();
-    let job = app
-        .service
-        .ports()
-        .jobs
-        .get_job(&tenant, id)
-        .await
-        .unwrap()
-        .unwrap();
-    let items = job
-        .chunk_plan
-        .work_items(&job.tenant, job.id, job.total_rows);
+    let items = work_items(&app, id).await;
     assert_eq!(items.len(), USERS.div_ceil(20));
     let mut deliveries = VecDeque::new();
     for (at, item) in items.iter().enumerate() {
@@ -911,18 +900,7 @@ async fn a_cancelled_job_stops_at_the_next_chunk_boundary(app: TestApp) {
     assert_eq!(app.proceed(id).await.status, StatusCode::ACCEPTED);
 
     // The first chunk is processed; then the job is cancelled while the other two wait.
-    let tenant = TenantId::parse("acme").unwrap();
-    let job = app
-        .service
-        .ports()
-        .jobs
-        .get_job(&tenant, id)
-        .await
-        .unwrap()
-        .unwrap();
-    let items = job
-        .chunk_plan
-        .work_items(&job.tenant, job.id, job.total_rows);
+    let items = work_items(&app, id).await;
     assert_eq!(items.len(), 3);
     assert!(matches!(
         app.service.process(&items[0]).await.unwrap(),
@@ -1031,18 +1009,7 @@ async fn a_job_whose_queued_work_was_lost_is_resumed(app: TestApp) {
     let app = TestApp::with_config(app.backend, config).await;
     let id = app.upload(&users_file(60, "")).await.id();
     assert_eq!(app.proceed(id).await.status, StatusCode::ACCEPTED);
-    let tenant = TenantId::parse("acme").unwrap();
-    let job = app
-        .service
-        .ports()
-        .jobs
-        .get_job(&tenant, id)
-        .await
-        .unwrap()
-        .unwrap();
-    let items = job
-        .chunk_plan
-        .work_items(&job.tenant, job.id, job.total_rows);
+    let items = work_items(&app, id).await;
     // Chunk 0 is done; then the queued messages are lost (a purge, a consumer that died).
     assert!(matches!(
         app.service.process(&items[0]).await.unwrap(),
@@ -1083,4 +1050,19 @@ async fn a_job_whose_queued_work_was_lost_is_resumed(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(again, vec![]);
+}
+
+/// The work items of acme's job `id`, as proceeding it queued them.
+async fn work_items(app: &TestApp, id: u64) -> Vec<WorkItem> {
+    let tenant = TenantId::parse("acme").unwrap();
+    let job = app
+        .service
+        .ports()
+        .jobs
+        .get_job(&tenant, id)
+        .await
+        .unwrap()
+        .unwrap();
+    job.chunk_plan
+        .work_items(&job.tenant, job.id, job.total_rows)
 }

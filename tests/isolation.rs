@@ -23,10 +23,10 @@
 
 use std::collections::BTreeSet;
 
-use bulk_tests::{multipart, on_both_stores, Backend, Part, TestApp, BOUNDARY, PREFIX};
+use bulk_tests::{multipart, on_both_stores, sdk_date, Backend, Part, TestApp, BOUNDARY, PREFIX};
 use bulk_users::api::{resolve, route_table, ApiRequest, Dialect, Operation, PATH_ALIASES};
 use bulk_users::auth::{sign_request, SignedRequest};
-use bulk_users::model::{TenantId, Timestamp};
+use bulk_users::model::TenantId;
 use bulk_users::service::SettingsChange;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::{json, Value};
@@ -161,21 +161,6 @@ impl Reply {
         text.push_str(&self.body_text());
         text.to_lowercase()
     }
-}
-
-/// `X-Sdk-Date` for now: `yyyyMMddTHHmmssZ`.
-fn sdk_date() -> String {
-    // 2022-01-07T06:40:34.000Z → 20220107T064034Z
-    let now = Timestamp::now().to_string();
-    format!(
-        "{}{}{}T{}{}{}Z",
-        &now[0..4],
-        &now[5..7],
-        &now[8..10],
-        &now[11..13],
-        &now[14..16],
-        &now[17..19]
-    )
 }
 
 async fn send(app: &TestApp, auth: &Auth, request: &Request) -> Reply {

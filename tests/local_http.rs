@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use bulk_tests::local_server::LocalServer;
+use bulk_tests::local_server::{admin, LocalServer};
 use bulk_tests::{multipart, users_file, Part, BOUNDARY, PREFIX};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -238,22 +238,6 @@ async fn the_readme_walk_through_works_verbatim() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("\"status\":\"completed\""), "{stdout}");
-}
-
-/// Runs `bulk-admin` on the embedded store in `dir`; returns its stdout.
-fn admin(dir: &std::path::Path, args: &[&str]) -> String {
-    let output = std::process::Command::new(bulk_tests::local_server::binary("bulk-admin"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run bulk-admin");
-    assert!(
-        output.status.success(),
-        "bulk-admin {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
 }
 
 #[tokio::test]

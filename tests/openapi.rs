@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use bulk_tests::local_server::LocalServer;
+use bulk_tests::local_server::{admin, LocalServer};
 use bulk_tests::{basic, multipart, Part, BOUNDARY, PREFIX};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -285,21 +285,6 @@ fn tool(name: &str) -> PathBuf {
     } else {
         PathBuf::from(name)
     }
-}
-
-/// Runs `bulk-admin` on the embedded store in `data_dir`.
-fn admin(data_dir: &Path, args: &[&str]) {
-    let output = std::process::Command::new(bulk_tests::local_server::binary("bulk-admin"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .output()
-        .expect("run bulk-admin");
-    assert!(
-        output.status.success(),
-        "bulk-admin {args:?}: {}",
-        text(&output)
-    );
 }
 
 fn run(command: &mut std::process::Command, name: &str) -> Output {

@@ -16,10 +16,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use bulk_tests::local_server::{binary, LocalServer};
-use bulk_tests::{multipart, Part, BOUNDARY, PREFIX};
+use bulk_tests::local_server::{admin, LocalServer};
+use bulk_tests::{multipart, sdk_date, Part, BOUNDARY, PREFIX};
 use bulk_users::auth::{sign_request, SignedRequest};
-use bulk_users::model::{TenantId, Timestamp, UserKey};
+use bulk_users::model::{TenantId, UserKey};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -76,19 +76,6 @@ struct Answer {
     status: StatusCode,
     body: Value,
     text: String,
-}
-
-fn sdk_date() -> String {
-    let now = Timestamp::now().to_string();
-    format!(
-        "{}{}{}T{}{}{}Z",
-        &now[0..4],
-        &now[5..7],
-        &now[8..10],
-        &now[11..13],
-        &now[14..16],
-        &now[17..19]
-    )
 }
 
 impl Client {
@@ -255,22 +242,6 @@ fn upload(file: &Value, filename: &str) -> Payload {
         filename: Some(filename.to_owned()),
         bytes: file.to_string().into_bytes(),
     }])
-}
-
-/// Runs `bulk-admin` on the embedded store in `dir`; answers its stdout.
-fn admin(dir: &Path, args: &[&str]) -> String {
-    let output = std::process::Command::new(binary("bulk-admin"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run bulk-admin");
-    assert!(
-        output.status.success(),
-        "bulk-admin {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
 }
 
 /// A line without its ANSI colour codes.

@@ -71,6 +71,21 @@ impl Credentials {
     }
 }
 
+/// `X-Sdk-Date` for now, as the Huawei SDK signs it: `yyyyMMddTHHmmssZ`.
+pub fn sdk_date() -> String {
+    // 2022-01-07T06:40:34.000Z → 20220107T064034Z
+    let now = bulk_users::model::Timestamp::now().to_string();
+    format!(
+        "{}{}{}T{}{}{}Z",
+        &now[0..4],
+        &now[5..7],
+        &now[8..10],
+        &now[11..13],
+        &now[14..16],
+        &now[17..19]
+    )
+}
+
 pub fn basic(user: &str, password: &str) -> String {
     use base64::Engine;
     format!(

@@ -22,6 +22,22 @@ pub fn binary(name: &str) -> PathBuf {
     binary
 }
 
+/// Runs `bulk-admin` on the embedded store in `data_dir`; answers its stdout.
+pub fn admin(data_dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(binary("bulk-admin"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("run bulk-admin");
+    assert!(
+        output.status.success(),
+        "bulk-admin {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())

@@ -3,9 +3,9 @@
 //! TTL delete records a day after their claim.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 
 use super::{key, n, s, text_of, unavailable, DynamoStore, Item};
 use crate::model::{
@@ -34,6 +34,19 @@ fn request_of(tenant: &TenantId, key_text: &str, item: &Item) -> StoreResult<Ide
             .ok_or_else(corrupt)?,
         answer: text_of(item, "answer").map(str::to_owned),
     })
+}
+
+/// A conditional write by a claim's holder: done when it wrote, and when its condition failed
+/// (the key moved on, so there is nothing left for this claim to do).
+fn done_unless_unavailable<T, E>(outcome: Result<T, SdkError<E, HttpResponse>>) -> StoreResult<()>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(()),
+        Err(error) => Err(unavailable(error)),
+    }
 }
 
 /// Reads and writes racing a claim can find the key free again; a claim tries this often.
@@ -121,19 +134,8 @@ impl IdempotencyStore for DynamoStore {
             .expression_attribute_values(":claim", s(claim_id))
             .send()
             .await;
-        match outcome {
-            Ok(_) => Ok(()),
-            // Another claim holds the key now: its request's answer counts.
-            Err(error)
-                if matches!(
-                    error.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(())
-            }
-            Err(error) => Err(unavailable(error)),
-        }
+        // A failed condition: another claim holds the key now, and its request's answer counts.
+        done_unless_unavailable(outcome)
     }
 
     async fn release_key(
@@ -151,17 +153,7 @@ impl IdempotencyStore for DynamoStore {
             .expression_attribute_values(":claim", s(claim_id))
             .send()
             .await;
-        match outcome {
-            Ok(_) => Ok(()),
-            Err(error)
-                if matches!(
-                    error.as_service_error(),
-                    Some(DeleteItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(())
-            }
-            Err(error) => Err(unavailable(error)),
-        }
+        // A failed condition: the key has an answer, or another claim.
+        done_unless_unavailable(outcome)
     }
 }
