@@ -243,3 +243,218 @@ fn answers_http(address: SocketAddr) -> bool {
     let mut start = [0u8; 8];
     stream.read_exact(&mut start).is_ok() && start.starts_with(b"HTTP/1.")
 }
+
+/// The fault-injecting proxy (`fault_proxy.py`) in front of an emulator endpoint: forwards every
+/// request unchanged, or answers a fault instead (DynamoDB throttling, S3/SQS 5xx, a connection
+/// dropped before or after the request was forwarded), drawn by a seeded PRNG. The proxy stops
+/// with this handle, and by itself when the test process is gone (its stdin closes).
+pub struct FaultProxy {
+    /// Where the SDK clients send their requests.
+    pub endpoint: String,
+    child: Child,
+    http: reqwest::Client,
+}
+
+/// The proxy's script.
+pub const FAULT_PROXY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/support/fault_proxy.py");
+
+impl FaultProxy {
+    /// Starts the proxy in front of `upstream` with its command-line `args` (`--rate`,
+    /// `--seed`, `--kinds`, `--services`, `--operations`), on a free loopback port.
+    pub async fn start(upstream: &str, args: &[String]) -> FaultProxy {
+        let mut command = Command::new(python_next_to_moto());
+        command
+            .arg(FAULT_PROXY)
+            .arg("--upstream")
+            .arg(upstream)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run the fault proxy {FAULT_PROXY}: {e}"));
+        let stdout = child.stdout.take().expect("the proxy's stdout");
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+                .map(|_| line)
+        })
+        .await
+        .expect("reading the proxy's port")
+        .unwrap_or_else(|e| panic!("the fault proxy printed no port: {e}"));
+        let port: u16 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("the fault proxy printed {line:?} instead of its port"));
+        FaultProxy {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The proxy's counts: requests per service, `faults` per kind, `faults_by_service`
+    /// (`{service}_{kind}`), the SDK's retries it saw (`retry_requests`, `max_attempt`,
+    /// `faulted_invocations`, `faulted_invocations_retried`).
+    pub async fn counts(&self) -> serde_json::Value {
+        self.http
+            .get(format!("{}/__faults", self.endpoint))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("the fault proxy's counts")
+            .json()
+            .await
+            .expect("the fault proxy's counts as JSON")
+    }
+
+    /// Changes the proxy's configuration at once: any of `rate`, `kinds`, `services`,
+    /// `operations` (null: all), `seed`.
+    pub async fn configure(&self, change: serde_json::Value) -> serde_json::Value {
+        self.http
+            .post(format!("{}/__faults", self.endpoint))
+            .json(&change)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("configuring the fault proxy")
+            .json()
+            .await
+            .expect("the fault proxy's configuration as JSON")
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Python of the emulator's virtualenv, else `python3`.
+fn python_next_to_moto() -> String {
+    let python = Path::new(&moto_executable()).with_file_name("python");
+    if python.exists() {
+        python.display().to_string()
+    } else {
+        "python3".to_owned()
+    }
+}
+
+/// moto's TransactWriteItems takes a rollback copy of the whole table once per item of the
+/// transaction; every copy is taken before any item is written, so they are all equal. This
+/// patch makes the first copy of each transaction and hands it out for the others, which
+/// changes none of moto's answers and makes a transaction on a table of a few thousand items
+/// take milliseconds instead of a second.
+const COPY_ONCE_PER_TRANSACTION: &str = r#"
+import copy as _copy
+import threading as _threading
+
+import moto.dynamodb.models as _models
+
+_transaction = _threading.local()
+
+
+class _CopyOncePerTransaction:
+    def __getattr__(self, name):
+        return getattr(_copy, name)
+
+    @staticmethod
+    def deepcopy(value, memo=None):
+        copies = getattr(_transaction, "copies", None)
+        if copies is None:
+            return _copy.deepcopy(value, memo)
+        if id(value) not in copies:
+            copies[id(value)] = _copy.deepcopy(value, memo)
+        return copies[id(value)]
+
+
+_transact_write_items = _models.DynamoDBBackend.transact_write_items
+
+
+def _transact_once(self, transact_items):
+    _transaction.copies = {}
+    try:
+        return _transact_write_items(self, transact_items)
+    finally:
+        _transaction.copies = None
+
+
+_models.copy = _CopyOncePerTransaction()
+_models.DynamoDBBackend.transact_write_items = _transact_once
+"#;
+
+/// A serialized emulator of the caller's own (one request at a time, every write atomic, as
+/// [`Serving::Serialized`]), with moto's per-item table copies of a transaction taken once
+/// (see [`COPY_ONCE_PER_TRANSACTION`]): for a test that writes many users on a table of its
+/// own without waiting behind the other tests' requests. Stops with the test process.
+pub async fn private_serialized_endpoint() -> String {
+    tokio::task::spawn_blocking(|| {
+        let executable = moto_executable();
+        let script = format!("{COPY_ONCE_PER_TRANSACTION}\n{SERIALIZED}");
+        let mut failures = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            let port = free_port();
+            let command = [
+                python_next_to_moto(),
+                "-c".to_owned(),
+                script.clone(),
+                "127.0.0.1".to_owned(),
+                port.to_string(),
+            ];
+            match start_moto_on(&command, port) {
+                Ok(endpoint) => return endpoint,
+                Err(failure) => failures.push(failure),
+            }
+        }
+        panic!(
+            "the AWS emulator could not be started ({executable}):\n{}",
+            failures.join("\n")
+        );
+    })
+    .await
+    .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
+}
+
+/// Adapters over a table, bucket and queue of their own (as [`fresh_aws`]), created on the
+/// emulator at `upstream` directly, whose clients (the SDK configuration of
+/// [`connect_with_credentials`]: timeouts and retries as deployed) then send every request to
+/// `endpoint`, a proxy in front of it.
+pub async fn fresh_aws_behind(upstream: &str, prefix: &str, endpoint: &str) -> AwsAdapters {
+    let name = format!(
+        "bulk-{}-{}-{}",
+        prefix
+            .chars()
+            .map(|c| c.to_ascii_lowercase())
+            .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')
+            .take(30)
+            .collect::<String>(),
+        std::process::id(),
+        RESOURCES.fetch_add(1, Ordering::SeqCst)
+    );
+    let credentials = Credentials::new("testing", "testing", None, None, "bulk-tests");
+    let direct = AwsSettings {
+        table: name.clone(),
+        bucket: name.clone(),
+        queue_url: String::new(),
+        endpoint_url: Some(upstream.to_owned()),
+        region: "us-east-1".to_owned(),
+    };
+    let adapters = connect_with_credentials(&direct, credentials.clone()).await;
+    create_table(&adapters.dynamodb, &name)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create table {name} on {upstream}: {e}"));
+    create_bucket(&adapters.s3, &name)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create bucket {name} on {upstream}: {e}"));
+    let queue_url = create_queue(&adapters.sqs, &name)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create queue {name} on {upstream}: {e}"));
+    let settings = AwsSettings {
+        queue_url,
+        endpoint_url: Some(endpoint.to_owned()),
+        ..direct
+    };
+    connect_with_credentials(&settings, credentials).await
+}
