@@ -10,8 +10,8 @@
 //!
 //! Targeted tests lose one answer each, exactly, where a retried write finds its own first
 //! send applied (a job's start, an idempotency claim, a new job): the product must recognise
-//! its own write. One more, ignored, reproduces a product bug found here (a Workspace batch
-//! retried after a 503 that came after its first writes).
+//! its own write. One more retries a Workspace batch that answered 503 after its first writes:
+//! the retry under the same key resumes the batch's job.
 //!
 //! Every run uses a serialized emulator: a lost answer or an expired visibility timeout can
 //! hand one chunk to two consumers at once, and their racing conditional writes must be
@@ -1250,13 +1250,11 @@ async fn a_lost_answer_to_the_creation_of_a_job_is_not_an_internal_error() {
 
 /// A Workspace batch runs in the request. When a dependency keeps failing after the batch's
 /// users were written (here: the commit of its chunk fails on every attempt the SDK makes), the
-/// request answers 503, "retry later", and its job ends failed. The client's retry, with the
-/// same `Idempotency-Key`, should then complete the batch; instead it runs the batch as a new
-/// one, whose all-or-nothing check finds the first attempt's users and refuses the whole batch:
-/// `400 WKS.00170202 … already exists`, while every user of the batch was in fact created.
+/// request answers 503, "retry later", and its job stays in progress, recorded under the
+/// request's `Idempotency-Key`. The client's retry, with the same key, resumes that job instead
+/// of running the batch anew (whose all-or-nothing check would find the first attempt's users
+/// and refuse them as duplicates), and answers as a batch that succeeded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "product bug: a Workspace batch retried after a 503 that came after its first writes \
-            is refused as duplicates (service/batches.rs run_batch, api/workspace.rs)"]
 async fn a_workspace_batch_failing_after_its_first_writes_can_be_retried() {
     let harness = Harness::start("partial-batch", Emulator::Shared).await;
     harness

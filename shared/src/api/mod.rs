@@ -21,7 +21,7 @@ pub use routes::{
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
-use crate::service::{BulkService, KeyedRequest, Principal};
+use crate::service::{BulkService, KeyTicket, KeyedRequest, Principal};
 
 /// A request as every host hands it over.
 #[derive(Debug, Clone)]
@@ -106,7 +106,7 @@ impl Api {
         service.admit_request(&who).await?;
         let key = match idempotency::key(request)? {
             Some(key) if route.operation.creates_job() => key,
-            _ => return self.run(dialect, &who, base, route, request).await,
+            _ => return self.run(dialect, &who, base, route, request, None).await,
         };
         let fingerprint = idempotency::fingerprint(request, route.operation);
         match service
@@ -115,7 +115,9 @@ impl Api {
         {
             KeyedRequest::Replay(kept) => idempotency::replay(&kept),
             KeyedRequest::Run(ticket) => {
-                let answer = self.run(dialect, &who, base, route, request).await;
+                let answer = self
+                    .run(dialect, &who, base, route, request, Some(&ticket))
+                    .await;
                 let kept = answer.as_ref().ok().and_then(idempotency::keep);
                 service.finish_keyed_request(ticket, kept.as_deref()).await;
                 answer
@@ -130,12 +132,13 @@ impl Api {
         base: &str,
         route: Route,
         request: &ApiRequest,
+        ticket: Option<&KeyTicket>,
     ) -> Result<ApiResponse, ApiError> {
         let service = &self.service;
         match dialect {
             Dialect::Ccai => ccai::handle(service, who, base, route, request).await,
             Dialect::Zendesk => zendesk::handle(service, who, base, route, request).await,
-            Dialect::Workspace => workspace::handle(service, who, route, request).await,
+            Dialect::Workspace => workspace::handle(service, who, route, request, ticket).await,
         }
     }
 

@@ -20,7 +20,7 @@ use super::{json_response, ApiError, ApiRequest, ApiResponse, Operation, Route};
 use crate::auth::SignedRequest;
 use crate::model::{JobKind, RowAction, RowResult, SchemeError, User, UserFilter, UserId, UserKey};
 use crate::passwords::hash_passwords;
-use crate::service::{BulkService, Principal};
+use crate::service::{BulkService, KeyTicket, Principal};
 use crate::validation::{workspace_command, PasswordForm, RowError};
 
 /// Users one `batch-create` may carry.
@@ -35,6 +35,7 @@ pub async fn handle(
     who: &Principal,
     route: Route,
     request: &ApiRequest,
+    ticket: Option<&KeyTicket>,
 ) -> Result<ApiResponse, ApiError> {
     if route.param() != who.tenant.as_str() {
         return Err(ApiError::NotFound(format!(
@@ -43,7 +44,7 @@ pub async fn handle(
         )));
     }
     match route.operation {
-        Operation::WorkspaceBatchCreate => batch_create(service, who, &request.body).await,
+        Operation::WorkspaceBatchCreate => batch_create(service, who, &request.body, ticket).await,
         Operation::WorkspaceListUsers => list_users(service, who, request).await,
         Operation::WorkspaceDeleteUser => {
             let id = route.params.get(1).map(String::as_str).unwrap_or_default();
@@ -106,6 +107,7 @@ async fn batch_create(
     service: &BulkService,
     who: &Principal,
     body: &[u8],
+    ticket: Option<&KeyTicket>,
 ) -> Result<ApiResponse, ApiError> {
     let users = serde_json::from_slice::<CreateBody>(body)
         .map_err(|error| {
@@ -170,6 +172,13 @@ async fn batch_create(
         return Err(answer);
     }
 
+    // The retry of this very request (same key and body) after it failed midway: the users it
+    // wrote exist now, so its job is resumed rather than checked and started again.
+    if let Some(job_id) = ticket.and_then(KeyTicket::resumes) {
+        let results = service.resume_batch(who, job_id).await?;
+        return created(&results);
+    }
+
     // Names and emails that already exist.
     let wanted: Vec<UserKey> = keys.iter().flatten().cloned().collect();
     let existing = service.users_with_keys(who, &wanted).await?;
@@ -202,8 +211,13 @@ async fn batch_create(
     // Hash the initial passwords; the job's file holds only their hashes.
     let records = with_password_hashes(&users).await?;
     let results = service
-        .run_batch(who, JobKind::WorkspaceCreate, &records)
+        .run_batch(who, JobKind::WorkspaceCreate, &records, ticket)
         .await?;
+    created(&results)
+}
+
+/// The answer of a processed batch: `{}`, or the first row that failed.
+fn created(results: &[RowResult]) -> Result<ApiResponse, ApiError> {
     if let Some(failed) = results
         .iter()
         .find(|result| result.action == RowAction::Failed)
@@ -389,7 +403,7 @@ async fn delete_users(
         .map(|id| to_raw(&json!({ "user_id": id.to_string() })))
         .collect::<Result<_, _>>()?;
     let results = service
-        .run_batch(who, JobKind::WorkspaceDelete, &records)
+        .run_batch(who, JobKind::WorkspaceDelete, &records, None)
         .await?;
     if let Some(failed) = results
         .iter()

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{TenantId, Timestamp};
+use super::{JobId, TenantId, Timestamp};
 
 /// How long an answer is kept for its key, in seconds: a retry within a day gets it again.
 pub const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 60 * 60;
@@ -27,12 +27,20 @@ pub struct IdempotentRequest {
     pub claimed_at: Timestamp,
     /// The answer given, once the request has finished; `None` while it runs.
     pub answer: Option<String>,
+    /// The job the request recorded, when it records one and runs it before answering (a
+    /// Huawei batch): a retry after the request failed resumes that job.
+    #[serde(default)]
+    pub job_id: Option<JobId>,
 }
 
 impl IdempotentRequest {
     /// Whether the record still holds its key at `now`: an answer for a day, a claim without
     /// one while its request may still be running.
     pub fn holds_key_at(&self, now: Timestamp) -> bool {
+        if self.answer.is_none() && self.claim_id.is_empty() {
+            // Given up by a request that failed after recording its job: free to resume.
+            return false;
+        }
         let held_for = if self.answer.is_some() {
             IDEMPOTENCY_TTL_SECONDS
         } else {
@@ -46,8 +54,9 @@ impl IdempotentRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyClaim {
     /// The key was free (never used, or its record no longer holds it): the caller runs the
-    /// request and records its answer.
-    Claimed,
+    /// request and records its answer. `resume` is the job an earlier, failed run of the same
+    /// request recorded.
+    Claimed { resume: Option<JobId> },
     /// Another request holds the key: its record.
     Held(IdempotentRequest),
 }

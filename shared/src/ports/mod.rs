@@ -235,7 +235,8 @@ pub trait TenantStore: Send + Sync {
 pub trait IdempotencyStore: Send + Sync {
     /// Stores `request` (a claim, without answer) unless a record that
     /// [still holds its key](IdempotentRequest::holds_key_at) at `request.claimed_at` exists,
-    /// atomically: of two concurrent claims of a key, one wins.
+    /// atomically: of two concurrent claims of a key, one wins. A claim taking over a record of
+    /// the same request (same fingerprint) that names a job keeps the job and answers it.
     async fn claim_key(&self, request: &IdempotentRequest) -> StoreResult<KeyClaim>;
 
     /// Records the answer of the claim `claim_id`; nothing when the key has another claim now.
@@ -247,7 +248,18 @@ pub trait IdempotencyStore: Send + Sync {
         answer: &str,
     ) -> StoreResult<()>;
 
-    /// Gives up the claim `claim_id` (its request failed), so that a retry runs again.
+    /// Records the job the claim `claim_id`'s request recorded.
+    async fn record_job(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        claim_id: &str,
+        job_id: JobId,
+    ) -> StoreResult<()>;
+
+    /// Gives up the claim `claim_id` (its request failed), so that a retry runs again: the
+    /// record is dropped, or, when it names a job, kept without a claim for the retry to
+    /// resume that job.
     async fn release_key(&self, tenant: &TenantId, key: &str, claim_id: &str) -> StoreResult<()>;
 }
 

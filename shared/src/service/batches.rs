@@ -5,10 +5,12 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::value::RawValue;
 
-use super::{new_file_key, not_proceedable, BulkService, Principal, ServiceError, ServiceResult};
+use super::{
+    new_file_key, not_proceedable, BulkService, KeyTicket, Principal, ServiceError, ServiceResult,
+};
 use crate::model::{
-    ChunkPlan, Job, JobId, JobKind, NewJob, ProceedOutcome, RowResult, SchemeError, SchemeReport,
-    Timestamp, User, UserFilter, UserId, UserKey,
+    ChunkPlan, Job, JobId, JobKind, JobStatus, NewJob, ProceedOutcome, RowResult, SchemeError,
+    SchemeReport, Timestamp, User, UserFilter, UserId, UserKey,
 };
 use crate::ports::PageRequest;
 use crate::processing::{self, ChunkOutcome};
@@ -29,15 +31,22 @@ impl BulkService {
         }
     }
 
-    /// Records a batch as a job and processes it before answering: the rows' results.
+    /// Records a batch as a job and processes it before answering: the rows' results. Under an
+    /// idempotency key the job is recorded with the key, and a dependency failure leaves it in
+    /// progress for the retry to resume ([`BulkService::resume_batch`]); without one, the job
+    /// ends `failed`.
     pub async fn run_batch(
         &self,
         who: &Principal,
         kind: JobKind,
         records: &[Box<RawValue>],
+        ticket: Option<&KeyTicket>,
     ) -> ServiceResult<Vec<RowResult>> {
         self.check_concurrent_jobs(&who.tenant).await?;
         let job = self.record_batch(who, kind, records, Vec::new()).await?;
+        if let Some(ticket) = ticket {
+            self.record_keyed_job(ticket, job.id).await?;
+        }
         let job = match self
             .begin_processing(&who.tenant, job.id, &who.name)
             .await?
@@ -45,23 +54,48 @@ impl BulkService {
             ProceedOutcome::Started(job) => job,
             ProceedOutcome::NotProceedable(job) => return Err(not_proceedable(&job)),
         };
-        for item in job
-            .chunk_plan
-            .work_items(&job.tenant, job.id, job.total_rows)
-        {
-            let outcome =
-                match processing::process_work_item(&self.ports, &item, &self.config.processing)
-                    .await
+        self.finish_batch(who, job, ticket.is_none()).await
+    }
+
+    /// Processes what is left of a batch job an earlier run of the same keyed request left in
+    /// progress, and answers all its rows' results.
+    pub async fn resume_batch(&self, who: &Principal, id: JobId) -> ServiceResult<Vec<RowResult>> {
+        let job = self.job(who, id).await?;
+        self.finish_batch(who, job, false).await
+    }
+
+    /// Processes the chunks of an in-progress batch job not yet committed (all of them, for a
+    /// new job); a dependency failure ends the job `failed` when `fail_on_error`.
+    async fn finish_batch(
+        &self,
+        who: &Principal,
+        job: Job,
+        fail_on_error: bool,
+    ) -> ServiceResult<Vec<RowResult>> {
+        if job.status == JobStatus::InProgress {
+            for item in job
+                .chunk_plan
+                .work_items(&job.tenant, job.id, job.total_rows)
+            {
+                let outcome = match processing::process_work_item(
+                    &self.ports,
+                    &item,
+                    &self.config.processing,
+                )
+                .await
                 {
                     Ok(outcome) => outcome,
                     Err(error) => {
-                        let reason = format!("the batch could not be processed: {error}");
-                        self.fail_job(job.id, &reason).await?;
+                        if fail_on_error {
+                            let reason = format!("the batch could not be processed: {error}");
+                            self.fail_job(job.id, &reason).await?;
+                        }
                         return Err(error.into());
                     }
                 };
-            if let ChunkOutcome::JobFailed { reason } = outcome {
-                return Err(ServiceError::Conflict(reason));
+                if let ChunkOutcome::JobFailed { reason } = outcome {
+                    return Err(ServiceError::Conflict(reason));
+                }
             }
         }
         Ok(self.ports.jobs.results(&who.tenant, job.id).await?)

@@ -5,7 +5,7 @@
 use rand::RngCore;
 
 use super::{BulkService, Principal, ServiceError, ServiceResult};
-use crate::model::{IdempotentRequest, KeyClaim, TenantId, Timestamp};
+use crate::model::{IdempotentRequest, JobId, KeyClaim, TenantId, Timestamp};
 
 /// The longest idempotency key accepted, in characters.
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
@@ -25,6 +25,15 @@ pub struct KeyTicket {
     tenant: TenantId,
     key: String,
     claim_id: String,
+    resume: Option<JobId>,
+}
+
+impl KeyTicket {
+    /// The job an earlier run of this very request recorded and did not finish: the request
+    /// resumes it instead of starting anew.
+    pub fn resumes(&self) -> Option<JobId> {
+        self.resume
+    }
 }
 
 /// The field idempotency errors name: the request header.
@@ -66,13 +75,21 @@ impl BulkService {
             claim_id: hex::encode(claim_id),
             claimed_at: Timestamp::now(),
             answer: None,
+            job_id: None,
         };
         match self.ports.idempotency.claim_key(&request).await? {
-            KeyClaim::Claimed => Ok(KeyedRequest::Run(KeyTicket {
-                tenant: request.tenant,
-                key: request.key,
-                claim_id: request.claim_id,
-            })),
+            KeyClaim::Claimed { resume } => {
+                let ticket = KeyTicket {
+                    tenant: request.tenant,
+                    key: request.key,
+                    claim_id: request.claim_id,
+                    resume,
+                };
+                if let Some(job_id) = resume {
+                    self.record_keyed_job(&ticket, job_id).await?;
+                }
+                Ok(KeyedRequest::Run(ticket))
+            }
             KeyClaim::Held(held) if held.fingerprint != request.fingerprint => {
                 Err(ServiceError::Unprocessable {
                     field: FIELD.to_owned(),
@@ -88,6 +105,19 @@ impl BulkService {
                 ))),
             },
         }
+    }
+
+    /// Records the job a keyed request recorded, so that a retry after a failure resumes it.
+    pub(super) async fn record_keyed_job(
+        &self,
+        ticket: &KeyTicket,
+        job_id: JobId,
+    ) -> ServiceResult<()> {
+        Ok(self
+            .ports
+            .idempotency
+            .record_job(&ticket.tenant, &ticket.key, &ticket.claim_id, job_id)
+            .await?)
     }
 
     /// Records the answer of a keyed request, or gives the key up (`None`: the request failed

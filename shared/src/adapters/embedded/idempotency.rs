@@ -5,7 +5,7 @@ use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::store::{millis, timestamp};
 use super::SqliteStore;
-use crate::model::{IdempotentRequest, KeyClaim, TenantId, IDEMPOTENCY_TTL_SECONDS};
+use crate::model::{IdempotentRequest, JobId, KeyClaim, TenantId, IDEMPOTENCY_TTL_SECONDS};
 use crate::ports::{IdempotencyStore, StoreError, StoreResult};
 
 #[async_trait]
@@ -25,8 +25,8 @@ impl IdempotencyStore for SqliteStore {
                 )?;
                 let held = tx
                     .query_row(
-                        "SELECT fingerprint, claim_id, claimed_at, answer FROM idempotency_keys \
-                         WHERE tenant = ?1 AND key = ?2",
+                        "SELECT fingerprint, claim_id, claimed_at, answer, job_id \
+                         FROM idempotency_keys WHERE tenant = ?1 AND key = ?2",
                         params![request.tenant.as_str(), request.key],
                         |row| {
                             Ok((
@@ -34,11 +34,13 @@ impl IdempotencyStore for SqliteStore {
                                 row.get::<_, String>(1)?,
                                 row.get::<_, i64>(2)?,
                                 row.get::<_, Option<String>>(3)?,
+                                row.get::<_, Option<i64>>(4)?,
                             ))
                         },
                     )
                     .optional()?;
-                if let Some((fingerprint, claim_id, claimed_at, answer)) = held {
+                let mut resume = None;
+                if let Some((fingerprint, claim_id, claimed_at, answer, job_id)) = held {
                     let record = IdempotentRequest {
                         tenant: request.tenant.clone(),
                         key: request.key.clone(),
@@ -46,27 +48,33 @@ impl IdempotencyStore for SqliteStore {
                         claim_id,
                         claimed_at: timestamp(claimed_at)?,
                         answer,
+                        job_id: job_id.and_then(|id| u64::try_from(id).ok()),
                     };
                     if record.holds_key_at(request.claimed_at) {
                         return Ok(KeyClaim::Held(record));
                     }
+                    if record.fingerprint == request.fingerprint {
+                        resume = record.job_id;
+                    }
                 }
                 tx.execute(
                     "INSERT INTO idempotency_keys \
-                     (tenant, key, fingerprint, claim_id, claimed_at, answer) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, NULL) \
+                     (tenant, key, fingerprint, claim_id, claimed_at, answer, job_id) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6) \
                      ON CONFLICT (tenant, key) DO UPDATE SET fingerprint = excluded.fingerprint, \
-                     claim_id = excluded.claim_id, claimed_at = excluded.claimed_at, answer = NULL",
+                     claim_id = excluded.claim_id, claimed_at = excluded.claimed_at, answer = NULL, \
+                     job_id = excluded.job_id",
                     params![
                         request.tenant.as_str(),
                         request.key,
                         request.fingerprint,
                         request.claim_id,
                         millis(request.claimed_at),
+                        resume.and_then(|id| i64::try_from(id).ok()),
                     ],
                 )?;
                 tx.commit()?;
-                Ok(KeyClaim::Claimed)
+                Ok(KeyClaim::Claimed { resume })
             })
             .await
     }
@@ -96,15 +104,44 @@ impl IdempotencyStore for SqliteStore {
             .await
     }
 
+    async fn record_job(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        claim_id: &str,
+        job_id: JobId,
+    ) -> StoreResult<()> {
+        let (tenant, key, claim_id) = (tenant.clone(), key.to_owned(), claim_id.to_owned());
+        let job_id = i64::try_from(job_id)
+            .map_err(|_| StoreError::Corrupt(format!("job id {job_id} is out of range")))?;
+        self.db
+            .call(move |conn| {
+                conn.execute(
+                    "UPDATE idempotency_keys SET job_id = ?4 \
+                     WHERE tenant = ?1 AND key = ?2 AND claim_id = ?3",
+                    params![tenant.as_str(), key, claim_id, job_id],
+                )?;
+                Ok::<_, StoreError>(())
+            })
+            .await
+    }
+
     async fn release_key(&self, tenant: &TenantId, key: &str, claim_id: &str) -> StoreResult<()> {
         let (tenant, key, claim_id) = (tenant.clone(), key.to_owned(), claim_id.to_owned());
         self.db
             .call(move |conn| {
-                conn.execute(
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                tx.execute(
+                    "UPDATE idempotency_keys SET claim_id = '' WHERE tenant = ?1 AND key = ?2 \
+                     AND claim_id = ?3 AND answer IS NULL AND job_id IS NOT NULL",
+                    params![tenant.as_str(), key, claim_id],
+                )?;
+                tx.execute(
                     "DELETE FROM idempotency_keys \
                      WHERE tenant = ?1 AND key = ?2 AND claim_id = ?3 AND answer IS NULL",
                     params![tenant.as_str(), key, claim_id],
                 )?;
+                tx.commit()?;
                 Ok::<_, StoreError>(())
             })
             .await

@@ -162,6 +162,7 @@ CREATE TABLE idempotency_keys (
     claim_id    TEXT NOT NULL,
     claimed_at  INTEGER NOT NULL,
     answer      TEXT,
+    job_id      INTEGER,
     PRIMARY KEY (tenant, key)
 ) WITHOUT ROWID;
 

@@ -6,10 +6,11 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::ReturnValue;
 
 use super::{key, n, s, text_of, unavailable, DynamoStore, Item};
 use crate::model::{
-    IdempotentRequest, KeyClaim, TenantId, Timestamp, CLAIM_TIMEOUT_SECONDS,
+    IdempotentRequest, JobId, KeyClaim, TenantId, Timestamp, CLAIM_TIMEOUT_SECONDS,
     IDEMPOTENCY_TTL_SECONDS,
 };
 use crate::ports::{IdempotencyStore, StoreError, StoreResult};
@@ -33,8 +34,12 @@ fn request_of(tenant: &TenantId, key_text: &str, item: &Item) -> StoreResult<Ide
             .and_then(Timestamp::from_unix_millis)
             .ok_or_else(corrupt)?,
         answer: text_of(item, "answer").map(str::to_owned),
+        job_id: number_of(item, "job_id").and_then(|id| u64::try_from(id).ok()),
     })
 }
+
+/// The `claim_id` of a record given up by a request that failed after recording its job.
+const RELEASED: &str = "";
 
 /// A conditional write by a claim's holder: done when it wrote, and when its condition failed
 /// (the key moved on, so there is nothing left for this claim to do).
@@ -72,8 +77,11 @@ impl IdempotencyStore for DynamoStore {
                 .set_item(Some(item.clone()))
                 .condition_expression(
                     "attribute_not_exists(pk) OR claimed_at < :expired \
-                     OR (attribute_not_exists(answer) AND claimed_at < :stale)",
+                     OR (attribute_not_exists(answer) \
+                         AND (claimed_at < :stale OR claim_id = :released))",
                 )
+                .expression_attribute_values(":released", s(RELEASED))
+                .return_values(ReturnValue::AllOld)
                 .expression_attribute_values(
                     ":expired",
                     n(at.plus_seconds(-IDEMPOTENCY_TTL_SECONDS).unix_millis()),
@@ -85,7 +93,22 @@ impl IdempotencyStore for DynamoStore {
                 .send()
                 .await;
             match put {
-                Ok(_) => return Ok(KeyClaim::Claimed),
+                Ok(out) => {
+                    // Taking over a record of the same request that names its job: resume it
+                    // (an expired record starts afresh).
+                    let taken_over = out
+                        .attributes
+                        .filter(|old| !old.is_empty())
+                        .map(|old| request_of(&request.tenant, &request.key, &old))
+                        .transpose()?;
+                    let resume = taken_over
+                        .filter(|old| {
+                            old.fingerprint == request.fingerprint
+                                && old.claimed_at > at.plus_seconds(-IDEMPOTENCY_TTL_SECONDS)
+                        })
+                        .and_then(|old| old.job_id);
+                    return Ok(KeyClaim::Claimed { resume });
+                }
                 Err(error)
                     if matches!(
                         error.as_service_error(),
@@ -101,7 +124,7 @@ impl IdempotencyStore for DynamoStore {
                 // The SDK sends the put again when its answer was lost: a key held by this very
                 // claim is claimed, not held by a request still running.
                 if held.claim_id == request.claim_id {
-                    return Ok(KeyClaim::Claimed);
+                    return Ok(KeyClaim::Claimed { resume: None });
                 }
                 return Ok(KeyClaim::Held(held));
             }
@@ -138,12 +161,52 @@ impl IdempotencyStore for DynamoStore {
         done_unless_unavailable(outcome)
     }
 
+    async fn record_job(
+        &self,
+        tenant: &TenantId,
+        key_text: &str,
+        claim_id: &str,
+        job_id: JobId,
+    ) -> StoreResult<()> {
+        let outcome = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(request_key(tenant, key_text)))
+            .update_expression("SET job_id = :job")
+            .condition_expression("claim_id = :claim")
+            .expression_attribute_values(":job", n(job_id))
+            .expression_attribute_values(":claim", s(claim_id))
+            .send()
+            .await;
+        done_unless_unavailable(outcome)
+    }
+
     async fn release_key(
         &self,
         tenant: &TenantId,
         key_text: &str,
         claim_id: &str,
     ) -> StoreResult<()> {
+        // A record naming its job is kept, given up, for a retry to resume the job.
+        let kept = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(request_key(tenant, key_text)))
+            .update_expression("SET claim_id = :released")
+            .condition_expression(
+                "claim_id = :claim AND attribute_not_exists(answer) AND attribute_exists(job_id)",
+            )
+            .expression_attribute_values(":released", s(RELEASED))
+            .expression_attribute_values(":claim", s(claim_id))
+            .send()
+            .await;
+        match kept {
+            Ok(_) => return Ok(()),
+            Err(error) if error.code() == Some("ConditionalCheckFailedException") => {}
+            Err(error) => return Err(unavailable(error)),
+        }
         let outcome = self
             .client
             .delete_item()
