@@ -1,12 +1,51 @@
 //! `IdempotencyStore` on SQLite: one row per (tenant, key).
 
 use async_trait::async_trait;
+use rusqlite::types::Value;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::store::{millis, timestamp};
 use super::SqliteStore;
 use crate::model::{IdempotentRequest, JobId, KeyClaim, TenantId, IDEMPOTENCY_TTL_SECONDS};
 use crate::ports::{IdempotencyStore, StoreError, StoreResult};
+
+/// What the holder of a claim records on its key's row.
+#[derive(Clone, Copy)]
+enum Claimed {
+    Answer,
+    JobId,
+}
+
+impl SqliteStore {
+    /// Sets one column of a key's row while the claim `claim_id` holds it; nothing when
+    /// another claim does.
+    async fn set_while_claimed(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        claim_id: &str,
+        column: Claimed,
+        value: Value,
+    ) -> StoreResult<()> {
+        let (tenant, key, claim_id) = (tenant.clone(), key.to_owned(), claim_id.to_owned());
+        let sql = match column {
+            Claimed::Answer => {
+                "UPDATE idempotency_keys SET answer = ?4 \
+                 WHERE tenant = ?1 AND key = ?2 AND claim_id = ?3"
+            }
+            Claimed::JobId => {
+                "UPDATE idempotency_keys SET job_id = ?4 \
+                 WHERE tenant = ?1 AND key = ?2 AND claim_id = ?3"
+            }
+        };
+        self.db
+            .call(move |conn| {
+                conn.execute(sql, params![tenant.as_str(), key, claim_id, value])?;
+                Ok::<_, StoreError>(())
+            })
+            .await
+    }
+}
 
 #[async_trait]
 impl IdempotencyStore for SqliteStore {
@@ -86,21 +125,8 @@ impl IdempotencyStore for SqliteStore {
         claim_id: &str,
         answer: &str,
     ) -> StoreResult<()> {
-        let (tenant, key, claim_id, answer) = (
-            tenant.clone(),
-            key.to_owned(),
-            claim_id.to_owned(),
-            answer.to_owned(),
-        );
-        self.db
-            .call(move |conn| {
-                conn.execute(
-                    "UPDATE idempotency_keys SET answer = ?4 \
-                     WHERE tenant = ?1 AND key = ?2 AND claim_id = ?3",
-                    params![tenant.as_str(), key, claim_id, answer],
-                )?;
-                Ok::<_, StoreError>(())
-            })
+        let answer = Value::Text(answer.to_owned());
+        self.set_while_claimed(tenant, key, claim_id, Claimed::Answer, answer)
             .await
     }
 
@@ -111,19 +137,16 @@ impl IdempotencyStore for SqliteStore {
         claim_id: &str,
         job_id: JobId,
     ) -> StoreResult<()> {
-        let (tenant, key, claim_id) = (tenant.clone(), key.to_owned(), claim_id.to_owned());
         let job_id = i64::try_from(job_id)
             .map_err(|_| StoreError::Corrupt(format!("job id {job_id} is out of range")))?;
-        self.db
-            .call(move |conn| {
-                conn.execute(
-                    "UPDATE idempotency_keys SET job_id = ?4 \
-                     WHERE tenant = ?1 AND key = ?2 AND claim_id = ?3",
-                    params![tenant.as_str(), key, claim_id, job_id],
-                )?;
-                Ok::<_, StoreError>(())
-            })
-            .await
+        self.set_while_claimed(
+            tenant,
+            key,
+            claim_id,
+            Claimed::JobId,
+            Value::Integer(job_id),
+        )
+        .await
     }
 
     async fn release_key(&self, tenant: &TenantId, key: &str, claim_id: &str) -> StoreResult<()> {

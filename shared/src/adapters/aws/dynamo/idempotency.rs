@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::{key, n, s, text_of, unavailable, DynamoStore, Item};
 use crate::model::{
@@ -51,6 +51,33 @@ where
         Ok(_) => Ok(()),
         Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(()),
         Err(error) => Err(unavailable(error)),
+    }
+}
+
+impl DynamoStore {
+    /// Sets one attribute of a key's record while the claim `claim_id` holds it; nothing when
+    /// another claim does.
+    async fn set_while_claimed(
+        &self,
+        tenant: &TenantId,
+        key_text: &str,
+        claim_id: &str,
+        attribute: &str,
+        value: AttributeValue,
+    ) -> StoreResult<()> {
+        let outcome = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(request_key(tenant, key_text)))
+            .update_expression("SET #attribute = :value")
+            .condition_expression("claim_id = :claim")
+            .expression_attribute_names("#attribute", attribute)
+            .expression_attribute_values(":value", value)
+            .expression_attribute_values(":claim", s(claim_id))
+            .send()
+            .await;
+        done_unless_unavailable(outcome)
     }
 }
 
@@ -146,19 +173,9 @@ impl IdempotencyStore for DynamoStore {
         claim_id: &str,
         answer: &str,
     ) -> StoreResult<()> {
-        let outcome = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(request_key(tenant, key_text)))
-            .update_expression("SET answer = :answer")
-            .condition_expression("claim_id = :claim")
-            .expression_attribute_values(":answer", s(answer))
-            .expression_attribute_values(":claim", s(claim_id))
-            .send()
-            .await;
         // A failed condition: another claim holds the key now, and its request's answer counts.
-        done_unless_unavailable(outcome)
+        self.set_while_claimed(tenant, key_text, claim_id, "answer", s(answer))
+            .await
     }
 
     async fn record_job(
@@ -168,18 +185,8 @@ impl IdempotencyStore for DynamoStore {
         claim_id: &str,
         job_id: JobId,
     ) -> StoreResult<()> {
-        let outcome = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(request_key(tenant, key_text)))
-            .update_expression("SET job_id = :job")
-            .condition_expression("claim_id = :claim")
-            .expression_attribute_values(":job", n(job_id))
-            .expression_attribute_values(":claim", s(claim_id))
-            .send()
-            .await;
-        done_unless_unavailable(outcome)
+        self.set_while_claimed(tenant, key_text, claim_id, "job_id", n(job_id))
+            .await
     }
 
     async fn release_key(
