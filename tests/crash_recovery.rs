@@ -3,13 +3,13 @@
 //! same users, the same update error log and the same counts as the same job run without a
 //! crash — no row lost, none applied twice, none counted twice — and leaves nothing queued.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bulk_tests::local_server::LocalServer;
 use bulk_tests::{multipart, Part, BOUNDARY, PREFIX};
-use bulk_users::model::{TenantId, UserFilter};
+use bulk_users::model::{TenantId, User, UserFilter};
 use bulk_users::ports::PageRequest;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -30,12 +30,17 @@ const BATCH_ROWS: usize = 20;
 /// gets one error each). Spread over both halves, the first and the last row included.
 const FAILING: [usize; 7] = [0, 1_234, 5_000, 9_999, 10_000, 15_555, ROWS - 1];
 
-/// When the crash run kills the process: each time the (re)started process has worked for a
-/// pseudo-random 300–900 ms and the job has processed at least the next of these shares of
-/// its rows, plus a pseudo-random 0–5 %. The kills spread over the whole job, so they land in
-/// updates and in creations, and the last one well before the end.
+/// When the crash run kills the process: each time the job has processed at least the next
+/// of these shares of its rows, plus a pseudo-random 0–5 % (and at least one more chunk than
+/// at the kill before), and then a pseudo-random 5–40 ms more, a fraction of a chunk, so the
+/// kill lands inside chunks rather than just after a commit. The kills spread over the whole
+/// job, so they land in updates and in creations, and the last one well before the end.
 const KILL_AT_PERCENT: [u64; 5] = [5, 25, 45, 62, 78];
-const WORK_BEFORE_KILL_MS: std::ops::Range<u64> = 300..900;
+const AFTER_TARGET_MS: std::ops::Range<u64> = 5..40;
+/// Should no kill have interrupted a chunk of updates, or none a chunk of creations, the
+/// crash run kills again every 2 % of the rows until one has, at most this many kills in all.
+const MAX_KILLS: usize = 10;
+const EXTRA_KILL_EVERY_PERCENT: u64 = 2;
 const SEED: u64 = 0x00c0_ffee_d00d_2024;
 
 fn server_env() -> Vec<(&'static str, String)> {
@@ -299,10 +304,9 @@ impl Client {
         }
     }
 
-    /// Every user, page by page, keyed by email, and the highest user id.
-    async fn users(&self) -> (BTreeMap<String, Value>, u64) {
+    /// Every user, page by page, keyed by email.
+    async fn users(&self) -> BTreeMap<String, Value> {
         let mut users = BTreeMap::new();
-        let mut max_id = 0;
         for page in 1.. {
             let listed = self.get(&format!("config?page={page}&per_page=1000")).await;
             let listed = listed.as_array().expect("a page of users").clone();
@@ -311,7 +315,6 @@ impl Client {
             }
             for user in listed {
                 let email = user["email"].as_str().expect("email").to_owned();
-                max_id = max_id.max(user["id"].as_u64().expect("user id"));
                 let user = comparable_user(user);
                 assert!(
                     users.insert(email.clone(), user).is_none(),
@@ -319,7 +322,7 @@ impl Client {
                 );
             }
         }
-        (users, max_id)
+        users
     }
 }
 
@@ -365,11 +368,25 @@ fn comparable_job(mut job: Value) -> Value {
 /// in both runs: `version` counts the saves of the user (a row applied twice would have saved
 /// it once more), `last_change` is the job row that last changed it and how.
 async fn stored_users(dir: &Path) -> BTreeMap<String, Value> {
+    let mut users = BTreeMap::new();
+    for user in all_stored_users(dir).await {
+        let email = user.email.clone().expect("every user has an email");
+        let value = comparable_user(serde_json::to_value(&user).unwrap());
+        assert!(
+            users.insert(email.clone(), value).is_none(),
+            "{email} stored twice"
+        );
+    }
+    users
+}
+
+/// Every user of the tenant, straight from the store of a stopped server.
+async fn all_stored_users(dir: &Path) -> Vec<User> {
     let store = bulk_users::adapters::embedded::open(dir)
         .await
         .expect("open the store");
     let tenant = TenantId::parse(TENANT).unwrap();
-    let mut users = BTreeMap::new();
+    let mut users = Vec::new();
     for page in 1.. {
         let (listed, _) = store
             .ports
@@ -387,16 +404,33 @@ async fn stored_users(dir: &Path) -> BTreeMap<String, Value> {
         if listed.is_empty() {
             break;
         }
-        for user in listed {
-            let email = user.email.clone().expect("every user has an email");
-            let value = comparable_user(serde_json::to_value(&user).unwrap());
-            assert!(
-                users.insert(email.clone(), value).is_none(),
-                "{email} stored twice"
-            );
-        }
+        users.extend(listed);
     }
     users
+}
+
+/// The chunks of `job` a kill interrupted part-way, as the store of the killed server shows
+/// them: some of their rows are saved, but the chunk is not committed.
+async fn interrupted_chunks(dir: &Path, job: u64) -> BTreeSet<u64> {
+    let committed: BTreeSet<u64> = bulk_users::adapters::embedded::open(dir)
+        .await
+        .expect("open the store")
+        .ports
+        .jobs
+        .committed_chunks(job)
+        .await
+        .expect("committed chunks")
+        .into_iter()
+        .map(u64::from)
+        .collect();
+    all_stored_users(dir)
+        .await
+        .iter()
+        .filter_map(|user| user.last_change.as_ref())
+        .filter(|stamp| stamp.job == job)
+        .map(|stamp| (stamp.row - 1) / ROWS_PER_CHUNK as u64)
+        .filter(|chunk| !committed.contains(chunk))
+        .collect()
 }
 
 /// Messages left in the durable work queue.
@@ -424,13 +458,45 @@ struct Outcome {
     update_errors: Value,
     users: BTreeMap<String, Value>,
     stored: BTreeMap<String, Value>,
-    /// Progress of the main job just before each kill.
-    kills: Vec<(String, u64)>,
-    /// The highest user id.
-    max_id: u64,
+    kills: Vec<Kill>,
 }
 
-async fn run(scenario: Scenario, kills: usize) -> Outcome {
+/// One kill of the crash run.
+#[derive(Debug)]
+struct Kill {
+    /// The main job's status and rows processed just before the kill.
+    status: String,
+    processed: u64,
+    /// The chunks it interrupted part-way (see [`interrupted_chunks`]).
+    interrupted: BTreeSet<u64>,
+}
+
+impl Kill {
+    fn mid_job(&self) -> bool {
+        self.status == "in_progress" && self.processed > 0 && self.processed < ROWS as u64
+    }
+
+    /// Whether it interrupted a chunk of the first half (updates), or of the second
+    /// (creations).
+    fn interrupted_updates(&self) -> bool {
+        self.interrupted
+            .iter()
+            .any(|chunk| chunk * (ROWS_PER_CHUNK as u64) < HALF as u64)
+    }
+
+    fn interrupted_creations(&self) -> bool {
+        self.interrupted
+            .iter()
+            .any(|chunk| chunk * (ROWS_PER_CHUNK as u64) >= HALF as u64)
+    }
+}
+
+/// Whether the kills so far interrupted a chunk of updates and a chunk of creations.
+fn interrupted_both_halves(kills: &[Kill]) -> bool {
+    kills.iter().any(Kill::interrupted_updates) && kills.iter().any(Kill::interrupted_creations)
+}
+
+async fn run(scenario: Scenario, crash: bool) -> Outcome {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let mut server = start(dir.path());
@@ -445,13 +511,17 @@ async fn run(scenario: Scenario, kills: usize) -> Outcome {
     client.proceed(main).await;
 
     let mut moments = Moments(SEED);
-    let mut progress_at_kills = Vec::new();
-    for percent in KILL_AT_PERCENT.iter().take(kills) {
-        let work = Duration::from_millis(moments.next_in(WORK_BEFORE_KILL_MS));
-        let target = ROWS as u64 * (percent + moments.next_in(0..5)) / 100;
-        tokio::time::sleep(work).await;
+    let mut kills: Vec<Kill> = Vec::new();
+    while crash && kills.len() < MAX_KILLS {
+        let done = kills.last().map_or(0, |kill| kill.processed);
+        let percent = match KILL_AT_PERCENT.get(kills.len()) {
+            Some(percent) => percent + moments.next_in(0..5),
+            None if interrupted_both_halves(&kills) => break,
+            None => done * 100 / ROWS as u64 + EXTRA_KILL_EVERY_PERCENT,
+        };
+        let target = (ROWS as u64 * percent / 100).max(done + ROWS_PER_CHUNK as u64);
         let deadline = Instant::now() + Duration::from_secs(60);
-        let at_kill = loop {
+        let (status, processed) = loop {
             let at = progress(&client.job(main).await);
             if at.0 != "in_progress" || at.1 >= target {
                 break at;
@@ -460,10 +530,18 @@ async fn run(scenario: Scenario, kills: usize) -> Outcome {
                 Instant::now() < deadline,
                 "job {main} did not reach {target} rows processed: {at:?}"
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         };
-        progress_at_kills.push(at_kill);
+        if status != "in_progress" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(moments.next_in(AFTER_TARGET_MS))).await;
         server.kill();
+        kills.push(Kill {
+            status,
+            processed,
+            interrupted: interrupted_chunks(dir.path(), main).await,
+        });
         server = start(dir.path());
         client = Client::new(&server);
     }
@@ -495,7 +573,7 @@ async fn run(scenario: Scenario, kills: usize) -> Outcome {
         .collect();
     assert_eq!(statuses, vec![(main, "completed"), (setup, "completed")]);
     let update_errors = client.get(&format!("errors/update/{main}")).await;
-    let (users, max_id) = client.users().await;
+    let users = client.users().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         client.get("jobs").await,
@@ -512,8 +590,8 @@ async fn run(scenario: Scenario, kills: usize) -> Outcome {
     drop(server);
     let stored = stored_users(dir.path()).await;
     println!(
-        "  {} run: main job completed at {:.1} s, whole run {:.1} s, highest user id {max_id}",
-        if kills == 0 { "clean" } else { "crash" },
+        "  {} run: main job completed at {:.1} s, whole run {:.1} s",
+        if crash { "crash" } else { "clean" },
         processed_in.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
@@ -523,8 +601,7 @@ async fn run(scenario: Scenario, kills: usize) -> Outcome {
         update_errors,
         users,
         stored,
-        kills: progress_at_kills,
-        max_id,
+        kills,
     }
 }
 
@@ -539,7 +616,7 @@ async fn whole_jobs_survive_processor_kills_exactly() {
 }
 
 async fn crash_run_equals_clean_run(scenario: Scenario) {
-    let clean = run(scenario, 0).await;
+    let clean = run(scenario, false).await;
 
     // The clean run is what the jobs say: every row counted once, the failing rows as errors
     // and the rows applied with a warning as warnings in the update error log, in row order.
@@ -613,46 +690,26 @@ async fn crash_run_equals_clean_run(scenario: Scenario) {
         BTreeMap::from([(1, setup_only + created), (2, HALF - setup_only)]),
     );
 
-    let crashed = run(scenario, KILL_AT_PERCENT.len()).await;
-    println!(
-        "  progress (status, rows processed of {ROWS}) at each kill: {:?}",
-        crashed.kills
-    );
-    let mid_job = crashed
-        .kills
-        .iter()
-        .filter(|(status, done)| status == "in_progress" && *done > 0 && *done < ROWS as u64)
-        .count();
+    let crashed = run(scenario, true).await;
+    println!("  the kills (status and rows processed of {ROWS} just before, chunks interrupted):");
+    for kill in &crashed.kills {
+        println!(
+            "    {} {} {:?}",
+            kill.status, kill.processed, kill.interrupted
+        );
+    }
+    let mid_job = crashed.kills.iter().filter(|kill| kill.mid_job()).count();
     assert!(
         mid_job >= 3,
         "only {mid_job} kills landed while the job was part done: {:?}",
         crashed.kills
     );
-    let (in_updates, in_creations) = (
-        crashed
-            .kills
-            .iter()
-            .filter(|(_, done)| *done < HALF as u64)
-            .count(),
-        crashed
-            .kills
-            .iter()
-            .filter(|(s, done)| s == "in_progress" && *done >= HALF as u64)
-            .count(),
-    );
+    // A kill between a chunk's first saved batch and its commit: the chunk runs again, over
+    // rows it has already applied (and, creating users, with a new block of ids).
     assert!(
-        in_updates >= 1 && in_creations >= 1,
-        "kills while updating and while creating users: {:?}",
+        interrupted_both_halves(&crashed.kills),
+        "no kill interrupted a chunk of updates and one of creations part-way: {:?}",
         crashed.kills
-    );
-    // A chunk that creates users reserves ids for all of them when it starts; run again after
-    // a kill, it reserves new ones. Ids given up show chunks killed between start and commit.
-    assert!(
-        crashed.max_id > clean.max_id,
-        "no chunk creating users was killed part-way: highest user id {} after the crash run, \
-         {} after the clean run",
-        crashed.max_id,
-        clean.max_id
     );
 
     let entries = |log: &Value| log.as_array().expect("an update error log").clone();
