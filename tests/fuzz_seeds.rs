@@ -7,6 +7,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
+#[path = "../shared/fuzz/checks/common.rs"]
+mod common;
 #[path = "../shared/fuzz/checks/dialect_bodies.rs"]
 mod dialect_bodies;
 #[path = "../shared/fuzz/checks/job_file.rs"]

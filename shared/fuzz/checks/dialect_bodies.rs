@@ -11,17 +11,17 @@
 //! - a batch written as a job file (records joined into an array, cut in chunks) reads back,
 //!   chunk by chunk through a small buffer, as exactly the records sent.
 
-use std::sync::OnceLock;
-
 use bulk_users::jobfile::ArrayReader;
-use bulk_users::model::{JobKind, TenantId, TenantSettings};
+use bulk_users::model::JobKind;
 use bulk_users::validation::{
     record_command, workspace_command, zendesk_command, Intent, PasswordForm, Target, UserCommand,
-    UserPatch, ValidationContext,
+    UserPatch,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+use crate::common::{context, runtime};
 
 /// Most users one Zendesk request carries.
 const MAX_ZENDESK_USERS: usize = 100;
@@ -48,24 +48,6 @@ struct UsersBody {
 #[derive(Deserialize)]
 struct CreateBody {
     users: Option<Vec<Box<RawValue>>>,
-}
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("a current-thread runtime")
-    })
-}
-
-fn context() -> &'static ValidationContext {
-    static CONTEXT: OnceLock<ValidationContext> = OnceLock::new();
-    CONTEXT.get_or_init(|| {
-        ValidationContext::new(&TenantSettings::with_defaults(
-            TenantId::parse("fuzz").expect("a tenant id"),
-        ))
-    })
 }
 
 fn names_its_user(target: &Target) -> bool {

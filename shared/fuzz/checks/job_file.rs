@@ -15,34 +15,15 @@
 //!   into exactly serde_json's elements.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::OnceLock;
 
 use bulk_users::jobfile::{ArrayReader, Element, ScanError};
-use bulk_users::model::{JobKind, JobStatus, Limits, SchemeReport, TenantId, TenantSettings};
-use bulk_users::validation::{
-    check_row, record_command, validate_file, FileValidation, ValidationContext, FIELDS,
-};
+use bulk_users::model::{JobKind, JobStatus, Limits, SchemeReport, TenantId};
+use bulk_users::validation::{check_row, record_command, validate_file, FileValidation, FIELDS};
 use serde_json::value::RawValue;
 
+use crate::common::{context, runtime};
+
 const BOM: &[u8] = b"\xEF\xBB\xBF";
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("a current-thread runtime")
-    })
-}
-
-fn context() -> &'static ValidationContext {
-    static CONTEXT: OnceLock<ValidationContext> = OnceLock::new();
-    CONTEXT.get_or_init(|| {
-        ValidationContext::new(&TenantSettings::with_defaults(
-            TenantId::parse("fuzz").expect("a tenant id"),
-        ))
-    })
-}
 
 /// One way of validating a file.
 #[derive(Debug, Clone, Copy)]
