@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use bulk_tests::{on_both_stores, users_file, Backend, Body, TestApp, PREFIX};
-use bulk_users::service::{IntakeOutcome, SettingsChange, DROP_USER_NAME};
+use bulk_users::model::{JobKind, NewJob, TenantId, Timestamp};
+use bulk_users::service::{IncomingKey, IntakeOutcome, SettingsChange, DROP_USER_NAME};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -15,6 +16,7 @@ on_both_stores!(
     a_dropped_file_in_proceed_is_processed,
     files_that_cannot_become_jobs_are_moved_aside,
     a_redelivered_notification_takes_a_file_in_once,
+    a_drop_stopped_after_its_move_is_finished_by_the_slot_notification,
 );
 
 async fn put(app: &TestApp, key: &str, body: &str) {
@@ -197,6 +199,78 @@ async fn a_redelivered_notification_takes_a_file_in_once(app: TestApp) {
         app.get(&format!("jobs/{}", job.id)).await.body["affected_rows"],
         2
     );
+}
+
+/// The intake adopts a dropped file in three steps: the job is created (its file the dropped
+/// key), the file is moved into the job's slot, the job is pointed at the slot. Stopped between
+/// the last two (a crash, a failed write), the drop's redelivered notification finds its key
+/// gone; the slot's own notification finishes the adoption, so the file is still processed,
+/// once. A slot of another job, or of a job whose dropped file is still there, is ignored.
+async fn a_drop_stopped_after_its_move_is_finished_by_the_slot_notification(app: TestApp) {
+    let dropped = "incoming/acme/proceed/users.json";
+    put(&app, dropped, &users_file(3, "")).await;
+    let size = users_file(3, "").len() as u64;
+    let ports = app.service.ports();
+    let tenant = TenantId::parse("acme").unwrap();
+    // What the intake did before it stopped: the job created, the file moved.
+    let job = ports
+        .jobs
+        .create_job(NewJob {
+            kind: JobKind::Upload,
+            tenant: tenant.clone(),
+            filename: "users.json".to_owned(),
+            file_key: dropped.to_owned(),
+            file_bytes: size,
+            uploaded_api_user_name: DROP_USER_NAME.to_owned(),
+            created_at: Timestamp::now(),
+        })
+        .await
+        .expect("create the job");
+    let slot = IncomingKey::slot(&tenant, job.id, true, "users.json");
+    // Before the move, the slot's notification (of a file put there by hand) changes nothing.
+    put(&app, &slot, &users_file(3, "")).await;
+    assert!(matches!(
+        app.service.intake(&slot).await.unwrap(),
+        IntakeOutcome::Ignored { .. }
+    ));
+    ports.files.rename(dropped, &slot).await.expect("move");
+
+    // The drop's notification again: its key is gone.
+    assert!(matches!(
+        app.service.intake(dropped).await.unwrap(),
+        IntakeOutcome::Ignored { .. }
+    ));
+    // A slot naming another job id is not this job's file.
+    let elsewhere = IncomingKey::slot(&tenant, job.id + 1, true, "users.json");
+    put(&app, &elsewhere, &users_file(1, "")).await;
+    let outcome = app.service.intake(&elsewhere).await.unwrap();
+    assert!(
+        !matches!(&outcome, IntakeOutcome::Job(other) if other.id == job.id),
+        "{outcome:?}"
+    );
+    // The slot's notification finishes the adoption: validated and proceeded.
+    let IntakeOutcome::Job(taken) = app.service.intake(&slot).await.unwrap() else {
+        panic!("the slot's notification did not take the file in")
+    };
+    assert_eq!((taken.id, taken.file_key.as_str()), (job.id, slot.as_str()));
+    // Delivered again, it changes nothing.
+    let IntakeOutcome::Job(again) = app.service.intake(&slot).await.unwrap() else {
+        panic!("not a job")
+    };
+    assert_eq!(again.id, job.id);
+    app.drain().await;
+    let record = app.get(&format!("jobs/{}", job.id)).await.body;
+    assert_eq!(
+        (
+            &record["status"],
+            &record["affected_rows"],
+            &record["failed_rows"]
+        ),
+        (&json!("completed"), &json!(3), &json!(0)),
+        "{record}"
+    );
+    let users = app.get("config?per_page=100").await.body;
+    assert_eq!(users.as_array().map(Vec::len), Some(3), "{users}");
 }
 
 /// Receives the intake queue's messages and hands them to the intake function's handler until

@@ -5,6 +5,9 @@ use std::time::{Duration, Instant};
 
 use bulk_tests::local_server::{admin, LocalServer};
 use bulk_tests::{multipart, users_file, Part, BOUNDARY, PREFIX};
+use bulk_users::model::{JobKind, NewJob, TenantId, Timestamp};
+use bulk_users::service::{IncomingKey, DROP_USER_NAME};
+use bytes::Bytes;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -371,4 +374,146 @@ async fn files_dropped_into_the_drop_folder_become_jobs() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A process killed while it took in dropped files leaves them part way: moved out of the drop
+/// folder but no job yet, a job whose file was moved into its slot but not recorded, a job
+/// pointed at its file but not validated. Locally no notification is delivered again: the next
+/// start takes each of them in, once, and leaves the jobs it had finished with alone.
+#[tokio::test]
+async fn files_a_killed_process_was_taking_in_are_taken_in_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(dir.path(), &seeded());
+    let client = Client::new(&server, "acme", SECRET);
+    // A file dropped and processed before: its job is finished with.
+    let drop_dir = dir.path().join("drop/acme/proceed");
+    std::fs::create_dir_all(&drop_dir).unwrap();
+    std::fs::write(drop_dir.join(".first.json.part"), users_file(2, "")).unwrap();
+    std::fs::rename(
+        drop_dir.join(".first.json.part"),
+        drop_dir.join("first.json"),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut done = loop {
+        let (_, listed) = client.get("jobs").await;
+        if let Some(job) = listed.get(0).filter(|job| job["status"] == "completed") {
+            break job.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first drop never completed: {listed}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    server.kill();
+
+    // What the killed process left, made with the store's own ports while nothing runs.
+    let store = bulk_users::adapters::embedded::open(dir.path())
+        .await
+        .expect("open the store");
+    let (jobs, files) = (&store.ports.jobs, &store.ports.files);
+    let tenant = TenantId::parse("acme").unwrap();
+    // Each file's users are its own: `{name}{i}@example.com`.
+    let file_of = |name: &str, rows: usize| -> Bytes {
+        let users: Vec<Value> = (0..rows)
+            .map(|i| json!({"email": format!("{name}{i}@example.com"), "first_name": "F", "last_name": "L"}))
+            .collect();
+        Bytes::from(Value::Array(users).to_string())
+    };
+    let put = |key: &'static str, name: &'static str, rows: usize| {
+        let body = file_of(name, rows);
+        async move { files.put(key, body).await.expect("put") }
+    };
+    let new_job = |key: &str, filename: &str| NewJob {
+        kind: JobKind::Upload,
+        tenant: tenant.clone(),
+        filename: filename.to_owned(),
+        file_key: key.to_owned(),
+        file_bytes: 1,
+        uploaded_api_user_name: DROP_USER_NAME.to_owned(),
+        created_at: Timestamp::now(),
+    };
+    // Moved out of the drop folder, no job yet.
+    put("incoming/acme/proceed/imported.json", "imported", 3).await;
+    // Job created, file moved into its slot, the job not pointed at it.
+    put("incoming/acme/proceed/moved.json", "moved", 4).await;
+    let moved = jobs
+        .create_job(new_job("incoming/acme/proceed/moved.json", "moved.json"))
+        .await
+        .unwrap();
+    let moved_slot = IncomingKey::slot(&tenant, moved.id, true, "moved.json");
+    files
+        .rename("incoming/acme/proceed/moved.json", &moved_slot)
+        .await
+        .unwrap();
+    // Job pointed at its file in its slot, not validated (not in proceed/: validated only).
+    let pointed = jobs
+        .create_job(new_job(
+            "incoming/acme/unvalidated.json",
+            "unvalidated.json",
+        ))
+        .await
+        .unwrap();
+    let pointed_slot = IncomingKey::slot(&tenant, pointed.id, false, "unvalidated.json");
+    let unvalidated = file_of("unvalidated", 5);
+    files.put(&pointed_slot, unvalidated.clone()).await.unwrap();
+    jobs.replace_file(
+        &tenant,
+        pointed.id,
+        bulk_users::model::NewFile {
+            filename: "unvalidated.json".to_owned(),
+            file_key: pointed_slot.clone(),
+            file_bytes: unvalidated.len() as u64,
+            at: Timestamp::now(),
+        },
+    )
+    .await
+    .unwrap()
+    .expect("a job")
+    .expect("not proceeded");
+    drop(store);
+
+    let server = LocalServer::start(dir.path(), &seeded());
+    let client = Client::new(&server, "acme", SECRET);
+    let moved = client.wait_for_status(moved.id, "completed").await;
+    assert_eq!(moved["affected_rows"], 4, "{moved}");
+    let pointed = client.wait_for_status(pointed.id, "valid_scheme").await;
+    assert_eq!(pointed["total_rows"], 5, "{pointed}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let imported = loop {
+        let (_, listed) = client.get("jobs").await;
+        let found = listed.as_array().and_then(|jobs| {
+            jobs.iter()
+                .find(|job| job["filename"] == "imported.json" && job["status"] == "completed")
+                .cloned()
+        });
+        if let Some(job) = found {
+            break job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the imported file never completed: {listed}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(imported["affected_rows"], 3, "{imported}");
+    let (_, listed) = client.get("jobs").await;
+    assert_eq!(
+        listed.as_array().map(Vec::len),
+        Some(4),
+        "one job per file: {listed}"
+    );
+    let (_, mut done_now) = client.get(&format!("jobs/{}", done["id"])).await;
+    // The link names the server's port, which changed.
+    for job in [&mut done, &mut done_now] {
+        job.as_object_mut().unwrap().remove("link");
+    }
+    assert_eq!(done_now, done, "a finished job is left alone");
+    let (_, users) = client.get("config?per_page=100").await;
+    assert_eq!(
+        users.as_array().map(Vec::len),
+        Some(2 + 3 + 4),
+        "the proceeded files' users: {users}"
+    );
 }

@@ -115,11 +115,38 @@ impl DropFolder {
         }
     }
 
+    /// Takes in again what a process stopped in the middle of taking in (killed, or an intake
+    /// that failed): files moved out of the drop folder that are not jobs yet, and jobs' files
+    /// not yet validated or proceeded. There is no notification to deliver again locally.
+    async fn finish_earlier_intakes(&self) {
+        let keys = match self.files.keys_under("incoming/") {
+            Ok(keys) => keys,
+            Err(error) => {
+                tracing::error!(%error, "cannot list the files taken in before");
+                return;
+            }
+        };
+        for key in keys {
+            let outcome = match self.service.intake_pending(&key).await {
+                Ok(false) => continue,
+                Ok(true) => self.service.intake(&key).await,
+                Err(error) => Err(error),
+            };
+            match outcome {
+                Ok(outcome) => tracing::info!(key, ?outcome, "took in a file left from before"),
+                Err(error) => {
+                    tracing::error!(key, %error, "intake of a file left from before failed")
+                }
+            }
+        }
+    }
+
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         if let Err(error) = tokio::fs::create_dir_all(&self.dir).await {
             tracing::error!(%error, dir = %self.dir.display(), "cannot create the drop folder");
             return;
         }
+        self.finish_earlier_intakes().await;
         loop {
             if *shutdown.borrow() {
                 break;

@@ -212,12 +212,15 @@ impl BulkService {
                         .reject(key, format!("tenant '{tenant}' has no job {id}"))
                         .await
                 }
-                Some(job) if job.file_key != key => {
+                Some(job) if job.file_key == key => job,
+                Some(job) if self.moved_but_not_recorded(&job, key).await? => {
+                    self.point_job_at_slot(&job, key, size).await?
+                }
+                Some(_) => {
                     return Ok(IntakeOutcome::Ignored {
                         reason: format!("{key} is not the current file of job {id}"),
                     })
                 }
-                Some(job) => job,
             },
             None => self.adopt_dropped_file(key, &incoming, size).await?,
         };
@@ -238,6 +241,31 @@ impl BulkService {
         };
         tracing::info!(key, job_id = job.id, status = %job.status, "took in a file");
         Ok(IntakeOutcome::Job(Box::new(job)))
+    }
+
+    /// Whether the intake has something left to do for `key`, a file found under `incoming/`
+    /// without a notification (the local drop folder, after a restart): a dropped file not yet
+    /// taken in, a job's file not yet validated (or, in `proceed/`, not yet proceeded), a slot
+    /// a stopped adoption moved the file into, or a file the intake would move aside. A job's
+    /// file the intake has finished with is not.
+    pub async fn intake_pending(&self, key: &str) -> ServiceResult<bool> {
+        let Some(IncomingKey {
+            tenant,
+            job: Some(id),
+            proceed,
+            ..
+        }) = IncomingKey::parse(key)
+        else {
+            return Ok(true);
+        };
+        Ok(match self.ports.jobs.get_job(&tenant, id).await? {
+            None => true,
+            Some(job) if job.file_key == key => {
+                job.status == JobStatus::Created
+                    || (proceed && job.status == JobStatus::ValidScheme)
+            }
+            Some(job) => self.moved_but_not_recorded(&job, key).await?,
+        })
     }
 
     /// A dropped file becomes a new job's file: the job is created, then the file is moved into
@@ -265,19 +293,48 @@ impl BulkService {
             .await?;
         let slot = IncomingKey::slot(tenant, job.id, incoming.proceed, &incoming.filename);
         self.ports.files.rename(key, &slot).await?;
+        self.point_job_at_slot(&job, &slot, size).await
+    }
+
+    /// Records a dropped file's move into its job's slot: the job's file is now `slot`.
+    async fn point_job_at_slot(&self, job: &Job, slot: &str, size: u64) -> ServiceResult<Job> {
         let file = NewFile {
-            filename: incoming.filename.clone(),
-            file_key: slot,
+            filename: job.filename.clone(),
+            file_key: slot.to_owned(),
             file_bytes: size,
-            at: now,
+            at: Timestamp::now(),
         };
-        match self.ports.jobs.replace_file(tenant, job.id, file).await? {
+        match self
+            .ports
+            .jobs
+            .replace_file(&job.tenant, job.id, file)
+            .await?
+        {
             Some(Ok(job)) => Ok(job),
             _ => Err(ServiceError::Conflict(format!(
                 "job {} changed while it was created",
                 job.id
             ))),
         }
+    }
+
+    /// Whether `slot` is the file of a dropped file's job whose adoption stopped (a crash, a
+    /// failed write) after the file was moved into the slot and before the job was pointed at
+    /// it: the job is still `created` with the dropped key as its file, that key is gone, and
+    /// `slot` is where the adoption moves it. The slot's own notification then finishes the
+    /// adoption; without it the file would never be taken in (a redelivery of the drop's
+    /// notification finds the dropped key gone).
+    async fn moved_but_not_recorded(&self, job: &Job, slot: &str) -> ServiceResult<bool> {
+        let Some(dropped) = IncomingKey::parse(&job.file_key) else {
+            return Ok(false);
+        };
+        let adopted_into =
+            IncomingKey::slot(&job.tenant, job.id, dropped.proceed, &dropped.filename);
+        Ok(job.status == JobStatus::Created
+            && dropped.job.is_none()
+            && dropped.tenant == job.tenant
+            && adopted_into == slot
+            && self.ports.files.size(&job.file_key).await?.is_none())
     }
 
     async fn tenant_exists(&self, tenant: &TenantId) -> ServiceResult<bool> {

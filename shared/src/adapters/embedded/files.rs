@@ -36,6 +36,37 @@ impl LocalFileStore {
         tokio::fs::rename(source, &target).await.map_err(io_error)
     }
 
+    /// The keys of the files under `prefix` (a `/`-separated key prefix ending in `/`), sorted;
+    /// temporary files of unfinished writes (hidden names) are left out.
+    pub fn keys_under(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        let root = self.path(prefix)?;
+        let mut keys = Vec::new();
+        let mut pending = vec![(root, prefix.trim_end_matches('/').to_owned())];
+        while let Some((dir, key)) = pending.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(error) if error.kind() == ErrorKind::NotFound => continue,
+                Err(error) => return Err(io_error(error)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(io_error)?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                let child = format!("{key}/{name}");
+                let kind = entry.file_type().map_err(io_error)?;
+                if kind.is_dir() {
+                    pending.push((entry.path(), child));
+                } else if kind.is_file() {
+                    keys.push(child);
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
     /// The file of `key`, refusing keys that could leave the directory.
     fn path(&self, key: &str) -> StoreResult<PathBuf> {
         let valid = !key.is_empty()
