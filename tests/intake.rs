@@ -17,6 +17,7 @@ on_both_stores!(
     files_that_cannot_become_jobs_are_moved_aside,
     a_redelivered_notification_takes_a_file_in_once,
     a_drop_stopped_after_its_move_is_finished_by_the_slot_notification,
+    a_drop_stopped_before_its_move_goes_on_with_the_job_it_created,
 );
 
 async fn put(app: &TestApp, key: &str, body: &str) {
@@ -271,6 +272,66 @@ async fn a_drop_stopped_after_its_move_is_finished_by_the_slot_notification(app:
     );
     let users = app.get("config?per_page=100").await.body;
     assert_eq!(users.as_array().map(Vec::len), Some(3), "{users}");
+}
+
+/// Stopped after creating the job and before moving the file, the intake leaves a `created`
+/// job whose file is the dropped key; the notification delivered again goes on with that job
+/// rather than making a second one. A job of another file, or one already past `created`, is
+/// not taken for it.
+async fn a_drop_stopped_before_its_move_goes_on_with_the_job_it_created(app: TestApp) {
+    let dropped = "incoming/acme/proceed/users.json";
+    let ports = app.service.ports();
+    let tenant = TenantId::parse("acme").unwrap();
+    let new_job = |file_key: &str| NewJob {
+        kind: JobKind::Upload,
+        tenant: tenant.clone(),
+        filename: "users.json".to_owned(),
+        file_key: file_key.to_owned(),
+        file_bytes: 1,
+        uploaded_api_user_name: DROP_USER_NAME.to_owned(),
+        created_at: Timestamp::now(),
+    };
+    // A drop of another file stopped the same way: not this file's job.
+    let other = ports
+        .jobs
+        .create_job(new_job("incoming/acme/proceed/other.json"))
+        .await
+        .unwrap();
+    let stopped = ports.jobs.create_job(new_job(dropped)).await.unwrap();
+    // An upload made since.
+    let upload = app.upload(&users_file(1, "")).await.id();
+    put(&app, dropped, &users_file(3, "")).await;
+
+    let IntakeOutcome::Job(taken) = app.service.intake(dropped).await.unwrap() else {
+        panic!("not a job")
+    };
+    assert_eq!(taken.id, stopped.id, "the job the stopped intake created");
+    assert_eq!(
+        taken.file_key,
+        IncomingKey::slot(&tenant, stopped.id, true, "users.json")
+    );
+    app.drain().await;
+    let record = app.get(&format!("jobs/{}", stopped.id)).await.body;
+    assert_eq!(
+        (&record["status"], &record["affected_rows"]),
+        (&json!("completed"), &json!(3)),
+        "{record}"
+    );
+    let jobs = app.get("jobs").await.body;
+    let ids: Vec<u64> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![upload, stopped.id, other.id], "no second job");
+
+    // The same key dropped again later is a new file: a new job.
+    put(&app, dropped, &users_file(2, "")).await;
+    let IntakeOutcome::Job(again) = app.service.intake(dropped).await.unwrap() else {
+        panic!("not a job")
+    };
+    assert!(again.id > upload, "{again:?}");
 }
 
 /// Receives the intake queue's messages and hands them to the intake function's handler until

@@ -17,6 +17,18 @@ fn seeded() -> [(&'static str, &'static str); 2] {
     [("BULK_LOCAL_TENANT", "acme"), ("BULK_LOCAL_SECRET", SECRET)]
 }
 
+/// Drops `body` as `{data_dir}/drop/{path}`, written under a dot-name and renamed, so the
+/// watcher never sees a half-written file.
+fn drop_file(data_dir: &std::path::Path, path: &str, body: &str) {
+    let target = data_dir.join("drop").join(path);
+    let folder = target.parent().expect("a folder");
+    std::fs::create_dir_all(folder).unwrap();
+    let name = target.file_name().unwrap().to_string_lossy().into_owned();
+    let part = folder.join(format!(".{name}.part"));
+    std::fs::write(&part, body).unwrap();
+    std::fs::rename(&part, &target).unwrap();
+}
+
 struct Client {
     http: reqwest::Client,
     base: String,
@@ -333,11 +345,8 @@ async fn files_dropped_into_the_drop_folder_become_jobs() {
     let dir = tempfile::tempdir().unwrap();
     let server = LocalServer::start(dir.path(), &seeded());
     let client = Client::new(&server, "acme", SECRET);
+    drop_file(dir.path(), "acme/proceed/users.json", &users_file(30, ""));
     let drop = dir.path().join("drop/acme/proceed");
-    std::fs::create_dir_all(&drop).unwrap();
-    // Write under a dot-name, then rename: the watcher never sees a half-written file.
-    std::fs::write(drop.join(".users.json.part"), users_file(30, "")).unwrap();
-    std::fs::rename(drop.join(".users.json.part"), drop.join("users.json")).unwrap();
     std::fs::create_dir_all(dir.path().join("drop/nobody")).unwrap();
     std::fs::write(dir.path().join("drop/nobody/users.json"), users_file(1, "")).unwrap();
 
@@ -377,8 +386,8 @@ async fn files_dropped_into_the_drop_folder_become_jobs() {
 }
 
 /// A process killed while it took in dropped files leaves them part way: moved out of the drop
-/// folder but no job yet, a job whose file was moved into its slot but not recorded, a job
-/// pointed at its file but not validated. Locally no notification is delivered again: the next
+/// folder but no job yet, a job created but its file not moved, a job whose file was moved into
+/// its slot but not recorded, a job pointed at its file but not validated. Locally no notification is delivered again: the next
 /// start takes each of them in, once, and leaves the jobs it had finished with alone.
 #[tokio::test]
 async fn files_a_killed_process_was_taking_in_are_taken_in_at_the_next_start() {
@@ -386,14 +395,7 @@ async fn files_a_killed_process_was_taking_in_are_taken_in_at_the_next_start() {
     let server = LocalServer::start(dir.path(), &seeded());
     let client = Client::new(&server, "acme", SECRET);
     // A file dropped and processed before: its job is finished with.
-    let drop_dir = dir.path().join("drop/acme/proceed");
-    std::fs::create_dir_all(&drop_dir).unwrap();
-    std::fs::write(drop_dir.join(".first.json.part"), users_file(2, "")).unwrap();
-    std::fs::rename(
-        drop_dir.join(".first.json.part"),
-        drop_dir.join("first.json"),
-    )
-    .unwrap();
+    drop_file(dir.path(), "acme/proceed/first.json", &users_file(2, ""));
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut done = loop {
         let (_, listed) = client.get("jobs").await;
@@ -436,6 +438,15 @@ async fn files_a_killed_process_was_taking_in_are_taken_in_at_the_next_start() {
     };
     // Moved out of the drop folder, no job yet.
     put("incoming/acme/proceed/imported.json", "imported", 3).await;
+    // Job created, file not moved yet.
+    put("incoming/acme/proceed/unmoved.json", "unmoved", 6).await;
+    let unmoved = jobs
+        .create_job(new_job(
+            "incoming/acme/proceed/unmoved.json",
+            "unmoved.json",
+        ))
+        .await
+        .unwrap();
     // Job created, file moved into its slot, the job not pointed at it.
     put("incoming/acme/proceed/moved.json", "moved", 4).await;
     let moved = jobs
@@ -478,6 +489,8 @@ async fn files_a_killed_process_was_taking_in_are_taken_in_at_the_next_start() {
     let client = Client::new(&server, "acme", SECRET);
     let moved = client.wait_for_status(moved.id, "completed").await;
     assert_eq!(moved["affected_rows"], 4, "{moved}");
+    let unmoved = client.wait_for_status(unmoved.id, "completed").await;
+    assert_eq!(unmoved["affected_rows"], 6, "{unmoved}");
     let pointed = client.wait_for_status(pointed.id, "valid_scheme").await;
     assert_eq!(pointed["total_rows"], 5, "{pointed}");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -501,7 +514,7 @@ async fn files_a_killed_process_was_taking_in_are_taken_in_at_the_next_start() {
     let (_, listed) = client.get("jobs").await;
     assert_eq!(
         listed.as_array().map(Vec::len),
-        Some(4),
+        Some(5),
         "one job per file: {listed}"
     );
     let (_, mut done_now) = client.get(&format!("jobs/{}", done["id"])).await;
@@ -513,7 +526,50 @@ async fn files_a_killed_process_was_taking_in_are_taken_in_at_the_next_start() {
     let (_, users) = client.get("config?per_page=100").await;
     assert_eq!(
         users.as_array().map(Vec::len),
-        Some(2 + 3 + 4),
+        Some(2 + 3 + 6 + 4),
         "the proceeded files' users: {users}"
+    );
+}
+
+/// An intake that fails (here: the job's slot cannot be made, a file stands where its folder
+/// goes) leaves the dropped file's job `created`; it is tried again a little later, goes on
+/// with that job and processes the file once the cause is gone.
+#[tokio::test]
+async fn a_failed_intake_of_a_dropped_file_is_tried_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(dir.path(), &seeded());
+    let client = Client::new(&server, "acme", SECRET);
+    // A first drop, processed: the start-up pass over files left from before is over.
+    drop_file(dir.path(), "acme/proceed/first.json", &users_file(1, ""));
+    client.wait_for_status(1, "completed").await;
+    // The next job, 2, cannot get its slot.
+    let blocker = dir.path().join("files/incoming/acme/jobs/2");
+    std::fs::write(&blocker, "not a folder").unwrap();
+    drop_file(dir.path(), "acme/proceed/users.json", &users_file(7, ""));
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stopped = loop {
+        let (_, job) = client.get("jobs/2").await;
+        if job["id"] == 2 {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "no job was created: {job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(stopped["status"], "created", "{stopped}");
+    // Failing, it is tried again: still two jobs, the second still created.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (_, listed) = client.get("jobs").await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    assert_eq!(listed[0]["status"], "created", "{listed}");
+
+    std::fs::remove_file(&blocker).unwrap();
+    let job = client.wait_for_status(2, "completed").await;
+    assert_eq!(job["affected_rows"], 7, "{job}");
+    let (_, listed) = client.get("jobs").await;
+    assert_eq!(
+        listed.as_array().map(Vec::len),
+        Some(2),
+        "no other job: {listed}"
     );
 }

@@ -1,8 +1,9 @@
 //! The local host's runtime: its settings, its seeded credential, and the in-process worker that
 //! drains the durable embedded queue (the local stand-in for SQS → processor Lambda).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -90,7 +91,8 @@ pub async fn seed_credential(
 /// taken in like a bucket drop: `drop/{tenant}/users.json` becomes a validated job,
 /// `drop/{tenant}/proceed/users.json` one that is also proceeded. Files whose name starts with
 /// `.` are ignored (write to a dot-file, then rename), and a file is taken once it has not
-/// changed for a second.
+/// changed for a second. A failed intake is tried again later; what a killed process was
+/// taking in is taken in at the next start.
 pub struct DropFolder {
     service: BulkService,
     files: LocalFileStore,
@@ -147,9 +149,13 @@ impl DropFolder {
             return;
         }
         self.finish_earlier_intakes().await;
+        let mut retries = IntakeRetries::default();
         loop {
             if *shutdown.borrow() {
                 break;
+            }
+            for key in retries.due(Instant::now()) {
+                self.take_in(&key, &mut retries).await;
             }
             for (path, relative) in settled_files(&self.dir, Duration::from_secs(1)) {
                 let key = format!("incoming/{relative}");
@@ -157,16 +163,64 @@ impl DropFolder {
                     tracing::error!(%error, path = %path.display(), "cannot take a dropped file");
                     continue;
                 }
-                match self.service.intake(&key).await {
-                    Ok(outcome) => tracing::info!(key, ?outcome, "took in a dropped file"),
-                    Err(error) => tracing::error!(key, %error, "intake of a dropped file failed"),
-                }
+                self.take_in(&key, &mut retries).await;
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.poll_every) => {}
                 _ = shutdown.changed() => {}
             }
         }
+    }
+
+    /// Takes in a file moved out of the drop folder; a failed intake is tried again later.
+    async fn take_in(&self, key: &str, retries: &mut IntakeRetries) {
+        match self.service.intake(key).await {
+            Ok(outcome) => {
+                retries.succeeded(key);
+                tracing::info!(key, ?outcome, "took in a dropped file");
+            }
+            Err(error) => {
+                let after = retries.failed(key, Instant::now());
+                tracing::error!(key, %error, retry_in_s = after.as_secs(), "intake of a dropped file failed");
+            }
+        }
+    }
+}
+
+/// Dropped files whose intake failed (the store could not be written, for example), tried
+/// again after a delay doubling from one second up to five minutes, as a notification would
+/// be delivered again. The intake goes on with what a failed attempt did.
+#[derive(Debug, Default)]
+struct IntakeRetries {
+    /// Per key: when to try again, and the delay after the next failure.
+    pending: BTreeMap<String, (Instant, Duration)>,
+}
+
+impl IntakeRetries {
+    const FIRST_DELAY: Duration = Duration::from_secs(1);
+    const LONGEST_DELAY: Duration = Duration::from_secs(300);
+
+    fn due(&self, now: Instant) -> Vec<String> {
+        self.pending
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// Schedules `key` again; the delay until then.
+    fn failed(&mut self, key: &str, now: Instant) -> Duration {
+        let delay = self
+            .pending
+            .get(key)
+            .map_or(Self::FIRST_DELAY, |(_, next)| *next);
+        let next = (delay * 2).min(Self::LONGEST_DELAY);
+        self.pending.insert(key.to_owned(), (now + delay, next));
+        delay
+    }
+
+    fn succeeded(&mut self, key: &str) {
+        self.pending.remove(key);
     }
 }
 

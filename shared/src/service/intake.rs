@@ -24,6 +24,10 @@ use crate::ports::PresignedUpload;
 /// The `uploaded_api_user_name` / `proceed_api_user_name` of jobs made from dropped files.
 pub const DROP_USER_NAME: &str = "bucket-drop";
 
+/// How many of a tenant's newest jobs a dropped file's intake searches for a job an earlier,
+/// stopped intake of the same file created.
+const RECENT_JOBS_SEARCHED: u64 = 50;
+
 const INCOMING: &str = "incoming/";
 const REJECTED: &str = "rejected/";
 /// How long a presigned upload URL stays valid.
@@ -277,23 +281,48 @@ impl BulkService {
         size: u64,
     ) -> ServiceResult<Job> {
         let tenant = &incoming.tenant;
-        let now = Timestamp::now();
-        let job = self
-            .ports
-            .jobs
-            .create_job(NewJob {
-                kind: JobKind::Upload,
-                tenant: tenant.clone(),
-                filename: incoming.filename.clone(),
-                file_key: key.to_owned(),
-                file_bytes: size,
-                uploaded_api_user_name: DROP_USER_NAME.to_owned(),
-                created_at: now,
-            })
-            .await?;
+        let job = match self.unfinished_adoption(tenant, key).await? {
+            Some(job) => job,
+            None => {
+                self.ports
+                    .jobs
+                    .create_job(NewJob {
+                        kind: JobKind::Upload,
+                        tenant: tenant.clone(),
+                        filename: incoming.filename.clone(),
+                        file_key: key.to_owned(),
+                        file_bytes: size,
+                        uploaded_api_user_name: DROP_USER_NAME.to_owned(),
+                        created_at: Timestamp::now(),
+                    })
+                    .await?
+            }
+        };
         let slot = IncomingKey::slot(tenant, job.id, incoming.proceed, &incoming.filename);
         self.ports.files.rename(key, &slot).await?;
         self.point_job_at_slot(&job, &slot, size).await
+    }
+
+    /// The job an earlier adoption of the dropped file `key` created and did not get to move
+    /// the file for (it stopped: a crash, a failed write): still `created`, made by a drop,
+    /// its file `key`. Only the tenant's newest jobs are searched, enough for a notification
+    /// delivered again within minutes; the adoption goes on with that job instead of making a
+    /// second one and leaving the first without a file.
+    async fn unfinished_adoption(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> ServiceResult<Option<Job>> {
+        let recent = self
+            .ports
+            .jobs
+            .jobs_before(tenant, None, RECENT_JOBS_SEARCHED)
+            .await?;
+        Ok(recent.into_iter().find(|job| {
+            job.status == JobStatus::Created
+                && job.file_key == key
+                && job.uploaded_api_user_name == DROP_USER_NAME
+        }))
     }
 
     /// Records a dropped file's move into its job's slot: the job's file is now `slot`.
