@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bulk_tests::local_server::LocalServer;
 use bulk_tests::{multipart, Part, BOUNDARY, PREFIX};
 use bulk_users::model::{TenantId, User, UserFilter};
-use bulk_users::ports::PageRequest;
+use bulk_users::ports::{PageRequest, Ports};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -368,8 +368,11 @@ fn comparable_job(mut job: Value) -> Value {
 /// in both runs: `version` counts the saves of the user (a row applied twice would have saved
 /// it once more), `last_change` is the job row that last changed it and how.
 async fn stored_users(dir: &Path) -> BTreeMap<String, Value> {
+    let store = bulk_users::adapters::embedded::open(dir)
+        .await
+        .expect("open the store");
     let mut users = BTreeMap::new();
-    for user in all_stored_users(dir).await {
+    for user in all_stored_users(&store.ports).await {
         let email = user.email.clone().expect("every user has an email");
         let value = comparable_user(serde_json::to_value(&user).unwrap());
         assert!(
@@ -381,15 +384,11 @@ async fn stored_users(dir: &Path) -> BTreeMap<String, Value> {
 }
 
 /// Every user of the tenant, straight from the store of a stopped server.
-async fn all_stored_users(dir: &Path) -> Vec<User> {
-    let store = bulk_users::adapters::embedded::open(dir)
-        .await
-        .expect("open the store");
+async fn all_stored_users(ports: &Ports) -> Vec<User> {
     let tenant = TenantId::parse(TENANT).unwrap();
     let mut users = Vec::new();
     for page in 1.. {
-        let (listed, _) = store
-            .ports
+        let (listed, _) = ports
             .users
             .list_users(
                 &tenant,
@@ -412,9 +411,10 @@ async fn all_stored_users(dir: &Path) -> Vec<User> {
 /// The chunks of `job` a kill interrupted part-way, as the store of the killed server shows
 /// them: some of their rows are saved, but the chunk is not committed.
 async fn interrupted_chunks(dir: &Path, job: u64) -> BTreeSet<u64> {
-    let committed: BTreeSet<u64> = bulk_users::adapters::embedded::open(dir)
+    let store = bulk_users::adapters::embedded::open(dir)
         .await
-        .expect("open the store")
+        .expect("open the store");
+    let committed: BTreeSet<u64> = store
         .ports
         .jobs
         .committed_chunks(job)
@@ -423,7 +423,7 @@ async fn interrupted_chunks(dir: &Path, job: u64) -> BTreeSet<u64> {
         .into_iter()
         .map(u64::from)
         .collect();
-    all_stored_users(dir)
+    all_stored_users(&store.ports)
         .await
         .iter()
         .filter_map(|user| user.last_change.as_ref())

@@ -190,17 +190,7 @@ impl Harness {
                 HeaderValue::from_str(content_type).unwrap(),
             );
         }
-        let (path, query) = match path.split_once('?') {
-            Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
-            None => (path.to_owned(), None),
-        };
-        ApiRequest {
-            method,
-            path,
-            query,
-            headers,
-            body: Bytes::from(body),
-        }
+        bulk_tests::api_request(method, path, headers, Bytes::from(body))
     }
 
     /// Sends a request through the route table as a client would: an answer 503 (a dependency

@@ -475,10 +475,6 @@ async fn workspace(app: &TestApp, token: &str, method: Method, path: &str, body:
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    let (path, query) = match path.split_once('?') {
-        Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
-        None => (path.to_owned(), None),
-    };
     let bytes = if body.is_null() {
         Vec::new()
     } else {
@@ -486,13 +482,7 @@ async fn workspace(app: &TestApp, token: &str, method: Method, path: &str, body:
     };
     let answer = Answer::from(
         app.api
-            .handle(bulk_users::api::ApiRequest {
-                method,
-                path,
-                query,
-                headers,
-                body: bytes.into(),
-            })
+            .handle(bulk_tests::api_request(method, path, headers, bytes.into()))
             .await,
     );
     assert!(

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use bulk_tests::local_server::LocalServer;
+use bulk_users::api::Dialect;
 use bulk_users::model::TenantId;
 use bulk_users::service::{BulkService, ServiceConfig, SettingsChange};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -148,13 +149,6 @@ fn generate(parts: &Value) -> Vec<u8> {
 
 // ---------------------------------------------------------------------------------------------
 // Requests
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Dialect {
-    Ccai,
-    Zendesk,
-    Workspace,
-}
 
 /// What a route does with an accepted request, which decides how its answer is judged.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -341,16 +335,6 @@ fn body_routes(seeded_user: u64) -> Vec<BodyRoute> {
     ]
 }
 
-fn dialect_of(path: &str) -> Dialect {
-    if path.starts_with("/api/v2/") {
-        Dialect::Zendesk
-    } else if path.starts_with("/v2/") {
-        Dialect::Workspace
-    } else {
-        Dialect::Ccai
-    }
-}
-
 /// One multipart part: name, filename (raw bytes, quoted as given), content.
 struct Part<'a> {
     name: &'a str,
@@ -472,7 +456,7 @@ impl Ctx {
                 base64::engine::general_purpose::STANDARD.encode(format!("{user}:{SECRET}"));
             HeaderValue::from_str(&format!("Basic {token}")).unwrap()
         };
-        match dialect_of(path) {
+        match Dialect::of_path(path) {
             Dialect::Ccai => vec![("authorization".into(), basic(TENANT))],
             Dialect::Zendesk => vec![("authorization".into(), basic("admin@acme.test/token"))],
             Dialect::Workspace => vec![("x-auth-token".into(), HeaderValue::from_static(SECRET))],

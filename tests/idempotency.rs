@@ -42,17 +42,7 @@ impl Keyed<'_> {
             http::header::CONTENT_TYPE,
             HeaderValue::from_str(content_type).unwrap(),
         );
-        let (path, query) = match path.split_once('?') {
-            Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
-            None => (path.to_owned(), None),
-        };
-        ApiRequest {
-            method,
-            path,
-            query,
-            headers,
-            body: Bytes::from(body),
-        }
+        bulk_tests::api_request(method, path, headers, Bytes::from(body))
     }
 
     /// `POST upload` of `file`, as a form with its own boundary (clients draw a new one for

@@ -317,14 +317,11 @@ async fn a_drop_stopped_before_its_move_goes_on_with_the_job_it_created(app: Tes
         (&json!("completed"), &json!(3)),
         "{record}"
     );
-    let jobs = app.get("jobs").await.body;
-    let ids: Vec<u64> = jobs
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|job| job["id"].as_u64().unwrap())
-        .collect();
-    assert_eq!(ids, vec![upload, stopped.id, other.id], "no second job");
+    assert_eq!(
+        app.job_ids().await,
+        vec![upload, stopped.id, other.id],
+        "no second job"
+    );
 
     // The same key dropped again later is a new file: a new job.
     put(&app, dropped, &users_file(2, "")).await;

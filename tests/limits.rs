@@ -37,15 +37,6 @@ fn assert_limit(answer: &Answer, status: StatusCode, name: &str) {
     );
 }
 
-async fn job_ids(app: &TestApp) -> Vec<u64> {
-    let jobs = app.get("jobs?per_page=100").await.body;
-    jobs.as_array()
-        .unwrap()
-        .iter()
-        .map(|job| job["id"].as_u64().unwrap())
-        .collect()
-}
-
 async fn a_file_over_max_rows_or_max_file_bytes_is_refused_and_nothing_stored(app: TestApp) {
     limit(
         &app,
@@ -60,7 +51,7 @@ async fn a_file_over_max_rows_or_max_file_bytes_is_refused_and_nothing_stored(ap
         StatusCode::PAYLOAD_TOO_LARGE,
         "max_rows",
     );
-    assert_eq!(job_ids(&app).await, Vec::<u64>::new(), "no job was created");
+    assert_eq!(app.job_ids().await, Vec::<u64>::new(), "no job was created");
 
     let accepted = app.upload(&users_file(2, "")).await;
     assert_eq!(accepted.status, StatusCode::CREATED, "{}", accepted.body);
@@ -106,7 +97,7 @@ async fn a_file_over_max_rows_or_max_file_bytes_is_refused_and_nothing_stored(ap
     if app.aws().is_some() {
         assert_limit(&presigned, StatusCode::PAYLOAD_TOO_LARGE, "max_file_bytes");
     }
-    assert_eq!(job_ids(&app).await, vec![id]);
+    assert_eq!(app.job_ids().await, vec![id]);
 }
 
 /// Waits, when needed, so that the next few requests fall within one UTC minute.
@@ -237,7 +228,7 @@ async fn a_job_over_max_concurrent_jobs_waits_until_one_ends(app: TestApp) {
     assert_eq!(app.proceed(first).await.status, StatusCode::ACCEPTED);
 
     // The dialects' batches are jobs too: refused whole, nothing recorded.
-    let jobs_before = job_ids(&app).await;
+    let jobs_before = app.job_ids().await;
     let zendesk = app
         .call(
             Method::POST,
@@ -283,7 +274,7 @@ async fn a_job_over_max_concurrent_jobs_waits_until_one_ends(app: TestApp) {
     );
     assert_eq!(workspace.body["error_code"], "WKS.00000429");
     assert_eq!(
-        job_ids(&app).await,
+        app.job_ids().await,
         jobs_before,
         "no job recorded for refused batches"
     );

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::adapters::embedded::{LeasedWork, LocalFileStore, SqliteWorkQueue};
+use crate::adapters::embedded::{visible_files, LeasedWork, LocalFileStore, SqliteWorkQueue};
 use crate::model::TenantId;
 use crate::processing::{gave_up_reason, ChunkOutcome, MAX_DELIVERIES};
 use crate::service::{BulkService, ServiceError, STALE_JOB_AFTER};
@@ -227,47 +227,17 @@ impl IntakeRetries {
 /// Regular files under `dir` (recursively) unchanged for `quiet`, not hidden, with their path
 /// relative to `dir` (`/`-separated).
 fn settled_files(dir: &std::path::Path, quiet: Duration) -> Vec<(PathBuf, String)> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(current) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&current) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            let Ok(metadata) = entry.metadata() else {
-                continue;
-            };
-            let path = entry.path();
-            if metadata.is_dir() {
-                pending.push(path);
-                continue;
-            }
-            let settled = metadata
+    visible_files(dir)
+        .into_iter()
+        .filter(|file| {
+            file.metadata
                 .modified()
                 .ok()
                 .and_then(|modified| modified.elapsed().ok())
-                .is_some_and(|age| age >= quiet);
-            if !metadata.is_file() || !settled {
-                continue;
-            }
-            let relative = path.strip_prefix(dir).ok().map(|relative| {
-                relative
-                    .components()
-                    .map(|part| part.as_os_str().to_string_lossy().into_owned())
-                    .collect::<Vec<_>>()
-                    .join("/")
-            });
-            if let Some(relative) = relative {
-                found.push((path, relative));
-            }
-        }
-    }
-    found.sort();
-    found
+                .is_some_and(|age| age >= quiet)
+        })
+        .map(|file| (file.path, file.relative))
+        .collect()
 }
 
 /// How often the local worker looks for stale jobs.

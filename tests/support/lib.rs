@@ -220,19 +220,9 @@ impl TestApp {
                 HeaderValue::from_str(&content_type).unwrap(),
             );
         }
-        let (path, query) = match path.split_once('?') {
-            Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
-            None => (path.to_owned(), None),
-        };
         Answer::from(
             self.api
-                .handle(ApiRequest {
-                    method,
-                    path,
-                    query,
-                    headers,
-                    body: bytes,
-                })
+                .handle(api_request(method, path, headers, bytes))
                 .await,
         )
     }
@@ -240,6 +230,16 @@ impl TestApp {
     pub async fn get(&self, path: &str) -> Answer {
         self.call(Method::GET, &format!("{PREFIX}/{path}"), Body::Empty)
             .await
+    }
+
+    /// The ids of acme's jobs, newest first (up to 100).
+    pub async fn job_ids(&self) -> Vec<u64> {
+        let jobs = self.get("jobs?per_page=100").await.body;
+        jobs.as_array()
+            .unwrap_or_else(|| panic!("a job list: {jobs}"))
+            .iter()
+            .map(|job| job["id"].as_u64().unwrap())
+            .collect()
     }
 
     /// `POST upload` of a JSON file as acme.
@@ -541,6 +541,21 @@ pub fn users_file(count: usize, extra: &str) -> String {
         })
         .collect();
     format!("[{}]", users.join(",\n"))
+}
+
+/// A request for the route table; `target` is the path with its query string, if any.
+pub fn api_request(method: Method, target: &str, headers: HeaderMap, body: Bytes) -> ApiRequest {
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
+        None => (target.to_owned(), None),
+    };
+    ApiRequest {
+        method,
+        path,
+        query,
+        headers,
+        body,
+    }
 }
 
 /// Generates a `#[tokio::test]` per backend for a scenario `async fn(TestApp)`.

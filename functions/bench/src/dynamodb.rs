@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
 use bulk_users::adapters::aws::provision::{create_bucket, create_queue, create_table};
-use bulk_users::adapters::aws::{load_sdk_config, AwsAdapters, AwsSettings, Credentials};
+use bulk_users::adapters::aws::{AwsAdapters, AwsSettings};
 use bulk_users::model::{Job, JobStatus, TenantId};
 use bulk_users::service::{BulkService, FileUpload, Principal, ServiceConfig};
 use bytes::Bytes;
@@ -78,17 +78,9 @@ fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTree
 }
 
 pub async fn run(users: usize) -> Result<Vec<Figure>, String> {
-    let endpoint = moto::start()?;
     let name = format!("bulk-bench-{}", std::process::id());
-    let settings = AwsSettings {
-        table: name.clone(),
-        bucket: name.clone(),
-        queue_url: String::new(),
-        endpoint_url: Some(endpoint.clone()),
-        region: "us-east-1".to_owned(),
-    };
-    let credentials = Credentials::new("testing", "testing", None, None, "bulk-bench");
-    let config = load_sdk_config(&settings, Some(credentials)).await;
+    let (settings, config) = moto::start_with_config(&name).await?;
+    let endpoint = settings.endpoint_url.clone().unwrap_or_default();
     let counter = RequestCounter::default();
     let dynamodb = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&config)

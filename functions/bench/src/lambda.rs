@@ -21,7 +21,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bulk_users::adapters::aws::provision::create_table;
-use bulk_users::adapters::aws::{load_sdk_config, AwsSettings, Credentials};
 use serde_json::{json, Value};
 
 use crate::moto;
@@ -185,16 +184,8 @@ const TABLE: &str = "bulk-bench";
 
 /// Starts moto and creates the functions' table on it; returns the endpoint.
 async fn aws_endpoint() -> Result<String, String> {
-    let endpoint = moto::start()?;
-    let settings = AwsSettings {
-        table: TABLE.to_owned(),
-        bucket: TABLE.to_owned(),
-        queue_url: String::new(),
-        endpoint_url: Some(endpoint.clone()),
-        region: "us-east-1".to_owned(),
-    };
-    let credentials = Credentials::new("bench", "bench", None, None, "bulk-bench");
-    let config = load_sdk_config(&settings, Some(credentials)).await;
+    let (settings, config) = moto::start_with_config(TABLE).await?;
+    let endpoint = settings.endpoint_url.unwrap_or_default();
     create_table(&aws_sdk_dynamodb::Client::new(&config), TABLE)
         .await
         .map_err(|e| format!("cannot create the table on {endpoint}: {e}"))?;

@@ -10,6 +10,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bulk_users::adapters::aws::{load_sdk_config, AwsSettings, Credentials, SdkConfig};
+
 /// How long moto may take to answer after it was spawned.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -99,4 +101,20 @@ fn answers_http(address: SocketAddr) -> bool {
     }
     let mut start = [0u8; 8];
     stream.read_exact(&mut start).is_ok() && start.starts_with(b"HTTP/1.")
+}
+
+/// Starts moto; the settings of a table and bucket named `name` on it (no queue yet) and the
+/// SDK configuration that reaches it.
+pub async fn start_with_config(name: &str) -> Result<(AwsSettings, SdkConfig), String> {
+    let endpoint = start()?;
+    let settings = AwsSettings {
+        table: name.to_owned(),
+        bucket: name.to_owned(),
+        queue_url: String::new(),
+        endpoint_url: Some(endpoint),
+        region: "us-east-1".to_owned(),
+    };
+    let credentials = Credentials::new("testing", "testing", None, None, "bulk-bench");
+    let config = load_sdk_config(&settings, Some(credentials)).await;
+    Ok((settings, config))
 }

@@ -40,31 +40,11 @@ impl LocalFileStore {
     /// temporary files of unfinished writes (hidden names) are left out.
     pub fn keys_under(&self, prefix: &str) -> StoreResult<Vec<String>> {
         let root = self.path(prefix)?;
-        let mut keys = Vec::new();
-        let mut pending = vec![(root, prefix.trim_end_matches('/').to_owned())];
-        while let Some((dir, key)) = pending.pop() {
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(error) if error.kind() == ErrorKind::NotFound => continue,
-                Err(error) => return Err(io_error(error)),
-            };
-            for entry in entries {
-                let entry = entry.map_err(io_error)?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') {
-                    continue;
-                }
-                let child = format!("{key}/{name}");
-                let kind = entry.file_type().map_err(io_error)?;
-                if kind.is_dir() {
-                    pending.push((entry.path(), child));
-                } else if kind.is_file() {
-                    keys.push(child);
-                }
-            }
-        }
-        keys.sort();
-        Ok(keys)
+        let prefix = prefix.trim_end_matches('/');
+        Ok(visible_files(&root)
+            .into_iter()
+            .map(|file| format!("{prefix}/{}", file.relative))
+            .collect())
     }
 
     /// The file of `key`, refusing keys that could leave the directory.
@@ -81,6 +61,54 @@ impl LocalFileStore {
             Err(StoreError::Corrupt(format!("invalid file key '{key}'")))
         }
     }
+}
+
+/// A regular file found by [`visible_files`].
+#[derive(Debug)]
+pub struct VisibleFile {
+    pub path: PathBuf,
+    /// Its path below the folder searched, `/`-separated.
+    pub relative: String,
+    pub metadata: std::fs::Metadata,
+}
+
+/// The regular files below `dir`, recursively, sorted by path, leaving out hidden names (files
+/// being written under a dot-name) and what cannot be read.
+pub fn visible_files(dir: &Path) -> Vec<VisibleFile> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let (path, Ok(metadata)) = (entry.path(), entry.metadata()) else {
+                continue;
+            };
+            if metadata.is_dir() {
+                pending.push(path);
+            } else if metadata.is_file() {
+                let Ok(relative) = path.strip_prefix(dir) else {
+                    continue;
+                };
+                let relative = relative
+                    .components()
+                    .map(|part| part.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                found.push(VisibleFile {
+                    path,
+                    relative,
+                    metadata,
+                });
+            }
+        }
+    }
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    found
 }
 
 /// Writes `body` to a temporary file next to `path`, then renames it into place.

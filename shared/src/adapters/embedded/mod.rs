@@ -13,7 +13,7 @@ mod users;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use files::LocalFileStore;
+pub use files::{visible_files, LocalFileStore, VisibleFile};
 pub use queue::{LeasedWork, SqliteWorkQueue};
 pub use store::SqliteStore;
 
