@@ -797,8 +797,9 @@ async fn racing_workers_and_redeliveries_count_a_job_exactly_once(app: TestApp) 
     let deliveries = Arc::new(Mutex::new(deliveries));
 
     let mut workers = Vec::new();
+    let processor = app.function("processor").await;
     for _ in 0..WORKERS {
-        let service = app.service.clone();
+        let service = processor.clone();
         let deliveries = deliveries.clone();
         workers.push(tokio::spawn(async move {
             let mut outcomes: Vec<(WorkItem, ChunkOutcome)> = Vec::new();
@@ -903,7 +904,11 @@ async fn a_cancelled_job_stops_at_the_next_chunk_boundary(app: TestApp) {
     let items = work_items(&app, id).await;
     assert_eq!(items.len(), 3);
     assert!(matches!(
-        app.service.process(&items[0]).await.unwrap(),
+        app.function("processor")
+            .await
+            .process(&items[0])
+            .await
+            .unwrap(),
         ChunkOutcome::Committed { .. }
     ));
     let cancelled = cancel(&app, id).await;
@@ -1012,7 +1017,11 @@ async fn a_job_whose_queued_work_was_lost_is_resumed(app: TestApp) {
     let items = work_items(&app, id).await;
     // Chunk 0 is done; then the queued messages are lost (a purge, a consumer that died).
     assert!(matches!(
-        app.service.process(&items[0]).await.unwrap(),
+        app.function("processor")
+            .await
+            .process(&items[0])
+            .await
+            .unwrap(),
         ChunkOutcome::Committed { .. }
     ));
     app.lose_queued_work().await;
@@ -1023,10 +1032,18 @@ async fn a_job_whose_queued_work_was_lost_is_resumed(app: TestApp) {
     // A job that changed recently is left alone; one idle long enough is resumed: only its
     // chunks not yet committed are queued again.
     let hour = std::time::Duration::from_secs(3600);
-    assert_eq!(app.service.resume_stale_jobs(hour).await.unwrap(), vec![]);
+    assert_eq!(
+        app.function("sweeper")
+            .await
+            .resume_stale_jobs(hour)
+            .await
+            .unwrap(),
+        vec![]
+    );
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let resumed = app
-        .service
+        .function("sweeper")
+        .await
         .resume_stale_jobs(std::time::Duration::ZERO)
         .await
         .unwrap();
@@ -1045,7 +1062,8 @@ async fn a_job_whose_queued_work_was_lost_is_resumed(app: TestApp) {
     assert_eq!(users.as_array().map(Vec::len), Some(60));
     // Nothing is left to resume.
     let again = app
-        .service
+        .function("sweeper")
+        .await
         .resume_stale_jobs(std::time::Duration::ZERO)
         .await
         .unwrap();

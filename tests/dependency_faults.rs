@@ -15,7 +15,8 @@
 //!
 //! Every run uses a serialized emulator: a lost answer or an expired visibility timeout can
 //! hand one chunk to two consumers at once, and their racing conditional writes must be
-//! atomic, as on DynamoDB.
+//! atomic, as on DynamoDB. Every request is served by the function of its route and chunks by
+//! the processor, each under its template policy (see `support/moto.rs`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,12 +24,10 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
-use bulk_tests::moto::{
-    endpoint, fresh_aws_behind, private_serialized_endpoint, FaultProxy, Serving,
-};
-use bulk_tests::{basic, multipart, Answer, Part, BOUNDARY, PREFIX};
+use bulk_tests::moto::{moto, private_serialized, FaultProxy, Serving, Stack};
+use bulk_tests::{basic, multipart, Answer, Deployment, Part, BOUNDARY, PREFIX};
 use bulk_users::adapters::aws::{AwsAdapters, MAX_ATTEMPTS};
-use bulk_users::api::{Api, ApiRequest};
+use bulk_users::api::ApiRequest;
 use bulk_users::lambda::{process_sqs_batch, MAX_RECEIVES};
 use bulk_users::model::TenantId;
 use bulk_users::service::{BulkService, ServiceConfig};
@@ -58,47 +57,19 @@ const CLIENT_RETRY_DELAY: Duration = Duration::from_millis(200);
 /// How long a job may take to end.
 const JOB_DEADLINE: Duration = Duration::from_secs(150);
 
-/// The application on AWS adapters whose clients talk to moto through a fault proxy.
+/// The application deployed on a stack whose clients talk to moto through a fault proxy.
 struct Harness {
     label: &'static str,
     proxy: FaultProxy,
+    deployment: Deployment,
+    /// The administrator's adapters: set-up, assertions, and the queue as Lambda's poller
+    /// reads it.
     aws: AwsAdapters,
-    service: BulkService,
-    api: Api,
+    /// The processor function, as its own principal.
+    processor: BulkService,
     secret: String,
     /// API answers 503 that the test sent again, as a client would.
     client_retries: AtomicU64,
-}
-
-/// The adapters with clients of their own retry quota. The SDK shares one quota (a token
-/// bucket that retries spend and successes refill) among the clients of a service in a
-/// process; the runs of this file, each a deployment of its own, run at once in one process
-/// and must not spend each other's.
-fn with_own_retry_quota(aws: AwsAdapters, label: &str) -> AwsAdapters {
-    use aws_sdk_dynamodb::config::retry::RetryPartition;
-    let partition = |service: &str| RetryPartition::new(format!("{label}-{service}"));
-    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
-        aws.dynamodb
-            .config()
-            .to_builder()
-            .retry_partition(partition("dynamodb"))
-            .build(),
-    );
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws.s3
-            .config()
-            .to_builder()
-            .retry_partition(partition("s3"))
-            .build(),
-    );
-    let sqs = aws_sdk_sqs::Client::from_conf(
-        aws.sqs
-            .config()
-            .to_builder()
-            .retry_partition(partition("sqs"))
-            .build(),
-    );
-    AwsAdapters::from_clients(dynamodb, s3, sqs, aws.settings)
 }
 
 /// The dialect of a request, for its credentials and its error body.
@@ -124,11 +95,11 @@ impl Harness {
     /// nothing yet: the tenant and its credential are set up without faults.
     async fn start(label: &'static str, emulator: Emulator) -> Harness {
         let upstream = match emulator {
-            Emulator::Own => private_serialized_endpoint().await,
-            Emulator::Shared => endpoint(Serving::Serialized).await,
+            Emulator::Own => private_serialized().await,
+            Emulator::Shared => moto(Serving::Serialized).await,
         };
         let proxy = FaultProxy::start(
-            &upstream,
+            &upstream.endpoint,
             &[
                 "--rate".to_owned(),
                 "0".to_owned(),
@@ -137,15 +108,15 @@ impl Harness {
             ],
         )
         .await;
-        let aws = with_own_retry_quota(
-            fresh_aws_behind(&upstream, label, &proxy.endpoint).await,
-            label,
-        );
+        let stack = Stack::behind(upstream, label, &proxy.endpoint).await;
         let config = ServiceConfig {
             rows_per_chunk: ROWS_PER_CHUNK,
             ..Default::default()
         };
+        let aws = stack.admin.clone();
         let service = BulkService::new(aws.ports.clone(), config);
+        let deployment = Deployment { stack, config };
+        let processor = deployment.function("processor").await;
         let issued = service
             .create_credential(&TenantId::parse("acme").unwrap(), "acme-sync", None)
             .await
@@ -153,9 +124,9 @@ impl Harness {
         Harness {
             label,
             proxy,
+            deployment,
             aws,
-            api: Api::new(service.clone()),
-            service,
+            processor,
             secret: issued.secret,
             client_retries: AtomicU64::new(0),
         }
@@ -198,7 +169,7 @@ impl Harness {
     /// error fails the test, as does a 503 without `Retry-After` or a body naming the problem.
     async fn send(&self, dialect: Dialect, request: ApiRequest) -> Answer {
         for _ in 0..CLIENT_ATTEMPTS {
-            let answer = Answer::from(self.api.handle(request.clone()).await);
+            let answer = Answer::from(self.deployment.handle(request.clone()).await);
             if !answer.status.is_server_error() {
                 return answer;
             }
@@ -360,7 +331,7 @@ impl Consumers {
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = (0..count)
             .map(|_| {
-                let service = harness.service.clone();
+                let service = harness.processor.clone();
                 let sqs = harness.aws.sqs.clone();
                 let queue_url = harness.aws.settings.queue_url.clone();
                 let stop = stop.clone();
@@ -1028,7 +999,7 @@ async fn a_chunk_failing_on_every_delivery_ends_its_job_failed_with_the_reason()
         // Each message is its own batch, as two Lambda instances would get them.
         let mut handled = Vec::new();
         for message in messages {
-            let service = harness.service.clone();
+            let service = harness.processor.clone();
             handled.push(tokio::spawn(async move {
                 let event = sqs_event(std::slice::from_ref(&message));
                 let receives: u32 = event.records[0].attributes["ApproximateReceiveCount"]

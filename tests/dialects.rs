@@ -481,8 +481,7 @@ async fn workspace(app: &TestApp, token: &str, method: Method, path: &str, body:
         serde_json::to_vec(&body).unwrap()
     };
     let answer = Answer::from(
-        app.api
-            .handle(bulk_tests::api_request(method, path, headers, bytes.into()))
+        app.handle(bulk_tests::api_request(method, path, headers, bytes.into()))
             .await,
     );
     assert!(

@@ -27,7 +27,7 @@ struct Keyed<'a> {
 impl Keyed<'_> {
     async fn send(&self, method: Method, path: &str, content_type: &str, body: Vec<u8>) -> Answer {
         let request = self.request(method, path, content_type, body);
-        Answer::from(self.app.api.handle(request).await)
+        Answer::from(self.app.handle(request).await)
     }
 
     fn request(&self, method: Method, path: &str, content_type: &str, body: Vec<u8>) -> ApiRequest {
@@ -49,7 +49,7 @@ impl Keyed<'_> {
     /// every send).
     async fn upload(&self, file: &str, boundary: &str) -> Answer {
         let request = self.upload_request(file, boundary);
-        Answer::from(self.app.api.handle(request).await)
+        Answer::from(self.app.handle(request).await)
     }
 
     fn upload_request(&self, file: &str, boundary: &str) -> ApiRequest {
@@ -286,7 +286,6 @@ async fn zendesk_and_workspace_creates_run_once_per_key(app: TestApp) {
     );
     assert!(replayed(&retried));
     let without_key = app
-        .api
         .handle(ApiRequest {
             method: Method::POST,
             path: path.to_owned(),

@@ -42,7 +42,8 @@ async fn exists(app: &TestApp, key: &str) -> bool {
 async fn a_dropped_file_becomes_a_validated_job(app: TestApp) {
     put(&app, "incoming/acme/users.json", &users_file(3, "")).await;
     let IntakeOutcome::Job(job) = app
-        .service
+        .function("intake")
+        .await
         .intake("incoming/acme/users.json")
         .await
         .unwrap()
@@ -72,7 +73,12 @@ async fn a_dropped_file_becomes_a_validated_job(app: TestApp) {
         r#"[{"email": "nope", "first_name": "A", "last_name": "B"}]"#,
     )
     .await;
-    let IntakeOutcome::Job(bad) = app.service.intake("incoming/acme/bad.json").await.unwrap()
+    let IntakeOutcome::Job(bad) = app
+        .function("intake")
+        .await
+        .intake("incoming/acme/bad.json")
+        .await
+        .unwrap()
     else {
         panic!("not a job")
     };
@@ -91,7 +97,8 @@ async fn a_dropped_file_in_proceed_is_processed(app: TestApp) {
     )
     .await;
     let IntakeOutcome::Job(job) = app
-        .service
+        .function("intake")
+        .await
         .intake("incoming/acme/proceed/nightly/users.json")
         .await
         .unwrap()
@@ -153,7 +160,7 @@ async fn files_that_cannot_become_jobs_are_moved_aside(app: TestApp) {
         ),
     ] {
         put(&app, key, &body).await;
-        match app.service.intake(key).await.unwrap() {
+        match app.function("intake").await.intake(key).await.unwrap() {
             IntakeOutcome::Rejected {
                 moved_to,
                 reason: why,
@@ -175,7 +182,8 @@ async fn files_that_cannot_become_jobs_are_moved_aside(app: TestApp) {
 async fn a_redelivered_notification_takes_a_file_in_once(app: TestApp) {
     put(&app, "incoming/acme/proceed/users.json", &users_file(2, "")).await;
     let IntakeOutcome::Job(job) = app
-        .service
+        .function("intake")
+        .await
         .intake("incoming/acme/proceed/users.json")
         .await
         .unwrap()
@@ -183,14 +191,21 @@ async fn a_redelivered_notification_takes_a_file_in_once(app: TestApp) {
         panic!("not a job")
     };
     assert!(matches!(
-        app.service
+        app.function("intake")
+            .await
             .intake("incoming/acme/proceed/users.json")
             .await
             .unwrap(),
         IntakeOutcome::Ignored { .. }
     ));
     // The notification of the move into the slot: the job is already validated and proceeded.
-    let IntakeOutcome::Job(again) = app.service.intake(&job.file_key).await.unwrap() else {
+    let IntakeOutcome::Job(again) = app
+        .function("intake")
+        .await
+        .intake(&job.file_key)
+        .await
+        .unwrap()
+    else {
         panic!("not a job")
     };
     assert_eq!(again.id, job.id);
@@ -231,31 +246,38 @@ async fn a_drop_stopped_after_its_move_is_finished_by_the_slot_notification(app:
     // Before the move, the slot's notification (of a file put there by hand) changes nothing.
     put(&app, &slot, &users_file(3, "")).await;
     assert!(matches!(
-        app.service.intake(&slot).await.unwrap(),
+        app.function("intake").await.intake(&slot).await.unwrap(),
         IntakeOutcome::Ignored { .. }
     ));
     ports.files.rename(dropped, &slot).await.expect("move");
 
     // The drop's notification again: its key is gone.
     assert!(matches!(
-        app.service.intake(dropped).await.unwrap(),
+        app.function("intake").await.intake(dropped).await.unwrap(),
         IntakeOutcome::Ignored { .. }
     ));
     // A slot naming another job id is not this job's file.
     let elsewhere = IncomingKey::slot(&tenant, job.id + 1, true, "users.json");
     put(&app, &elsewhere, &users_file(1, "")).await;
-    let outcome = app.service.intake(&elsewhere).await.unwrap();
+    let outcome = app
+        .function("intake")
+        .await
+        .intake(&elsewhere)
+        .await
+        .unwrap();
     assert!(
         !matches!(&outcome, IntakeOutcome::Job(other) if other.id == job.id),
         "{outcome:?}"
     );
     // The slot's notification finishes the adoption: validated and proceeded.
-    let IntakeOutcome::Job(taken) = app.service.intake(&slot).await.unwrap() else {
+    let IntakeOutcome::Job(taken) = app.function("intake").await.intake(&slot).await.unwrap()
+    else {
         panic!("the slot's notification did not take the file in")
     };
     assert_eq!((taken.id, taken.file_key.as_str()), (job.id, slot.as_str()));
     // Delivered again, it changes nothing.
-    let IntakeOutcome::Job(again) = app.service.intake(&slot).await.unwrap() else {
+    let IntakeOutcome::Job(again) = app.function("intake").await.intake(&slot).await.unwrap()
+    else {
         panic!("not a job")
     };
     assert_eq!(again.id, job.id);
@@ -302,7 +324,8 @@ async fn a_drop_stopped_before_its_move_goes_on_with_the_job_it_created(app: Tes
     let upload = app.upload(&users_file(1, "")).await.id();
     put(&app, dropped, &users_file(3, "")).await;
 
-    let IntakeOutcome::Job(taken) = app.service.intake(dropped).await.unwrap() else {
+    let IntakeOutcome::Job(taken) = app.function("intake").await.intake(dropped).await.unwrap()
+    else {
         panic!("not a job")
     };
     assert_eq!(taken.id, stopped.id, "the job the stopped intake created");
@@ -325,7 +348,8 @@ async fn a_drop_stopped_before_its_move_goes_on_with_the_job_it_created(app: Tes
 
     // The same key dropped again later is a new file: a new job.
     put(&app, dropped, &users_file(2, "")).await;
-    let IntakeOutcome::Job(again) = app.service.intake(dropped).await.unwrap() else {
+    let IntakeOutcome::Job(again) = app.function("intake").await.intake(dropped).await.unwrap()
+    else {
         panic!("not a job")
     };
     assert!(again.id > upload, "{again:?}");
@@ -354,7 +378,7 @@ async fn pump_intake(app: &TestApp, intake_queue: &str, done: impl AsyncFn() -> 
                 .map(|m| json!({"messageId": m.message_id, "body": m.body, "eventSource": "aws:sqs"}))
                 .collect();
             let response = bulk_users::lambda::handle_intake_event(
-                &app.service,
+                &app.function("intake").await,
                 json!({ "Records": records }),
             )
             .await

@@ -204,7 +204,6 @@ async fn send(app: &TestApp, auth: &Auth, request: &Request) -> Reply {
         }
     }
     let response = app
-        .api
         .handle(ApiRequest {
             method: request.method.clone(),
             path,

@@ -19,7 +19,7 @@ fn event(name: &str) -> String {
 
 async fn invoke(app: &TestApp, group: RouteGroup, name: &str) -> (u16, Value) {
     let request = lambda_http::request::from_str(&event(name)).expect("API Gateway event");
-    let response = lambda_response(app.api.handle_group(group, api_request(request)).await);
+    let response = lambda_response(app.handle_group(group, api_request(request)).await);
     let status = response.status().as_u16();
     let body = match response.body() {
         lambda_http::Body::Text(text) => serde_json::from_str(text).expect("JSON body"),
@@ -80,7 +80,7 @@ async fn every_sample_event_is_handled_by_its_function() {
 
     // The sample SQS batch describes the job's only chunk.
     let batch = serde_json::from_str(&event("processor-sqs.json")).expect("SQS event");
-    let response = process_sqs_batch(&app.service, batch).await;
+    let response = process_sqs_batch(&app.function("processor").await, batch).await;
     assert!(response.batch_item_failures.is_empty());
     // The chunk proceed queued is the same one: re-delivery changes nothing.
     app.drain().await;
@@ -239,7 +239,7 @@ async fn the_intake_events_take_in_their_files() {
         .await
         .unwrap();
     let s3_event: Value = serde_json::from_str(&event("intake-s3.json")).unwrap();
-    handle_intake_event(&app.service, s3_event)
+    handle_intake_event(&app.function("intake").await, s3_event)
         .await
         .expect("intake");
     app.drain().await;
@@ -259,7 +259,7 @@ async fn the_intake_events_take_in_their_files() {
         .await
         .unwrap();
     let sqs_event: Value = serde_json::from_str(&event("intake-sqs.json")).unwrap();
-    let response = handle_intake_event(&app.service, sqs_event)
+    let response = handle_intake_event(&app.function("intake").await, sqs_event)
         .await
         .expect("intake");
     assert_eq!(response["batchItemFailures"], serde_json::json!([]));
@@ -287,7 +287,7 @@ async fn a_batch_reports_only_its_bad_messages_as_failures() {
     poison.body = Some("not a work item".to_owned());
     batch.records.push(poison);
     // Job 1 does not exist yet: its chunk is dropped as done, the poison message fails alone.
-    let response = process_sqs_batch(&app.service, batch).await;
+    let response = process_sqs_batch(&app.function("processor").await, batch).await;
     let failed: Vec<&str> = response
         .batch_item_failures
         .iter()
@@ -343,7 +343,8 @@ async fn a_chunk_failing_on_its_last_delivery_fails_its_job_and_goes_to_the_dead
 
     // Before the last delivery the failure is reported for a retry; the job stays in progress.
     for receives in 1..bulk_users::lambda::MAX_RECEIVES {
-        let response = process_sqs_batch(&app.service, delivery(receives)).await;
+        let response =
+            process_sqs_batch(&app.function("processor").await, delivery(receives)).await;
         assert_eq!(response.batch_item_failures.len(), 1);
         let job = stored().await;
         assert_eq!(status(&job), "in_progress", "{job}");
@@ -351,7 +352,7 @@ async fn a_chunk_failing_on_its_last_delivery_fails_its_job_and_goes_to_the_dead
     // The last delivery: still reported (SQS moves the message to the dead-letter queue), and
     // the job ends failed, saying why.
     let last = bulk_users::lambda::MAX_RECEIVES;
-    let response = process_sqs_batch(&app.service, delivery(last)).await;
+    let response = process_sqs_batch(&app.function("processor").await, delivery(last)).await;
     assert_eq!(response.batch_item_failures.len(), 1);
     let job = stored().await;
     assert_eq!(status(&job), "failed", "{job}");

@@ -253,18 +253,17 @@ async fn a_job_over_max_concurrent_jobs_waits_until_one_ends(app: TestApp) {
         HeaderValue::from_static("application/json"),
     );
     let workspace = Answer::from(
-        app.api
-            .handle(bulk_users::api::ApiRequest {
-                method: Method::POST,
-                path: "/v2/acme/users/batch-create".to_owned(),
-                query: None,
-                headers,
-                body: bytes::Bytes::from(
-                    json!({"users": [{"user_name": "carol", "user_email": "carol@example.com"}]})
-                        .to_string(),
-                ),
-            })
-            .await,
+        app.handle(bulk_users::api::ApiRequest {
+            method: Method::POST,
+            path: "/v2/acme/users/batch-create".to_owned(),
+            query: None,
+            headers,
+            body: bytes::Bytes::from(
+                json!({"users": [{"user_name": "carol", "user_email": "carol@example.com"}]})
+                    .to_string(),
+            ),
+        })
+        .await,
     );
     assert_eq!(
         workspace.status,

@@ -2,37 +2,29 @@
 //! are exactly the Lambda binaries, the HTTP routes are exactly the route table (canonical paths
 //! and aliases) on the functions that serve them, every spelling the route resolver accepts
 //! (aliases, the `.json` suffix of Zendesk clients) reaches the function of its operation through
-//! the HTTP API's route selection, the read-only functions can only read, and every queue is
-//! wired for partial batch failures, long enough visibility and a dead-letter queue.
+//! the HTTP API's route selection, the read-only functions write nothing but their request
+//! counts, no grant is a wildcard, and every queue is wired for partial batch failures, long
+//! enough visibility and a dead-letter queue. (That every grant is needed, and enough, is held
+//! by running the functions under their policies: `lambda_runtime.rs`.)
 //!
-//! The template is read through cfn-lint's own YAML decoder (Python), which understands the
-//! short-form intrinsics (`!Ref`, `!Sub`, `!GetAtt`) and prints the template as JSON.
-//! cfn-lint comes from `$CFN_LINT`, else `.venv/bin/cfn-lint` (tests/requirements.txt), else
-//! `cfn-lint` on `PATH`; the test fails when none runs.
+//! The template is read through cfn-lint's own YAML decoder (`support/template.rs`).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::collections::BTreeSet;
 
+use bulk_tests::template::{
+    function_of, functions, resource, resources_of_type, run_cfn_lint, strings, template,
+    template_path, Function,
+};
+use bulk_tests::HTTP_FUNCTIONS;
 use bulk_users::adapters::aws::AwsSettings;
 use bulk_users::api::{resolve, route_table, Dialect, Operation, RouteGroup, PATH_ALIASES};
 use http::Method;
 use serde_json::Value;
 
-/// The binaries that serve HTTP routes, and their route group.
-const HTTP_FUNCTIONS: [(&str, RouteGroup); 7] = [
-    ("upload", RouteGroup::Upload),
-    ("proceed", RouteGroup::Proceed),
-    ("status", RouteGroup::Status),
-    ("jobs", RouteGroup::Jobs),
-    ("reads", RouteGroup::Reads),
-    ("batches", RouteGroup::Batches),
-    ("directory", RouteGroup::Directory),
-];
-
 /// The functions that must only read, and all they may do.
 const READ_ONLY_FUNCTIONS: [&str; 3] = ["status", "jobs", "reads"];
+/// The partition keys of the request counts (`RATE#{tenant}#{minute}`).
+const RATE_KEYS: &str = "RATE#*";
 const READ_ONLY_ACTIONS: [&str; 3] = [
     "dynamodb:GetItem",
     "dynamodb:Query",
@@ -217,19 +209,41 @@ fn every_spelling_of_every_route_reaches_the_function_of_its_operation() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+/// The read-only functions read, and write one thing only: every authenticated request counts
+/// itself in its tenant's request window (`count_request`, an UpdateItem of `RATE#{tenant}#…`).
+/// That write is granted under a `dynamodb:LeadingKeys` condition that confines it to those
+/// items; any other write, or that one unconfined, fails.
 #[test]
-fn read_only_functions_can_only_read() {
+fn read_only_functions_can_only_read_and_count_requests() {
     for binary in READ_ONLY_FUNCTIONS {
         let function = function_of(binary);
-        let actions = function.iam_actions();
-        assert!(!actions.is_empty(), "{binary}: no IAM actions at all");
-        let extra: Vec<&String> = actions
-            .iter()
-            .filter(|action| !READ_ONLY_ACTIONS.contains(&action.as_str()))
-            .collect();
+        let mut wrong = Vec::new();
+        for statement in function.policy_statements() {
+            let actions = strings(&statement["Action"]);
+            let writes: Vec<&String> = actions
+                .iter()
+                .filter(|action| !READ_ONLY_ACTIONS.contains(&action.as_str()))
+                .collect();
+            if writes.is_empty() {
+                continue;
+            }
+            let confined = writes == [&"dynamodb:UpdateItem".to_owned()]
+                && statement["Condition"]
+                    == serde_json::json!({
+                        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [RATE_KEYS]}
+                    });
+            if !confined {
+                wrong.push(statement.to_string());
+            }
+        }
         assert!(
-            extra.is_empty(),
-            "read-only function {binary} may also {extra:?}"
+            wrong.is_empty(),
+            "read-only function {binary} may write more than its request counts:\n{}",
+            wrong.join("\n")
+        );
+        assert!(
+            function.iam_actions().contains("dynamodb:UpdateItem"),
+            "{binary} cannot count its requests"
         );
     }
 }
@@ -397,127 +411,12 @@ fn new_files_under_incoming_notify_a_consumed_queue() {
 }
 
 // ------------------------------------------------------------------------------------------------
-// The template
+// Small helpers
 // ------------------------------------------------------------------------------------------------
-
-fn repository_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
-fn template_path() -> PathBuf {
-    repository_root().join("template.yaml")
-}
-
-/// The template as JSON, decoded once.
-fn template() -> &'static Value {
-    static TEMPLATE: OnceLock<Value> = OnceLock::new();
-    TEMPLATE.get_or_init(decode_template)
-}
-
-/// Decodes template.yaml with cfn-lint's decoder, in the first Python that has it.
-fn decode_template() -> Value {
-    const DECODE: &str = "\
-import json, sys
-from cfnlint.decode import decode
-template, problems = decode(sys.argv[1])
-if template is None or problems:
-    sys.exit('cannot decode %s: %s' % (sys.argv[1], '; '.join(str(p) for p in problems)))
-json.dump(template, sys.stdout)
-";
-    let path = template_path();
-    let mut failures = Vec::new();
-    for python in python_candidates() {
-        let output = Command::new(&python)
-            .args(["-c", DECODE])
-            .arg(&path)
-            .output();
-        match output {
-            Ok(output) if output.status.success() => {
-                return serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
-                    panic!("{python}: decoded template is no JSON: {error}")
-                })
-            }
-            Ok(output) => failures.push(format!(
-                "{python}: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            )),
-            Err(error) => failures.push(format!("{python}: {error}")),
-        }
-    }
-    panic!(
-        "no Python with cfn-lint could decode template.yaml (run tests/run.sh, or \
-         `.venv/bin/python -m pip install -r tests/requirements.txt`):\n{}",
-        failures.join("\n")
-    )
-}
-
-/// Pythons that may have cfnlint: the test venv's, the interpreter of the cfn-lint script in
-/// use, then `python3`.
-fn python_candidates() -> Vec<String> {
-    let mut candidates = Vec::new();
-    let venv_python = repository_root().join(".venv/bin/python");
-    if venv_python.exists() {
-        candidates.push(venv_python.display().to_string());
-    }
-    if let Some(interpreter) = script_interpreter(&cfn_lint_program()) {
-        candidates.push(interpreter);
-    }
-    candidates.push("python3".to_owned());
-    candidates.dedup();
-    candidates
-}
-
-/// The `#!` interpreter of a script given by path or found on `PATH`.
-fn script_interpreter(program: &str) -> Option<String> {
-    let path = if program.contains('/') {
-        PathBuf::from(program)
-    } else {
-        std::env::split_paths(&std::env::var_os("PATH")?)
-            .map(|dir| dir.join(program))
-            .find(|candidate| candidate.is_file())?
-    };
-    let text = std::fs::read(path).ok()?;
-    let first_line = text.split(|byte| *byte == b'\n').next()?;
-    let interpreter = std::str::from_utf8(first_line.strip_prefix(b"#!")?).ok()?;
-    let interpreter = interpreter.split_whitespace().next()?;
-    interpreter
-        .contains("python")
-        .then(|| interpreter.to_owned())
-}
-
-/// The cfn-lint to run: `$CFN_LINT`, else the test venv's, else `cfn-lint` on `PATH`.
-fn cfn_lint_program() -> String {
-    if let Some(program) = std::env::var_os("CFN_LINT").filter(|value| !value.is_empty()) {
-        return program.to_string_lossy().into_owned();
-    }
-    let venv = repository_root().join(".venv/bin/cfn-lint");
-    if venv.exists() {
-        return venv.display().to_string();
-    }
-    "cfn-lint".to_owned()
-}
-
-fn run_cfn_lint(args: &[&str]) -> (String, Output) {
-    let program = cfn_lint_program();
-    let output = Command::new(&program)
-        .args(args)
-        .current_dir(repository_root())
-        .output()
-        .unwrap_or_else(|error| {
-            panic!(
-                "cannot run cfn-lint ({program}): {error}. Install it with tests/run.sh or \
-                 `.venv/bin/python -m pip install -r tests/requirements.txt`, or set CFN_LINT"
-            )
-        });
-    (program, output)
-}
 
 /// The `[[bin]]` names of functions/lambda/Cargo.toml.
 fn cargo_binaries() -> BTreeSet<String> {
-    let path = repository_root().join("functions/lambda/Cargo.toml");
+    let path = bulk_tests::template::repository_root().join("functions/lambda/Cargo.toml");
     let manifest = std::fs::read_to_string(&path)
         .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
     let mut binaries = BTreeSet::new();
@@ -537,154 +436,11 @@ fn cargo_binaries() -> BTreeSet<String> {
     binaries
 }
 
-/// The resources of one type, by logical id.
-fn resources_of_type(kind: &str) -> BTreeMap<String, &'static Value> {
-    template()["Resources"]
-        .as_object()
-        .expect("Resources")
-        .iter()
-        .filter(|(_, resource)| resource["Type"] == kind)
-        .map(|(id, resource)| (id.clone(), resource))
-        .collect()
-}
-
-/// A resource that must exist with this type.
-fn resource(id: &str, kind: &str) -> &'static Value {
-    let found = &template()["Resources"][id];
-    assert_eq!(found["Type"], kind, "resource {id}");
-    found
-}
-
-/// One `AWS::Serverless::Function`.
-struct Function {
-    logical_id: String,
-    binary: String,
-    metadata: &'static Value,
-    properties: &'static Value,
-}
-
-fn functions() -> Vec<Function> {
-    resources_of_type("AWS::Serverless::Function")
-        .into_iter()
-        .map(|(logical_id, resource)| {
-            let binary = resource["Metadata"]["BuildProperties"]["Binary"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{logical_id}: no Metadata.BuildProperties.Binary"))
-                .to_owned();
-            Function {
-                logical_id,
-                binary,
-                metadata: &resource["Metadata"],
-                properties: &resource["Properties"],
-            }
-        })
-        .collect()
-}
-
-fn function_of(binary: &str) -> Function {
-    functions()
-        .into_iter()
-        .find(|function| function.binary == binary)
-        .unwrap_or_else(|| panic!("no function builds binary {binary}"))
-}
-
 fn http_group(binary: &str) -> Option<RouteGroup> {
     HTTP_FUNCTIONS
         .iter()
         .find(|(name, _)| *name == binary)
         .map(|(_, group)| *group)
-}
-
-impl Function {
-    /// A property as deployed: the function's own, else the one of `Globals.Function`.
-    fn property(&self, name: &str) -> Option<&'static Value> {
-        self.properties
-            .get(name)
-            .or_else(|| template()["Globals"]["Function"].get(name))
-    }
-
-    /// The environment variables: the globals' merged with the function's own.
-    fn environment(&self) -> BTreeMap<String, &'static Value> {
-        let mut variables = BTreeMap::new();
-        for scope in [&template()["Globals"]["Function"], self.properties] {
-            if let Some(own) = scope["Environment"]["Variables"].as_object() {
-                variables.extend(own.iter().map(|(name, value)| (name.clone(), value)));
-            }
-        }
-        variables
-    }
-
-    fn events_of_type(&self, kind: &str) -> Vec<(String, &'static Value)> {
-        self.properties["Events"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(_, event)| event["Type"] == kind)
-            .map(|(name, event)| (name.clone(), event))
-            .collect()
-    }
-
-    /// The (METHOD, path) of every HttpApi event.
-    fn http_events(&self) -> Vec<(String, String)> {
-        self.events_of_type("HttpApi")
-            .into_iter()
-            .map(|(name, event)| {
-                let properties = &event["Properties"];
-                let field = |key: &str| {
-                    properties[key].as_str().unwrap_or_else(|| {
-                        panic!("{}.{name}: HttpApi event without {key}", self.logical_id)
-                    })
-                };
-                (field("Method").to_uppercase(), field("Path").to_owned())
-            })
-            .collect()
-    }
-
-    /// The inline policy statements. Anything else that grants permissions (a `Role`, a
-    /// managed policy, a SAM policy template) fails: its actions cannot be checked here.
-    fn policy_statements(&self) -> Vec<&'static Value> {
-        let id = &self.logical_id;
-        assert!(
-            self.properties.get("Role").is_none(),
-            "{id}: a Role of its own; the test checks Policies"
-        );
-        let mut statements = Vec::new();
-        for policy in self.properties["Policies"].as_array().into_iter().flatten() {
-            let statement = policy
-                .get("Statement")
-                .unwrap_or_else(|| panic!("{id}: a policy that is no inline document: {policy}"));
-            match statement {
-                Value::Array(list) => statements.extend(list),
-                single => statements.push(single),
-            }
-        }
-        statements
-    }
-
-    /// Every action an Allow statement grants.
-    fn iam_actions(&self) -> BTreeSet<String> {
-        self.policy_statements()
-            .into_iter()
-            .filter(|statement| statement["Effect"] == "Allow")
-            .flat_map(|statement| strings(&statement["Action"]))
-            .collect()
-    }
-}
-
-// ------------------------------------------------------------------------------------------------
-// Small helpers
-// ------------------------------------------------------------------------------------------------
-
-/// A string or a list of strings (IAM `Action`, `Resource`, `DependsOn`) as a list.
-fn strings(value: &Value) -> Vec<String> {
-    match value {
-        Value::String(text) => vec![text.clone()],
-        Value::Array(list) => list
-            .iter()
-            .filter_map(|item| item.as_str().map(str::to_owned))
-            .collect(),
-        _ => Vec::new(),
-    }
 }
 
 /// A number written as a number or a string.

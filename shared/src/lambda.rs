@@ -12,6 +12,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use crate::adapters::aws::{connect, AwsSettings};
 use crate::api::{Api, ApiRequest, ApiResponse, RouteGroup};
 use crate::model::WorkItem;
+use crate::ports::StoreError;
 use crate::processing::{gave_up_reason, ChunkOutcome};
 use crate::service::{BulkService, ServiceConfig, ServiceError, STALE_JOB_AFTER};
 use serde_json::Value;
@@ -155,6 +156,10 @@ pub async fn process_sqs_batch(service: &BulkService, event: SqsEvent) -> SqsBat
                     }
                     true
                 }
+                Err(error @ StoreError::Denied { .. }) => {
+                    tracing::error!(job_id = item.job_id, chunk = item.chunk, receives, %error, "chunk failed: this deployment lacks a permission; it will be retried");
+                    true
+                }
                 Err(error) => {
                     tracing::warn!(job_id = item.job_id, chunk = item.chunk, receives, %error, "chunk failed; it will be retried");
                     true
@@ -247,7 +252,12 @@ async fn take_in(service: &BulkService, key: &str) -> Result<(), Error> {
             tracing::info!(key, ?outcome, "intake");
             Ok(())
         }
-        Err(ServiceError::Store(error)) => Err(error.into()),
+        Err(ServiceError::Store(error)) => {
+            if matches!(error, StoreError::Denied { .. }) {
+                tracing::error!(key, %error, "intake failed: this deployment lacks a permission");
+            }
+            Err(error.into())
+        }
         // Anything else is an answer about this object, not a failure worth a retry.
         Err(error) => {
             tracing::warn!(key, %error, "intake refused a file");

@@ -32,15 +32,15 @@
 //!   [`Emulator`]'s drop sends `SIGTERM`, then `SIGKILL`s the group and any instance left; a
 //!   watchdog does the same when the test process dies without dropping it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bulk_users::adapters::aws::AwsSettings;
+use bulk_users::adapters::aws::{AwsSettings, Credentials};
 use serde_json::{Map, Value};
 
 /// How long the first invocation of a function may take: it compiles the function (and, when
@@ -55,9 +55,6 @@ const START_ATTEMPTS: usize = 3;
 /// How long the emulator gets to stop its function instances after `SIGTERM`.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// Dummy credentials for moto (the functions use the SDK's default credential chain).
-pub const ACCESS_KEY_ID: &str = "testing";
-pub const SECRET_ACCESS_KEY: &str = "testing";
 /// The functions' `BULK_MASTER_KEY` (64 hex digits): a test that stores credentials for them
 /// seals them under this key too.
 pub const MASTER_KEY: &str = "4d6173746572206b6579206f66207468652072756e74696d6520746573747321";
@@ -149,16 +146,18 @@ fn is_test_crate_variable(name: &str) -> bool {
 
 impl Emulator {
     /// Starts `cargo lambda watch` in the workspace root on a free loopback port, with the
-    /// environment of `settings` (table, bucket, queue, endpoint, region) and dummy
-    /// credentials, and waits until it listens. Panics when it cannot be started.
-    pub async fn start(settings: &AwsSettings) -> Emulator {
+    /// environment of `settings` (table, bucket, queue, endpoint, region) and `credentials`
+    /// (as a function's execution role gives them), and waits until it listens. Panics when it
+    /// cannot be started.
+    pub async fn start(settings: &AwsSettings, credentials: &Credentials) -> Emulator {
         let settings = settings.clone();
-        tokio::task::spawn_blocking(move || Emulator::start_blocking(&settings))
+        let credentials = credentials.clone();
+        tokio::task::spawn_blocking(move || Emulator::start_blocking(&settings, &credentials))
             .await
             .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
     }
 
-    fn start_blocking(settings: &AwsSettings) -> Emulator {
+    fn start_blocking(settings: &AwsSettings, credentials: &Credentials) -> Emulator {
         let executable = cargo_lambda_executable();
         let features = match build_features() {
             Some(features) => vec!["--features".to_owned(), features],
@@ -167,7 +166,7 @@ impl Emulator {
         eprintln!("cargo lambda watch: builds with {features:?}");
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
-            match Emulator::start_on(&executable, free_port(), settings, &features) {
+            match Emulator::start_on(&executable, free_port(), settings, credentials, &features) {
                 Ok(emulator) => return emulator,
                 Err(failure) => failures.push(failure),
             }
@@ -184,6 +183,7 @@ impl Emulator {
         executable: &str,
         port: u16,
         settings: &AwsSettings,
+        credentials: &Credentials,
         features: &[String],
     ) -> Result<Emulator, String> {
         // Loopback only: never through a proxy from the environment.
@@ -226,8 +226,8 @@ impl Emulator {
             .env("BULK_QUEUE_URL", &settings.queue_url)
             .env("BULK_MASTER_KEY", MASTER_KEY)
             .env("AWS_REGION", &settings.region)
-            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+            .env("AWS_ACCESS_KEY_ID", credentials.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key())
             .env_remove("AWS_SESSION_TOKEN")
             .env_remove("AWS_PROFILE")
             .env_remove("AWS_DEFAULT_REGION");
@@ -435,6 +435,50 @@ impl Drop for Emulator {
         if !std::thread::panicking() {
             let _ = std::fs::remove_file(&self.log);
         }
+    }
+}
+
+/// The functions of a stack under the runtime emulator, each as its own principal: one
+/// `cargo lambda watch` per function (the emulator gives every function it runs the same
+/// environment), started on the function's first invocation with the stack's settings and the
+/// access key of the function's template policy.
+pub struct FunctionEmulators<'a> {
+    stack: &'a crate::moto::Stack,
+    running: tokio::sync::Mutex<HashMap<String, Arc<Emulator>>>,
+}
+
+impl<'a> FunctionEmulators<'a> {
+    pub fn new(stack: &'a crate::moto::Stack) -> FunctionEmulators<'a> {
+        FunctionEmulators {
+            stack,
+            running: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The emulator running function `bin`, started on first use.
+    pub async fn of(&self, bin: &str) -> Arc<Emulator> {
+        let mut running = self.running.lock().await;
+        if let Some(emulator) = running.get(bin) {
+            return emulator.clone();
+        }
+        let credentials = self.stack.credentials_of(bin).await;
+        let emulator = Arc::new(Emulator::start(&self.stack.settings(), &credentials).await);
+        running.insert(bin.to_owned(), emulator.clone());
+        emulator
+    }
+
+    /// Invokes function `bin` with `event` (see [`Emulator::try_invoke`]).
+    pub async fn try_invoke(&self, bin: &str, event: &Value) -> Result<Value, InvokeError> {
+        self.of(bin).await.try_invoke(bin, event).await
+    }
+
+    /// The crates the emulators' builds compiled.
+    pub async fn compiled_crates(&self) -> Vec<String> {
+        let running = self.running.lock().await;
+        running
+            .values()
+            .flat_map(|emulator| emulator.compiled_crates())
+            .collect()
     }
 }
 

@@ -2,15 +2,17 @@
 //! helpers to build requests and read answers.
 
 pub mod emulator;
+pub mod iam;
 pub mod local_server;
 pub mod moto;
+pub mod template;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use bulk_users::adapters::{aws::AwsAdapters, embedded};
-use bulk_users::api::{Api, ApiRequest, ApiResponse};
+use bulk_users::api::{resolve, Api, ApiRequest, ApiResponse, RouteGroup};
 use bulk_users::local::LocalWorker;
 use bulk_users::model::TenantId;
 use bulk_users::service::{BulkService, ServiceConfig, SettingsChange};
@@ -40,19 +42,92 @@ impl Backend {
     }
 }
 
+/// The Lambda functions that serve HTTP routes (their binaries), and their route group.
+pub const HTTP_FUNCTIONS: [(&str, RouteGroup); 7] = [
+    ("upload", RouteGroup::Upload),
+    ("proceed", RouteGroup::Proceed),
+    ("status", RouteGroup::Status),
+    ("jobs", RouteGroup::Jobs),
+    ("reads", RouteGroup::Reads),
+    ("batches", RouteGroup::Batches),
+    ("directory", RouteGroup::Directory),
+];
+
+/// The function (binary) that serves a route group.
+pub fn function_of_group(group: RouteGroup) -> &'static str {
+    HTTP_FUNCTIONS
+        .iter()
+        .find(|(_, g)| *g == group)
+        .map(|(name, _)| *name)
+        .unwrap_or_else(|| panic!("no function serves {group:?}"))
+}
+
 enum Drain {
     Embedded {
-        worker: LocalWorker,
+        worker: Box<LocalWorker>,
         queue: bulk_users::adapters::embedded::SqliteWorkQueue,
         _dir: tempfile::TempDir,
     },
-    Aws(AwsAdapters),
+    Aws(Box<Deployment>),
+}
+
+/// A stack's functions, each running the service as its own principal, with the service
+/// configuration of the deployment.
+pub struct Deployment {
+    pub stack: moto::Stack,
+    pub config: ServiceConfig,
+}
+
+impl Deployment {
+    /// The service as Lambda function `binary` runs it: with the clients of its principal.
+    pub async fn function(&self, binary: &str) -> BulkService {
+        BulkService::new(self.stack.function(binary).await.ports, self.config)
+    }
+
+    /// Serves a request as the deployment would: by the function of its route (API Gateway
+    /// answers a path no route matches itself, as the route table does).
+    pub async fn handle(&self, request: ApiRequest) -> ApiResponse {
+        let group = match resolve(&request.method, &request.path) {
+            Ok(route) => RouteGroup::of(route.operation),
+            Err(_) => RouteGroup::All,
+        };
+        self.handle_group(group, request).await
+    }
+
+    /// Serves a request by the function of route group `group`, which answers 404 for the
+    /// routes of other groups. `RouteGroup::All` is no function: it answers, as the
+    /// administrator, only requests that no route matches.
+    /// An answer 5xx prints what IAM denied the stack's functions, so that a test failing on
+    /// a permission the template lacks names it.
+    pub async fn handle_group(&self, group: RouteGroup, request: ApiRequest) -> ApiResponse {
+        let service = match group {
+            RouteGroup::All => BulkService::new(self.stack.admin.ports.clone(), self.config),
+            group => self.function(function_of_group(group)).await,
+        };
+        let (method, path) = (request.method.clone(), request.path.clone());
+        let response = Api::new(service).handle_group(group, request).await;
+        if response.status().is_server_error() {
+            for denial in self.stack.denials().await {
+                eprintln!(
+                    "{method} {path} answered {}; IAM denied {denial}",
+                    response.status()
+                );
+            }
+        }
+        response
+    }
 }
 
 /// The application on one backend, with two tenants (`acme`, `globex`) and their credentials.
+///
+/// On the embedded store one service does everything, as `bulk-local` does. On AWS the
+/// application is deployed as the template deploys it: each request is served by the function
+/// of its route group, and the processor, intake and sweeper run as themselves, each with the
+/// clients of its own IAM principal (its template policy, enforced by the emulator), while
+/// `service` (set-up and assertions) runs as the administrator.
 pub struct TestApp {
     pub backend: Backend,
-    pub api: Api,
+    /// Set-up and assertions; on AWS, as the administrator.
     pub service: BulkService,
     drain: Drain,
     pub acme: Credentials,
@@ -109,7 +184,7 @@ impl TestApp {
                 let service = BulkService::new(adapters.ports.clone(), config);
                 let worker = LocalWorker::new(service, adapters.queue.clone(), 3);
                 let drain = Drain::Embedded {
-                    worker,
+                    worker: Box::new(worker),
                     queue: adapters.queue,
                     _dir: dir,
                 };
@@ -122,8 +197,9 @@ impl TestApp {
                     moto::Serving::Serialized
                 };
                 let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-                let adapters = moto::fresh_aws_on(serving, &format!("t{n}")).await;
-                (adapters.ports.clone(), Drain::Aws(adapters))
+                let stack = moto::fresh_stack_on(serving, &format!("t{n}")).await;
+                let ports = stack.admin.ports.clone();
+                (ports, Drain::Aws(Box::new(Deployment { stack, config })))
             }
         };
         let service = BulkService::new(ports, config);
@@ -131,7 +207,6 @@ impl TestApp {
         let globex = issue(&service, "globex").await;
         TestApp {
             backend,
-            api: Api::new(service.clone()),
             service,
             drain,
             acme,
@@ -139,11 +214,48 @@ impl TestApp {
         }
     }
 
-    /// The AWS adapters (table, bucket, queue and clients) of an AWS-backed app.
+    /// The administrator's AWS adapters (table, bucket, queue and clients) of an AWS-backed
+    /// app.
     pub fn aws(&self) -> Option<&AwsAdapters> {
+        self.stack().map(|stack| &stack.admin)
+    }
+
+    /// The stack of an AWS-backed app.
+    pub fn stack(&self) -> Option<&moto::Stack> {
         match &self.drain {
-            Drain::Aws(adapters) => Some(adapters),
+            Drain::Aws(deployment) => Some(&deployment.stack),
             Drain::Embedded { .. } => None,
+        }
+    }
+
+    /// The service as Lambda function `binary` runs it: on AWS with the clients of the
+    /// function's own principal; on the embedded store, the one service.
+    pub async fn function(&self, binary: &str) -> BulkService {
+        match &self.drain {
+            Drain::Aws(deployment) => deployment.function(binary).await,
+            Drain::Embedded { .. } => self.service.clone(),
+        }
+    }
+
+    /// Serves a request: on AWS by the function of its route, on the embedded store by the
+    /// one service (as `bulk-local` does).
+    pub async fn handle(&self, request: ApiRequest) -> ApiResponse {
+        match &self.drain {
+            Drain::Aws(deployment) => deployment.handle(request).await,
+            Drain::Embedded { .. } => Api::new(self.service.clone()).handle(request).await,
+        }
+    }
+
+    /// Serves a request by the function of route group `group`, which answers 404 for the
+    /// routes of other groups.
+    pub async fn handle_group(&self, group: RouteGroup, request: ApiRequest) -> ApiResponse {
+        match &self.drain {
+            Drain::Aws(deployment) => deployment.handle_group(group, request).await,
+            Drain::Embedded { .. } => {
+                Api::new(self.service.clone())
+                    .handle_group(group, request)
+                    .await
+            }
         }
     }
 
@@ -154,9 +266,10 @@ impl TestApp {
             Drain::Embedded { worker, .. } => worker.run_until_idle().await.expect("worker"),
             // moto's threaded server applies racing writes to one item without a lock, so on
             // it chunks are processed one at a time; racing workers run on the serialized one.
-            Drain::Aws(adapters) => {
+            Drain::Aws(deployment) => {
                 let consumers = if self.backend == Backend::Aws { 1 } else { 2 };
-                drain_sqs(&self.service, adapters, consumers).await
+                let processor = deployment.function("processor").await;
+                drain_sqs(&processor, &deployment.stack.admin, consumers).await
             }
         }
     }
@@ -174,11 +287,12 @@ impl TestApp {
                     queue.ack(work.receipt).await.expect("ack");
                 }
             }
-            Drain::Aws(adapters) => {
-                adapters
+            Drain::Aws(deployment) => {
+                let admin = &deployment.stack.admin;
+                admin
                     .sqs
                     .purge_queue()
-                    .queue_url(&adapters.settings.queue_url)
+                    .queue_url(&admin.settings.queue_url)
                     .send()
                     .await
                     .expect("purge");
@@ -220,11 +334,7 @@ impl TestApp {
                 HeaderValue::from_str(&content_type).unwrap(),
             );
         }
-        Answer::from(
-            self.api
-                .handle(api_request(method, path, headers, bytes))
-                .await,
-        )
+        Answer::from(self.handle(api_request(method, path, headers, bytes)).await)
     }
 
     pub async fn get(&self, path: &str) -> Answer {
@@ -289,8 +399,6 @@ async fn issue(service: &BulkService, tenant: &str) -> Credentials {
     }
 }
 
-/// Receives from the queue and hands batches to the processor function's handler, with
-/// `consumers` concurrent consumers (several Lambda instances), until the queue is empty.
 /// The `ApproximateReceiveCount` attribute of a received message, as an SQS event carries it.
 fn receive_count(message: &aws_sdk_sqs::types::Message) -> Option<(String, String)> {
     let count = message
@@ -300,6 +408,10 @@ fn receive_count(message: &aws_sdk_sqs::types::Message) -> Option<(String, Strin
     Some(("ApproximateReceiveCount".to_owned(), count.clone()))
 }
 
+/// Receives from the queue and hands batches to the processor function's handler (`service`,
+/// the processor), with `consumers` concurrent consumers (several Lambda instances), until the
+/// queue is empty. The queue is read with `adapters`' client: on AWS the event source mapping
+/// receives and deletes, not the function.
 pub async fn drain_sqs(service: &BulkService, adapters: &AwsAdapters, consumers: usize) {
     let mut tasks = Vec::new();
     for _ in 0..consumers {

@@ -1,18 +1,26 @@
-//! The AWS emulator (moto) for tests: one server per test process, fresh resources per test.
+//! The AWS emulator (moto) for tests: one server per test process, fresh resources per test,
+//! IAM enforced as AWS enforces it.
 //!
-//! `BULK_TEST_AWS_ENDPOINT` points the tests at a running emulator. Otherwise the first caller
-//! starts `moto_server` (from `MOTO_SERVER`, else `../.venv/bin/moto_server` next to the tests
-//! crate, else `PATH`) on a free loopback port, under a watchdog that stops it when the test
+//! The first caller starts moto through `moto_launcher.py` (run by the Python of the virtualenv
+//! that has `moto_server`: `MOTO_SERVER`, else `../.venv/bin/moto_server` next to the tests
+//! crate, else `python3`) on a free loopback port, under a watchdog that stops it when the test
 //! process ends. A test never skips AWS silently: when moto cannot be started it panics.
+//!
+//! **IAM, as AWS enforces it.** moto_server as shipped authorizes nothing; the launcher makes it
+//! check every request against the IAM policies of its signer, with AWS's rules where moto's
+//! differ (see the launcher). Set-up and assertions run as an administrator the launcher
+//! creates; a function runs as an IAM user whose only policy is the function's `Policies` in
+//! template.yaml with the intrinsics resolved to the test's resources ([`Stack::function`]), so
+//! a function that needs an action its policy lacks fails as it would on AWS.
 //!
 //! moto_server handles requests on concurrent threads without locks, so its conditional writes
 //! are not atomic when they race (DynamoDB's are). Tests of racing workers use the serialized
-//! emulator instead: moto's same server application, handling one request at a time
-//! (`moto_serialized.py`, run by the Python next to `moto_server`).
+//! emulator instead: the same application, handling one request at a time.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -21,8 +29,10 @@ use std::time::{Duration, Instant};
 use bulk_users::adapters::aws::provision::{create_bucket, create_queue, create_table};
 use bulk_users::adapters::aws::{connect_with_credentials, AwsAdapters, AwsSettings, Credentials};
 
-static ENDPOINT: OnceLock<String> = OnceLock::new();
-static SERIALIZED_ENDPOINT: OnceLock<String> = OnceLock::new();
+use crate::iam::{create_principal, StackNames, REGION};
+
+static THREADED: OnceLock<Moto> = OnceLock::new();
+static SERIALIZED: OnceLock<Moto> = OnceLock::new();
 static RESOURCES: AtomicU64 = AtomicU64::new(0);
 
 /// How long moto may take to answer after it was spawned.
@@ -33,78 +43,292 @@ const START_ATTEMPTS: usize = 3;
 /// How the emulator serves requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Serving {
-    /// `moto_server`: concurrently, conditional writes not atomic under races.
+    /// Concurrently: conditional writes not atomic under races.
     Threaded,
     /// One request at a time: every write atomic, as on DynamoDB.
     Serialized,
 }
 
-/// The endpoint of the emulator, started once per test process.
-pub async fn moto_endpoint() -> String {
-    endpoint(Serving::Threaded).await
+/// A running emulator: where it answers, and its administrator's access key.
+#[derive(Debug, Clone)]
+pub struct Moto {
+    pub endpoint: String,
+    pub admin: Credentials,
 }
 
-/// The endpoint of the emulator serving `serving`, started once per test process.
-pub async fn endpoint(serving: Serving) -> String {
-    if let Ok(endpoint) = std::env::var("BULK_TEST_AWS_ENDPOINT") {
-        if !endpoint.trim().is_empty() {
-            return endpoint.trim().trim_end_matches('/').to_owned();
-        }
+impl Moto {
+    /// Every IAM decision the emulator took so far: `{principal, action, resource, allowed}`.
+    pub async fn decisions(&self) -> Vec<serde_json::Value> {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("an HTTP client")
+            .get(format!("{}/__iam/decisions", self.endpoint))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("the emulator's IAM decisions")
+            .json()
+            .await
+            .expect("the IAM decisions as JSON")
     }
+}
+
+/// The emulator serving `serving`, started once per test process.
+pub async fn moto(serving: Serving) -> Moto {
     tokio::task::spawn_blocking(move || {
         let cell = match serving {
-            Serving::Threaded => &ENDPOINT,
-            Serving::Serialized => &SERIALIZED_ENDPOINT,
+            Serving::Threaded => &THREADED,
+            Serving::Serialized => &SERIALIZED,
         };
-        cell.get_or_init(|| start_moto(serving)).clone()
+        cell.get_or_init(|| start_moto(serving, false)).clone()
     })
     .await
     .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
 }
 
-/// Adapters over a table, bucket and queue of their own (names unique per process and call),
-/// with dummy credentials.
+/// The endpoint of the emulator serving `serving`, started once per test process.
+pub async fn endpoint(serving: Serving) -> String {
+    moto(serving).await.endpoint
+}
+
+/// A serialized emulator of the caller's own, with moto's per-item table copies of a
+/// transaction taken once (which changes none of moto's answers and makes a transaction on a
+/// table of a few thousand items take milliseconds instead of a second): for a test that
+/// writes many users on a table of its own without waiting behind the other tests' requests.
+/// Stops with the test process.
+pub async fn private_serialized() -> Moto {
+    tokio::task::spawn_blocking(|| start_moto(Serving::Serialized, true))
+        .await
+        .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
+}
+
+/// A deployment of the template on the emulator: a table, the uploads bucket (named as the
+/// template names it) and the work queue of its own, the administrator's adapters over them,
+/// and, made on first use, each function's adapters under its own principal.
+pub struct Stack {
+    pub moto: Moto,
+    pub names: StackNames,
+    /// Set-up and assertions: every action allowed.
+    pub admin: AwsAdapters,
+    /// Where the clients send their requests: moto, or a proxy in front of it.
+    client_endpoint: String,
+    /// A retry partition of the stack's own for its clients (see [`Stack::behind`]).
+    retry_label: Option<String>,
+    functions: tokio::sync::Mutex<HashMap<String, (Credentials, AwsAdapters)>>,
+}
+
+/// A fresh stack on the threaded emulator.
+pub async fn fresh_stack(prefix: &str) -> Stack {
+    fresh_stack_on(Serving::Threaded, prefix).await
+}
+
+/// A fresh stack on the emulator serving `serving`.
+pub async fn fresh_stack_on(serving: Serving, prefix: &str) -> Stack {
+    let moto = moto(serving).await;
+    let endpoint = moto.endpoint.clone();
+    Stack::create(moto, prefix, &endpoint, None).await
+}
+
+/// The administrator's adapters over a fresh stack of their own on the threaded emulator (for
+/// tests of the adapters themselves, which run as no function).
 pub async fn fresh_aws(prefix: &str) -> AwsAdapters {
-    fresh_aws_on(Serving::Threaded, prefix).await
+    fresh_stack(prefix).await.admin
 }
 
 /// [`fresh_aws`] on the emulator serving `serving`.
 pub async fn fresh_aws_on(serving: Serving, prefix: &str) -> AwsAdapters {
-    let endpoint = endpoint(serving).await;
-    let cleaned: String = prefix
-        .chars()
-        .map(|c| c.to_ascii_lowercase())
-        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')
-        .take(30)
-        .collect();
-    let name = format!(
-        "bulk-{cleaned}-{}-{}",
-        std::process::id(),
-        RESOURCES.fetch_add(1, Ordering::SeqCst)
+    fresh_stack_on(serving, prefix).await.admin
+}
+
+impl Stack {
+    /// A fresh stack on `moto` whose clients (the SDK configuration of
+    /// [`connect_with_credentials`]: timeouts and retries as deployed) send every request to
+    /// `client_endpoint`, a proxy in front of it. Each such stack is a deployment of its own:
+    /// its clients get a retry partition of their own, since the SDK shares one retry quota (a
+    /// token bucket that retries spend and successes refill) among the clients of a service in
+    /// a process. The resources and principals are made on moto directly.
+    pub async fn behind(moto: Moto, prefix: &str, client_endpoint: &str) -> Stack {
+        Stack::create(moto, prefix, client_endpoint, Some(prefix.to_owned())).await
+    }
+
+    async fn create(
+        moto: Moto,
+        prefix: &str,
+        client_endpoint: &str,
+        retry_label: Option<String>,
+    ) -> Stack {
+        let cleaned: String = prefix
+            .chars()
+            .map(|c| c.to_ascii_lowercase())
+            .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')
+            .take(30)
+            .collect();
+        let n = RESOURCES.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let name = format!("bulk-{cleaned}-{pid}-{n}");
+        let names = StackNames {
+            stack_name: name.clone(),
+            stage: format!("s{}-{}", base36(u64::from(pid)), base36(n)),
+            table: name.clone(),
+            queue_name: name.clone(),
+            queue_url: String::new(),
+        };
+        let bucket = names.bucket();
+        let direct =
+            connect_with_credentials(&settings(&names, &moto.endpoint), moto.admin.clone()).await;
+        let endpoint = &moto.endpoint;
+        create_table(&direct.dynamodb, &names.table)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create table {} on {endpoint}: {e}", names.table));
+        create_bucket(&direct.s3, &bucket)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create bucket {bucket} on {endpoint}: {e}"));
+        let queue_url = create_queue(&direct.sqs, &names.queue_name)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create queue {name} on {endpoint}: {e}"));
+        let names = StackNames { queue_url, ..names };
+        let admin =
+            connect_with_credentials(&settings(&names, client_endpoint), moto.admin.clone()).await;
+        let admin = with_retry_partition(admin, retry_label.as_deref());
+        Stack {
+            moto,
+            names,
+            admin,
+            client_endpoint: client_endpoint.to_owned(),
+            retry_label,
+            functions: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The emulator's IAM decisions on this stack's functions, in order (see
+    /// [`Moto::decisions`]).
+    pub async fn decisions(&self) -> Vec<serde_json::Value> {
+        let prefix = format!("{}-", self.names.stage);
+        self.moto
+            .decisions()
+            .await
+            .into_iter()
+            .filter(|decision| {
+                decision["principal"]
+                    .as_str()
+                    .is_some_and(|principal| principal.starts_with(&prefix))
+            })
+            .collect()
+    }
+
+    /// What the emulator denied this stack's functions: `function: action on resource`.
+    pub async fn denials(&self) -> Vec<String> {
+        let prefix = format!("{}-", self.names.stage);
+        self.decisions()
+            .await
+            .into_iter()
+            .filter(|decision| decision["allowed"] == false)
+            .map(|decision| {
+                format!(
+                    "{}: {} on {}",
+                    decision["principal"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .trim_start_matches(&prefix),
+                    decision["action"].as_str().unwrap_or_default(),
+                    decision["resource"].as_str().unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    /// The settings a deployed function gets from the template's environment.
+    pub fn settings(&self) -> AwsSettings {
+        settings(&self.names, &self.client_endpoint)
+    }
+
+    /// The access key of the principal of function `binary` (its template policy, resolved).
+    pub async fn credentials_of(&self, binary: &str) -> Credentials {
+        self.principal(binary).await.0
+    }
+
+    /// The adapters of function `binary`: clients signing as its principal, and the
+    /// administrator's master key (the credentials the tests issue are sealed under it).
+    pub async fn function(&self, binary: &str) -> AwsAdapters {
+        self.principal(binary).await.1
+    }
+
+    /// A principal of this stack (named `{stage}-{name}`) whose only policy is `policy`.
+    pub async fn create_principal(&self, name: &str, policy: &serde_json::Value) -> Credentials {
+        let user = format!("{}-{name}", self.names.stage);
+        create_principal(&self.moto.endpoint, &self.moto.admin, &user, policy).await
+    }
+
+    async fn principal(&self, binary: &str) -> (Credentials, AwsAdapters) {
+        let mut functions = self.functions.lock().await;
+        if let Some(found) = functions.get(binary) {
+            return found.clone();
+        }
+        let credentials = self
+            .create_principal(binary, &self.names.policy_of(binary))
+            .await;
+        let adapters = connect_with_credentials(&self.settings(), credentials.clone()).await;
+        let mut adapters = with_retry_partition(adapters, self.retry_label.as_deref());
+        adapters.ports.master_key = self.admin.ports.master_key.clone();
+        functions.insert(binary.to_owned(), (credentials.clone(), adapters.clone()));
+        (credentials, adapters)
+    }
+}
+
+fn settings(names: &StackNames, endpoint: &str) -> AwsSettings {
+    AwsSettings {
+        table: names.table.clone(),
+        bucket: names.bucket(),
+        queue_url: names.queue_url.clone(),
+        endpoint_url: Some(endpoint.to_owned()),
+        region: REGION.to_owned(),
+    }
+}
+
+/// The adapters with clients in a retry partition named after `label`, when given.
+fn with_retry_partition(aws: AwsAdapters, label: Option<&str>) -> AwsAdapters {
+    use aws_sdk_dynamodb::config::retry::RetryPartition;
+    let Some(label) = label else { return aws };
+    let partition = |service: &str| RetryPartition::new(format!("{label}-{service}"));
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws.dynamodb
+            .config()
+            .to_builder()
+            .retry_partition(partition("dynamodb"))
+            .build(),
     );
-    let settings = AwsSettings {
-        table: name.clone(),
-        bucket: name.clone(),
-        queue_url: String::new(),
-        endpoint_url: Some(endpoint.clone()),
-        region: "us-east-1".to_owned(),
-    };
-    let credentials = Credentials::new("testing", "testing", None, None, "bulk-tests");
-    let adapters = connect_with_credentials(&settings, credentials).await;
-    create_table(&adapters.dynamodb, &name)
-        .await
-        .unwrap_or_else(|e| panic!("cannot create table {name} on {endpoint}: {e}"));
-    create_bucket(&adapters.s3, &name)
-        .await
-        .unwrap_or_else(|e| panic!("cannot create bucket {name} on {endpoint}: {e}"));
-    let queue_url = create_queue(&adapters.sqs, &name)
-        .await
-        .unwrap_or_else(|e| panic!("cannot create queue {name} on {endpoint}: {e}"));
-    let settings = AwsSettings {
-        queue_url,
-        ..settings
-    };
-    AwsAdapters::from_clients(adapters.dynamodb, adapters.s3, adapters.sqs, settings)
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws.s3
+            .config()
+            .to_builder()
+            .retry_partition(partition("s3"))
+            .build(),
+    );
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws.sqs
+            .config()
+            .to_builder()
+            .retry_partition(partition("sqs"))
+            .build(),
+    );
+    let mut rebuilt = AwsAdapters::from_clients(dynamodb, s3, sqs, aws.settings);
+    rebuilt.ports.master_key = aws.ports.master_key;
+    rebuilt
+}
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).expect("ASCII digits")
 }
 
 fn moto_executable() -> String {
@@ -127,38 +351,8 @@ fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("cannot find a free loopback port for moto: {e}"))
 }
 
-/// The serialized emulator's launcher.
-const SERIALIZED: &str = include_str!("moto_serialized.py");
-
-/// The command that serves moto on `port`.
-fn moto_command(serving: Serving, executable: &str, port: u16) -> Vec<String> {
-    let port = port.to_string();
-    match serving {
-        Serving::Threaded => vec![
-            executable.to_owned(),
-            "-H".to_owned(),
-            "127.0.0.1".to_owned(),
-            "-p".to_owned(),
-            port,
-        ],
-        Serving::Serialized => {
-            // The Python that runs `moto_server` (its virtualenv's), else `python3`.
-            let python = Path::new(executable).with_file_name("python");
-            let python = if python.exists() {
-                python.display().to_string()
-            } else {
-                "python3".to_owned()
-            };
-            vec![
-                python,
-                "-c".to_owned(),
-                SERIALIZED.to_owned(),
-                "127.0.0.1".to_owned(),
-                port,
-            ]
-        }
-    }
-}
+/// The launcher, next to this file.
+const LAUNCHER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/support/moto_launcher.py");
 
 /// The watchdog: runs moto in the background and stops it when the test process (or moto)
 /// is gone. Arguments: parent pid, log file, then moto's command.
@@ -171,22 +365,70 @@ while kill -0 "$parent" 2>/dev/null && kill -0 "$moto" 2>/dev/null; do sleep 1; 
 kill "$moto" 2>/dev/null
 "#;
 
-fn start_moto(serving: Serving) -> String {
-    let executable = moto_executable();
+fn start_moto(serving: Serving, copy_once_per_transaction: bool) -> Moto {
     let mut failures = Vec::new();
     for _ in 0..START_ATTEMPTS {
         let port = free_port();
-        match start_moto_on(&moto_command(serving, &executable, port), port) {
-            Ok(endpoint) => return endpoint,
+        let admin_file = std::env::temp_dir().join(format!(
+            "bulk-tests-moto-admin-{}-{port}.json",
+            std::process::id()
+        ));
+        let mut command = vec![
+            python_next_to_moto(),
+            LAUNCHER.to_owned(),
+            "--port".to_owned(),
+            port.to_string(),
+            "--admin-file".to_owned(),
+            admin_file.display().to_string(),
+        ];
+        if serving == Serving::Serialized {
+            command.push("--serialized".to_owned());
+        }
+        if copy_once_per_transaction {
+            command.push("--copy-once-per-transaction".to_owned());
+        }
+        match start_moto_on(&command, port) {
+            Ok(endpoint) => {
+                let admin = read_admin(&admin_file);
+                let _ = std::fs::remove_file(&admin_file);
+                return Moto { endpoint, admin };
+            }
             Err(failure) => failures.push(failure),
         }
     }
     panic!(
-        "the AWS emulator could not be started ({executable}); install it \
-         (python -m venv .venv && .venv/bin/pip install 'moto[server]'), or set MOTO_SERVER to \
-         its executable, or BULK_TEST_AWS_ENDPOINT to a running one.\n{}",
+        "the AWS emulator could not be started ({LAUNCHER} with the Python next to {}); \
+         install it (python -m venv .venv && .venv/bin/pip install -r tests/requirements.txt, \
+         as tests/run.sh does), or set MOTO_SERVER to the moto_server of a virtualenv that has \
+         it.\n{}",
+        moto_executable(),
         failures.join("\n")
     );
+}
+
+/// The administrator's access key, as the launcher wrote it before serving.
+fn read_admin(path: &PathBuf) -> Credentials {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!(
+            "the emulator wrote no administrator ({}): {e}",
+            path.display()
+        )
+    });
+    let admin: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}: {text}", path.display()));
+    let field = |name: &str| {
+        admin[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: no {name}", path.display()))
+            .to_owned()
+    };
+    Credentials::new(
+        field("access_key_id"),
+        field("secret_access_key"),
+        None,
+        None,
+        "moto-admin",
+    )
 }
 
 fn start_moto_on(command: &[String], port: u16) -> Result<String, String> {
@@ -340,121 +582,4 @@ fn python_next_to_moto() -> String {
     } else {
         "python3".to_owned()
     }
-}
-
-/// moto's TransactWriteItems takes a rollback copy of the whole table once per item of the
-/// transaction; every copy is taken before any item is written, so they are all equal. This
-/// patch makes the first copy of each transaction and hands it out for the others, which
-/// changes none of moto's answers and makes a transaction on a table of a few thousand items
-/// take milliseconds instead of a second.
-const COPY_ONCE_PER_TRANSACTION: &str = r#"
-import copy as _copy
-import threading as _threading
-
-import moto.dynamodb.models as _models
-
-_transaction = _threading.local()
-
-
-class _CopyOncePerTransaction:
-    def __getattr__(self, name):
-        return getattr(_copy, name)
-
-    @staticmethod
-    def deepcopy(value, memo=None):
-        copies = getattr(_transaction, "copies", None)
-        if copies is None:
-            return _copy.deepcopy(value, memo)
-        if id(value) not in copies:
-            copies[id(value)] = _copy.deepcopy(value, memo)
-        return copies[id(value)]
-
-
-_transact_write_items = _models.DynamoDBBackend.transact_write_items
-
-
-def _transact_once(self, transact_items):
-    _transaction.copies = {}
-    try:
-        return _transact_write_items(self, transact_items)
-    finally:
-        _transaction.copies = None
-
-
-_models.copy = _CopyOncePerTransaction()
-_models.DynamoDBBackend.transact_write_items = _transact_once
-"#;
-
-/// A serialized emulator of the caller's own (one request at a time, every write atomic, as
-/// [`Serving::Serialized`]), with moto's per-item table copies of a transaction taken once
-/// (see [`COPY_ONCE_PER_TRANSACTION`]): for a test that writes many users on a table of its
-/// own without waiting behind the other tests' requests. Stops with the test process.
-pub async fn private_serialized_endpoint() -> String {
-    tokio::task::spawn_blocking(|| {
-        let executable = moto_executable();
-        let script = format!("{COPY_ONCE_PER_TRANSACTION}\n{SERIALIZED}");
-        let mut failures = Vec::new();
-        for _ in 0..START_ATTEMPTS {
-            let port = free_port();
-            let command = [
-                python_next_to_moto(),
-                "-c".to_owned(),
-                script.clone(),
-                "127.0.0.1".to_owned(),
-                port.to_string(),
-            ];
-            match start_moto_on(&command, port) {
-                Ok(endpoint) => return endpoint,
-                Err(failure) => failures.push(failure),
-            }
-        }
-        panic!(
-            "the AWS emulator could not be started ({executable}):\n{}",
-            failures.join("\n")
-        );
-    })
-    .await
-    .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
-}
-
-/// Adapters over a table, bucket and queue of their own (as [`fresh_aws`]), created on the
-/// emulator at `upstream` directly, whose clients (the SDK configuration of
-/// [`connect_with_credentials`]: timeouts and retries as deployed) then send every request to
-/// `endpoint`, a proxy in front of it.
-pub async fn fresh_aws_behind(upstream: &str, prefix: &str, endpoint: &str) -> AwsAdapters {
-    let name = format!(
-        "bulk-{}-{}-{}",
-        prefix
-            .chars()
-            .map(|c| c.to_ascii_lowercase())
-            .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')
-            .take(30)
-            .collect::<String>(),
-        std::process::id(),
-        RESOURCES.fetch_add(1, Ordering::SeqCst)
-    );
-    let credentials = Credentials::new("testing", "testing", None, None, "bulk-tests");
-    let direct = AwsSettings {
-        table: name.clone(),
-        bucket: name.clone(),
-        queue_url: String::new(),
-        endpoint_url: Some(upstream.to_owned()),
-        region: "us-east-1".to_owned(),
-    };
-    let adapters = connect_with_credentials(&direct, credentials.clone()).await;
-    create_table(&adapters.dynamodb, &name)
-        .await
-        .unwrap_or_else(|e| panic!("cannot create table {name} on {upstream}: {e}"));
-    create_bucket(&adapters.s3, &name)
-        .await
-        .unwrap_or_else(|e| panic!("cannot create bucket {name} on {upstream}: {e}"));
-    let queue_url = create_queue(&adapters.sqs, &name)
-        .await
-        .unwrap_or_else(|e| panic!("cannot create queue {name} on {upstream}: {e}"));
-    let settings = AwsSettings {
-        queue_url,
-        endpoint_url: Some(endpoint.to_owned()),
-        ..direct
-    };
-    connect_with_credentials(&settings, credentials).await
 }

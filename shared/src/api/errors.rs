@@ -286,7 +286,9 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match error {
             StoreError::Unavailable { .. } => ApiError::Unavailable(error.to_string()),
-            StoreError::Corrupt(_) | StoreError::NotFound(_) => {
+            // A denial is the deployment's fault: a 503 would send clients into retries that
+            // can never succeed; the log names the denied action and resource for the operator.
+            StoreError::Denied { .. } | StoreError::Corrupt(_) | StoreError::NotFound(_) => {
                 ApiError::Internal(error.to_string())
             }
         }

@@ -24,6 +24,14 @@ pub enum StoreError {
         store: &'static str,
         message: String,
     },
+    /// The dependency refused the request and always will: this deployment lacks a permission
+    /// (an IAM action on a resource) or its credentials are not accepted. Not the client's
+    /// fault, and no retry helps: the operator must fix the deployment.
+    #[error("{store} denied the request (a permission this deployment lacks): {message}")]
+    Denied {
+        store: &'static str,
+        message: String,
+    },
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
     #[error("not found: {0}")]

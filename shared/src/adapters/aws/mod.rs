@@ -174,6 +174,47 @@ pub async fn connect_with_credentials(
     AwsAdapters::from_sdk_config(&config, settings.clone())
 }
 
+/// The error codes with which AWS refuses a request it will never accept from this
+/// deployment: a permission its role lacks, or credentials it does not know.
+const DENIALS: [&str; 8] = [
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+];
+
+/// A failed call to an AWS service as a store error: a denial (one of [`DENIALS`], or a bare
+/// 403 such as S3 answers a HEAD with) is [`StoreError::Denied`], anything else unavailability.
+pub(crate) fn sdk_failure<E>(
+    store: &'static str,
+    error: aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> StoreError
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+    let SdkError::ServiceError(service) = &error else {
+        return StoreError::unavailable(store, DisplayErrorContext(&error));
+    };
+    let denial = match service.err().code() {
+        Some(code) if DENIALS.contains(&code) => Some(format!(
+            "{code}: {}",
+            service.err().message().unwrap_or_default()
+        )),
+        // S3 answers a HEAD it refuses with a bare 403.
+        None if service.raw().status().as_u16() == 403 => Some("403 Forbidden".to_owned()),
+        _ => None,
+    };
+    match denial {
+        Some(message) => StoreError::Denied { store, message },
+        None => StoreError::unavailable(store, DisplayErrorContext(&error)),
+    }
+}
+
 /// A request that could not even be built: a bug of this adapter, reported as unavailability.
 fn build_error(store: &'static str, error: impl std::fmt::Display) -> StoreError {
     StoreError::unavailable(store, format!("invalid request: {error}"))

@@ -1,7 +1,7 @@
 //! [`FileStore`] on S3.
 
 use async_trait::async_trait;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::operation::head_object::HeadObjectError;
 use aws_sdk_s3::presigning::PresigningConfig;
@@ -43,7 +43,7 @@ impl FileStore for S3FileStore {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| StoreError::unavailable(STORE, DisplayErrorContext(e)))?;
+            .map_err(|e| super::sdk_failure(STORE, e))?;
         Ok(())
     }
 
@@ -64,7 +64,7 @@ impl FileStore for S3FileStore {
                 Some(service) if offset > 0 && service.code() == Some("InvalidRange") => {
                     Ok(Box::new(tokio::io::empty()))
                 }
-                _ => Err(StoreError::unavailable(STORE, DisplayErrorContext(error))),
+                _ => Err(super::sdk_failure(STORE, error)),
             },
         }
     }
@@ -81,7 +81,7 @@ impl FileStore for S3FileStore {
             Ok(head) => Ok(Some(head.content_length().unwrap_or_default().max(0) as u64)),
             Err(error) => match error.as_service_error() {
                 Some(HeadObjectError::NotFound(_)) => Ok(None),
-                _ => Err(StoreError::unavailable(STORE, DisplayErrorContext(error))),
+                _ => Err(super::sdk_failure(STORE, error)),
             },
         }
     }
@@ -104,7 +104,7 @@ impl FileStore for S3FileStore {
                     Some(service) if service.code() == Some("NoSuchKey") => {
                         StoreError::NotFound(format!("s3://{}/{from}", self.bucket))
                     }
-                    _ => StoreError::unavailable(STORE, DisplayErrorContext(error)),
+                    _ => super::sdk_failure(STORE, error),
                 })
             }
         }
@@ -114,7 +114,7 @@ impl FileStore for S3FileStore {
             .key(from)
             .send()
             .await
-            .map_err(|e| StoreError::unavailable(STORE, DisplayErrorContext(e)))?;
+            .map_err(|e| super::sdk_failure(STORE, e))?;
         Ok(())
     }
 
@@ -139,7 +139,7 @@ impl FileStore for S3FileStore {
             .content_type("application/json")
             .presigned(config)
             .await
-            .map_err(|e| StoreError::unavailable(STORE, DisplayErrorContext(e)))?;
+            .map_err(|e| super::sdk_failure(STORE, e))?;
         Ok(Some(PresignedUpload {
             method: request.method().to_owned(),
             url: request.uri().to_owned(),

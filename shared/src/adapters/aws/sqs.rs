@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 use super::{backoff, build_error};
@@ -58,7 +57,7 @@ impl SqsWorkQueue {
                 .set_entries(Some(pending.values().cloned().collect()))
                 .send()
                 .await
-                .map_err(|e| StoreError::unavailable(STORE, DisplayErrorContext(e)))?;
+                .map_err(|e| super::sdk_failure(STORE, e))?;
             for sent in out.successful() {
                 pending.remove(sent.id());
             }

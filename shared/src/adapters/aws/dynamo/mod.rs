@@ -478,8 +478,14 @@ pub(crate) fn padded(id: u64) -> String {
     format!("{id:020}")
 }
 
-pub(crate) fn unavailable<E: std::error::Error>(error: E) -> StoreError {
-    StoreError::unavailable(STORE, DisplayErrorContext(error))
+/// A failed DynamoDB call as a store error (a denial, or unavailability).
+pub(crate) fn unavailable<E>(
+    error: aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> StoreError
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    super::sdk_failure(STORE, error)
 }
 
 /// A value's attributes, to which the key attributes are then added.
