@@ -20,7 +20,8 @@ replaced by one that follows AWS's rules for the services the project uses:
 - S3 CopyObject also needs s3:GetObject on the source; a GetObject or HeadObject of a key that
   does not exist is answered 403, not 404, unless the caller may s3:ListBucket (as S3 does);
 - a DynamoDB denial is answered as DynamoDB answers it (JSON 400 AccessDeniedException, which
-  the SDKs parse), with AWS's message naming the principal, the action and the resource.
+  the SDKs parse), with AWS's message naming the principal, the action and the resource, and
+  an unknown access key as UnrecognizedClientException (moto answers both in XML).
 
 Not modelled (none is relied on): resource policies (bucket and queue policies), session
 credentials, permission boundaries, and the signature of presigned URLs (the signer's policy is
@@ -411,6 +412,16 @@ class S3Denied(S3AccessDeniedError):
         self.message = message
 
 
+class DynamoDBUnrecognizedClient(JsonRESTError):
+    code = 400
+
+    def __init__(self):
+        super().__init__(
+            "com.amazon.coral.service#UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        )
+
+
 class EmulatorCannotEvaluate(JsonRESTError):
     code = 500
 
@@ -469,6 +480,9 @@ def _authorize(self, iam_request_cls, resource="*"):
     else:
         if self.headers.get("Authorization") is None:
             _deny(service, "anonymous", f"{service}:{self._get_action()}", resource)
+        signer = IAMRequest._get_string_between("Credential=", "/", self.headers["Authorization"])
+        if service == "dynamodb" and _principal(signer) is None:
+            raise DynamoDBUnrecognizedClient()
         path = self.raw_path
         query = urllib.parse.urlparse(self.uri).query
         if query:

@@ -1,0 +1,225 @@
+//! The tests' emulator enforces IAM as AWS does (`support/moto_launcher.py`): the rules every
+//! other AWS-path test relies on, each checked here, so that an emulator that stopped
+//! enforcing one (a moto upgrade, a broken patch) fails loudly instead of letting every
+//! permission through.
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use bulk_tests::moto::{fresh_stack, Stack};
+use bulk_users::adapters::aws::{connect_with_credentials, AwsAdapters};
+use serde_json::{json, Value};
+
+/// A principal of `stack` with `statements` as its only policy, and clients signing as it.
+async fn principal(stack: &Stack, name: &str, statements: Value) -> AwsAdapters {
+    let policy = json!({"Version": "2012-10-17", "Statement": statements});
+    let credentials = stack.create_principal(name, &policy).await;
+    connect_with_credentials(&stack.settings(), credentials).await
+}
+
+fn key(pk: &str) -> std::collections::HashMap<String, AttributeValue> {
+    [
+        ("pk".to_owned(), AttributeValue::S(pk.to_owned())),
+        ("sk".to_owned(), AttributeValue::S("X".to_owned())),
+    ]
+    .into()
+}
+
+fn denied<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(result: Result<impl Sized, E>) -> bool {
+    matches!(result, Err(error) if error.code().is_some_and(|code| code.starts_with("AccessDenied")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_is_authorized_per_table_index_item_and_leading_key() {
+    let stack = fresh_stack("iam-dynamodb").await;
+    let table = format!(
+        "arn:aws:dynamodb:us-east-1:123456789012:table/{}",
+        stack.names.table
+    );
+    let aws = principal(
+        &stack,
+        "dynamodb",
+        json!([
+            {"Effect": "Allow", "Action": ["dynamodb:GetItem"], "Resource": table},
+            {"Effect": "Allow", "Action": ["dynamodb:Query"], "Resource": format!("{table}/index/*")},
+            {"Effect": "Allow", "Action": ["dynamodb:UpdateItem"], "Resource": table,
+             "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["RATE#*"]}}}
+        ]),
+    )
+    .await;
+    let db = &aws.dynamodb;
+    let name = &stack.names.table;
+    let get = db
+        .get_item()
+        .table_name(name)
+        .set_key(Some(key("A")))
+        .send();
+    assert!(get.await.is_ok(), "GetItem on the table is granted");
+    let update = |pk: &str| {
+        db.update_item()
+            .table_name(name)
+            .set_key(Some(key(pk)))
+            .update_expression("SET n = :n")
+            .expression_attribute_values(":n", AttributeValue::N("1".to_owned()))
+            .send()
+    };
+    assert!(
+        update("RATE#acme#1").await.is_ok(),
+        "inside the leading keys"
+    );
+    assert!(denied(update("JOB#1").await), "outside the leading keys");
+    let query = |index: Option<&str>| {
+        db.query()
+            .table_name(name)
+            .set_index_name(index.map(str::to_owned))
+            .key_condition_expression(if index.is_some() {
+                "gsi1pk = :p"
+            } else {
+                "pk = :p"
+            })
+            .expression_attribute_values(":p", AttributeValue::S("A".to_owned()))
+            .send()
+    };
+    assert!(
+        query(Some("gsi1")).await.is_ok(),
+        "Query on an index is granted"
+    );
+    assert!(denied(query(None).await), "Query on the table is not");
+    // A transaction is authorized item by item: its Update passes, its Put does not.
+    let put = Put::builder()
+        .table_name(name)
+        .set_item(Some(key("RATE#acme#2")))
+        .build()
+        .unwrap();
+    let update = Update::builder()
+        .table_name(name)
+        .set_key(Some(key("RATE#acme#3")))
+        .update_expression("SET n = :n")
+        .expression_attribute_values(":n", AttributeValue::N("1".to_owned()))
+        .build()
+        .unwrap();
+    let transaction = |items: Vec<TransactWriteItem>| {
+        db.transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+    };
+    assert!(transaction(vec![TransactWriteItem::builder()
+        .update(update.clone())
+        .build()])
+    .await
+    .is_ok());
+    assert!(denied(
+        transaction(vec![
+            TransactWriteItem::builder().update(update).build(),
+            TransactWriteItem::builder().put(put).build(),
+        ])
+        .await
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_and_sqs_are_authorized_as_aws_authorizes_them() {
+    let stack = fresh_stack("iam-s3-sqs").await;
+    let bucket = format!("arn:aws:s3:::{}", stack.names.bucket());
+    let queue = format!(
+        "arn:aws:sqs:us-east-1:123456789012:{}",
+        stack.names.queue_name
+    );
+    let reader = |listing: bool| {
+        let mut statements = vec![
+            json!({"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": format!("{bucket}/uploads/*")}),
+            json!({"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": format!("{bucket}/copies/*")}),
+            json!({"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": queue}),
+        ];
+        if listing {
+            statements
+                .push(json!({"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": bucket}));
+        }
+        Value::Array(statements)
+    };
+    let plain = principal(&stack, "reader", reader(false)).await;
+    let lister = principal(&stack, "lister", reader(true)).await;
+    let admin = &stack.admin;
+    for key in ["uploads/a.json", "other/b.json"] {
+        admin
+            .s3
+            .put_object()
+            .bucket(&admin.settings.bucket)
+            .key(key)
+            .body(b"[]".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    // A missing key is 404 only to who may list the bucket; to anyone else S3 answers 403.
+    let size = |aws: &AwsAdapters, key: &'static str| {
+        let files = aws.ports.files.clone();
+        async move { files.size(key).await }
+    };
+    assert_eq!(size(&plain, "uploads/a.json").await.unwrap(), Some(2));
+    assert!(matches!(
+        size(&plain, "uploads/missing.json").await,
+        Err(bulk_users::ports::StoreError::Denied { .. })
+    ));
+    assert_eq!(size(&lister, "uploads/missing.json").await.unwrap(), None);
+    // CopyObject reads its source: PutObject on the target alone is not enough.
+    let copy = |from: &str| {
+        plain
+            .s3
+            .copy_object()
+            .bucket(&admin.settings.bucket)
+            .copy_source(format!("{}/{from}", admin.settings.bucket))
+            .key("copies/c.json")
+            .send()
+    };
+    assert!(copy("uploads/a.json").await.is_ok());
+    assert!(denied(copy("other/b.json").await));
+    // SQS batches are authorized as the action they batch.
+    let sent = plain
+        .sqs
+        .send_message_batch()
+        .queue_url(&admin.settings.queue_url)
+        .entries(
+            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                .id("1")
+                .message_body("x")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await;
+    assert!(sent.is_ok(), "{sent:?}");
+    let received = plain
+        .sqs
+        .receive_message()
+        .queue_url(&admin.settings.queue_url)
+        .send()
+        .await;
+    assert!(denied(received), "ReceiveMessage is not granted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_key_is_refused_as_dynamodb_refuses_it() {
+    let stack = fresh_stack("iam-unknown").await;
+    let unknown = bulk_users::adapters::aws::Credentials::new(
+        "AKIAUNKNOWNKEY000000",
+        "secret",
+        None,
+        None,
+        "unknown",
+    );
+    let aws = connect_with_credentials(&stack.settings(), unknown).await;
+    let answer = aws
+        .dynamodb
+        .get_item()
+        .table_name(&stack.names.table)
+        .set_key(Some(key("A")))
+        .send()
+        .await;
+    let code = answer.as_ref().err().and_then(|error| {
+        aws_sdk_dynamodb::error::ProvideErrorMetadata::code(error).map(str::to_owned)
+    });
+    assert_eq!(
+        code.as_deref(),
+        Some("UnrecognizedClientException"),
+        "{answer:?}"
+    );
+}
