@@ -27,6 +27,7 @@ on_both_stores!(
     racing_workers_and_redeliveries_count_a_job_exactly_once,
     a_cancelled_job_stops_at_the_next_chunk_boundary,
     a_job_whose_queued_work_was_lost_is_resumed,
+    error_logs_are_read_a_page_at_a_time,
 );
 
 async fn template_lists_every_field_and_the_tenants_roles_and_teams(app: TestApp) {
@@ -1083,4 +1084,102 @@ async fn work_items(app: &TestApp, id: u64) -> Vec<WorkItem> {
         .unwrap();
     job.chunk_plan
         .work_items(&job.tenant, job.id, job.total_rows)
+}
+
+/// Both error logs are paged like the job list (`page`, `per_page` up to 1000, `Total`,
+/// `Per-Page`, `Link` to the next page): every entry on exactly one page, in row order, and
+/// by default the whole log of up to 1000 entries on one page. The update errors come from
+/// three chunks, so pages cross chunk boundaries.
+async fn error_logs_are_read_a_page_at_a_time(app: TestApp) {
+    let config = bulk_users::service::ServiceConfig {
+        rows_per_chunk: 10,
+        ..Default::default()
+    };
+    let app = TestApp::with_config(app.backend, config).await;
+    // 25 rows that fail when processed (renames of users that do not exist), among 30.
+    let rows: Vec<String> = (0..30)
+        .map(|i| {
+            let rename = if i % 6 == 5 {
+                String::new()
+            } else {
+                format!(r#","new_email":"moved{i}@example.com""#)
+            };
+            format!(
+                r#"{{"email":"ghost{i}@example.com","first_name":"G","last_name":"H"{rename}}}"#
+            )
+        })
+        .collect();
+    let job = app.run_job(&format!("[{}]", rows.join(","))).await;
+    let id = job["id"].as_u64().unwrap();
+    assert_eq!(job["update_errors"], 25, "{job}");
+    let whole = app.get(&format!("errors/update/{id}")).await;
+    assert_eq!(whole.header("total"), Some("25"));
+    assert_eq!(whole.header("per-page"), Some("1000"));
+    assert_eq!(whole.header("link"), None);
+    let whole = whole.body.as_array().unwrap().clone();
+    assert_eq!(whole.len(), 25);
+    assert!(whole
+        .windows(2)
+        .all(|w| w[0]["row"].as_u64() < w[1]["row"].as_u64()));
+    let mut paged = Vec::new();
+    for number in 1..=3 {
+        let page = app
+            .get(&format!("errors/update/{id}?page={number}&per_page=10"))
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert_eq!(page.header("total"), Some("25"));
+        let next = (number < 3).then(|| {
+            format!(
+                "<http://bulk.test{PREFIX}/errors/update/{id}?page={}&per_page=10>; rel=\"next\"",
+                number + 1
+            )
+        });
+        assert_eq!(page.header("link"), next.as_deref());
+        paged.extend(page.body.as_array().unwrap().iter().cloned());
+    }
+    assert_eq!(paged, whole);
+    let past = app
+        .get(&format!("errors/update/{id}?page=4&per_page=10"))
+        .await;
+    assert_eq!(
+        (past.status, past.body.clone()),
+        (StatusCode::OK, json!([]))
+    );
+
+    // 12 rows with an invalid email: 12 scheme errors, in file order.
+    let bad: Vec<String> = (0..12)
+        .map(|i| format!(r#"{{"email":"bad{i}","first_name":"B","last_name":"C"}}"#))
+        .collect();
+    let upload = app.upload(&format!("[{}]", bad.join(","))).await;
+    let invalid = upload.id();
+    let first = app
+        .get(&format!("errors/scheme/{invalid}?per_page=5"))
+        .await;
+    assert_eq!(first.header("total"), Some("12"));
+    let rows_of = |answer: &bulk_tests::Answer| -> Vec<u64> {
+        answer
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["row"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(rows_of(&first), vec![1, 2, 3, 4, 5]);
+    let last = app
+        .get(&format!("errors/scheme/{invalid}?page=3&per_page=5"))
+        .await;
+    assert_eq!(rows_of(&last), vec![11, 12]);
+    assert_eq!(last.header("link"), None);
+    for (query, field) in [
+        ("per_page=0", "per_page"),
+        ("per_page=1001", "per_page"),
+        ("page=x", "page"),
+    ] {
+        for log in ["scheme", "update"] {
+            app.get(&format!("errors/{log}/{id}?{query}"))
+                .await
+                .assert_client_error(StatusCode::BAD_REQUEST, field);
+        }
+    }
 }

@@ -248,6 +248,35 @@ impl Client {
         body
     }
 
+    /// Every entry of a paged listing, following its `Link: <…>; rel="next"` headers.
+    async fn all_pages(&self, path: &str) -> Value {
+        let mut url = format!("{}/{path}", self.base);
+        let mut entries = Vec::new();
+        loop {
+            let response = self
+                .http
+                .get(&url)
+                .basic_auth(TENANT, Some(SECRET))
+                .send()
+                .await
+                .expect("request");
+            let status = response.status();
+            let next = response
+                .headers()
+                .get("link")
+                .and_then(|link| link.to_str().ok())
+                .and_then(|link| link.strip_prefix('<')?.split_once('>'))
+                .map(|(next, _)| next.to_owned());
+            let body: Value = response.json().await.expect("json");
+            assert_eq!(status, StatusCode::OK, "GET {url}: {body}");
+            entries.extend(body.as_array().expect("a page of entries").iter().cloned());
+            match next {
+                Some(next) => url = next,
+                None => return Value::Array(entries),
+            }
+        }
+    }
+
     async fn upload(&self, file: &str) -> u64 {
         let response = self
             .http
@@ -572,7 +601,7 @@ async fn run(scenario: Scenario, crash: bool) -> Outcome {
         .map(|job| (job["id"].as_u64().unwrap(), job["status"].as_str().unwrap()))
         .collect();
     assert_eq!(statuses, vec![(main, "completed"), (setup, "completed")]);
-    let update_errors = client.get(&format!("errors/update/{main}")).await;
+    let update_errors = client.all_pages(&format!("errors/update/{main}")).await;
     let users = client.users().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
@@ -582,7 +611,7 @@ async fn run(scenario: Scenario, crash: bool) -> Outcome {
     );
     assert_eq!(queued(dir.path()).await, 0, "work queued after completion");
     assert_eq!(
-        client.get(&format!("errors/update/{main}")).await,
+        client.all_pages(&format!("errors/update/{main}")).await,
         update_errors,
         "the update error log changed after completion"
     );

@@ -287,6 +287,13 @@ const DAY: &[Step] = &[
         check: job_10_invalid,
     },
     Invoke {
+        bin: "reads",
+        event: Changed("errors-scheme.json", "errors-scheme-10", |event, _| {
+            route(event, "GET", "/apps/api/v1/bulk/users/errors/scheme/10", "")
+        }),
+        check: one_error_entry,
+    },
+    Invoke {
         bin: "upload",
         event: Changed("upload-put.json", "upload-renames", upload_renames),
         check: job_10_valid,
@@ -308,6 +315,14 @@ const DAY: &[Step] = &[
     },
     Step::Outside(Outside::FileDeleted { job: 4 }),
     DeliverWorkQueue,
+    // The rename of a user who does not exist failed: job 10's update error log.
+    Invoke {
+        bin: "reads",
+        event: Changed("errors-update.json", "errors-update-10", |event, _| {
+            route(event, "GET", "/apps/api/v1/bulk/users/errors/update/10", "")
+        }),
+        check: one_error_entry,
+    },
 ];
 
 /// The files the intake events name, put into the bucket before the day.
@@ -921,6 +936,12 @@ fn zendesk_bad_request(response: &Value) {
 fn ccai_bad_request(response: &Value) {
     let http = http(response, 400);
     assert!(http.body["field"].is_string(), "{response}");
+}
+
+fn one_error_entry(response: &Value) {
+    let http = http(response, 200);
+    assert_eq!(http.body.as_array().map(Vec::len), Some(1), "{response}");
+    assert_eq!(http.header("total"), Some("1"), "{response}");
 }
 
 fn job_10_invalid(response: &Value) {

@@ -3,7 +3,7 @@
 # builds the workspace once (tests, the local server and the Lambda binaries share the dev
 # profile), checks formatting and lints, and runs every test. The tests start moto_server
 # (AWS emulation), cargo lambda watch (the Lambda runtime emulator) and bulk-local themselves,
-# and run cfn-lint on template.yaml.
+# and run cfn-lint and the SAM CLI on template.yaml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

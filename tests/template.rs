@@ -7,13 +7,20 @@
 //! enough visibility and a dead-letter queue. (That every grant is needed, and enough, is held
 //! by running the functions under their policies: `lambda_runtime.rs`.)
 //!
+//! `sam build` is part of the product: `sam validate --lint` passes, and what `sam build` would
+//! run for each function (`cargo lambda build --release --bin NAME` in its `CodeUri`) builds the
+//! Lambda package alone, a member of the workspace with that binary and without SQLite. The
+//! build itself (15 to 20 minutes here) is not run.
+//!
 //! The template is read through cfn-lint's own YAML decoder (`support/template.rs`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use bulk_tests::template::{
-    function_of, functions, resource, resources_of_type, run_cfn_lint, strings, template,
-    template_path, Function,
+    function_of, functions, repository_root, resource, resources_of_type, run_cfn_lint, run_sam,
+    strings, template, template_path, Function,
 };
 use bulk_tests::HTTP_FUNCTIONS;
 use bulk_users::adapters::aws::AwsSettings;
@@ -30,6 +37,12 @@ const READ_ONLY_ACTIONS: [&str; 3] = [
     "dynamodb:Query",
     "dynamodb:BatchGetItem",
 ];
+
+/// Where every function is built from: the Lambda package's own folder, so that cargo builds
+/// that package alone rather than the workspace's default members.
+const LAMBDA_PACKAGE_DIR: &str = "functions/lambda";
+/// Crates that must never be in a Lambda build: the embedded store's SQLite.
+const NOT_IN_A_LAMBDA: [&str; 2] = ["rusqlite", "libsqlite3-sys"];
 
 /// Lambda's default timeout, when neither the function nor the globals set one.
 const DEFAULT_TIMEOUT_SECONDS: u64 = 3;
@@ -72,7 +85,7 @@ fn the_functions_are_exactly_the_lambda_binaries() {
         assert_eq!(function.metadata["BuildMethod"], "rust-cargolambda", "{id}");
         assert_eq!(
             function.property("CodeUri"),
-            Some(&Value::from(".")),
+            Some(&Value::from(LAMBDA_PACKAGE_DIR)),
             "{id}"
         );
         assert_eq!(
@@ -89,6 +102,121 @@ fn the_functions_are_exactly_the_lambda_binaries() {
             function.property("Architectures"),
             Some(&serde_json::json!(["arm64"])),
             "{id}"
+        );
+    }
+}
+
+/// The SAM CLI's own check: the transform of the template, then cfn-lint on the result. It
+/// needs a region, not credentials.
+#[test]
+fn sam_validate_lint_passes() {
+    let template = template_path();
+    let template = template.to_str().expect("a UTF-8 path");
+    let (program, output) = run_sam(
+        &["validate", "--lint", "--template-file", template],
+        &[("AWS_DEFAULT_REGION", "us-east-1")],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("is a valid SAM Template"),
+        "`{program} validate --lint` exited with {}:\n{stdout}{stderr}",
+        output.status
+    );
+}
+
+/// For each function, `sam build` (`BuildMethod: rust-cargolambda`) runs `cargo lambda build
+/// --release --bin BINARY` in the function's `CodeUri`. There, cargo must find a package of
+/// this workspace (its target dir shared) that has that binary, and build its dependencies
+/// without the embedded store: at the workspace root it would select the default members and
+/// compile SQLite into every Lambda build.
+#[test]
+fn sam_build_builds_each_binary_from_the_lambda_package_alone() {
+    let root = repository_root();
+    let mut packages: BTreeMap<PathBuf, (Value, String)> = BTreeMap::new();
+    for function in functions() {
+        let id = &function.logical_id;
+        assert_eq!(
+            function.metadata["BuildMethod"], "rust-cargolambda",
+            "{id}: not built by cargo-lambda"
+        );
+        let code_uri = function
+            .property("CodeUri")
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("{id}: CodeUri is not a folder of the repository"));
+        let dir = root.join(code_uri);
+        assert!(
+            dir.join("Cargo.toml").is_file(),
+            "{id}: CodeUri {code_uri} has no Cargo.toml"
+        );
+        let target = lambda_target(&function);
+        let (metadata, package_target) = packages.entry(dir.clone()).or_insert_with(|| {
+            // With the dependencies: `resolve.root` is the package cargo picks in `dir`.
+            let metadata = cargo_json(&dir, &["metadata", "--format-version", "1"]);
+            (metadata, target.clone())
+        });
+        assert_eq!(
+            &target, package_target,
+            "{id}: functions of {code_uri} built for different architectures"
+        );
+        // The package cargo picks when run in that folder: the folder's own.
+        let package_id = metadata["resolve"]["root"].as_str().unwrap_or_else(|| {
+            panic!("{id}: cargo finds no package of its own in {code_uri} (a virtual manifest)")
+        });
+        assert!(
+            strings(&metadata["workspace_members"]).contains(&package_id.to_owned()),
+            "{id}: {package_id} is no member of the workspace"
+        );
+        assert_eq!(
+            canonical(metadata["workspace_root"].as_str().unwrap_or_default()),
+            canonical(&root),
+            "{id}: {code_uri} builds in another workspace"
+        );
+        assert_eq!(
+            canonical(metadata["target_directory"].as_str().unwrap_or_default()),
+            canonical(root.join("target")),
+            "{id}: {code_uri} does not share the workspace's target dir"
+        );
+        let package = metadata["packages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|package| package["id"] == package_id)
+            .unwrap_or_else(|| panic!("{id}: {package_id} is not among the packages"));
+        let binaries: Vec<&str> = package["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|target| strings(&target["kind"]).contains(&"bin".to_owned()))
+            .filter_map(|target| target["name"].as_str())
+            .collect();
+        assert!(
+            binaries.contains(&function.binary.as_str()),
+            "{id}: {} has no [[bin]] {} (it has {binaries:?})",
+            package["name"],
+            function.binary
+        );
+    }
+    // Not the `resolve` of `cargo metadata`: it unifies features over every member of the
+    // workspace. `cargo tree` run in the folder resolves them as the build there does.
+    for (dir, (_, target)) in &packages {
+        let tree = cargo_output(
+            dir,
+            &[
+                "tree", "-e", "normal", "--target", target, "--prefix", "none", "-f", "{p}",
+            ],
+        );
+        let unwanted: BTreeSet<&str> = tree
+            .lines()
+            .filter(|line| {
+                let name = line.split_whitespace().next().unwrap_or_default();
+                NOT_IN_A_LAMBDA.contains(&name)
+            })
+            .collect();
+        assert!(
+            unwanted.is_empty(),
+            "the Lambda build in {} compiles {unwanted:?}",
+            dir.display()
         );
     }
 }
@@ -111,6 +239,37 @@ fn every_function_gets_the_settings_of_the_aws_adapters() {
         assert!(
             variables.contains_key("BULK_ROWS_PER_CHUNK"),
             "{}: BULK_ROWS_PER_CHUNK is not set",
+            function.logical_id
+        );
+    }
+}
+
+/// `AWS_ENDPOINT_URL` is declared for `sam local invoke --env-vars` (which sets only declared
+/// variables), and deployed only when the `EndpointUrl` parameter is set: by default the
+/// functions talk to AWS itself.
+#[test]
+fn the_endpoint_override_is_deployed_only_when_asked_for() {
+    let template = template();
+    assert_eq!(
+        template["Parameters"]["EndpointUrl"]["Default"], "",
+        "EndpointUrl must default to empty"
+    );
+    assert_eq!(
+        template["Globals"]["Function"]["Environment"]["Variables"]["AWS_ENDPOINT_URL"],
+        serde_json::json!({"Fn::If": [
+            "HasEndpointUrl", {"Ref": "EndpointUrl"}, {"Ref": "AWS::NoValue"}
+        ]})
+    );
+    assert_eq!(
+        template["Conditions"]["HasEndpointUrl"],
+        serde_json::json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "EndpointUrl"}, ""]}]})
+    );
+    for function in functions() {
+        assert!(
+            function.properties["Environment"]["Variables"]
+                .get("AWS_ENDPOINT_URL")
+                .is_none(),
+            "{} sets AWS_ENDPOINT_URL itself",
             function.logical_id
         );
     }
@@ -413,6 +572,48 @@ fn new_files_under_incoming_notify_a_consumed_queue() {
 // ------------------------------------------------------------------------------------------------
 // Small helpers
 // ------------------------------------------------------------------------------------------------
+
+/// The Rust target of a function's architecture (`Architectures`, one of them).
+fn lambda_target(function: &Function) -> String {
+    let architectures = strings(function.property("Architectures").unwrap_or(&Value::Null));
+    match architectures.as_slice() {
+        [one] if one == "arm64" => "aarch64-unknown-linux-gnu".to_owned(),
+        [one] if one == "x86_64" => "x86_64-unknown-linux-gnu".to_owned(),
+        other => panic!(
+            "{}: Architectures {other:?} is not one of [arm64] or [x86_64]",
+            function.logical_id
+        ),
+    }
+}
+
+/// A path, canonical when it exists.
+fn canonical(path: impl AsRef<Path>) -> PathBuf {
+    let path = path.as_ref();
+    path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// What `cargo ARGS` prints in `dir`; panics when it fails.
+fn cargo_output(dir: &Path, args: &[&str]) -> String {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(&cargo)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {cargo}: {error}"));
+    assert!(
+        output.status.success(),
+        "`{cargo} {}` in {} failed:\n{}",
+        args.join(" "),
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("cargo prints UTF-8")
+}
+
+fn cargo_json(dir: &Path, args: &[&str]) -> Value {
+    serde_json::from_str(&cargo_output(dir, args))
+        .unwrap_or_else(|error| panic!("cargo {}: no JSON: {error}", args.join(" ")))
+}
 
 /// The `[[bin]]` names of functions/lambda/Cargo.toml.
 fn cargo_binaries() -> BTreeSet<String> {

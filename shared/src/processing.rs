@@ -148,6 +148,10 @@ pub async fn process_work_item(
         .await?;
 
     let (affected_rows, failed_rows) = (chunk.affected_rows, chunk.failed_rows);
+    // The log is in row order: rows are recorded as their batch settles (a batch that lost a
+    // race settles later), so a row's errors are sorted into place, keeping their own order.
+    let mut errors = chunk.errors;
+    errors.sort_by_key(|error| error.row);
     let commit = ports
         .jobs
         .commit_chunk(ChunkResult {
@@ -155,7 +159,7 @@ pub async fn process_work_item(
             chunk: item.chunk,
             affected_rows,
             failed_rows,
-            errors: chunk.errors,
+            errors,
             results: chunk.results,
             at: Timestamp::now(),
         })

@@ -32,7 +32,7 @@
 //!   [`Emulator`]'s drop sends `SIGTERM`, then `SIGKILL`s the group and any instance left; a
 //!   watchdog does the same when the test process dies without dropping it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -128,7 +128,7 @@ pub fn sample_event(name: &str) -> Value {
 
 /// Variables the test process got from `cargo test` for its own crate: not for the nested
 /// build, which must see the same configuration as a plain `cargo build` in the workspace.
-fn is_test_crate_variable(name: &str) -> bool {
+pub fn is_test_crate_variable(name: &str) -> bool {
     name.starts_with("CARGO_PKG_")
         || name.starts_with("CARGO_BIN_EXE_")
         || matches!(
@@ -144,20 +144,81 @@ fn is_test_crate_variable(name: &str) -> bool {
         )
 }
 
+/// What the functions' environment is made of (beside what the emulator sets itself).
+enum FunctionEnvironment {
+    /// A deployment's settings, a principal's access key and [`MASTER_KEY`].
+    Deployed {
+        settings: AwsSettings,
+        credentials: Credentials,
+    },
+    /// These variables, and no `AWS_*`, `BULK_*` or `RUST_LOG` inherited from the test.
+    Exactly(BTreeMap<String, String>),
+}
+
+impl FunctionEnvironment {
+    fn apply(&self, command: &mut Command) {
+        match self {
+            FunctionEnvironment::Deployed {
+                settings,
+                credentials,
+            } => {
+                command
+                    .env("BULK_TABLE_NAME", &settings.table)
+                    .env("BULK_BUCKET_NAME", &settings.bucket)
+                    .env("BULK_QUEUE_URL", &settings.queue_url)
+                    .env("BULK_MASTER_KEY", MASTER_KEY)
+                    .env("AWS_REGION", &settings.region)
+                    .env("AWS_ACCESS_KEY_ID", credentials.access_key_id())
+                    .env("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key())
+                    .env_remove("AWS_SESSION_TOKEN")
+                    .env_remove("AWS_PROFILE")
+                    .env_remove("AWS_DEFAULT_REGION");
+                match &settings.endpoint_url {
+                    Some(endpoint) => command.env("AWS_ENDPOINT_URL", endpoint),
+                    None => command.env_remove("AWS_ENDPOINT_URL"),
+                };
+            }
+            FunctionEnvironment::Exactly(variables) => {
+                for (name, _) in std::env::vars_os() {
+                    let ours = name.to_str().is_some_and(|name| {
+                        name.starts_with("AWS_") || name.starts_with("BULK_") || name == "RUST_LOG"
+                    });
+                    if ours {
+                        command.env_remove(&name);
+                    }
+                }
+                command.envs(variables);
+            }
+        }
+    }
+}
+
 impl Emulator {
     /// Starts `cargo lambda watch` in the workspace root on a free loopback port, with the
     /// environment of `settings` (table, bucket, queue, endpoint, region) and `credentials`
     /// (as a function's execution role gives them), and waits until it listens. Panics when it
     /// cannot be started.
     pub async fn start(settings: &AwsSettings, credentials: &Credentials) -> Emulator {
-        let settings = settings.clone();
-        let credentials = credentials.clone();
-        tokio::task::spawn_blocking(move || Emulator::start_blocking(&settings, &credentials))
+        let environment = FunctionEnvironment::Deployed {
+            settings: settings.clone(),
+            credentials: credentials.clone(),
+        };
+        tokio::task::spawn_blocking(move || Emulator::start_blocking(&environment))
             .await
             .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
     }
 
-    fn start_blocking(settings: &AwsSettings, credentials: &Credentials) -> Emulator {
+    /// Like [`Emulator::start`], the functions' environment being `variables` exactly: the
+    /// test's own `AWS_*`, `BULK_*` and `RUST_LOG` variables are not passed on (what the
+    /// emulator sets for each function process, `AWS_LAMBDA_*`, it still sets).
+    pub async fn start_with_environment(variables: BTreeMap<String, String>) -> Emulator {
+        let environment = FunctionEnvironment::Exactly(variables);
+        tokio::task::spawn_blocking(move || Emulator::start_blocking(&environment))
+            .await
+            .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
+    }
+
+    fn start_blocking(environment: &FunctionEnvironment) -> Emulator {
         let executable = cargo_lambda_executable();
         let features = match build_features() {
             Some(features) => vec!["--features".to_owned(), features],
@@ -166,7 +227,7 @@ impl Emulator {
         eprintln!("cargo lambda watch: builds with {features:?}");
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
-            match Emulator::start_on(&executable, free_port(), settings, credentials, &features) {
+            match Emulator::start_on(&executable, free_port(), environment, &features) {
                 Ok(emulator) => return emulator,
                 Err(failure) => failures.push(failure),
             }
@@ -182,8 +243,7 @@ impl Emulator {
     fn start_on(
         executable: &str,
         port: u16,
-        settings: &AwsSettings,
-        credentials: &Credentials,
+        environment: &FunctionEnvironment,
         features: &[String],
     ) -> Result<Emulator, String> {
         // Loopback only: never through a proxy from the environment.
@@ -220,21 +280,7 @@ impl Emulator {
                 command.env_remove(&name);
             }
         }
-        command
-            .env("BULK_TABLE_NAME", &settings.table)
-            .env("BULK_BUCKET_NAME", &settings.bucket)
-            .env("BULK_QUEUE_URL", &settings.queue_url)
-            .env("BULK_MASTER_KEY", MASTER_KEY)
-            .env("AWS_REGION", &settings.region)
-            .env("AWS_ACCESS_KEY_ID", credentials.access_key_id())
-            .env("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key())
-            .env_remove("AWS_SESSION_TOKEN")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_DEFAULT_REGION");
-        match &settings.endpoint_url {
-            Some(endpoint) => command.env("AWS_ENDPOINT_URL", endpoint),
-            None => command.env_remove("AWS_ENDPOINT_URL"),
-        };
+        environment.apply(&mut command);
         let child = command
             .spawn()
             .map_err(|e| format!("cannot run {executable}: {e}"))?;

@@ -27,7 +27,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bulk_users::adapters::aws::provision::{create_bucket, create_queue, create_table};
-use bulk_users::adapters::aws::{connect_with_credentials, AwsAdapters, AwsSettings, Credentials};
+use bulk_users::adapters::aws::{
+    connect_with_credentials, AwsAdapters, AwsSettings, Credentials, RequestCounter,
+};
 
 use crate::iam::{create_principal, StackNames, REGION};
 
@@ -252,6 +254,18 @@ impl Stack {
     /// administrator's master key (the credentials the tests issue are sealed under it).
     pub async fn function(&self, binary: &str) -> AwsAdapters {
         self.principal(binary).await.1
+    }
+
+    /// The adapters of function `binary` (as [`Stack::function`]) with a counter of the
+    /// DynamoDB requests they send.
+    pub async fn function_counted(&self, binary: &str) -> (AwsAdapters, RequestCounter) {
+        let adapters = self.function(binary).await;
+        let counter = RequestCounter::default();
+        let dynamodb = counter.counting(&adapters.dynamodb);
+        let mut counted =
+            AwsAdapters::from_clients(dynamodb, adapters.s3, adapters.sqs, adapters.settings);
+        counted.ports.master_key = adapters.ports.master_key;
+        (counted, counter)
     }
 
     /// A principal of this stack (named `{stage}-{name}`) whose only policy is `policy`.

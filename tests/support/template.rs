@@ -3,7 +3,8 @@
 //! JSON; its functions, their properties as deployed, and their IAM policies.
 //!
 //! cfn-lint comes from `$CFN_LINT`, else `.venv/bin/cfn-lint` (tests/requirements.txt), else
-//! `cfn-lint` on `PATH`; a test that reads the template fails when none runs.
+//! `cfn-lint` on `PATH`; a test that reads the template fails when none runs. The SAM CLI
+//! likewise: `$SAM_CLI`, else `.venv/bin/sam`, else `sam` on `PATH`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -122,6 +123,50 @@ pub fn run_cfn_lint(args: &[&str]) -> (String, Output) {
             panic!(
                 "cannot run cfn-lint ({program}): {error}. Install it with tests/run.sh or \
                  `.venv/bin/python -m pip install -r tests/requirements.txt`, or set CFN_LINT"
+            )
+        });
+    (program, output)
+}
+
+/// The SAM CLI to run: `$SAM_CLI`, else the test venv's, else `sam` on `PATH`.
+pub fn sam_program() -> String {
+    if let Some(program) = std::env::var_os("SAM_CLI").filter(|value| !value.is_empty()) {
+        return program.to_string_lossy().into_owned();
+    }
+    let venv = repository_root().join(".venv/bin/sam");
+    if venv.exists() {
+        return venv.display().to_string();
+    }
+    "sam".to_owned()
+}
+
+/// The Python that has the SAM CLI's modules: the `#!` interpreter of the SAM CLI in use, else
+/// the test venv's, else `python3`.
+pub fn sam_python() -> String {
+    if let Some(interpreter) = script_interpreter(&sam_program()) {
+        return interpreter;
+    }
+    let venv_python = repository_root().join(".venv/bin/python");
+    if venv_python.exists() {
+        return venv_python.display().to_string();
+    }
+    "python3".to_owned()
+}
+
+/// Runs the SAM CLI in the repository root with `args` and `environment` added to the test's
+/// own; panics when it cannot be run. Telemetry is off: the tests run without a network.
+pub fn run_sam(args: &[&str], environment: &[(&str, &str)]) -> (String, Output) {
+    let program = sam_program();
+    let output = Command::new(&program)
+        .args(args)
+        .env("SAM_CLI_TELEMETRY", "0")
+        .envs(environment.iter().copied())
+        .current_dir(repository_root())
+        .output()
+        .unwrap_or_else(|error| {
+            panic!(
+                "cannot run the SAM CLI ({program}): {error}. Install it with tests/run.sh or \
+                 `.venv/bin/python -m pip install -r tests/requirements.txt`, or set SAM_CLI"
             )
         });
     (program, output)

@@ -64,6 +64,20 @@ enum CredentialCommand {
         #[arg(long)]
         key_id: Option<String>,
     },
+    /// Stores a credential with a secret of your choosing (sample events, scripts), replacing
+    /// the tenant's credential with the same key id.
+    Install {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value = "api")]
+        name: String,
+        #[arg(long)]
+        key_id: String,
+        /// The secret; from the environment rather than the command line, which other users
+        /// of the machine can read.
+        #[arg(long, env = "BULK_CREDENTIAL_SECRET", hide_env_values = true)]
+        secret: String,
+    },
     List {
         #[arg(long)]
         tenant: String,
@@ -126,7 +140,9 @@ async fn main() -> Result<(), Error> {
             // Credentials sealed under any other key would never open: insist on the real one.
             if matches!(
                 cli.command,
-                Command::Credential(CredentialCommand::Create { .. })
+                Command::Credential(
+                    CredentialCommand::Create { .. } | CredentialCommand::Install { .. }
+                )
             ) {
                 MasterKey::from_env()?;
             }
@@ -148,6 +164,17 @@ async fn main() -> Result<(), Error> {
                 issued.credential.key_id, issued.secret
             );
             eprintln!("The secret is shown once and stored only sealed under the master key.");
+        }
+        Command::Credential(CredentialCommand::Install {
+            tenant,
+            name,
+            key_id,
+            secret,
+        }) => {
+            service
+                .install_credential(&tenant_id(&tenant)?, &name, &key_id, &secret)
+                .await?;
+            println!("tenant: {tenant}\nkey id: {key_id}");
         }
         Command::Credential(CredentialCommand::List { tenant }) => {
             // Never the sealed secret nor its look-up digest.

@@ -3,15 +3,10 @@
 //! file (updates) (target: at most 48). Requests are counted by an interceptor on the adapter's
 //! DynamoDB client, retries included.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_dynamodb::error::BoxError;
 use bulk_users::adapters::aws::provision::{create_bucket, create_queue, create_table};
-use bulk_users::adapters::aws::{AwsAdapters, AwsSettings};
+use bulk_users::adapters::aws::{AwsAdapters, AwsSettings, RequestCounter};
 use bulk_users::model::{Job, JobStatus, TenantId};
 use bulk_users::service::{BulkService, FileUpload, Principal, ServiceConfig};
 use bytes::Bytes;
@@ -22,60 +17,6 @@ use crate::{moto, TENANT};
 
 /// At most this many requests per 1000 users upserted.
 const TARGET: f64 = 48.0;
-
-/// Counts the HTTP requests a DynamoDB client sends (retries included), by operation.
-#[derive(Debug, Clone, Default)]
-struct RequestCounter {
-    counts: Arc<Mutex<BTreeMap<String, u64>>>,
-}
-
-impl RequestCounter {
-    fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.counts.lock().expect("counter lock").clone()
-    }
-}
-
-impl Intercept for RequestCounter {
-    fn name(&self) -> &'static str {
-        "RequestCounter"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        // The JSON protocol names the operation in `X-Amz-Target: DynamoDB_20120810.PutItem`.
-        let operation = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .map(|target| target.rsplit('.').next().unwrap_or(target).to_owned())
-            .unwrap_or_else(|| "unknown".to_owned());
-        *self
-            .counts
-            .lock()
-            .expect("counter lock")
-            .entry(operation)
-            .or_insert(0) += 1;
-        Ok(())
-    }
-}
-
-/// The difference `after - before`, per operation.
-fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
-    after
-        .iter()
-        .map(|(operation, count)| {
-            (
-                operation.clone(),
-                count - before.get(operation).copied().unwrap_or(0),
-            )
-        })
-        .filter(|(_, count)| *count > 0)
-        .collect()
-}
 
 pub async fn run(users: usize) -> Result<Vec<Figure>, String> {
     let name = format!("bulk-bench-{}", std::process::id());
@@ -130,7 +71,7 @@ pub async fn run(users: usize) -> Result<Vec<Figure>, String> {
         let started = Instant::now();
         let job = run_job(&service, &who, file.clone()).await?;
         let elapsed = started.elapsed();
-        let counts = delta(&before, &counter.snapshot());
+        let counts = counter.since(&before);
         let total: u64 = counts.values().sum();
         let upserted = job.affected_rows;
         if upserted == 0 {

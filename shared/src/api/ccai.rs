@@ -9,11 +9,22 @@ use super::views::{self, JobView};
 use super::{json_response, ApiError, ApiRequest, ApiResponse, Operation, Route};
 use crate::auth::parse_basic;
 use crate::model::JobId;
+use crate::ports::PageRequest;
 use crate::service::{BulkService, PresignRequest, Principal};
 
+/// The canonical prefix of the dialect's routes, for links.
+const PREFIX: &str = "/apps/api/v1/bulk/users";
 const JOBS_PER_PAGE: u64 = 20;
 const MAX_JOBS_PER_PAGE: u64 = 100;
 const MAX_USERS_PER_PAGE: usize = 1000;
+/// Error log entries per page: by default as many as at most. A page of them stays below
+/// Lambda's 6 MB answer whatever the entries (4.5 MB at most, checked when compiling).
+const MAX_ERRORS_PER_PAGE: u64 = 1000;
+/// The largest answer of a synchronously invoked Lambda function.
+const LAMBDA_ANSWER_BYTES: usize = 6 * 1024 * 1024;
+const _: () = assert!(
+    MAX_ERRORS_PER_PAGE as usize * views::MAX_ERROR_ENTRY_BYTES + 64 * 1024 < LAMBDA_ANSWER_BYTES
+);
 
 pub async fn handle(
     service: &BulkService,
@@ -86,31 +97,23 @@ pub async fn handle(
                 Query::parse(request.query.as_deref()).page(JOBS_PER_PAGE, MAX_JOBS_PER_PAGE)?;
             let (jobs, total) = service.jobs(who, page).await?;
             let body: Vec<JobView> = jobs.iter().map(|job| JobView::new(job, base)).collect();
-            let mut response = json_response(StatusCode::OK, &body);
-            let headers = response.headers_mut();
-            headers.insert("total", HeaderValue::from(total));
-            headers.insert("per-page", HeaderValue::from(page.per_page));
-            if page.offset() + (jobs.len() as u64) < total {
-                let next = format!(
-                    "<{base}/apps/api/v1/bulk/users/jobs?page={}&per_page={}>; rel=\"next\"",
-                    page.page + 1,
-                    page.per_page
-                );
-                if let Ok(value) = HeaderValue::from_str(&next) {
-                    headers.insert(http::header::LINK, value);
-                }
-            }
-            Ok(response)
+            Ok(paged(&body, total, page, &format!("{base}{PREFIX}/jobs")))
         }
         Operation::SchemeErrors => {
-            let errors = service.scheme_errors(who, job_id(route.param())?).await?;
+            let id = job_id(route.param())?;
+            let page = error_page(request)?;
+            let (errors, total) = service.scheme_errors(who, id, page).await?;
             let body: Vec<Value> = errors.iter().map(views::scheme_error).collect();
-            Ok(json_response(StatusCode::OK, &body))
+            let url = format!("{base}{PREFIX}/errors/scheme/{id}");
+            Ok(paged(&body, total, page, &url))
         }
         Operation::UpdateErrors => {
-            let errors = service.update_errors(who, job_id(route.param())?).await?;
+            let id = job_id(route.param())?;
+            let page = error_page(request)?;
+            let (errors, total) = service.update_errors(who, id, page).await?;
             let body: Vec<Value> = errors.iter().map(views::update_error).collect();
-            Ok(json_response(StatusCode::OK, &body))
+            let url = format!("{base}{PREFIX}/errors/update/{id}");
+            Ok(paged(&body, total, page, &url))
         }
         // The other dialects' operations are not routed here.
         _ => Err(ApiError::NotFoundRoute),
@@ -227,6 +230,30 @@ fn presign_request(body: &[u8]) -> Result<PresignRequest, ApiError> {
         bytes,
         proceed,
     })
+}
+
+fn error_page(request: &ApiRequest) -> Result<PageRequest, ApiError> {
+    Query::parse(request.query.as_deref()).page(MAX_ERRORS_PER_PAGE, MAX_ERRORS_PER_PAGE)
+}
+
+/// One page of a listing at `url`, with the headers `Total` (entries in the listing),
+/// `Per-Page`, and `Link: <url?page=N+1&per_page=…>; rel="next"` when more follow.
+fn paged(body: &[impl serde::Serialize], total: u64, page: PageRequest, url: &str) -> ApiResponse {
+    let mut response = json_response(StatusCode::OK, &body);
+    let headers = response.headers_mut();
+    headers.insert("total", HeaderValue::from(total));
+    headers.insert("per-page", HeaderValue::from(page.per_page));
+    if page.offset() + (body.len() as u64) < total {
+        let next = format!(
+            "<{url}?page={}&per_page={}>; rel=\"next\"",
+            page.page + 1,
+            page.per_page
+        );
+        if let Ok(value) = HeaderValue::from_str(&next) {
+            headers.insert(http::header::LINK, value);
+        }
+    }
+    response
 }
 
 /// A job's summary (`{id, status, link, …}`) with the job's URL in the `Link` header.

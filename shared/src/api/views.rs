@@ -87,21 +87,38 @@ pub fn presigned_upload(upload: &PresignedUpload, expires_at: Timestamp) -> Valu
     })
 }
 
+/// The longest message and field name an error log entry shows, in characters. Messages are
+/// ours and shorter (client values in them are clipped to 64 characters); the bound makes
+/// the size of a page of the log a function of its entries alone.
+const MAX_MESSAGE_CHARS: usize = 500;
+const MAX_FIELD_CHARS: usize = 100;
+/// The most bytes one error log entry takes in a Lambda function's answer, where the body is
+/// itself a JSON string: every character of the message and field escaped twice (`\\uXXXX`,
+/// 7 bytes), and the other members' names, numbers and punctuation, escaped too.
+pub const MAX_ERROR_ENTRY_BYTES: usize = 7 * (MAX_MESSAGE_CHARS + MAX_FIELD_CHARS) + 2 * 160;
+
+fn clipped(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
 pub fn scheme_error(error: &SchemeError) -> Value {
     json!({
-        "message": error.message,
+        "message": clipped(&error.message, MAX_MESSAGE_CHARS),
         "column": error.column,
         "row": error.row,
-        "field": error.field,
+        "field": error.field.as_deref().map(|field| clipped(field, MAX_FIELD_CHARS)),
     })
 }
 
 pub fn update_error(error: &UpdateError) -> Value {
     json!({
-        "message": error.message,
+        "message": clipped(&error.message, MAX_MESSAGE_CHARS),
         "column": error.column,
         "row": error.row,
-        "field": error.field,
+        "field": error.field.as_deref().map(|field| clipped(field, MAX_FIELD_CHARS)),
         "error_type": error.error_type.as_str(),
     })
 }

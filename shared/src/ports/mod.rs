@@ -115,9 +115,15 @@ pub trait JobStore: Send + Sync {
         at: Timestamp,
     ) -> StoreResult<Option<ProceedOutcome>>;
 
-    async fn scheme_errors(&self, tenant: &TenantId, id: JobId) -> StoreResult<Vec<SchemeError>>;
+    /// Entries `page.offset()..` (at most `page.per_page`) of the scheme errors of `job`'s
+    /// current file, in file order. `job` was read for its tenant; the service decides
+    /// whether its log lists anything.
+    async fn scheme_errors(&self, job: &Job, page: PageRequest) -> StoreResult<Vec<SchemeError>>;
 
-    async fn update_errors(&self, tenant: &TenantId, id: JobId) -> StoreResult<Vec<UpdateError>>;
+    /// Entries `page.offset()..` (at most `page.per_page`) of `job`'s update error log (the
+    /// errors of its committed chunks), in row order. An adapter finds where the page starts
+    /// without reading the entries before it.
+    async fn update_errors(&self, job: &Job, page: PageRequest) -> StoreResult<Vec<UpdateError>>;
 
     /// The recorded row results of the job's committed chunks, in row order.
     async fn results(&self, tenant: &TenantId, id: JobId) -> StoreResult<Vec<RowResult>>;
@@ -125,9 +131,9 @@ pub trait JobStore: Send + Sync {
     /// Whether the chunk's result has already been committed.
     async fn chunk_committed(&self, job_id: JobId, chunk: u32) -> StoreResult<bool>;
 
-    /// Records a chunk's update errors and row results and adds its counts to the job, exactly
-    /// once per (job, chunk) however often it is called; the commit that completes the last chunk
-    /// moves the job to `completed`.
+    /// Records a chunk's update errors (in row order: the log keeps them in that order) and
+    /// row results and adds its counts to the job, exactly once per (job, chunk) however often
+    /// it is called; the commit that completes the last chunk moves the job to `completed`.
     async fn commit_chunk(&self, result: ChunkResult) -> StoreResult<ChunkCommit>;
 
     /// Cancels a job that has not ended (`created`, `valid_scheme`, `invalid_scheme`,

@@ -442,22 +442,41 @@ impl BulkService {
         Ok(self.ports.jobs.list_jobs(&who.tenant, page).await?)
     }
 
+    /// A page of a job's scheme errors, and how many entries the log lists: the errors found
+    /// in its current file, up to the number recorded (the rest are only counted). A job whose
+    /// file is not validated yet lists none.
     pub async fn scheme_errors(
         &self,
         who: &Principal,
         id: JobId,
-    ) -> ServiceResult<Vec<SchemeError>> {
-        self.job(who, id).await?;
-        Ok(self.ports.jobs.scheme_errors(&who.tenant, id).await?)
+        page: PageRequest,
+    ) -> ServiceResult<(Vec<SchemeError>, u64)> {
+        let job = self.job(who, id).await?;
+        let listed = match job.status {
+            JobStatus::Created => 0,
+            _ => job
+                .scheme_error_count
+                .min(self.config.max_recorded_scheme_errors as u64),
+        };
+        if page.offset() >= listed {
+            return Ok((Vec::new(), listed));
+        }
+        Ok((self.ports.jobs.scheme_errors(&job, page).await?, listed))
     }
 
+    /// A page of a job's update error log, and how many entries it has.
     pub async fn update_errors(
         &self,
         who: &Principal,
         id: JobId,
-    ) -> ServiceResult<Vec<UpdateError>> {
-        self.job(who, id).await?;
-        Ok(self.ports.jobs.update_errors(&who.tenant, id).await?)
+        page: PageRequest,
+    ) -> ServiceResult<(Vec<UpdateError>, u64)> {
+        let job = self.job(who, id).await?;
+        let listed = job.update_error_count;
+        if page.offset() >= listed {
+            return Ok((Vec::new(), listed));
+        }
+        Ok((self.ports.jobs.update_errors(&job, page).await?, listed))
     }
 
     /// "Get user configuration data": a page of all users, or a selection.

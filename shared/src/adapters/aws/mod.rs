@@ -3,6 +3,7 @@
 //! One SDK configuration is loaded per process ([`connect`]) and the three clients are built
 //! from it; the adapters only hold cheap clones of the clients.
 
+mod counter;
 mod dynamo;
 #[cfg(test)]
 mod fake;
@@ -19,6 +20,7 @@ pub use aws_config::SdkConfig;
 use aws_config::{BehaviorVersion, Region};
 
 pub use aws_sdk_dynamodb::config::Credentials;
+pub use counter::RequestCounter;
 pub use dynamo::DynamoStore;
 pub use s3::S3FileStore;
 pub use sqs::SqsWorkQueue;

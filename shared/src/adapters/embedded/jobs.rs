@@ -295,17 +295,16 @@ impl JobStore for SqliteStore {
             .await
     }
 
-    async fn scheme_errors(&self, tenant: &TenantId, id: JobId) -> StoreResult<Vec<SchemeError>> {
-        let tenant = tenant.clone();
+    async fn scheme_errors(&self, job: &Job, page: PageRequest) -> StoreResult<Vec<SchemeError>> {
+        let (id, (limit, offset)) = (job.id, limit_offset(page));
         self.db
             .call(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT e.message, e.column_no, e.row_no, e.field FROM scheme_errors e \
-                     JOIN jobs j ON j.id = e.job_id \
-                     WHERE e.job_id = ?1 AND j.tenant = ?2 ORDER BY e.seq",
+                    "SELECT message, column_no, row_no, field FROM scheme_errors \
+                     WHERE job_id = ?1 ORDER BY seq LIMIT ?2 OFFSET ?3",
                 )?;
                 let errors = stmt
-                    .query_map(params![sql_id(id), tenant.as_str()], |row| {
+                    .query_map(params![sql_id(id), limit, offset], |row| {
                         Ok(SchemeError {
                             message: row.get(0)?,
                             column: row.get(1)?,
@@ -319,16 +318,17 @@ impl JobStore for SqliteStore {
             .await
     }
 
-    async fn update_errors(&self, tenant: &TenantId, id: JobId) -> StoreResult<Vec<UpdateError>> {
-        let tenant = tenant.clone();
+    async fn update_errors(&self, job: &Job, page: PageRequest) -> StoreResult<Vec<UpdateError>> {
+        let (id, (limit, offset)) = (job.id, limit_offset(page));
         self.db
             .call(move |conn| {
+                // Chunks are consecutive row ranges and each numbers its errors in row order:
+                // the primary key's order is row order.
                 let mut stmt = conn.prepare_cached(
-                    "SELECT e.message, e.column_no, e.row_no, e.field, e.error_type \
-                     FROM update_errors e JOIN jobs j ON j.id = e.job_id \
-                     WHERE e.job_id = ?1 AND j.tenant = ?2 ORDER BY e.row_no, e.chunk, e.seq",
+                    "SELECT message, column_no, row_no, field, error_type FROM update_errors \
+                     WHERE job_id = ?1 ORDER BY chunk, seq LIMIT ?2 OFFSET ?3",
                 )?;
-                let mut rows = stmt.query(params![sql_id(id), tenant.as_str()])?;
+                let mut rows = stmt.query(params![sql_id(id), limit, offset])?;
                 let mut errors = Vec::new();
                 while let Some(row) = rows.next()? {
                     let error_type: String = row.get(4)?;
@@ -601,6 +601,31 @@ mod tests {
     use super::*;
     use crate::model::RowAction;
 
+    const EVERYTHING: PageRequest = PageRequest {
+        page: 1,
+        per_page: u64::MAX,
+    };
+
+    /// The whole scheme error log of the tenant's job `id` (none for another tenant's).
+    async fn scheme_errors(store: &SqliteStore, tenant: &TenantId, id: JobId) -> Vec<SchemeError> {
+        match store.get_job(tenant, id).await.unwrap() {
+            Some(job) => JobStore::scheme_errors(store, &job, EVERYTHING)
+                .await
+                .unwrap(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The whole update error log of the tenant's job `id` (none for another tenant's).
+    async fn update_errors(store: &SqliteStore, tenant: &TenantId, id: JobId) -> Vec<UpdateError> {
+        match store.get_job(tenant, id).await.unwrap() {
+            Some(job) => JobStore::update_errors(store, &job, EVERYTHING)
+                .await
+                .unwrap(),
+            None => Vec::new(),
+        }
+    }
+
     fn new_job(tenant_name: &str, key: &str) -> NewJob {
         NewJob {
             tenant: tenant(tenant_name),
@@ -726,15 +751,8 @@ mod tests {
             )
             .await
             .unwrap();
-        assert!(store.scheme_errors(&acme, 2).await.unwrap().is_empty());
-        assert_eq!(
-            store
-                .scheme_errors(&tenant("other"), 2)
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
+        assert!(scheme_errors(&store, &acme, 2).await.is_empty());
+        assert_eq!(scheme_errors(&store, &tenant("other"), 2).await.len(), 1);
     }
 
     #[tokio::test]
@@ -797,7 +815,7 @@ mod tests {
         assert_eq!(recorded.total_rows, 20);
         assert_eq!(recorded.chunk_plan, invalid.chunk_plan);
         assert_eq!(recorded.updated_at, at(3));
-        assert_eq!(store.scheme_errors(&acme, job.id).await.unwrap(), errors);
+        assert_eq!(scheme_errors(&store, &acme, job.id).await, errors);
 
         // No longer `created`: a second report is ignored.
         let again = store
@@ -805,7 +823,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(again, recorded);
-        assert_eq!(store.scheme_errors(&acme, job.id).await.unwrap().len(), 3);
+        assert_eq!(scheme_errors(&store, &acme, job.id).await.len(), 3);
     }
 
     #[tokio::test]
@@ -851,7 +869,7 @@ mod tests {
         );
         assert_eq!(replaced.chunk_plan, ChunkPlan::default());
         assert_eq!((replaced.created_at, replaced.updated_at), (at(0), at(9)));
-        assert!(store.scheme_errors(&acme, job.id).await.unwrap().is_empty());
+        assert!(scheme_errors(&store, &acme, job.id).await.is_empty());
 
         store
             .record_scheme_report(&acme, job.id, "k2", &report(1, vec![]), at(10))
@@ -929,9 +947,10 @@ mod tests {
             .commit_chunk(chunk(
                 job.id,
                 1,
+                // In row order, as the processor commits them; a row's own order kept.
                 vec![
-                    update_error(15, "b"),
                     update_error(12, "c"),
+                    update_error(15, "b"),
                     update_error(15, "a"),
                 ],
             ))
@@ -995,19 +1014,15 @@ mod tests {
             ),
             (26, 4, 4)
         );
-        let messages: Vec<_> = store
-            .update_errors(&acme, job.id)
+        let messages: Vec<_> = update_errors(&store, &acme, job.id)
             .await
-            .unwrap()
             .into_iter()
             .map(|e| (e.row, e.message))
             .collect();
         let expected = [(3, "d"), (12, "c"), (15, "b"), (15, "a")];
         assert_eq!(messages, expected.map(|(row, m)| (row, m.to_owned())));
-        assert!(store
-            .update_errors(&tenant("other"), job.id)
+        assert!(update_errors(&store, &tenant("other"), job.id)
             .await
-            .unwrap()
             .is_empty());
     }
 

@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{Put, ReturnValue, Select, TransactWriteItem, Update};
 
+use super::errors::{scheme_error_sk, update_count_sk, update_error_sk};
 use super::{
     backoff, build_error, from_item, is_transient_cancellation, key, n, padded, s, text_of,
     to_attribute, to_item, unavailable, DynamoStore, Item, Write, MAX_RETRIES, STORE,
@@ -18,15 +19,15 @@ use crate::model::{
 };
 use crate::ports::{JobStore, PageRequest, StoreError, StoreResult};
 
-const SCHEME_ERROR_PREFIX: &str = "SERR#";
-const UPDATE_ERROR_PREFIX: &str = "UERR#";
+pub(super) const SCHEME_ERROR_PREFIX: &str = "SERR#";
+pub(super) const UPDATE_ERROR_PREFIX: &str = "UERR#";
 const CHUNK_PREFIX: &str = "CHUNK#";
 const RESULT_PREFIX: &str = "RESULT#";
 /// Most bytes of serialized row results stored in one item (DynamoDB items are at most 400 KB;
 /// the rest of the item and the attribute names need room too).
 const RESULTS_PER_ITEM_MAX: usize = 350 * 1024;
 
-fn job_pk(id: JobId) -> String {
+pub(super) fn job_pk(id: JobId) -> String {
     format!("JOB#{id}")
 }
 
@@ -40,14 +41,6 @@ const IN_PROGRESS: &str = "JOBS_IN_PROGRESS";
 
 fn in_progress_sk_prefix(tenant: &TenantId) -> String {
     format!("{tenant}#")
-}
-
-fn scheme_error_sk(seq: usize) -> String {
-    format!("{SCHEME_ERROR_PREFIX}{seq:010}")
-}
-
-fn update_error_sk(row: u64, nth: u32) -> String {
-    format!("{UPDATE_ERROR_PREFIX}{row:012}#{nth:04}")
 }
 
 fn chunk_sk(chunk: u32) -> String {
@@ -218,13 +211,24 @@ impl DynamoStore {
                 .expression_attribute_values(":at", s(result.at.to_string()))
                 .build()
                 .map_err(|e| build_error(STORE, e))?;
-            let outcome = self
+            let mut transaction = self
                 .client
                 .transact_write_items()
                 .transact_items(TransactWriteItem::builder().put(marker).build())
-                .transact_items(TransactWriteItem::builder().update(counts).build())
-                .send()
-                .await;
+                .transact_items(TransactWriteItem::builder().update(counts).build());
+            if !result.errors.is_empty() {
+                // Where the chunk's errors lie in the log, for reading it a page at a time.
+                let errors = Put::builder()
+                    .table_name(&self.table)
+                    .item("pk", s(job_pk(id)))
+                    .item("sk", s(update_count_sk(result.chunk)))
+                    .item("count", n(result.errors.len()))
+                    .build()
+                    .map_err(|e| build_error(STORE, e))?;
+                transaction =
+                    transaction.transact_items(TransactWriteItem::builder().put(errors).build());
+            }
+            let outcome = transaction.send().await;
             let error = match outcome {
                 Ok(_) => return Ok(true),
                 Err(error) => error,
@@ -480,7 +484,7 @@ impl JobStore for DynamoStore {
             .enumerate()
             .map(|(seq, error)| {
                 let mut item = to_item(error)?;
-                item.extend(key(pk.clone(), scheme_error_sk(seq)));
+                item.extend(key(pk.clone(), scheme_error_sk(seq as u64)));
                 item.insert("file_key".to_owned(), s(file_key));
                 Ok(Write::Put(item))
             })
@@ -573,30 +577,12 @@ impl JobStore for DynamoStore {
         }))
     }
 
-    async fn scheme_errors(&self, tenant: &TenantId, id: JobId) -> StoreResult<Vec<SchemeError>> {
-        let Some(job) = self.read_tenant_job(tenant, id).await? else {
-            return Ok(Vec::new());
-        };
-        if job.status == JobStatus::Created {
-            // The current file has not been validated yet.
-            return Ok(Vec::new());
-        }
-        let pk = job_pk(id);
-        let items = self.query_prefix(pk, SCHEME_ERROR_PREFIX).await?;
-        items
-            .into_iter()
-            .filter(|item| text_of(item, "file_key") == Some(job.file_key.as_str()))
-            .map(from_item::<SchemeError>)
-            .collect()
+    async fn scheme_errors(&self, job: &Job, page: PageRequest) -> StoreResult<Vec<SchemeError>> {
+        self.scheme_error_page(job, page).await
     }
 
-    async fn update_errors(&self, tenant: &TenantId, id: JobId) -> StoreResult<Vec<UpdateError>> {
-        if self.read_tenant_job(tenant, id).await?.is_none() {
-            return Ok(Vec::new());
-        }
-        let pk = job_pk(id);
-        let items = self.query_prefix(pk, UPDATE_ERROR_PREFIX).await?;
-        items.into_iter().map(from_item::<UpdateError>).collect()
+    async fn update_errors(&self, job: &Job, page: PageRequest) -> StoreResult<Vec<UpdateError>> {
+        self.update_error_page(job, page).await
     }
 
     async fn results(&self, tenant: &TenantId, id: JobId) -> StoreResult<Vec<RowResult>> {
@@ -641,18 +627,16 @@ impl JobStore for DynamoStore {
     }
 
     async fn commit_chunk(&self, result: ChunkResult) -> StoreResult<ChunkCommit> {
-        // (a) The errors, under keys that a re-delivered chunk rewrites identically.
+        // (a) The errors, numbered within the chunk in row order, under keys that a
+        // re-delivered chunk rewrites identically.
         let pk = job_pk(result.job_id);
-        let mut per_row: HashMap<u64, u32> = HashMap::new();
         let writes = result
             .errors
             .iter()
-            .map(|error| {
-                let nth = per_row.entry(error.row).or_insert(0);
-                let sk = update_error_sk(error.row, *nth);
-                *nth += 1;
+            .enumerate()
+            .map(|(nth, error)| {
                 let mut item = to_item(error)?;
-                item.extend(key(pk.clone(), sk));
+                item.extend(key(pk.clone(), update_error_sk(result.chunk, nth as u64)));
                 item.insert("chunk".to_owned(), n(result.chunk));
                 Ok(Write::Put(item))
             })
@@ -820,7 +804,8 @@ mod tests {
     #[test]
     fn keys_are_zero_padded() {
         assert_eq!(scheme_error_sk(7), "SERR#0000000007");
-        assert_eq!(update_error_sk(12, 1), "UERR#000000000012#0001");
+        assert_eq!(update_error_sk(12, 1), "UERR#00000012#0000001");
+        assert_eq!(update_count_sk(12), "UCOUNT#00000012");
         assert_eq!(chunk_sk(3), "CHUNK#000003");
         assert_eq!(result_part_sk(3, 12), "RESULT#000003#012");
         assert_eq!(

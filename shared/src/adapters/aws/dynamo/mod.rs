@@ -8,7 +8,8 @@
 //! | id counter         | `COUNTER#jobs` / `#users`    | `COUNTER`               |                         |                                    |
 //! | job                | `JOB#{id}`                   | `JOB`                   | `JOBS#{tenant}` / id₂₀  | `ACTIVE#{tenant}` / id₂₀ while in progress |
 //! | scheme error       | `JOB#{id}`                   | `SERR#{seq:010}`        |                         |                                    |
-//! | update error       | `JOB#{id}`                   | `UERR#{row:012}#{n:04}` |                         |                                    |
+//! | update error       | `JOB#{id}`                   | `UERR#{chunk:08}#{n:07}` |                        |                                    |
+//! | update error count | `JOB#{id}`                   | `UCOUNT#{chunk:08}`     |                         |                                    |
 //! | chunk marker       | `JOB#{id}`                   | `CHUNK#{chunk:06}`      |                         |                                    |
 //! | chunk results part | `JOB#{id}`                   | `RESULT#{chunk:06}#{part:03}` |                   |                                    |
 //! | user               | `USER#{tenant}#{id₂₀}`       | `USER`                  | `USERS#{tenant}` / id₂₀ | `AGENT#{tenant}#{agent}` / id₂₀    |
@@ -35,6 +36,7 @@
 //! item plus one per key it holds (2 WCU each when at most 1 KB), an update that changes no
 //! key one item, and each key changed one item more.
 
+mod errors;
 mod idempotency;
 mod jobs;
 #[cfg(test)]
