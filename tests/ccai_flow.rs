@@ -4,7 +4,7 @@
 use bulk_tests::{counts, on_both_stores, users_file, Body, Part, TestApp, PREFIX};
 use bulk_users::model::{TenantId, WorkItem};
 use bulk_users::processing::ChunkOutcome;
-use bulk_users::service::SettingsChange;
+use bulk_users::service::{ResumedJob, SettingsChange, Sweep, MAX_RESUMPTIONS};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -28,6 +28,7 @@ on_both_stores!(
     a_cancelled_job_stops_at_the_next_chunk_boundary,
     a_job_whose_queued_work_was_lost_is_resumed,
     error_logs_are_read_a_page_at_a_time,
+    a_job_resumed_again_and_again_is_given_up,
 );
 
 async fn template_lists_every_field_and_the_tenants_roles_and_teams(app: TestApp) {
@@ -1039,7 +1040,7 @@ async fn a_job_whose_queued_work_was_lost_is_resumed(app: TestApp) {
             .resume_stale_jobs(hour)
             .await
             .unwrap(),
-        vec![]
+        Sweep::default()
     );
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let resumed = app
@@ -1049,8 +1050,8 @@ async fn a_job_whose_queued_work_was_lost_is_resumed(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(
-        resumed,
-        vec![bulk_users::service::ResumedJob {
+        resumed.resumed,
+        vec![ResumedJob {
             job_id: id,
             requeued_chunks: vec![1, 2],
         }]
@@ -1068,7 +1069,47 @@ async fn a_job_whose_queued_work_was_lost_is_resumed(app: TestApp) {
         .resume_stale_jobs(std::time::Duration::ZERO)
         .await
         .unwrap();
-    assert_eq!(again, vec![]);
+    assert_eq!(again, Sweep::default());
+}
+
+/// A job whose work keeps being lost (each attempt timing out or crashing) is resumed
+/// `MAX_RESUMPTIONS` times, then ended `failed` with the reason instead of staying in progress.
+async fn a_job_resumed_again_and_again_is_given_up(app: TestApp) {
+    let id = app.upload(&users_file(3, "")).await.id();
+    assert_eq!(app.proceed(id).await.status, StatusCode::ACCEPTED);
+    let sweeper = app.function("sweeper").await;
+    for resumption in 0..MAX_RESUMPTIONS {
+        app.lose_queued_work().await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let sweep = sweeper
+            .resume_stale_jobs(std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(sweep.resumed.len(), 1, "resumption {resumption}: {sweep:?}");
+    }
+    app.lose_queued_work().await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let sweep = sweeper
+        .resume_stale_jobs(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(sweep.resumed, vec![]);
+    assert_eq!(sweep.given_up.len(), 1, "{sweep:?}");
+    let job = app.get(&format!("jobs/{id}")).await.body;
+    assert_eq!(job["status"], "failed", "{job}");
+    let reason = job["failure_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with(&format!("resumed {MAX_RESUMPTIONS} times")),
+        "{reason}"
+    );
+    // A failed job is not stale: the next sweep leaves it.
+    assert_eq!(
+        sweeper
+            .resume_stale_jobs(std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        Sweep::default()
+    );
 }
 
 /// The work items of acme's job `id`, as proceeding it queued them.

@@ -379,7 +379,7 @@ async fn consume(
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         }
-        let response = process_sqs_batch(&service, sqs_event(&messages)).await;
+        let response = process_sqs_batch(&service, sqs_event(&messages), None).await;
         for message in messages {
             let id = message.message_id.clone().unwrap_or_default();
             let handle = message.receipt_handle.clone().unwrap_or_default();
@@ -1005,7 +1005,7 @@ async fn a_chunk_failing_on_every_delivery_ends_its_job_failed_with_the_reason()
                 let receives: u32 = event.records[0].attributes["ApproximateReceiveCount"]
                     .parse()
                     .unwrap();
-                let response = process_sqs_batch(&service, event).await;
+                let response = process_sqs_batch(&service, event, None).await;
                 (message, receives, response)
             }));
         }

@@ -80,7 +80,7 @@ async fn every_sample_event_is_handled_by_its_function() {
 
     // The sample SQS batch describes the job's only chunk.
     let batch = serde_json::from_str(&event("processor-sqs.json")).expect("SQS event");
-    let response = process_sqs_batch(&app.function("processor").await, batch).await;
+    let response = process_sqs_batch(&app.function("processor").await, batch, None).await;
     assert!(response.batch_item_failures.is_empty());
     // The chunk proceed queued is the same one: re-delivery changes nothing.
     app.drain().await;
@@ -287,7 +287,7 @@ async fn a_batch_reports_only_its_bad_messages_as_failures() {
     poison.body = Some("not a work item".to_owned());
     batch.records.push(poison);
     // Job 1 does not exist yet: its chunk is dropped as done, the poison message fails alone.
-    let response = process_sqs_batch(&app.function("processor").await, batch).await;
+    let response = process_sqs_batch(&app.function("processor").await, batch, None).await;
     let failed: Vec<&str> = response
         .batch_item_failures
         .iter()
@@ -344,7 +344,7 @@ async fn a_chunk_failing_on_its_last_delivery_fails_its_job_and_goes_to_the_dead
     // Before the last delivery the failure is reported for a retry; the job stays in progress.
     for receives in 1..bulk_users::lambda::MAX_RECEIVES {
         let response =
-            process_sqs_batch(&app.function("processor").await, delivery(receives)).await;
+            process_sqs_batch(&app.function("processor").await, delivery(receives), None).await;
         assert_eq!(response.batch_item_failures.len(), 1);
         let job = stored().await;
         assert_eq!(status(&job), "in_progress", "{job}");
@@ -352,7 +352,7 @@ async fn a_chunk_failing_on_its_last_delivery_fails_its_job_and_goes_to_the_dead
     // The last delivery: still reported (SQS moves the message to the dead-letter queue), and
     // the job ends failed, saying why.
     let last = bulk_users::lambda::MAX_RECEIVES;
-    let response = process_sqs_batch(&app.function("processor").await, delivery(last)).await;
+    let response = process_sqs_batch(&app.function("processor").await, delivery(last), None).await;
     assert_eq!(response.batch_item_failures.len(), 1);
     let job = stored().await;
     assert_eq!(status(&job), "failed", "{job}");
@@ -370,4 +370,45 @@ fn a_named_stage_is_not_part_of_the_route() {
     event["rawPath"] = "/Prod/apps/api/v1/bulk/users/jobs/1".into();
     let request = lambda_http::request::from_str(&event.to_string()).unwrap();
     assert_eq!(api_request(request).path, "/apps/api/v1/bulk/users/jobs/1");
+}
+
+/// A chunk whose every delivery timed out or crashed reaches the dead-letter queue with its
+/// job still in progress: the dead-letter consumer ends the job `failed`, saying why. A job
+/// that ended otherwise stays as it is, and a message that is no work item is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_in_the_dead_letter_queue_fails_its_job() {
+    let app = TestApp::new(Backend::Aws).await;
+    let done = app.run_job(&bulk_tests::users_file(2, "")).await;
+    let running = app.upload(&bulk_tests::users_file(3, "")).await.id();
+    assert_eq!(app.proceed(running).await.status, 202);
+    let mut batch: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(&event("deadletters-sqs.json")).unwrap();
+    let template = batch.records[0].clone();
+    batch.records.clear();
+    for (n, body) in [
+        format!(r#"{{"tenant":"acme","job_id":{running},"chunk":0,"first_row":0,"rows":3,"byte_offset":1}}"#),
+        format!(r#"{{"tenant":"acme","job_id":{},"chunk":0,"first_row":0,"rows":2,"byte_offset":1}}"#, done["id"]),
+        "not a work item".to_owned(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut record = template.clone();
+        record.message_id = Some(format!("dead-{n}"));
+        record.body = Some(body);
+        batch.records.push(record);
+    }
+    let dead_letters = app.function("deadletters").await;
+    let response = bulk_users::lambda::process_dead_letters(&dead_letters, batch).await;
+    assert!(response.batch_item_failures.is_empty());
+    let failed = app.get(&format!("jobs/{running}")).await.body;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(
+        failed["failure_reason"]
+            .as_str()
+            .is_some_and(|reason| reason.starts_with("chunk 0 was delivered 5 times")),
+        "{failed}"
+    );
+    let completed = app.get(&format!("jobs/{}", done["id"])).await.body;
+    assert_eq!(completed["status"], "completed", "{completed}");
 }

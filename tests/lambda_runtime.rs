@@ -314,6 +314,26 @@ const DAY: &[Step] = &[
         check: accepted,
     },
     Step::Outside(Outside::FileDeleted { job: 4 }),
+    // Job 2's chunk reached the dead-letter queue (its deliveries timed out): job 2 fails. A
+    // dead letter of a job that has ended already (delivered again) changes nothing.
+    Invoke {
+        bin: "deadletters",
+        event: Changed(
+            "deadletters-sqs.json",
+            "dead-letter-2",
+            dead_letter_of_job_2,
+        ),
+        check: no_batch_item_failures,
+    },
+    Invoke {
+        bin: "deadletters",
+        event: Changed(
+            "deadletters-sqs.json",
+            "dead-letter-2-again",
+            dead_letter_of_job_2,
+        ),
+        check: no_batch_item_failures,
+    },
     DeliverWorkQueue,
     // The rename of a user who does not exist failed: job 10's update error log.
     Invoke {
@@ -345,7 +365,7 @@ const JOBS_AT_THE_END: [(&str, &str); 10] = [
     ("create_many.json", "cancelled"),
     ("weekly import.json", "failed"),
     ("users.json", "completed"),
-    ("users.json", "completed"),
+    ("users.json", "failed"),
     ("users.json", "completed"),
 ];
 
@@ -603,6 +623,14 @@ async fn assert_jobs_at_the_end(service: &BulkService) {
         by_id(4).failure_reason.as_deref(),
         Some("the job's file no longer exists")
     );
+    assert!(
+        by_id(2)
+            .failure_reason
+            .as_deref()
+            .is_some_and(|reason| reason.contains("dead-letter queue")),
+        "{:?}",
+        by_id(2)
+    );
 }
 
 /// The template's least privilege, held against what the code needs: no function was denied
@@ -789,6 +817,12 @@ fn upload_renames(event: Value, _: &Day) -> Value {
     )
 }
 
+fn dead_letter_of_job_2(mut event: Value, _: &Day) -> Value {
+    event["Records"][0]["body"] =
+        json!(r#"{"tenant":"acme","job_id":2,"chunk":0,"first_row":0,"rows":1,"byte_offset":1}"#);
+    event
+}
+
 fn proceed_job(event: Value, id: u64) -> Value {
     with_json_body(event, &json!({ "id": id }), None)
 }
@@ -909,7 +943,7 @@ fn job_5_cancelled(response: &Value) {
 fn job_3_resumed(response: &Value) {
     assert_eq!(
         response,
-        &json!({"resumed": [{"job_id": 3, "requeued_chunks": [0]}]})
+        &json!({"resumed": [{"job_id": 3, "requeued_chunks": [0]}], "given_up": []})
     );
 }
 

@@ -2,6 +2,7 @@
 //! The functions in `functions/` only call these.
 
 use std::convert::Infallible;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use bytes::Bytes;
@@ -13,7 +14,7 @@ use crate::adapters::aws::{connect, AwsSettings};
 use crate::api::{Api, ApiRequest, ApiResponse, RouteGroup};
 use crate::model::WorkItem;
 use crate::ports::StoreError;
-use crate::processing::{gave_up_reason, ChunkOutcome};
+use crate::processing::{dead_letter_reason, gave_up_reason, ChunkOutcome};
 use crate::service::{BulkService, ServiceConfig, ServiceError, STALE_JOB_AFTER};
 use serde_json::Value;
 
@@ -46,12 +47,67 @@ pub async fn run_http(group: RouteGroup) -> Result<(), Error> {
     .await
 }
 
+/// The time a chunk may take at most, by default: the processor starts a chunk only while at
+/// least this much of its invocation is left. A chunk of 1000 rows costs about 40 DynamoDB
+/// requests (the benchmark's figure), a few seconds at DynamoDB's latencies; 30 s leaves room
+/// for throttling and retries, and a processor timeout of 120 s for at least three chunks.
+pub const CHUNK_BUDGET: Duration = Duration::from_secs(30);
+
+/// When an invocation must have answered, and the time a chunk may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    pub at: SystemTime,
+    pub chunk_budget: Duration,
+}
+
+impl Deadline {
+    /// The invocation's deadline (`Lambda-Runtime-Deadline-Ms`). `None` when it has passed
+    /// already as the invocation begins, which Lambda never does: `cargo lambda watch` sends
+    /// every invocation the same deadline, 600,000 ms after 1970.
+    pub fn of(context: &lambda_runtime::Context, chunk_budget: Duration) -> Option<Deadline> {
+        let at = UNIX_EPOCH + Duration::from_millis(context.deadline);
+        if at <= SystemTime::now() {
+            tracing::debug!(
+                deadline_ms = context.deadline,
+                "no deadline: it has passed already"
+            );
+            return None;
+        }
+        Some(Deadline { at, chunk_budget })
+    }
+
+    /// Whether a chunk started now ends before the deadline.
+    fn allows_a_chunk(&self) -> bool {
+        self.at
+            .duration_since(SystemTime::now())
+            .is_ok_and(|left| left >= self.chunk_budget)
+    }
+}
+
+/// `BULK_CHUNK_BUDGET_SECONDS`, else [`CHUNK_BUDGET`].
+fn chunk_budget_from_env() -> Result<Duration, Error> {
+    match std::env::var("BULK_CHUNK_BUDGET_SECONDS") {
+        Err(_) => Ok(CHUNK_BUDGET),
+        Ok(text) => match text.trim().parse::<u64>() {
+            Ok(seconds) if seconds > 0 => Ok(Duration::from_secs(seconds)),
+            _ => Err(format!(
+                "BULK_CHUNK_BUDGET_SECONDS must be a positive number of seconds, got '{text}'"
+            )
+            .into()),
+        },
+    }
+}
+
 /// Runs the SQS-triggered processor.
 pub async fn run_processor() -> Result<(), Error> {
     let service = service_from_env().await?;
+    let chunk_budget = chunk_budget_from_env()?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let service = service.clone();
-        async move { Ok::<_, Infallible>(process_sqs_batch(&service, event.payload).await) }
+        let deadline = Deadline::of(&event.context, chunk_budget);
+        async move {
+            Ok::<_, Infallible>(process_sqs_batch(&service, event.payload, deadline).await)
+        }
     }))
     .await
 }
@@ -67,14 +123,20 @@ pub async fn run_sweeper() -> Result<(), Error> {
     .await
 }
 
-/// One sweep: the resumed jobs and the chunks queued again, as JSON.
+/// One sweep: the resumed jobs and the chunks queued again, and the jobs given up, as JSON.
 pub async fn sweep(service: &BulkService) -> Result<Value, Error> {
-    let resumed = service.resume_stale_jobs(STALE_JOB_AFTER).await?;
+    let sweep = service.resume_stale_jobs(STALE_JOB_AFTER).await?;
     Ok(serde_json::json!({
-        "resumed": resumed
+        "resumed": sweep
+            .resumed
             .iter()
             .map(|job| serde_json::json!({"job_id": job.job_id, "requeued_chunks": job.requeued_chunks}))
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>(),
+        "given_up": sweep
+            .given_up
+            .iter()
+            .map(|job| serde_json::json!({"job_id": job.job_id, "reason": job.reason}))
+            .collect::<Vec<_>>(),
     }))
 }
 
@@ -126,11 +188,27 @@ pub fn lambda_response(response: ApiResponse) -> Response<Body> {
 /// Processes an SQS batch; failed messages are reported by id so only they are retried
 /// (the event source must enable `ReportBatchItemFailures`). A chunk that fails on its
 /// [`MAX_RECEIVES`]th delivery ends its job `failed` with the reason, and its message goes on
-/// to the dead-letter queue.
-pub async fn process_sqs_batch(service: &BulkService, event: SqsEvent) -> SqsBatchResponse {
+/// to the dead-letter queue. Once too little of the invocation is left for a chunk
+/// (`deadline`), the messages not started are handed back the same way, before Lambda's
+/// timeout would cut a chunk short and count a delivery against every message of the batch.
+pub async fn process_sqs_batch(
+    service: &BulkService,
+    event: SqsEvent,
+    deadline: Option<Deadline>,
+) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
+    let mut handed_back = 0;
     for message in event.records {
         let id = message.message_id.clone().unwrap_or_default();
+        if deadline.is_some_and(|deadline| !deadline.allows_a_chunk()) {
+            handed_back += 1;
+            if !id.is_empty() {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                response.batch_item_failures.push(failure);
+            }
+            continue;
+        }
         let receives = message
             .attributes
             .get("ApproximateReceiveCount")
@@ -178,6 +256,58 @@ pub async fn process_sqs_batch(service: &BulkService, event: SqsEvent) -> SqsBat
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = id;
             response.batch_item_failures.push(failure);
+        }
+    }
+    if handed_back > 0 {
+        tracing::info!(
+            handed_back,
+            "the invocation's deadline is near: messages not started are handed back"
+        );
+    }
+    response
+}
+
+/// Runs the consumer of the work queue's dead-letter queue.
+pub async fn run_dead_letters() -> Result<(), Error> {
+    let service = service_from_env().await?;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let service = service.clone();
+        async move { Ok::<_, Infallible>(process_dead_letters(&service, event.payload).await) }
+    }))
+    .await
+}
+
+/// Ends `failed` the job of each work item that reached the dead-letter queue. A chunk that
+/// failed on its last delivery failed its job already (the processor saw it fail); one whose
+/// every delivery timed out or crashed the processor arrives here with its job still in
+/// progress. A job that ended otherwise is left as it is; a message that is no work item is
+/// logged and dropped. Only an unavailable store hands a message back.
+pub async fn process_dead_letters(service: &BulkService, event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for message in event.records {
+        let id = message.message_id.clone().unwrap_or_default();
+        let item = match message
+            .body
+            .as_deref()
+            .map(serde_json::from_str::<WorkItem>)
+        {
+            Some(Ok(item)) => item,
+            _ => {
+                tracing::error!(message_id = %id, body = ?message.body, "a dead letter that is no work item: dropped");
+                continue;
+            }
+        };
+        let reason = dead_letter_reason(&item);
+        match service.fail_job(item.job_id, &reason).await {
+            Ok(()) | Err(StoreError::NotFound(_)) => {
+                tracing::error!(job_id = item.job_id, chunk = item.chunk, %reason, "a chunk went to the dead-letter queue");
+            }
+            Err(error) => {
+                tracing::warn!(job_id = item.job_id, %error, "a dead letter could not be handled; it will be retried");
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                response.batch_item_failures.push(failure);
+            }
         }
     }
     response

@@ -189,6 +189,16 @@ pub fn gave_up_reason(item: &WorkItem, attempts: u32, error: &StoreError) -> Str
     )
 }
 
+/// The failure reason of a job whose chunk's message went to the dead-letter queue without
+/// the processor giving up on it: every delivery ended without an answer.
+pub fn dead_letter_reason(item: &WorkItem) -> String {
+    format!(
+        "chunk {} was delivered {MAX_DELIVERIES} times without being processed (the processor \
+         timed out or stopped each time) and went to the dead-letter queue",
+        item.chunk
+    )
+}
+
 async fn fail(ports: &Ports, job: &Job, reason: String) -> Result<ChunkOutcome, StoreError> {
     tracing::warn!(job_id = job.id, %reason, "job failed");
     ports

@@ -146,13 +146,42 @@ pub fn is_test_crate_variable(name: &str) -> bool {
 
 /// What the functions' environment is made of (beside what the emulator sets itself).
 enum FunctionEnvironment {
-    /// A deployment's settings, a principal's access key and [`MASTER_KEY`].
+    /// A deployment's settings, a principal's access key, [`MASTER_KEY`], and more
+    /// variables of the function's own.
     Deployed {
         settings: AwsSettings,
         credentials: Credentials,
+        more: BTreeMap<String, String>,
     },
     /// These variables, and no `AWS_*`, `BULK_*` or `RUST_LOG` inherited from the test.
     Exactly(BTreeMap<String, String>),
+}
+
+/// The variables a deployed function gets: the deployment's settings (as the template's
+/// environment gives them), [`MASTER_KEY`], and the access key of its execution role.
+pub fn deployed_environment(
+    settings: &AwsSettings,
+    credentials: &Credentials,
+) -> BTreeMap<String, String> {
+    let mut variables = BTreeMap::from([
+        ("BULK_TABLE_NAME".to_owned(), settings.table.clone()),
+        ("BULK_BUCKET_NAME".to_owned(), settings.bucket.clone()),
+        ("BULK_QUEUE_URL".to_owned(), settings.queue_url.clone()),
+        ("BULK_MASTER_KEY".to_owned(), MASTER_KEY.to_owned()),
+        ("AWS_REGION".to_owned(), settings.region.clone()),
+        (
+            "AWS_ACCESS_KEY_ID".to_owned(),
+            credentials.access_key_id().to_owned(),
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY".to_owned(),
+            credentials.secret_access_key().to_owned(),
+        ),
+    ]);
+    if let Some(endpoint) = &settings.endpoint_url {
+        variables.insert("AWS_ENDPOINT_URL".to_owned(), endpoint.clone());
+    }
+    variables
 }
 
 impl FunctionEnvironment {
@@ -161,22 +190,15 @@ impl FunctionEnvironment {
             FunctionEnvironment::Deployed {
                 settings,
                 credentials,
+                more,
             } => {
                 command
-                    .env("BULK_TABLE_NAME", &settings.table)
-                    .env("BULK_BUCKET_NAME", &settings.bucket)
-                    .env("BULK_QUEUE_URL", &settings.queue_url)
-                    .env("BULK_MASTER_KEY", MASTER_KEY)
-                    .env("AWS_REGION", &settings.region)
-                    .env("AWS_ACCESS_KEY_ID", credentials.access_key_id())
-                    .env("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key())
                     .env_remove("AWS_SESSION_TOKEN")
                     .env_remove("AWS_PROFILE")
-                    .env_remove("AWS_DEFAULT_REGION");
-                match &settings.endpoint_url {
-                    Some(endpoint) => command.env("AWS_ENDPOINT_URL", endpoint),
-                    None => command.env_remove("AWS_ENDPOINT_URL"),
-                };
+                    .env_remove("AWS_DEFAULT_REGION")
+                    .env_remove("AWS_ENDPOINT_URL")
+                    .envs(deployed_environment(settings, credentials))
+                    .envs(more);
             }
             FunctionEnvironment::Exactly(variables) => {
                 for (name, _) in std::env::vars_os() {
@@ -199,9 +221,19 @@ impl Emulator {
     /// (as a function's execution role gives them), and waits until it listens. Panics when it
     /// cannot be started.
     pub async fn start(settings: &AwsSettings, credentials: &Credentials) -> Emulator {
+        Emulator::start_with(settings, credentials, BTreeMap::new()).await
+    }
+
+    /// [`Emulator::start`] with `more` variables for the functions.
+    pub async fn start_with(
+        settings: &AwsSettings,
+        credentials: &Credentials,
+        more: BTreeMap<String, String>,
+    ) -> Emulator {
         let environment = FunctionEnvironment::Deployed {
             settings: settings.clone(),
             credentials: credentials.clone(),
+            more,
         };
         tokio::task::spawn_blocking(move || Emulator::start_blocking(&environment))
             .await

@@ -5,6 +5,7 @@ pub mod emulator;
 pub mod iam;
 pub mod local_server;
 pub mod moto;
+pub mod runtime_api;
 pub mod template;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -274,8 +275,7 @@ impl TestApp {
         }
     }
 
-    /// Loses every queued work item, as a purged queue would: taken and settled unprocessed
-    /// (embedded), purged (SQS).
+    /// Loses every queued work item, as a purged queue would: taken and settled unprocessed.
     pub async fn lose_queued_work(&self) {
         match &self.drain {
             Drain::Embedded { queue, .. } => {
@@ -287,15 +287,33 @@ impl TestApp {
                     queue.ack(work.receipt).await.expect("ack");
                 }
             }
+            // Received and deleted rather than purged: SQS purges a queue once a minute.
             Drain::Aws(deployment) => {
                 let admin = &deployment.stack.admin;
-                admin
-                    .sqs
-                    .purge_queue()
-                    .queue_url(&admin.settings.queue_url)
-                    .send()
-                    .await
-                    .expect("purge");
+                loop {
+                    let received = admin
+                        .sqs
+                        .receive_message()
+                        .queue_url(&admin.settings.queue_url)
+                        .max_number_of_messages(10)
+                        .send()
+                        .await
+                        .expect("receive");
+                    let messages = received.messages.unwrap_or_default();
+                    if messages.is_empty() {
+                        break;
+                    }
+                    for message in messages {
+                        admin
+                            .sqs
+                            .delete_message()
+                            .queue_url(&admin.settings.queue_url)
+                            .receipt_handle(message.receipt_handle.unwrap_or_default())
+                            .send()
+                            .await
+                            .expect("delete");
+                    }
+                }
             }
         }
     }
@@ -448,7 +466,7 @@ pub async fn drain_sqs(service: &BulkService, adapters: &AwsAdapters, consumers:
                     record.attributes = receive_count(message).into_iter().collect();
                     event.records.push(record);
                 }
-                let response = bulk_users::lambda::process_sqs_batch(&service, event).await;
+                let response = bulk_users::lambda::process_sqs_batch(&service, event, None).await;
                 let failed: Vec<String> = response
                     .batch_item_failures
                     .iter()

@@ -201,6 +201,9 @@ pub struct Job {
     pub chunks_done: u32,
     /// Why a job ended `failed`.
     pub failure_reason: Option<String>,
+    /// How often the sweeper queued the job's work again (it was in progress and idle).
+    #[serde(default)]
+    pub resumptions: u32,
 }
 
 /// What the upload step knows about a job before it is stored.

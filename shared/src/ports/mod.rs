@@ -158,9 +158,9 @@ pub trait JobStore: Send + Sync {
     /// The chunks of a job whose results have been committed.
     async fn committed_chunks(&self, job_id: JobId) -> StoreResult<Vec<u32>>;
 
-    /// Marks an `in_progress` job as changed at `at` (its work was queued again); false when
-    /// the job is no longer in progress.
-    async fn touch_job(&self, job_id: JobId, at: Timestamp) -> StoreResult<bool>;
+    /// Marks an `in_progress` job as changed at `at` and counts one more resumption (its work
+    /// is being queued again); false when the job is no longer in progress.
+    async fn resume_job(&self, job_id: JobId, at: Timestamp) -> StoreResult<bool>;
 
     /// Moves an `in_progress` job whose chunks are all committed to `completed`; true only
     /// for the caller that did it. For a completion lost between a chunk's commit and the

@@ -122,6 +122,14 @@ fn env_number(name: &str) -> Result<Option<u64>, String> {
     }
 }
 
+/// What [`BulkService::resume_stale_jobs`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sweep {
+    pub resumed: Vec<ResumedJob>,
+    /// Jobs resumed [`MAX_RESUMPTIONS`] times already and still stale: failed, with the reason.
+    pub given_up: Vec<GivenUpJob>,
+}
+
 /// A stale job that [`BulkService::resume_stale_jobs`] resumed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResumedJob {
@@ -129,6 +137,19 @@ pub struct ResumedJob {
     /// The chunks queued again; none when the job only needed completing.
     pub requeued_chunks: Vec<u32>,
 }
+
+/// A stale job that the sweeper gave up on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GivenUpJob {
+    pub job_id: JobId,
+    pub reason: String,
+}
+
+/// How often a stale job is resumed before the sweeper ends it `failed`: work lost once is
+/// an accident (a purged queue, a process killed between starting a job and queueing it);
+/// work lost again and again is a job whose chunks cannot be processed (each attempt timing out
+/// or crashing into the dead-letter queue), which would otherwise stay `in_progress` forever.
+pub const MAX_RESUMPTIONS: u32 = 3;
 
 /// How long a job in progress may change nothing before it counts as stale and is resumed:
 /// longer than a chunk can wait in the queue through its retries.
@@ -500,16 +521,16 @@ impl BulkService {
         processing::process_work_item(&self.ports, item, &self.config.processing).await
     }
 
-    /// Ends a job `failed` (the processor gave up on one of its chunks).
     /// Resumes the jobs in progress that have changed nothing for `idle_for`: their chunks not
     /// yet committed are queued again, and a job whose chunks are all committed is completed.
     /// Such a job lost its work with a process that died between starting it and queueing its
     /// chunks, or with its queue messages. Chunks are idempotent, so queueing one that is
-    /// still queued or running costs a second run and changes nothing.
+    /// still queued or running costs a second run and changes nothing. A job resumed
+    /// [`MAX_RESUMPTIONS`] times already ends `failed` instead.
     pub async fn resume_stale_jobs(
         &self,
         idle_for: std::time::Duration,
-    ) -> Result<Vec<ResumedJob>, StoreError> {
+    ) -> Result<Sweep, StoreError> {
         let now = Timestamp::now();
         let idle_seconds = i64::try_from(idle_for.as_secs()).unwrap_or(i64::MAX);
         let jobs = self
@@ -517,7 +538,7 @@ impl BulkService {
             .jobs
             .stale_jobs(now.plus_seconds(-idle_seconds))
             .await?;
-        let mut resumed = Vec::with_capacity(jobs.len());
+        let mut sweep = Sweep::default();
         for job in jobs {
             let committed = self.ports.jobs.committed_chunks(job.id).await?;
             let items: Vec<WorkItem> = job
@@ -528,18 +549,33 @@ impl BulkService {
                 .collect();
             if items.is_empty() {
                 self.ports.jobs.complete_if_done(job.id, now).await?;
-            } else if self.ports.jobs.touch_job(job.id, now).await? {
+            } else if job.resumptions >= MAX_RESUMPTIONS {
+                let reason = format!(
+                    "resumed {} times after its work was lost, and {} of its chunks still \
+                     never completed (each timed out or crashed): given up",
+                    job.resumptions,
+                    items.len()
+                );
+                tracing::error!(job_id = job.id, %reason, "stale job given up");
+                self.ports.jobs.fail_job(job.id, &reason, now).await?;
+                sweep.given_up.push(GivenUpJob {
+                    job_id: job.id,
+                    reason,
+                });
+                continue;
+            } else if self.ports.jobs.resume_job(job.id, now).await? {
                 self.ports.queue.enqueue(&items).await?;
             }
             tracing::warn!(job_id = job.id, requeued = items.len(), "stale job resumed");
-            resumed.push(ResumedJob {
+            sweep.resumed.push(ResumedJob {
                 job_id: job.id,
                 requeued_chunks: items.iter().map(|item| item.chunk).collect(),
             });
         }
-        Ok(resumed)
+        Ok(sweep)
     }
 
+    /// Ends a job `failed` (the processor gave up on one of its chunks).
     pub async fn fail_job(&self, job_id: JobId, reason: &str) -> Result<(), StoreError> {
         self.ports
             .jobs

@@ -16,7 +16,7 @@ use crate::ports::{JobStore, PageRequest, StoreError, StoreResult};
 const JOB_COLUMNS: &str = "id, tenant, kind, status, filename, file_key, file_bytes, created_at, \
     updated_at, process_requested_at, completed_at, total_rows, affected_rows, failed_rows, \
     scheme_error_count, update_error_count, uploaded_api_user_name, proceed_api_user_name, \
-    chunk_plan, chunks_done, failure_reason";
+    chunk_plan, chunks_done, failure_reason, resumptions";
 
 /// The SQL value of a job id. Ids above `i64::MAX` wrap to negative values, which match no job
 /// (AUTOINCREMENT ids are positive), so such an id reads as a missing job.
@@ -53,6 +53,7 @@ fn job_from_row(row: &Row<'_>) -> StoreResult<Job> {
         chunk_plan: from_json("chunk plan", &chunk_plan)?,
         chunks_done: row.get("chunks_done")?,
         failure_reason: row.get("failure_reason")?,
+        resumptions: row.get("resumptions")?,
     })
 }
 
@@ -536,14 +537,15 @@ impl JobStore for SqliteStore {
             .await
     }
 
-    async fn touch_job(&self, job_id: JobId, at: Timestamp) -> StoreResult<bool> {
+    async fn resume_job(&self, job_id: JobId, at: Timestamp) -> StoreResult<bool> {
         self.db
             .call(move |conn| {
-                let touched = conn.execute(
-                    "UPDATE jobs SET updated_at = ?2 WHERE id = ?1 AND status = 'in_progress'",
+                let resumed = conn.execute(
+                    "UPDATE jobs SET updated_at = ?2, resumptions = resumptions + 1 \
+                     WHERE id = ?1 AND status = 'in_progress'",
                     params![sql_id(job_id), millis(at)],
                 )? == 1;
-                Ok(touched)
+                Ok(resumed)
             })
             .await
     }

@@ -174,6 +174,10 @@ CREATE TABLE request_counts (
 
 CREATE INDEX jobs_in_progress ON jobs (tenant) WHERE status = 'in_progress';
 "#,
+    // 4: how often the sweeper resumed a job, so that it gives up on one after a few times.
+    r#"
+ALTER TABLE jobs ADD COLUMN resumptions INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction (taken

@@ -292,6 +292,7 @@ impl JobStore for DynamoStore {
     async fn create_job(&self, new: NewJob) -> StoreResult<Job> {
         let id = self.add_to_counter("jobs", 1).await?;
         let job = Job {
+            resumptions: 0,
             id,
             tenant: new.tenant,
             kind: new.kind,
@@ -758,17 +759,18 @@ impl JobStore for DynamoStore {
             .collect())
     }
 
-    async fn touch_job(&self, job_id: JobId, at: Timestamp) -> StoreResult<bool> {
-        let touched = self
+    async fn resume_job(&self, job_id: JobId, at: Timestamp) -> StoreResult<bool> {
+        let resumed = self
             .update_job_if(job_id, |update| {
                 update
-                    .update_expression("SET updated_at = :at")
+                    .update_expression("SET updated_at = :at ADD resumptions :one")
                     .condition_expression("#status = :in_progress")
                     .expression_attribute_values(":in_progress", status(JobStatus::InProgress))
                     .expression_attribute_values(":at", s(at.to_string()))
+                    .expression_attribute_values(":one", n(1))
             })
             .await?;
-        Ok(touched.is_some())
+        Ok(resumed.is_some())
     }
 
     async fn complete_if_done(&self, job_id: JobId, at: Timestamp) -> StoreResult<bool> {
