@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bulk_tests::emulator::{deployed_environment, MASTER_KEY};
+use bulk_tests::emulator::{deployed_environment, sample_event, HttpResponse, MASTER_KEY};
 use bulk_tests::moto::fresh_stack;
 use bulk_tests::runtime_api::LambdaHost;
 use bulk_tests::users_file;
@@ -139,4 +139,108 @@ async fn the_processor_hands_back_the_chunks_it_has_no_time_for() {
         took < Duration::from_secs(TIMEOUT_SECONDS),
         "answered after the deadline"
     );
+}
+
+/// A Huawei Workspace batch is applied within the request, under API Gateway's 30 s. When its
+/// invocation has not its chunk budget left, the batch is not left half done nor dropped: its
+/// job goes on (its chunks queued for the processor), and the client is answered 503 with
+/// `Retry-After`. The same request sent again under its `Idempotency-Key` answers as the
+/// batch that succeeded; without a key, the processor finishes the job all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_batch_out_of_time_goes_on_and_its_retry_answers() {
+    let stack = fresh_stack("deadline-directory").await;
+    let mut ports = stack.admin.ports.clone();
+    ports.master_key = Arc::new(MasterKey::parse(MASTER_KEY, "the emulator's master key").unwrap());
+    let service = BulkService::new(ports, ServiceConfig::default());
+    let acme = TenantId::parse("acme").unwrap();
+    service
+        .install_credential(&acme, "events", "acme-events", "change-me")
+        .await
+        .expect("credential");
+    let mut environment =
+        deployed_environment(&stack.settings(), &stack.credentials_of("directory").await);
+    environment.insert("BULK_CHUNK_BUDGET_SECONDS".to_owned(), "20".to_owned());
+    let mut directory = LambdaHost::start("directory", &environment).await;
+    let batch = |users: Value, key: Option<&str>| {
+        let mut event = sample_event("workspace-batch-create.json");
+        event["body"] = json!(json!({ "users": users }).to_string());
+        if let Some(key) = key {
+            event["headers"]["idempotency-key"] = json!(key);
+        }
+        event
+    };
+    let short = Duration::from_secs(5);
+    let long = Duration::from_secs(60);
+
+    // With a key: out of time, then answered by the retry.
+    let keyed = batch(
+        json!([{"user_name": "kay", "user_email": "kay@example.com"}]),
+        Some("batch-1"),
+    );
+    let first = answer(directory.invoke(&keyed, short).await);
+    assert_eq!(first.status, 503, "{:?}", first.body);
+    assert_eq!(first.body["error_code"], "WKS.00000503");
+    assert!(first.header("retry-after").is_some());
+    let job = latest_job(&service, &acme).await;
+    assert_eq!(job.status.as_str(), "in_progress");
+    let retried = answer(directory.invoke(&keyed, long).await);
+    assert_eq!((retried.status, retried.body.clone()), (200, json!({})));
+    assert_eq!(
+        latest_job(&service, &acme).await.status.as_str(),
+        "completed"
+    );
+
+    // Without a key: out of time; the processor finishes the queued job.
+    let plain = batch(
+        json!([{"user_name": "lou", "user_email": "lou@example.com"}]),
+        None,
+    );
+    let first = answer(directory.invoke(&plain, short).await);
+    assert_eq!(first.status, 503, "{:?}", first.body);
+    let job = latest_job(&service, &acme).await;
+    assert_eq!(job.status.as_str(), "in_progress");
+    let processor = BulkService::new(
+        stack.function("processor").await.ports,
+        ServiceConfig::default(),
+    );
+    bulk_tests::drain_sqs(&processor, &stack.admin, 1).await;
+    let done = latest_job(&service, &acme).await;
+    assert_eq!((done.status.as_str(), done.affected_rows), ("completed", 1));
+    // The first batch's queued chunk ran again: it changed nothing.
+    let who = service.authenticate("acme", "change-me").await.unwrap();
+    let (jobs, total) = service
+        .jobs(
+            &who,
+            bulk_users::ports::PageRequest {
+                page: 1,
+                per_page: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(total, 2);
+    assert!(jobs
+        .iter()
+        .all(|job| job.status.as_str() == "completed" && job.affected_rows == 1));
+}
+
+/// The tenant's newest job.
+async fn latest_job(service: &BulkService, tenant: &TenantId) -> bulk_users::model::Job {
+    let (jobs, _) = service
+        .ports()
+        .jobs
+        .list_jobs(
+            tenant,
+            bulk_users::ports::PageRequest {
+                page: 1,
+                per_page: 1,
+            },
+        )
+        .await
+        .expect("jobs");
+    jobs.into_iter().next().expect("a job")
+}
+
+fn answer(response: Result<Value, Value>) -> HttpResponse {
+    HttpResponse::parse(&response.expect("the function answers"))
 }

@@ -301,6 +301,7 @@ async fn zendesk_and_workspace_creates_run_once_per_key(app: TestApp) {
                 ),
             ]),
             body: Bytes::from(serde_json::to_vec(&body).unwrap()),
+            deadline: None,
         })
         .await;
     assert_eq!(without_key.status(), StatusCode::BAD_REQUEST);

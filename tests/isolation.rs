@@ -210,6 +210,7 @@ async fn send(app: &TestApp, auth: &Auth, request: &Request) -> Reply {
             query,
             headers,
             body: request.body.clone().into(),
+            deadline: None,
         })
         .await;
     let (parts, body) = response.into_parts();

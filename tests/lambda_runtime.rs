@@ -15,8 +15,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bulk_tests::emulator::{sample_event, Emulator, FunctionEmulators, HttpResponse, MASTER_KEY};
+use bulk_tests::emulator::{
+    deployed_environment, sample_event, Emulator, FunctionEmulators, HttpResponse, MASTER_KEY,
+};
 use bulk_tests::moto::{fresh_stack, Stack};
+use bulk_tests::runtime_api::LambdaHost;
 use bulk_tests::template::{functions, strings};
 use bulk_users::auth::MasterKey;
 use bulk_users::model::{TenantId, Timestamp};
@@ -39,6 +42,13 @@ enum Step {
     /// The event source mapping hands every message waiting in the work queue to the
     /// processor (ten at a time, as the template's batch size), which must fail none.
     DeliverWorkQueue,
+    /// Function `bin` invoked with an event as Lambda would with too little time left for its
+    /// work (the emulator sends no real deadline: the tests' own runtime API does).
+    OutOfTime {
+        bin: &'static str,
+        event: Event,
+        check: fn(&Value),
+    },
     /// What happens outside the functions between two invocations.
     Outside(Outside),
 }
@@ -343,6 +353,22 @@ const DAY: &[Step] = &[
         }),
         check: one_error_entry,
     },
+    // A Workspace batch out of time (job 11): its chunk goes to the processor, the client is
+    // told to retry; the processor completes it.
+    Step::OutOfTime {
+        bin: "directory",
+        event: Changed(
+            "workspace-batch-create.json",
+            "workspace-out-of-time",
+            |mut event, _| {
+                event["body"] =
+                    json!(r#"{"users": [{"user_name": "dee", "user_email": "dee@example.com"}]}"#);
+                event
+            },
+        ),
+        check: workspace_unavailable,
+    },
+    DeliverWorkQueue,
 ];
 
 /// The files the intake events name, put into the bucket before the day.
@@ -356,7 +382,8 @@ const DROPPED_FILE: &str = r#"[{"email":"ann@example.com","first_name":"Ann","la
 const BAD_FILE: &str = r#"[{"email":"not-an-email","first_name":"Ann","last_name":"Lee"}]"#;
 
 /// The statuses of the day's jobs at its end, newest first.
-const JOBS_AT_THE_END: [(&str, &str); 10] = [
+const JOBS_AT_THE_END: [(&str, &str); 11] = [
+    ("workspace_create.json", "completed"),
     ("users.json", "completed"),
     ("bad.json", "invalid_scheme"),
     ("workspace_create.json", "invalid_scheme"),
@@ -406,6 +433,18 @@ async fn a_day_of_use_runs_every_function_under_its_own_template_policy() {
                 day.answers.insert((bin, name), response);
             }
             DeliverWorkQueue => deliver_work_queue(&stack, &emulators, index).await,
+            Step::OutOfTime { bin, event, check } => {
+                let payload = match event {
+                    Sample(file) => sample_event(file),
+                    Changed(file, _, change) => change(sample_event(file), &day),
+                };
+                let response = out_of_time(&stack, bin, &payload).await;
+                eprintln!(
+                    "step {index}: {bin} {} (out of time) → {response}",
+                    event.name()
+                );
+                check(&response);
+            }
             Step::Outside(outside) => happen(outside, &stack, &service, &day).await,
         }
     }
@@ -492,6 +531,17 @@ async fn invoke(
             emulator.log_tail(60)
         ),
     }
+}
+
+/// Invokes function `bin` on the tests' runtime API with a deadline 5 s away and a chunk
+/// budget of 20 s: no chunk of work begins.
+async fn out_of_time(stack: &Stack, bin: &str, payload: &Value) -> Value {
+    let mut environment = deployed_environment(&stack.settings(), &stack.credentials_of(bin).await);
+    environment.insert("BULK_CHUNK_BUDGET_SECONDS".to_owned(), "20".to_owned());
+    let mut host = LambdaHost::start(bin, &environment).await;
+    host.invoke(payload, std::time::Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|error| panic!("{bin} failed out of time: {error}"))
 }
 
 /// Receives every message of the work queue (as the administrator: on AWS the event source
@@ -970,6 +1020,12 @@ fn zendesk_bad_request(response: &Value) {
 fn ccai_bad_request(response: &Value) {
     let http = http(response, 400);
     assert!(http.body["field"].is_string(), "{response}");
+}
+
+fn workspace_unavailable(response: &Value) {
+    let http = http(response, 503);
+    assert_eq!(http.body["error_code"], "WKS.00000503", "{response}");
+    assert!(http.header("retry-after").is_some(), "{response}");
 }
 
 fn one_error_entry(response: &Value) {

@@ -262,6 +262,7 @@ async fn a_job_over_max_concurrent_jobs_waits_until_one_ends(app: TestApp) {
                 json!({"users": [{"user_name": "carol", "user_email": "carol@example.com"}]})
                     .to_string(),
             ),
+            deadline: None,
         })
         .await,
     );

@@ -2,7 +2,6 @@
 //! The functions in `functions/` only call these.
 
 use std::convert::Infallible;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use bytes::Bytes;
@@ -12,6 +11,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 
 use crate::adapters::aws::{connect, AwsSettings};
 use crate::api::{Api, ApiRequest, ApiResponse, RouteGroup};
+use crate::deadline::{chunk_budget_from_env, Deadline, CHUNK_BUDGET, REQUEST_CHUNK_BUDGET};
 use crate::model::WorkItem;
 use crate::ports::StoreError;
 use crate::processing::{dead_letter_reason, gave_up_reason, ChunkOutcome};
@@ -37,74 +37,29 @@ pub async fn service_from_env() -> Result<BulkService, Error> {
 /// Runs an HTTP function serving one group of routes.
 pub async fn run_http(group: RouteGroup) -> Result<(), Error> {
     let api = Api::new(service_from_env().await?);
+    let chunk_budget = chunk_budget_from_env(REQUEST_CHUNK_BUDGET)?;
     lambda_http::run(service_fn(move |request: Request| {
         let api = api.clone();
+        let deadline = request
+            .lambda_context_ref()
+            .and_then(|context| Deadline::from_unix_millis(context.deadline, chunk_budget));
         async move {
-            let response = api.handle_group(group, api_request(request)).await;
+            let mut request = api_request(request);
+            request.deadline = deadline;
+            let response = api.handle_group(group, request).await;
             Ok::<_, Infallible>(lambda_response(response))
         }
     }))
     .await
 }
 
-/// The time a chunk may take at most, by default: the processor starts a chunk only while at
-/// least this much of its invocation is left. A chunk of 1000 rows costs about 40 DynamoDB
-/// requests (the benchmark's figure), a few seconds at DynamoDB's latencies; 30 s leaves room
-/// for throttling and retries, and a processor timeout of 120 s for at least three chunks.
-pub const CHUNK_BUDGET: Duration = Duration::from_secs(30);
-
-/// When an invocation must have answered, and the time a chunk may take.
-#[derive(Debug, Clone, Copy)]
-pub struct Deadline {
-    pub at: SystemTime,
-    pub chunk_budget: Duration,
-}
-
-impl Deadline {
-    /// The invocation's deadline (`Lambda-Runtime-Deadline-Ms`). `None` when it has passed
-    /// already as the invocation begins, which Lambda never does: `cargo lambda watch` sends
-    /// every invocation the same deadline, 600,000 ms after 1970.
-    pub fn of(context: &lambda_runtime::Context, chunk_budget: Duration) -> Option<Deadline> {
-        let at = UNIX_EPOCH + Duration::from_millis(context.deadline);
-        if at <= SystemTime::now() {
-            tracing::debug!(
-                deadline_ms = context.deadline,
-                "no deadline: it has passed already"
-            );
-            return None;
-        }
-        Some(Deadline { at, chunk_budget })
-    }
-
-    /// Whether a chunk started now ends before the deadline.
-    fn allows_a_chunk(&self) -> bool {
-        self.at
-            .duration_since(SystemTime::now())
-            .is_ok_and(|left| left >= self.chunk_budget)
-    }
-}
-
-/// `BULK_CHUNK_BUDGET_SECONDS`, else [`CHUNK_BUDGET`].
-fn chunk_budget_from_env() -> Result<Duration, Error> {
-    match std::env::var("BULK_CHUNK_BUDGET_SECONDS") {
-        Err(_) => Ok(CHUNK_BUDGET),
-        Ok(text) => match text.trim().parse::<u64>() {
-            Ok(seconds) if seconds > 0 => Ok(Duration::from_secs(seconds)),
-            _ => Err(format!(
-                "BULK_CHUNK_BUDGET_SECONDS must be a positive number of seconds, got '{text}'"
-            )
-            .into()),
-        },
-    }
-}
-
 /// Runs the SQS-triggered processor.
 pub async fn run_processor() -> Result<(), Error> {
     let service = service_from_env().await?;
-    let chunk_budget = chunk_budget_from_env()?;
+    let chunk_budget = chunk_budget_from_env(CHUNK_BUDGET)?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let service = service.clone();
-        let deadline = Deadline::of(&event.context, chunk_budget);
+        let deadline = Deadline::from_unix_millis(event.context.deadline, chunk_budget);
         async move {
             Ok::<_, Infallible>(process_sqs_batch(&service, event.payload, deadline).await)
         }
@@ -171,6 +126,7 @@ pub fn api_request(request: Request) -> ApiRequest {
         query: parts.uri.query().map(str::to_owned),
         headers: parts.headers,
         body,
+        deadline: None,
     }
 }
 

@@ -685,6 +685,7 @@ pub fn api_request(method: Method, target: &str, headers: HeaderMap, body: Bytes
         query,
         headers,
         body,
+        deadline: None,
     }
 }
 

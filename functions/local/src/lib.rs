@@ -125,6 +125,7 @@ async fn serve(
                 query: parts.uri.query().map(str::to_owned),
                 headers: parts.headers,
                 body: collected.to_bytes(),
+                deadline: None,
             })
             .await
         }

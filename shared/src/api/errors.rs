@@ -44,6 +44,10 @@ pub enum ApiError {
     NotImplemented(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Out of time before the work was done; it goes on, and the same request sent again
+    /// (under its idempotency key) answers once it is.
+    #[error("{0}")]
+    Unfinished(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -84,7 +88,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Unfinished(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -151,7 +155,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => "TooLarge",
             ApiError::TooMany { .. } => "TooManyRequests",
             ApiError::NotImplemented(_) => "NotImplemented",
-            ApiError::Unavailable(_) => "ServiceUnavailable",
+            ApiError::Unavailable(_) | ApiError::Unfinished(_) => "ServiceUnavailable",
             ApiError::Internal(_) => "InternalError",
         };
         let description = match self {
@@ -187,7 +191,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => "WKS.00000413",
             ApiError::TooMany { .. } => "WKS.00000429",
             ApiError::NotImplemented(_) => "WKS.00000501",
-            ApiError::Unavailable(_) => "WKS.00000503",
+            ApiError::Unavailable(_) | ApiError::Unfinished(_) => "WKS.00000503",
             ApiError::Internal(_) => "WKS.00000500",
         }
     }
@@ -206,7 +210,7 @@ impl ApiError {
                 ("limit_exceeded", None, Some(*limit))
             }
             ApiError::NotImplemented(_) => ("not_implemented", None, None),
-            ApiError::Unavailable(_) => ("unavailable", None, None),
+            ApiError::Unavailable(_) | ApiError::Unfinished(_) => ("unavailable", None, None),
             ApiError::Internal(_) => ("internal_error", None, None),
         };
         let message = match self {
@@ -245,7 +249,7 @@ impl ApiError {
                     headers.insert(http::header::ALLOW, value);
                 }
             }
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::Unfinished(_) => {
                 headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             ApiError::TooMany { retry_after, .. } => {
@@ -277,6 +281,10 @@ impl From<ServiceError> for ApiError {
                 retry_after,
             },
             ServiceError::Unsupported(message) => ApiError::NotImplemented(message),
+            ServiceError::Unfinished { job_id } => ApiError::Unfinished(format!(
+                "not done in time: the batch goes on as job {job_id}; send the same request \
+                 again with the same Idempotency-Key for its answer"
+            )),
             ServiceError::Store(error) => error.into(),
         }
     }

@@ -32,6 +32,8 @@ pub struct ApiRequest {
     pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When the host must have answered (a Lambda function's invocation), if it must.
+    pub deadline: Option<crate::deadline::Deadline>,
 }
 
 pub type ApiResponse = Response<Bytes>;

@@ -44,18 +44,18 @@ pub async fn handle(
         )));
     }
     match route.operation {
-        Operation::WorkspaceBatchCreate => batch_create(service, who, &request.body, ticket).await,
+        Operation::WorkspaceBatchCreate => batch_create(service, who, request, ticket).await,
         Operation::WorkspaceListUsers => list_users(service, who, request).await,
         Operation::WorkspaceDeleteUser => {
             let id = route.params.get(1).map(String::as_str).unwrap_or_default();
             let id = id
                 .parse::<UserId>()
                 .map_err(|_| ApiError::NotFound(format!("user {id} not found")))?;
-            delete_users(service, who, vec![id]).await
+            delete_users(service, who, vec![id], request.deadline).await
         }
         Operation::WorkspaceBatchDelete => {
             let ids = delete_ids(&request.body)?;
-            delete_users(service, who, ids).await
+            delete_users(service, who, ids, request.deadline).await
         }
         _ => Err(ApiError::NotFoundRoute),
     }
@@ -106,10 +106,10 @@ struct CreateBody {
 async fn batch_create(
     service: &BulkService,
     who: &Principal,
-    body: &[u8],
+    request: &ApiRequest,
     ticket: Option<&KeyTicket>,
 ) -> Result<ApiResponse, ApiError> {
-    let users = serde_json::from_slice::<CreateBody>(body)
+    let users = serde_json::from_slice::<CreateBody>(&request.body)
         .map_err(|error| {
             ApiError::bad_request(
                 "users",
@@ -175,7 +175,7 @@ async fn batch_create(
     // The retry of this very request (same key and body) after it failed midway: the users it
     // wrote exist now, so its job is resumed rather than checked and started again.
     if let Some(job_id) = ticket.and_then(KeyTicket::resumes) {
-        let results = service.resume_batch(who, job_id).await?;
+        let results = service.resume_batch(who, job_id, request.deadline).await?;
         return created(&results);
     }
 
@@ -211,7 +211,13 @@ async fn batch_create(
     // Hash the initial passwords; the job's file holds only their hashes.
     let records = with_password_hashes(&users).await?;
     let results = service
-        .run_batch(who, JobKind::WorkspaceCreate, &records, ticket)
+        .run_batch(
+            who,
+            JobKind::WorkspaceCreate,
+            &records,
+            ticket,
+            request.deadline,
+        )
         .await?;
     created(&results)
 }
@@ -388,6 +394,7 @@ async fn delete_users(
     service: &BulkService,
     who: &Principal,
     mut ids: Vec<UserId>,
+    deadline: Option<crate::deadline::Deadline>,
 ) -> Result<ApiResponse, ApiError> {
     ids.sort_unstable();
     ids.dedup();
@@ -403,7 +410,7 @@ async fn delete_users(
         .map(|id| to_raw(&json!({ "user_id": id.to_string() })))
         .collect::<Result<_, _>>()?;
     let results = service
-        .run_batch(who, JobKind::WorkspaceDelete, &records, None)
+        .run_batch(who, JobKind::WorkspaceDelete, &records, None, deadline)
         .await?;
     if let Some(failed) = results
         .iter()

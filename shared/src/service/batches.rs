@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use super::{
     new_file_key, not_proceedable, BulkService, KeyTicket, Principal, ServiceError, ServiceResult,
 };
+use crate::deadline::Deadline;
 use crate::model::{
     ChunkPlan, Job, JobId, JobKind, JobStatus, NewJob, ProceedOutcome, RowResult, SchemeError,
     SchemeReport, Timestamp, User, UserFilter, UserId, UserKey,
@@ -34,13 +35,15 @@ impl BulkService {
     /// Records a batch as a job and processes it before answering: the rows' results. Under an
     /// idempotency key the job is recorded with the key, and a dependency failure leaves it in
     /// progress for the retry to resume ([`BulkService::resume_batch`]); without one, the job
-    /// ends `failed`.
+    /// ends `failed`. A chunk the `deadline` leaves no time for is queued for the processor
+    /// instead, and the answer is [`ServiceError::Unfinished`]: the job goes on either way.
     pub async fn run_batch(
         &self,
         who: &Principal,
         kind: JobKind,
         records: &[Box<RawValue>],
         ticket: Option<&KeyTicket>,
+        deadline: Option<Deadline>,
     ) -> ServiceResult<Vec<RowResult>> {
         self.check_concurrent_jobs(&who.tenant).await?;
         let job = self.record_batch(who, kind, records, Vec::new()).await?;
@@ -54,45 +57,59 @@ impl BulkService {
             ProceedOutcome::Started(job) => job,
             ProceedOutcome::NotProceedable(job) => return Err(not_proceedable(&job)),
         };
-        self.finish_batch(who, job, ticket.is_none()).await
+        self.finish_batch(who, job, ticket.is_none(), deadline)
+            .await
     }
 
     /// Processes what is left of a batch job an earlier run of the same keyed request left in
     /// progress, and answers all its rows' results.
-    pub async fn resume_batch(&self, who: &Principal, id: JobId) -> ServiceResult<Vec<RowResult>> {
+    pub async fn resume_batch(
+        &self,
+        who: &Principal,
+        id: JobId,
+        deadline: Option<Deadline>,
+    ) -> ServiceResult<Vec<RowResult>> {
         let job = self.job(who, id).await?;
-        self.finish_batch(who, job, false).await
+        self.finish_batch(who, job, false, deadline).await
     }
 
     /// Processes the chunks of an in-progress batch job not yet committed (all of them, for a
-    /// new job); a dependency failure ends the job `failed` when `fail_on_error`.
+    /// new job); a dependency failure ends the job `failed` when `fail_on_error`. The chunks the
+    /// `deadline` leaves no time for are queued for the processor.
     async fn finish_batch(
         &self,
         who: &Principal,
         job: Job,
         fail_on_error: bool,
+        deadline: Option<Deadline>,
     ) -> ServiceResult<Vec<RowResult>> {
         if job.status == JobStatus::InProgress {
-            for item in job
+            let items = job
                 .chunk_plan
-                .work_items(&job.tenant, job.id, job.total_rows)
-            {
-                let outcome = match processing::process_work_item(
-                    &self.ports,
-                    &item,
-                    &self.config.processing,
-                )
-                .await
-                {
-                    Ok(outcome) => outcome,
-                    Err(error) => {
-                        if fail_on_error {
-                            let reason = format!("the batch could not be processed: {error}");
-                            self.fail_job(job.id, &reason).await?;
+                .work_items(&job.tenant, job.id, job.total_rows);
+            for (at, item) in items.iter().enumerate() {
+                if deadline.is_some_and(|deadline| !deadline.allows_a_chunk()) {
+                    self.ports.queue.enqueue(&items[at..]).await?;
+                    tracing::info!(
+                        job_id = job.id,
+                        queued = items.len() - at,
+                        "out of time: the batch's chunks go to the processor"
+                    );
+                    return Err(ServiceError::Unfinished { job_id: job.id });
+                }
+                let outcome =
+                    match processing::process_work_item(&self.ports, item, &self.config.processing)
+                        .await
+                    {
+                        Ok(outcome) => outcome,
+                        Err(error) => {
+                            if fail_on_error {
+                                let reason = format!("the batch could not be processed: {error}");
+                                self.fail_job(job.id, &reason).await?;
+                            }
+                            return Err(error.into());
                         }
-                        return Err(error.into());
-                    }
-                };
+                    };
                 if let ChunkOutcome::JobFailed { reason } = outcome {
                     return Err(ServiceError::Conflict(reason));
                 }

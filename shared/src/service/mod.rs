@@ -53,6 +53,10 @@ pub enum ServiceError {
     /// This deployment cannot do it (a feature of another file store).
     #[error("{0}")]
     Unsupported(String),
+    /// Out of time before a batch was applied: it goes on as job `job_id` (its chunks queued),
+    /// and the same request sent again under its idempotency key answers when it is done.
+    #[error("the batch is not applied yet: it goes on as job {job_id}")]
+    Unfinished { job_id: JobId },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
