@@ -274,7 +274,9 @@ async fn jobs_are_created_scoped_by_tenant_and_listed_newest_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_creations_get_distinct_ids() {
-    let aws = fresh_aws("ids").await;
+    // Racing conditional writes (the tenant's job count): on the emulator that applies them
+    // one at a time, as DynamoDB applies each atomically.
+    let aws = fresh_aws_on(Serving::Serialized, "ids").await;
     let a = tenant("acme");
     let tasks: Vec<_> = (0..12)
         .map(|n| {
@@ -288,11 +290,19 @@ async fn concurrent_creations_get_distinct_ids() {
         ids.insert(task.await.unwrap());
     }
     assert_eq!(ids, (1..=12).collect::<BTreeSet<u64>>());
+    // Racing creations each get an ordinal of their own, without gaps: the list is every job,
+    // newest first, and its pages are ranges of ordinals.
     let (listed, total) = aws.ports.jobs.list_jobs(&a, page(1, 100)).await.unwrap();
     assert_eq!(total, 12);
     assert_eq!(
-        listed.iter().map(|j| j.id).collect::<Vec<_>>(),
+        listed.iter().map(|j| j.ordinal).collect::<Vec<_>>(),
         (1..=12).rev().collect::<Vec<u64>>()
+    );
+    assert_eq!(listed.iter().map(|j| j.id).collect::<BTreeSet<u64>>(), ids);
+    let (second, _) = aws.ports.jobs.list_jobs(&a, page(2, 5)).await.unwrap();
+    assert_eq!(
+        second.iter().map(|j| j.ordinal).collect::<Vec<_>>(),
+        vec![7, 6, 5, 4, 3]
     );
 }
 
@@ -399,7 +409,9 @@ async fn scheme_reports_apply_to_the_current_file_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_starts_processing_once() {
-    let aws = fresh_aws("start").await;
+    // Racing conditional writes: on the emulator that applies them one at a time, as DynamoDB
+    // applies each atomically.
+    let aws = fresh_aws_on(Serving::Serialized, "start").await;
     let jobs = aws.ports.jobs.clone();
     let a = tenant("acme");
     let job = jobs.create_job(new_job(&a, "files/x")).await.unwrap();
@@ -647,17 +659,23 @@ async fn jobs_keep_their_kind_and_page_by_cursor() {
     // Cursor paging, newest first, the tenant's jobs only.
     let newest: Vec<u64> = ids.iter().rev().copied().collect();
     let job_ids = |jobs: Vec<bulk_users::model::Job>| jobs.iter().map(|j| j.id).collect::<Vec<_>>();
+    // The cursor is the ordinal of the last job of the page before: 1, 2, … in the order the
+    // tenant's jobs were created.
+    let ordinal_after = |page: &[bulk_users::model::Job]| page.last().map(|job| job.ordinal);
     let first = jobs.jobs_before(&a, None, 3).await.unwrap();
-    assert_eq!(job_ids(first), newest[..3]);
-    let second = jobs.jobs_before(&a, Some(newest[2]), 3).await.unwrap();
-    assert_eq!(job_ids(second), newest[3..6]);
-    let last = jobs.jobs_before(&a, Some(newest[5]), 3).await.unwrap();
-    assert_eq!(job_ids(last), newest[6..]);
-    assert!(jobs
-        .jobs_before(&a, Some(ids[0]), 3)
+    let second = jobs
+        .jobs_before(&a, ordinal_after(&first), 3)
         .await
-        .unwrap()
-        .is_empty());
+        .unwrap();
+    let last = jobs
+        .jobs_before(&a, ordinal_after(&second), 3)
+        .await
+        .unwrap();
+    assert_eq!(job_ids(first), newest[..3]);
+    assert_eq!(job_ids(second), newest[3..6]);
+    assert_eq!(job_ids(last.clone()), newest[6..]);
+    assert_eq!(last.last().map(|job| job.ordinal), Some(1));
+    assert!(jobs.jobs_before(&a, Some(1), 3).await.unwrap().is_empty());
     assert_eq!(
         job_ids(jobs.jobs_before(&a, None, 100).await.unwrap()),
         newest

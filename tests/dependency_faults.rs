@@ -1189,12 +1189,13 @@ async fn a_lost_answer_to_an_idempotency_claim_runs_the_request() {
     assert_eq!(listed["total_count"], WORKSPACE_BATCH, "{listed}");
 }
 
-/// A new job's item is stored but the answer lost: the SDK's retry finds the item there. That
-/// is this very job, not an id in use (a 500).
+/// A new job's item is stored (with its tenant's job count) but the answer lost: the SDK's
+/// retry finds the item there. That is this very job, not an id in use (a 500), nor a race for
+/// the count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lost_answer_to_the_creation_of_a_job_is_not_an_internal_error() {
     let harness = Harness::start("lost-create", Emulator::Shared).await;
-    lose_next_answer(&harness, "PutItem", "JOBS#acme").await;
+    lose_next_answer(&harness, "TransactWriteItems", "JOBS#acme").await;
     let id = harness
         .upload_and_proceed(&bulk_tests::users_file(12, ""), "lost-create")
         .await;

@@ -761,15 +761,15 @@ fn cases(operation: Operation, t: &Targets) -> Option<Vec<Case>> {
                     format!("{ZENDESK}/job_statuses.json?page[size]=100"),
                 ),
             ),
-            // A cursor is a position in B's own list, not an object: a cursor made from A's
-            // job id pages B's jobs (none of A's), so 200 is right.
+            // A cursor is a position in B's own list, not an object: a cursor as A gets them
+            // (an ordinal of A's jobs) pages B's jobs (none of A's), so 200 is right.
             case(
                 Own,
                 Request::new(
                     Method::GET,
                     format!(
-                        "{ZENDESK}/job_statuses?page[size]=10&page[after]={}",
-                        job_key(t.job("completed"))
+                        "{ZENDESK}/job_statuses?page[size]=10&page[after]=o{}",
+                        t.job_ids().len()
                     ),
                 ),
             ),

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use bulk_tests::{api_request, Backend, TestApp, PREFIX};
+use bulk_tests::{api_request, function_of_group, Backend, TestApp, PREFIX};
 use bulk_users::api::{Api, RouteGroup};
 use bulk_users::service::{BulkService, ServiceConfig};
 use http::{HeaderMap, Method, StatusCode};
@@ -15,13 +15,57 @@ use http::{HeaderMap, Method, StatusCode};
 /// (`GetItem` ×2), the tenant's settings (`GetItem`), its request count (`UpdateItem`).
 const AUTHENTICATED: [(&str, u64); 2] = [("GetItem", 3), ("UpdateItem", 1)];
 
-/// (route, the requests it makes besides [`AUTHENTICATED`], the same on every page).
-const COSTS: [(&str, &[(&str, u64)]); 2] = [
+/// A list route, pages of 2 entries at three depths, and the requests a page makes besides
+/// [`AUTHENTICATED`], the same at every depth.
+struct Route {
+    group: RouteGroup,
+    /// The request of the page at a depth (1, 3, 6), given the fixture.
+    target: fn(&Fixture, u64) -> String,
+    extra: &'static [(&'static str, u64)],
+}
+
+const ROUTES: [Route; 4] = [
     // The job (GetItem), one key range of its scheme errors (Query).
-    ("errors/scheme/{id}", &[("GetItem", 1), ("Query", 1)]),
+    Route {
+        group: RouteGroup::Reads,
+        target: |f, page| {
+            format!(
+                "{PREFIX}/errors/scheme/{}?page={page}&per_page=2",
+                f.invalid
+            )
+        },
+        extra: &[("GetItem", 1), ("Query", 1)],
+    },
     // The job (GetItem), its chunks' error counts (Query), one key range of errors (Query).
-    ("errors/update/{id}", &[("GetItem", 1), ("Query", 2)]),
+    Route {
+        group: RouteGroup::Reads,
+        target: |f, page| format!("{PREFIX}/errors/update/{}?page={page}&per_page=2", f.failed),
+        extra: &[("GetItem", 1), ("Query", 2)],
+    },
+    // The tenant's job count (GetItem), one range of ordinals (Query).
+    Route {
+        group: RouteGroup::Jobs,
+        target: |_, page| format!("{PREFIX}/jobs?page={page}&per_page=2"),
+        extra: &[("GetItem", 1), ("Query", 1)],
+    },
+    // The jobs below the cursor's ordinal (Query, with a limit).
+    Route {
+        group: RouteGroup::Jobs,
+        target: |f, page| {
+            let after = f.jobs + 1 - 2 * (page - 1);
+            format!("/api/v2/job_statuses.json?page[size]=2&page[after]=o{after}")
+        },
+        extra: &[("Query", 1)],
+    },
 ];
+
+/// What the routes list: a job whose 30 rows all failed in processing (3 chunks), a job of 12
+/// invalid rows, and more jobs: 14 in all.
+struct Fixture {
+    failed: u64,
+    invalid: u64,
+    jobs: u64,
+}
 
 fn expected(extra: &[(&str, u64)]) -> BTreeMap<String, u64> {
     let mut all = BTreeMap::new();
@@ -38,8 +82,6 @@ async fn list_pages_cost_the_same_requests_at_any_depth() {
         ..Default::default()
     };
     let app = TestApp::with_config(Backend::Aws, config).await;
-    // 30 rows, all failing when processed (renames of users that do not exist), in 3 chunks;
-    // then a file of 12 invalid rows.
     let rows: Vec<String> = (0..30)
         .map(|i| {
             format!(
@@ -53,24 +95,23 @@ async fn list_pages_cost_the_same_requests_at_any_depth() {
         .map(|i| format!(r#"{{"email":"bad{i}","first_name":"B","last_name":"C"}}"#))
         .collect();
     let invalid = app.upload(&format!("[{}]", bad.join(","))).await.id();
-    let ids = [
-        ("errors/scheme/{id}", invalid),
-        ("errors/update/{id}", failed["id"].as_u64().unwrap()),
-    ];
+    for n in 0..12 {
+        let upload = app.upload(&bulk_tests::users_file(1 + n % 2, "")).await;
+        assert_eq!(upload.status, StatusCode::CREATED, "{}", upload.body);
+    }
+    let fixture = Fixture {
+        failed: failed["id"].as_u64().unwrap(),
+        invalid,
+        jobs: 14,
+    };
 
     let stack = app.stack().expect("an AWS stack");
-    let (reads, counter) = stack.function_counted("reads").await;
-    let api = Api::new(BulkService::new(reads.ports, config));
     let mut wrong = Vec::new();
-    for (route, extra) in COSTS {
-        let id = ids
-            .iter()
-            .find(|(r, _)| *r == route)
-            .map(|(_, id)| *id)
-            .unwrap();
-        let path = route.replace("{id}", &id.to_string());
+    for route in &ROUTES {
+        let (adapters, counter) = stack.function_counted(function_of_group(route.group)).await;
+        let api = Api::new(BulkService::new(adapters.ports, config));
         for page in [1, 3, 6] {
-            let target = format!("{PREFIX}/{path}?page={page}&per_page=2");
+            let target = (route.target)(&fixture, page);
             let mut headers = HeaderMap::new();
             headers.insert(
                 http::header::AUTHORIZATION,
@@ -79,19 +120,23 @@ async fn list_pages_cost_the_same_requests_at_any_depth() {
             let before = counter.snapshot();
             let answer = api
                 .handle_group(
-                    RouteGroup::Reads,
+                    route.group,
                     api_request(Method::GET, &target, headers, bytes::Bytes::new()),
                 )
                 .await;
             assert_eq!(answer.status(), StatusCode::OK, "GET {target}");
-            let entries: Vec<serde_json::Value> = serde_json::from_slice(answer.body()).unwrap();
-            assert_eq!(entries.len(), 2, "GET {target}");
+            let body: serde_json::Value = serde_json::from_slice(answer.body()).unwrap();
+            let entries = body
+                .as_array()
+                .or_else(|| body["job_statuses"].as_array())
+                .map(Vec::len);
+            assert_eq!(entries, Some(2), "GET {target}: {body}");
             let cost = counter.since(&before);
             eprintln!("GET {target}: {cost:?}");
-            if cost != expected(extra) {
+            if cost != expected(route.extra) {
                 wrong.push(format!(
                     "GET {target} cost {cost:?}, not {:?}",
-                    expected(extra)
+                    expected(route.extra)
                 ));
             }
         }

@@ -293,15 +293,15 @@ async fn list(
     };
     let after = match query.single("page[after]")? {
         None => None,
-        Some(cursor) => Some(job_status_id(cursor).ok_or_else(|| {
+        Some(cursor) => Some(cursor_ordinal(cursor).ok_or_else(|| {
             ApiError::bad_request("page[after]", "page[after] must be a cursor this API gave")
         })?),
     };
     let mut jobs = service.jobs_before(who, after, size + 1).await?;
     let has_more = jobs.len() as u64 > size;
     jobs.truncate(size as usize);
-    let after_cursor = jobs.last().map(|job| job_status_key(job.id));
-    let before_cursor = jobs.first().map(|job| job_status_key(job.id));
+    let after_cursor = jobs.last().map(|job| cursor(job.ordinal));
+    let before_cursor = jobs.first().map(|job| cursor(job.ordinal));
     let next = match (&after_cursor, has_more) {
         (Some(cursor), true) => Value::from(format!(
             "{base}/api/v2/job_statuses.json?page[size]={size}&page[after]={cursor}"
@@ -321,6 +321,21 @@ async fn list(
             "links": { "next": next, "prev": Value::Null },
         }),
     ))
+}
+
+/// A cursor of the job list: a position in the caller's own list (a job's ordinal among its
+/// tenant's jobs), so a cursor of another tenant's list pages the caller's jobs only.
+fn cursor(ordinal: u64) -> String {
+    format!("o{ordinal}")
+}
+
+fn cursor_ordinal(cursor: &str) -> Option<u64> {
+    cursor
+        .trim()
+        .strip_prefix('o')?
+        .parse()
+        .ok()
+        .filter(|ordinal| *ordinal > 0)
 }
 
 /// A job's id as Zendesk shows it: 32 hex digits.

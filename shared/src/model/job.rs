@@ -204,6 +204,10 @@ pub struct Job {
     /// How often the sweeper queued the job's work again (it was in progress and idle).
     #[serde(default)]
     pub resumptions: u32,
+    /// The job's place among its tenant's jobs, in the order they were created (1, 2, …): the
+    /// stores list a tenant's jobs by it, so a page of the list is one range of ordinals.
+    #[serde(default)]
+    pub ordinal: u64,
 }
 
 /// What the upload step knows about a job before it is stored.

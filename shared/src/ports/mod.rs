@@ -65,21 +65,24 @@ impl PageRequest {
 /// Jobs, their scheme errors, update errors and chunk commits.
 #[async_trait]
 pub trait JobStore: Send + Sync {
-    /// Stores a new job in status `created`, allocating its id.
+    /// Stores a new job in status `created`, allocating its id and its ordinal (the next of
+    /// its tenant's).
     async fn create_job(&self, job: NewJob) -> StoreResult<Job>;
 
     async fn get_job(&self, tenant: &TenantId, id: JobId) -> StoreResult<Option<Job>>;
 
-    /// The tenant's jobs, newest first, and the tenant's total number of jobs.
+    /// The tenant's jobs, newest first, and the tenant's total number of jobs: a page is the
+    /// range of ordinals it covers, read without the jobs before it, and the total is kept on
+    /// write, not counted.
     async fn list_jobs(&self, tenant: &TenantId, page: PageRequest)
         -> StoreResult<(Vec<Job>, u64)>;
 
-    /// Up to `limit` of the tenant's jobs with ids below `before` (all when `None`), newest
-    /// first: cursor paging.
+    /// Up to `limit` of the tenant's jobs with ordinals below `before` (all when `None`),
+    /// newest first: cursor paging.
     async fn jobs_before(
         &self,
         tenant: &TenantId,
-        before: Option<JobId>,
+        before: Option<u64>,
         limit: u64,
     ) -> StoreResult<Vec<Job>>;
 

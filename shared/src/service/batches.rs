@@ -178,11 +178,11 @@ impl BulkService {
         Ok((job, results))
     }
 
-    /// Up to `limit` jobs older than `before`, newest first.
+    /// Up to `limit` jobs older than the job of ordinal `before`, newest first.
     pub async fn jobs_before(
         &self,
         who: &Principal,
-        before: Option<JobId>,
+        before: Option<u64>,
         limit: u64,
     ) -> ServiceResult<Vec<Job>> {
         Ok(self

@@ -16,7 +16,7 @@ use crate::ports::{JobStore, PageRequest, StoreError, StoreResult};
 const JOB_COLUMNS: &str = "id, tenant, kind, status, filename, file_key, file_bytes, created_at, \
     updated_at, process_requested_at, completed_at, total_rows, affected_rows, failed_rows, \
     scheme_error_count, update_error_count, uploaded_api_user_name, proceed_api_user_name, \
-    chunk_plan, chunks_done, failure_reason, resumptions";
+    chunk_plan, chunks_done, failure_reason, resumptions, ordinal";
 
 /// The SQL value of a job id. Ids above `i64::MAX` wrap to negative values, which match no job
 /// (AUTOINCREMENT ids are positive), so such an id reads as a missing job.
@@ -54,6 +54,7 @@ fn job_from_row(row: &Row<'_>) -> StoreResult<Job> {
         chunks_done: row.get("chunks_done")?,
         failure_reason: row.get("failure_reason")?,
         resumptions: row.get("resumptions")?,
+        ordinal: row.get("ordinal")?,
     })
 }
 
@@ -76,10 +77,12 @@ impl JobStore for SqliteStore {
         self.db
             .call(move |conn| {
                 let tx = conn.transaction()?;
+                // The next ordinal of the tenant: the largest, found on the unique index.
                 tx.execute(
                     "INSERT INTO jobs (tenant, status, filename, file_key, file_bytes, created_at, \
-                     updated_at, uploaded_api_user_name, chunk_plan, kind) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)",
+                     updated_at, uploaded_api_user_name, chunk_plan, kind, ordinal) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, \
+                     (SELECT COALESCE(MAX(ordinal), 0) + 1 FROM jobs WHERE tenant = ?1))",
                     params![
                         job.tenant.as_str(),
                         JobStatus::Created.as_str(),
@@ -116,23 +119,29 @@ impl JobStore for SqliteStore {
         self.db
             .call(move |conn| {
                 let tx = conn.transaction()?;
-                let (limit, offset) = limit_offset(page);
+                // Ordinals run 1..=total without gaps: the page is a range of them.
+                let total: u64 = tx.query_row(
+                    "SELECT COALESCE(MAX(ordinal), 0) FROM jobs WHERE tenant = ?1",
+                    [tenant.as_str()],
+                    |row| row.get(0),
+                )?;
+                let newest = total.saturating_sub(page.offset());
+                let oldest = newest
+                    .saturating_sub(page.per_page.saturating_sub(1))
+                    .max(1);
                 let mut jobs = Vec::new();
-                {
+                if newest > 0 {
                     let mut stmt = tx.prepare_cached(&format!(
                         "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = ?1 \
-                         ORDER BY id DESC LIMIT ?2 OFFSET ?3"
+                         AND ordinal BETWEEN ?2 AND ?3 ORDER BY ordinal DESC"
                     ))?;
-                    let mut rows = stmt.query(params![tenant.as_str(), limit, offset])?;
+                    let bound = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                    let mut rows =
+                        stmt.query(params![tenant.as_str(), bound(oldest), bound(newest)])?;
                     while let Some(row) = rows.next()? {
                         jobs.push(job_from_row(row)?);
                     }
                 }
-                let total: u64 = tx.query_row(
-                    "SELECT COUNT(*) FROM jobs WHERE tenant = ?1",
-                    [tenant.as_str()],
-                    |row| row.get(0),
-                )?;
                 tx.commit()?;
                 Ok((jobs, total))
             })
@@ -142,18 +151,18 @@ impl JobStore for SqliteStore {
     async fn jobs_before(
         &self,
         tenant: &TenantId,
-        before: Option<JobId>,
+        before: Option<u64>,
         limit: u64,
     ) -> StoreResult<Vec<Job>> {
         let tenant = tenant.clone();
-        // Every id is below i64::MAX, so a larger cursor is no bound.
-        let before = before.map(|id| i64::try_from(id).unwrap_or(i64::MAX));
+        // Every ordinal is below i64::MAX, so a larger cursor is no bound.
+        let before = before.map(|ordinal| i64::try_from(ordinal).unwrap_or(i64::MAX));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.db
             .call(move |conn| {
                 let mut stmt = conn.prepare_cached(&format!(
                     "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = ?1 \
-                     AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3"
+                     AND (?2 IS NULL OR ordinal < ?2) ORDER BY ordinal DESC LIMIT ?3"
                 ))?;
                 let mut rows = stmt.query(params![tenant.as_str(), before, limit])?;
                 let mut jobs = Vec::new();
@@ -1152,8 +1161,9 @@ mod tests {
                 .await
                 .unwrap();
         }
+        // acme's jobs are ids 1, 3, 5, 7, 9 with ordinals 1..=5; the cursor is an ordinal.
         let acme = tenant("acme");
-        let before = |before: Option<JobId>, limit: u64| {
+        let before = |before: Option<u64>, limit: u64| {
             let store = store.clone();
             let acme = acme.clone();
             async move {
@@ -1162,10 +1172,10 @@ mod tests {
             }
         };
         assert_eq!(before(None, 2).await, vec![9, 7]);
-        assert_eq!(before(Some(7), 2).await, vec![5, 3]);
-        assert_eq!(before(Some(3), 2).await, vec![1]);
+        assert_eq!(before(Some(4), 2).await, vec![5, 3]);
+        assert_eq!(before(Some(2), 2).await, vec![1]);
         assert_eq!(before(Some(1), 2).await, Vec::<JobId>::new());
-        assert_eq!(before(Some(8), 100).await, vec![7, 5, 3, 1]);
+        assert_eq!(before(Some(5), 100).await, vec![7, 5, 3, 1]);
         assert_eq!(before(Some(u64::MAX), 1).await, vec![9]);
         assert_eq!(before(None, 0).await, Vec::<JobId>::new());
         assert!(store

@@ -178,6 +178,14 @@ CREATE INDEX jobs_in_progress ON jobs (tenant) WHERE status = 'in_progress';
     r#"
 ALTER TABLE jobs ADD COLUMN resumptions INTEGER NOT NULL DEFAULT 0;
 "#,
+    // 5: each job's place among its tenant's jobs, so that a page of the job list is a range
+    // of ordinals (and the count the largest one) rather than an offset scanned to.
+    r#"
+ALTER TABLE jobs ADD COLUMN ordinal INTEGER NOT NULL DEFAULT 0;
+UPDATE jobs SET ordinal = (SELECT COUNT(*) FROM jobs AS earlier
+    WHERE earlier.tenant = jobs.tenant AND earlier.id <= jobs.id);
+CREATE UNIQUE INDEX jobs_by_ordinal ON jobs (tenant, ordinal);
+"#,
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction (taken

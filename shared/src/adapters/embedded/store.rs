@@ -177,7 +177,7 @@ mod tests {
             .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
             .unwrap();
         assert_eq!(journal, "wal");
-        assert_eq!(version, 5);
+        assert_eq!(version, 6);
         assert!(foreign_keys);
     }
 

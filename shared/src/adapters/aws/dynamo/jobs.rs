@@ -31,7 +31,7 @@ pub(super) fn job_pk(id: JobId) -> String {
     format!("JOB#{id}")
 }
 
-fn job_key(id: JobId) -> Item {
+pub(super) fn job_key(id: JobId) -> Item {
     key(job_pk(id), "JOB")
 }
 
@@ -120,7 +120,7 @@ fn is_conditional_failure(
 
 impl DynamoStore {
     /// The job, whatever its tenant, read consistently.
-    async fn read_job(&self, id: JobId) -> StoreResult<Option<Job>> {
+    pub(super) async fn read_job(&self, id: JobId) -> StoreResult<Option<Job>> {
         self.get_item(job_key(id))
             .await?
             .map(from_item::<Job>)
@@ -293,6 +293,7 @@ impl JobStore for DynamoStore {
         let id = self.add_to_counter("jobs", 1).await?;
         let job = Job {
             resumptions: 0,
+            ordinal: 0,
             id,
             tenant: new.tenant,
             kind: new.kind,
@@ -315,37 +316,7 @@ impl JobStore for DynamoStore {
             chunks_done: 0,
             failure_reason: None,
         };
-        let mut item = to_item(&job)?;
-        item.extend(job_key(id));
-        item.insert("gsi1pk".to_owned(), s(format!("JOBS#{}", job.tenant)));
-        item.insert("gsi1sk".to_owned(), s(padded(id)));
-        let outcome = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match outcome {
-            Ok(_) => Ok(job),
-            Err(error)
-                if matches!(
-                    error.as_service_error(),
-                    Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                // The SDK sends the put again when its answer was lost: the item it finds may
-                // be this very job, stored by the first send.
-                match self.read_job(id).await? {
-                    Some(stored) if stored == job => Ok(job),
-                    _ => Err(StoreError::Corrupt(format!(
-                        "job id {id} was allocated but is already in use"
-                    ))),
-                }
-            }
-            Err(error) => Err(unavailable(error)),
-        }
+        self.insert_job(job).await
     }
 
     async fn get_job(&self, tenant: &TenantId, id: JobId) -> StoreResult<Option<Job>> {
@@ -357,55 +328,16 @@ impl JobStore for DynamoStore {
         tenant: &TenantId,
         page: PageRequest,
     ) -> StoreResult<(Vec<Job>, u64)> {
-        let partition = format!("JOBS#{tenant}");
-        let query = || self.gsi1_partition(&partition, false);
-        let total = self.query_count(query).await?;
-        let items = self
-            .query_page(
-                query,
-                "pk, sk, gsi1pk, gsi1sk",
-                page.offset(),
-                page.per_page,
-            )
-            .await?;
-        let jobs = items
-            .into_iter()
-            .map(from_item::<Job>)
-            .collect::<StoreResult<Vec<Job>>>()?;
-        Ok((jobs, total))
+        self.job_page(tenant, page).await
     }
 
     async fn jobs_before(
         &self,
         tenant: &TenantId,
-        before: Option<JobId>,
+        before: Option<u64>,
         limit: u64,
     ) -> StoreResult<Vec<Job>> {
-        let partition = format!("JOBS#{tenant}");
-        let mut jobs = Vec::new();
-        let mut start = None;
-        while (jobs.len() as u64) < limit {
-            let wanted = i32::try_from(limit - jobs.len() as u64).unwrap_or(i32::MAX);
-            let mut query = self
-                .gsi1_partition(&partition, false)
-                .limit(wanted)
-                .set_exclusive_start_key(start.take());
-            if let Some(before) = before {
-                query = query
-                    .key_condition_expression("gsi1pk = :partition AND gsi1sk < :before")
-                    .expression_attribute_values(":before", s(padded(before)));
-            }
-            let out = query.send().await.map_err(unavailable)?;
-            for item in out.items.unwrap_or_default() {
-                jobs.push(from_item::<Job>(item)?);
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
-            }
-        }
-        jobs.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        Ok(jobs)
+        self.jobs_with_ordinals_below(tenant, before, limit).await
     }
 
     async fn replace_file(

@@ -6,7 +6,8 @@
 //! | item               | pk                           | sk                      | gsi1pk / gsi1sk         | gsi2pk / gsi2sk                    |
 //! |--------------------|------------------------------|-------------------------|-------------------------|------------------------------------|
 //! | id counter         | `COUNTER#jobs` / `#users`    | `COUNTER`               |                         |                                    |
-//! | job                | `JOB#{id}`                   | `JOB`                   | `JOBS#{tenant}` / id₂₀  | `ACTIVE#{tenant}` / id₂₀ while in progress |
+//! | job                | `JOB#{id}`                   | `JOB`                   | `JOBS#{tenant}` / ordinal₂₀ | `ACTIVE#{tenant}` / id₂₀ while in progress |
+//! | tenant's job count | `TENANT#{tenant}`            | `JOBS`                  |                         |                                    |
 //! | scheme error       | `JOB#{id}`                   | `SERR#{seq:010}`        |                         |                                    |
 //! | update error       | `JOB#{id}`                   | `UERR#{chunk:08}#{n:07}` |                        |                                    |
 //! | update error count | `JOB#{id}`                   | `UCOUNT#{chunk:08}`     |                         |                                    |
@@ -38,6 +39,7 @@
 
 mod errors;
 mod idempotency;
+mod job_list;
 mod jobs;
 #[cfg(test)]
 mod retry_tests;
