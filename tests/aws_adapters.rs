@@ -173,7 +173,7 @@ async fn save(
 /// The tenant's live users, all of them, and their total.
 async fn listed(users: &dyn UserStore, tenant: &TenantId) -> (Vec<u64>, u64) {
     let (found, total) = users
-        .list_users(tenant, &UserFilter::default(), page(1, 1000))
+        .list_users(tenant, &UserFilter::default(), page(1, 1000).into())
         .await
         .unwrap();
     (ids(&found), total)
@@ -806,7 +806,7 @@ async fn users_are_created_with_their_keys_and_found_by_any() {
     let mut pages = Vec::new();
     for n in 1..=3 {
         let (found, total) = users
-            .list_users(&a, &UserFilter::default(), page(n, 50))
+            .list_users(&a, &UserFilter::default(), page(n, 50).into())
             .await
             .unwrap();
         assert_eq!(found.len(), if n < 3 { 50 } else { 30 });
@@ -815,7 +815,7 @@ async fn users_are_created_with_their_keys_and_found_by_any() {
     }
     assert_eq!(pages, all);
     let (beyond, total) = users
-        .list_users(&a, &UserFilter::default(), page(4, 50))
+        .list_users(&a, &UserFilter::default(), page(4, 50).into())
         .await
         .unwrap();
     assert!(beyond.is_empty());
@@ -1159,22 +1159,22 @@ async fn listings_filter_on_the_user_name() {
         user_name_contains: Some(text.to_owned()),
     };
     let (found, total) = users
-        .list_users(&a, &filter("ANN"), page(1, 10))
+        .list_users(&a, &filter("ANN"), page(1, 10).into())
         .await
         .unwrap();
     assert_eq!((ids(&found), total), (vec![1, 3, 5], 3));
     let (second, total) = users
-        .list_users(&a, &filter("ann"), page(2, 2))
+        .list_users(&a, &filter("ann"), page(2, 2).into())
         .await
         .unwrap();
     assert_eq!((ids(&second), total), (vec![5], 3));
     let (none, total) = users
-        .list_users(&a, &filter("zed"), page(1, 10))
+        .list_users(&a, &filter("zed"), page(1, 10).into())
         .await
         .unwrap();
     assert_eq!((ids(&none), total), (vec![], 0));
     let (unfiltered, total) = users
-        .list_users(&a, &UserFilter::default(), page(2, 2))
+        .list_users(&a, &UserFilter::default(), page(2, 2).into())
         .await
         .unwrap();
     assert_eq!((ids(&unfiltered), total), (vec![3, 4], 5));

@@ -425,7 +425,8 @@ async fn all_stored_users(ports: &Ports) -> Vec<User> {
                 PageRequest {
                     page,
                     per_page: 1000,
-                },
+                }
+                .into(),
             )
             .await
             .expect("list users");

@@ -16,15 +16,24 @@ use http::{HeaderMap, Method, StatusCode};
 const AUTHENTICATED: [(&str, u64); 2] = [("GetItem", 3), ("UpdateItem", 1)];
 
 /// A list route, pages of 2 entries at three depths, and the requests a page makes besides
-/// [`AUTHENTICATED`], the same at every depth.
+/// [`AUTHENTICATED`]: on the first page, and on the deeper ones (the same at every depth).
 struct Route {
     group: RouteGroup,
     /// The request of the page at a depth (1, 3, 6), given the fixture.
     target: fn(&Fixture, u64) -> String,
+    /// Whether the route is the Workspace's (its credential is a header of its own).
+    workspace: bool,
     extra: &'static [(&'static str, u64)],
+    deeper: &'static [(&'static str, u64)],
 }
 
-const ROUTES: [Route; 4] = [
+/// The users' list: the tenant's counts of live users by bucket of ids (Query), and the page
+/// (Query); a page that begins inside a bucket reads the keys of that bucket's users before it
+/// first (Query: at most one bucket's).
+const USERS: &[(&str, u64)] = &[("Query", 2)];
+const USERS_DEEPER: &[(&str, u64)] = &[("Query", 3)];
+
+const ROUTES: [Route; 6] = [
     // The job (GetItem), one key range of its scheme errors (Query).
     Route {
         group: RouteGroup::Reads,
@@ -34,19 +43,25 @@ const ROUTES: [Route; 4] = [
                 f.invalid
             )
         },
+        workspace: false,
         extra: &[("GetItem", 1), ("Query", 1)],
+        deeper: &[("GetItem", 1), ("Query", 1)],
     },
     // The job (GetItem), its chunks' error counts (Query), one key range of errors (Query).
     Route {
         group: RouteGroup::Reads,
         target: |f, page| format!("{PREFIX}/errors/update/{}?page={page}&per_page=2", f.failed),
+        workspace: false,
         extra: &[("GetItem", 1), ("Query", 2)],
+        deeper: &[("GetItem", 1), ("Query", 2)],
     },
     // The tenant's job count (GetItem), one range of ordinals (Query).
     Route {
         group: RouteGroup::Jobs,
         target: |_, page| format!("{PREFIX}/jobs?page={page}&per_page=2"),
+        workspace: false,
         extra: &[("GetItem", 1), ("Query", 1)],
+        deeper: &[("GetItem", 1), ("Query", 1)],
     },
     // The jobs below the cursor's ordinal (Query, with a limit).
     Route {
@@ -55,12 +70,29 @@ const ROUTES: [Route; 4] = [
             let after = f.jobs + 1 - 2 * (page - 1);
             format!("/api/v2/job_statuses.json?page[size]=2&page[after]=o{after}")
         },
+        workspace: false,
         extra: &[("Query", 1)],
+        deeper: &[("Query", 1)],
+    },
+    Route {
+        group: RouteGroup::Reads,
+        target: |_, page| format!("{PREFIX}/config?page={page}&per_page=2"),
+        workspace: false,
+        extra: USERS,
+        deeper: USERS_DEEPER,
+    },
+    // `total_count` is the sum of the counts.
+    Route {
+        group: RouteGroup::Reads,
+        target: |_, page| format!("/v2/acme/users?offset={}&limit=2", 2 * (page - 1)),
+        workspace: true,
+        extra: USERS,
+        deeper: USERS_DEEPER,
     },
 ];
 
 /// What the routes list: a job whose 30 rows all failed in processing (3 chunks), a job of 12
-/// invalid rows, and more jobs: 14 in all.
+/// invalid rows, a job of 14 new users, and more jobs: 15 in all.
 struct Fixture {
     failed: u64,
     invalid: u64,
@@ -99,10 +131,12 @@ async fn list_pages_cost_the_same_requests_at_any_depth() {
         let upload = app.upload(&bulk_tests::users_file(1 + n % 2, "")).await;
         assert_eq!(upload.status, StatusCode::CREATED, "{}", upload.body);
     }
+    let created = app.run_job(&bulk_tests::users_file(14, "")).await;
+    assert_eq!(created["affected_rows"], 14, "{created}");
     let fixture = Fixture {
         failed: failed["id"].as_u64().unwrap(),
         invalid,
-        jobs: 14,
+        jobs: 15,
     };
 
     let stack = app.stack().expect("an AWS stack");
@@ -113,10 +147,14 @@ async fn list_pages_cost_the_same_requests_at_any_depth() {
         for page in [1, 3, 6] {
             let target = (route.target)(&fixture, page);
             let mut headers = HeaderMap::new();
-            headers.insert(
-                http::header::AUTHORIZATION,
-                app.acme.basic().parse().unwrap(),
-            );
+            if route.workspace {
+                headers.insert("x-auth-token", app.acme.secret.parse().unwrap());
+            } else {
+                headers.insert(
+                    http::header::AUTHORIZATION,
+                    app.acme.basic().parse().unwrap(),
+                );
+            }
             let before = counter.snapshot();
             let answer = api
                 .handle_group(
@@ -129,15 +167,17 @@ async fn list_pages_cost_the_same_requests_at_any_depth() {
             let entries = body
                 .as_array()
                 .or_else(|| body["job_statuses"].as_array())
+                .or_else(|| body["users"].as_array())
                 .map(Vec::len);
             assert_eq!(entries, Some(2), "GET {target}: {body}");
             let cost = counter.since(&before);
             eprintln!("GET {target}: {cost:?}");
-            if cost != expected(route.extra) {
-                wrong.push(format!(
-                    "GET {target} cost {cost:?}, not {:?}",
-                    expected(route.extra)
-                ));
+            let wanted = expected(if page == 1 { route.extra } else { route.deeper });
+            if cost != wanted {
+                wrong.push(format!("GET {target} cost {cost:?}, not {wanted:?}"));
+            }
+            if route.workspace {
+                assert_eq!(body["total_count"], 14, "GET {target}: {body}");
             }
         }
     }

@@ -200,7 +200,7 @@ fn first_event(name: &str) -> Result<Value, String> {
         "sweeper" => serde_json::from_str(include_str!("../../../events/sweeper-schedule.json"))
             .map_err(|e| format!("events/sweeper-schedule.json is not JSON: {e}"))?,
         // SQS-triggered: an empty batch.
-        "processor" | "intake" => json!({ "Records": [] }),
+        "processor" | "intake" | "deadletters" => json!({ "Records": [] }),
         // API Gateway: a request without credentials, answered 401 by the route table.
         _ => json!({
             "version": "2.0",

@@ -224,7 +224,7 @@ pub async fn stored_users(ports: &Ports, tenant: &TenantId) -> Result<u64, Strin
     };
     ports
         .users
-        .list_users(tenant, &UserFilter::default(), first)
+        .list_users(tenant, &UserFilter::default(), first.into())
         .await
         .map(|(_, total)| total)
         .map_err(|e| format!("users: {e}"))

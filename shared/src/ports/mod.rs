@@ -62,6 +62,22 @@ impl PageRequest {
     }
 }
 
+/// Entries `offset..offset + limit` of a listing, wherever the offset falls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub offset: u64,
+    pub limit: u64,
+}
+
+impl From<PageRequest> for Window {
+    fn from(page: PageRequest) -> Window {
+        Window {
+            offset: page.offset(),
+            limit: page.per_page,
+        }
+    }
+}
+
 /// Jobs, their scheme errors, update errors and chunk commits.
 #[async_trait]
 pub trait JobStore: Send + Sync {
@@ -197,12 +213,13 @@ pub trait UserStore: Send + Sync {
     /// Reserves `count` fresh user ids and returns the first; the ids are `first..first + count`.
     async fn allocate_user_ids(&self, count: u64) -> StoreResult<UserId>;
 
-    /// The tenant's live users in id order, one page, and how many match the filter in all.
+    /// The tenant's live users in id order, one window of them, and how many match the filter
+    /// in all. Unfiltered, neither is found by reading the users before the window.
     async fn list_users(
         &self,
         tenant: &TenantId,
         filter: &UserFilter,
-        page: PageRequest,
+        window: Window,
     ) -> StoreResult<(Vec<User>, u64)>;
 
     /// The tenant's live users matching the selector, in id order.

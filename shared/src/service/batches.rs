@@ -13,7 +13,7 @@ use crate::model::{
     ChunkPlan, Job, JobId, JobKind, JobStatus, NewJob, ProceedOutcome, RowResult, SchemeError,
     SchemeReport, Timestamp, User, UserFilter, UserId, UserKey,
 };
-use crate::ports::PageRequest;
+use crate::ports::Window;
 use crate::processing::{self, ChunkOutcome};
 
 impl BulkService {
@@ -200,23 +200,11 @@ impl BulkService {
         offset: u64,
         limit: u64,
     ) -> ServiceResult<(Vec<User>, u64)> {
-        // One page that ends at offset + limit, less the first `offset` users.
-        let page = PageRequest {
-            page: 1,
-            per_page: offset.saturating_add(limit),
-        };
-        let (users, total) = self
+        Ok(self
             .ports
             .users
-            .list_users(&who.tenant, filter, page)
-            .await?;
-        Ok((
-            users
-                .into_iter()
-                .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-                .collect(),
-            total,
-        ))
+            .list_users(&who.tenant, filter, Window { offset, limit })
+            .await?)
     }
 
     /// The live users holding any of these keys.

@@ -510,7 +510,7 @@ impl BulkService {
             UserQuery::Page(page) => {
                 self.ports
                     .users
-                    .list_users(&who.tenant, &UserFilter::default(), *page)
+                    .list_users(&who.tenant, &UserFilter::default(), (*page).into())
                     .await?
                     .0
             }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::queue::SqliteWorkQueue;
 use super::schema;
 use crate::model::Timestamp;
-use crate::ports::{PageRequest, StoreError, StoreResult};
+use crate::ports::{StoreError, StoreResult, Window};
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> StoreError {
@@ -113,9 +113,11 @@ pub(super) fn from_json<T: DeserializeOwned>(what: &str, text: &str) -> StoreRes
 }
 
 /// SQL `LIMIT` and `OFFSET` of a page.
-pub(super) fn limit_offset(page: PageRequest) -> (i64, i64) {
+/// A window (or a page) as SQLite's `LIMIT` and `OFFSET`.
+pub(super) fn limit_offset(window: impl Into<Window>) -> (i64, i64) {
+    let window = window.into();
     let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    (clamp(page.per_page), clamp(page.offset()))
+    (clamp(window.limit), clamp(window.offset))
 }
 
 #[cfg(test)]

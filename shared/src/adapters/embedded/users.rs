@@ -10,7 +10,7 @@ use super::SqliteStore;
 use crate::model::{
     email_key, SaveOutcome, TenantId, User, UserChange, UserFilter, UserId, UserKey, UserSelector,
 };
-use crate::ports::{PageRequest, StoreError, StoreResult, UserStore};
+use crate::ports::{StoreError, StoreResult, UserStore, Window};
 
 fn read_users(conn: &Connection, sql: &str, params: impl Params) -> StoreResult<Vec<User>> {
     let mut stmt = conn.prepare_cached(sql)?;
@@ -260,12 +260,12 @@ impl UserStore for SqliteStore {
         &self,
         tenant: &TenantId,
         filter: &UserFilter,
-        page: PageRequest,
+        window: Window,
     ) -> StoreResult<(Vec<User>, u64)> {
         let tenant = tenant.clone();
         // Matched against the user name key (trimmed, lower-cased); `instr` has no wildcards.
         let name_part = filter.user_name_contains.as_deref().map(str::to_lowercase);
-        let (limit, offset) = limit_offset(page);
+        let (limit, offset) = limit_offset(window);
         self.db
             .call(move |conn| {
                 let tx = conn.transaction()?;
@@ -346,10 +346,10 @@ mod tests {
         users.iter().map(|user| user.id).collect()
     }
 
-    fn all() -> PageRequest {
-        PageRequest {
-            page: 1,
-            per_page: 100,
+    fn all() -> Window {
+        Window {
+            offset: 0,
+            limit: 100,
         }
     }
 
@@ -684,8 +684,11 @@ mod tests {
                 user_name_contains: contains.map(str::to_owned),
             };
             async move {
-                let page = PageRequest { page, per_page: 2 };
-                let (users, total) = store.list_users(&acme, &filter, page).await.unwrap();
+                let window = Window {
+                    offset: (page - 1) * 2,
+                    limit: 2,
+                };
+                let (users, total) = store.list_users(&acme, &filter, window).await.unwrap();
                 (ids(&users), total)
             }
         };

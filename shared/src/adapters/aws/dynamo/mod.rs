@@ -8,6 +8,7 @@
 //! | id counter         | `COUNTER#jobs` / `#users`    | `COUNTER`               |                         |                                    |
 //! | job                | `JOB#{id}`                   | `JOB`                   | `JOBS#{tenant}` / ordinal₂₀ | `ACTIVE#{tenant}` / id₂₀ while in progress |
 //! | tenant's job count | `TENANT#{tenant}`            | `JOBS`                  |                         |                                    |
+//! | live users of a bucket of 1000 ids | `TENANT#{tenant}` | `LIVE#{bucket:016}`  |                         |                                    |
 //! | scheme error       | `JOB#{id}`                   | `SERR#{seq:010}`        |                         |                                    |
 //! | update error       | `JOB#{id}`                   | `UERR#{chunk:08}#{n:07}` |                        |                                    |
 //! | update error count | `JOB#{id}`                   | `UCOUNT#{chunk:08}`     |                         |                                    |
@@ -44,6 +45,7 @@ mod jobs;
 #[cfg(test)]
 mod retry_tests;
 mod tenants;
+mod user_list;
 mod users;
 
 use std::collections::HashMap;

@@ -181,6 +181,8 @@ fn transact_pks(body: &Value) -> Vec<String> {
                 .map(|item| {
                     let key = if item.get("Put").is_some() {
                         &item["Put"]["Item"]["pk"]
+                    } else if item.get("Update").is_some() {
+                        &item["Update"]["Key"]["pk"]
                     } else {
                         &item["Delete"]["Key"]["pk"]
                     };
@@ -194,7 +196,8 @@ fn transact_pks(body: &Value) -> Vec<String> {
 #[tokio::test]
 async fn refused_changes_are_left_out_and_conflicts_retried() {
     let fake = fake(vec![
-        // Change 2 (items 2, 3): its email is taken.
+        // Change 2 (items 2, 3): its email is taken. The last item is the count of live users
+        // in the ids' bucket.
         cancelled(&[
             "None",
             "None",
@@ -202,9 +205,10 @@ async fn refused_changes_are_left_out_and_conflicts_retried() {
             "ConditionalCheckFailed",
             "None",
             "None",
+            "None",
         ]),
         // The two others conflict with another transaction: sent again as they were.
-        cancelled(&["None", "TransactionConflict", "None", "None"]),
+        cancelled(&["None", "TransactionConflict", "None", "None", "None"]),
         json!({}),
     ])
     .await;
@@ -233,12 +237,13 @@ async fn refused_changes_are_left_out_and_conflicts_retried() {
         .map(|(_, body)| transact_pks(body))
         .collect();
     assert_eq!(sent.len(), 3, "{sent:?}");
-    assert_eq!(sent[0].len(), 6);
+    assert_eq!(sent[0].len(), 7);
     let without_second = vec![
         "USER#acme#00000000000000000001",
         "UKEY#acme#email#a@x.io",
         "USER#acme#00000000000000000003",
         "UKEY#acme#email#c@x.io",
+        "TENANT#acme",
     ];
     assert_eq!(sent[1], without_second);
     assert_eq!(sent[2], without_second);
@@ -262,6 +267,7 @@ async fn a_new_user_saved_before_is_saved_and_another_is_stale() {
                 { "Code": "ConditionalCheckFailed", "Item": stored(&mine.after) },
                 { "Code": "None" },
                 { "Code": "ConditionalCheckFailed", "Item": stored(&stored_other) },
+                { "Code": "None" },
                 { "Code": "None" }
             ]
         }

@@ -12,10 +12,11 @@ use std::collections::{BTreeSet, HashSet};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    CancellationReason, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    CancellationReason, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
+use super::user_list::{bucket_of, live_count_key};
 use super::{
     backoff, build_error, from_item, is_transient_cancellation, key, key_text, n, padded, s,
     to_item, unavailable, DynamoStore, Item, GSI2, MAX_RETRIES, STORE,
@@ -23,7 +24,7 @@ use super::{
 use crate::model::{
     SaveOutcome, TenantId, User, UserChange, UserFilter, UserId, UserKey, UserSelector,
 };
-use crate::ports::{PageRequest, StoreError, StoreResult, UserStore};
+use crate::ports::{StoreError, StoreResult, UserStore, Window};
 
 /// Index queries of one selection in flight at once.
 const QUERY_CONCURRENCY: usize = 8;
@@ -100,6 +101,9 @@ struct Planned {
     steps: Vec<Step>,
     /// The keys of the items written, to keep two writes of one item out of one transaction.
     touched: Vec<String>,
+    /// The change to its tenant's count of live users: the bucket of the user's id, and +1
+    /// (created) or -1 (deleted). Each transaction adds its changes' counts up per bucket.
+    live: Option<(u64, i64)>,
 }
 
 fn plan(table: &str, tenant: &TenantId, at: usize, change: &UserChange) -> StoreResult<Planned> {
@@ -117,11 +121,17 @@ fn plan(table: &str, tenant: &TenantId, at: usize, change: &UserChange) -> Store
             .condition_expression("version = :before_version")
             .expression_attribute_values(":before_version", n(before.version)),
     };
+    let was_live = change
+        .before
+        .as_ref()
+        .is_some_and(|before| !before.is_deleted());
+    let delta = i64::from(!after.is_deleted()) - i64::from(was_live);
     let mut planned = Planned {
         change: at,
         items: Vec::new(),
         steps: Vec::new(),
         touched: vec![key_text(&user_key(tenant, after.id))],
+        live: (delta != 0).then(|| (bucket_of(after.id), delta)),
     };
     planned.items.push(
         TransactWriteItem::builder()
@@ -168,21 +178,31 @@ fn request_token() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-/// Whole changes, in order, cut into transactions of at most 100 items in which no item is
-/// written twice (DynamoDB rejects that). Sending the transactions one after the other applies
-/// the changes in order.
+/// Whole changes, in order, cut into transactions of at most 100 items (with one count item
+/// per bucket of live users they change) in which no item is written twice (DynamoDB rejects
+/// that). Sending the transactions one after the other applies the changes in order.
 fn transactions(planned: Vec<Planned>) -> Vec<Vec<Planned>> {
     let mut groups: Vec<Vec<Planned>> = Vec::new();
     let mut items = 0;
     let mut touched: HashSet<String> = HashSet::new();
+    let mut buckets: HashSet<u64> = HashSet::new();
     for change in planned {
+        let new_bucket = change
+            .live
+            .is_some_and(|(bucket, _)| !buckets.contains(&bucket));
         let fits = !groups.is_empty()
-            && items + change.items.len() <= TRANSACTION_MAX
+            && items + change.items.len() + usize::from(new_bucket) <= TRANSACTION_MAX
             && change.touched.iter().all(|key| !touched.contains(key));
         if !fits {
             groups.push(Vec::new());
             items = 0;
             touched.clear();
+            buckets.clear();
+        }
+        if let Some((bucket, _)) = change.live {
+            if buckets.insert(bucket) {
+                items += 1;
+            }
         }
         items += change.items.len();
         touched.extend(change.touched.iter().cloned());
@@ -191,6 +211,33 @@ fn transactions(planned: Vec<Planned>) -> Vec<Vec<Planned>> {
         }
     }
     groups
+}
+
+/// The count items of a transaction of `group`: one per bucket of live users its changes
+/// change, by their sum; after the changes' own items (their reasons come first).
+fn live_count_items(
+    table: &str,
+    tenant: &TenantId,
+    group: &[Planned],
+) -> StoreResult<Vec<TransactWriteItem>> {
+    let mut deltas: std::collections::BTreeMap<u64, i64> = std::collections::BTreeMap::new();
+    for (bucket, delta) in group.iter().filter_map(|planned| planned.live) {
+        *deltas.entry(bucket).or_insert(0) += delta;
+    }
+    deltas
+        .into_iter()
+        .filter(|(_, delta)| *delta != 0)
+        .map(|(bucket, delta)| {
+            let update = Update::builder()
+                .table_name(table)
+                .set_key(Some(live_count_key(tenant, bucket)))
+                .update_expression("ADD live :delta")
+                .expression_attribute_values(":delta", n(delta))
+                .build()
+                .map_err(|e| build_error(STORE, e))?;
+            Ok(TransactWriteItem::builder().update(update).build())
+        })
+        .collect()
 }
 
 impl DynamoStore {
@@ -209,10 +256,12 @@ impl DynamoStore {
         // first send made false.
         let mut token = request_token();
         while !group.is_empty() {
-            let items: Vec<TransactWriteItem> = group
+            let mut items: Vec<TransactWriteItem> = group
                 .iter()
                 .flat_map(|planned| planned.items.iter().cloned())
                 .collect();
+            items.extend(live_count_items(&self.table, tenant, &group)?);
+            let expected = items.len();
             let sent = self
                 .client
                 .transact_write_items()
@@ -246,8 +295,8 @@ impl DynamoStore {
             };
             token = request_token();
             // DynamoDB (and the emulator) give one reason per item, in order. Without them a
-            // change could not be told apart from the others: give up rather than guess.
-            let expected: usize = group.iter().map(|planned| planned.items.len()).sum();
+            // change could not be told apart from the others: give up rather than guess. (The
+            // count items have no condition; their reasons come last.)
             if reasons.len() != expected {
                 return Err(StoreError::unavailable(
                     STORE,
@@ -426,10 +475,14 @@ impl UserStore for DynamoStore {
         &self,
         tenant: &TenantId,
         filter: &UserFilter,
-        page: PageRequest,
+        window: Window,
     ) -> StoreResult<(Vec<User>, u64)> {
+        if filter.user_name_contains.is_none() {
+            return self.live_user_page(tenant, window).await;
+        }
         let partition = users_partition(tenant);
-        // Matched against the lower-cased user name; users without one never match.
+        // Matched against the lower-cased user name; users without one never match. A
+        // substring has no index: a filtered list reads the tenant's users.
         let needle = filter.user_name_contains.as_deref().map(str::to_lowercase);
         let query = || {
             let query = self.gsi1_partition(&partition, true);
@@ -445,12 +498,7 @@ impl UserStore for DynamoStore {
         };
         let total = self.query_count(query).await?;
         let items = self
-            .query_page(
-                query,
-                "pk, sk, gsi1pk, gsi1sk",
-                page.offset(),
-                page.per_page,
-            )
+            .query_page(query, "pk, sk, gsi1pk, gsi1sk", window.offset, window.limit)
             .await?;
         let users = items
             .into_iter()
@@ -540,7 +588,8 @@ mod tests {
 
     #[test]
     fn transactions_hold_whole_changes_and_never_one_item_twice() {
-        // 60 new users with one key each: 2 items per change, 50 changes per transaction.
+        // 60 new users with one key each: 2 items per change, and one item for the count of
+        // live users in their bucket of ids: 49 changes fill a transaction of 99 items.
         let planned: Vec<Planned> = (0..60)
             .map(|i| {
                 plan(
@@ -553,7 +602,7 @@ mod tests {
             })
             .collect();
         let sizes: Vec<usize> = transactions(planned).iter().map(Vec::len).collect();
-        assert_eq!(sizes, vec![50, 10]);
+        assert_eq!(sizes, vec![49, 11]);
 
         // The second claim of one email starts a new transaction.
         let planned = vec![
