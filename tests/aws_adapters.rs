@@ -1155,29 +1155,38 @@ async fn listings_filter_on_the_user_name() {
     let deletion = edit(&all[5], |u| u.deleted_at = Some(at(3)));
     assert_eq!(save(users, &a, &[deletion]).await, vec![SaveOutcome::Saved]);
 
-    let filter = |text: &str| UserFilter {
-        user_name_contains: Some(text.to_owned()),
+    // Another tenant's "annie" is not theirs.
+    let mut other = user(7, "u7@example.com", None);
+    other.user_name = Some("annie".to_owned());
+    assert_eq!(
+        save(users, &tenant("globex"), &[create(&other)]).await,
+        vec![SaveOutcome::Saved]
+    );
+
+    let acme = &a;
+    let list = |text: &'static str, n: u64, per_page: u64| async move {
+        let (found, total) = users
+            .list_users(
+                acme,
+                &UserFilter::user_name_starting_with(text),
+                page(n, per_page).into(),
+            )
+            .await
+            .unwrap();
+        (ids(&found), total)
     };
-    let (found, total) = users
-        .list_users(&a, &filter("ANN"), page(1, 10).into())
-        .await
-        .unwrap();
-    assert_eq!((ids(&found), total), (vec![1, 3, 5], 3));
-    let (second, total) = users
-        .list_users(&a, &filter("ann"), page(2, 2).into())
-        .await
-        .unwrap();
-    assert_eq!((ids(&second), total), (vec![5], 3));
-    let (none, total) = users
-        .list_users(&a, &filter("zed"), page(1, 10).into())
-        .await
-        .unwrap();
-    assert_eq!((ids(&none), total), (vec![], 0));
-    let (unfiltered, total) = users
-        .list_users(&a, &UserFilter::default(), page(2, 2).into())
-        .await
-        .unwrap();
-    assert_eq!((ids(&unfiltered), total), (vec![3, 4], 5));
+    // From the start of the name, case-insensitively, in user name order ("ann.lee",
+    // "annika"): "Joanna" contains "ann" but does not start with it.
+    assert_eq!(list("ANN", 1, 10).await, (vec![1, 5], 2));
+    assert_eq!(list("ann", 2, 1).await, (vec![5], 2));
+    assert_eq!(list("ann", 3, 1).await, (vec![], 2));
+    assert_eq!(list("zed", 1, 10).await, (vec![], 0));
+    assert_eq!(list("", 2, 2).await, (vec![3, 4], 5));
+    // A renamed user is found by the new name only.
+    let renamed = edit(&all[0], |u| u.user_name = Some("zed".to_owned()));
+    assert_eq!(save(users, &a, &[renamed]).await, vec![SaveOutcome::Saved]);
+    assert_eq!(list("ann", 1, 10).await, (vec![5], 1));
+    assert_eq!(list("ZE", 1, 10).await, (vec![1], 1));
 }
 
 #[tokio::test]

@@ -536,11 +536,59 @@ async fn workspace_batch_create_lists_and_deletes(app: TestApp) {
         &app,
         &token,
         Method::GET,
-        "/v2/acme/users?user_name=DOE",
+        "/v2/acme/users?user_name=J.DO",
         Value::Null,
     )
     .await;
     assert_eq!(names(&filtered), ["j.doe-1"]);
+    // The name matches from its start: a part inside it finds no one.
+    let inside = workspace(
+        &app,
+        &token,
+        Method::GET,
+        "/v2/acme/users?user_name=DOE",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(inside.body["total_count"], 0, "{}", inside.body);
+    // A query no list can answer is refused, naming the parameter and its rule.
+    let refusals = [
+        (
+            format!("user_name={}", "a".repeat(33)),
+            "user_name must be at most 32 characters",
+        ),
+        (
+            "limit=1001".to_owned(),
+            "limit must be a whole number from 0 to 1000",
+        ),
+        (
+            "offset=-1".to_owned(),
+            "offset must be a whole number from 0 to 1000000",
+        ),
+    ];
+    for (query, rule) in refusals {
+        let refused = workspace(
+            &app,
+            &token,
+            Method::GET,
+            &format!("/v2/acme/users?{query}"),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{query}: {}",
+            refused.body
+        );
+        assert_eq!(
+            refused.body["error_code"], "WKS.0001",
+            "{query}: {}",
+            refused.body
+        );
+        let message = refused.body["error_msg"].as_str().unwrap_or_default();
+        assert!(message.contains(rule), "{query}: {message}");
+    }
     assert_eq!(filtered.body["total_count"], 1);
     let second_page = workspace(
         &app,

@@ -25,6 +25,8 @@ struct Route {
     workspace: bool,
     extra: &'static [(&'static str, u64)],
     deeper: &'static [(&'static str, u64)],
+    /// The Workspace's `total_count`.
+    total_count: u64,
 }
 
 /// The users' list: the tenant's counts of live users by bucket of ids (Query), and the page
@@ -33,7 +35,20 @@ struct Route {
 const USERS: &[(&str, u64)] = &[("Query", 2)];
 const USERS_DEEPER: &[(&str, u64)] = &[("Query", 3)];
 
-const ROUTES: [Route; 6] = [
+/// The users whose user name starts with a text: the matching entries of the index of user
+/// name keys counted (Query) and one page of them (Query), their users (BatchGetItem); a
+/// deeper page skips the matches before it first (Query: keys only, 10,000 at a time).
+const NAMED: &[(&str, u64)] = &[("Query", 2), ("BatchGetItem", 1)];
+const NAMED_DEEPER: &[(&str, u64)] = &[("Query", 3), ("BatchGetItem", 1)];
+
+/// Users with user names, created through the Workspace: [`MATCHING`] of them start with
+/// "ann", the others do not (nor does the rest of the tenant's users have a name).
+const NAMED_USERS: u64 = 17;
+const MATCHING: u64 = 12;
+/// The fixture's users: 14 created by a CCAI job, and the named ones.
+const ALL_USERS: u64 = 14 + NAMED_USERS;
+
+const ROUTES: [Route; 7] = [
     // The job (GetItem), one key range of its scheme errors (Query).
     Route {
         group: RouteGroup::Reads,
@@ -46,6 +61,7 @@ const ROUTES: [Route; 6] = [
         workspace: false,
         extra: &[("GetItem", 1), ("Query", 1)],
         deeper: &[("GetItem", 1), ("Query", 1)],
+        total_count: 0,
     },
     // The job (GetItem), its chunks' error counts (Query), one key range of errors (Query).
     Route {
@@ -54,6 +70,7 @@ const ROUTES: [Route; 6] = [
         workspace: false,
         extra: &[("GetItem", 1), ("Query", 2)],
         deeper: &[("GetItem", 1), ("Query", 2)],
+        total_count: 0,
     },
     // The tenant's job count (GetItem), one range of ordinals (Query).
     Route {
@@ -62,6 +79,7 @@ const ROUTES: [Route; 6] = [
         workspace: false,
         extra: &[("GetItem", 1), ("Query", 1)],
         deeper: &[("GetItem", 1), ("Query", 1)],
+        total_count: 0,
     },
     // The jobs below the cursor's ordinal (Query, with a limit).
     Route {
@@ -73,6 +91,7 @@ const ROUTES: [Route; 6] = [
         workspace: false,
         extra: &[("Query", 1)],
         deeper: &[("Query", 1)],
+        total_count: 0,
     },
     Route {
         group: RouteGroup::Reads,
@@ -80,6 +99,7 @@ const ROUTES: [Route; 6] = [
         workspace: false,
         extra: USERS,
         deeper: USERS_DEEPER,
+        total_count: 0,
     },
     // `total_count` is the sum of the counts.
     Route {
@@ -88,11 +108,27 @@ const ROUTES: [Route; 6] = [
         workspace: true,
         extra: USERS,
         deeper: USERS_DEEPER,
+        total_count: ALL_USERS,
+    },
+    // `total_count` counts the matches only.
+    Route {
+        group: RouteGroup::Reads,
+        target: |_, page| {
+            format!(
+                "/v2/acme/users?user_name=ANN&offset={}&limit=2",
+                2 * (page - 1)
+            )
+        },
+        workspace: true,
+        extra: NAMED,
+        deeper: NAMED_DEEPER,
+        total_count: MATCHING,
     },
 ];
 
 /// What the routes list: a job whose 30 rows all failed in processing (3 chunks), a job of 12
-/// invalid rows, a job of 14 new users, and more jobs: 15 in all.
+/// invalid rows, a job of 14 new users, more jobs, and a Workspace batch of 17 users with user
+/// names: 16 jobs in all.
 struct Fixture {
     failed: u64,
     invalid: u64,
@@ -133,10 +169,11 @@ async fn list_pages_cost_the_same_requests_at_any_depth() {
     }
     let created = app.run_job(&bulk_tests::users_file(14, "")).await;
     assert_eq!(created["affected_rows"], 14, "{created}");
+    create_named_users(&app).await;
     let fixture = Fixture {
         failed: failed["id"].as_u64().unwrap(),
         invalid,
-        jobs: 15,
+        jobs: 16,
     };
 
     let stack = app.stack().expect("an AWS stack");
@@ -177,9 +214,43 @@ async fn list_pages_cost_the_same_requests_at_any_depth() {
                 wrong.push(format!("GET {target} cost {cost:?}, not {wanted:?}"));
             }
             if route.workspace {
-                assert_eq!(body["total_count"], 14, "GET {target}: {body}");
+                assert_eq!(
+                    body["total_count"], route.total_count,
+                    "GET {target}: {body}"
+                );
             }
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// [`NAMED_USERS`] users through the Workspace's `batch-create`, [`MATCHING`] of them named
+/// "ann…" (and "joann…", which contains "ann" but does not start with it).
+async fn create_named_users(app: &TestApp) {
+    let users: Vec<serde_json::Value> = (0..NAMED_USERS)
+        .map(|i| {
+            let name = if i < MATCHING {
+                format!("Ann{i:02}")
+            } else {
+                format!("joann{i:02}")
+            };
+            serde_json::json!({ "user_name": name, "user_phone": "5550100" })
+        })
+        .collect();
+    let mut headers = HeaderMap::new();
+    headers.insert("x-auth-token", app.acme.secret.parse().unwrap());
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    let body = serde_json::to_vec(&serde_json::json!({ "users": users })).unwrap();
+    let answer = app
+        .handle(api_request(
+            Method::POST,
+            "/v2/acme/users/batch-create",
+            headers,
+            body.into(),
+        ))
+        .await;
+    assert_eq!(answer.status(), StatusCode::OK, "{:?}", answer.body());
 }

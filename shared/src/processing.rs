@@ -33,7 +33,10 @@ pub struct ProcessingOptions {
 impl Default for ProcessingOptions {
     fn default() -> ProcessingOptions {
         ProcessingOptions {
-            batch_rows: 100,
+            // A batch of created users with one key each (2 items a user) fits two DynamoDB
+            // transactions of 100 items with the counts of live users they change (one item
+            // per bucket of ids); 100 rows would take a third.
+            batch_rows: 98,
             max_row_bytes: crate::validation::FileValidation::DEFAULT_MAX_ROW_BYTES,
         }
     }

@@ -21,7 +21,7 @@ use crate::auth::SignedRequest;
 use crate::model::{JobKind, RowAction, RowResult, SchemeError, User, UserFilter, UserId, UserKey};
 use crate::passwords::hash_passwords;
 use crate::service::{BulkService, KeyTicket, Principal};
-use crate::validation::{workspace_command, PasswordForm, RowError};
+use crate::validation::{workspace_command, PasswordForm, RowError, MAX_USER_NAME_CHARS};
 
 /// Users one `batch-create` may carry.
 pub const MAX_USERS_PER_BATCH: usize = 200;
@@ -441,12 +441,16 @@ async fn list_users(
     };
     let limit = number("limit", DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)?;
     let offset = number("offset", 0, 1_000_000)?;
-    let filter = UserFilter {
-        user_name_contains: query
-            .single("user_name")?
-            .map(str::trim)
-            .filter(|name| !name.is_empty())
-            .map(str::to_lowercase),
+    let filter = match query.single("user_name")? {
+        // No user name is longer: such a filter could match no one.
+        Some(text) if text.trim().chars().count() > MAX_USER_NAME_CHARS => {
+            return Err(ApiError::bad_request(
+                "user_name",
+                format!("user_name must be at most {MAX_USER_NAME_CHARS} characters"),
+            ))
+        }
+        Some(text) => UserFilter::user_name_starting_with(text),
+        None => UserFilter::default(),
     };
     let (users, total) = service.directory(who, &filter, offset, limit).await?;
     let users: Vec<Value> = users.iter().map(user_view).collect();

@@ -368,10 +368,39 @@ pub enum UserSelector {
 }
 
 /// Narrows a user listing.
+///
+/// A user name matches from its start (case-insensitively, as a user name key): an index of
+/// user name keys finds the matches without reading the tenant's other users, which a
+/// substring could not. A filtered listing is in user name order, an unfiltered one in id
+/// order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserFilter {
-    /// Only users whose user name contains this text, case-insensitively.
-    pub user_name_contains: Option<String>,
+    /// Only users whose user name key starts with this (itself a user name key).
+    user_name_prefix: Option<String>,
+}
+
+impl UserFilter {
+    /// Users whose user name starts with `text`, compared as user name keys; blank text
+    /// filters nothing.
+    pub fn user_name_starting_with(text: &str) -> UserFilter {
+        let key = UserKey::user_name(text);
+        UserFilter {
+            user_name_prefix: (!key.value().is_empty()).then(|| key.value().to_owned()),
+        }
+    }
+
+    /// The user name key prefix, if any.
+    pub fn user_name_prefix(&self) -> Option<&str> {
+        self.user_name_prefix.as_deref()
+    }
+
+    /// The smallest text above every key that starts with the prefix (keys compare as UTF-8
+    /// bytes): the prefix's range of keys is `prefix..end`.
+    pub fn user_name_range(&self) -> Option<(String, String)> {
+        self.user_name_prefix
+            .as_ref()
+            .map(|prefix| (prefix.clone(), format!("{prefix}{}", char::MAX)))
+    }
 }
 
 #[cfg(test)]

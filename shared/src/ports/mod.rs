@@ -213,8 +213,9 @@ pub trait UserStore: Send + Sync {
     /// Reserves `count` fresh user ids and returns the first; the ids are `first..first + count`.
     async fn allocate_user_ids(&self, count: u64) -> StoreResult<UserId>;
 
-    /// The tenant's live users in id order, one window of them, and how many match the filter
-    /// in all. Unfiltered, neither is found by reading the users before the window.
+    /// The tenant's live users matching `filter` in its order (see [`UserFilter`]), one window
+    /// of them, and how many match in all. Unfiltered, neither is found by reading the users
+    /// before the window; filtered, by reading no users but the matching ones.
     async fn list_users(
         &self,
         tenant: &TenantId,

@@ -263,25 +263,44 @@ impl UserStore for SqliteStore {
         window: Window,
     ) -> StoreResult<(Vec<User>, u64)> {
         let tenant = tenant.clone();
-        // Matched against the user name key (trimmed, lower-cased); `instr` has no wildcards.
-        let name_part = filter.user_name_contains.as_deref().map(str::to_lowercase);
         let (limit, offset) = limit_offset(window);
+        // A range of the user name index (`users_by_user_name`); deleted users hold no key.
+        let range = filter.user_name_range();
         self.db
             .call(move |conn| {
                 let tx = conn.transaction()?;
-                let users = read_users(
-                    &tx,
-                    "SELECT body FROM users WHERE tenant = ?1 AND deleted = 0 \
-                     AND (?2 IS NULL OR instr(name_key, ?2) > 0) \
-                     ORDER BY id LIMIT ?3 OFFSET ?4",
-                    params![tenant.as_str(), name_part, limit, offset],
-                )?;
-                let total: u64 = tx
-                    .prepare_cached(
-                        "SELECT COUNT(*) FROM users WHERE tenant = ?1 AND deleted = 0 \
-                         AND (?2 IS NULL OR instr(name_key, ?2) > 0)",
-                    )?
-                    .query_row(params![tenant.as_str(), name_part], |row| row.get(0))?;
+                let (users, total) = match &range {
+                    None => {
+                        let users = read_users(
+                            &tx,
+                            "SELECT body FROM users WHERE tenant = ?1 AND deleted = 0 \
+                             ORDER BY id LIMIT ?2 OFFSET ?3",
+                            params![tenant.as_str(), limit, offset],
+                        )?;
+                        let total: u64 = tx
+                            .prepare_cached(
+                                "SELECT COUNT(*) FROM users WHERE tenant = ?1 AND deleted = 0",
+                            )?
+                            .query_row(params![tenant.as_str()], |row| row.get(0))?;
+                        (users, total)
+                    }
+                    Some((from, to)) => {
+                        let users = read_users(
+                            &tx,
+                            "SELECT body FROM users WHERE tenant = ?1 AND name_key >= ?2 \
+                             AND name_key < ?3 AND deleted = 0 \
+                             ORDER BY name_key LIMIT ?4 OFFSET ?5",
+                            params![tenant.as_str(), from, to, limit, offset],
+                        )?;
+                        let total: u64 = tx
+                            .prepare_cached(
+                                "SELECT COUNT(*) FROM users WHERE tenant = ?1 \
+                                 AND name_key >= ?2 AND name_key < ?3 AND deleted = 0",
+                            )?
+                            .query_row(params![tenant.as_str(), from, to], |row| row.get(0))?;
+                        (users, total)
+                    }
+                };
                 tx.commit()?;
                 Ok((users, total))
             })
@@ -654,11 +673,11 @@ mod tests {
         let (_dir, store) = store();
         let acme = tenant("acme");
         let names = [
-            (1, Some("Ann.Smith")),
+            (1, Some("Smith.Ann")),
             (2, Some("bob")),
             (3, Some("SMITHY")),
             (4, None),
-            (5, Some("jo_smith")),
+            (5, Some("smith_jo")),
             (6, Some("smith-deleted")),
         ];
         let changes: Vec<UserChange> = names
@@ -677,12 +696,12 @@ mod tests {
         other.user_name = Some("smith".into());
         save(&store, "other", &[create(&other)]).await;
 
-        let list = |contains: Option<&str>, page: u64| {
+        let list = |prefix: Option<&str>, page: u64| {
             let store = store.clone();
             let acme = acme.clone();
-            let filter = UserFilter {
-                user_name_contains: contains.map(str::to_owned),
-            };
+            let filter = prefix
+                .map(UserFilter::user_name_starting_with)
+                .unwrap_or_default();
             async move {
                 let window = Window {
                     offset: (page - 1) * 2,
@@ -695,11 +714,16 @@ mod tests {
         assert_eq!(list(None, 1).await, (vec![1, 2], 5));
         assert_eq!(list(None, 3).await, (vec![5], 5));
         assert_eq!(list(None, 4).await, (vec![], 5));
-        assert_eq!(list(Some("Smith"), 1).await, (vec![1, 3], 3));
-        assert_eq!(list(Some("Smith"), 2).await, (vec![5], 3));
-        assert_eq!(list(Some("_"), 1).await, (vec![5], 1));
+        // In user name order: "smith.ann", "smith_jo", "smithy".
+        assert_eq!(list(Some(" Smith "), 1).await, (vec![1, 5], 3));
+        assert_eq!(list(Some("Smith"), 2).await, (vec![3], 3));
+        assert_eq!(list(Some("smith_"), 1).await, (vec![5], 1));
+        // From the start of the name only, and no wildcards.
+        assert_eq!(list(Some("ann"), 1).await, (vec![], 0));
         assert_eq!(list(Some("%"), 1).await, (vec![], 0));
+        assert_eq!(list(Some("_"), 1).await, (vec![], 0));
         assert_eq!(list(Some("nobody"), 1).await, (vec![], 0));
+        assert_eq!(list(Some("  "), 1).await, (vec![1, 2], 5));
     }
 
     #[tokio::test]

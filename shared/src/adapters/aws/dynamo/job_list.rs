@@ -4,13 +4,12 @@
 //! list's `Total`, and page *n* of the newest-first list is one range of ordinals: neither is
 //! found by reading the tenant's jobs.
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 
 use super::jobs::job_key;
 use super::{
-    backoff, build_error, from_item, is_transient_cancellation, key, n, padded, s, to_item,
-    unavailable, DynamoStore, GSI1, MAX_RETRIES, STORE,
+    backoff, build_error, from_item, key, n, padded, s, to_item, unavailable, Cancellation,
+    DynamoStore, GSI1, MAX_RETRIES, STORE,
 };
 use crate::model::{Job, TenantId};
 use crate::ports::{PageRequest, StoreError, StoreResult};
@@ -65,18 +64,10 @@ impl DynamoStore {
                 Ok(_) => return Ok(job),
                 Err(error) => error,
             };
-            let reasons = match error.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
-                    cancelled.cancellation_reasons().to_vec()
-                }
-                _ => return Err(unavailable(error)),
+            let Some(cancellation) = Cancellation::of(&error) else {
+                return Err(unavailable(error));
             };
-            let failed = |index: usize| {
-                reasons
-                    .get(index)
-                    .and_then(|reason| reason.code())
-                    .is_some_and(|code| code == "ConditionalCheckFailed")
-            };
+            let failed = |index: usize| cancellation.condition_failed(index);
             if failed(1) {
                 // The job's id is this call's own: the SDK sent the transaction again after its
                 // answer was lost, and the job it finds is the one the first send stored.
@@ -89,7 +80,7 @@ impl DynamoStore {
                 };
             }
             attempt += 1;
-            let raced = failed(0) || reasons.iter().any(is_transient_cancellation);
+            let raced = failed(0) || cancellation.transient();
             if !raced || attempt > MAX_RETRIES {
                 return Err(unavailable(error));
             }

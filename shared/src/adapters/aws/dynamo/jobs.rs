@@ -3,15 +3,14 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{Put, ReturnValue, Select, TransactWriteItem, Update};
 
 use super::errors::{scheme_error_sk, update_count_sk, update_error_sk};
 use super::{
-    backoff, build_error, from_item, is_transient_cancellation, key, n, padded, s, text_of,
-    to_attribute, to_item, unavailable, DynamoStore, Item, Write, MAX_RETRIES, STORE,
+    backoff, build_error, from_item, key, n, padded, s, text_of, to_attribute, to_item,
+    unavailable, Cancellation, DynamoStore, Item, Write, MAX_RETRIES, STORE,
 };
 use crate::model::{
     CancelOutcome, ChunkCommit, ChunkPlan, ChunkResult, Job, JobId, JobStatus, NewFile, NewJob,
@@ -233,20 +232,16 @@ impl DynamoStore {
                 Ok(_) => return Ok(true),
                 Err(error) => error,
             };
-            let reasons = match error.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
-                    cancelled.cancellation_reasons()
-                }
-                _ => return Err(unavailable(error)),
+            let Some(cancellation) = Cancellation::of(&error) else {
+                return Err(unavailable(error));
             };
-            let code = |index: usize| reasons.get(index).and_then(|reason| reason.code());
-            if code(0) == Some("ConditionalCheckFailed") {
+            if cancellation.condition_failed(0) {
                 return Ok(false);
             }
-            if code(1) == Some("ConditionalCheckFailed") {
+            if cancellation.condition_failed(1) {
                 return Err(not_found(id));
             }
-            let transient = reasons.iter().any(is_transient_cancellation);
+            let transient = cancellation.transient();
             attempt += 1;
             if !transient || attempt > MAX_RETRIES {
                 return Err(unavailable(error));

@@ -15,7 +15,7 @@
 //! | chunk marker       | `JOB#{id}`                   | `CHUNK#{chunk:06}`      |                         |                                    |
 //! | chunk results part | `JOB#{id}`                   | `RESULT#{chunk:06}#{part:03}` |                   |                                    |
 //! | user               | `USER#{tenant}#{id₂₀}`       | `USER`                  | `USERS#{tenant}` / id₂₀ | `AGENT#{tenant}#{agent}` / id₂₀    |
-//! | user key           | `UKEY#{tenant}#{field}#{value}` | `UKEY`               |                         |                                    |
+//! | user key           | `UKEY#{tenant}#{field}#{value}` | `UKEY`               | `UNAMES#{tenant}` / value (user names only) |                 |
 //! | tenant settings    | `TENANT#{tenant}`            | `SETTINGS`              |                         |                                    |
 //! | credential         | `CREDENTIAL#{key_id}`        | `CREDENTIAL`            | `CREDENTIALS#{tenant}` / key id |                            |
 //! | secret pointer     | `SECRET#{secret_lookup}`     | `SECRET`                |                         |                                    |
@@ -28,11 +28,11 @@
 //! the chunk's row results; results too large for one item go to result parts written before
 //! the marker, which then counts them in `result_parts`.
 //!
-//! A user item holds the serialized user (its `version` top-level, for conditions) and
-//! `user_name_key`, the lower-cased user name, to filter listings on. Only a live user has the
-//! index attributes: a deleted user keeps its item but is never listed nor selected. A user
+//! A user item holds the serialized user (its `version` top-level, for conditions). Only a
+//! live user has the index attributes: a deleted user keeps its item but is never listed nor selected. A user
 //! key item (`field` is `email`, `external_id` or `user_name`, `value` normalised as in
-//! `UserKey`) names the user holding that key in `user_id`. Each change of a user is one
+//! `UserKey`) names the user holding that key in `user_id`; a user name's is also on `gsi1`,
+//! the index listings filtered by a user name's start read. Each change of a user is one
 //! transaction of its item and the key items it claims or releases. Write cost:
 //! TransactWriteItems consumes 2 WCU per item and KB, so a created user costs one transaction
 //! item plus one per key it holds (2 WCU each when at most 1 KB), an update that changes no
@@ -52,6 +52,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, DeleteRequest, KeysAndAttributes, PutRequest, ReturnValue,
     WriteRequest,
@@ -74,8 +75,9 @@ const BATCH_WRITE_MAX: usize = 25;
 const BATCH_CONCURRENCY: usize = 4;
 /// Retries of unprocessed keys / items (and of conflicting transactions) before giving up.
 const MAX_RETRIES: u32 = 8;
-/// Items read per request while skipping to an offset.
-const SKIP_PAGE: i32 = 1_000;
+/// Items read per request while skipping to an offset (a query page stops at 1 MB before
+/// that with larger items).
+const SKIP_PAGE: i32 = 10_000;
 
 pub(crate) const GSI1: &str = "gsi1";
 pub(crate) const GSI2: &str = "gsi2";
@@ -450,6 +452,36 @@ fn key_text(item: &Item) -> String {
         None => String::new(),
     };
     format!("{}\u{0}{}", part("pk"), part("sk"))
+}
+
+/// The cancellation reason of an item whose condition failed.
+pub(crate) const CONDITION_FAILED: &str = "ConditionalCheckFailed";
+
+/// Why a transaction was cancelled: one reason per item, in the transaction's order.
+pub(crate) struct Cancellation<'a>(&'a [CancellationReason]);
+
+impl<'a> Cancellation<'a> {
+    /// The reasons of a cancelled transaction; `None` for any other failure.
+    pub(crate) fn of<R>(
+        error: &'a aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, R>,
+    ) -> Option<Cancellation<'a>> {
+        match error.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                Some(Cancellation(cancelled.cancellation_reasons()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the condition of item `index` failed.
+    pub(crate) fn condition_failed(&self, index: usize) -> bool {
+        self.0.get(index).and_then(|reason| reason.code()) == Some(CONDITION_FAILED)
+    }
+
+    /// Whether sending the transaction again may succeed (see [`is_transient_cancellation`]).
+    pub(crate) fn transient(&self) -> bool {
+        self.0.iter().any(is_transient_cancellation)
+    }
 }
 
 /// Whether a transaction cancellation reason is worth sending the transaction again for: a

@@ -11,13 +11,12 @@
 //! credentials must be issued again.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 
 use super::{
-    backoff, build_error, from_item, is_transient_cancellation, key, n, s, text_of, to_item,
-    unavailable, DynamoStore, Item, MAX_RETRIES, STORE,
+    backoff, build_error, from_item, key, n, s, text_of, to_item, unavailable, Cancellation,
+    DynamoStore, Item, MAX_RETRIES, STORE,
 };
 use crate::model::{Credential, CredentialPut, TenantId, TenantSettings};
 use crate::ports::{StoreError, StoreResult, TenantStore};
@@ -156,16 +155,10 @@ impl TenantStore for DynamoStore {
                 Ok(_) => return Ok(CredentialPut::Stored),
                 Err(error) => error,
             };
-            let reasons = match error.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
-                    cancelled.cancellation_reasons().to_vec()
-                }
-                _ => return Err(unavailable(error)),
+            let Some(cancellation) = Cancellation::of(&error) else {
+                return Err(unavailable(error));
             };
-            let failed = |index: usize| {
-                reasons.get(index).and_then(|reason| reason.code())
-                    == Some("ConditionalCheckFailed")
-            };
+            let failed = |index: usize| cancellation.condition_failed(index);
             if failed(1) {
                 return Ok(CredentialPut::SecretTaken);
             }
@@ -173,7 +166,7 @@ impl TenantStore for DynamoStore {
                 keep_old_pointer = true;
             }
             // The credential changed since it was read (or a transient conflict): read again.
-            let retry = failed(0) || failed(2) || reasons.iter().any(is_transient_cancellation);
+            let retry = failed(0) || failed(2) || cancellation.transient();
             attempt += 1;
             if !retry || attempt > MAX_RETRIES {
                 return Err(unavailable(error));

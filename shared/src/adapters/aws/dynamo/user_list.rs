@@ -5,14 +5,24 @@
 //! (`TENANT#{tenant}` / `LIVE#{bucket}`) counts the live users in it, changed in the very
 //! transaction that creates or deletes a user. A page's first user is found from the counts
 //! (one query of tiny items) and at most one bucket's keys; the total is their sum.
+//!
+//! A listing filtered by the start of the user name reads the index of user name keys: the
+//! key items a user holds for its user name are on `gsi1` by the key itself.
+
+use std::collections::HashMap;
 
 use super::{from_item, key, padded, s, text_of, DynamoStore, GSI1};
 use crate::model::{TenantId, User, UserId};
-use crate::ports::{StoreResult, Window};
+use crate::ports::{StoreResult, UserStore, Window};
 
 /// User ids per counted bucket.
 pub(super) const BUCKET_IDS: u64 = 1000;
 const LIVE_PREFIX: &str = "LIVE#";
+
+/// The `gsi1` partition of a tenant's user name key items.
+pub(super) fn user_names_partition(tenant: &TenantId) -> String {
+    format!("UNAMES#{tenant}")
+}
 
 /// The bucket of a user id.
 pub(super) fn bucket_of(id: UserId) -> u64 {
@@ -58,7 +68,7 @@ impl DynamoStore {
         };
         let partition = format!("USERS#{tenant}");
         let first_id = bucket * BUCKET_IDS;
-        let from = |exclusive_start: Option<super::Item>| {
+        let from = || {
             self.client
                 .query()
                 .table_name(&self.table)
@@ -66,42 +76,65 @@ impl DynamoStore {
                 .key_condition_expression("gsi1pk = :partition AND gsi1sk >= :first")
                 .expression_attribute_values(":partition", s(partition.clone()))
                 .expression_attribute_values(":first", s(padded(first_id)))
-                .set_exclusive_start_key(exclusive_start)
         };
-        // The live users of the bucket before the page: their keys only, at most a bucket's.
-        let mut start = None;
-        let mut to_skip = skip;
-        while to_skip > 0 {
-            let out = from(start.take())
-                .projection_expression("pk, sk, gsi1pk, gsi1sk")
-                .limit(i32::try_from(to_skip).unwrap_or(i32::MAX))
-                .send()
-                .await
-                .map_err(super::unavailable)?;
-            to_skip = to_skip.saturating_sub(u64::try_from(out.count).unwrap_or(0));
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok((Vec::new(), total)),
-            }
-        }
-        let mut users = Vec::new();
-        loop {
-            let wanted = window.limit - users.len() as u64;
-            let out = from(start.take())
-                .limit(i32::try_from(wanted).unwrap_or(i32::MAX))
-                .send()
-                .await
-                .map_err(super::unavailable)?;
-            for item in out.items.unwrap_or_default() {
-                users.push(from_item::<User>(item)?);
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() && (users.len() as u64) < window.limit => {
-                    start = Some(key)
-                }
-                _ => return Ok((users, total)),
-            }
-        }
+        // The live users of the bucket before the page are skipped: keys only, fewer than a
+        // bucket's.
+        let items = self
+            .query_page(from, "pk, sk, gsi1pk, gsi1sk", skip, window.limit)
+            .await?;
+        let users = items
+            .into_iter()
+            .map(from_item::<User>)
+            .collect::<StoreResult<Vec<User>>>()?;
+        Ok((users, total))
+    }
+
+    /// The tenant's live users whose user name key starts with `prefix`, in user name order,
+    /// from `window.offset`, and how many there are: read from the index of user name keys
+    /// (each user name key item is on `gsi1` as `UNAMES#{tenant}` / the key), where only the
+    /// matching names are read.
+    pub(super) async fn named_user_page(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        window: Window,
+    ) -> StoreResult<(Vec<User>, u64)> {
+        let partition = user_names_partition(tenant);
+        let matching = || {
+            self.client
+                .query()
+                .table_name(&self.table)
+                .index_name(GSI1)
+                .key_condition_expression("gsi1pk = :partition AND begins_with(gsi1sk, :prefix)")
+                .expression_attribute_values(":partition", s(partition.clone()))
+                .expression_attribute_values(":prefix", s(prefix))
+        };
+        let total = self.query_count(matching).await?;
+        let entries = self
+            .query_page(
+                matching,
+                "pk, sk, gsi1pk, gsi1sk",
+                window.offset,
+                window.limit,
+            )
+            .await?;
+        let ids: Vec<UserId> = entries
+            .iter()
+            .filter_map(|entry| entry.get("user_id")?.as_n().ok()?.parse().ok())
+            .collect();
+        let mut users: HashMap<UserId, User> = self
+            .users_by_ids(tenant, &ids)
+            .await?
+            .into_iter()
+            .map(|user| (user.id, user))
+            .collect();
+        // In the index's order; the user item has the last word (the index lags a write).
+        let users = ids
+            .iter()
+            .filter_map(|id| users.remove(id))
+            .filter(|user| !user.is_deleted())
+            .collect();
+        Ok((users, total))
     }
 
     /// The tenant's buckets of live users, in id order: (bucket, live users in it).

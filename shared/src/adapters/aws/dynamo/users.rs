@@ -16,10 +16,10 @@ use aws_sdk_dynamodb::types::{
 };
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
-use super::user_list::{bucket_of, live_count_key};
+use super::user_list::{bucket_of, live_count_key, user_names_partition};
 use super::{
     backoff, build_error, from_item, is_transient_cancellation, key, key_text, n, padded, s,
-    to_item, unavailable, DynamoStore, Item, GSI2, MAX_RETRIES, STORE,
+    to_item, unavailable, DynamoStore, Item, CONDITION_FAILED, GSI2, MAX_RETRIES, STORE,
 };
 use crate::model::{
     SaveOutcome, TenantId, User, UserChange, UserFilter, UserId, UserKey, UserSelector,
@@ -30,8 +30,6 @@ use crate::ports::{StoreError, StoreResult, UserStore, Window};
 const QUERY_CONCURRENCY: usize = 8;
 /// Most items one TransactWriteItems may carry.
 const TRANSACTION_MAX: usize = 100;
-/// The code of a cancellation reason whose condition failed.
-const CONDITION_FAILED: &str = "ConditionalCheckFailed";
 
 fn user_key(tenant: &TenantId, id: UserId) -> Item {
     key(format!("USER#{tenant}#{}", padded(id)), "USER")
@@ -44,6 +42,18 @@ fn unique_key(tenant: &TenantId, user_key: &UserKey) -> Item {
     )
 }
 
+/// The item of a key `holder` claims: it names the holder; a user name's is also listed by
+/// the name on `gsi1`, for listings filtered by a user name's start.
+fn claim_item(tenant: &TenantId, claimed: &UserKey, holder: UserId) -> Item {
+    let mut item = unique_key(tenant, claimed);
+    item.insert("user_id".to_owned(), n(holder));
+    if let UserKey::UserName(name_key) = claimed {
+        item.insert("gsi1pk".to_owned(), s(user_names_partition(tenant)));
+        item.insert("gsi1sk".to_owned(), s(name_key));
+    }
+    item
+}
+
 fn users_partition(tenant: &TenantId) -> String {
     format!("USERS#{tenant}")
 }
@@ -52,18 +62,14 @@ fn agent_partition(tenant: &TenantId, agent_number: &str) -> String {
     format!("AGENT#{tenant}#{agent_number}")
 }
 
-/// The stored form of a user: its attributes (`version` among them, top-level), its key, the
-/// lower-cased user name to filter on and, for a live user only, its index keys (the indexes
-/// are sparse: a deleted user is never listed).
+/// The stored form of a user: its attributes (`version` among them, top-level), its key and,
+/// for a live user only, its index keys (the indexes are sparse: a deleted user is never
+/// listed).
 fn user_item(tenant: &TenantId, user: &User) -> StoreResult<Item> {
     let mut item = to_item(user)?;
     item.extend(user_key(tenant, user.id));
     if user.is_deleted() {
         return Ok(item);
-    }
-    if let Some(user_name) = &user.user_name {
-        let name_key = UserKey::user_name(user_name);
-        item.insert("user_name_key".to_owned(), s(name_key.value()));
     }
     item.insert("gsi1pk".to_owned(), s(users_partition(tenant)));
     item.insert("gsi1sk".to_owned(), s(padded(user.id)));
@@ -140,9 +146,10 @@ fn plan(table: &str, tenant: &TenantId, at: usize, change: &UserChange) -> Store
     );
     planned.steps.push(Step::User);
     for claimed in change.claimed_keys() {
-        let mut item = unique_key(tenant, &claimed);
-        planned.touched.push(key_text(&item));
-        item.insert("user_id".to_owned(), n(after.id));
+        let item = claim_item(tenant, &claimed, after.id);
+        planned
+            .touched
+            .push(key_text(&unique_key(tenant, &claimed)));
         let put = Put::builder()
             .table_name(table)
             .set_item(Some(item))
@@ -477,34 +484,10 @@ impl UserStore for DynamoStore {
         filter: &UserFilter,
         window: Window,
     ) -> StoreResult<(Vec<User>, u64)> {
-        if filter.user_name_contains.is_none() {
-            return self.live_user_page(tenant, window).await;
+        match filter.user_name_prefix() {
+            None => self.live_user_page(tenant, window).await,
+            Some(prefix) => self.named_user_page(tenant, prefix, window).await,
         }
-        let partition = users_partition(tenant);
-        // Matched against the lower-cased user name; users without one never match. A
-        // substring has no index: a filtered list reads the tenant's users.
-        let needle = filter.user_name_contains.as_deref().map(str::to_lowercase);
-        let query = || {
-            let query = self.gsi1_partition(&partition, true);
-            match &needle {
-                None => query,
-                Some(needle) if needle.is_empty() => {
-                    query.filter_expression("attribute_exists(user_name_key)")
-                }
-                Some(needle) => query
-                    .filter_expression("contains(user_name_key, :needle)")
-                    .expression_attribute_values(":needle", s(needle.clone())),
-            }
-        };
-        let total = self.query_count(query).await?;
-        let items = self
-            .query_page(query, "pk, sk, gsi1pk, gsi1sk", window.offset, window.limit)
-            .await?;
-        let users = items
-            .into_iter()
-            .map(from_item::<User>)
-            .collect::<StoreResult<Vec<User>>>()?;
-        Ok((users, total))
     }
 
     async fn select_users(
@@ -572,13 +555,17 @@ mod tests {
         user.agent_number = Some("A1".to_owned());
         let item = user_item(&tenant(), &user).unwrap();
         assert_eq!(text_of(&item, "pk"), Some("USER#acme#00000000000000000042"));
-        assert_eq!(text_of(&item, "user_name_key"), Some("ann.lee"));
         assert_eq!(text_of(&item, "gsi2pk"), Some("AGENT#acme#A1"));
         assert_eq!(item.get("version"), Some(&n(1)));
-        assert_eq!(
-            text_of(&unique_key(&tenant(), &UserKey::email("Ann@X.io")), "pk"),
-            Some("UKEY#acme#email#ann@x.io")
-        );
+        let email = claim_item(&tenant(), &UserKey::email("Ann@X.io"), 42);
+        assert_eq!(text_of(&email, "pk"), Some("UKEY#acme#email#ann@x.io"));
+        assert_eq!(email.get("user_id"), Some(&n(42)));
+        assert!(!email.contains_key("gsi1pk"));
+        // A user name's key item is listed by the name.
+        let name = claim_item(&tenant(), &UserKey::user_name(" Ann.Lee "), 42);
+        assert_eq!(text_of(&name, "pk"), Some("UKEY#acme#user_name#ann.lee"));
+        assert_eq!(text_of(&name, "gsi1pk"), Some("UNAMES#acme"));
+        assert_eq!(text_of(&name, "gsi1sk"), Some("ann.lee"));
         user.deleted_at = Some(user.created_at);
         let item = user_item(&tenant(), &user).unwrap();
         for index_key in ["gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"] {
