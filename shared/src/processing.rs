@@ -13,8 +13,8 @@ use std::collections::{BTreeSet, HashMap};
 use crate::jobfile::{ArrayReader, Element, ScanError};
 use crate::model::{
     ChangeStamp, ChunkResult, ErrorType, Job, JobId, JobKind, JobStatus, RowAction, RowResult,
-    SaveOutcome, TenantId, TenantSettings, Timestamp, UpdateError, User, UserAction, UserChange,
-    UserId, UserKey, WorkItem,
+    SaveOutcome, TenantId, TenantSettings, Timestamp, Transition, UpdateError, User, UserAction,
+    UserChange, UserId, UserKey, WorkItem,
 };
 use crate::ports::{Ports, StoreError};
 use crate::validation::{
@@ -78,7 +78,7 @@ pub async fn process_work_item(
     if ports.jobs.chunk_committed(job.id, item.chunk).await? {
         // Every chunk counted but the job still in progress: the completion was lost after
         // the last commit (a process died between the two). This delivery completes it.
-        let completed_job = job.chunks_done >= job.chunk_plan.chunk_count()
+        let completed_job = Transition::Complete.allowed_for(&job)
             && ports
                 .jobs
                 .complete_if_done(job.id, Timestamp::now())

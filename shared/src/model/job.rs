@@ -62,9 +62,9 @@ impl JobKind {
     }
 }
 
-/// The job state machine:
-/// `created` → `valid_scheme` | `invalid_scheme` → (`valid_scheme` only) `in_progress` → `completed`,
-/// with `failed` for job-level failures and `cancelled` for jobs stopped on request.
+/// Where a job is: `created` → `valid_scheme` | `invalid_scheme` → (`valid_scheme` only)
+/// `in_progress` → `completed`, with `failed` for job-level failures and `cancelled` for jobs
+/// stopped on request. The changes between them are [`Transition`](super::Transition)s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
@@ -101,22 +101,6 @@ impl JobStatus {
             "cancelled" => JobStatus::Cancelled,
             _ => return None,
         })
-    }
-
-    /// Whether the job has reached a final status: nothing more happens to it.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
-        )
-    }
-
-    /// The file of a job may be replaced until the job has been proceeded.
-    pub fn accepts_new_file(self) -> bool {
-        matches!(
-            self,
-            JobStatus::Created | JobStatus::ValidScheme | JobStatus::InvalidScheme
-        )
     }
 }
 
@@ -242,12 +226,17 @@ pub struct SchemeReport {
 }
 
 impl SchemeReport {
-    pub fn status(&self) -> JobStatus {
+    /// The transition the report makes: a file without errors is accepted.
+    pub fn transition(&self) -> super::Transition {
         if self.error_count == 0 {
-            JobStatus::ValidScheme
+            super::Transition::AcceptScheme
         } else {
-            JobStatus::InvalidScheme
+            super::Transition::RejectScheme
         }
+    }
+
+    pub fn status(&self) -> JobStatus {
+        self.transition().to()
     }
 }
 

@@ -3,11 +3,13 @@
 mod job;
 mod request;
 mod tenant;
+mod transition;
 mod user;
 
 pub use job::*;
 pub use request::*;
 pub use tenant::*;
+pub use transition::*;
 pub use user::*;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

@@ -18,6 +18,7 @@ use super::{check_file_size, clean_filename, BulkService, Principal, ServiceErro
 use crate::jobfile::{ArrayReader, ScanError};
 use crate::model::{
     Job, JobId, JobKind, JobStatus, NewFile, NewJob, ProceedOutcome, TenantId, Timestamp,
+    Transition,
 };
 use crate::ports::PresignedUpload;
 
@@ -234,7 +235,7 @@ impl BulkService {
         } else {
             job
         };
-        let job = if incoming.proceed && job.status == JobStatus::ValidScheme {
+        let job = if incoming.proceed && Transition::Proceed.allowed_from(job.status) {
             let by = job.uploaded_api_user_name.clone();
             // A job another delivery of the notification proceeded is answered as it is.
             match self.start_job(tenant, job.id, &by).await? {
@@ -266,7 +267,7 @@ impl BulkService {
             None => true,
             Some(job) if job.file_key == key => {
                 job.status == JobStatus::Created
-                    || (proceed && job.status == JobStatus::ValidScheme)
+                    || (proceed && Transition::Proceed.allowed_from(job.status))
             }
             Some(job) => self.moved_but_not_recorded(&job, key).await?,
         })

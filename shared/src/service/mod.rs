@@ -16,8 +16,8 @@ use rand::RngCore;
 
 use crate::model::{
     CancelOutcome, Job, JobId, JobKind, JobStatus, NewFile, NewJob, ProceedOutcome, SchemeError,
-    SchemeReport, TenantId, TenantSettings, Timestamp, UpdateError, User, UserFilter, UserSelector,
-    WorkItem,
+    SchemeReport, TenantId, TenantSettings, Timestamp, Transition, UpdateError, User, UserFilter,
+    UserSelector, WorkItem,
 };
 use crate::ports::{FileReader, PageRequest, Ports, StoreError};
 use crate::processing::{self, ChunkOutcome, ProcessingOptions};
@@ -239,7 +239,7 @@ impl BulkService {
                 current.kind.as_str()
             )));
         }
-        if !current.status.accepts_new_file() {
+        if !Transition::ReplaceFile.allowed_from(current.status) {
             return Err(already_proceeded(&current));
         }
         let (filename, file_key) = self.accept_file(&settings, &upload)?;
@@ -381,7 +381,7 @@ impl BulkService {
     /// repeated proceed (a client retrying after a lost answer) answers the job as it is now
     /// and queues nothing.
     pub async fn proceed(&self, who: &Principal, id: JobId) -> ServiceResult<Job> {
-        if self.job(who, id).await?.status == JobStatus::ValidScheme {
+        if Transition::Proceed.allowed_from(self.job(who, id).await?.status) {
             self.check_concurrent_jobs(&who.tenant).await?;
         }
         match self.start_job(&who.tenant, id, &who.name).await? {

@@ -9,7 +9,7 @@ use super::SqliteStore;
 use crate::model::{
     CancelOutcome, ChunkCommit, ChunkPlan, ChunkResult, ErrorType, Job, JobId, JobKind, JobStatus,
     NewFile, NewJob, ProceedOutcome, RowResult, SchemeError, SchemeReport, TenantId, Timestamp,
-    UpdateError,
+    Transition, UpdateError,
 };
 use crate::ports::{JobStore, PageRequest, StoreError, StoreResult};
 
@@ -17,6 +17,17 @@ const JOB_COLUMNS: &str = "id, tenant, kind, status, filename, file_key, file_by
     updated_at, process_requested_at, completed_at, total_rows, affected_rows, failed_rows, \
     scheme_error_count, update_error_count, uploaded_api_user_name, proceed_api_user_name, \
     chunk_plan, chunks_done, failure_reason, resumptions, ordinal";
+
+/// The SQL condition that a job's status allows `transition` (the statuses are the domain's
+/// constants, never input).
+fn status_allows(transition: Transition) -> String {
+    let statuses: Vec<String> = transition
+        .from()
+        .iter()
+        .map(|status| format!("'{status}'"))
+        .collect();
+    format!("status IN ({})", statuses.join(", "))
+}
 
 /// The SQL value of a job id. Ids above `i64::MAX` wrap to negative values, which match no job
 /// (AUTOINCREMENT ids are positive), so such an id reads as a missing job.
@@ -187,7 +198,7 @@ impl JobStore for SqliteStore {
                 let Some(job) = load_job(&tx, Some(&tenant), id)? else {
                     return Ok(None);
                 };
-                if !job.status.accepts_new_file() {
+                if !Transition::ReplaceFile.allowed_from(job.status) {
                     return Ok(Some(Err(job)));
                 }
                 tx.execute(
@@ -199,7 +210,7 @@ impl JobStore for SqliteStore {
                         file.filename,
                         file.file_key,
                         file.file_bytes,
-                        JobStatus::Created.as_str(),
+                        Transition::ReplaceFile.to().as_str(),
                         to_json(&ChunkPlan::default())?,
                         millis(file.at),
                     ],
@@ -227,7 +238,8 @@ impl JobStore for SqliteStore {
             .call(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let job = existing_job(&tx, Some(&tenant), id)?;
-                if job.status != JobStatus::Created || job.file_key != file_key {
+                let transition = report.transition();
+                if !transition.allowed_from(job.status) || job.file_key != file_key {
                     return Ok(job);
                 }
                 tx.execute("DELETE FROM scheme_errors WHERE job_id = ?1", [sql_id(id)])?;
@@ -255,7 +267,7 @@ impl JobStore for SqliteStore {
                         report.error_count,
                         report.total_rows,
                         to_json(&report.chunk_plan)?,
-                        report.status().as_str(),
+                        transition.to().as_str(),
                         millis(at),
                     ],
                 )?;
@@ -280,16 +292,18 @@ impl JobStore for SqliteStore {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 // The status condition makes the move atomic: only one caller sees a row changed.
                 let started = tx.execute(
-                    "UPDATE jobs SET status = ?3, process_requested_at = ?4, \
-                     proceed_api_user_name = ?5, updated_at = ?4 \
-                     WHERE id = ?1 AND tenant = ?2 AND status = ?6",
+                    &format!(
+                        "UPDATE jobs SET status = ?3, process_requested_at = ?4, \
+                         proceed_api_user_name = ?5, updated_at = ?4 \
+                         WHERE id = ?1 AND tenant = ?2 AND {}",
+                        status_allows(Transition::Proceed)
+                    ),
                     params![
                         sql_id(id),
                         tenant.as_str(),
-                        JobStatus::InProgress.as_str(),
+                        Transition::Proceed.to().as_str(),
                         millis(at),
                         user_name,
-                        JobStatus::ValidScheme.as_str(),
                     ],
                 )? == 1;
                 let outcome = load_job(&tx, Some(&tenant), id)?.map(|job| {
@@ -433,13 +447,15 @@ impl JobStore for SqliteStore {
                         ])?;
                     }
                 }
-                let chunks_done = job.chunks_done.saturating_add(1);
-                let completed_job = job.status == JobStatus::InProgress
-                    && chunks_done == job.chunk_plan.chunk_count();
+                let counted = Job {
+                    chunks_done: job.chunks_done.saturating_add(1),
+                    ..job
+                };
+                let completed_job = Transition::Complete.allowed_for(&counted);
                 let (status, completed_at) = if completed_job {
-                    (JobStatus::Completed, Some(millis(result.at)))
+                    (Transition::Complete.to(), Some(millis(result.at)))
                 } else {
-                    (job.status, None)
+                    (counted.status, None)
                 };
                 tx.execute(
                     "UPDATE jobs SET affected_rows = affected_rows + ?2, \
@@ -451,7 +467,7 @@ impl JobStore for SqliteStore {
                         result.affected_rows,
                         result.failed_rows,
                         result.errors.len(),
-                        chunks_done,
+                        counted.chunks_done,
                         millis(result.at),
                         status.as_str(),
                         completed_at,
@@ -477,15 +493,16 @@ impl JobStore for SqliteStore {
             .call(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let cancelled = tx.execute(
-                    "UPDATE jobs SET status = ?3, updated_at = ?4 \
-                     WHERE id = ?1 AND tenant = ?2 AND status NOT IN (?5, ?6, ?3)",
+                    &format!(
+                        "UPDATE jobs SET status = ?3, updated_at = ?4 \
+                         WHERE id = ?1 AND tenant = ?2 AND {}",
+                        status_allows(Transition::Cancel)
+                    ),
                     params![
                         sql_id(id),
                         tenant.as_str(),
-                        JobStatus::Cancelled.as_str(),
+                        Transition::Cancel.to().as_str(),
                         millis(at),
-                        JobStatus::Completed.as_str(),
-                        JobStatus::Failed.as_str(),
                     ],
                 )? == 1;
                 let outcome = load_job(&tx, Some(&tenant), id)?.map(|job| {
@@ -519,8 +536,8 @@ impl JobStore for SqliteStore {
         self.db
             .call(move |conn| {
                 let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT {JOB_COLUMNS} FROM jobs \
-                     WHERE status = 'in_progress' AND updated_at < ?1 ORDER BY id"
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE {} AND updated_at < ?1 ORDER BY id",
+                    status_allows(Transition::Resume)
                 ))?;
                 let mut rows = stmt.query([millis(idle_since)])?;
                 let mut jobs = Vec::new();
@@ -550,8 +567,11 @@ impl JobStore for SqliteStore {
         self.db
             .call(move |conn| {
                 let resumed = conn.execute(
-                    "UPDATE jobs SET updated_at = ?2, resumptions = resumptions + 1 \
-                     WHERE id = ?1 AND status = 'in_progress'",
+                    &format!(
+                        "UPDATE jobs SET updated_at = ?2, resumptions = resumptions + 1 \
+                         WHERE id = ?1 AND {}",
+                        status_allows(Transition::Resume)
+                    ),
                     params![sql_id(job_id), millis(at)],
                 )? == 1;
                 Ok(resumed)
@@ -564,14 +584,16 @@ impl JobStore for SqliteStore {
             .call(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let job = existing_job(&tx, None, job_id)?;
-                if job.status != JobStatus::InProgress
-                    || job.chunks_done < job.chunk_plan.chunk_count()
-                {
+                if !Transition::Complete.allowed_for(&job) {
                     return Ok(false);
                 }
                 tx.execute(
                     "UPDATE jobs SET status = ?2, completed_at = ?3, updated_at = ?3 WHERE id = ?1",
-                    params![sql_id(job_id), JobStatus::Completed.as_str(), millis(at)],
+                    params![
+                        sql_id(job_id),
+                        Transition::Complete.to().as_str(),
+                        millis(at)
+                    ],
                 )?;
                 tx.commit()?;
                 Ok(true)
@@ -585,14 +607,16 @@ impl JobStore for SqliteStore {
             .call(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let failed = tx.execute(
-                    "UPDATE jobs SET status = ?2, failure_reason = ?3, updated_at = ?4 \
-                     WHERE id = ?1 AND status = ?5",
+                    &format!(
+                        "UPDATE jobs SET status = ?2, failure_reason = ?3, updated_at = ?4 \
+                         WHERE id = ?1 AND {}",
+                        status_allows(Transition::Fail)
+                    ),
                     params![
                         sql_id(job_id),
-                        JobStatus::Failed.as_str(),
+                        Transition::Fail.to().as_str(),
                         reason,
                         millis(at),
-                        JobStatus::InProgress.as_str(),
                     ],
                 )? == 1;
                 if !failed {

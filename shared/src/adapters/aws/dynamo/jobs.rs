@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{Put, ReturnValue, Select, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValue, Select, TransactWriteItem, Update,
+};
 
 use super::errors::{scheme_error_sk, update_count_sk, update_error_sk};
 use super::{
@@ -14,7 +16,8 @@ use super::{
 };
 use crate::model::{
     CancelOutcome, ChunkCommit, ChunkPlan, ChunkResult, Job, JobId, JobStatus, NewFile, NewJob,
-    ProceedOutcome, RowResult, SchemeError, SchemeReport, TenantId, Timestamp, UpdateError,
+    ProceedOutcome, RowResult, SchemeError, SchemeReport, TenantId, Timestamp, Transition,
+    UpdateError,
 };
 use crate::ports::{JobStore, PageRequest, StoreError, StoreResult};
 
@@ -100,8 +103,19 @@ fn number_of(item: &Item, name: &str) -> Option<u64> {
     item.get(name)?.as_n().ok()?.parse().ok()
 }
 
-fn status(status: JobStatus) -> aws_sdk_dynamodb::types::AttributeValue {
+fn status(status: JobStatus) -> AttributeValue {
     s(status.as_str())
+}
+
+/// The condition that a job's status allows `transition`, and the values it names.
+fn status_allows(transition: Transition) -> (String, Vec<(String, AttributeValue)>) {
+    let values: Vec<(String, AttributeValue)> = transition
+        .from()
+        .iter()
+        .map(|from| (format!(":from_{from}"), status(*from)))
+        .collect();
+    let names: Vec<&str> = values.iter().map(|(name, _)| name.as_str()).collect();
+    (format!("#status IN ({})", names.join(", ")), values)
 }
 
 fn not_found(id: JobId) -> StoreError {
@@ -131,31 +145,50 @@ impl DynamoStore {
         Ok(self.read_job(id).await?.filter(|job| &job.tenant == tenant))
     }
 
-    /// A conditional UpdateItem of a job returning the new job; `None` when the condition
-    /// failed. The names `#status`, `#tenant` and `#filename` are declared when used.
-    async fn update_job_if(
+    /// A job taking `transition`: an UpdateItem conditioned on the job's status allowing it
+    /// (and on `also`, when given), in which `:to_status` names the status it leads to and the names
+    /// `#status`, `#tenant` and `#filename` are declared when used. The new job; `None` when
+    /// the condition failed.
+    async fn transition_job(
         &self,
         id: JobId,
+        transition: Transition,
+        also: Option<&str>,
         build: impl FnOnce(UpdateItemFluentBuilder) -> UpdateItemFluentBuilder,
     ) -> StoreResult<Option<Job>> {
+        let (allowed, values) = status_allows(transition);
+        let condition = match also {
+            Some(also) => format!("{also} AND {allowed}"),
+            None => allowed,
+        };
         let mut request = build(
             self.client
                 .update_item()
                 .table_name(&self.table)
                 .set_key(Some(job_key(id)))
                 .return_values(ReturnValue::AllNew),
-        );
-        // DynamoDB rejects declared names that no expression uses.
-        for name in ["status", "tenant", "filename"] {
-            let alias = format!("#{name}");
-            let used = [
+        )
+        .condition_expression(condition);
+        for (name, value) in values {
+            request = request.expression_attribute_values(name, value);
+        }
+        let uses = |request: &UpdateItemFluentBuilder, word: &str| {
+            [
                 request.get_update_expression(),
                 request.get_condition_expression(),
             ]
             .into_iter()
             .flatten()
-            .any(|expression| expression.contains(&alias));
-            if used {
+            .any(|expression| expression.contains(word))
+        };
+        // DynamoDB rejects declared names and values that no expression uses (a resumption
+        // keeps the status: it sets none).
+        if uses(&request, ":to_status") {
+            request = request.expression_attribute_values(":to_status", status(transition.to()));
+        }
+        for name in ["status", "tenant", "filename"] {
+            let alias = format!("#{name}");
+            if uses(&request, &alias) {
                 request = request.expression_attribute_names(alias, name);
             }
         }
@@ -254,19 +287,17 @@ impl DynamoStore {
     /// whose conditional update did it.
     async fn complete_when_done(&self, id: JobId, at: Timestamp) -> StoreResult<bool> {
         let job = self.read_job(id).await?.ok_or_else(|| not_found(id))?;
-        if job.status != JobStatus::InProgress || job.chunks_done < job.chunk_plan.chunk_count() {
+        // Chunks are only ever counted up: all done when read, all done when updated.
+        if !Transition::Complete.allowed_for(&job) {
             return Ok(false);
         }
         let completed = self
-            .update_job_if(id, |update| {
+            .transition_job(id, Transition::Complete, None, |update| {
                 update
                     .update_expression(
-                        "SET #status = :completed, completed_at = :at, updated_at = :at \
+                        "SET #status = :to_status, completed_at = :at, updated_at = :at \
                          REMOVE gsi2pk, gsi2sk",
                     )
-                    .condition_expression("#status = :in_progress")
-                    .expression_attribute_values(":completed", status(JobStatus::Completed))
-                    .expression_attribute_values(":in_progress", status(JobStatus::InProgress))
                     .expression_attribute_values(":at", s(at.to_string()))
             })
             .await?;
@@ -346,27 +377,26 @@ impl JobStore for DynamoStore {
         // change of status: try again a few times.
         for _ in 0..3 {
             let updated = self
-                .update_job_if(id, |update| {
-                    update
-                        .update_expression(
-                            "SET #filename = :filename, file_key = :file_key, \
-                             file_bytes = :file_bytes, updated_at = :at, #status = :created, \
+                .transition_job(
+                    id,
+                    Transition::ReplaceFile,
+                    Some("#tenant = :tenant"),
+                    |update| {
+                        update
+                            .update_expression(
+                                "SET #filename = :filename, file_key = :file_key, \
+                             file_bytes = :file_bytes, updated_at = :at, #status = :to_status, \
                              total_rows = :zero, scheme_error_count = :zero, chunk_plan = :plan",
-                        )
-                        .condition_expression(
-                            "#tenant = :tenant AND #status IN (:created, :valid, :invalid)",
-                        )
-                        .expression_attribute_values(":filename", s(file.filename.clone()))
-                        .expression_attribute_values(":file_key", s(file.file_key.clone()))
-                        .expression_attribute_values(":file_bytes", n(file.file_bytes))
-                        .expression_attribute_values(":at", s(file.at.to_string()))
-                        .expression_attribute_values(":zero", n(0))
-                        .expression_attribute_values(":plan", plan.clone())
-                        .expression_attribute_values(":tenant", s(tenant.as_str()))
-                        .expression_attribute_values(":created", status(JobStatus::Created))
-                        .expression_attribute_values(":valid", status(JobStatus::ValidScheme))
-                        .expression_attribute_values(":invalid", status(JobStatus::InvalidScheme))
-                })
+                            )
+                            .expression_attribute_values(":filename", s(file.filename.clone()))
+                            .expression_attribute_values(":file_key", s(file.file_key.clone()))
+                            .expression_attribute_values(":file_bytes", n(file.file_bytes))
+                            .expression_attribute_values(":at", s(file.at.to_string()))
+                            .expression_attribute_values(":zero", n(0))
+                            .expression_attribute_values(":plan", plan.clone())
+                            .expression_attribute_values(":tenant", s(tenant.as_str()))
+                    },
+                )
                 .await?;
             match updated {
                 Some(job) => {
@@ -379,7 +409,7 @@ impl JobStore for DynamoStore {
                 }
                 None => match self.read_tenant_job(tenant, id).await? {
                     None => return Ok(None),
-                    Some(job) if job.status.accepts_new_file() => continue,
+                    Some(job) if Transition::ReplaceFile.allowed_from(job.status) => continue,
                     Some(job) => return Ok(Some(Err(job))),
                 },
             }
@@ -402,7 +432,8 @@ impl JobStore for DynamoStore {
             .read_tenant_job(tenant, id)
             .await?
             .ok_or_else(|| not_found(id))?;
-        if job.file_key != file_key || job.status != JobStatus::Created {
+        let transition = report.transition();
+        if job.file_key != file_key || !transition.allowed_from(job.status) {
             return Ok(job);
         }
         let pk = job_pk(id);
@@ -421,24 +452,20 @@ impl JobStore for DynamoStore {
             self.batch_write(writes).await?;
         }
         let plan = to_attribute(&report.chunk_plan)?;
+        let also = "#tenant = :tenant AND file_key = :file_key";
         let updated = self
-            .update_job_if(id, |update| {
+            .transition_job(id, transition, Some(also), |update| {
                 update
                     .update_expression(
-                        "SET #status = :status, total_rows = :rows, \
+                        "SET #status = :to_status, total_rows = :rows, \
                          scheme_error_count = :errors, chunk_plan = :plan, updated_at = :at",
                     )
-                    .condition_expression(
-                        "#tenant = :tenant AND file_key = :file_key AND #status = :created",
-                    )
-                    .expression_attribute_values(":status", status(report.status()))
                     .expression_attribute_values(":rows", n(report.total_rows))
                     .expression_attribute_values(":errors", n(report.error_count))
                     .expression_attribute_values(":plan", plan)
                     .expression_attribute_values(":at", s(at.to_string()))
                     .expression_attribute_values(":tenant", s(tenant.as_str()))
                     .expression_attribute_values(":file_key", s(file_key))
-                    .expression_attribute_values(":created", status(JobStatus::Created))
             })
             .await?;
         match updated {
@@ -467,25 +494,27 @@ impl JobStore for DynamoStore {
         at: Timestamp,
     ) -> StoreResult<Option<ProceedOutcome>> {
         let started = self
-            .update_job_if(id, |update| {
-                update
-                    .update_expression(
-                        "SET #status = :in_progress, proceed_api_user_name = :user, \
+            .transition_job(
+                id,
+                Transition::Proceed,
+                Some("#tenant = :tenant"),
+                |update| {
+                    update
+                        .update_expression(
+                            "SET #status = :to_status, proceed_api_user_name = :user, \
                          process_requested_at = :at, updated_at = :at, \
                          gsi2pk = :active, gsi2sk = :id",
-                    )
-                    .condition_expression("#tenant = :tenant AND #status = :valid")
-                    .expression_attribute_values(":active", s(IN_PROGRESS))
-                    .expression_attribute_values(
-                        ":id",
-                        s(format!("{}{}", in_progress_sk_prefix(tenant), padded(id))),
-                    )
-                    .expression_attribute_values(":in_progress", status(JobStatus::InProgress))
-                    .expression_attribute_values(":user", s(proceed_api_user_name))
-                    .expression_attribute_values(":at", s(at.to_string()))
-                    .expression_attribute_values(":tenant", s(tenant.as_str()))
-                    .expression_attribute_values(":valid", status(JobStatus::ValidScheme))
-            })
+                        )
+                        .expression_attribute_values(":active", s(IN_PROGRESS))
+                        .expression_attribute_values(
+                            ":id",
+                            s(format!("{}{}", in_progress_sk_prefix(tenant), padded(id))),
+                        )
+                        .expression_attribute_values(":user", s(proceed_api_user_name))
+                        .expression_attribute_values(":at", s(at.to_string()))
+                        .expression_attribute_values(":tenant", s(tenant.as_str()))
+                },
+            )
             .await?;
         if let Some(job) = started {
             return Ok(Some(ProceedOutcome::Started(job)));
@@ -494,7 +523,7 @@ impl JobStore for DynamoStore {
             // The SDK sends the update again when its answer was lost, and the condition then
             // fails: a job moved to in progress by this very call (its instant, its caller) is
             // started, not already proceeded, or its chunks would never be queued.
-            let started_by_this_call = job.status == JobStatus::InProgress
+            let started_by_this_call = job.status == Transition::Proceed.to()
                 && job.process_requested_at == Some(at)
                 && job.proceed_api_user_name.as_deref() == Some(proceed_api_user_name);
             if started_by_this_call {
@@ -608,20 +637,19 @@ impl JobStore for DynamoStore {
         at: Timestamp,
     ) -> StoreResult<Option<CancelOutcome>> {
         let cancelled = self
-            .update_job_if(id, |update| {
-                update
-                    .update_expression(
-                        "SET #status = :cancelled, updated_at = :at REMOVE gsi2pk, gsi2sk",
-                    )
-                    .condition_expression(
-                        "#tenant = :tenant AND NOT #status IN (:cancelled, :completed, :failed)",
-                    )
-                    .expression_attribute_values(":cancelled", status(JobStatus::Cancelled))
-                    .expression_attribute_values(":completed", status(JobStatus::Completed))
-                    .expression_attribute_values(":failed", status(JobStatus::Failed))
-                    .expression_attribute_values(":tenant", s(tenant.as_str()))
-                    .expression_attribute_values(":at", s(at.to_string()))
-            })
+            .transition_job(
+                id,
+                Transition::Cancel,
+                Some("#tenant = :tenant"),
+                |update| {
+                    update
+                        .update_expression(
+                            "SET #status = :to_status, updated_at = :at REMOVE gsi2pk, gsi2sk",
+                        )
+                        .expression_attribute_values(":tenant", s(tenant.as_str()))
+                        .expression_attribute_values(":at", s(at.to_string()))
+                },
+            )
             .await?;
         if let Some(job) = cancelled {
             return Ok(Some(CancelOutcome::Cancelled(job)));
@@ -688,11 +716,9 @@ impl JobStore for DynamoStore {
 
     async fn resume_job(&self, job_id: JobId, at: Timestamp) -> StoreResult<bool> {
         let resumed = self
-            .update_job_if(job_id, |update| {
+            .transition_job(job_id, Transition::Resume, None, |update| {
                 update
                     .update_expression("SET updated_at = :at ADD resumptions :one")
-                    .condition_expression("#status = :in_progress")
-                    .expression_attribute_values(":in_progress", status(JobStatus::InProgress))
                     .expression_attribute_values(":at", s(at.to_string()))
                     .expression_attribute_values(":one", n(1))
             })
@@ -706,15 +732,12 @@ impl JobStore for DynamoStore {
 
     async fn fail_job(&self, job_id: JobId, reason: &str, at: Timestamp) -> StoreResult<()> {
         let failed = self
-            .update_job_if(job_id, |update| {
+            .transition_job(job_id, Transition::Fail, None, |update| {
                 update
                     .update_expression(
-                        "SET #status = :failed, failure_reason = :reason, updated_at = :at \
+                        "SET #status = :to_status, failure_reason = :reason, updated_at = :at \
                          REMOVE gsi2pk, gsi2sk",
                     )
-                    .condition_expression("#status = :in_progress")
-                    .expression_attribute_values(":failed", status(JobStatus::Failed))
-                    .expression_attribute_values(":in_progress", status(JobStatus::InProgress))
                     .expression_attribute_values(":reason", s(reason))
                     .expression_attribute_values(":at", s(at.to_string()))
             })
