@@ -12,16 +12,19 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use crate::adapters::aws::{connect, AwsSettings};
 use crate::api::{Api, ApiRequest, ApiResponse, RouteGroup};
 use crate::deadline::{chunk_budget_from_env, Deadline, CHUNK_BUDGET, REQUEST_CHUNK_BUDGET};
+use crate::delivery::{
+    dead_letter_reason, give_up, log_intake, log_retry, settle_chunk, settle_intake, Settlement,
+};
 use crate::model::WorkItem;
 use crate::ports::StoreError;
-use crate::processing::{dead_letter_reason, gave_up_reason, ChunkOutcome};
-use crate::service::{BulkService, ServiceConfig, ServiceError, STALE_JOB_AFTER};
+use crate::processing::ChunkOutcome;
+use crate::service::{BulkService, ServiceConfig, STALE_JOB_AFTER};
 use serde_json::Value;
 
 /// Deliveries of a work item before SQS moves it to the dead-letter queue: the work queue's
 /// `maxReceiveCount` in `template.yaml` (a test holds the two equal). On the last one a chunk
 /// that still fails ends its job `failed`.
-pub const MAX_RECEIVES: u32 = crate::processing::MAX_DELIVERIES;
+pub const MAX_RECEIVES: u32 = crate::delivery::MAX_DELIVERIES;
 
 pub type Error = lambda_runtime::Error;
 
@@ -175,30 +178,26 @@ pub async fn process_sqs_batch(
             .as_deref()
             .map(serde_json::from_str::<WorkItem>)
         {
-            Some(Ok(item)) => match service.process(&item).await {
-                Ok(outcome) => {
-                    log_outcome(&item, &outcome);
-                    false
-                }
-                Err(error) if receives >= MAX_RECEIVES => {
-                    // The last delivery: the message goes to the dead-letter queue, and the
-                    // job ends failed with the reason instead of staying in progress.
-                    let reason = gave_up_reason(&item, receives, &error);
-                    tracing::error!(job_id = item.job_id, %reason, "giving up on a chunk");
-                    if let Err(error) = service.fail_job(item.job_id, &reason).await {
-                        tracing::error!(job_id = item.job_id, %error, "could not fail the job");
+            Some(Ok(item)) => {
+                let processed = service.process(&item).await;
+                match settle_chunk(&item, receives, &processed) {
+                    Settlement::Done => {
+                        if let Ok(outcome) = &processed {
+                            log_outcome(&item, outcome);
+                        }
+                        false
                     }
-                    true
+                    Settlement::Retry => {
+                        log_retry(&item, receives, &processed);
+                        true
+                    }
+                    Settlement::GiveUp { job_id, reason } => {
+                        // The message still fails: SQS moves it to the dead-letter queue.
+                        give_up(service, job_id, &reason).await;
+                        true
+                    }
                 }
-                Err(error @ StoreError::Denied { .. }) => {
-                    tracing::error!(job_id = item.job_id, chunk = item.chunk, receives, %error, "chunk failed: this deployment lacks a permission; it will be retried");
-                    true
-                }
-                Err(error) => {
-                    tracing::warn!(job_id = item.job_id, chunk = item.chunk, receives, %error, "chunk failed; it will be retried");
-                    true
-                }
-            },
+            }
             Some(Err(error)) => {
                 tracing::error!(message_id = %id, %error, "message is not a work item");
                 true
@@ -311,10 +310,7 @@ pub async fn handle_intake_event(service: &BulkService, event: Value) -> Result<
             Ok(notification) => {
                 let mut failed = false;
                 for key in notification_keys(&notification) {
-                    if let Err(error) = take_in(service, &key).await {
-                        tracing::warn!(key, %error, "intake failed; the message will be retried");
-                        failed = true;
-                    }
+                    failed |= take_in(service, &key).await.is_err();
                 }
                 failed
             }
@@ -333,22 +329,11 @@ pub async fn handle_intake_event(service: &BulkService, event: Value) -> Result<
 }
 
 async fn take_in(service: &BulkService, key: &str) -> Result<(), Error> {
-    match service.intake(key).await {
-        Ok(outcome) => {
-            tracing::info!(key, ?outcome, "intake");
-            Ok(())
-        }
-        Err(ServiceError::Store(error)) => {
-            if matches!(error, StoreError::Denied { .. }) {
-                tracing::error!(key, %error, "intake failed: this deployment lacks a permission");
-            }
-            Err(error.into())
-        }
-        // Anything else is an answer about this object, not a failure worth a retry.
-        Err(error) => {
-            tracing::warn!(key, %error, "intake refused a file");
-            Ok(())
-        }
+    let taken_in = service.intake(key).await;
+    log_intake(key, &taken_in);
+    match (settle_intake(&taken_in), taken_in) {
+        (Settlement::Retry, Err(error)) => Err(error.into()),
+        _ => Ok(()),
     }
 }
 

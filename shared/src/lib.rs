@@ -5,6 +5,7 @@ pub mod adapters;
 pub mod api;
 pub mod auth;
 pub mod deadline;
+pub mod delivery;
 pub mod jobfile;
 pub mod model;
 pub mod passwords;

@@ -9,8 +9,11 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::adapters::embedded::{visible_files, LeasedWork, LocalFileStore, SqliteWorkQueue};
+use crate::delivery::{
+    give_up, log_intake, log_retry, retry_delay, settle_chunk, settle_intake, Settlement,
+};
 use crate::model::TenantId;
-use crate::processing::{gave_up_reason, ChunkOutcome, MAX_DELIVERIES};
+use crate::processing::ChunkOutcome;
 use crate::service::{BulkService, ServiceError, STALE_JOB_AFTER};
 
 /// Settings of the local server, from the environment.
@@ -172,17 +175,17 @@ impl DropFolder {
         }
     }
 
-    /// Takes in a file moved out of the drop folder; a failed intake is tried again later.
+    /// Takes in a file moved out of the drop folder; an intake that failed for a reason that
+    /// may pass is tried again later.
     async fn take_in(&self, key: &str, retries: &mut IntakeRetries) {
-        match self.service.intake(key).await {
-            Ok(outcome) => {
-                retries.succeeded(key);
-                tracing::info!(key, ?outcome, "took in a dropped file");
-            }
-            Err(error) => {
+        let taken_in = self.service.intake(key).await;
+        log_intake(key, &taken_in);
+        match settle_intake(&taken_in) {
+            Settlement::Retry => {
                 let after = retries.failed(key, Instant::now());
-                tracing::error!(key, %error, retry_in_s = after.as_secs(), "intake of a dropped file failed");
+                tracing::info!(key, retry_in_s = after.as_secs(), "intake scheduled again");
             }
+            Settlement::Done | Settlement::GiveUp { .. } => retries.succeeded(key),
         }
     }
 }
@@ -339,28 +342,28 @@ impl LocalWorker {
 
     async fn handle(&self, work: LeasedWork) {
         let item = &work.item;
-        let settled = match self.service.process(item).await {
-            Ok(outcome) => {
-                if let ChunkOutcome::Committed {
-                    completed_job: true,
-                    ..
-                }
-                | ChunkOutcome::AlreadyCommitted {
-                    completed_job: true,
-                } = outcome
+        let processed = self.service.process(item).await;
+        let settled = match settle_chunk(item, work.receive_count, &processed) {
+            Settlement::Done => {
+                if let Ok(
+                    ChunkOutcome::Committed {
+                        completed_job: true,
+                        ..
+                    }
+                    | ChunkOutcome::AlreadyCommitted {
+                        completed_job: true,
+                    },
+                ) = processed
                 {
                     tracing::info!(job_id = item.job_id, "job completed");
                 }
                 true
             }
-            Err(error) if work.receive_count >= MAX_DELIVERIES => {
-                let reason = gave_up_reason(item, work.receive_count, &error);
-                tracing::error!(job_id = item.job_id, %reason, "giving up on a chunk");
-                self.service.fail_job(item.job_id, &reason).await.is_ok()
-            }
-            Err(error) => {
-                tracing::warn!(job_id = item.job_id, chunk = item.chunk, %error, "chunk failed; retrying");
-                let delay = Duration::from_millis(200 * 2u64.pow(work.receive_count.min(8)));
+            // No dead-letter queue here: the work is settled once its job has failed.
+            Settlement::GiveUp { job_id, reason } => give_up(&self.service, job_id, &reason).await,
+            Settlement::Retry => {
+                log_retry(item, work.receive_count, &processed);
+                let delay = retry_delay(work.receive_count);
                 if let Err(error) = self.queue.retry_later(work.receipt, delay).await {
                     tracing::error!(%error, "could not reschedule work");
                 }

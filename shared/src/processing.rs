@@ -180,28 +180,6 @@ pub async fn process_work_item(
     })
 }
 
-/// Deliveries of a chunk that keeps failing before it is given up and its job ended `failed`:
-/// the local worker's attempts, and the SQS work queue's `maxReceiveCount`.
-pub const MAX_DELIVERIES: u32 = 5;
-
-/// The failure reason of a job whose chunk failed on its last delivery.
-pub fn gave_up_reason(item: &WorkItem, attempts: u32, error: &StoreError) -> String {
-    format!(
-        "chunk {} failed {attempts} times, last: {error}",
-        item.chunk
-    )
-}
-
-/// The failure reason of a job whose chunk's message went to the dead-letter queue without
-/// the processor giving up on it: every delivery ended without an answer.
-pub fn dead_letter_reason(item: &WorkItem) -> String {
-    format!(
-        "chunk {} was delivered {MAX_DELIVERIES} times without being processed (the processor \
-         timed out or stopped each time) and went to the dead-letter queue",
-        item.chunk
-    )
-}
-
 async fn fail(ports: &Ports, job: &Job, reason: String) -> Result<ChunkOutcome, StoreError> {
     tracing::warn!(job_id = job.id, %reason, "job failed");
     ports
