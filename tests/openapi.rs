@@ -2,7 +2,8 @@
 //! document, and schemathesis, sending requests generated from it (valid and invalid ones) for
 //! every operation of every dialect to a fresh `bulk-local` holding a little data, finds no
 //! server error and no answer the document does not describe: status code, content type,
-//! headers and body.
+//! headers and body; and the document describes exactly the operations the route table
+//! routes.
 //!
 //! The tools (`openapi-spec-validator`, `schemathesis`, tests/requirements.txt) are taken from
 //! `.venv/bin` when it has them, else from `PATH`; the tests fail when they are missing.
@@ -58,6 +59,36 @@ fn the_document_is_valid_openapi() {
         document.display(),
         output.status,
         text(&output)
+    );
+}
+
+/// Every route of the route table is documented, and nothing is documented that is not routed:
+/// the document's (method, path) pairs are the table's (aliases and the `.json` suffix are
+/// the router's, not separate operations).
+#[test]
+fn the_document_describes_exactly_the_routed_operations() {
+    const OPERATIONS: &str = "import json, sys, yaml\n\
+        paths = yaml.safe_load(open(sys.argv[1]))['paths']\n\
+        print(json.dumps(sorted([m.upper(), p] for p, item in paths.items() for m in item \
+        if m in ('get', 'put', 'post', 'delete', 'patch', 'head', 'options', 'trace'))))";
+    let output = run(
+        std::process::Command::new(tool("python"))
+            .args(["-c", OPERATIONS])
+            .arg(document()),
+        "python",
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let documented: std::collections::BTreeSet<(String, String)> =
+        serde_json::from_slice(&output.stdout).expect("a JSON list of [method, path]");
+    let routed: std::collections::BTreeSet<(String, String)> = bulk_users::api::route_table()
+        .iter()
+        .map(|spec| (spec.method.to_string(), spec.pattern.to_owned()))
+        .collect();
+    let undocumented: Vec<_> = routed.difference(&documented).collect();
+    let unrouted: Vec<_> = documented.difference(&routed).collect();
+    assert!(
+        undocumented.is_empty() && unrouted.is_empty(),
+        "routed but not documented: {undocumented:?}\ndocumented but not routed: {unrouted:?}"
     );
 }
 
