@@ -4,7 +4,8 @@
 
 use http::Method;
 
-/// Every operation of the API.
+/// Every operation of the API. Its facts — method, path, dialect, serving function, whether
+/// it creates a job — are its row of [`ROUTES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
     Template,
@@ -28,12 +29,13 @@ pub enum Operation {
     UpdateManyUsers,
     /// Zendesk `DELETE users/destroy_many`.
     DestroyManyUsers,
-    /// Zendesk `GET job_statuses/{id}`.
-    JobStatus,
-    /// Zendesk `GET job_statuses/show_many`.
-    ShowManyJobStatuses,
     /// Zendesk `GET job_statuses`.
     JobStatuses,
+    /// Zendesk `GET job_statuses/show_many` (before `job_statuses/{id}`, which its path
+    /// matches too: the first row that matches wins).
+    ShowManyJobStatuses,
+    /// Zendesk `GET job_statuses/{id}`.
+    JobStatus,
     /// Huawei Workspace `POST users/batch-create`.
     WorkspaceBatchCreate,
     /// Huawei Workspace `GET users`.
@@ -45,21 +47,14 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The operation's row of the route table.
+    pub fn spec(self) -> &'static RouteSpec {
+        &ROUTES[self as usize]
+    }
+
     /// Whether the operation records a new job: those take an `Idempotency-Key`.
     pub fn creates_job(self) -> bool {
-        use Operation::*;
-        matches!(
-            self,
-            Upload
-                | PresignUpload
-                | CreateManyUsers
-                | CreateOrUpdateManyUsers
-                | UpdateManyUsers
-                | DestroyManyUsers
-                | WorkspaceBatchCreate
-                | WorkspaceDeleteUser
-                | WorkspaceBatchDelete
-        )
+        self.spec().creates_job
     }
 }
 
@@ -74,19 +69,7 @@ pub enum Dialect {
 impl Dialect {
     /// The dialect of an operation.
     pub fn of(operation: Operation) -> Dialect {
-        use Operation::*;
-        match operation {
-            CreateManyUsers
-            | CreateOrUpdateManyUsers
-            | UpdateManyUsers
-            | DestroyManyUsers
-            | JobStatus
-            | ShowManyJobStatuses
-            | JobStatuses => Dialect::Zendesk,
-            WorkspaceBatchCreate | WorkspaceListUsers | WorkspaceDeleteUser
-            | WorkspaceBatchDelete => Dialect::Workspace,
-            _ => Dialect::Ccai,
-        }
+        operation.spec().dialect
     }
 
     /// The dialect a path is written in, for answering requests no route matches.
@@ -125,28 +108,7 @@ pub enum RouteGroup {
 impl RouteGroup {
     /// The group of the Lambda function that serves an operation.
     pub fn of(operation: Operation) -> RouteGroup {
-        match operation {
-            Operation::Upload | Operation::ReplaceUpload | Operation::PresignUpload => {
-                RouteGroup::Upload
-            }
-            Operation::Proceed | Operation::Cancel => RouteGroup::Proceed,
-            Operation::Job | Operation::JobStatus | Operation::ShowManyJobStatuses => {
-                RouteGroup::Status
-            }
-            Operation::Jobs | Operation::JobStatuses => RouteGroup::Jobs,
-            Operation::Template
-            | Operation::UserConfiguration
-            | Operation::SchemeErrors
-            | Operation::UpdateErrors
-            | Operation::WorkspaceListUsers => RouteGroup::Reads,
-            Operation::CreateManyUsers
-            | Operation::CreateOrUpdateManyUsers
-            | Operation::UpdateManyUsers
-            | Operation::DestroyManyUsers => RouteGroup::Batches,
-            Operation::WorkspaceBatchCreate
-            | Operation::WorkspaceDeleteUser
-            | Operation::WorkspaceBatchDelete => RouteGroup::Directory,
-        }
+        operation.spec().group
     }
 
     pub fn serves(self, operation: Operation) -> bool {
@@ -154,135 +116,85 @@ impl RouteGroup {
     }
 }
 
-/// One row of the route table. A pattern segment `{name}` matches any non-empty segment.
-#[derive(Debug, Clone)]
+/// One row of the route table: an operation and all its facts. A pattern segment `{name}`
+/// matches any non-empty segment.
+#[derive(Debug)]
 pub struct RouteSpec {
+    pub operation: Operation,
     pub method: Method,
     pub pattern: &'static str,
-    pub operation: Operation,
+    pub dialect: Dialect,
+    /// The function that serves it.
+    pub group: RouteGroup,
+    /// Whether it records a new job (and so takes an `Idempotency-Key`).
+    pub creates_job: bool,
 }
-
-const CCAI: &str = "/apps/api/v1/bulk/users";
 
 /// Path prefixes accepted for another spelling: (alias, canonical). The seed documents some CCAI
 /// routes without the `/apps/api` prefix.
-pub const PATH_ALIASES: [(&str, &str); 1] = [("/v1/bulk/users", CCAI)];
+pub const PATH_ALIASES: [(&str, &str); 1] = [("/v1/bulk/users", "/apps/api/v1/bulk/users")];
+
+const fn row(
+    operation: Operation,
+    method: Method,
+    pattern: &'static str,
+    dialect: Dialect,
+    group: RouteGroup,
+    creates_job: bool,
+) -> RouteSpec {
+    RouteSpec {
+        operation,
+        method,
+        pattern,
+        dialect,
+        group,
+        creates_job,
+    }
+}
+
+use Dialect::{Ccai, Workspace, Zendesk};
+use RouteGroup as G;
+
+/// The route table, one row per operation in the order of [`Operation`]; a request is routed
+/// to the first row that matches it.
+#[rustfmt::skip]
+pub static ROUTES: [RouteSpec; 22] = {
+    use Operation::*;
+    const JOB: bool = true;
+    const NO_JOB: bool = false;
+    [
+        row(Template, Method::GET, "/apps/api/v1/bulk/users/template", Ccai, G::Reads, NO_JOB),
+        row(UserConfiguration, Method::GET, "/apps/api/v1/bulk/users/config", Ccai, G::Reads, NO_JOB),
+        row(Upload, Method::POST, "/apps/api/v1/bulk/users/upload", Ccai, G::Upload, JOB),
+        row(ReplaceUpload, Method::PUT, "/apps/api/v1/bulk/users/upload", Ccai, G::Upload, NO_JOB),
+        row(PresignUpload, Method::POST, "/apps/api/v1/bulk/users/upload/presigned", Ccai, G::Upload, JOB),
+        row(Proceed, Method::POST, "/apps/api/v1/bulk/users/proceed", Ccai, G::Proceed, NO_JOB),
+        row(Cancel, Method::POST, "/apps/api/v1/bulk/users/cancel", Ccai, G::Proceed, NO_JOB),
+        row(Job, Method::GET, "/apps/api/v1/bulk/users/jobs/{id}", Ccai, G::Status, NO_JOB),
+        row(Jobs, Method::GET, "/apps/api/v1/bulk/users/jobs", Ccai, G::Jobs, NO_JOB),
+        row(SchemeErrors, Method::GET, "/apps/api/v1/bulk/users/errors/scheme/{id}", Ccai, G::Reads, NO_JOB),
+        row(UpdateErrors, Method::GET, "/apps/api/v1/bulk/users/errors/update/{id}", Ccai, G::Reads, NO_JOB),
+        row(CreateManyUsers, Method::POST, "/api/v2/users/create_many", Zendesk, G::Batches, JOB),
+        row(CreateOrUpdateManyUsers, Method::POST, "/api/v2/users/create_or_update_many", Zendesk, G::Batches, JOB),
+        row(UpdateManyUsers, Method::PUT, "/api/v2/users/update_many", Zendesk, G::Batches, JOB),
+        row(DestroyManyUsers, Method::DELETE, "/api/v2/users/destroy_many", Zendesk, G::Batches, JOB),
+        row(JobStatuses, Method::GET, "/api/v2/job_statuses", Zendesk, G::Jobs, NO_JOB),
+        row(ShowManyJobStatuses, Method::GET, "/api/v2/job_statuses/show_many", Zendesk, G::Status, NO_JOB),
+        row(JobStatus, Method::GET, "/api/v2/job_statuses/{id}", Zendesk, G::Status, NO_JOB),
+        row(WorkspaceBatchCreate, Method::POST, "/v2/{project_id}/users/batch-create", Workspace, G::Directory, JOB),
+        row(WorkspaceListUsers, Method::GET, "/v2/{project_id}/users", Workspace, G::Reads, NO_JOB),
+        row(WorkspaceDeleteUser, Method::DELETE, "/v2/{project_id}/users/{user_id}", Workspace, G::Directory, JOB),
+        row(WorkspaceBatchDelete, Method::POST, "/v2/{project_id}/users/batch-delete", Workspace, G::Directory, JOB),
+    ]
+};
+
+// A row for every operation: an operation added last without its row stops the build (one
+// added elsewhere fails `each_operation_has_its_own_row`).
+const _: () = assert!(ROUTES.len() == Operation::WorkspaceBatchDelete as usize + 1);
 
 /// The route table.
 pub fn route_table() -> &'static [RouteSpec] {
-    use std::sync::OnceLock;
-    static TABLE: OnceLock<Vec<RouteSpec>> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        let route = |method: Method, pattern: &'static str, operation| RouteSpec {
-            method,
-            pattern,
-            operation,
-        };
-        vec![
-            route(
-                Method::GET,
-                "/apps/api/v1/bulk/users/template",
-                Operation::Template,
-            ),
-            route(
-                Method::GET,
-                "/apps/api/v1/bulk/users/config",
-                Operation::UserConfiguration,
-            ),
-            route(
-                Method::POST,
-                "/apps/api/v1/bulk/users/upload",
-                Operation::Upload,
-            ),
-            route(
-                Method::PUT,
-                "/apps/api/v1/bulk/users/upload",
-                Operation::ReplaceUpload,
-            ),
-            route(
-                Method::POST,
-                "/apps/api/v1/bulk/users/upload/presigned",
-                Operation::PresignUpload,
-            ),
-            route(
-                Method::POST,
-                "/apps/api/v1/bulk/users/proceed",
-                Operation::Proceed,
-            ),
-            route(
-                Method::POST,
-                "/apps/api/v1/bulk/users/cancel",
-                Operation::Cancel,
-            ),
-            route(Method::GET, "/apps/api/v1/bulk/users/jobs", Operation::Jobs),
-            route(
-                Method::GET,
-                "/apps/api/v1/bulk/users/jobs/{id}",
-                Operation::Job,
-            ),
-            route(
-                Method::GET,
-                "/apps/api/v1/bulk/users/errors/scheme/{id}",
-                Operation::SchemeErrors,
-            ),
-            route(
-                Method::GET,
-                "/apps/api/v1/bulk/users/errors/update/{id}",
-                Operation::UpdateErrors,
-            ),
-            route(
-                Method::POST,
-                "/api/v2/users/create_many",
-                Operation::CreateManyUsers,
-            ),
-            route(
-                Method::POST,
-                "/api/v2/users/create_or_update_many",
-                Operation::CreateOrUpdateManyUsers,
-            ),
-            route(
-                Method::PUT,
-                "/api/v2/users/update_many",
-                Operation::UpdateManyUsers,
-            ),
-            route(
-                Method::DELETE,
-                "/api/v2/users/destroy_many",
-                Operation::DestroyManyUsers,
-            ),
-            route(Method::GET, "/api/v2/job_statuses", Operation::JobStatuses),
-            route(
-                Method::GET,
-                "/api/v2/job_statuses/show_many",
-                Operation::ShowManyJobStatuses,
-            ),
-            route(
-                Method::GET,
-                "/api/v2/job_statuses/{id}",
-                Operation::JobStatus,
-            ),
-            route(
-                Method::POST,
-                "/v2/{project_id}/users/batch-create",
-                Operation::WorkspaceBatchCreate,
-            ),
-            route(
-                Method::GET,
-                "/v2/{project_id}/users",
-                Operation::WorkspaceListUsers,
-            ),
-            route(
-                Method::DELETE,
-                "/v2/{project_id}/users/{user_id}",
-                Operation::WorkspaceDeleteUser,
-            ),
-            route(
-                Method::POST,
-                "/v2/{project_id}/users/batch-delete",
-                Operation::WorkspaceBatchDelete,
-            ),
-        ]
-    })
+    &ROUTES
 }
 
 /// A resolved request: the operation and the values of the pattern's `{…}` segments, in order.
@@ -365,6 +277,14 @@ mod tests {
 
     fn op(method: Method, path: &str) -> Result<(Operation, Vec<String>), RouteMiss> {
         resolve(&method, path).map(|route| (route.operation, route.params))
+    }
+
+    #[test]
+    fn each_operation_has_its_own_row() {
+        for (index, spec) in ROUTES.iter().enumerate() {
+            assert_eq!(spec.operation as usize, index, "{:?}", spec.operation);
+            assert!(std::ptr::eq(spec.operation.spec(), spec));
+        }
     }
 
     #[test]
