@@ -270,6 +270,8 @@ impl From<ServiceError> for ApiError {
                 ApiError::Unprocessable { field, message }
             }
             ServiceError::Invalid { field, message } => ApiError::BadRequest { field, message },
+            ServiceError::Duplicate { field, message } => ApiError::Duplicate { field, message },
+            ServiceError::Internal(message) => ApiError::Internal(message),
             ServiceError::TooLarge { limit, message } => ApiError::TooLarge { limit, message },
             ServiceError::TooMany {
                 limit,

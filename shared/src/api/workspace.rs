@@ -1,14 +1,8 @@
 //! Handlers of the Huawei Workspace dialect: `users/batch-create` (synchronous), the user list
 //! and deletions, under `/v2/{project_id}/…`; `project_id` is the caller's tenant.
 //!
-//! A batch is all-or-nothing for everything that can be checked before writing: every field
-//! rule of every user, names and emails repeated within the batch, and names or emails that
-//! already exist. Any of these answers 400 naming the user's index and field, and no user is
-//! written (the refused batch is still recorded as an `invalid_scheme` job). Only a
-//! concurrent request creating the same name between the check and the write can leave a
-//! batch partly applied; the answer then names the users that were not created.
-
-use std::collections::HashMap;
+//! The handlers only translate: a batch's rules (all or nothing, checked before anything is
+//! written) are the service's, in `service/workspace.rs`.
 
 use http::{HeaderValue, StatusCode};
 use serde::Deserialize;
@@ -18,13 +12,10 @@ use serde_json::{json, Map, Value};
 use super::query::Query;
 use super::{json_response, ApiError, ApiRequest, ApiResponse, Operation, Route};
 use crate::auth::SignedRequest;
-use crate::model::{JobKind, RowAction, RowResult, SchemeError, User, UserFilter, UserId, UserKey};
-use crate::passwords::hash_passwords;
+use crate::model::{RowAction, RowResult, User, UserFilter, UserId};
 use crate::service::{BulkService, KeyTicket, Principal};
-use crate::validation::{workspace_command, PasswordForm, RowError, MAX_USER_NAME_CHARS};
+use crate::validation::MAX_USER_NAME_CHARS;
 
-/// Users one `batch-create` may carry.
-pub const MAX_USERS_PER_BATCH: usize = 200;
 /// User ids one `batch-delete` may carry.
 pub const MAX_USERS_PER_DELETE: usize = 100;
 const DEFAULT_LIST_LIMIT: u64 = 100;
@@ -118,106 +109,8 @@ async fn batch_create(
         })?
         .users
         .ok_or_else(|| ApiError::bad_request("users", "users is required"))?;
-    if users.is_empty() || users.len() > MAX_USERS_PER_BATCH {
-        return Err(ApiError::bad_request(
-            "users",
-            format!(
-                "users must hold 1 to {MAX_USERS_PER_BATCH} users; it holds {}",
-                users.len()
-            ),
-        ));
-    }
-
-    // Every rule of every user, and repeats within the batch.
-    let mut errors: Vec<SchemeError> = Vec::new();
-    let mut keys: Vec<Vec<UserKey>> = Vec::with_capacity(users.len());
-    let mut first_seen: HashMap<UserKey, usize> = HashMap::new();
-    for (index, user) in users.iter().enumerate() {
-        match workspace_command(
-            JobKind::WorkspaceCreate,
-            user.get().as_bytes(),
-            PasswordForm::Clear,
-        ) {
-            Err(problems) => errors.extend(
-                problems
-                    .into_iter()
-                    .map(|problem| scheme_error(index, problem)),
-            ),
-            Ok(command) => {
-                let mut held = command.patch.keys();
-                held.dedup();
-                for key in &held {
-                    if let Some(first) = first_seen.insert(key.clone(), index) {
-                        errors.push(scheme_error(
-                            index,
-                            RowError {
-                                field: Some(workspace_field(key).to_owned()),
-                                column: None,
-                                message: format!(
-                                    "{} '{}' is also given for users[{first}]",
-                                    workspace_field(key),
-                                    key.value()
-                                ),
-                            },
-                        ));
-                    }
-                }
-                keys.push(held);
-            }
-        }
-    }
-    if let Some(first) = errors.first() {
-        let answer = invalid(first, errors.len());
-        reject(service, who, &users, errors).await?;
-        return Err(answer);
-    }
-
-    // The retry of this very request (same key and body) after it failed midway: the users it
-    // wrote exist now, so its job is resumed rather than checked and started again.
-    if let Some(job_id) = ticket.and_then(KeyTicket::resumes) {
-        let results = service.resume_batch(who, job_id, request.deadline).await?;
-        return created(&results);
-    }
-
-    // Names and emails that already exist.
-    let wanted: Vec<UserKey> = keys.iter().flatten().cloned().collect();
-    let existing = service.users_with_keys(who, &wanted).await?;
-    let mut duplicates = Vec::new();
-    for (index, held) in keys.iter().enumerate() {
-        for key in held {
-            if let Some(user) = existing.iter().find(|user| user.holds(key)) {
-                duplicates.push(scheme_error(
-                    index,
-                    RowError {
-                        field: Some(workspace_field(key).to_owned()),
-                        column: None,
-                        message: format!(
-                            "{} '{}' already exists (user {})",
-                            workspace_field(key),
-                            key.value(),
-                            user.id
-                        ),
-                    },
-                ));
-            }
-        }
-    }
-    if let Some(first) = duplicates.first() {
-        let answer = duplicate(first, duplicates.len());
-        reject(service, who, &users, duplicates).await?;
-        return Err(answer);
-    }
-
-    // Hash the initial passwords; the job's file holds only their hashes.
-    let records = with_password_hashes(&users).await?;
     let results = service
-        .run_batch(
-            who,
-            JobKind::WorkspaceCreate,
-            &records,
-            ticket,
-            request.deadline,
-        )
+        .create_workspace_users(who, &users, ticket, request.deadline)
         .await?;
     created(&results)
 }
@@ -231,54 +124,6 @@ fn created(results: &[RowResult]) -> Result<ApiResponse, ApiError> {
         return Err(row_failure(failed));
     }
     Ok(json_response(StatusCode::OK, &json!({})))
-}
-
-/// Records a refused batch as an `invalid_scheme` job, its users stored without passwords.
-async fn reject(
-    service: &BulkService,
-    who: &Principal,
-    users: &[Box<RawValue>],
-    errors: Vec<SchemeError>,
-) -> Result<(), ApiError> {
-    let stored: Vec<Box<RawValue>> = users
-        .iter()
-        .map(|user| without_password(user))
-        .collect::<Result<_, _>>()?;
-    service
-        .reject_batch(who, JobKind::WorkspaceCreate, &stored, errors)
-        .await?;
-    Ok(())
-}
-
-fn scheme_error(index: usize, problem: RowError) -> SchemeError {
-    let field = problem.field.as_deref().unwrap_or("user");
-    SchemeError {
-        message: format!("users[{index}].{field}: {}", problem.message),
-        column: None,
-        row: Some(index as u64 + 1),
-        field: problem.field,
-    }
-}
-
-fn more(count: usize) -> String {
-    match count {
-        0 | 1 => String::new(),
-        n => format!(" ({} more problems in this batch)", n - 1),
-    }
-}
-
-fn invalid(first: &SchemeError, count: usize) -> ApiError {
-    ApiError::bad_request(
-        first.field.as_deref().unwrap_or("users"),
-        format!("{}{}", first.message, more(count)),
-    )
-}
-
-fn duplicate(first: &SchemeError, count: usize) -> ApiError {
-    ApiError::Duplicate {
-        field: first.field.clone().unwrap_or_else(|| "users".to_owned()),
-        message: format!("{}{}", first.message, more(count)),
-    }
 }
 
 fn row_failure(failed: &RowResult) -> ApiError {
@@ -296,58 +141,6 @@ fn row_failure(failed: &RowResult) -> ApiError {
         Some("RecordNotFound") => ApiError::NotFound(message),
         _ => ApiError::BadRequest { field, message },
     }
-}
-
-/// The Workspace name of the field a key comes from.
-fn workspace_field(key: &UserKey) -> &'static str {
-    match key {
-        UserKey::Email(_) => "user_email",
-        UserKey::UserName(_) => "user_name",
-        UserKey::ExternalId(_) => "external_id",
-    }
-}
-
-/// The record as stored for a refused batch: without its password.
-fn without_password(user: &RawValue) -> Result<Box<RawValue>, ApiError> {
-    match serde_json::from_str::<Value>(user.get()) {
-        Ok(Value::Object(mut fields)) => {
-            fields.remove("password");
-            to_raw(&Value::Object(fields))
-        }
-        _ => Ok(user.to_owned()),
-    }
-}
-
-/// The records as stored for processing: `password` replaced by `password_hash`.
-async fn with_password_hashes(users: &[Box<RawValue>]) -> Result<Vec<Box<RawValue>>, ApiError> {
-    let mut records: Vec<Map<String, Value>> = Vec::with_capacity(users.len());
-    let mut passwords = Vec::new();
-    for user in users {
-        let Ok(Value::Object(mut fields)) = serde_json::from_str::<Value>(user.get()) else {
-            return Err(ApiError::bad_request(
-                "users",
-                "each user must be a JSON object",
-            ));
-        };
-        if let Some(Value::String(password)) = fields.remove("password") {
-            passwords.push((records.len(), password));
-        }
-        records.push(fields);
-    }
-    let (positions, clear): (Vec<usize>, Vec<String>) = passwords.into_iter().unzip();
-    let hashes = hash_passwords(clear).await.map_err(ApiError::Internal)?;
-    for (at, hash) in positions.into_iter().zip(hashes) {
-        records[at].insert("password_hash".to_owned(), Value::from(hash));
-    }
-    records
-        .into_iter()
-        .map(|fields| to_raw(&Value::Object(fields)))
-        .collect()
-}
-
-fn to_raw(value: &Value) -> Result<Box<RawValue>, ApiError> {
-    serde_json::value::to_raw_value(value)
-        .map_err(|error| ApiError::Internal(format!("a record could not be written: {error}")))
 }
 
 #[derive(Deserialize)]
@@ -393,25 +186,10 @@ fn delete_ids(body: &[u8]) -> Result<Vec<UserId>, ApiError> {
 async fn delete_users(
     service: &BulkService,
     who: &Principal,
-    mut ids: Vec<UserId>,
+    ids: Vec<UserId>,
     deadline: Option<crate::deadline::Deadline>,
 ) -> Result<ApiResponse, ApiError> {
-    ids.sort_unstable();
-    ids.dedup();
-    let found = service.users_with_ids(who, &ids).await?;
-    if let Some(missing) = ids
-        .iter()
-        .find(|id| !found.iter().any(|user| user.id == **id))
-    {
-        return Err(ApiError::NotFound(format!("user {missing} not found")));
-    }
-    let records: Vec<Box<RawValue>> = ids
-        .iter()
-        .map(|id| to_raw(&json!({ "user_id": id.to_string() })))
-        .collect::<Result<_, _>>()?;
-    let results = service
-        .run_batch(who, JobKind::WorkspaceDelete, &records, None, deadline)
-        .await?;
+    let results = service.delete_workspace_users(who, ids, deadline).await?;
     if let Some(failed) = results
         .iter()
         .find(|result| result.action == RowAction::Failed)

@@ -5,9 +5,11 @@ mod batches;
 mod credentials;
 mod idempotency;
 mod intake;
+mod workspace;
 
 pub use idempotency::{KeyTicket, KeyedRequest, MAX_IDEMPOTENCY_KEY_CHARS};
 pub use intake::{IncomingKey, IntakeOutcome, PresignRequest, PresignedJob, DROP_USER_NAME};
+pub use workspace::MAX_USERS_PER_BATCH;
 
 use std::io::Cursor;
 
@@ -34,6 +36,9 @@ pub enum ServiceError {
     Conflict(String),
     #[error("{message}")]
     Invalid { field: String, message: String },
+    /// A value that must be unique is held already (409).
+    #[error("{message}")]
+    Duplicate { field: String, message: String },
     /// Well-formed but refused: it contradicts an earlier request (422).
     #[error("{message}")]
     Unprocessable { field: String, message: String },
@@ -57,6 +62,9 @@ pub enum ServiceError {
     /// and the same request sent again under its idempotency key answers when it is done.
     #[error("the batch is not applied yet: it goes on as job {job_id}")]
     Unfinished { job_id: JobId },
+    /// A fault of this service itself, not of a dependency nor of the request.
+    #[error("{0}")]
+    Internal(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -5,6 +5,7 @@ mod command;
 mod fields;
 mod file;
 mod repeats;
+pub use repeats::RepeatedKeys;
 mod row;
 mod workspace;
 mod zendesk;
