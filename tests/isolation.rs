@@ -723,7 +723,7 @@ fn cases(operation: Operation, t: &Targets) -> Option<Vec<Case>> {
                 ),
             ),
         ],
-        Operation::JobStatus => jobs
+        Operation::ShowJobStatus => jobs
             .iter()
             .map(|id| {
                 case(

@@ -90,7 +90,7 @@ pub async fn process_work_item(
         .settings(&item.tenant)
         .await?
         .unwrap_or_else(|| TenantSettings::with_defaults(item.tenant.clone()));
-    let batches = Batches {
+    let batches = RowBatches {
         ports,
         job: &job,
         context: ValidationContext::new(&settings),
@@ -355,14 +355,15 @@ impl IdPool {
     }
 }
 
-/// What every batch of a chunk is applied with.
-struct Batches<'a> {
+/// What every batch of rows of a chunk is applied with (a batch of rows, not a request batch:
+/// those are the jobs of the Zendesk and Workspace batch routes).
+struct RowBatches<'a> {
     ports: &'a Ports,
     job: &'a Job,
     context: ValidationContext,
 }
 
-impl Batches<'_> {
+impl RowBatches<'_> {
     /// Applies one batch of rows; `rows_left` (this batch's rows and the chunk's rows after it)
     /// sizes the block of ids reserved when the batch creates users.
     async fn apply(

@@ -35,7 +35,7 @@ pub enum Operation {
     /// matches too: the first row that matches wins).
     ShowManyJobStatuses,
     /// Zendesk `GET job_statuses/{id}`.
-    JobStatus,
+    ShowJobStatus,
     /// Huawei Workspace `POST users/batch-create`.
     WorkspaceBatchCreate,
     /// Huawei Workspace `GET users`.
@@ -180,7 +180,7 @@ pub static ROUTES: [RouteSpec; 22] = {
         row(DestroyManyUsers, Method::DELETE, "/api/v2/users/destroy_many", Zendesk, G::Batches, JOB),
         row(JobStatuses, Method::GET, "/api/v2/job_statuses", Zendesk, G::Jobs, NO_JOB),
         row(ShowManyJobStatuses, Method::GET, "/api/v2/job_statuses/show_many", Zendesk, G::Status, NO_JOB),
-        row(JobStatus, Method::GET, "/api/v2/job_statuses/{id}", Zendesk, G::Status, NO_JOB),
+        row(ShowJobStatus, Method::GET, "/api/v2/job_statuses/{id}", Zendesk, G::Status, NO_JOB),
         row(WorkspaceBatchCreate, Method::POST, "/v2/{project_id}/users/batch-create", Workspace, G::Directory, JOB),
         row(WorkspaceListUsers, Method::GET, "/v2/{project_id}/users", Workspace, G::Reads, NO_JOB),
         row(WorkspaceDeleteUser, Method::DELETE, "/v2/{project_id}/users/{user_id}", Workspace, G::Directory, JOB),
@@ -338,7 +338,7 @@ mod tests {
         );
         assert_eq!(
             op(Method::GET, "/api/v2/job_statuses/0a1b.json"),
-            Ok((Operation::JobStatus, vec!["0a1b".into()]))
+            Ok((Operation::ShowJobStatus, vec!["0a1b".into()]))
         );
         assert_eq!(
             op(Method::POST, "/v2/acme/users/batch-create/"),
@@ -359,6 +359,6 @@ mod tests {
             ]))
         );
         assert_eq!(Dialect::of_path("/v2/x/users"), Dialect::Workspace);
-        assert_eq!(Dialect::of(Operation::JobStatus), Dialect::Zendesk);
+        assert_eq!(Dialect::of(Operation::ShowJobStatus), Dialect::Zendesk);
     }
 }

@@ -52,7 +52,7 @@ pub async fn handle(
             let users = destroy_records(&query)?;
             submit(service, who, base, JobKind::DestroyMany, users).await
         }
-        Operation::JobStatus => {
+        Operation::ShowJobStatus => {
             let id = job_status_id(route.param()).ok_or_else(|| {
                 ApiError::NotFound(format!("job status {} not found", route.param()))
             })?;
