@@ -277,6 +277,30 @@ async fn the_intake_events_take_in_their_files() {
     );
 }
 
+/// S3 sends a test event when a bucket's notifications are set up: it names no file and is
+/// not a failure; a message that is no notification at all fails alone, for its retries and
+/// then the dead-letter queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_intake_passes_s3_test_events_and_fails_only_messages_that_are_no_notification() {
+    let app = TestApp::new(Backend::Aws).await;
+    let test_event = serde_json::json!({
+        "Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2026-12-05T10:00:00.000Z",
+        "Bucket": "bulk-uploads", "RequestId": "5582815E1AEA5ADF", "HostId": "8cLeGAmw098X5cv4Zkwcmo8vvZa3eH3eKxsPzbB9wrR+YstdA6Knx4Ip8EXAMPLE"
+    });
+    let event = serde_json::json!({"Records": [
+        {"messageId": "setup", "eventSource": "aws:sqs", "body": test_event.to_string()},
+        {"messageId": "poison", "eventSource": "aws:sqs", "body": "not a notification"},
+    ]});
+    let response = handle_intake_event(&app.function("intake").await, event)
+        .await
+        .expect("intake");
+    assert_eq!(
+        response["batchItemFailures"],
+        serde_json::json!([{"itemIdentifier": "poison"}])
+    );
+    assert_eq!(app.get("jobs").await.body, serde_json::json!([]));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_reports_only_its_bad_messages_as_failures() {
     let app = TestApp::new(Backend::Aws).await;

@@ -19,6 +19,7 @@ use crate::model::WorkItem;
 use crate::ports::StoreError;
 use crate::processing::ChunkOutcome;
 use crate::service::{BulkService, ServiceConfig, STALE_JOB_AFTER};
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Deliveries of a work item before SQS moves it to the dead-letter queue: the work queue's
@@ -280,36 +281,34 @@ pub async fn run_intake() -> Result<(), Error> {
 
 /// Handles what the intake is invoked with: an SQS batch whose messages are the bucket's S3
 /// notifications (the deployed wiring: S3 → SQS → Lambda, for retries and a dead-letter queue),
-/// or an S3 event itself (`sam local invoke`, a direct S3 trigger). Notifications are read
-/// leniently — only the keys matter — and keys are URL-decoded, as S3 sends them encoded.
+/// or an S3 event itself (`sam local invoke`, a direct S3 trigger). Keys are URL-decoded, as
+/// S3 sends them encoded.
 pub async fn handle_intake_event(service: &BulkService, event: Value) -> Result<Value, Error> {
-    let records = event
+    let from_sqs = event
         .get("Records")
         .and_then(Value::as_array)
-        .ok_or("the intake expects an SQS or S3 event with Records")?;
-    let from_sqs = records
-        .iter()
-        .any(|record| record.get("eventSource").and_then(Value::as_str) == Some("aws:sqs"));
+        .is_some_and(|records| {
+            records
+                .iter()
+                .any(|record| record.get("eventSource").and_then(Value::as_str) == Some("aws:sqs"))
+        });
     if !from_sqs {
-        for key in notification_keys(&event) {
+        let notification: S3Notification = serde_json::from_value(event)
+            .map_err(|error| format!("the intake expects an SQS or S3 event: {error}"))?;
+        for key in created_keys(&notification) {
             take_in(service, &key).await?;
         }
         return Ok(serde_json::json!({}));
     }
+    let batch: SqsEvent = serde_json::from_value(event)
+        .map_err(|error| format!("the intake expects an SQS or S3 event: {error}"))?;
     let mut response = SqsBatchResponse::default();
-    for record in records {
-        let id = record
-            .get("messageId")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let body = record
-            .get("body")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let failed = match serde_json::from_str::<Value>(body) {
+    for message in batch.records {
+        let id = message.message_id.unwrap_or_default();
+        let failed = match notification_of(message.body.as_deref()) {
             Ok(notification) => {
                 let mut failed = false;
-                for key in notification_keys(&notification) {
+                for key in created_keys(&notification) {
                     failed |= take_in(service, &key).await.is_err();
                 }
                 failed
@@ -321,11 +320,44 @@ pub async fn handle_intake_event(service: &BulkService, event: Value) -> Result<
         };
         if failed && !id.is_empty() {
             let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id.to_owned();
+            failure.item_identifier = id;
             response.batch_item_failures.push(failure);
         }
     }
     Ok(serde_json::to_value(response)?)
+}
+
+/// The S3 notification a queue message carries (S3's test event, sent when a bucket's
+/// notifications are set up, has no records).
+fn notification_of(body: Option<&str>) -> Result<S3Notification, String> {
+    let body = body.ok_or("the message has no body")?;
+    serde_json::from_str(body).map_err(|error| error.to_string())
+}
+
+/// What the intake reads of an S3 event notification. `aws_lambda_events`' `S3Event` also
+/// requires `userIdentity`, `requestParameters` and `eventTime`, which S3 sends but emulators
+/// leave out; the intake needs none of them, so it refuses no notification for their absence.
+#[derive(Debug, Deserialize)]
+pub struct S3Notification {
+    #[serde(rename = "Records", default)]
+    records: Vec<S3Record>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct S3Record {
+    event_name: String,
+    s3: S3Entity,
+}
+
+#[derive(Debug, Deserialize)]
+struct S3Entity {
+    object: S3Object,
+}
+
+#[derive(Debug, Deserialize)]
+struct S3Object {
+    key: String,
 }
 
 async fn take_in(service: &BulkService, key: &str) -> Result<(), Error> {
@@ -337,22 +369,15 @@ async fn take_in(service: &BulkService, key: &str) -> Result<(), Error> {
     }
 }
 
-/// The object keys of the `ObjectCreated` records of an S3 notification, decoded. Test events
-/// (`s3:TestEvent`) and other event types have none.
-pub fn notification_keys(notification: &Value) -> Vec<String> {
-    let Some(records) = notification.get("Records").and_then(Value::as_array) else {
-        return Vec::new();
-    };
-    records
+/// The object keys of the `ObjectCreated` records of an S3 notification, decoded (other event
+/// types have none).
+pub fn created_keys(notification: &S3Notification) -> Vec<String> {
+    notification
+        .records
         .iter()
-        .filter(|record| {
-            record
-                .get("eventName")
-                .and_then(Value::as_str)
-                .is_some_and(|name| name.starts_with("ObjectCreated"))
-        })
-        .filter_map(|record| record.pointer("/s3/object/key").and_then(Value::as_str))
-        .map(|key| {
+        .filter(|record| record.event_name.starts_with("ObjectCreated"))
+        .map(|record| {
+            let key = &record.s3.object.key;
             percent_encoding::percent_decode_str(&key.replace('+', " "))
                 .decode_utf8_lossy()
                 .into_owned()
