@@ -41,12 +41,33 @@ impl IdempotentRequest {
             // Given up by a request that failed after recording its job: free to resume.
             return false;
         }
-        let held_for = if self.answer.is_some() {
-            IDEMPOTENCY_TTL_SECONDS
+        let cutoffs = KeyCutoffs::at(now);
+        let held_after = if self.answer.is_some() {
+            cutoffs.answered
         } else {
-            CLAIM_TIMEOUT_SECONDS
+            cutoffs.unanswered
         };
-        self.claimed_at.plus_seconds(held_for) > now
+        self.claimed_at > held_after
+    }
+}
+
+/// The claim times at or before which a record no longer holds its key at a moment: the rule
+/// of [`IdempotentRequest::holds_key_at`] as two bounds, for a store that checks it in a
+/// conditional write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyCutoffs {
+    /// A record with an answer claimed at or before this is free.
+    pub answered: Timestamp,
+    /// A record without an answer claimed at or before this is free.
+    pub unanswered: Timestamp,
+}
+
+impl KeyCutoffs {
+    pub fn at(now: Timestamp) -> KeyCutoffs {
+        KeyCutoffs {
+            answered: now.plus_seconds(-IDEMPOTENCY_TTL_SECONDS),
+            unanswered: now.plus_seconds(-CLAIM_TIMEOUT_SECONDS),
+        }
     }
 }
 

@@ -329,441 +329,49 @@ impl UserStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::store::testing::{at, store, tenant, version_1_database};
+    //! What only SQLite has: databases of the first schema. The port's contract is tested on
+    //! both stores by the test crate's `contracts`.
+    use super::super::store::testing::{at, tenant, version_1_database};
     use super::*;
-
-    fn user(id: UserId, email: &str, agent_number: Option<&str>) -> User {
-        let mut user = User::new(id, at(0));
-        user.version = 1;
-        user.email = Some(email.to_owned());
-        user.agent_number = agent_number.map(str::to_owned);
-        user.first_name = "First".to_owned();
-        user.last_name = "Last".to_owned();
-        user.roles = vec!["Agent".to_owned()];
-        user
-    }
-
-    fn create(user: &User) -> UserChange {
-        UserChange {
-            before: None,
-            after: user.clone(),
-        }
-    }
-
-    /// `before` changed by `edit`, one version up.
-    fn change(before: &User, edit: impl FnOnce(&mut User)) -> UserChange {
-        let mut after = before.clone();
-        edit(&mut after);
-        after.version = before.version + 1;
-        UserChange {
-            before: Some(before.clone()),
-            after,
-        }
-    }
 
     fn ids(users: &[User]) -> Vec<UserId> {
         users.iter().map(|user| user.id).collect()
     }
 
-    fn all() -> Window {
-        Window {
+    async fn listed(store: &SqliteStore, tenant_name: &str) -> Vec<UserId> {
+        let all = Window {
             offset: 0,
             limit: 100,
-        }
-    }
-
-    async fn save(
-        store: &SqliteStore,
-        tenant_name: &str,
-        changes: &[UserChange],
-    ) -> Vec<SaveOutcome> {
-        store
-            .save_users(&tenant(tenant_name), changes)
-            .await
-            .unwrap()
-    }
-
-    async fn listed(store: &SqliteStore, tenant_name: &str) -> Vec<User> {
+        };
         let filter = UserFilter::default();
-        let (users, total) = store
-            .list_users(&tenant(tenant_name), &filter, all())
+        let (users, _) = store
+            .list_users(&tenant(tenant_name), &filter, all)
             .await
             .unwrap();
-        assert_eq!(total, users.len() as u64);
-        users
+        ids(&users)
     }
 
-    #[tokio::test]
-    async fn allocates_contiguous_blocks_of_ids_from_one() {
-        let (_dir, store) = store();
-        assert_eq!(store.allocate_user_ids(3).await.unwrap(), 1);
-        assert_eq!(store.allocate_user_ids(1).await.unwrap(), 4);
-        assert_eq!(store.allocate_user_ids(10).await.unwrap(), 5);
-        assert_eq!(store.allocate_user_ids(1).await.unwrap(), 15);
-    }
-
-    #[tokio::test]
-    async fn creates_users_and_finds_them_by_any_key() {
-        let (_dir, store) = store();
-        let acme = tenant("acme");
-        let mut ann = user(1, "Ann@Example.com", Some("A1"));
-        ann.external_id = Some("Ext-1".into());
-        ann.user_name = Some("Ann.K".into());
-        let bob = user(2, "bob@example.com", None);
-        assert_eq!(
-            save(&store, "acme", &[create(&ann), create(&bob)]).await,
-            vec![SaveOutcome::Saved, SaveOutcome::Saved]
-        );
-
-        let keys = [
-            UserKey::email("ann@example.COM"),
-            UserKey::external_id("EXT-1"),
-            UserKey::user_name("ann.k"),
-            UserKey::email("nobody@example.com"),
-        ];
-        assert_eq!(
-            store.users_by_keys(&acme, &keys).await.unwrap(),
-            vec![ann.clone()]
-        );
-        let keys = [UserKey::user_name("bob"), UserKey::email("bob@example.com")];
-        assert_eq!(
-            ids(&store.users_by_keys(&acme, &keys).await.unwrap()),
-            vec![2]
-        );
-        assert!(store.users_by_keys(&acme, &[]).await.unwrap().is_empty());
-        assert_eq!(
-            ids(&store.users_by_ids(&acme, &[2, 1, 2, 7]).await.unwrap()),
-            vec![1, 2]
-        );
-        assert_eq!(listed(&store, "acme").await, vec![ann, bob]);
-    }
-
-    #[tokio::test]
-    async fn a_taken_key_saves_nothing() {
-        let (_dir, store) = store();
-        let acme = tenant("acme");
-        let mut ann = user(1, "ann@example.com", None);
-        ann.external_id = Some("e1".into());
-        ann.user_name = Some("ann".into());
-        save(&store, "acme", &[create(&ann)]).await;
-
-        let mut other = user(2, " ANN@example.com", Some("X"));
-        other.user_name = Some("other".into());
-        assert_eq!(
-            save(&store, "acme", &[create(&other)]).await,
-            vec![SaveOutcome::KeyTaken(UserKey::email("ann@example.com"))]
-        );
-        let mut other = user(2, "other@example.com", None);
-        other.user_name = Some(" Ann ".into());
-        assert_eq!(
-            save(&store, "acme", &[create(&other)]).await,
-            vec![SaveOutcome::KeyTaken(UserKey::user_name("ann"))]
-        );
-        // An existing user claiming a taken external id keeps its stored version.
-        let bob = user(3, "bob@example.com", None);
-        save(&store, "acme", &[create(&bob)]).await;
-        let claim = change(&bob, |bob| bob.external_id = Some("E1".into()));
-        assert_eq!(
-            save(&store, "acme", &[claim]).await,
-            vec![SaveOutcome::KeyTaken(UserKey::external_id("e1"))]
-        );
-        assert_eq!(
-            store.users_by_ids(&acme, &[1, 2, 3]).await.unwrap(),
-            vec![ann, bob]
-        );
-    }
-
-    #[tokio::test]
-    async fn a_stale_version_saves_nothing() {
-        let (_dir, store) = store();
-        let acme = tenant("acme");
-        let ann = user(1, "ann@example.com", None);
-        save(&store, "acme", &[create(&ann)]).await;
-        let first = change(&ann, |ann| ann.first_name = "Anna".into());
-        let concurrent = change(&ann, |ann| ann.last_name = "Other".into());
-        assert_eq!(
-            save(&store, "acme", &[first.clone(), concurrent]).await,
-            vec![SaveOutcome::Saved, SaveOutcome::Stale]
-        );
-        assert_eq!(
-            store.users_by_ids(&acme, &[1]).await.unwrap(),
-            vec![first.after.clone()]
-        );
-
-        // A new user whose id exists with other contents.
-        let mut clash = user(1, "new@example.com", None);
-        clash.version = 1;
-        assert_eq!(
-            save(&store, "acme", &[create(&clash)]).await,
-            vec![SaveOutcome::Stale]
-        );
-        // A change of a user that does not exist.
-        let ghost = user(5, "ghost@example.com", None);
-        assert_eq!(
-            save(&store, "acme", &[change(&ghost, |_| ())]).await,
-            vec![SaveOutcome::Stale]
-        );
-        assert_eq!(listed(&store, "acme").await, vec![first.after]);
-    }
-
-    #[tokio::test]
-    async fn re_saving_the_same_new_user_is_saved() {
-        let (_dir, store) = store();
-        let ann = user(1, "ann@example.com", None);
-        assert_eq!(
-            save(&store, "acme", &[create(&ann)]).await,
-            vec![SaveOutcome::Saved]
-        );
-        assert_eq!(
-            save(&store, "acme", &[create(&ann), create(&ann)]).await,
-            vec![SaveOutcome::Saved, SaveOutcome::Saved]
-        );
-        assert_eq!(listed(&store, "acme").await, vec![ann]);
-    }
-
-    #[tokio::test]
-    async fn a_renamed_user_releases_its_old_email() {
-        let (_dir, store) = store();
-        let acme = tenant("acme");
-        let ann = user(1, "ann@example.com", None);
-        save(&store, "acme", &[create(&ann)]).await;
-        let renamed = change(&ann, |ann| ann.email = Some("anna@example.com".into()));
-        let newcomer = user(2, "Ann@example.com", None);
-        assert_eq!(
-            save(&store, "acme", &[renamed.clone(), create(&newcomer)]).await,
-            vec![SaveOutcome::Saved, SaveOutcome::Saved]
-        );
-        let found = |email: &str| {
-            let store = store.clone();
-            let acme = acme.clone();
-            let key = UserKey::email(email);
-            async move { ids(&store.users_by_keys(&acme, &[key]).await.unwrap()) }
-        };
-        assert_eq!(found("ann@example.com").await, vec![2]);
-        assert_eq!(found("anna@example.com").await, vec![1]);
-        // Dropping a key entirely releases it too.
-        let dropped = change(&renamed.after, |ann| ann.email = None);
-        save(&store, "acme", &[dropped]).await;
-        assert!(found("anna@example.com").await.is_empty());
-        let taker = user(3, "anna@example.com", None);
-        assert_eq!(
-            save(&store, "acme", &[create(&taker)]).await,
-            vec![SaveOutcome::Saved]
-        );
-    }
-
-    #[tokio::test]
-    async fn a_deleted_user_releases_its_keys_and_is_hidden_but_kept() {
-        let (_dir, store) = store();
-        let acme = tenant("acme");
-        let mut ann = user(1, "ann@example.com", Some("A1"));
-        ann.external_id = Some("e1".into());
-        ann.user_name = Some("ann".into());
-        let bob = user(2, "bob@example.com", None);
-        save(&store, "acme", &[create(&ann), create(&bob)]).await;
-        let deleted = change(&ann, |ann| ann.deleted_at = Some(at(5)));
-        assert_eq!(
-            save(&store, "acme", std::slice::from_ref(&deleted)).await,
-            vec![SaveOutcome::Saved]
-        );
-
-        let keys = [
-            UserKey::email("ann@example.com"),
-            UserKey::external_id("e1"),
-            UserKey::user_name("ann"),
-        ];
-        assert!(store.users_by_keys(&acme, &keys).await.unwrap().is_empty());
-        assert_eq!(listed(&store, "acme").await, vec![bob]);
-        for selector in [
-            UserSelector::Ids(vec![1]),
-            UserSelector::Emails(vec!["ann@example.com".into()]),
-            UserSelector::AgentNumbers(vec!["A1".into()]),
-        ] {
-            assert!(store
-                .select_users(&acme, &selector)
-                .await
-                .unwrap()
-                .is_empty());
-        }
-        assert_eq!(
-            store.users_by_ids(&acme, &[1]).await.unwrap(),
-            vec![deleted.after]
-        );
-
-        let mut heir = user(3, "ann@example.com", None);
-        heir.external_id = Some("E1".into());
-        heir.user_name = Some("Ann".into());
-        assert_eq!(
-            save(&store, "acme", &[create(&heir)]).await,
-            vec![SaveOutcome::Saved]
-        );
-        assert_eq!(
-            ids(&store.users_by_keys(&acme, &keys).await.unwrap()),
-            vec![3]
-        );
-    }
-
-    #[tokio::test]
-    async fn one_conflict_among_many_changes_fails_only_that_change() {
-        let (_dir, store) = store();
-        let acme = tenant("acme");
-        let taken = user(100, "taken@example.com", None);
-        save(&store, "acme", &[create(&taken)]).await;
-        let mut changes: Vec<UserChange> = (1..=9)
-            .map(|id| create(&user(id, &format!("u{id}@example.com"), None)))
-            .collect();
-        changes[4] = create(&user(5, "Taken@example.com", None));
-        let mut expected = vec![SaveOutcome::Saved; 9];
-        expected[4] = SaveOutcome::KeyTaken(UserKey::email("taken@example.com"));
-        assert_eq!(save(&store, "acme", &changes).await, expected);
-        assert_eq!(
-            ids(&listed(&store, "acme").await),
-            vec![1, 2, 3, 4, 6, 7, 8, 9, 100]
-        );
-        assert!(store.users_by_ids(&acme, &[5]).await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn tenants_are_isolated() {
-        let (_dir, store) = store();
-        let ann = user(1, "ann@example.com", Some("A1"));
-        let same_email = user(2, "ann@example.com", Some("A1"));
-        assert_eq!(
-            save(&store, "acme", &[create(&ann)]).await,
-            vec![SaveOutcome::Saved]
-        );
-        assert_eq!(
-            save(&store, "other", &[create(&same_email)]).await,
-            vec![SaveOutcome::Saved]
-        );
-        let acme = tenant("acme");
-        let other = tenant("other");
-        let key = [UserKey::email("ann@example.com")];
-        assert_eq!(
-            ids(&store.users_by_keys(&acme, &key).await.unwrap()),
-            vec![1]
-        );
-        assert_eq!(
-            ids(&store.users_by_keys(&other, &key).await.unwrap()),
-            vec![2]
-        );
-        assert!(store.users_by_ids(&acme, &[2]).await.unwrap().is_empty());
-        assert_eq!(listed(&store, "other").await, vec![same_email.clone()]);
-        assert!(store
-            .select_users(&acme, &UserSelector::Ids(vec![2]))
-            .await
-            .unwrap()
-            .is_empty());
-        // A change of another tenant's user does not reach it.
-        assert_eq!(
-            save(
-                &store,
-                "acme",
-                &[change(&same_email, |u| u.first_name = "X".into())]
-            )
-            .await,
-            vec![SaveOutcome::Stale]
-        );
-        assert_eq!(listed(&store, "other").await, vec![same_email]);
-        assert!(listed(&store, "nobody").await.is_empty());
-    }
-
-    #[tokio::test]
-    async fn lists_pages_with_a_user_name_filter_and_the_total() {
-        let (_dir, store) = store();
-        let acme = tenant("acme");
-        let names = [
-            (1, Some("Smith.Ann")),
-            (2, Some("bob")),
-            (3, Some("SMITHY")),
-            (4, None),
-            (5, Some("smith_jo")),
-            (6, Some("smith-deleted")),
-        ];
-        let changes: Vec<UserChange> = names
-            .iter()
-            .map(|&(id, name)| {
-                let mut user = user(id, &format!("u{id}@example.com"), None);
-                user.user_name = name.map(str::to_owned);
-                if id == 6 {
-                    user.deleted_at = Some(at(1));
-                }
-                create(&user)
-            })
-            .collect();
-        save(&store, "acme", &changes).await;
-        let mut other = user(7, "x@example.com", None);
-        other.user_name = Some("smith".into());
-        save(&store, "other", &[create(&other)]).await;
-
-        let list = |prefix: Option<&str>, page: u64| {
-            let store = store.clone();
-            let acme = acme.clone();
-            let filter = prefix
-                .map(UserFilter::user_name_starting_with)
-                .unwrap_or_default();
-            async move {
-                let window = Window {
-                    offset: (page - 1) * 2,
-                    limit: 2,
-                };
-                let (users, total) = store.list_users(&acme, &filter, window).await.unwrap();
-                (ids(&users), total)
-            }
-        };
-        assert_eq!(list(None, 1).await, (vec![1, 2], 5));
-        assert_eq!(list(None, 3).await, (vec![5], 5));
-        assert_eq!(list(None, 4).await, (vec![], 5));
-        // In user name order: "smith.ann", "smith_jo", "smithy".
-        assert_eq!(list(Some(" Smith "), 1).await, (vec![1, 5], 3));
-        assert_eq!(list(Some("Smith"), 2).await, (vec![3], 3));
-        assert_eq!(list(Some("smith_"), 1).await, (vec![5], 1));
-        // From the start of the name only, and no wildcards.
-        assert_eq!(list(Some("ann"), 1).await, (vec![], 0));
-        assert_eq!(list(Some("%"), 1).await, (vec![], 0));
-        assert_eq!(list(Some("_"), 1).await, (vec![], 0));
-        assert_eq!(list(Some("nobody"), 1).await, (vec![], 0));
-        assert_eq!(list(Some("  "), 1).await, (vec![1, 2], 5));
-    }
-
-    #[tokio::test]
-    async fn selects_live_users_in_id_order_each_once() {
-        let (_dir, store) = store();
-        let acme = tenant("acme");
-        let changes = [
-            create(&user(3, "Carol@Example.com", Some("A3"))),
-            create(&user(1, "alice@example.com", Some("A1"))),
-            create(&user(2, "bob@example.com", None)),
-        ];
-        save(&store, "acme", &changes).await;
-        save(
-            &store,
-            "other",
-            &[create(&user(9, "alice@example.com", Some("A1")))],
+    /// A user as the first schema stored it: the body, and the email and agent number keys.
+    fn insert_version_1_user(
+        conn: &Connection,
+        tenant_name: &str,
+        id: u64,
+        email: &str,
+        agent: &str,
+    ) {
+        let body = serde_json::json!({
+            "id": id, "email": email, "agent_number": agent,
+            "first_name": "Old", "last_name": "User", "location": null,
+            "max_chat_limit": 3, "max_chat_limit_enabled": true,
+            "roles": ["Agent"], "teams": ["Blue"], "deactivated_at": null,
+            "created_at": "2024-01-01T00:00:00.000Z", "updated_at": "2024-01-01T00:00:00.000Z",
+        });
+        conn.execute(
+            "INSERT INTO users (tenant, email_key, id, agent_number, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![tenant_name, email_key(email), id, agent, body.to_string()],
         )
-        .await;
-
-        let select = |selector| {
-            let store = store.clone();
-            let acme = acme.clone();
-            async move { ids(&store.select_users(&acme, &selector).await.unwrap()) }
-        };
-        let emails = vec![
-            " CAROL@example.com".into(),
-            "alice@EXAMPLE.com".into(),
-            "carol@example.com".into(),
-        ];
-        assert_eq!(select(UserSelector::Emails(emails)).await, vec![1, 3]);
-        assert_eq!(
-            select(UserSelector::Ids(vec![3, 9, 2, 3])).await,
-            vec![2, 3]
-        );
-        let numbers = vec!["A3".into(), "A1".into(), "A1".into(), "B".into()];
-        assert_eq!(
-            select(UserSelector::AgentNumbers(numbers)).await,
-            vec![1, 3]
-        );
-        assert!(select(UserSelector::Ids(vec![])).await.is_empty());
+        .unwrap();
     }
 
     #[tokio::test]
@@ -771,50 +379,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.sqlite3");
         let conn = version_1_database(&path);
-        let old_body = |id: u64, email: &str, agent: &str| {
-            serde_json::json!({
-                "id": id,
-                "email": email,
-                "agent_number": agent,
-                "first_name": "Old",
-                "last_name": "User",
-                "location": null,
-                "max_chat_limit": 3,
-                "max_chat_limit_enabled": true,
-                "roles": ["Agent"],
-                "teams": ["Blue"],
-                "deactivated_at": null,
-                "created_at": "2024-01-01T00:00:00.000Z",
-                "updated_at": "2024-01-01T00:00:00.000Z",
-            })
-            .to_string()
-        };
-        for (tenant_name, id, email, agent) in [
-            ("acme", 1, "Ann@Example.com", "A1"),
-            ("acme", 2, "bob@example.com", "A2"),
-            ("other", 3, "ann@example.com", "A1"),
-        ] {
-            conn.execute(
-                "INSERT INTO users (tenant, email_key, id, agent_number, body) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    tenant_name,
-                    email_key(email),
-                    id,
-                    agent,
-                    old_body(id, email, agent)
-                ],
-            )
-            .unwrap();
-        }
+        insert_version_1_user(&conn, "acme", 1, "Ann@Example.com", "A1");
+        insert_version_1_user(&conn, "acme", 2, "bob@example.com", "A2");
+        insert_version_1_user(&conn, "other", 3, "ann@example.com", "A1");
         drop(conn);
 
         let store = SqliteStore::open(&path).unwrap();
         let acme = tenant("acme");
-        let ann = store
-            .users_by_keys(&acme, &[UserKey::email("ann@example.com")])
-            .await
-            .unwrap();
+        let by_email = [UserKey::email("ann@example.com")];
+        let ann = store.users_by_keys(&acme, &by_email).await.unwrap();
         assert_eq!(ids(&ann), vec![1]);
         let ann = &ann[0];
         assert_eq!(
@@ -830,19 +403,30 @@ mod tests {
             ("Old", Some(3), &vec!["Blue".to_owned()])
         );
         assert_eq!(ann.created_at, at(0));
-        assert_eq!(ids(&listed(&store, "acme").await), vec![1, 2]);
-        assert_eq!(ids(&listed(&store, "other").await), vec![3]);
+        assert_eq!(listed(&store, "acme").await, vec![1, 2]);
+        assert_eq!(listed(&store, "other").await, vec![3]);
         let by_agent = UserSelector::AgentNumbers(vec!["A2".into()]);
-        assert_eq!(
-            ids(&store.select_users(&acme, &by_agent).await.unwrap()),
-            vec![2]
-        );
+        let selected = store.select_users(&acme, &by_agent).await.unwrap();
+        assert_eq!(ids(&selected), vec![2]);
 
         // The migrated users change like any other, their email still their own.
-        let renamed = change(ann, |ann| ann.user_name = Some("ann".into()));
-        let clash = user(4, "bob@example.com", None);
+        let mut renamed = ann.clone();
+        renamed.user_name = Some("ann".into());
+        renamed.version = 1;
+        let mut clash = User::new(4, at(0));
+        clash.email = Some("bob@example.com".into());
+        let changes = [
+            UserChange {
+                before: Some(ann.clone()),
+                after: renamed.clone(),
+            },
+            UserChange {
+                before: None,
+                after: clash,
+            },
+        ];
         assert_eq!(
-            save(&store, "acme", &[renamed.clone(), create(&clash)]).await,
+            store.save_users(&acme, &changes).await.unwrap(),
             vec![
                 SaveOutcome::Saved,
                 SaveOutcome::KeyTaken(UserKey::email("bob@example.com"))
@@ -850,7 +434,7 @@ mod tests {
         );
         assert_eq!(
             store.users_by_ids(&acme, &[1]).await.unwrap(),
-            vec![renamed.after]
+            vec![renamed]
         );
     }
 }

@@ -10,8 +10,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::{key, n, s, text_of, unavailable, DynamoStore, Item};
 use crate::model::{
-    IdempotentRequest, JobId, KeyClaim, TenantId, Timestamp, CLAIM_TIMEOUT_SECONDS,
-    IDEMPOTENCY_TTL_SECONDS,
+    IdempotentRequest, JobId, KeyClaim, KeyCutoffs, TenantId, Timestamp, IDEMPOTENCY_TTL_SECONDS,
 };
 use crate::ports::{IdempotencyStore, StoreError, StoreResult};
 
@@ -96,26 +95,26 @@ impl IdempotencyStore for DynamoStore {
             "expires_at".to_owned(),
             n(at.plus_seconds(IDEMPOTENCY_TTL_SECONDS).unix_millis() / 1000),
         );
+        let cutoffs = KeyCutoffs::at(at);
         for _ in 0..CLAIM_ATTEMPTS {
             let put = self
                 .client
                 .put_item()
                 .table_name(&self.table)
                 .set_item(Some(item.clone()))
+                // IdempotentRequest::holds_key_at, as a condition: free when absent, given
+                // up, or claimed at or before the cutoff of its kind.
                 .condition_expression(
-                    "attribute_not_exists(pk) OR claimed_at < :expired \
+                    "attribute_not_exists(pk) OR claimed_at <= :answered_cutoff \
                      OR (attribute_not_exists(answer) \
-                         AND (claimed_at < :stale OR claim_id = :released))",
+                         AND (claimed_at <= :unanswered_cutoff OR claim_id = :released))",
                 )
                 .expression_attribute_values(":released", s(RELEASED))
                 .return_values(ReturnValue::AllOld)
+                .expression_attribute_values(":answered_cutoff", n(cutoffs.answered.unix_millis()))
                 .expression_attribute_values(
-                    ":expired",
-                    n(at.plus_seconds(-IDEMPOTENCY_TTL_SECONDS).unix_millis()),
-                )
-                .expression_attribute_values(
-                    ":stale",
-                    n(at.plus_seconds(-CLAIM_TIMEOUT_SECONDS).unix_millis()),
+                    ":unanswered_cutoff",
+                    n(cutoffs.unanswered.unix_millis()),
                 )
                 .send()
                 .await;
@@ -131,9 +130,14 @@ impl IdempotencyStore for DynamoStore {
                     let resume = taken_over
                         .filter(|old| {
                             old.fingerprint == request.fingerprint
-                                && old.claimed_at > at.plus_seconds(-IDEMPOTENCY_TTL_SECONDS)
+                                && old.claimed_at > cutoffs.answered
                         })
                         .and_then(|old| old.job_id);
+                    if let Some(job_id) = resume {
+                        // The new claim names the job too, for a retry of a retry.
+                        self.record_job(&request.tenant, &request.key, &request.claim_id, job_id)
+                            .await?;
+                    }
                     return Ok(KeyClaim::Claimed { resume });
                 }
                 Err(error)

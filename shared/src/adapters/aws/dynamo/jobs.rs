@@ -285,6 +285,22 @@ impl DynamoStore {
 
     /// Moves the job to `completed` when all its chunks are done; true only for the caller
     /// whose conditional update did it.
+    /// (b) The marker, the results and the counts, atomically, once; (c) completion, also
+    /// attempted on re-delivery: a commit whose completion step failed after its transaction
+    /// must not leave the job in progress forever.
+    async fn commit_again(
+        &self,
+        result: &ChunkResult,
+        results: &[String],
+    ) -> StoreResult<ChunkCommit> {
+        let newly_committed = self.commit_counts(result, results).await?;
+        let completed_job = self.complete_when_done(result.job_id, result.at).await?;
+        Ok(ChunkCommit {
+            newly_committed,
+            completed_job,
+        })
+    }
+
     async fn complete_when_done(&self, id: JobId, at: Timestamp) -> StoreResult<bool> {
         let job = self.read_job(id).await?.ok_or_else(|| not_found(id))?;
         // Chunks are only ever counted up: all done when read, all done when updated.
@@ -585,8 +601,14 @@ impl JobStore for DynamoStore {
 
     async fn commit_chunk(&self, result: ChunkResult) -> StoreResult<ChunkCommit> {
         // (a) The errors, numbered within the chunk in row order, under keys that a
-        // re-delivered chunk rewrites identically.
+        // re-delivery racing the first delivery rewrites identically; a chunk already
+        // committed keeps the errors it has.
         let pk = job_pk(result.job_id);
+        let results = encode_results(&result.results)?;
+        let writes_first = !result.errors.is_empty() || results.len() > 1;
+        if writes_first && self.chunk_committed(result.job_id, result.chunk).await? {
+            return self.commit_again(&result, &results).await;
+        }
         let writes = result
             .errors
             .iter()
@@ -602,11 +624,9 @@ impl JobStore for DynamoStore {
             self.batch_write(writes).await?;
         }
         // Row results too large for the marker go to parts, also written before the marker
-        // and only counted once it names them. A chunk already committed keeps the parts it
-        // has; a re-delivery that got here concurrently rewrites them identically (a re-run of
-        // a row reports what the first run did).
-        let results = encode_results(&result.results)?;
-        if results.len() > 1 && !self.chunk_committed(result.job_id, result.chunk).await? {
+        // and only counted once it names them; a re-delivery that got here concurrently
+        // rewrites them identically (a re-run of a row reports what the first run did).
+        if results.len() > 1 {
             let parts = results
                 .iter()
                 .enumerate()
@@ -619,15 +639,7 @@ impl JobStore for DynamoStore {
                 .collect();
             self.batch_write(parts).await?;
         }
-        // (b) The marker, the results and the counts, atomically, once.
-        let newly_committed = self.commit_counts(&result, &results).await?;
-        // (c) Completion, also attempted on re-delivery: a commit whose completion step failed
-        // after its transaction must not leave the job in progress forever.
-        let completed_job = self.complete_when_done(result.job_id, result.at).await?;
-        Ok(ChunkCommit {
-            newly_committed,
-            completed_job,
-        })
+        self.commit_again(&result, &results).await
     }
 
     async fn cancel_job(

@@ -1,0 +1,551 @@
+//! The `JobStore` contract: jobs scoped by tenant, the status changes of the job state
+//! machine applied once each, chunks committed exactly once, the error logs and row results.
+
+use std::collections::BTreeSet;
+
+use bulk_users::model::{
+    ChunkPlan, ErrorType, Job, JobKind, JobStatus, NewFile, NewJob, ProceedOutcome, RowAction,
+    RowResult, SchemeError, SchemeReport,
+};
+use bulk_users::ports::StoreError;
+
+use crate::fixtures::{
+    at, chunk, new_job, page, plan, row_result, scheme_error, scheme_errors_of, started_job,
+    tenant, update_error, update_errors_of, valid_report, Adapters,
+};
+
+contracts!(Threaded:
+    jobs_are_created_scoped_by_tenant_and_listed_newest_first,
+    scheme_reports_apply_to_the_current_file_only,
+    the_file_is_replaced_until_the_job_is_proceeded,
+    failing_a_job,
+    jobs_keep_their_kind_and_page_by_cursor,
+    row_results_are_committed_once_with_their_chunk,
+);
+contracts!(Serialized:
+    concurrent_creations_get_distinct_ids,
+    a_job_starts_processing_once,
+    chunks_commit_exactly_once_and_complete_the_job_once,
+);
+
+fn job_ids(jobs: &[Job]) -> Vec<u64> {
+    jobs.iter().map(|job| job.id).collect()
+}
+
+fn new_file(file_key: &str, at_second: i64) -> NewFile {
+    NewFile {
+        filename: "fixed.json".to_owned(),
+        file_key: file_key.to_owned(),
+        file_bytes: 77,
+        at: at(at_second),
+    }
+}
+
+async fn jobs_are_created_scoped_by_tenant_and_listed_newest_first(adapters: Adapters) {
+    let jobs = &adapters.ports.jobs;
+    let a = tenant("acme");
+    let b = tenant("globex");
+
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let job = jobs
+            .create_job(new_job(&a, &format!("files/{n}")))
+            .await
+            .unwrap();
+        assert_eq!(job.status, JobStatus::Created);
+        assert_eq!(job.tenant, a);
+        assert_eq!((job.created_at, job.updated_at), (at(0), at(0)));
+        ids.push(job.id);
+    }
+    assert_eq!(ids, vec![1, 2, 3], "ids start at 1 and increase");
+    let other = jobs.create_job(new_job(&b, "files/b")).await.unwrap();
+    assert_eq!(other.id, 4);
+
+    let stored = jobs.get_job(&a, 2).await.unwrap().unwrap();
+    assert_eq!(stored.file_key, "files/1");
+    assert_eq!(stored.filename, "users.json");
+    assert_eq!(stored.uploaded_api_user_name, "uploader");
+    assert_eq!(stored.created_at, at(0));
+    assert_eq!(stored.chunk_plan, ChunkPlan::default());
+    assert_eq!(jobs.get_job(&b, 2).await.unwrap(), None, "another tenant's");
+    assert_eq!(jobs.get_job(&a, 99).await.unwrap(), None);
+    assert_eq!(jobs.get_job(&a, u64::MAX).await.unwrap(), None);
+
+    let listed = |tenant, number, per_page| async move {
+        let (found, total) = jobs
+            .list_jobs(&tenant, page(number, per_page))
+            .await
+            .unwrap();
+        (job_ids(&found), total)
+    };
+    assert_eq!(listed(a.clone(), 1, 2).await, (vec![3, 2], 3));
+    assert_eq!(listed(a.clone(), 2, 2).await, (vec![1], 3));
+    assert_eq!(listed(a.clone(), 3, 2).await, (vec![], 3));
+    assert_eq!(listed(b.clone(), 1, 10).await, (vec![4], 1));
+    assert_eq!(listed(tenant("nobody"), 1, 10).await, (vec![], 0));
+}
+
+async fn concurrent_creations_get_distinct_ids(adapters: Adapters) {
+    let a = tenant("acme");
+    let tasks: Vec<_> = (0..12)
+        .map(|n| {
+            let jobs = adapters.ports.jobs.clone();
+            let job = new_job(&a, &format!("files/{n}"));
+            tokio::spawn(async move { jobs.create_job(job).await.unwrap().id })
+        })
+        .collect();
+    let mut ids = BTreeSet::new();
+    for task in tasks {
+        ids.insert(task.await.unwrap());
+    }
+    assert_eq!(ids, (1..=12).collect::<BTreeSet<u64>>());
+    // Racing creations each get an ordinal of their own, without gaps: the list is every job,
+    // newest first, and its pages are ranges of ordinals.
+    let jobs = &adapters.ports.jobs;
+    let (listed, total) = jobs.list_jobs(&a, page(1, 100)).await.unwrap();
+    assert_eq!(total, 12);
+    assert_eq!(
+        listed.iter().map(|j| j.ordinal).collect::<Vec<_>>(),
+        (1..=12).rev().collect::<Vec<u64>>()
+    );
+    assert_eq!(listed.iter().map(|j| j.id).collect::<BTreeSet<u64>>(), ids);
+    let (second, _) = jobs.list_jobs(&a, page(2, 5)).await.unwrap();
+    assert_eq!(
+        second.iter().map(|j| j.ordinal).collect::<Vec<_>>(),
+        vec![7, 6, 5, 4, 3]
+    );
+}
+
+async fn scheme_reports_apply_to_the_current_file_only(adapters: Adapters) {
+    let jobs = &adapters.ports.jobs;
+    let a = tenant("acme");
+    let job = jobs.create_job(new_job(&a, "files/one")).await.unwrap();
+
+    // Kept in the order given, a row-less error among them.
+    let mut errors: Vec<SchemeError> = (1..=30)
+        .rev()
+        .map(|row| scheme_error(Some(row), &format!("bad email in row {row}")))
+        .collect();
+    errors.push(scheme_error(None, "the file ends early"));
+    let report = SchemeReport {
+        total_rows: 40,
+        errors: errors.clone(),
+        error_count: 32,
+        chunk_plan: plan(2, 20),
+    };
+
+    // A report of another file is ignored.
+    let unchanged = jobs
+        .record_scheme_report(&a, job.id, "files/other", &report, at(5))
+        .await
+        .unwrap();
+    assert_eq!(unchanged, job);
+    assert!(scheme_errors_of(jobs, &a, job.id).await.is_empty());
+
+    let recorded = jobs
+        .record_scheme_report(&a, job.id, "files/one", &report, at(5))
+        .await
+        .unwrap();
+    assert_eq!(recorded.status, JobStatus::InvalidScheme);
+    assert_eq!(recorded.total_rows, 40);
+    assert_eq!(recorded.scheme_error_count, 32);
+    assert_eq!(recorded.chunk_plan, plan(2, 20));
+    assert_eq!(recorded.updated_at, at(5));
+    assert_eq!(scheme_errors_of(jobs, &a, job.id).await, errors);
+    assert!(scheme_errors_of(jobs, &tenant("globex"), job.id)
+        .await
+        .is_empty());
+    // Another tenant's report does not reach the job.
+    let theirs = jobs
+        .record_scheme_report(
+            &tenant("globex"),
+            job.id,
+            "files/one",
+            &valid_report(1),
+            at(6),
+        )
+        .await;
+    assert!(matches!(theirs, Err(StoreError::NotFound(_))), "{theirs:?}");
+
+    // Recorded once: a second report for the same file changes nothing.
+    let again = jobs
+        .record_scheme_report(&a, job.id, "files/one", &valid_report(1), at(6))
+        .await
+        .unwrap();
+    assert_eq!(again, recorded);
+    assert_eq!(scheme_errors_of(jobs, &a, job.id).await, errors);
+
+    let missing = jobs
+        .record_scheme_report(&a, 999, "files/one", &report, at(8))
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+}
+
+async fn the_file_is_replaced_until_the_job_is_proceeded(adapters: Adapters) {
+    let jobs = &adapters.ports.jobs;
+    let a = tenant("acme");
+    let job = jobs.create_job(new_job(&a, "files/one")).await.unwrap();
+    let errors: Vec<SchemeError> = (1..=3)
+        .map(|row| scheme_error(Some(row), "bad email"))
+        .collect();
+    let invalid = SchemeReport {
+        total_rows: 40,
+        errors: errors.clone(),
+        error_count: 3,
+        chunk_plan: plan(2, 20),
+    };
+    jobs.record_scheme_report(&a, job.id, "files/one", &invalid, at(5))
+        .await
+        .unwrap();
+
+    // A new file drops the old errors and starts over.
+    let replaced = jobs
+        .replace_file(&a, job.id, new_file("files/two", 7))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(replaced.status, JobStatus::Created);
+    assert_eq!(
+        (replaced.file_key.as_str(), replaced.filename.as_str()),
+        ("files/two", "fixed.json")
+    );
+    assert_eq!(
+        (
+            replaced.file_bytes,
+            replaced.total_rows,
+            replaced.scheme_error_count
+        ),
+        (77, 0, 0)
+    );
+    assert_eq!(replaced.chunk_plan, ChunkPlan::default());
+    assert_eq!((replaced.created_at, replaced.updated_at), (at(0), at(7)));
+    assert!(scheme_errors_of(jobs, &a, job.id).await.is_empty());
+    let globex = tenant("globex");
+    let elsewhere = jobs.replace_file(&globex, job.id, new_file("files/x", 7));
+    assert_eq!(elsewhere.await.unwrap(), None);
+    assert_eq!(
+        jobs.replace_file(&a, 999, new_file("files/x", 7))
+            .await
+            .unwrap(),
+        None
+    );
+
+    // The new file's report is the one recorded.
+    let fewer = SchemeReport {
+        errors: errors[..2].to_vec(),
+        error_count: 2,
+        ..invalid
+    };
+    let recorded = jobs
+        .record_scheme_report(&a, job.id, "files/two", &fewer, at(8))
+        .await
+        .unwrap();
+    assert_eq!(recorded.status, JobStatus::InvalidScheme);
+    assert_eq!(
+        scheme_errors_of(jobs, &a, job.id).await,
+        errors[..2].to_vec()
+    );
+
+    // Proceeded: the file can no longer be replaced.
+    let started = started_job(jobs, &a, 2).await;
+    let refused = jobs
+        .replace_file(&a, started.id, new_file("files/late", 9))
+        .await
+        .unwrap()
+        .unwrap();
+    let unchanged = refused.unwrap_err();
+    assert_eq!(unchanged.status, JobStatus::InProgress);
+    assert_eq!(unchanged.file_key, "files/started");
+}
+
+async fn a_job_starts_processing_once(adapters: Adapters) {
+    let jobs = adapters.ports.jobs.clone();
+    let a = tenant("acme");
+    let job = jobs.create_job(new_job(&a, "files/x")).await.unwrap();
+
+    // Not validated yet: not proceedable.
+    let early = jobs
+        .start_processing(&a, job.id, "proceeder", at(1))
+        .await
+        .unwrap();
+    assert!(
+        matches!(early, Some(ProceedOutcome::NotProceedable(ref j)) if j.status == JobStatus::Created)
+    );
+
+    jobs.record_scheme_report(&a, job.id, "files/x", &valid_report(2), at(2))
+        .await
+        .unwrap();
+    let globex = tenant("globex");
+    let intruder = jobs.start_processing(&globex, job.id, "intruder", at(3));
+    assert_eq!(intruder.await.unwrap(), None);
+    let missing = jobs.start_processing(&a, 999, "proceeder", at(3));
+    assert_eq!(missing.await.unwrap(), None);
+
+    let calls: Vec<_> = (0..6)
+        .map(|n| {
+            let jobs = jobs.clone();
+            let a = a.clone();
+            tokio::spawn(async move {
+                jobs.start_processing(&a, job.id, &format!("proceeder-{n}"), at(3))
+                    .await
+                    .unwrap()
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut started = Vec::new();
+    for call in calls {
+        match call.await.unwrap() {
+            ProceedOutcome::Started(job) => started.push(job),
+            ProceedOutcome::NotProceedable(job) => assert_eq!(job.status, JobStatus::InProgress),
+        }
+    }
+    assert_eq!(started.len(), 1, "exactly one caller starts the job");
+    let job_now = jobs.get_job(&a, job.id).await.unwrap().unwrap();
+    assert_eq!(job_now, started[0]);
+    assert_eq!(job_now.status, JobStatus::InProgress);
+    assert_eq!(job_now.process_requested_at, Some(at(3)));
+    assert!(job_now.proceed_api_user_name.is_some());
+}
+
+async fn chunks_commit_exactly_once_and_complete_the_job_once(adapters: Adapters) {
+    let jobs = &adapters.ports.jobs;
+    let a = tenant("acme");
+    let id = started_job(jobs, &a, 3).await.id;
+
+    // Chunk 0 with errors, in row order as the processor commits them, twice for row 1.
+    let errors = vec![
+        update_error(1, "first problem", ErrorType::Error),
+        update_error(1, "second problem", ErrorType::Warning),
+        update_error(2, "other row", ErrorType::Error),
+    ];
+    assert!(!jobs.chunk_committed(id, 0).await.unwrap());
+    let first = jobs
+        .commit_chunk(chunk(id, 0, errors.clone()))
+        .await
+        .unwrap();
+    assert!(first.newly_committed);
+    assert!(!first.completed_job);
+    assert!(jobs.chunk_committed(id, 0).await.unwrap());
+    assert!(!jobs.chunk_committed(id, 1).await.unwrap());
+
+    // Re-delivered, even with other errors: nothing counted again.
+    let redelivered = vec![update_error(9, "again", ErrorType::Error)];
+    let again = jobs.commit_chunk(chunk(id, 0, redelivered)).await.unwrap();
+    assert!(!again.newly_committed);
+    assert!(!again.completed_job);
+    let job = jobs.get_job(&a, id).await.unwrap().unwrap();
+    let counts = |job: &Job| {
+        (
+            job.affected_rows,
+            job.failed_rows,
+            job.update_error_count,
+            job.chunks_done,
+        )
+    };
+    assert_eq!(counts(&job), (7, 3, 3, 1));
+    assert_eq!(
+        (job.status, job.completed_at),
+        (JobStatus::InProgress, None)
+    );
+    assert_eq!(update_errors_of(jobs, &a, id, 2).await, errors);
+
+    // The last two chunks, each delivered several times, all at once.
+    let mut racing = Vec::new();
+    for n in [1u32, 2, 1, 2, 2, 1] {
+        let jobs = jobs.clone();
+        racing.push(tokio::spawn(async move {
+            let errors = vec![update_error(
+                u64::from(n) * 10 + 1,
+                "late",
+                ErrorType::Error,
+            )];
+            (n, jobs.commit_chunk(chunk(id, n, errors)).await.unwrap())
+        }));
+    }
+    let mut newly = Vec::new();
+    let mut completions = Vec::new();
+    for commit in racing {
+        let (n, commit) = commit.await.unwrap();
+        if commit.newly_committed {
+            newly.push(n);
+        }
+        if commit.completed_job {
+            assert!(commit.newly_committed, "only a new commit completes");
+            completions.push(n);
+        }
+    }
+    newly.sort_unstable();
+    assert_eq!(newly, vec![1, 2], "each chunk is newly committed once");
+    assert_eq!(completions.len(), 1, "exactly one commit completes the job");
+
+    let job = jobs.get_job(&a, id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Completed);
+    assert_eq!(counts(&job), (25, 5, 5, 3));
+    assert_eq!(job.completed_at, Some(at(100 + i64::from(completions[0]))));
+    let rows: Vec<u64> = update_errors_of(jobs, &a, id, 2)
+        .await
+        .iter()
+        .map(|e| e.row)
+        .collect();
+    assert_eq!(rows, vec![1, 1, 2, 11, 21], "update errors in row order");
+    assert!(update_errors_of(jobs, &tenant("globex"), id, 2)
+        .await
+        .is_empty());
+
+    // After completion a re-delivery neither counts nor completes.
+    let late = jobs.commit_chunk(chunk(id, 2, Vec::new())).await.unwrap();
+    assert!(!late.newly_committed);
+    assert!(!late.completed_job);
+
+    // A chunk of a job that does not exist is an error, and leaves nothing behind.
+    let missing = jobs.commit_chunk(chunk(999, 0, Vec::new())).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+    assert!(!jobs.chunk_committed(999, 0).await.unwrap());
+}
+
+async fn failing_a_job(adapters: Adapters) {
+    let jobs = &adapters.ports.jobs;
+    let a = tenant("acme");
+    let id = started_job(jobs, &a, 2).await.id;
+
+    jobs.fail_job(id, "the file vanished", at(50))
+        .await
+        .unwrap();
+    let failed = jobs.get_job(&a, id).await.unwrap().unwrap();
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert_eq!(failed.failure_reason.as_deref(), Some("the file vanished"));
+    assert_eq!(failed.updated_at, at(50));
+
+    // Only in-progress jobs fail; a failed job stays as it failed.
+    jobs.fail_job(id, "again", at(51)).await.unwrap();
+    assert_eq!(jobs.get_job(&a, id).await.unwrap().unwrap(), failed);
+
+    let created = jobs.create_job(new_job(&a, "files/c")).await.unwrap();
+    jobs.fail_job(created.id, "nope", at(52)).await.unwrap();
+    assert_eq!(
+        jobs.get_job(&a, created.id).await.unwrap().unwrap(),
+        created
+    );
+    assert!(matches!(
+        jobs.fail_job(999, "missing", at(53)).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn jobs_keep_their_kind_and_page_by_cursor(adapters: Adapters) {
+    let jobs = &adapters.ports.jobs;
+    let a = tenant("acme");
+    let b = tenant("globex");
+
+    let kinds = JobKind::ALL;
+    let mut ids = Vec::new();
+    for (n, kind) in kinds.into_iter().enumerate() {
+        let new = NewJob {
+            kind,
+            ..new_job(&a, &format!("files/{n}"))
+        };
+        let job = jobs.create_job(new).await.unwrap();
+        assert_eq!(job.kind, kind);
+        assert_eq!(jobs.get_job(&a, job.id).await.unwrap().unwrap().kind, kind);
+        ids.push(job.id);
+        if n == 2 {
+            // Another tenant's job in between.
+            jobs.create_job(new_job(&b, "files/b")).await.unwrap();
+        }
+    }
+    let (listed, _) = jobs.list_jobs(&a, page(1, 10)).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|job| job.kind).collect::<Vec<_>>(),
+        kinds.iter().rev().copied().collect::<Vec<_>>()
+    );
+
+    // Cursor paging, newest first, the tenant's jobs only. The cursor is the ordinal of the
+    // last job of the page before: 1, 2, … in the order the tenant's jobs were created.
+    let newest: Vec<u64> = ids.iter().rev().copied().collect();
+    let before = |cursor: Option<u64>, limit: u64| {
+        let a = a.clone();
+        async move { jobs.jobs_before(&a, cursor, limit).await.unwrap() }
+    };
+    let first = before(None, 3).await;
+    let second = before(first.last().map(|job| job.ordinal), 3).await;
+    let last = before(second.last().map(|job| job.ordinal), 3).await;
+    assert_eq!(job_ids(&first), newest[..3]);
+    assert_eq!(job_ids(&second), newest[3..6]);
+    assert_eq!(job_ids(&last), newest[6..]);
+    assert_eq!(last.last().map(|job| job.ordinal), Some(1));
+    assert!(before(Some(1), 3).await.is_empty());
+    assert_eq!(job_ids(&before(None, 100).await), newest);
+    assert_eq!(job_ids(&before(Some(u64::MAX), 1).await), newest[..1]);
+    assert_eq!(
+        job_ids(&before(Some(3), 100).await),
+        newest[newest.len() - 2..]
+    );
+    assert!(before(None, 0).await.is_empty());
+    assert_eq!(jobs.jobs_before(&b, None, 10).await.unwrap().len(), 1);
+    let nobody = jobs.jobs_before(&tenant("nobody"), None, 10).await.unwrap();
+    assert!(nobody.is_empty());
+}
+
+async fn row_results_are_committed_once_with_their_chunk(adapters: Adapters) {
+    let jobs = &adapters.ports.jobs;
+    let a = tenant("acme");
+    let id = started_job(jobs, &a, 3).await.id;
+    assert!(jobs.results(&a, id).await.unwrap().is_empty());
+
+    // Chunk 1 first, its rows out of order.
+    let chunk1: Vec<RowResult> = [1_012, 1_010, 1_011]
+        .into_iter()
+        .map(|index| row_result(index, RowAction::Updated, ""))
+        .collect();
+    let mut result = chunk(id, 1, Vec::new());
+    result.results = chunk1.clone();
+    assert!(
+        jobs.commit_chunk(result.clone())
+            .await
+            .unwrap()
+            .newly_committed
+    );
+    // A re-delivery with other results changes nothing.
+    result.results = vec![row_result(1_010, RowAction::Failed, "again")];
+    assert!(!jobs.commit_chunk(result).await.unwrap().newly_committed);
+
+    // Chunk 0: 1,000 rows of about 1 KB each, more than one DynamoDB item holds.
+    let big: Vec<RowResult> = (0..1_000)
+        .map(|index| row_result(index, RowAction::Failed, &"x".repeat(1_000)))
+        .collect();
+    let mut result = chunk(id, 0, Vec::new());
+    result.results = big.clone();
+    assert!(
+        jobs.commit_chunk(result.clone())
+            .await
+            .unwrap()
+            .newly_committed
+    );
+    assert!(!jobs.commit_chunk(result).await.unwrap().newly_committed);
+
+    // Chunk 2 records none (a CCAI upload's chunks record none).
+    let last = jobs.commit_chunk(chunk(id, 2, Vec::new())).await.unwrap();
+    assert!(last.completed_job);
+
+    let mut expected = big;
+    let mut sorted = chunk1;
+    sorted.sort_by_key(|row| row.index);
+    expected.extend(sorted);
+    let stored = jobs.results(&a, id).await.unwrap();
+    assert_eq!(stored.len(), expected.len());
+    assert_eq!(stored, expected, "every committed result, in row order");
+    assert!(jobs
+        .results(&tenant("globex"), id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(jobs.results(&a, 999).await.unwrap().is_empty());
+}
