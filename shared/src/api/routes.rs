@@ -236,15 +236,25 @@ pub fn resolve(method: &Method, path: &str) -> Result<Route, RouteMiss> {
                 .map(|rest| format!("{canonical}{rest}"))
         })
         .unwrap_or_else(|| trimmed.to_owned());
-    let mut allowed = Vec::new();
-    for spec in route_table() {
-        if let Some(params) = match_pattern(spec.pattern, &canonical) {
-            if spec.method == *method {
-                return Ok(Route {
-                    operation: spec.operation,
-                    params,
-                });
-            }
+    let matching: Vec<(&RouteSpec, Vec<String>)> = route_table()
+        .iter()
+        .filter_map(|spec| match_pattern(spec.pattern, &canonical).map(|params| (spec, params)))
+        .collect();
+    // A literal segment beats a parameter (OpenAPI's rule): `…/users/batch-delete` is that
+    // path's, never the user `batch-delete` of `…/users/{user_id}`.
+    let fewest_params = matching.iter().map(|(_, params)| params.len()).min();
+    let mut allowed: Vec<Method> = Vec::new();
+    for (spec, params) in matching {
+        if Some(params.len()) != fewest_params {
+            continue;
+        }
+        if spec.method == *method {
+            return Ok(Route {
+                operation: spec.operation,
+                params,
+            });
+        }
+        if !allowed.contains(&spec.method) {
             allowed.push(spec.method.clone());
         }
     }
@@ -351,12 +361,18 @@ mod tests {
                 vec!["acme".into(), "17".into()]
             ))
         );
+        // A literal segment beats a parameter: no user is named `batch-create`.
         assert_eq!(
             op(Method::GET, "/v2/acme/users/batch-create"),
-            Err(RouteMiss::MethodNotAllowed(vec![
-                Method::POST,
-                Method::DELETE
-            ]))
+            Err(RouteMiss::MethodNotAllowed(vec![Method::POST]))
+        );
+        assert_eq!(
+            op(Method::DELETE, "/v2/acme/users/batch-delete"),
+            Err(RouteMiss::MethodNotAllowed(vec![Method::POST]))
+        );
+        assert_eq!(
+            op(Method::POST, "/api/v2/job_statuses/show_many"),
+            Err(RouteMiss::MethodNotAllowed(vec![Method::GET]))
         );
         assert_eq!(Dialect::of_path("/v2/x/users"), Dialect::Workspace);
         assert_eq!(Dialect::of(Operation::ShowJobStatus), Dialect::Zendesk);
