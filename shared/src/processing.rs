@@ -9,6 +9,7 @@
 //! nor reports differently, and the job store counts a chunk exactly once.
 
 use std::collections::{BTreeSet, HashMap};
+use std::ops::ControlFlow;
 
 use crate::jobfile::{ArrayReader, Element, ScanError};
 use crate::model::{
@@ -16,7 +17,7 @@ use crate::model::{
     SaveOutcome, TenantId, TenantSettings, Timestamp, Transition, UpdateError, User, UserAction,
     UserChange, UserId, UserKey, WorkItem,
 };
-use crate::ports::{Ports, StoreError};
+use crate::ports::{FileReader, Ports, StoreError};
 use crate::validation::{
     record_command, Intent, Patch, RowError, Target, UserCommand, ValidationContext,
 };
@@ -65,26 +66,10 @@ pub async fn process_work_item(
     item: &WorkItem,
     options: &ProcessingOptions,
 ) -> Result<ChunkOutcome, StoreError> {
-    let Some(job) = ports.jobs.get_job(&item.tenant, item.job_id).await? else {
-        return Ok(ChunkOutcome::Skipped {
-            reason: format!("job {} does not exist", item.job_id),
-        });
+    let job = match job_to_process(ports, item).await? {
+        ControlFlow::Continue(job) => job,
+        ControlFlow::Break(outcome) => return Ok(outcome),
     };
-    if job.status != JobStatus::InProgress {
-        return Ok(ChunkOutcome::Skipped {
-            reason: format!("job {} is {}", job.id, job.status),
-        });
-    }
-    if ports.jobs.chunk_committed(job.id, item.chunk).await? {
-        // Every chunk counted but the job still in progress: the completion was lost after
-        // the last commit (a process died between the two). This delivery completes it.
-        let completed_job = Transition::Complete.allowed_for(&job)
-            && ports
-                .jobs
-                .complete_if_done(job.id, Timestamp::now())
-                .await?;
-        return Ok(ChunkOutcome::AlreadyCommitted { completed_job });
-    }
     let settings = ports
         .tenants
         .settings(&item.tenant)
@@ -95,89 +80,42 @@ pub async fn process_work_item(
         job: &job,
         context: ValidationContext::new(&settings),
     };
-
-    let reader = match ports.files.open(&job.file_key, item.byte_offset).await {
-        Ok(reader) => reader,
-        Err(StoreError::NotFound(_)) => {
-            return fail(ports, &job, "the job's file no longer exists".to_owned()).await;
-        }
-        Err(error) => return Err(error),
-    };
-    let mut array = ArrayReader::at_element(
-        reader,
-        item.byte_offset,
-        item.first_row,
-        options.max_row_bytes,
-    );
-    let mut chunk = ChunkTally::default();
-    let mut batch: Vec<Element> = Vec::with_capacity(options.batch_rows);
-    let mut ids = IdPool::default();
-    let mut remaining = item.rows;
-    while remaining > 0 {
-        match array.next_element().await {
-            Ok(Some(element)) => {
-                remaining -= 1;
-                batch.push(element);
-                if batch.len() >= options.batch_rows.max(1) {
-                    // Ids are reserved for the rest of the chunk at once: one counter update
-                    // per chunk of new users, not one per batch.
-                    let rows_left = remaining + batch.len() as u64;
-                    batches
-                        .apply(&mut batch, &mut ids, rows_left, &mut chunk)
-                        .await?;
-                }
-            }
-            Ok(None) => {
-                let reason = format!(
-                    "the job's file ended {remaining} rows before the end of chunk {}",
-                    item.chunk
-                );
-                return fail(ports, &job, reason).await;
-            }
-            Err(ScanError::Io(error)) => return Err(StoreError::unavailable("file store", error)),
-            Err(error) => {
-                return fail(
-                    ports,
-                    &job,
-                    format!("the job's file is unreadable: {error}"),
-                )
-                .await
-            }
-        }
+    match batches.apply_chunk(item, options).await {
+        Ok(chunk) => chunk.commit(ports, job.id, item.chunk).await,
+        Err(ChunkError::Unprocessable(reason)) => fail(ports, &job, reason).await,
+        Err(ChunkError::Store(error)) => Err(error),
     }
-    let rows_left = batch.len() as u64;
-    batches
-        .apply(&mut batch, &mut ids, rows_left, &mut chunk)
-        .await?;
+}
 
-    let (affected_rows, failed_rows) = (chunk.affected_rows, chunk.failed_rows);
-    // The log is in row order: rows are recorded as their batch settles (a batch that lost a
-    // race settles later), so a row's errors are sorted into place, keeping their own order.
-    let mut errors = chunk.errors;
-    errors.sort_by_key(|error| error.row);
-    let commit = ports
-        .jobs
-        .commit_chunk(ChunkResult {
-            job_id: job.id,
-            chunk: item.chunk,
-            affected_rows,
-            failed_rows,
-            errors,
-            results: chunk.results,
-            at: Timestamp::now(),
-        })
-        .await?;
-    Ok(if commit.newly_committed {
-        ChunkOutcome::Committed {
-            affected_rows,
-            failed_rows,
-            completed_job: commit.completed_job,
-        }
-    } else {
-        ChunkOutcome::AlreadyCommitted {
-            completed_job: commit.completed_job,
-        }
-    })
+/// The job of a work item when its chunk is still to be processed; otherwise what the item
+/// comes to (the job gone or no longer in progress, the chunk committed before).
+async fn job_to_process(
+    ports: &Ports,
+    item: &WorkItem,
+) -> Result<ControlFlow<ChunkOutcome, Job>, StoreError> {
+    let Some(job) = ports.jobs.get_job(&item.tenant, item.job_id).await? else {
+        return Ok(ControlFlow::Break(ChunkOutcome::Skipped {
+            reason: format!("job {} does not exist", item.job_id),
+        }));
+    };
+    if job.status != JobStatus::InProgress {
+        return Ok(ControlFlow::Break(ChunkOutcome::Skipped {
+            reason: format!("job {} is {}", job.id, job.status),
+        }));
+    }
+    if ports.jobs.chunk_committed(job.id, item.chunk).await? {
+        // Every chunk counted but the job still in progress: the completion was lost after
+        // the last commit (a process died between the two). This delivery completes it.
+        let completed_job = Transition::Complete.allowed_for(&job)
+            && ports
+                .jobs
+                .complete_if_done(job.id, Timestamp::now())
+                .await?;
+        return Ok(ControlFlow::Break(ChunkOutcome::AlreadyCommitted {
+            completed_job,
+        }));
+    }
+    Ok(ControlFlow::Continue(job))
 }
 
 async fn fail(ports: &Ports, job: &Job, reason: String) -> Result<ChunkOutcome, StoreError> {
@@ -187,6 +125,22 @@ async fn fail(ports: &Ports, job: &Job, reason: String) -> Result<ChunkOutcome, 
         .fail_job(job.id, &reason, Timestamp::now())
         .await?;
     Ok(ChunkOutcome::JobFailed { reason })
+}
+
+/// Why a chunk was not applied.
+#[derive(Debug)]
+enum ChunkError {
+    /// A dependency failed: the item is tried again.
+    Store(StoreError),
+    /// The job's file cannot be processed (gone, cut short, unreadable), for this reason:
+    /// the job is ended `failed`.
+    Unprocessable(String),
+}
+
+impl From<StoreError> for ChunkError {
+    fn from(error: StoreError) -> ChunkError {
+        ChunkError::Store(error)
+    }
 }
 
 /// Rounds of one batch: rows whose user changed, or whose key was taken, concurrently are read
@@ -232,6 +186,43 @@ struct ChunkTally {
 }
 
 impl ChunkTally {
+    /// Commits the chunk's counts, errors and results to its job.
+    async fn commit(
+        self,
+        ports: &Ports,
+        job: JobId,
+        chunk: u32,
+    ) -> Result<ChunkOutcome, StoreError> {
+        let (affected_rows, failed_rows) = (self.affected_rows, self.failed_rows);
+        // The log is in row order: rows are recorded as their batch settles (a batch that lost a
+        // race settles later), so a row's errors are sorted into place, keeping their own order.
+        let mut errors = self.errors;
+        errors.sort_by_key(|error| error.row);
+        let commit = ports
+            .jobs
+            .commit_chunk(ChunkResult {
+                job_id: job,
+                chunk,
+                affected_rows,
+                failed_rows,
+                errors,
+                results: self.results,
+                at: Timestamp::now(),
+            })
+            .await?;
+        Ok(if commit.newly_committed {
+            ChunkOutcome::Committed {
+                affected_rows,
+                failed_rows,
+                completed_job: commit.completed_job,
+            }
+        } else {
+            ChunkOutcome::AlreadyCommitted {
+                completed_job: commit.completed_job,
+            }
+        })
+    }
+
     fn record(&mut self, kind: JobKind, index: u64, command: Option<&UserCommand>, fate: RowFate) {
         let row = index + 1;
         let column = |field: &Option<String>| match kind {
@@ -363,7 +354,81 @@ struct RowBatches<'a> {
     context: ValidationContext,
 }
 
+/// The rows of one batch as judged (by index in the file), and what became of each valid one
+/// so far, by position in the batch.
+struct BatchRows {
+    rows: Vec<(u64, Result<UserCommand, Vec<RowError>>)>,
+    fates: Vec<Option<RowFate>>,
+}
+
 impl RowBatches<'_> {
+    /// Reads the rows of a work item's chunk and applies them batch by batch.
+    async fn apply_chunk(
+        &self,
+        item: &WorkItem,
+        options: &ProcessingOptions,
+    ) -> Result<ChunkTally, ChunkError> {
+        let mut array = self.open_chunk(item, options).await?;
+        let mut chunk = ChunkTally::default();
+        let mut batch: Vec<Element> = Vec::with_capacity(options.batch_rows);
+        let mut ids = IdPool::default();
+        let mut remaining = item.rows;
+        while remaining > 0 {
+            let element = match array.next_element().await {
+                Ok(Some(element)) => element,
+                Ok(None) => {
+                    return Err(ChunkError::Unprocessable(format!(
+                        "the job's file ended {remaining} rows before the end of chunk {}",
+                        item.chunk
+                    )));
+                }
+                Err(ScanError::Io(error)) => {
+                    return Err(StoreError::unavailable("file store", error).into())
+                }
+                Err(error) => {
+                    let reason = format!("the job's file is unreadable: {error}");
+                    return Err(ChunkError::Unprocessable(reason));
+                }
+            };
+            remaining -= 1;
+            batch.push(element);
+            if batch.len() >= options.batch_rows.max(1) {
+                // Ids are reserved for the rest of the chunk at once: one counter update
+                // per chunk of new users, not one per batch.
+                let rows_left = remaining + batch.len() as u64;
+                self.apply(&mut batch, &mut ids, rows_left, &mut chunk)
+                    .await?;
+            }
+        }
+        let rows_left = batch.len() as u64;
+        self.apply(&mut batch, &mut ids, rows_left, &mut chunk)
+            .await?;
+        Ok(chunk)
+    }
+
+    /// The job's file, read from the work item's first row.
+    async fn open_chunk(
+        &self,
+        item: &WorkItem,
+        options: &ProcessingOptions,
+    ) -> Result<ArrayReader<FileReader>, ChunkError> {
+        let file = self.ports.files.open(&self.job.file_key, item.byte_offset);
+        let reader = match file.await {
+            Ok(reader) => reader,
+            Err(StoreError::NotFound(_)) => {
+                let reason = "the job's file no longer exists".to_owned();
+                return Err(ChunkError::Unprocessable(reason));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        Ok(ArrayReader::at_element(
+            reader,
+            item.byte_offset,
+            item.first_row,
+            options.max_row_bytes,
+        ))
+    }
+
     /// Applies one batch of rows; `rows_left` (this batch's rows and the chunk's rows after it)
     /// sizes the block of ids reserved when the batch creates users.
     async fn apply(
@@ -373,15 +438,33 @@ impl RowBatches<'_> {
         rows_left: u64,
         chunk: &mut ChunkTally,
     ) -> Result<(), StoreError> {
-        let (ports, job, context) = (self.ports, self.job, &self.context);
         if batch.is_empty() {
             return Ok(());
         }
+        let mut rows = self.judge(batch);
+        let mut pending: Vec<usize> = (0..rows.rows.len())
+            .filter(|&at| rows.rows[at].1.is_ok())
+            .collect();
+        for round in 1..=MAX_ROUNDS {
+            if pending.is_empty() {
+                break;
+            }
+            let may_retry = round < MAX_ROUNDS;
+            pending = self
+                .round(&mut rows, &pending, ids, rows_left, may_retry)
+                .await?;
+        }
+        rows.record(self.job.kind, chunk);
+        Ok(())
+    }
+
+    /// Judges the rows of a batch (taking them out of it): each a command, or its errors.
+    fn judge(&self, batch: &mut Vec<Element>) -> BatchRows {
         let rows: Vec<(u64, Result<UserCommand, Vec<RowError>>)> = batch
             .drain(..)
             .map(|element| {
                 let checked = match &element.bytes {
-                    Some(bytes) => record_command(job.kind, bytes, context),
+                    Some(bytes) => record_command(self.job.kind, bytes, &self.context),
                     None => Err(vec![RowError {
                         field: None,
                         column: None,
@@ -391,74 +474,107 @@ impl RowBatches<'_> {
                 (element.index, checked)
             })
             .collect();
-
-        let mut fates: Vec<Option<RowFate>> = vec![None; rows.len()];
-        let mut pending: Vec<usize> = (0..rows.len()).filter(|&at| rows[at].1.is_ok()).collect();
-        for round in 1..=MAX_ROUNDS {
-            if pending.is_empty() {
-                break;
-            }
-            let commands: Vec<(usize, u64, &UserCommand)> = pending
-                .iter()
-                .filter_map(|&at| rows[at].1.as_ref().ok().map(|c| (at, rows[at].0, c)))
-                .collect();
-            let mut state = BatchState::load(ports, &job.tenant, &commands).await?;
-            ids.reserve(ports, state.creations_at_most(&commands), rows_left)
-                .await?;
-            let now = Timestamp::now();
-            for &(at, index, command) in &commands {
-                fates[at] = Some(state.apply(at, job.id, index + 1, command, now, ids));
-            }
-            let (changes, rows_of_change) = state.into_changes();
-            let saved = if changes.is_empty() {
-                Vec::new()
-            } else {
-                ports.users.save_users(&job.tenant, &changes).await?
-            };
-            let mut retry = Vec::new();
-            for ((change, outcome), touching) in changes.iter().zip(saved).zip(rows_of_change) {
-                match outcome {
-                    SaveOutcome::Saved => {}
-                    // Another writer took the key since the batch read it (a concurrent run of
-                    // this very chunk, or another job): read again and apply the rows to what is
-                    // stored now; a row another run of this chunk applied is then found by its
-                    // stamp, an upsert updates the new holder, a create fails as a duplicate.
-                    SaveOutcome::KeyTaken(_) if round < MAX_ROUNDS => retry.extend(touching),
-                    SaveOutcome::KeyTaken(key) => {
-                        for at in touching {
-                            let command = rows[at].1.as_ref().ok();
-                            fates[at] = Some(Err(match command {
-                                Some(command) => key_taken(command, &key, None),
-                                None => Failure::new(
-                                    "DuplicateValue",
-                                    Some(key.field()),
-                                    format!("{key} is already used by another user"),
-                                ),
-                            }));
-                        }
-                    }
-                    SaveOutcome::Stale if round < MAX_ROUNDS => retry.extend(touching),
-                    SaveOutcome::Stale => {
-                        for at in touching {
-                            fates[at] = Some(Err(Failure::new(
-                            "ChangedConcurrently",
-                            None,
-                            format!(
-                                "user {} was changed by another request at the same time; send the record again",
-                                change.after.id
-                            ),
-                        )));
-                        }
-                    }
-                }
-            }
-            retry.sort_unstable();
-            pending = retry;
+        BatchRows {
+            fates: vec![None; rows.len()],
+            rows,
         }
+    }
 
+    /// One round of a batch: reads the users the `pending` rows name, applies the rows to them
+    /// and saves what they changed. Returns the rows to apply again: those whose save lost a
+    /// race with another writer, when `may_retry`; otherwise such a row fails.
+    async fn round(
+        &self,
+        rows: &mut BatchRows,
+        pending: &[usize],
+        ids: &mut IdPool,
+        rows_left: u64,
+        may_retry: bool,
+    ) -> Result<Vec<usize>, StoreError> {
+        let (ports, job) = (self.ports, self.job);
+        let commands: Vec<(usize, u64, &UserCommand)> = pending
+            .iter()
+            .filter_map(|&at| {
+                let (index, checked) = &rows.rows[at];
+                checked.as_ref().ok().map(|command| (at, *index, command))
+            })
+            .collect();
+        let mut state = BatchState::load(ports, &job.tenant, &commands).await?;
+        ids.reserve(ports, state.creations_at_most(&commands), rows_left)
+            .await?;
+        let now = Timestamp::now();
+        for &(at, index, command) in &commands {
+            rows.fates[at] = Some(state.apply(at, job.id, index + 1, command, now, ids));
+        }
+        let (changes, rows_of_change) = state.into_changes();
+        let saved = if changes.is_empty() {
+            Vec::new()
+        } else {
+            ports.users.save_users(&job.tenant, &changes).await?
+        };
+        Ok(rows.settle(&changes, saved, rows_of_change, may_retry))
+    }
+}
+
+impl BatchRows {
+    /// Settles the rows of each change by what its save came to. Returns the rows to apply
+    /// again: those whose save lost a race with another writer, when `may_retry`; otherwise
+    /// such a row fails.
+    fn settle(
+        &mut self,
+        changes: &[UserChange],
+        saved: Vec<SaveOutcome>,
+        rows_of_change: Vec<Vec<usize>>,
+        may_retry: bool,
+    ) -> Vec<usize> {
+        let mut retry = Vec::new();
+        for ((change, outcome), touching) in changes.iter().zip(saved).zip(rows_of_change) {
+            match outcome {
+                SaveOutcome::Saved => {}
+                // Another writer took the key since the batch read it (a concurrent run of
+                // this very chunk, or another job): read again and apply the rows to what is
+                // stored now; a row another run of this chunk applied is then found by its
+                // stamp, an upsert updates the new holder, a create fails as a duplicate.
+                SaveOutcome::KeyTaken(_) if may_retry => retry.extend(touching),
+                SaveOutcome::KeyTaken(key) => self.fail(&touching, |command| match command {
+                    Some(command) => key_taken(command, &key, None),
+                    None => Failure::new(
+                        "DuplicateValue",
+                        Some(key.field()),
+                        format!("{key} is already used by another user"),
+                    ),
+                }),
+                SaveOutcome::Stale if may_retry => retry.extend(touching),
+                SaveOutcome::Stale => self.fail(&touching, |_| {
+                    Failure::new(
+                        "ChangedConcurrently",
+                        None,
+                        format!(
+                            "user {} was changed by another request at the same time; send the record again",
+                            change.after.id
+                        ),
+                    )
+                }),
+            }
+        }
+        retry.sort_unstable();
+        retry
+    }
+
+    /// Ends the rows at the positions `touching` with the failure `of` their command.
+    fn fail(&mut self, touching: &[usize], of: impl Fn(Option<&UserCommand>) -> Failure) {
+        for &at in touching {
+            let command = self.rows[at].1.as_ref().ok();
+            self.fates[at] = Some(Err(of(command)));
+        }
+    }
+
+    /// Records every row of the batch in the chunk's tally, in row order.
+    fn record(self, kind: JobKind, chunk: &mut ChunkTally) {
+        let BatchRows { rows, mut fates } = self;
         for (at, (index, checked)) in rows.into_iter().enumerate() {
             match checked {
-                Err(errors) => chunk.invalid(job.kind, index, errors),
+                Err(errors) => chunk.invalid(kind, index, errors),
                 Ok(command) => {
                     let fate = fates[at].take().unwrap_or_else(|| {
                         Err(Failure::new(
@@ -467,11 +583,10 @@ impl RowBatches<'_> {
                             "the user could not be saved; send the record again".to_owned(),
                         ))
                     });
-                    chunk.record(job.kind, index, Some(&command), fate);
+                    chunk.record(kind, index, Some(&command), fate);
                 }
             }
         }
-        Ok(())
     }
 }
 
@@ -583,34 +698,95 @@ impl BatchState {
         ids: &mut IdPool,
     ) -> RowFate {
         let found = self.resolve(&command.target);
-        if let Some((id, _)) = found {
-            if let Some(stamp) = self.users[&id]
-                .last_change
-                .filter(|stamp| stamp.job == job && stamp.row == row)
-            {
-                // This very row was applied by an earlier run of the chunk: the same report.
-                let warnings = if stamp.warned {
-                    fallback_warning(command, found).into_iter().collect()
-                } else {
-                    Vec::new()
-                };
-                return Ok(Applied {
-                    action: stamp.action,
-                    user: self.users[&id].clone(),
-                    warnings,
-                });
-            }
+        if let Some(applied) = self.applied_before(found, job, row, command) {
+            return Ok(applied);
         }
         let found = found.filter(|(id, _)| !self.users[id].is_deleted());
-        let (mut user, action, previous_keys) = match (command.intent, found) {
+        let mut changing = self.changing(command, found, now, ids)?;
+        let warnings = changing.carry_out(command, found, now)?;
+        let keys = changing.user.keys();
+        for key in keys
+            .iter()
+            .filter(|key| !changing.previous_keys.contains(key))
+        {
+            if let Some(holder) = self
+                .holders
+                .get(key)
+                .filter(|holder| **holder != changing.user.id)
+            {
+                return Err(key_taken(command, key, Some(*holder)));
+            }
+        }
+        let Changing {
+            mut user,
+            action,
+            previous_keys,
+        } = changing;
+        user.last_change = Some(ChangeStamp {
+            job,
+            row,
+            action,
+            warned: !warnings.is_empty(),
+        });
+        self.remember(at, &user, &previous_keys);
+        Ok(Applied {
+            action,
+            user,
+            warnings,
+        })
+    }
+
+    /// The same report as before when this very row was applied by an earlier run of the
+    /// chunk (the user `found` carries its stamp).
+    fn applied_before(
+        &self,
+        found: Option<(UserId, usize)>,
+        job: JobId,
+        row: u64,
+        command: &UserCommand,
+    ) -> Option<Applied> {
+        let (id, _) = found?;
+        let stamp = self.users[&id]
+            .last_change
+            .filter(|stamp| stamp.job == job && stamp.row == row)?;
+        let warnings = if stamp.warned {
+            fallback_warning(command, found).into_iter().collect()
+        } else {
+            Vec::new()
+        };
+        Some(Applied {
+            action: stamp.action,
+            user: self.users[&id].clone(),
+            warnings,
+        })
+    }
+
+    /// The user a command changes, as it is now, and how: the live user `found`, or a new one.
+    /// A create whose target is held, or an update or delete of no one, fails.
+    fn changing(
+        &self,
+        command: &UserCommand,
+        found: Option<(UserId, usize)>,
+        now: Timestamp,
+        ids: &mut IdPool,
+    ) -> Result<Changing, Failure> {
+        let existing = |id: UserId, action| {
+            let user = self.users[&id].clone();
+            Changing {
+                previous_keys: user.keys(),
+                user,
+                action,
+            }
+        };
+        match (command.intent, found) {
             (Intent::Create, Some((id, matched))) => {
                 let key = match &command.target {
                     Target::Keys(keys) => keys[matched].clone(),
                     Target::Id(_) => return Err(not_found(command)),
                 };
-                return Err(key_taken(command, &key, Some(id)));
+                Err(key_taken(command, &key, Some(id)))
             }
-            (Intent::Update | Intent::Delete, None) => return Err(not_found(command)),
+            (Intent::Update | Intent::Delete, None) => Err(not_found(command)),
             (Intent::Create | Intent::Upsert, None) => {
                 let Some(id) = ids.take() else {
                     return Err(Failure::new(
@@ -619,56 +795,22 @@ impl BatchState {
                         "no user id could be reserved for a new user".to_owned(),
                     ));
                 };
-                (User::new(id, now), UserAction::Created, Vec::new())
+                Ok(Changing {
+                    user: User::new(id, now),
+                    action: UserAction::Created,
+                    previous_keys: Vec::new(),
+                })
             }
             (Intent::Update | Intent::Upsert, Some((id, _))) => {
-                let user = self.users[&id].clone();
-                let keys = user.keys();
-                (user, UserAction::Updated, keys)
+                Ok(existing(id, UserAction::Updated))
             }
-            (Intent::Delete, Some((id, _))) => {
-                let user = self.users[&id].clone();
-                let keys = user.keys();
-                (user, UserAction::Deleted, keys)
-            }
-        };
-
-        let mut warnings = Vec::new();
-        if action == UserAction::Deleted {
-            user.deleted_at = Some(now);
-            user.updated_at = now;
-        } else {
-            command.patch.apply(&mut user, now);
-            if action == UserAction::Created && user.email.is_none() {
-                user.email.clone_from(&command.email_for_new_user);
-            }
-            if action == UserAction::Created
-                && command.name_required_on_create
-                && format!("{}{}", user.first_name, user.last_name)
-                    .trim()
-                    .is_empty()
-            {
-                return Err(Failure::new(
-                    "InvalidValue",
-                    Some("name"),
-                    "name is required to create a user".to_owned(),
-                ));
-            }
-            warnings.extend(fallback_warning(command, found));
+            (Intent::Delete, Some((id, _))) => Ok(existing(id, UserAction::Deleted)),
         }
+    }
+
+    /// Takes a changed user into the batch: its keys held, the row that changed it noted.
+    fn remember(&mut self, at: usize, user: &User, previous_keys: &[UserKey]) {
         let keys = user.keys();
-        for key in keys.iter().filter(|key| !previous_keys.contains(key)) {
-            if let Some(holder) = self.holders.get(key).filter(|holder| **holder != user.id) {
-                return Err(key_taken(command, key, Some(*holder)));
-            }
-        }
-
-        user.last_change = Some(ChangeStamp {
-            job,
-            row,
-            action,
-            warned: !warnings.is_empty(),
-        });
         for key in previous_keys.iter().filter(|key| !keys.contains(key)) {
             self.holders.remove(key);
         }
@@ -681,11 +823,6 @@ impl BatchState {
         }
         self.originals.entry(user.id).or_insert(None);
         self.users.insert(user.id, user.clone());
-        Ok(Applied {
-            action,
-            user,
-            warnings,
-        })
     }
 
     /// The changes to save, and for each the rows that made it.
@@ -703,6 +840,49 @@ impl BatchState {
             rows.push(touching);
         }
         (changes, rows)
+    }
+}
+
+/// A user as one row changes it: found or new, and the keys it held before the row.
+struct Changing {
+    user: User,
+    action: UserAction,
+    previous_keys: Vec<UserKey>,
+}
+
+impl Changing {
+    /// Makes the row's change to the user (found by the target key at `found`): the warnings
+    /// of the row, or why a new user cannot be made as the row has it.
+    fn carry_out(
+        &mut self,
+        command: &UserCommand,
+        found: Option<(UserId, usize)>,
+        now: Timestamp,
+    ) -> Result<Vec<(String, String)>, Failure> {
+        let user = &mut self.user;
+        if self.action == UserAction::Deleted {
+            user.deleted_at = Some(now);
+            user.updated_at = now;
+            return Ok(Vec::new());
+        }
+        command.patch.apply(user, now);
+        let created = self.action == UserAction::Created;
+        if created && user.email.is_none() {
+            user.email.clone_from(&command.email_for_new_user);
+        }
+        if created
+            && command.name_required_on_create
+            && format!("{}{}", user.first_name, user.last_name)
+                .trim()
+                .is_empty()
+        {
+            return Err(Failure::new(
+                "InvalidValue",
+                Some("name"),
+                "name is required to create a user".to_owned(),
+            ));
+        }
+        Ok(fallback_warning(command, found).into_iter().collect())
     }
 }
 

@@ -8,7 +8,7 @@ use super::query::Query;
 use super::views::{self, JobView};
 use super::{json_response, ApiError, ApiRequest, ApiResponse, Operation, Route};
 use crate::auth::parse_basic;
-use crate::model::JobId;
+use crate::model::{Job, JobId};
 use crate::ports::PageRequest;
 use crate::service::{BulkService, PresignRequest, Principal};
 
@@ -44,29 +44,9 @@ pub async fn handle(
             let body: Vec<Value> = users.iter().map(views::user_configuration).collect();
             Ok(json_response(StatusCode::OK, &body))
         }
-        Operation::Upload => {
-            let form = parse_upload_form(&request.headers, request.body.clone()).await?;
-            let file = form.file.ok_or_else(missing_file)?;
-            let job = service.upload(who, file).await?;
-            Ok(job_answer(
-                StatusCode::CREATED,
-                views::job_summary(&job, base),
-            ))
-        }
-        Operation::ReplaceUpload => {
-            let form = parse_upload_form(&request.headers, request.body.clone()).await?;
-            let id = match form.id.as_deref() {
-                None => {
-                    return Err(ApiError::bad_request(
-                        "id",
-                        "id is required to replace a job's file",
-                    ))
-                }
-                Some(id) => job_id(id)?,
-            };
-            let file = form.file.ok_or_else(missing_file)?;
-            let job = service.replace_file(who, id, file).await?;
-            Ok(job_answer(StatusCode::OK, views::job_summary(&job, base)))
+        Operation::Upload | Operation::ReplaceUpload | Operation::Proceed | Operation::Cancel => {
+            let (status, job) = job_change(service, who, route.operation, request).await?;
+            Ok(job_answer(status, views::job_summary(&job, base)))
         }
         Operation::PresignUpload => {
             let request = presign_request(&request.body)?;
@@ -74,19 +54,6 @@ pub async fn handle(
             let mut summary = views::job_summary(&presigned.job, base);
             summary["upload"] = views::presigned_upload(&presigned.upload, presigned.expires_at);
             Ok(job_answer(StatusCode::CREATED, summary))
-        }
-        Operation::Proceed => {
-            let id = job_id_body(&request.body)?;
-            let job = service.proceed(who, id).await?;
-            Ok(job_answer(
-                StatusCode::ACCEPTED,
-                views::job_summary(&job, base),
-            ))
-        }
-        Operation::Cancel => {
-            let id = job_id_body(&request.body)?;
-            let job = service.cancel(who, id).await?;
-            Ok(job_answer(StatusCode::OK, views::job_summary(&job, base)))
         }
         Operation::Job => {
             let job = service.job(who, job_id(route.param())?).await?;
@@ -100,24 +67,68 @@ pub async fn handle(
             Ok(paged(&body, total, page, &format!("{base}{PREFIX}/jobs")))
         }
         Operation::SchemeErrors => {
-            let id = job_id(route.param())?;
-            let page = error_page(request)?;
+            let (id, page) = (job_id(route.param())?, error_page(request)?);
             let (errors, total) = service.scheme_errors(who, id, page).await?;
             let body: Vec<Value> = errors.iter().map(views::scheme_error).collect();
-            let url = format!("{base}{PREFIX}/errors/scheme/{id}");
+            let url = error_log_url(base, "scheme", id);
             Ok(paged(&body, total, page, &url))
         }
         Operation::UpdateErrors => {
-            let id = job_id(route.param())?;
-            let page = error_page(request)?;
+            let (id, page) = (job_id(route.param())?, error_page(request)?);
             let (errors, total) = service.update_errors(who, id, page).await?;
             let body: Vec<Value> = errors.iter().map(views::update_error).collect();
-            let url = format!("{base}{PREFIX}/errors/update/{id}");
+            let url = error_log_url(base, "update", id);
             Ok(paged(&body, total, page, &url))
         }
         // The other dialects' operations are not routed here.
         _ => Err(ApiError::NotFoundRoute),
     }
+}
+
+/// The operations that create or change a job and answer with its summary: the answer's
+/// status and the job.
+async fn job_change(
+    service: &BulkService,
+    who: &Principal,
+    operation: Operation,
+    request: &ApiRequest,
+) -> Result<(StatusCode, Job), ApiError> {
+    match operation {
+        Operation::Upload => {
+            let form = parse_upload_form(&request.headers, request.body.clone()).await?;
+            let file = form.file.ok_or_else(missing_file)?;
+            Ok((StatusCode::CREATED, service.upload(who, file).await?))
+        }
+        Operation::ReplaceUpload => {
+            let form = parse_upload_form(&request.headers, request.body.clone()).await?;
+            let id = match form.id.as_deref() {
+                None => {
+                    return Err(ApiError::bad_request(
+                        "id",
+                        "id is required to replace a job's file",
+                    ))
+                }
+                Some(id) => job_id(id)?,
+            };
+            let file = form.file.ok_or_else(missing_file)?;
+            Ok((StatusCode::OK, service.replace_file(who, id, file).await?))
+        }
+        Operation::Proceed => {
+            let id = job_id_body(&request.body)?;
+            Ok((StatusCode::ACCEPTED, service.proceed(who, id).await?))
+        }
+        Operation::Cancel => {
+            let id = job_id_body(&request.body)?;
+            Ok((StatusCode::OK, service.cancel(who, id).await?))
+        }
+        // Operations that answer otherwise are not routed here.
+        _ => Err(ApiError::NotFoundRoute),
+    }
+}
+
+/// The URL of a job's error log of one kind (`scheme`, `update`), for links to its pages.
+fn error_log_url(base: &str, log: &str, id: JobId) -> String {
+    format!("{base}{PREFIX}/errors/{log}/{id}")
 }
 
 pub(super) async fn authenticate(

@@ -357,93 +357,127 @@ mod tests {
         headers
     }
 
-    #[tokio::test]
-    async fn signed_requests_authenticate_by_key_id() {
-        let dir = tempfile::tempdir().unwrap();
-        let service = service(&dir).await;
+    const SIGNED_PATH: &str = "/v2/acme/users/batch-create";
+    const SIGNED_QUERY: Option<&str> = Some("a=1");
+    const SIGNED_BODY: &[u8] = br#"{"users":[{"user_name":"ann"}]}"#;
+    /// When the requests of these tests are signed (`X-Sdk-Date`); [`signed_now`] as a time.
+    const SIGNED_AT: &str = "20250102T030405Z";
+
+    fn signed_now() -> Timestamp {
+        Timestamp::parse("2025-01-02T03:04:05.000Z").unwrap()
+    }
+
+    /// A service holding acme's SDK credential `AKACME`.
+    async fn sdk_service(dir: &tempfile::TempDir) -> BulkService {
+        let service = service(dir).await;
         service
             .install_credential(&tenant("acme"), "sdk", "AKACME", "sk-of-acme")
             .await
             .unwrap();
-        let now = Timestamp::parse("2025-01-02T03:04:05.000Z").unwrap();
-        let path = "/v2/acme/users/batch-create";
-        let body = br#"{"users":[{"user_name":"ann"}]}"#;
-        let headers = signed_headers(
-            "AKACME",
-            "sk-of-acme",
-            path,
-            Some("a=1"),
-            body,
-            "20250102T030405Z",
-        );
-        let request = SignedRequest {
+        service
+    }
+
+    /// The request of these tests, with `headers`.
+    fn signed_request(headers: &HeaderMap) -> SignedRequest<'_> {
+        SignedRequest {
             method: "POST",
-            path,
-            query: Some("a=1"),
-            headers: &headers,
-            body,
-        };
-        let who = service.authenticate_signed_at(&request, now).await.unwrap();
+            path: SIGNED_PATH,
+            query: SIGNED_QUERY,
+            headers,
+            body: SIGNED_BODY,
+        }
+    }
+
+    /// Headers signing the request of these tests with `key_id` and `secret`.
+    fn signed_by(key_id: &str, secret: &str) -> HeaderMap {
+        signed_headers(
+            key_id,
+            secret,
+            SIGNED_PATH,
+            SIGNED_QUERY,
+            SIGNED_BODY,
+            SIGNED_AT,
+        )
+    }
+
+    async fn assert_unauthorized(
+        service: &BulkService,
+        request: &SignedRequest<'_>,
+        at: Timestamp,
+    ) {
+        assert!(matches!(
+            service.authenticate_signed_at(request, at).await,
+            Err(ServiceError::Unauthorized)
+        ));
+    }
+
+    #[tokio::test]
+    async fn signed_requests_authenticate_by_key_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = sdk_service(&dir).await;
+        let headers = signed_by("AKACME", "sk-of-acme");
+        let who = service
+            .authenticate_signed_at(&signed_request(&headers), signed_now())
+            .await
+            .unwrap();
         assert_eq!(who.tenant, tenant("acme"));
         assert_eq!(who.key_id, "AKACME");
         assert_eq!(who.name, "sdk");
+    }
 
+    #[tokio::test]
+    async fn a_signed_request_beyond_the_clock_skew_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = sdk_service(&dir).await;
+        let headers = signed_by("AKACME", "sk-of-acme");
+        let request = signed_request(&headers);
         // Clock skew beyond 15 minutes.
-        assert!(matches!(
-            service
-                .authenticate_signed_at(&request, now.plus_seconds(901))
-                .await,
-            Err(ServiceError::Unauthorized)
-        ));
+        assert_unauthorized(&service, &request, signed_now().plus_seconds(901)).await;
         // The real clock is far from 2025-01-02.
         assert!(matches!(
             service.authenticate_signed(&request).await,
             Err(ServiceError::Unauthorized)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_tampered_wrongly_signed_or_unsigned_request_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = sdk_service(&dir).await;
+        let headers = signed_by("AKACME", "sk-of-acme");
+        let request = signed_request(&headers);
         // A tampered body, a wrong secret, an unknown key id.
         let tampered = SignedRequest {
             body: br#"{"users":[{"user_name":"eve"}]}"#,
             ..request
         };
         assert!(service
-            .authenticate_signed_at(&tampered, now)
+            .authenticate_signed_at(&tampered, signed_now())
             .await
             .is_err());
         for (key_id, secret) in [("AKACME", "wrong"), ("AKNOPE", "sk-of-acme")] {
-            let headers =
-                signed_headers(key_id, secret, path, Some("a=1"), body, "20250102T030405Z");
-            let request = SignedRequest {
-                headers: &headers,
-                ..request
-            };
-            assert!(matches!(
-                service.authenticate_signed_at(&request, now).await,
-                Err(ServiceError::Unauthorized)
-            ));
+            let headers = signed_by(key_id, secret);
+            assert_unauthorized(&service, &signed_request(&headers), signed_now()).await;
         }
         // Not signed at all.
         let unsigned = HeaderMap::new();
-        assert!(matches!(
-            service
-                .authenticate_signed_at(
-                    &SignedRequest {
-                        headers: &unsigned,
-                        ..request
-                    },
-                    now
-                )
-                .await,
-            Err(ServiceError::Unauthorized)
-        ));
+        assert_unauthorized(&service, &signed_request(&unsigned), signed_now()).await;
+    }
 
-        // Revoked.
+    #[tokio::test]
+    async fn a_revoked_key_id_signs_no_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = sdk_service(&dir).await;
+        let headers = signed_by("AKACME", "sk-of-acme");
+        let request = signed_request(&headers);
+        assert!(service
+            .authenticate_signed_at(&request, signed_now())
+            .await
+            .is_ok());
         service
             .revoke_credential(&tenant("acme"), "AKACME")
             .await
             .unwrap();
-        assert!(matches!(
-            service.authenticate_signed_at(&request, now).await,
-            Err(ServiceError::Unauthorized)
-        ));
+        assert_unauthorized(&service, &request, signed_now()).await;
     }
 }

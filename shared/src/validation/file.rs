@@ -1,8 +1,8 @@
 //! Validation of a whole job file ("scheme" validation), streamed.
 
-use super::repeats::RepeatedKeys;
-use super::{check_row, ValidationContext};
-use crate::jobfile::{ArrayReader, ScanError};
+use super::repeats::{Repeat, RepeatedKeys};
+use super::{check_row, RowError, ValidationContext};
+use crate::jobfile::{ArrayReader, Element, ScanError};
 use crate::model::{ChunkPlan, Limits, SchemeError, SchemeReport};
 use crate::ports::FileReader;
 
@@ -33,6 +33,14 @@ struct Report {
 }
 
 impl Report {
+    fn new(max_recorded: usize) -> Report {
+        Report {
+            errors: Vec::new(),
+            error_count: 0,
+            max_recorded,
+        }
+    }
+
     fn add(&mut self, error: SchemeError) {
         self.error_count += 1;
         if self.errors.len() < self.max_recorded {
@@ -48,6 +56,136 @@ impl Report {
             field: None,
         });
     }
+
+    fn row_error(&mut self, row: u64, error: RowError) {
+        self.add(SchemeError {
+            message: error.message,
+            column: error.column,
+            row: Some(row),
+            field: error.field,
+        });
+    }
+
+    /// Adds the repeated emails: `repeats` are the recorded ones of `count`.
+    fn add_repeats(&mut self, repeats: Vec<Repeat>, count: u64) {
+        self.error_count += count;
+        self.errors
+            .extend(repeats.into_iter().map(|repeat| SchemeError {
+                message: format!(
+                    "email '{}' appears more than once in the file (first in row {})",
+                    repeat.key, repeat.first_row
+                ),
+                column: Some(1),
+                row: Some(repeat.row),
+                field: Some("email".to_owned()),
+            }));
+    }
+
+    /// The recorded errors in row order, the first `max_recorded` of them, and the count of
+    /// all; a file of no users and the errors left unrecorded are told last.
+    fn finish(mut self, total_rows: u64) -> (Vec<SchemeError>, u64) {
+        // Errors of the file as a whole (no row) stay last.
+        self.errors
+            .sort_by_key(|error| error.row.unwrap_or(u64::MAX));
+        self.errors.truncate(self.max_recorded);
+        if total_rows == 0 && self.error_count == 0 {
+            self.file_error("the file contains no users".to_owned());
+        }
+        if self.error_count > self.errors.len() as u64 {
+            let unrecorded = self.error_count - self.errors.len() as u64;
+            self.errors.push(SchemeError {
+                message: format!("{unrecorded} more errors were found and not recorded"),
+                column: None,
+                row: None,
+                field: None,
+            });
+        }
+        (self.errors, self.error_count)
+    }
+}
+
+/// What one reading of the file gathers besides its errors.
+struct Scan {
+    total_rows: u64,
+    plan: ChunkPlan,
+    /// The valid emails, by row, to find repeats in.
+    emails: RepeatedKeys,
+}
+
+impl Scan {
+    /// Reads the file to its end, or to the first error of the file as a whole (its syntax,
+    /// too many users).
+    async fn read(
+        reader: FileReader,
+        context: &ValidationContext,
+        options: &FileValidation,
+        report: &mut Report,
+    ) -> Result<Scan, std::io::Error> {
+        let mut array = ArrayReader::from_start(reader, options.max_row_bytes);
+        let mut scan = Scan {
+            total_rows: 0,
+            plan: ChunkPlan {
+                rows_per_chunk: options.rows_per_chunk.max(1),
+                offsets: Vec::new(),
+            },
+            emails: RepeatedKeys::new(options.emails_in_memory_bytes),
+        };
+        loop {
+            let element = match array.next_element().await {
+                Ok(Some(element)) => element,
+                Ok(None) => break,
+                Err(ScanError::Io(error)) => return Err(error),
+                Err(error) => {
+                    report.file_error(error.to_string());
+                    break;
+                }
+            };
+            scan.total_rows += 1;
+            if scan.total_rows > options.limits.max_rows {
+                report.file_error(format!(
+                    "the file has more than {} users; the limit max_rows is {}",
+                    options.limits.max_rows, options.limits.max_rows
+                ));
+                break;
+            }
+            if element.index % scan.plan.rows_per_chunk == 0 {
+                scan.plan.offsets.push(element.offset);
+            }
+            scan.check(element, context, options.max_row_bytes, report)?;
+        }
+        Ok(scan)
+    }
+
+    /// Judges one user record; its email, when valid, is kept to find repeats.
+    fn check(
+        &mut self,
+        element: Element,
+        context: &ValidationContext,
+        max_row_bytes: usize,
+        report: &mut Report,
+    ) -> Result<(), std::io::Error> {
+        let row = element.index + 1;
+        let Some(bytes) = element.bytes else {
+            report.add(SchemeError {
+                message: format!(
+                    "the user is {} bytes long; the limit is {} bytes",
+                    element.len, max_row_bytes
+                ),
+                column: None,
+                row: Some(row),
+                field: None,
+            });
+            return Ok(());
+        };
+        let (email_key, checked) = check_row(&bytes, context);
+        for error in checked.err().unwrap_or_default() {
+            report.row_error(row, error);
+        }
+        if let Some(key) = email_key {
+            self.emails.add(row, &key)?;
+        }
+        Ok(())
+    }
 }
 
 /// Reads the whole file once, element by element, and reports every scheme error with its row
@@ -58,109 +196,21 @@ pub async fn validate_file(
     context: &ValidationContext,
     options: FileValidation,
 ) -> Result<SchemeReport, std::io::Error> {
-    let mut array = ArrayReader::from_start(reader, options.max_row_bytes);
-    let mut report = Report {
-        errors: Vec::new(),
-        error_count: 0,
-        max_recorded: options.max_recorded_errors,
-    };
-    let rows_per_chunk = options.rows_per_chunk.max(1);
-    let mut plan = ChunkPlan {
-        rows_per_chunk,
-        offsets: Vec::new(),
-    };
-    let mut emails = RepeatedKeys::new(options.emails_in_memory_bytes);
-    let mut total_rows: u64 = 0;
-
-    loop {
-        let element = match array.next_element().await {
-            Ok(Some(element)) => element,
-            Ok(None) => break,
-            Err(ScanError::Io(error)) => return Err(error),
-            Err(error) => {
-                report.file_error(error.to_string());
-                break;
-            }
-        };
-        total_rows += 1;
-        if total_rows > options.limits.max_rows {
-            report.file_error(format!(
-                "the file has more than {} users; the limit max_rows is {}",
-                options.limits.max_rows, options.limits.max_rows
-            ));
-            break;
-        }
-        if element.index % rows_per_chunk == 0 {
-            plan.offsets.push(element.offset);
-        }
-        let row = element.index + 1;
-        let Some(bytes) = element.bytes else {
-            report.add(SchemeError {
-                message: format!(
-                    "the user is {} bytes long; the limit is {} bytes",
-                    element.len, options.max_row_bytes
-                ),
-                column: None,
-                row: Some(row),
-                field: None,
-            });
-            continue;
-        };
-        let (email_key, checked) = check_row(&bytes, context);
-        if let Err(errors) = checked {
-            for error in errors {
-                report.add(SchemeError {
-                    message: error.message,
-                    column: error.column,
-                    row: Some(row),
-                    field: error.field,
-                });
-            }
-        }
-        if let Some(key) = email_key {
-            emails.add(row, &key)?;
-        }
-    }
+    let mut report = Report::new(options.max_recorded_errors);
+    let scan = Scan::read(reader, context, &options, &mut report).await?;
     // Repeated emails are known once every row is read: merged in row order (after the other
     // errors of their row), the errors of the lowest rows recorded.
-    let max_recorded = report.max_recorded;
+    let (emails, max_recorded) = (scan.emails, report.max_recorded);
     let (repeats, repeat_count) = tokio::task::spawn_blocking(move || emails.finish(max_recorded))
         .await
         .map_err(std::io::Error::other)??;
-    report.error_count += repeat_count;
-    report
-        .errors
-        .extend(repeats.into_iter().map(|repeat| SchemeError {
-            message: format!(
-                "email '{}' appears more than once in the file (first in row {})",
-                repeat.key, repeat.first_row
-            ),
-            column: Some(1),
-            row: Some(repeat.row),
-            field: Some("email".to_owned()),
-        }));
-    // Errors of the file as a whole (no row) stay last.
-    report
-        .errors
-        .sort_by_key(|error| error.row.unwrap_or(u64::MAX));
-    report.errors.truncate(max_recorded);
-    if total_rows == 0 && report.error_count == 0 {
-        report.file_error("the file contains no users".to_owned());
-    }
-    if report.error_count > report.errors.len() as u64 {
-        let unrecorded = report.error_count - report.errors.len() as u64;
-        report.errors.push(SchemeError {
-            message: format!("{unrecorded} more errors were found and not recorded"),
-            column: None,
-            row: None,
-            field: None,
-        });
-    }
+    report.add_repeats(repeats, repeat_count);
+    let (errors, error_count) = report.finish(scan.total_rows);
     Ok(SchemeReport {
-        total_rows,
-        errors: report.errors,
-        error_count: report.error_count,
-        chunk_plan: plan,
+        total_rows: scan.total_rows,
+        errors,
+        error_count,
+        chunk_plan: scan.plan,
     })
 }
 

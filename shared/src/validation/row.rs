@@ -201,6 +201,91 @@ struct Checker<'c> {
 }
 
 impl Checker<'_> {
+    /// The record's values in the template's order of fields; a field given twice, or one
+    /// the template does not have (but for the read-only ones), is an error.
+    fn by_column<'r>(&mut self, record: &RawRecord<'r>) -> [Option<&'r RawValue>; FIELDS.len()] {
+        let mut fields: [Option<&RawValue>; FIELDS.len()] = [None; FIELDS.len()];
+        for (key, raw) in &record.entries {
+            match FIELDS.iter().position(|field| *field == key.as_ref()) {
+                Some(index) if fields[index].is_some() => {
+                    self.fail(
+                        FIELDS[index],
+                        format!("{} appears more than once", FIELDS[index]),
+                    );
+                }
+                Some(index) => fields[index] = Some(*raw),
+                None if READ_ONLY_FIELDS.contains(&key.as_ref()) => {}
+                None => self.errors.push(RowError {
+                    field: Some(clip(key).into_owned()),
+                    column: None,
+                    message: format!(
+                        "unknown field '{}'; the fields are {}",
+                        clip(key),
+                        FIELDS.join(", ")
+                    ),
+                }),
+            }
+        }
+        fields
+    }
+
+    /// Judges every field: the email key (when the email is valid) and the row, or every
+    /// error found.
+    fn user_row(
+        mut self,
+        fields: [Option<&RawValue>; FIELDS.len()],
+    ) -> (Option<String>, Result<UserRow, Vec<RowError>>) {
+        let [email, new_email, agent_number, first_name, last_name, status, location, max_chat_limit, max_chat_limit_enabled, roles, teams] =
+            fields;
+        let email = self
+            .required_text("email", email, MAX_EMAIL_CHARS * 4)
+            .and_then(|text| self.email("email", &text));
+        let new_email = match self.optional_text("new_email", new_email, MAX_EMAIL_CHARS * 4) {
+            Patch::Set(text) => self.email("new_email", &text),
+            Patch::Keep | Patch::Clear => None,
+        };
+        let agent_number = self.optional_text("agent_number", agent_number, MAX_AGENT_NUMBER_CHARS);
+        let first_name = self.required_text("first_name", first_name, MAX_NAME_CHARS);
+        let last_name = self.required_text("last_name", last_name, MAX_NAME_CHARS);
+        let status = self.status(status);
+        let location = self.location(location);
+        let max_chat_limit = self.small_integer(
+            "max_chat_limit",
+            max_chat_limit,
+            1,
+            self.context.max_chat_limit,
+        );
+        let max_chat_limit_enabled =
+            match self.small_integer("max_chat_limit_enabled", max_chat_limit_enabled, 0, 1) {
+                Patch::Set(value) => Some(value == 1),
+                Patch::Keep | Patch::Clear => None,
+            };
+        let roles = self.memberships("roles", roles);
+        let teams = self.memberships("teams", teams);
+
+        let key = email.as_deref().map(email_key);
+        let result = match (email, first_name, last_name) {
+            (Some(email), Some(first_name), Some(last_name)) if self.errors.is_empty() => {
+                Ok(UserRow {
+                    email_key: email_key(&email),
+                    email,
+                    new_email,
+                    agent_number,
+                    first_name,
+                    last_name,
+                    status,
+                    location,
+                    max_chat_limit,
+                    max_chat_limit_enabled,
+                    roles,
+                    teams,
+                })
+            }
+            _ => Err(self.errors),
+        };
+        (key, result)
+    }
+
     fn fail(&mut self, field: &str, message: String) {
         self.errors.push(RowError::field(field, message));
     }
@@ -375,59 +460,9 @@ impl Checker<'_> {
         };
         let mut chosen: Vec<(String, bool)> = Vec::new();
         for (position, item) in items.iter().enumerate() {
-            let Ok(entry) = serde_json::from_str::<RawRecord>(item.get()) else {
-                self.fail(
-                    field,
-                    format!("{field}[{position}] must be an object with name and value"),
-                );
+            let Some((canonical, granted)) = self.membership(field, singular, position, item)
+            else {
                 continue;
-            };
-            let mut name = None;
-            let mut value = None;
-            for (key, raw) in &entry.entries {
-                match key.as_ref() {
-                    "name" => name = Some(*raw),
-                    "value" => value = Some(*raw),
-                    other => self.fail(
-                        field,
-                        format!("{field}[{position}] has an unknown key '{}'", clip(other)),
-                    ),
-                }
-            }
-            let name = match name.and_then(string_of) {
-                Some(name) if !name.trim().is_empty() => name.trim().to_owned(),
-                _ => {
-                    self.fail(
-                        field,
-                        format!("{field}[{position}].name is required and must be a string"),
-                    );
-                    continue;
-                }
-            };
-            let known = if field == "roles" {
-                &self.context.roles
-            } else {
-                &self.context.teams
-            };
-            let Some(canonical) = known.get(&name.to_lowercase()).cloned() else {
-                self.fail(
-                    field,
-                    format!(
-                        "{field}[{position}].name '{}' is not a {singular} of this tenant",
-                        clip(&name)
-                    ),
-                );
-                continue;
-            };
-            let granted = match self.small_integer_value(value) {
-                Ok(granted) => granted,
-                Err(()) => {
-                    self.fail(
-                        field,
-                        format!("{field}[{position}].value must be 0, 1 or empty"),
-                    );
-                    continue;
-                }
             };
             if chosen.iter().any(|(existing, _)| *existing == canonical) {
                 self.fail(
@@ -441,6 +476,83 @@ impl Checker<'_> {
             }
         }
         chosen
+    }
+
+    /// One entry of `roles` / `teams`: the role or team in the tenant's spelling, and whether
+    /// it is granted (`None`: kept as it is); `None` when the entry is wrong.
+    fn membership(
+        &mut self,
+        field: &str,
+        singular: &str,
+        position: usize,
+        item: &RawValue,
+    ) -> Option<(String, Option<bool>)> {
+        let Ok(entry) = serde_json::from_str::<RawRecord>(item.get()) else {
+            self.fail(
+                field,
+                format!("{field}[{position}] must be an object with name and value"),
+            );
+            return None;
+        };
+        let (name, value) = self.name_and_value(field, position, &entry);
+        let Some(name) = name
+            .and_then(string_of)
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+        else {
+            self.fail(
+                field,
+                format!("{field}[{position}].name is required and must be a string"),
+            );
+            return None;
+        };
+        let known = if field == "roles" {
+            &self.context.roles
+        } else {
+            &self.context.teams
+        };
+        let Some(canonical) = known.get(&name.to_lowercase()).cloned() else {
+            self.fail(
+                field,
+                format!(
+                    "{field}[{position}].name '{}' is not a {singular} of this tenant",
+                    clip(&name)
+                ),
+            );
+            return None;
+        };
+        match self.small_integer_value(value) {
+            Ok(granted) => Some((canonical, granted)),
+            Err(()) => {
+                self.fail(
+                    field,
+                    format!("{field}[{position}].value must be 0, 1 or empty"),
+                );
+                None
+            }
+        }
+    }
+
+    /// The `name` and `value` of a membership entry; any other key is an error.
+    fn name_and_value<'r>(
+        &mut self,
+        field: &str,
+        position: usize,
+        entry: &RawRecord<'r>,
+    ) -> (Option<&'r RawValue>, Option<&'r RawValue>) {
+        let mut name = None;
+        let mut value = None;
+        for (key, raw) in &entry.entries {
+            match key.as_ref() {
+                "name" => name = Some(*raw),
+                "value" => value = Some(*raw),
+                other => self.fail(
+                    field,
+                    format!("{field}[{position}] has an unknown key '{}'", clip(other)),
+                ),
+            }
+        }
+        (name, value)
     }
 
     /// A membership value: 1 grants, 0 revokes, empty keeps.
@@ -483,6 +595,20 @@ pub fn check_row(
     bytes: &[u8],
     context: &ValidationContext,
 ) -> (Option<String>, Result<UserRow, Vec<RowError>>) {
+    let record = match parse_record(bytes) {
+        Ok(record) => record,
+        Err(error) => return (None, Err(vec![error])),
+    };
+    let mut checker = Checker {
+        context,
+        errors: Vec::new(),
+    };
+    let fields = checker.by_column(&record);
+    checker.user_row(fields)
+}
+
+/// A record's fields, as raw JSON, or why it is no record at all (not a JSON object).
+fn parse_record(bytes: &[u8]) -> Result<RawRecord<'_>, RowError> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
     if first != Some(b'{') {
         let found = match first {
@@ -492,97 +618,12 @@ pub fn check_row(
             Some(b't' | b'f') => "a boolean",
             _ => "a number",
         };
-        return (
-            None,
-            Err(vec![RowError::record(format!(
-                "each user must be a JSON object, not {found}"
-            ))]),
-        );
+        return Err(RowError::record(format!(
+            "each user must be a JSON object, not {found}"
+        )));
     }
-    let record: RawRecord = match serde_json::from_slice(bytes) {
-        Ok(record) => record,
-        Err(error) => {
-            return (
-                None,
-                Err(vec![RowError::record(format!(
-                    "the user is not valid JSON: {error}"
-                ))]),
-            );
-        }
-    };
-
-    let mut fields: [Option<&RawValue>; FIELDS.len()] = [None; FIELDS.len()];
-    let mut checker = Checker {
-        context,
-        errors: Vec::new(),
-    };
-    for (key, raw) in &record.entries {
-        match FIELDS.iter().position(|field| *field == key.as_ref()) {
-            Some(index) if fields[index].is_some() => {
-                checker.fail(
-                    FIELDS[index],
-                    format!("{} appears more than once", FIELDS[index]),
-                );
-            }
-            Some(index) => fields[index] = Some(*raw),
-            None if READ_ONLY_FIELDS.contains(&key.as_ref()) => {}
-            None => checker.errors.push(RowError {
-                field: Some(clip(key).into_owned()),
-                column: None,
-                message: format!(
-                    "unknown field '{}'; the fields are {}",
-                    clip(key),
-                    FIELDS.join(", ")
-                ),
-            }),
-        }
-    }
-    let [email, new_email, agent_number, first_name, last_name, status, location, max_chat_limit, max_chat_limit_enabled, roles, teams] =
-        fields;
-
-    let email = checker
-        .required_text("email", email, MAX_EMAIL_CHARS * 4)
-        .and_then(|text| checker.email("email", &text));
-    let new_email = match checker.optional_text("new_email", new_email, MAX_EMAIL_CHARS * 4) {
-        Patch::Set(text) => checker.email("new_email", &text),
-        Patch::Keep | Patch::Clear => None,
-    };
-    let agent_number = checker.optional_text("agent_number", agent_number, MAX_AGENT_NUMBER_CHARS);
-    let first_name = checker.required_text("first_name", first_name, MAX_NAME_CHARS);
-    let last_name = checker.required_text("last_name", last_name, MAX_NAME_CHARS);
-    let status = checker.status(status);
-    let location = checker.location(location);
-    let max_chat_limit =
-        checker.small_integer("max_chat_limit", max_chat_limit, 1, context.max_chat_limit);
-    let max_chat_limit_enabled =
-        match checker.small_integer("max_chat_limit_enabled", max_chat_limit_enabled, 0, 1) {
-            Patch::Set(value) => Some(value == 1),
-            Patch::Keep | Patch::Clear => None,
-        };
-    let roles = checker.memberships("roles", roles);
-    let teams = checker.memberships("teams", teams);
-
-    let key = email.as_deref().map(email_key);
-    let result = match (email, first_name, last_name) {
-        (Some(email), Some(first_name), Some(last_name)) if checker.errors.is_empty() => {
-            Ok(UserRow {
-                email_key: email_key(&email),
-                email,
-                new_email,
-                agent_number,
-                first_name,
-                last_name,
-                status,
-                location,
-                max_chat_limit,
-                max_chat_limit_enabled,
-                roles,
-                teams,
-            })
-        }
-        _ => Err(checker.errors),
-    };
-    (key, result)
+    serde_json::from_slice(bytes)
+        .map_err(|error| RowError::record(format!("the user is not valid JSON: {error}")))
 }
 
 #[cfg(test)]

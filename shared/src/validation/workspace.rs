@@ -114,141 +114,28 @@ fn create_command(bytes: &[u8], form: PasswordForm) -> Result<UserCommand, Vec<R
     let mut fields = Fields::read(bytes, FIELDS, &[])?;
     let mut patch = UserPatch::default();
 
-    let user_name = fields.required_text("user_name", usize::MAX);
+    let user_name = user_name(&mut fields);
     if let Some(name) = &user_name {
-        if name.chars().count() > MAX_USER_NAME_CHARS {
-            fields.fail(
-                "user_name",
-                format!("user_name must be at most {MAX_USER_NAME_CHARS} characters"),
-            );
-        } else if !valid_user_name(name) {
-            fields.fail(
-                "user_name",
-                "user_name must be letters, digits, '.', '_' or '-', starting with a letter or digit and not ending with '.' or '_'".to_owned(),
-            );
-        } else {
-            patch.user_name = Patch::Set(name.clone());
-        }
+        patch.user_name = Patch::Set(name.clone());
     }
     patch.email = fields.email("user_email", MAX_USER_EMAIL_CHARS);
-    patch.phone = match fields.text("user_phone", MAX_USER_PHONE_CHARS) {
-        Patch::Set(phone)
-            if !phone
-                .chars()
-                .all(|c| c.is_ascii_digit() || c == '+' || c == '-') =>
-        {
-            fields.fail(
-                "user_phone",
-                "user_phone must be digits with an optional leading + and dashes".to_owned(),
-            );
-            Patch::Keep
-        }
-        other => other,
-    };
-    let active_type = match fields.text("active_type", 50) {
-        Patch::Set(text) if text == "USER_ACTIVATE" => ActiveType::UserActivate,
-        Patch::Set(text) if text == "ADMIN_ACTIVATE" => ActiveType::AdminActivate,
-        Patch::Keep | Patch::Clear => ActiveType::UserActivate,
-        Patch::Set(_) => {
-            fields.fail(
-                "active_type",
-                "active_type must be USER_ACTIVATE or ADMIN_ACTIVATE".to_owned(),
-            );
-            ActiveType::UserActivate
-        }
-    };
+    patch.phone = phone(&mut fields);
+    let active_type = active_type(&mut fields);
     patch.active_type = Some(active_type);
 
     let has_password = match form {
-        PasswordForm::Clear => {
-            if fields.has("password_hash") {
-                fields.fail("password_hash", "unknown field 'password_hash'".to_owned());
-            }
-            // The value is never quoted: only its length is judged. It is stored (hashed) as
-            // sent, so surrounding spaces are refused rather than trimmed.
-            let padded = fields
-                .raw("password")
-                .and_then(string_of)
-                .is_some_and(|text| text.trim() != text);
-            if padded {
-                fields.fail(
-                    "password",
-                    "password must not begin or end with spaces".to_owned(),
-                );
-            }
-            match fields.text("password", usize::MAX) {
-                Patch::Set(password) => {
-                    let chars = password.chars().count();
-                    if !PASSWORD_CHARS.contains(&chars) {
-                        fields.fail(
-                            "password",
-                            format!(
-                                "password must be {} to {} characters",
-                                PASSWORD_CHARS.start(),
-                                PASSWORD_CHARS.end()
-                            ),
-                        );
-                    }
-                    true
-                }
-                Patch::Clear | Patch::Keep => false,
-            }
-        }
+        PasswordForm::Clear => clear_password(&mut fields),
         PasswordForm::Hashed => {
-            if fields.has("password") {
-                fields.fail(
-                    "password",
-                    "a stored record carries no clear password".to_owned(),
-                );
-            }
-            match fields.text("password_hash", 512) {
-                Patch::Set(hash) => {
-                    patch.password_hash = Some(hash);
-                    true
-                }
-                _ => false,
-            }
+            patch.password_hash = password_hash(&mut fields);
+            patch.password_hash.is_some()
         }
     };
-    match active_type {
-        ActiveType::AdminActivate if !has_password => fields.fail(
-            "password",
-            "password is required when active_type is ADMIN_ACTIVATE".to_owned(),
-        ),
-        ActiveType::UserActivate
-            if !matches!(patch.email, Patch::Set(_)) && !matches!(patch.phone, Patch::Set(_)) =>
-        {
-            fields.fail(
-                "user_email",
-                "user_email or user_phone is required when active_type is USER_ACTIVATE".to_owned(),
-            )
-        }
-        _ => {}
-    }
+    require_activation_means(&mut fields, active_type, has_password, &patch);
 
-    patch.account_expires = match fields.text("account_expires", 55) {
-        Patch::Set(text) if text == "0" || valid_expiry(&text) => Patch::Set(text),
-        Patch::Set(_) => {
-            fields.fail(
-                "account_expires",
-                "account_expires must be \"0\" (never) or yyyy-MM-ddTHH:mm:ssZ or yyyy-MM-ddTHH:mm:ss.SSSZ".to_owned(),
-            );
-            Patch::Keep
-        }
-        other => other,
-    };
+    patch.account_expires = account_expires(&mut fields);
     patch.enable_change_password = fields.boolean("enable_change_password");
     patch.next_login_change_password = fields.boolean("next_login_change_password");
-    if let Some(groups) = fields.string_list("group_ids", MAX_GROUP_IDS, 55) {
-        if groups.is_empty() {
-            fields.fail(
-                "group_ids",
-                format!("group_ids must have 1 to {MAX_GROUP_IDS} items"),
-            );
-        } else {
-            patch.group_ids = Some(groups);
-        }
-    }
+    patch.group_ids = group_ids(&mut fields);
     patch.description = fields.text("description", MAX_DESCRIPTION_CHARS);
     patch.alias = fields.text("alias_name", MAX_ALIAS_CHARS);
     for field in ["domain", "enterprise_project_id", "user_info_map"] {
@@ -268,6 +155,160 @@ fn create_command(bytes: &[u8], form: PasswordForm) -> Result<UserCommand, Vec<R
         email_field: "user_email",
         patch,
     })
+}
+
+/// `user_name`, required: `None` when it is missing or breaks a rule.
+fn user_name(fields: &mut Fields<'_>) -> Option<String> {
+    let name = fields.required_text("user_name", usize::MAX)?;
+    if name.chars().count() > MAX_USER_NAME_CHARS {
+        fields.fail(
+            "user_name",
+            format!("user_name must be at most {MAX_USER_NAME_CHARS} characters"),
+        );
+        None
+    } else if !valid_user_name(&name) {
+        fields.fail(
+            "user_name",
+            "user_name must be letters, digits, '.', '_' or '-', starting with a letter or digit and not ending with '.' or '_'".to_owned(),
+        );
+        None
+    } else {
+        Some(name)
+    }
+}
+
+fn phone(fields: &mut Fields<'_>) -> Patch<String> {
+    match fields.text("user_phone", MAX_USER_PHONE_CHARS) {
+        Patch::Set(phone)
+            if !phone
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '+' || c == '-') =>
+        {
+            fields.fail(
+                "user_phone",
+                "user_phone must be digits with an optional leading + and dashes".to_owned(),
+            );
+            Patch::Keep
+        }
+        other => other,
+    }
+}
+
+/// `active_type`: `USER_ACTIVATE` when absent.
+fn active_type(fields: &mut Fields<'_>) -> ActiveType {
+    match fields.text("active_type", 50) {
+        Patch::Set(text) if text == "USER_ACTIVATE" => ActiveType::UserActivate,
+        Patch::Set(text) if text == "ADMIN_ACTIVATE" => ActiveType::AdminActivate,
+        Patch::Keep | Patch::Clear => ActiveType::UserActivate,
+        Patch::Set(_) => {
+            fields.fail(
+                "active_type",
+                "active_type must be USER_ACTIVATE or ADMIN_ACTIVATE".to_owned(),
+            );
+            ActiveType::UserActivate
+        }
+    }
+}
+
+/// The clear `password` of a client's record: whether there is one.
+fn clear_password(fields: &mut Fields<'_>) -> bool {
+    if fields.has("password_hash") {
+        fields.fail("password_hash", "unknown field 'password_hash'".to_owned());
+    }
+    // The value is never quoted: only its length is judged. It is stored (hashed) as
+    // sent, so surrounding spaces are refused rather than trimmed.
+    let padded = fields
+        .raw("password")
+        .and_then(string_of)
+        .is_some_and(|text| text.trim() != text);
+    if padded {
+        fields.fail(
+            "password",
+            "password must not begin or end with spaces".to_owned(),
+        );
+    }
+    match fields.text("password", usize::MAX) {
+        Patch::Set(password) => {
+            let chars = password.chars().count();
+            if !PASSWORD_CHARS.contains(&chars) {
+                fields.fail(
+                    "password",
+                    format!(
+                        "password must be {} to {} characters",
+                        PASSWORD_CHARS.start(),
+                        PASSWORD_CHARS.end()
+                    ),
+                );
+            }
+            true
+        }
+        Patch::Clear | Patch::Keep => false,
+    }
+}
+
+/// The `password_hash` of a stored record, which carries no clear password.
+fn password_hash(fields: &mut Fields<'_>) -> Option<String> {
+    if fields.has("password") {
+        fields.fail(
+            "password",
+            "a stored record carries no clear password".to_owned(),
+        );
+    }
+    match fields.text("password_hash", 512) {
+        Patch::Set(hash) => Some(hash),
+        _ => None,
+    }
+}
+
+/// What the activation needs: the initial password for an administrator's activation, an
+/// email or phone to send the activation to for the user's own.
+fn require_activation_means(
+    fields: &mut Fields<'_>,
+    active_type: ActiveType,
+    has_password: bool,
+    patch: &UserPatch,
+) {
+    match active_type {
+        ActiveType::AdminActivate if !has_password => fields.fail(
+            "password",
+            "password is required when active_type is ADMIN_ACTIVATE".to_owned(),
+        ),
+        ActiveType::UserActivate
+            if !matches!(patch.email, Patch::Set(_)) && !matches!(patch.phone, Patch::Set(_)) =>
+        {
+            fields.fail(
+                "user_email",
+                "user_email or user_phone is required when active_type is USER_ACTIVATE".to_owned(),
+            )
+        }
+        _ => {}
+    }
+}
+
+fn account_expires(fields: &mut Fields<'_>) -> Patch<String> {
+    match fields.text("account_expires", 55) {
+        Patch::Set(text) if text == "0" || valid_expiry(&text) => Patch::Set(text),
+        Patch::Set(_) => {
+            fields.fail(
+                "account_expires",
+                "account_expires must be \"0\" (never) or yyyy-MM-ddTHH:mm:ssZ or yyyy-MM-ddTHH:mm:ss.SSSZ".to_owned(),
+            );
+            Patch::Keep
+        }
+        other => other,
+    }
+}
+
+fn group_ids(fields: &mut Fields<'_>) -> Option<Vec<String>> {
+    let groups = fields.string_list("group_ids", MAX_GROUP_IDS, 55)?;
+    if groups.is_empty() {
+        fields.fail(
+            "group_ids",
+            format!("group_ids must have 1 to {MAX_GROUP_IDS} items"),
+        );
+        return None;
+    }
+    Some(groups)
 }
 
 #[cfg(test)]

@@ -79,8 +79,60 @@ pub fn zendesk_command(kind: JobKind, bytes: &[u8]) -> Result<UserCommand, Vec<R
         _ => None,
     };
     let external_id = fields.identifier("external_id", MAX_TEXT_CHARS);
+    let addressing = addressing(kind, &mut fields, id, &external_id)?;
+    if kind == JobKind::DestroyMany {
+        fields.finish()?;
+        return Ok(addressing.command(UserPatch::default()));
+    }
+    let patch = user_patch(kind, &mut fields, &addressing, external_id);
+    fields.finish()?;
+    Ok(addressing.command(patch))
+}
 
-    let (intent, target, target_field, name_required_on_create) = match kind {
+/// What a record asks for and how it names its user, by the kind of its job.
+struct Addressing {
+    intent: Intent,
+    target: Target,
+    target_field: &'static str,
+    name_required_on_create: bool,
+}
+
+impl Addressing {
+    fn command(self, patch: UserPatch) -> UserCommand {
+        UserCommand {
+            intent: self.intent,
+            target: self.target,
+            target_field: self.target_field,
+            fallback_warning: false,
+            name_required_on_create: self.name_required_on_create,
+            email_for_new_user: None,
+            email_field: "email",
+            patch,
+        }
+    }
+
+    /// Whether the user is found by its external id (which the record then does not change).
+    fn by_external_id(&self) -> bool {
+        let one_key = matches!(&self.target, Target::Keys(keys) if keys.len() == 1);
+        self.target_field == "external_id" && one_key
+    }
+}
+
+/// Creations are matched by email or external id and must not name an id; upserts likewise,
+/// and a user they create needs a name; updates and deletions name an id or an external id.
+fn addressing(
+    kind: JobKind,
+    fields: &mut Fields<'_>,
+    id: Option<UserId>,
+    external_id: &Patch<String>,
+) -> Result<Addressing, Vec<RowError>> {
+    let addressed = |intent, target, target_field, name_required_on_create| Addressing {
+        intent,
+        target,
+        target_field,
+        name_required_on_create,
+    };
+    Ok(match kind {
         JobKind::CreateMany => {
             if id.is_some() {
                 fields.fail(
@@ -88,39 +140,31 @@ pub fn zendesk_command(kind: JobKind, bytes: &[u8]) -> Result<UserCommand, Vec<R
                     "id is assigned by the server; leave it out".to_owned(),
                 );
             }
-            (
-                Intent::Create,
-                lookup_keys(&fields, &external_id),
-                "email",
-                false,
-            )
+            let target = lookup_keys(fields, external_id);
+            addressed(Intent::Create, target, "email", false)
         }
-        JobKind::CreateOrUpdateMany => (
-            Intent::Upsert,
-            lookup_keys(&fields, &external_id),
-            "email",
-            true,
-        ),
+        JobKind::CreateOrUpdateMany => {
+            let target = lookup_keys(fields, external_id);
+            addressed(Intent::Upsert, target, "email", true)
+        }
         JobKind::UpdateMany | JobKind::DestroyMany => {
             let intent = if kind == JobKind::DestroyMany {
                 Intent::Delete
             } else {
                 Intent::Update
             };
-            match (id, &external_id) {
-                (Some(id), _) => (intent, Target::Id(id), "id", false),
-                (None, Patch::Set(external)) => (
-                    intent,
-                    Target::Keys(vec![UserKey::external_id(external)]),
-                    "external_id",
-                    false,
-                ),
+            match (id, external_id) {
+                (Some(id), _) => addressed(intent, Target::Id(id), "id", false),
+                (None, Patch::Set(external)) => {
+                    let keys = vec![UserKey::external_id(external)];
+                    addressed(intent, Target::Keys(keys), "external_id", false)
+                }
                 _ => {
                     fields.fail(
                         "id",
                         "each user must have an id or an external_id".to_owned(),
                     );
-                    (intent, Target::Keys(Vec::new()), "id", false)
+                    addressed(intent, Target::Keys(Vec::new()), "id", false)
                 }
             }
         }
@@ -130,13 +174,45 @@ pub fn zendesk_command(kind: JobKind, bytes: &[u8]) -> Result<UserCommand, Vec<R
                 other.as_str()
             ))])
         }
-    };
+    })
+}
 
+/// The fields a creating or updating record sets.
+fn user_patch(
+    kind: JobKind,
+    fields: &mut Fields<'_>,
+    addressing: &Addressing,
+    external_id: Patch<String>,
+) -> UserPatch {
     let mut patch = UserPatch::default();
-    if kind == JobKind::DestroyMany {
-        fields.finish()?;
-        return Ok(command(intent, target, target_field, false, patch));
-    }
+    name(kind, fields, &mut patch);
+    patch.email = fields.email("email", MAX_EMAIL_CHARS);
+    // Matching by external id does not change it; naming one for a user found by id sets it.
+    patch.external_id = if addressing.by_external_id() && matches!(external_id, Patch::Set(_)) {
+        Patch::Keep
+    } else {
+        external_id
+    };
+    patch.support_role = support_role(fields);
+    patch.custom_role_id = fields.positive_integer("custom_role_id");
+    patch.organization_id = fields.positive_integer("organization_id");
+    patch.organization_name = organization(fields);
+    patch.identities = identities(fields);
+    patch.phone = phone(fields);
+    patch.alias = fields.text("alias", MAX_TEXT_CHARS);
+    patch.details = fields.text("details", MAX_LONG_TEXT_CHARS);
+    patch.notes = fields.text("notes", MAX_LONG_TEXT_CHARS);
+    patch.tags = fields.string_list("tags", MAX_TAGS, 100);
+    patch.time_zone = fields.text("time_zone", 100);
+    patch.locale = fields.text("locale", 20);
+    patch.verified = fields.boolean("verified");
+    patch.deactivated = fields.boolean("suspended");
+    patch.user_fields = user_fields(fields);
+    patch
+}
+
+/// `name`: required to create; an update may leave it out but not empty it.
+fn name(kind: JobKind, fields: &mut Fields<'_>, patch: &mut UserPatch) {
     match kind {
         JobKind::CreateMany => {
             if let Some(name) = fields.required_text("name", MAX_TEXT_CHARS) {
@@ -149,15 +225,11 @@ pub fn zendesk_command(kind: JobKind, bytes: &[u8]) -> Result<UserCommand, Vec<R
             Patch::Keep => {}
         },
     }
-    patch.email = fields.email("email", MAX_EMAIL_CHARS);
-    // Matching by external id does not change it; naming one for a user found by id sets it.
-    patch.external_id = match (&target, external_id) {
-        (Target::Keys(keys), Patch::Set(_)) if target_field == "external_id" && keys.len() == 1 => {
-            Patch::Keep
-        }
-        (_, external_id) => external_id,
-    };
-    patch.support_role = match fields.text("role", 20) {
+}
+
+/// `role`: end-user, agent or admin, in any case; "" makes an end-user.
+fn support_role(fields: &mut Fields<'_>) -> Option<SupportRole> {
+    match fields.text("role", 20) {
         Patch::Set(role) => match SupportRole::parse(&role.to_lowercase()) {
             Some(role) => Some(role),
             None => {
@@ -173,47 +245,6 @@ pub fn zendesk_command(kind: JobKind, bytes: &[u8]) -> Result<UserCommand, Vec<R
         },
         Patch::Clear => Some(SupportRole::EndUser),
         Patch::Keep => None,
-    };
-    patch.custom_role_id = fields.positive_integer("custom_role_id");
-    patch.organization_id = fields.positive_integer("organization_id");
-    patch.organization_name = organization(&mut fields);
-    patch.identities = identities(&mut fields);
-    patch.phone = phone(&mut fields);
-    patch.alias = fields.text("alias", MAX_TEXT_CHARS);
-    patch.details = fields.text("details", MAX_LONG_TEXT_CHARS);
-    patch.notes = fields.text("notes", MAX_LONG_TEXT_CHARS);
-    patch.tags = fields.string_list("tags", MAX_TAGS, 100);
-    patch.time_zone = fields.text("time_zone", 100);
-    patch.locale = fields.text("locale", 20);
-    patch.verified = fields.boolean("verified");
-    patch.deactivated = fields.boolean("suspended");
-    patch.user_fields = user_fields(&mut fields);
-    fields.finish()?;
-    Ok(command(
-        intent,
-        target,
-        target_field,
-        name_required_on_create,
-        patch,
-    ))
-}
-
-fn command(
-    intent: Intent,
-    target: Target,
-    target_field: &'static str,
-    name_required_on_create: bool,
-    patch: UserPatch,
-) -> UserCommand {
-    UserCommand {
-        intent,
-        target,
-        target_field,
-        fallback_warning: false,
-        name_required_on_create,
-        email_for_new_user: None,
-        email_field: "email",
-        patch,
     }
 }
 

@@ -48,6 +48,82 @@ fn secret_pointer(credential: &Credential) -> Item {
     item.insert("tenant".to_owned(), s(credential.tenant.as_str()));
     item
 }
+
+/// The writes of storing `credential` over `existing` (read just before): the credential,
+/// the pointer of its secret and, unless `keep_old_pointer`, the removal of the pointer of the
+/// secret it replaces.
+fn credential_writes(
+    table: &str,
+    credential: &Credential,
+    existing: Option<&Credential>,
+    keep_old_pointer: bool,
+) -> StoreResult<Vec<TransactWriteItem>> {
+    let mut writes = vec![
+        TransactWriteItem::builder()
+            .put(credential_put(table, credential, existing)?)
+            .build(),
+        TransactWriteItem::builder()
+            .put(pointer_put(table, credential)?)
+            .build(),
+    ];
+    // The replaced secret no longer finds this credential.
+    if let Some(existing) = existing
+        .filter(|existing| existing.secret_lookup != credential.secret_lookup)
+        .filter(|_| !keep_old_pointer)
+    {
+        let delete = Delete::builder()
+            .table_name(table)
+            .set_key(Some(secret_key(&existing.secret_lookup)))
+            .condition_expression("attribute_not_exists(pk) OR #key_id = :key_id")
+            .expression_attribute_names("#key_id", "key_id")
+            .expression_attribute_values(":key_id", s(credential.key_id.clone()))
+            .build()
+            .map_err(|e| build_error(STORE, e))?;
+        writes.push(TransactWriteItem::builder().delete(delete).build());
+    }
+    Ok(writes)
+}
+
+/// The credential's item, listed by its tenant, conditioned on what was read.
+fn credential_put(
+    table: &str,
+    credential: &Credential,
+    existing: Option<&Credential>,
+) -> StoreResult<Put> {
+    let mut item = to_item(credential)?;
+    item.extend(credential_key(&credential.key_id));
+    item.insert(
+        "gsi1pk".to_owned(),
+        s(credentials_partition(&credential.tenant)),
+    );
+    item.insert("gsi1sk".to_owned(), s(credential.key_id.clone()));
+    let put = Put::builder().table_name(table).set_item(Some(item));
+    // Replace only what was read: the same tenant's credential with the same secret.
+    match existing {
+        Some(existing) => put
+            .condition_expression("#tenant = :tenant AND #lookup = :old_lookup")
+            .expression_attribute_names("#tenant", "tenant")
+            .expression_attribute_names("#lookup", "secret_lookup")
+            .expression_attribute_values(":tenant", s(credential.tenant.as_str()))
+            .expression_attribute_values(":old_lookup", s(existing.secret_lookup.clone())),
+        None => put.condition_expression("attribute_not_exists(pk)"),
+    }
+    .build()
+    .map_err(|e| build_error(STORE, e))
+}
+
+/// The pointer of the credential's secret, unless another credential's holds the secret.
+fn pointer_put(table: &str, credential: &Credential) -> StoreResult<Put> {
+    Put::builder()
+        .table_name(table)
+        .set_item(Some(secret_pointer(credential)))
+        .condition_expression("attribute_not_exists(pk) OR #key_id = :key_id")
+        .expression_attribute_names("#key_id", "key_id")
+        .expression_attribute_values(":key_id", s(credential.key_id.clone()))
+        .build()
+        .map_err(|e| build_error(STORE, e))
+}
+
 impl DynamoStore {
     async fn put_plain(&self, item: Item) -> StoreResult<()> {
         self.client
@@ -101,57 +177,15 @@ impl TenantStore for DynamoStore {
             {
                 return Ok(CredentialPut::KeyIdTaken);
             }
-            let mut item = to_item(credential)?;
-            item.extend(credential_key(&credential.key_id));
-            item.insert(
-                "gsi1pk".to_owned(),
-                s(credentials_partition(&credential.tenant)),
-            );
-            item.insert("gsi1sk".to_owned(), s(credential.key_id.clone()));
-            let put = Put::builder().table_name(&self.table).set_item(Some(item));
-            // Replace only what was read: the same tenant's credential with the same secret.
-            let put = match &existing {
-                Some(existing) => put
-                    .condition_expression("#tenant = :tenant AND #lookup = :old_lookup")
-                    .expression_attribute_names("#tenant", "tenant")
-                    .expression_attribute_names("#lookup", "secret_lookup")
-                    .expression_attribute_values(":tenant", s(credential.tenant.as_str()))
-                    .expression_attribute_values(":old_lookup", s(existing.secret_lookup.clone())),
-                None => put.condition_expression("attribute_not_exists(pk)"),
-            }
-            .build()
-            .map_err(|e| build_error(STORE, e))?;
-            let pointer = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(secret_pointer(credential)))
-                .condition_expression("attribute_not_exists(pk) OR #key_id = :key_id")
-                .expression_attribute_names("#key_id", "key_id")
-                .expression_attribute_values(":key_id", s(credential.key_id.clone()))
-                .build()
-                .map_err(|e| build_error(STORE, e))?;
-            let mut transaction = self
+            let writes =
+                credential_writes(&self.table, credential, existing.as_ref(), keep_old_pointer)?;
+            let sent = self
                 .client
                 .transact_write_items()
-                .transact_items(TransactWriteItem::builder().put(put).build())
-                .transact_items(TransactWriteItem::builder().put(pointer).build());
-            // The replaced secret no longer finds this credential.
-            if let Some(existing) = existing
-                .as_ref()
-                .filter(|existing| existing.secret_lookup != credential.secret_lookup)
-                .filter(|_| !keep_old_pointer)
-            {
-                let delete = Delete::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(secret_key(&existing.secret_lookup)))
-                    .condition_expression("attribute_not_exists(pk) OR #key_id = :key_id")
-                    .expression_attribute_names("#key_id", "key_id")
-                    .expression_attribute_values(":key_id", s(credential.key_id.clone()))
-                    .build()
-                    .map_err(|e| build_error(STORE, e))?;
-                transaction =
-                    transaction.transact_items(TransactWriteItem::builder().delete(delete).build());
-            }
-            let error = match transaction.send().await {
+                .set_transact_items(Some(writes))
+                .send()
+                .await;
+            let error = match sent {
                 Ok(_) => return Ok(CredentialPut::Stored),
                 Err(error) => error,
             };

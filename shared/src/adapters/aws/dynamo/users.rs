@@ -10,6 +10,8 @@
 use std::collections::{BTreeSet, HashSet};
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     CancellationReason, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
@@ -247,6 +249,61 @@ fn live_count_items(
         .collect()
 }
 
+/// The items of the transaction of `group`: its changes' items, then the count items.
+fn transaction_items(
+    table: &str,
+    tenant: &TenantId,
+    group: &[Planned],
+) -> StoreResult<Vec<TransactWriteItem>> {
+    let mut items: Vec<TransactWriteItem> = group
+        .iter()
+        .flat_map(|planned| planned.items.iter().cloned())
+        .collect();
+    items.extend(live_count_items(table, tenant, group)?);
+    Ok(items)
+}
+
+/// A TransactWriteItems that failed.
+type TransactionError = SdkError<TransactWriteItemsError, HttpResponse>;
+
+/// Why a transaction of changes was not written, when it may be sent again.
+enum Unwritten {
+    /// The same transaction is still being applied.
+    InProgress(TransactionError),
+    /// Cancelled, with one reason per item, in the transaction's order.
+    Cancelled(Vec<CancellationReason>, TransactionError),
+}
+
+impl Unwritten {
+    /// Reads a failure of a transaction of `expected` items; `Err` for a failure that sending
+    /// again would not mend.
+    fn of(error: TransactionError, expected: usize) -> StoreResult<Unwritten> {
+        let reasons: Vec<CancellationReason> = match error.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                cancelled.cancellation_reasons().to_vec()
+            }
+            Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
+                return Ok(Unwritten::InProgress(error));
+            }
+            _ => return Err(unavailable(error)),
+        };
+        // DynamoDB (and the emulator) give one reason per item, in order. Without them a
+        // change could not be told apart from the others: give up rather than guess. (The
+        // count items have no condition; their reasons come last.)
+        if reasons.len() != expected {
+            return Err(StoreError::unavailable(
+                STORE,
+                format!(
+                    "a cancelled transaction of {expected} items gave {} reasons: {}",
+                    reasons.len(),
+                    super::DisplayErrorContext(&error)
+                ),
+            ));
+        }
+        Ok(Unwritten::Cancelled(reasons, error))
+    }
+}
+
 impl DynamoStore {
     /// Sends one transaction of whole changes until each is saved or refused; a refused change
     /// is left out and the others sent again.
@@ -263,11 +320,7 @@ impl DynamoStore {
         // first send made false.
         let mut token = request_token();
         while !group.is_empty() {
-            let mut items: Vec<TransactWriteItem> = group
-                .iter()
-                .flat_map(|planned| planned.items.iter().cloned())
-                .collect();
-            items.extend(live_count_items(&self.table, tenant, &group)?);
+            let items = transaction_items(&self.table, tenant, &group)?;
             let expected = items.len();
             let sent = self
                 .client
@@ -285,11 +338,9 @@ impl DynamoStore {
                 }
                 Err(error) => error,
             };
-            let reasons: Vec<CancellationReason> = match error.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
-                    cancelled.cancellation_reasons().to_vec()
-                }
-                Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
+            let (reasons, error) = match Unwritten::of(error, expected)? {
+                Unwritten::Cancelled(reasons, error) => (reasons, error),
+                Unwritten::InProgress(error) => {
                     // The same transaction is still being applied: ask again, same token.
                     attempt += 1;
                     if attempt > MAX_RETRIES {
@@ -298,40 +349,12 @@ impl DynamoStore {
                     backoff(attempt).await;
                     continue;
                 }
-                _ => return Err(unavailable(error)),
             };
             token = request_token();
-            // DynamoDB (and the emulator) give one reason per item, in order. Without them a
-            // change could not be told apart from the others: give up rather than guess. (The
-            // count items have no condition; their reasons come last.)
-            if reasons.len() != expected {
-                return Err(StoreError::unavailable(
-                    STORE,
-                    format!(
-                        "a cancelled transaction of {expected} items gave {} reasons: {}",
-                        reasons.len(),
-                        super::DisplayErrorContext(&error)
-                    ),
-                ));
-            }
-            let mut kept = Vec::with_capacity(group.len());
-            let mut refused = false;
-            let mut offset = 0;
-            for planned in group {
-                let mine = &reasons[offset..offset + planned.items.len()];
-                offset += planned.items.len();
-                match self
-                    .refusal(tenant, &changes[planned.change], &planned, mine)
-                    .await?
-                {
-                    Some(outcome) => {
-                        outcomes[planned.change] = Some(outcome);
-                        refused = true;
-                    }
-                    None => kept.push(planned),
-                }
-            }
-            group = kept;
+            let refused;
+            (group, refused) = self
+                .without_refused(tenant, changes, group, &reasons, outcomes)
+                .await?;
             if refused {
                 // Nothing was written: the others go again at once.
                 continue;
@@ -343,6 +366,36 @@ impl DynamoStore {
             backoff(attempt).await;
         }
         Ok(())
+    }
+
+    /// The changes of a cancelled transaction that were not refused, to send again, and
+    /// whether any was; a refused change gets its outcome.
+    async fn without_refused(
+        &self,
+        tenant: &TenantId,
+        changes: &[UserChange],
+        group: Vec<Planned>,
+        reasons: &[CancellationReason],
+        outcomes: &mut [Option<SaveOutcome>],
+    ) -> StoreResult<(Vec<Planned>, bool)> {
+        let mut kept = Vec::with_capacity(group.len());
+        let mut refused = false;
+        let mut offset = 0;
+        for planned in group {
+            let mine = &reasons[offset..offset + planned.items.len()];
+            offset += planned.items.len();
+            match self
+                .refusal(tenant, &changes[planned.change], &planned, mine)
+                .await?
+            {
+                Some(outcome) => {
+                    outcomes[planned.change] = Some(outcome);
+                    refused = true;
+                }
+                None => kept.push(planned),
+            }
+        }
+        Ok((kept, refused))
     }
 
     /// What the cancellation reasons of one change's items say about it: `None` when none of
