@@ -137,6 +137,14 @@ async fn a_released_claim_frees_the_key_and_keeps_its_job_for_the_retry(adapters
         panic!("the retry does not hold the key");
     };
     assert_eq!((held.claim_id.as_str(), held.job_id), ("claim-2", Some(7)));
+
+    // A record older than an answer is kept starts afresh: no job to resume.
+    let old = request("acme", "old", "claim-1", 0);
+    store.claim_key(&old).await.unwrap();
+    store.record_job(&acme, "old", "claim-1", 8).await.unwrap();
+    store.release_key(&acme, "old", "claim-1").await.unwrap();
+    let day_later = request("acme", "old", "claim-2", IDEMPOTENCY_TTL_SECONDS);
+    assert_eq!(store.claim_key(&day_later).await.unwrap(), claimed(None));
 }
 
 async fn one_of_concurrent_claims_wins(adapters: Adapters) {

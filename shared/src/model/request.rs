@@ -49,6 +49,18 @@ impl IdempotentRequest {
         };
         self.claimed_at > held_after
     }
+
+    /// The job a new claim `by` resumes when it takes this record over: the job this record's
+    /// request recorded, when `by` is the same request and the record is younger than an
+    /// answer is kept (an older one starts afresh).
+    pub fn job_resumed_by(&self, by: &IdempotentRequest) -> Option<JobId> {
+        let recent = self.claimed_at > KeyCutoffs::at(by.claimed_at).answered;
+        if self.fingerprint == by.fingerprint && recent {
+            self.job_id
+        } else {
+            None
+        }
+    }
 }
 
 /// The claim times at or before which a record no longer holds its key at a moment: the rule

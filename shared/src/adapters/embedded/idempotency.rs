@@ -92,9 +92,7 @@ impl IdempotencyStore for SqliteStore {
                     if record.holds_key_at(request.claimed_at) {
                         return Ok(KeyClaim::Held(record));
                     }
-                    if record.fingerprint == request.fingerprint {
-                        resume = record.job_id;
-                    }
+                    resume = record.job_resumed_by(&request);
                 }
                 tx.execute(
                     "INSERT INTO idempotency_keys \

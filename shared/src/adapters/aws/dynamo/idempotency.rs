@@ -80,72 +80,87 @@ impl DynamoStore {
     }
 }
 
+/// The item of a new claim, without answer or job.
+fn claim_item(request: &IdempotentRequest) -> Item {
+    let at = request.claimed_at;
+    let mut item = request_key(&request.tenant, &request.key);
+    item.insert("fingerprint".to_owned(), s(request.fingerprint.clone()));
+    item.insert("claim_id".to_owned(), s(request.claim_id.clone()));
+    item.insert("claimed_at".to_owned(), n(at.unix_millis()));
+    item.insert(
+        "expires_at".to_owned(),
+        n(at.plus_seconds(IDEMPOTENCY_TTL_SECONDS).unix_millis() / 1000),
+    );
+    item
+}
+
+impl DynamoStore {
+    /// Writes the claim `item` claimed at `at` unless a record still holding the key is there:
+    /// the record it replaced (empty when none), or `None` when the key is held.
+    async fn put_claim(&self, item: &Item, at: Timestamp) -> StoreResult<Option<Item>> {
+        let cutoffs = KeyCutoffs::at(at);
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item.clone()))
+            // IdempotentRequest::holds_key_at, as a condition: free when absent, given up, or
+            // claimed at or before the cutoff of its kind.
+            .condition_expression(
+                "attribute_not_exists(pk) OR claimed_at <= :answered_cutoff \
+                 OR (attribute_not_exists(answer) \
+                     AND (claimed_at <= :unanswered_cutoff OR claim_id = :released))",
+            )
+            .expression_attribute_values(":released", s(RELEASED))
+            .expression_attribute_values(":answered_cutoff", n(cutoffs.answered.unix_millis()))
+            .expression_attribute_values(":unanswered_cutoff", n(cutoffs.unanswered.unix_millis()))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match put {
+            Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
+            Err(error)
+                if matches!(
+                    error.as_service_error(),
+                    Some(PutItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    /// A claim that replaced the record `taken_over`: it resumes the job that record's request
+    /// recorded when it is the same request, and names that job itself, for a retry of a retry.
+    async fn take_over(
+        &self,
+        request: &IdempotentRequest,
+        taken_over: Item,
+    ) -> StoreResult<KeyClaim> {
+        let resume = if taken_over.is_empty() {
+            None
+        } else {
+            request_of(&request.tenant, &request.key, &taken_over)?.job_resumed_by(request)
+        };
+        if let Some(job_id) = resume {
+            self.record_job(&request.tenant, &request.key, &request.claim_id, job_id)
+                .await?;
+        }
+        Ok(KeyClaim::Claimed { resume })
+    }
+}
+
 /// Reads and writes racing a claim can find the key free again; a claim tries this often.
 const CLAIM_ATTEMPTS: usize = 3;
 
 #[async_trait]
 impl IdempotencyStore for DynamoStore {
     async fn claim_key(&self, request: &IdempotentRequest) -> StoreResult<KeyClaim> {
-        let at = request.claimed_at;
-        let mut item = request_key(&request.tenant, &request.key);
-        item.insert("fingerprint".to_owned(), s(request.fingerprint.clone()));
-        item.insert("claim_id".to_owned(), s(request.claim_id.clone()));
-        item.insert("claimed_at".to_owned(), n(at.unix_millis()));
-        item.insert(
-            "expires_at".to_owned(),
-            n(at.plus_seconds(IDEMPOTENCY_TTL_SECONDS).unix_millis() / 1000),
-        );
-        let cutoffs = KeyCutoffs::at(at);
+        let item = claim_item(request);
         for _ in 0..CLAIM_ATTEMPTS {
-            let put = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item.clone()))
-                // IdempotentRequest::holds_key_at, as a condition: free when absent, given
-                // up, or claimed at or before the cutoff of its kind.
-                .condition_expression(
-                    "attribute_not_exists(pk) OR claimed_at <= :answered_cutoff \
-                     OR (attribute_not_exists(answer) \
-                         AND (claimed_at <= :unanswered_cutoff OR claim_id = :released))",
-                )
-                .expression_attribute_values(":released", s(RELEASED))
-                .return_values(ReturnValue::AllOld)
-                .expression_attribute_values(":answered_cutoff", n(cutoffs.answered.unix_millis()))
-                .expression_attribute_values(
-                    ":unanswered_cutoff",
-                    n(cutoffs.unanswered.unix_millis()),
-                )
-                .send()
-                .await;
-            match put {
-                Ok(out) => {
-                    // Taking over a record of the same request that names its job: resume it
-                    // (an expired record starts afresh).
-                    let taken_over = out
-                        .attributes
-                        .filter(|old| !old.is_empty())
-                        .map(|old| request_of(&request.tenant, &request.key, &old))
-                        .transpose()?;
-                    let resume = taken_over
-                        .filter(|old| {
-                            old.fingerprint == request.fingerprint
-                                && old.claimed_at > cutoffs.answered
-                        })
-                        .and_then(|old| old.job_id);
-                    if let Some(job_id) = resume {
-                        // The new claim names the job too, for a retry of a retry.
-                        self.record_job(&request.tenant, &request.key, &request.claim_id, job_id)
-                            .await?;
-                    }
-                    return Ok(KeyClaim::Claimed { resume });
-                }
-                Err(error)
-                    if matches!(
-                        error.as_service_error(),
-                        Some(PutItemError::ConditionalCheckFailedException(_))
-                    ) => {}
-                Err(error) => return Err(unavailable(error)),
+            if let Some(taken_over) = self.put_claim(&item, request.claimed_at).await? {
+                return self.take_over(request, taken_over).await;
             }
             let held = self
                 .get_item(request_key(&request.tenant, &request.key))
