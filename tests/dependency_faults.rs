@@ -961,7 +961,8 @@ async fn a_chunk_failing_on_every_delivery_ends_its_job_failed_with_the_reason()
     // commit, its update errors) fails: throttled, a 500, or a connection dropped before the
     // request reached DynamoDB (never after: a write that happened would let the chunk
     // through). The other DynamoDB requests pass, which is what lets the processor's give-up
-    // write — an UpdateItem of the job, `fail_job` — get through on the last delivery.
+    // write — an UpdateItem of the job, its status change to `failed` — get through on the
+    // last delivery.
     // Lifting the faults before the last delivery instead would let that delivery succeed,
     // and the job would complete rather than fail.
     harness

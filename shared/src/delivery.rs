@@ -73,9 +73,10 @@ pub fn dead_letter_reason(item: &WorkItem) -> String {
 }
 
 /// Ends the job of a chunk given up on, with the reason.
-pub async fn give_up(service: &BulkService, job_id: u64, reason: &str) -> bool {
+pub async fn give_up(service: &BulkService, item: &WorkItem, reason: &str) -> bool {
+    let job_id = item.job_id;
     tracing::error!(job_id, %reason, "giving up on a chunk");
-    match service.fail_job(job_id, reason).await {
+    match service.fail_job(&item.tenant, job_id, reason).await {
         Ok(()) => true,
         Err(error) => {
             tracing::error!(job_id, %error, "could not fail the job");

@@ -192,9 +192,9 @@ pub async fn process_sqs_batch(
                         log_retry(&item, receives, &processed);
                         true
                     }
-                    Settlement::GiveUp { job_id, reason } => {
+                    Settlement::GiveUp { reason, .. } => {
                         // The message still fails: SQS moves it to the dead-letter queue.
-                        give_up(service, job_id, &reason).await;
+                        give_up(service, &item, &reason).await;
                         true
                     }
                 }
@@ -254,7 +254,7 @@ pub async fn process_dead_letters(service: &BulkService, event: SqsEvent) -> Sqs
             }
         };
         let reason = dead_letter_reason(&item);
-        match service.fail_job(item.job_id, &reason).await {
+        match service.fail_job(&item.tenant, item.job_id, &reason).await {
             Ok(()) | Err(StoreError::NotFound(_)) => {
                 tracing::error!(job_id = item.job_id, chunk = item.chunk, %reason, "a chunk went to the dead-letter queue");
             }

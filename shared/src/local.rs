@@ -360,7 +360,7 @@ impl LocalWorker {
                 true
             }
             // No dead-letter queue here: the work is settled once its job has failed.
-            Settlement::GiveUp { job_id, reason } => give_up(&self.service, job_id, &reason).await,
+            Settlement::GiveUp { reason, .. } => give_up(&self.service, item, &reason).await,
             Settlement::Retry => {
                 log_retry(item, work.receive_count, &processed);
                 let delay = retry_delay(work.receive_count);

@@ -14,8 +14,8 @@ use std::ops::ControlFlow;
 use crate::jobfile::{ArrayReader, Element, ScanError};
 use crate::model::{
     ChangeStamp, ChunkResult, ErrorType, Job, JobId, JobKind, JobStatus, RowAction, RowResult,
-    SaveOutcome, TenantId, TenantSettings, Timestamp, Transition, UpdateError, User, UserAction,
-    UserChange, UserId, UserKey, WorkItem,
+    SaveOutcome, StatusChange, TenantId, TenantSettings, Timestamp, Transition, UpdateError, User,
+    UserAction, UserChange, UserId, UserKey, WorkItem,
 };
 use crate::ports::{FileReader, Ports, StoreError};
 use crate::validation::{
@@ -109,8 +109,14 @@ async fn job_to_process(
         let completed_job = Transition::Complete.allowed_for(&job)
             && ports
                 .jobs
-                .complete_if_done(job.id, Timestamp::now())
-                .await?;
+                .change_status(
+                    &job.tenant,
+                    job.id,
+                    &StatusChange::Complete,
+                    Timestamp::now(),
+                )
+                .await?
+                .changed();
         return Ok(ControlFlow::Break(ChunkOutcome::AlreadyCommitted {
             completed_job,
         }));
@@ -120,9 +126,12 @@ async fn job_to_process(
 
 async fn fail(ports: &Ports, job: &Job, reason: String) -> Result<ChunkOutcome, StoreError> {
     tracing::warn!(job_id = job.id, %reason, "job failed");
+    let change = StatusChange::Fail {
+        reason: reason.clone(),
+    };
     ports
         .jobs
-        .fail_job(job.id, &reason, Timestamp::now())
+        .change_status(&job.tenant, job.id, &change, Timestamp::now())
         .await?;
     Ok(ChunkOutcome::JobFailed { reason })
 }

@@ -7,9 +7,9 @@ use bulk_tests::moto::{fresh_aws_on, Serving};
 use bulk_users::adapters::aws::AwsAdapters;
 use bulk_users::adapters::embedded::SqliteWorkQueue;
 use bulk_users::model::{
-    ChunkPlan, ChunkResult, ErrorType, Job, JobKind, JobStatus, NewJob, ProceedOutcome, RowAction,
-    RowResult, SaveOutcome, SchemeError, SchemeReport, TenantId, Timestamp, UpdateError, User,
-    UserChange, UserFilter, WorkItem,
+    ChunkPlan, ChunkResult, ErrorType, Job, JobKind, JobStatus, NewJob, RowAction, RowResult,
+    SaveOutcome, SchemeError, SchemeReport, StatusChange, StatusChanged, TenantId, Timestamp,
+    UpdateError, User, UserChange, UserFilter, WorkItem,
 };
 use bulk_users::ports::{JobStore, PageRequest, Ports, UserStore};
 
@@ -192,13 +192,18 @@ pub async fn started_job(jobs: &Arc<dyn JobStore>, tenant: &TenantId, chunks: u6
         .unwrap();
     assert_eq!(job.status, JobStatus::ValidScheme);
     match jobs
-        .start_processing(tenant, job.id, "proceeder", at(3))
+        .change_status(tenant, job.id, &proceed("proceeder"), at(3))
         .await
         .unwrap()
     {
-        Some(ProceedOutcome::Started(job)) => job,
+        StatusChanged::Changed(job) => job,
         other => panic!("not started: {other:?}"),
     }
+}
+
+/// A proceed asked by `by`.
+pub fn proceed(by: &str) -> StatusChange {
+    StatusChange::Proceed { by: by.to_owned() }
 }
 
 /// The whole scheme error log of the tenant's job `id` (none for another tenant's job).

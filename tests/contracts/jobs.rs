@@ -4,14 +4,14 @@
 use std::collections::BTreeSet;
 
 use bulk_users::model::{
-    ChunkPlan, ErrorType, Job, JobKind, JobStatus, NewFile, NewJob, ProceedOutcome, RowAction,
-    RowResult, SchemeError, SchemeReport,
+    ChunkPlan, ErrorType, Job, JobKind, JobStatus, NewFile, NewJob, RowAction, RowResult,
+    SchemeError, SchemeReport, StatusChange, StatusChanged, TenantId,
 };
 use bulk_users::ports::StoreError;
 
 use crate::fixtures::{
-    at, chunk, new_job, page, plan, row_result, scheme_error, scheme_errors_of, started_job,
-    tenant, update_error, update_errors_of, valid_report, Adapters,
+    at, chunk, new_job, page, plan, proceed, row_result, scheme_error, scheme_errors_of,
+    started_job, tenant, update_error, update_errors_of, valid_report, Adapters,
 };
 
 contracts!(Threaded:
@@ -19,6 +19,7 @@ contracts!(Threaded:
     scheme_reports_apply_to_the_current_file_only,
     the_file_is_replaced_until_the_job_is_proceeded,
     failing_a_job,
+    cancelling_resuming_and_completing_follow_the_state_machine,
     jobs_keep_their_kind_and_page_by_cursor,
     row_results_are_committed_once_with_their_chunk,
 );
@@ -268,40 +269,34 @@ async fn a_job_starts_processing_once(adapters: Adapters) {
     let job = jobs.create_job(new_job(&a, "files/x")).await.unwrap();
 
     // Not validated yet: not proceedable.
-    let early = jobs
-        .start_processing(&a, job.id, "proceeder", at(1))
-        .await
-        .unwrap();
-    assert!(
-        matches!(early, Some(ProceedOutcome::NotProceedable(ref j)) if j.status == JobStatus::Created)
-    );
+    let by_proceeder = proceed("proceeder");
+    let early = jobs.change_status(&a, job.id, &by_proceeder, at(1));
+    assert_eq!(early.await.unwrap(), StatusChanged::Refused(job.clone()));
 
     jobs.record_scheme_report(&a, job.id, "files/x", &valid_report(2), at(2))
         .await
         .unwrap();
     let globex = tenant("globex");
-    let intruder = jobs.start_processing(&globex, job.id, "intruder", at(3));
-    assert_eq!(intruder.await.unwrap(), None);
-    let missing = jobs.start_processing(&a, 999, "proceeder", at(3));
-    assert_eq!(missing.await.unwrap(), None);
+    let by_intruder = proceed("intruder");
+    let intruder = jobs.change_status(&globex, job.id, &by_intruder, at(3));
+    assert_eq!(intruder.await.unwrap(), StatusChanged::Missing);
+    let missing = jobs.change_status(&a, 999, &by_proceeder, at(3));
+    assert_eq!(missing.await.unwrap(), StatusChanged::Missing);
 
     let calls: Vec<_> = (0..6)
         .map(|n| {
             let jobs = jobs.clone();
             let a = a.clone();
-            tokio::spawn(async move {
-                jobs.start_processing(&a, job.id, &format!("proceeder-{n}"), at(3))
-                    .await
-                    .unwrap()
-                    .unwrap()
-            })
+            let by = proceed(&format!("proceeder-{n}"));
+            tokio::spawn(async move { jobs.change_status(&a, job.id, &by, at(3)).await.unwrap() })
         })
         .collect();
     let mut started = Vec::new();
     for call in calls {
         match call.await.unwrap() {
-            ProceedOutcome::Started(job) => started.push(job),
-            ProceedOutcome::NotProceedable(job) => assert_eq!(job.status, JobStatus::InProgress),
+            StatusChanged::Changed(job) => started.push(job),
+            StatusChanged::Refused(job) => assert_eq!(job.status, JobStatus::InProgress),
+            StatusChanged::Missing => panic!("the job vanished"),
         }
     }
     assert_eq!(started.len(), 1, "exactly one caller starts the job");
@@ -415,29 +410,98 @@ async fn failing_a_job(adapters: Adapters) {
     let jobs = &adapters.ports.jobs;
     let a = tenant("acme");
     let id = started_job(jobs, &a, 2).await.id;
+    let fail = |tenant: &TenantId, id, reason: &str, second| {
+        let (tenant, reason) = (tenant.clone(), reason.to_owned());
+        async move {
+            let change = StatusChange::Fail { reason };
+            jobs.change_status(&tenant, id, &change, at(second))
+                .await
+                .unwrap()
+        }
+    };
 
-    jobs.fail_job(id, "the file vanished", at(50))
-        .await
-        .unwrap();
-    let failed = jobs.get_job(&a, id).await.unwrap().unwrap();
+    let elsewhere = fail(&tenant("globex"), id, "theirs", 49).await;
+    assert_eq!(elsewhere, StatusChanged::Missing);
+    let StatusChanged::Changed(failed) = fail(&a, id, "the file vanished", 50).await else {
+        panic!("not failed");
+    };
     assert_eq!(failed.status, JobStatus::Failed);
     assert_eq!(failed.failure_reason.as_deref(), Some("the file vanished"));
     assert_eq!(failed.updated_at, at(50));
+    assert_eq!(jobs.get_job(&a, id).await.unwrap(), Some(failed.clone()));
 
     // Only in-progress jobs fail; a failed job stays as it failed.
-    jobs.fail_job(id, "again", at(51)).await.unwrap();
-    assert_eq!(jobs.get_job(&a, id).await.unwrap().unwrap(), failed);
-
-    let created = jobs.create_job(new_job(&a, "files/c")).await.unwrap();
-    jobs.fail_job(created.id, "nope", at(52)).await.unwrap();
     assert_eq!(
-        jobs.get_job(&a, created.id).await.unwrap().unwrap(),
-        created
+        fail(&a, id, "again", 51).await,
+        StatusChanged::Refused(failed)
     );
-    assert!(matches!(
-        jobs.fail_job(999, "missing", at(53)).await,
-        Err(StoreError::NotFound(_))
-    ));
+    let created = jobs.create_job(new_job(&a, "files/c")).await.unwrap();
+    let early = fail(&a, created.id, "nope", 52).await;
+    assert_eq!(early, StatusChanged::Refused(created));
+    assert_eq!(fail(&a, 999, "missing", 53).await, StatusChanged::Missing);
+}
+
+async fn cancelling_resuming_and_completing_follow_the_state_machine(adapters: Adapters) {
+    let jobs = &adapters.ports.jobs;
+    let a = tenant("acme");
+    let change = |id, change: StatusChange, second| {
+        let a = a.clone();
+        async move {
+            jobs.change_status(&a, id, &change, at(second))
+                .await
+                .unwrap()
+        }
+    };
+
+    // A job not yet proceeded is cancelled once; it neither resumes nor completes.
+    let created = jobs.create_job(new_job(&a, "files/c")).await.unwrap();
+    assert_eq!(
+        change(created.id, StatusChange::Resume, 10).await,
+        StatusChanged::Refused(created.clone())
+    );
+    let StatusChanged::Changed(cancelled) = change(created.id, StatusChange::Cancel, 11).await
+    else {
+        panic!("not cancelled");
+    };
+    assert_eq!(
+        (cancelled.status, cancelled.updated_at),
+        (JobStatus::Cancelled, at(11))
+    );
+    assert_eq!(
+        change(created.id, StatusChange::Cancel, 12).await,
+        StatusChanged::Refused(cancelled)
+    );
+
+    // A job in progress resumes (counted), completes only once every chunk is committed.
+    let running = started_job(jobs, &a, 1).await;
+    let StatusChanged::Changed(resumed) = change(running.id, StatusChange::Resume, 20).await else {
+        panic!("not resumed");
+    };
+    assert_eq!(
+        (resumed.status, resumed.resumptions, resumed.updated_at),
+        (JobStatus::InProgress, running.resumptions + 1, at(20))
+    );
+    assert_eq!(
+        change(running.id, StatusChange::Complete, 21).await,
+        StatusChanged::Refused(resumed)
+    );
+    let empty = started_job(jobs, &a, 0).await;
+    let StatusChanged::Changed(completed) = change(empty.id, StatusChange::Complete, 22).await
+    else {
+        panic!("not completed");
+    };
+    assert_eq!(
+        (completed.status, completed.completed_at),
+        (JobStatus::Completed, Some(at(22)))
+    );
+    assert_eq!(
+        change(empty.id, StatusChange::Cancel, 23).await,
+        StatusChanged::Refused(completed)
+    );
+    assert_eq!(
+        change(999, StatusChange::Cancel, 24).await,
+        StatusChanged::Missing
+    );
 }
 
 async fn jobs_keep_their_kind_and_page_by_cursor(adapters: Adapters) {

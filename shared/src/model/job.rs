@@ -359,12 +359,3 @@ pub enum ProceedOutcome {
     /// The job was not in `valid_scheme`; nothing changed.
     NotProceedable(Job),
 }
-
-/// What asking to cancel a job did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CancelOutcome {
-    /// The job had not ended and is now `cancelled`: no further chunk of it is processed.
-    Cancelled(Job),
-    /// The job had already ended (`completed`, `failed`, or `cancelled` before); nothing changed.
-    Ended(Job),
-}

@@ -3,7 +3,7 @@
 //! [`Transition::from`] into their own condition (SQL `status IN (…)`, a DynamoDB condition
 //! expression); they never decide which status may become which.
 
-use super::{Job, JobStatus};
+use super::{Job, JobStatus, Timestamp};
 
 /// A change of a job's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,6 +73,68 @@ impl Transition {
     /// only once all its chunks are done.
     pub fn allowed_for(self, job: &Job) -> bool {
         self.allowed_from(job.status) && (self != Transition::Complete || job.all_chunks_done())
+    }
+}
+
+/// A change of a job's status with what it records: what the stores' one conditional write
+/// of a status ([`crate::ports::JobStore::change_status`]) is asked to do. The file and the
+/// scheme report, which carry more than a status, have writes of their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusChange {
+    /// [`Transition::Proceed`], asked by the API user `by`: who asked and when are recorded.
+    Proceed { by: String },
+    /// [`Transition::Resume`]: one more resumption.
+    Resume,
+    /// [`Transition::Complete`]: when it completed.
+    Complete,
+    /// [`Transition::Fail`], and why.
+    Fail { reason: String },
+    /// [`Transition::Cancel`].
+    Cancel,
+}
+
+impl StatusChange {
+    pub fn transition(&self) -> Transition {
+        match self {
+            StatusChange::Proceed { .. } => Transition::Proceed,
+            StatusChange::Resume => Transition::Resume,
+            StatusChange::Complete => Transition::Complete,
+            StatusChange::Fail { .. } => Transition::Fail,
+            StatusChange::Cancel => Transition::Cancel,
+        }
+    }
+
+    /// Whether `job` shows this very change, made at `at`: a store that sends its write again
+    /// when the answer was lost finds the condition failing on its own change. Only a proceed
+    /// records enough to tell (its instant and its caller) and needs to: its caller queues the
+    /// job's chunks only when it started the job.
+    pub fn made(&self, job: &Job, at: Timestamp) -> bool {
+        match self {
+            StatusChange::Proceed { by } => {
+                job.status == Transition::Proceed.to()
+                    && job.process_requested_at == Some(at)
+                    && job.proceed_api_user_name.as_deref() == Some(by.as_str())
+            }
+            _ => false,
+        }
+    }
+}
+
+/// What a status change did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatusChanged {
+    /// The job as changed.
+    Changed(Job),
+    /// The job's status (or, completing, its chunks) did not allow the change: the job as is.
+    Refused(Job),
+    /// No such job of the tenant.
+    Missing,
+}
+
+impl StatusChanged {
+    /// Whether the change was made.
+    pub fn changed(&self) -> bool {
+        matches!(self, StatusChanged::Changed(_))
     }
 }
 

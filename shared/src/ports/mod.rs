@@ -10,8 +10,8 @@ use bytes::Bytes;
 use tokio::io::AsyncBufRead;
 
 use crate::model::{
-    CancelOutcome, ChunkCommit, ChunkResult, Credential, IdempotentRequest, Job, JobId, KeyClaim,
-    NewFile, NewJob, ProceedOutcome, RowResult, SaveOutcome, SchemeError, SchemeReport, TenantId,
+    ChunkCommit, ChunkResult, Credential, IdempotentRequest, Job, JobId, KeyClaim, NewFile, NewJob,
+    RowResult, SaveOutcome, SchemeError, SchemeReport, StatusChange, StatusChanged, TenantId,
     TenantSettings, Timestamp, UpdateError, User, UserChange, UserFilter, UserId, UserKey,
     UserSelector, WorkItem,
 };
@@ -124,15 +124,16 @@ pub trait JobStore: Send + Sync {
         at: Timestamp,
     ) -> StoreResult<Job>;
 
-    /// Moves a `valid_scheme` job to `in_progress` (atomically: of two concurrent calls, one
-    /// starts the job). `None` when the job is missing.
-    async fn start_processing(
+    /// Makes `change` to the tenant's job `id` at `at` if the job may take its transition
+    /// ([`Transition::allowed_for`](crate::model::Transition::allowed_for): its status, and for a completion its chunks), atomically:
+    /// of racing changes, those the first one leaves allowed follow it, the others are refused.
+    async fn change_status(
         &self,
         tenant: &TenantId,
         id: JobId,
-        proceed_api_user_name: &str,
+        change: &StatusChange,
         at: Timestamp,
-    ) -> StoreResult<Option<ProceedOutcome>>;
+    ) -> StoreResult<StatusChanged>;
 
     /// Entries `page.offset()..` (at most `page.per_page`) of the scheme errors of `job`'s
     /// current file, in file order. `job` was read for its tenant; the service decides
@@ -155,17 +156,6 @@ pub trait JobStore: Send + Sync {
     /// it is called; the commit that completes the last chunk moves the job to `completed`.
     async fn commit_chunk(&self, result: ChunkResult) -> StoreResult<ChunkCommit>;
 
-    /// Cancels a job that has not ended (`created`, `valid_scheme`, `invalid_scheme`,
-    /// `in_progress`), atomically: of a cancel racing a completion or a failure, one wins.
-    /// Chunks already running still commit their counts; no later chunk is processed. `None`
-    /// when the job is missing.
-    async fn cancel_job(
-        &self,
-        tenant: &TenantId,
-        id: JobId,
-        at: Timestamp,
-    ) -> StoreResult<Option<CancelOutcome>>;
-
     /// How many of the tenant's jobs are `in_progress`. On DynamoDB an eventually consistent
     /// count: a job that just started or ended may be missed or counted.
     async fn count_in_progress(&self, tenant: &TenantId) -> StoreResult<u64>;
@@ -176,18 +166,6 @@ pub trait JobStore: Send + Sync {
 
     /// The chunks of a job whose results have been committed.
     async fn committed_chunks(&self, job_id: JobId) -> StoreResult<Vec<u32>>;
-
-    /// Marks an `in_progress` job as changed at `at` and counts one more resumption (its work
-    /// is being queued again); false when the job is no longer in progress.
-    async fn resume_job(&self, job_id: JobId, at: Timestamp) -> StoreResult<bool>;
-
-    /// Moves an `in_progress` job whose chunks are all committed to `completed`; true only
-    /// for the caller that did it. For a completion lost between a chunk's commit and the
-    /// job's update.
-    async fn complete_if_done(&self, job_id: JobId, at: Timestamp) -> StoreResult<bool>;
-
-    /// Ends an `in_progress` job as `failed` with a reason.
-    async fn fail_job(&self, job_id: JobId, reason: &str, at: Timestamp) -> StoreResult<()>;
 }
 
 /// The users of each tenant.

@@ -105,7 +105,7 @@ impl BulkService {
                         Err(error) => {
                             if fail_on_error {
                                 let reason = format!("the batch could not be processed: {error}");
-                                self.fail_job(job.id, &reason).await?;
+                                self.fail_job(&job.tenant, job.id, &reason).await?;
                             }
                             return Err(error.into());
                         }

@@ -17,9 +17,9 @@ use bytes::Bytes;
 use rand::RngCore;
 
 use crate::model::{
-    CancelOutcome, Job, JobId, JobKind, JobStatus, NewFile, NewJob, ProceedOutcome, SchemeError,
-    SchemeReport, TenantId, TenantSettings, Timestamp, Transition, UpdateError, User, UserFilter,
-    UserSelector, WorkItem,
+    Job, JobId, JobKind, JobStatus, NewFile, NewJob, ProceedOutcome, SchemeError, SchemeReport,
+    StatusChange, StatusChanged, TenantId, TenantSettings, Timestamp, Transition, UpdateError,
+    User, UserFilter, UserSelector, WorkItem,
 };
 use crate::ports::{FileReader, PageRequest, Ports, StoreError};
 use crate::processing::{self, ChunkOutcome, ProcessingOptions};
@@ -416,10 +416,7 @@ impl BulkService {
             .work_items(&job.tenant, job.id, job.total_rows);
         if let Err(error) = self.ports.queue.enqueue(&items).await {
             let reason = format!("the job could not be queued: {error}");
-            self.ports
-                .jobs
-                .fail_job(job.id, &reason, Timestamp::now())
-                .await?;
+            self.fail_job(&job.tenant, job.id, &reason).await?;
             return Err(error.into());
         }
         Ok(ProceedOutcome::Started(job))
@@ -433,33 +430,39 @@ impl BulkService {
         id: JobId,
         by: &str,
     ) -> ServiceResult<ProceedOutcome> {
-        self.ports
+        let proceed = StatusChange::Proceed { by: by.to_owned() };
+        let started = self
+            .ports
             .jobs
-            .start_processing(tenant, id, by, Timestamp::now())
-            .await?
-            .ok_or_else(|| job_not_found(id))
+            .change_status(tenant, id, &proceed, Timestamp::now())
+            .await?;
+        match started {
+            StatusChanged::Changed(job) => Ok(ProceedOutcome::Started(job)),
+            StatusChanged::Refused(job) => Ok(ProceedOutcome::NotProceedable(job)),
+            StatusChanged::Missing => Err(job_not_found(id)),
+        }
     }
 
     /// Cancels a job that has not ended: no chunk of it starts after this, chunks already
     /// running still count. Cancelling a cancelled job answers it as it is; a job that
     /// completed or failed cannot be cancelled.
     pub async fn cancel(&self, who: &Principal, id: JobId) -> ServiceResult<Job> {
-        let outcome = self
+        let cancelled = self
             .ports
             .jobs
-            .cancel_job(&who.tenant, id, Timestamp::now())
-            .await?
-            .ok_or_else(|| job_not_found(id))?;
-        match outcome {
-            CancelOutcome::Cancelled(job) => {
+            .change_status(&who.tenant, id, &StatusChange::Cancel, Timestamp::now())
+            .await?;
+        match cancelled {
+            StatusChanged::Changed(job) => {
                 tracing::info!(job_id = job.id, by = %who.key_id, "job cancelled");
                 Ok(job)
             }
-            CancelOutcome::Ended(job) if job.status == JobStatus::Cancelled => Ok(job),
-            CancelOutcome::Ended(job) => Err(ServiceError::Conflict(format!(
+            StatusChanged::Refused(job) if job.status == JobStatus::Cancelled => Ok(job),
+            StatusChanged::Refused(job) => Err(ServiceError::Conflict(format!(
                 "job {} has already ended (status {}); only a job that has not ended can be cancelled",
                 job.id, job.status
             ))),
+            StatusChanged::Missing => Err(job_not_found(id)),
         }
     }
 
@@ -560,7 +563,11 @@ impl BulkService {
                 .filter(|item| !committed.contains(&item.chunk))
                 .collect();
             if items.is_empty() {
-                self.ports.jobs.complete_if_done(job.id, now).await?;
+                let complete = StatusChange::Complete;
+                self.ports
+                    .jobs
+                    .change_status(&job.tenant, job.id, &complete, now)
+                    .await?;
             } else if job.resumptions >= MAX_RESUMPTIONS {
                 let reason = format!(
                     "resumed {} times after its work was lost, and {} of its chunks still \
@@ -569,13 +576,25 @@ impl BulkService {
                     items.len()
                 );
                 tracing::error!(job_id = job.id, %reason, "stale job given up");
-                self.ports.jobs.fail_job(job.id, &reason, now).await?;
+                let fail = StatusChange::Fail {
+                    reason: reason.clone(),
+                };
+                self.ports
+                    .jobs
+                    .change_status(&job.tenant, job.id, &fail, now)
+                    .await?;
                 sweep.given_up.push(GivenUpJob {
                     job_id: job.id,
                     reason,
                 });
                 continue;
-            } else if self.ports.jobs.resume_job(job.id, now).await? {
+            } else if self
+                .ports
+                .jobs
+                .change_status(&job.tenant, job.id, &StatusChange::Resume, now)
+                .await?
+                .changed()
+            {
                 self.ports.queue.enqueue(&items).await?;
             }
             tracing::warn!(job_id = job.id, requeued = items.len(), "stale job resumed");
@@ -587,12 +606,26 @@ impl BulkService {
         Ok(sweep)
     }
 
-    /// Ends a job `failed` (the processor gave up on one of its chunks).
-    pub async fn fail_job(&self, job_id: JobId, reason: &str) -> Result<(), StoreError> {
-        self.ports
+    /// Ends the tenant's job `failed` if it is in progress (the processor gave up on one of
+    /// its chunks); a job that ended already is left as it ended.
+    pub async fn fail_job(
+        &self,
+        tenant: &TenantId,
+        job_id: JobId,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let fail = StatusChange::Fail {
+            reason: reason.to_owned(),
+        };
+        let failed = self
+            .ports
             .jobs
-            .fail_job(job_id, reason, Timestamp::now())
-            .await
+            .change_status(tenant, job_id, &fail, Timestamp::now())
+            .await?;
+        match failed {
+            StatusChanged::Missing => Err(StoreError::NotFound(format!("job {job_id}"))),
+            StatusChanged::Changed(_) | StatusChanged::Refused(_) => Ok(()),
+        }
     }
 
     /// Creates the tenant with default settings when it has none; returns its settings.

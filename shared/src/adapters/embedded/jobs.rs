@@ -2,13 +2,14 @@
 //! results.
 
 use async_trait::async_trait;
+use rusqlite::types::Value;
 use rusqlite::{params, Connection, Row, TransactionBehavior};
 
 use super::store::{from_json, limit_offset, millis, optional_timestamp, timestamp, to_json};
 use super::SqliteStore;
 use crate::model::{
-    CancelOutcome, ChunkCommit, ChunkPlan, ChunkResult, ErrorType, Job, JobId, JobKind, JobStatus,
-    NewFile, NewJob, ProceedOutcome, RowResult, SchemeError, SchemeReport, TenantId, Timestamp,
+    ChunkCommit, ChunkPlan, ChunkResult, ErrorType, Job, JobId, JobKind, JobStatus, NewFile,
+    NewJob, RowResult, SchemeError, SchemeReport, StatusChange, StatusChanged, TenantId, Timestamp,
     Transition, UpdateError,
 };
 use crate::ports::{JobStore, PageRequest, StoreError, StoreResult};
@@ -278,43 +279,31 @@ impl JobStore for SqliteStore {
             .await
     }
 
-    async fn start_processing(
+    async fn change_status(
         &self,
         tenant: &TenantId,
         id: JobId,
-        proceed_api_user_name: &str,
+        change: &StatusChange,
         at: Timestamp,
-    ) -> StoreResult<Option<ProceedOutcome>> {
+    ) -> StoreResult<StatusChanged> {
         let tenant = tenant.clone();
-        let user_name = proceed_api_user_name.to_owned();
+        let change = change.clone();
         self.db
             .call(move |conn| {
+                // An immediate transaction holds the write lock from its first read: the job
+                // read is the job changed.
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                // The status condition makes the move atomic: only one caller sees a row changed.
-                let started = tx.execute(
-                    &format!(
-                        "UPDATE jobs SET status = ?3, process_requested_at = ?4, \
-                         proceed_api_user_name = ?5, updated_at = ?4 \
-                         WHERE id = ?1 AND tenant = ?2 AND {}",
-                        status_allows(Transition::Proceed)
-                    ),
-                    params![
-                        sql_id(id),
-                        tenant.as_str(),
-                        Transition::Proceed.to().as_str(),
-                        millis(at),
-                        user_name,
-                    ],
-                )? == 1;
-                let outcome = load_job(&tx, Some(&tenant), id)?.map(|job| {
-                    if started {
-                        ProceedOutcome::Started(job)
-                    } else {
-                        ProceedOutcome::NotProceedable(job)
-                    }
-                });
+                let Some(job) = load_job(&tx, Some(&tenant), id)? else {
+                    return Ok(StatusChanged::Missing);
+                };
+                if !change.transition().allowed_for(&job) {
+                    return Ok(StatusChanged::Refused(job));
+                }
+                let (sql, values) = status_update(id, &change, at);
+                tx.execute(&sql, rusqlite::params_from_iter(values))?;
+                let changed = existing_job(&tx, Some(&tenant), id)?;
                 tx.commit()?;
-                Ok(outcome)
+                Ok(StatusChanged::Changed(changed))
             })
             .await
     }
@@ -482,42 +471,6 @@ impl JobStore for SqliteStore {
             .await
     }
 
-    async fn cancel_job(
-        &self,
-        tenant: &TenantId,
-        id: JobId,
-        at: Timestamp,
-    ) -> StoreResult<Option<CancelOutcome>> {
-        let tenant = tenant.clone();
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let cancelled = tx.execute(
-                    &format!(
-                        "UPDATE jobs SET status = ?3, updated_at = ?4 \
-                         WHERE id = ?1 AND tenant = ?2 AND {}",
-                        status_allows(Transition::Cancel)
-                    ),
-                    params![
-                        sql_id(id),
-                        tenant.as_str(),
-                        Transition::Cancel.to().as_str(),
-                        millis(at),
-                    ],
-                )? == 1;
-                let outcome = load_job(&tx, Some(&tenant), id)?.map(|job| {
-                    if cancelled {
-                        CancelOutcome::Cancelled(job)
-                    } else {
-                        CancelOutcome::Ended(job)
-                    }
-                });
-                tx.commit()?;
-                Ok(outcome)
-            })
-            .await
-    }
-
     async fn count_in_progress(&self, tenant: &TenantId) -> StoreResult<u64> {
         let tenant = tenant.clone();
         self.db
@@ -562,72 +515,29 @@ impl JobStore for SqliteStore {
             })
             .await
     }
+}
 
-    async fn resume_job(&self, job_id: JobId, at: Timestamp) -> StoreResult<bool> {
-        self.db
-            .call(move |conn| {
-                let resumed = conn.execute(
-                    &format!(
-                        "UPDATE jobs SET updated_at = ?2, resumptions = resumptions + 1 \
-                         WHERE id = ?1 AND {}",
-                        status_allows(Transition::Resume)
-                    ),
-                    params![sql_id(job_id), millis(at)],
-                )? == 1;
-                Ok(resumed)
-            })
-            .await
-    }
-
-    async fn complete_if_done(&self, job_id: JobId, at: Timestamp) -> StoreResult<bool> {
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let job = existing_job(&tx, None, job_id)?;
-                if !Transition::Complete.allowed_for(&job) {
-                    return Ok(false);
-                }
-                tx.execute(
-                    "UPDATE jobs SET status = ?2, completed_at = ?3, updated_at = ?3 WHERE id = ?1",
-                    params![
-                        sql_id(job_id),
-                        Transition::Complete.to().as_str(),
-                        millis(at)
-                    ],
-                )?;
-                tx.commit()?;
-                Ok(true)
-            })
-            .await
-    }
-
-    async fn fail_job(&self, job_id: JobId, reason: &str, at: Timestamp) -> StoreResult<()> {
-        let reason = reason.to_owned();
-        self.db
-            .call(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let failed = tx.execute(
-                    &format!(
-                        "UPDATE jobs SET status = ?2, failure_reason = ?3, updated_at = ?4 \
-                         WHERE id = ?1 AND {}",
-                        status_allows(Transition::Fail)
-                    ),
-                    params![
-                        sql_id(job_id),
-                        Transition::Fail.to().as_str(),
-                        reason,
-                        millis(at),
-                    ],
-                )? == 1;
-                if !failed {
-                    // Not in progress (already ended): nothing to do, unless the job is missing.
-                    existing_job(&tx, None, job_id)?;
-                }
-                tx.commit()?;
-                Ok(())
-            })
-            .await
-    }
+/// The UPDATE making `change` to job `id` at `at`, and its values: the status it leads to,
+/// and what it records.
+fn status_update(id: JobId, change: &StatusChange, at: Timestamp) -> (String, Vec<Value>) {
+    let (records, text) = match change {
+        StatusChange::Proceed { by } => (
+            ", process_requested_at = ?3, proceed_api_user_name = ?4",
+            Some(by),
+        ),
+        StatusChange::Resume => (", resumptions = resumptions + 1", None),
+        StatusChange::Complete => (", completed_at = ?3", None),
+        StatusChange::Fail { reason } => (", failure_reason = ?4", Some(reason)),
+        StatusChange::Cancel => ("", None),
+    };
+    let sql = format!("UPDATE jobs SET status = ?2, updated_at = ?3{records} WHERE id = ?1");
+    let mut values = vec![
+        Value::Integer(sql_id(id)),
+        Value::Text(change.transition().to().as_str().to_owned()),
+        Value::Integer(millis(at)),
+    ];
+    values.extend(text.map(|text| Value::Text(text.clone())));
+    (sql, values)
 }
 
 #[cfg(test)]

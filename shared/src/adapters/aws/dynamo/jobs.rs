@@ -15,8 +15,8 @@ use super::{
     unavailable, Cancellation, DynamoStore, Item, Write, MAX_RETRIES, STORE,
 };
 use crate::model::{
-    CancelOutcome, ChunkCommit, ChunkPlan, ChunkResult, Job, JobId, JobStatus, NewFile, NewJob,
-    ProceedOutcome, RowResult, SchemeError, SchemeReport, TenantId, Timestamp, Transition,
+    ChunkCommit, ChunkPlan, ChunkResult, Job, JobId, JobStatus, NewFile, NewJob, RowResult,
+    SchemeError, SchemeReport, StatusChange, StatusChanged, TenantId, Timestamp, Transition,
     UpdateError,
 };
 use crate::ports::{JobStore, PageRequest, StoreError, StoreResult};
@@ -321,6 +321,47 @@ impl DynamoStore {
     }
 }
 
+/// The update making `change` to the tenant's job `id` at `at`: the status it leads to, what
+/// it records, and the job's place in the index of jobs in progress (in it while in progress).
+fn status_update(
+    update: UpdateItemFluentBuilder,
+    tenant: &TenantId,
+    id: JobId,
+    change: &StatusChange,
+    at: Timestamp,
+) -> UpdateItemFluentBuilder {
+    let update = update
+        .expression_attribute_values(":tenant", s(tenant.as_str()))
+        .expression_attribute_values(":at", s(at.to_string()));
+    match change {
+        StatusChange::Proceed { by } => update
+            .update_expression(
+                "SET #status = :to_status, proceed_api_user_name = :user, \
+                 process_requested_at = :at, updated_at = :at, gsi2pk = :active, gsi2sk = :id",
+            )
+            .expression_attribute_values(":active", s(IN_PROGRESS))
+            .expression_attribute_values(
+                ":id",
+                s(format!("{}{}", in_progress_sk_prefix(tenant), padded(id))),
+            )
+            .expression_attribute_values(":user", s(by)),
+        StatusChange::Resume => update
+            .update_expression("SET updated_at = :at ADD resumptions :one")
+            .expression_attribute_values(":one", n(1)),
+        StatusChange::Complete => update.update_expression(
+            "SET #status = :to_status, completed_at = :at, updated_at = :at REMOVE gsi2pk, gsi2sk",
+        ),
+        StatusChange::Fail { reason } => update
+            .update_expression(
+                "SET #status = :to_status, failure_reason = :reason, updated_at = :at \
+                 REMOVE gsi2pk, gsi2sk",
+            )
+            .expression_attribute_values(":reason", s(reason)),
+        StatusChange::Cancel => update
+            .update_expression("SET #status = :to_status, updated_at = :at REMOVE gsi2pk, gsi2sk"),
+    }
+}
+
 /// The sequence number of a scheme error item.
 fn scheme_error_seq(item: &Item) -> Option<usize> {
     text_of(item, "sk")?
@@ -502,52 +543,39 @@ impl JobStore for DynamoStore {
         }
     }
 
-    async fn start_processing(
+    async fn change_status(
         &self,
         tenant: &TenantId,
         id: JobId,
-        proceed_api_user_name: &str,
+        change: &StatusChange,
         at: Timestamp,
-    ) -> StoreResult<Option<ProceedOutcome>> {
-        let started = self
-            .transition_job(
-                id,
-                Transition::Proceed,
-                Some("#tenant = :tenant"),
-                |update| {
-                    update
-                        .update_expression(
-                            "SET #status = :to_status, proceed_api_user_name = :user, \
-                         process_requested_at = :at, updated_at = :at, \
-                         gsi2pk = :active, gsi2sk = :id",
-                        )
-                        .expression_attribute_values(":active", s(IN_PROGRESS))
-                        .expression_attribute_values(
-                            ":id",
-                            s(format!("{}{}", in_progress_sk_prefix(tenant), padded(id))),
-                        )
-                        .expression_attribute_values(":user", s(proceed_api_user_name))
-                        .expression_attribute_values(":at", s(at.to_string()))
-                        .expression_attribute_values(":tenant", s(tenant.as_str()))
-                },
-            )
-            .await?;
-        if let Some(job) = started {
-            return Ok(Some(ProceedOutcome::Started(job)));
-        }
-        Ok(self.read_tenant_job(tenant, id).await?.map(|job| {
-            // The SDK sends the update again when its answer was lost, and the condition then
-            // fails: a job moved to in progress by this very call (its instant, its caller) is
-            // started, not already proceeded, or its chunks would never be queued.
-            let started_by_this_call = job.status == Transition::Proceed.to()
-                && job.process_requested_at == Some(at)
-                && job.proceed_api_user_name.as_deref() == Some(proceed_api_user_name);
-            if started_by_this_call {
-                ProceedOutcome::Started(job)
-            } else {
-                ProceedOutcome::NotProceedable(job)
+    ) -> StoreResult<StatusChanged> {
+        let transition = change.transition();
+        if transition == Transition::Complete {
+            // Chunks are only ever counted up: all done when read, all done when updated.
+            match self.read_tenant_job(tenant, id).await? {
+                None => return Ok(StatusChanged::Missing),
+                Some(job) if !transition.allowed_for(&job) => {
+                    return Ok(StatusChanged::Refused(job))
+                }
+                Some(_) => {}
             }
-        }))
+        }
+        let changed = self
+            .transition_job(id, transition, Some("#tenant = :tenant"), |update| {
+                status_update(update, tenant, id, change, at)
+            })
+            .await?;
+        if let Some(job) = changed {
+            return Ok(StatusChanged::Changed(job));
+        }
+        // The SDK sends the update again when its answer was lost, and the condition then
+        // fails on the change this very call made.
+        Ok(match self.read_tenant_job(tenant, id).await? {
+            None => StatusChanged::Missing,
+            Some(job) if change.made(&job, at) => StatusChanged::Changed(job),
+            Some(job) => StatusChanged::Refused(job),
+        })
     }
 
     async fn scheme_errors(&self, job: &Job, page: PageRequest) -> StoreResult<Vec<SchemeError>> {
@@ -642,36 +670,6 @@ impl JobStore for DynamoStore {
         self.commit_again(&result, &results).await
     }
 
-    async fn cancel_job(
-        &self,
-        tenant: &TenantId,
-        id: JobId,
-        at: Timestamp,
-    ) -> StoreResult<Option<CancelOutcome>> {
-        let cancelled = self
-            .transition_job(
-                id,
-                Transition::Cancel,
-                Some("#tenant = :tenant"),
-                |update| {
-                    update
-                        .update_expression(
-                            "SET #status = :to_status, updated_at = :at REMOVE gsi2pk, gsi2sk",
-                        )
-                        .expression_attribute_values(":tenant", s(tenant.as_str()))
-                        .expression_attribute_values(":at", s(at.to_string()))
-                },
-            )
-            .await?;
-        if let Some(job) = cancelled {
-            return Ok(Some(CancelOutcome::Cancelled(job)));
-        }
-        Ok(self
-            .read_tenant_job(tenant, id)
-            .await?
-            .map(CancelOutcome::Ended))
-    }
-
     async fn count_in_progress(&self, tenant: &TenantId) -> StoreResult<u64> {
         let mut count = 0u64;
         let mut start = None;
@@ -724,40 +722,6 @@ impl JobStore for DynamoStore {
                     .ok()
             })
             .collect())
-    }
-
-    async fn resume_job(&self, job_id: JobId, at: Timestamp) -> StoreResult<bool> {
-        let resumed = self
-            .transition_job(job_id, Transition::Resume, None, |update| {
-                update
-                    .update_expression("SET updated_at = :at ADD resumptions :one")
-                    .expression_attribute_values(":at", s(at.to_string()))
-                    .expression_attribute_values(":one", n(1))
-            })
-            .await?;
-        Ok(resumed.is_some())
-    }
-
-    async fn complete_if_done(&self, job_id: JobId, at: Timestamp) -> StoreResult<bool> {
-        self.complete_when_done(job_id, at).await
-    }
-
-    async fn fail_job(&self, job_id: JobId, reason: &str, at: Timestamp) -> StoreResult<()> {
-        let failed = self
-            .transition_job(job_id, Transition::Fail, None, |update| {
-                update
-                    .update_expression(
-                        "SET #status = :to_status, failure_reason = :reason, updated_at = :at \
-                         REMOVE gsi2pk, gsi2sk",
-                    )
-                    .expression_attribute_values(":reason", s(reason))
-                    .expression_attribute_values(":at", s(at.to_string()))
-            })
-            .await?;
-        if failed.is_none() && self.read_job(job_id).await?.is_none() {
-            return Err(not_found(job_id));
-        }
-        Ok(())
     }
 }
 
