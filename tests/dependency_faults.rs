@@ -975,6 +975,46 @@ async fn a_chunk_failing_on_every_delivery_ends_its_job_failed_with_the_reason()
         }))
         .await;
 
+    deliver_until_given_up(&harness, id).await;
+
+    let job = harness
+        .get(Dialect::Ccai, &format!("{PREFIX}/jobs/{id}"))
+        .await
+        .body;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(
+        (job["affected_rows"].as_u64(), job["failed_rows"].as_u64()),
+        (Some(0), Some(0)),
+        "no chunk was committed: {job}"
+    );
+    assert_the_reason_names_chunk_dependency_and_error(&job);
+
+    // Every failing write was sent by the SDK as often as it is configured to.
+    let counts = harness.proxy.counts().await;
+    println!(
+        "with every chunk write failing: {counts}; {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        count(&counts, "/faulted_invocations_retried") > 0,
+        "{counts}"
+    );
+    assert_eq!(
+        count(&counts, "/max_attempt"),
+        u64::from(MAX_ATTEMPTS),
+        "{counts}"
+    );
+    assert_eq!(
+        count(&counts, "/faults/drop_after"),
+        0,
+        "no write got through: {counts}"
+    );
+}
+
+/// Hands the job's chunks to the processor, each message its own batch, until both have had
+/// their last delivery: every delivery is reported failed, and the job is `in_progress` until a
+/// last delivery, `failed` after it.
+async fn deliver_until_given_up(harness: &Harness, id: u64) {
     let sqs = &harness.aws.sqs;
     let queue_url = &harness.aws.settings.queue_url;
     let mut last_deliveries = 0;
@@ -1046,17 +1086,10 @@ async fn a_chunk_failing_on_every_delivery_ends_its_job_failed_with_the_reason()
             "after deliveries {receive_counts:?}: {job}"
         );
     }
+}
 
-    let job = harness
-        .get(Dialect::Ccai, &format!("{PREFIX}/jobs/{id}"))
-        .await
-        .body;
-    assert_eq!(job["status"], "failed", "{job}");
-    assert_eq!(
-        (job["affected_rows"].as_u64(), job["failed_rows"].as_u64()),
-        (Some(0), Some(0)),
-        "no chunk was committed: {job}"
-    );
+/// The failure reason names the chunk, its deliveries, the dependency and the error.
+fn assert_the_reason_names_chunk_dependency_and_error(job: &Value) {
     let reason = job["failure_reason"].as_str().unwrap_or_default();
     let names_a_chunk = ["chunk 0 ", "chunk 1 "]
         .iter()
@@ -1078,27 +1111,6 @@ async fn a_chunk_failing_on_every_delivery_ends_its_job_failed_with_the_reason()
     .iter()
     .any(|error| reason.contains(error));
     assert!(names_the_error, "the reason names the error: {reason}");
-
-    // Every failing write was sent by the SDK as often as it is configured to.
-    let counts = harness.proxy.counts().await;
-    println!(
-        "with every chunk write failing: {counts}; {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    assert!(
-        count(&counts, "/faulted_invocations_retried") > 0,
-        "{counts}"
-    );
-    assert_eq!(
-        count(&counts, "/max_attempt"),
-        u64::from(MAX_ATTEMPTS),
-        "{counts}"
-    );
-    assert_eq!(
-        count(&counts, "/faults/drop_after"),
-        0,
-        "no write got through: {counts}"
-    );
 }
 
 /// One lost answer, injected exactly: the next DynamoDB `operation` whose request body contains

@@ -1,6 +1,7 @@
 //! The Zendesk and Huawei Workspace dialects through the route table, on both stores: the same
 //! users, jobs and pipeline as the CCAI dialect.
 
+use bulk_tests::cases;
 use bulk_tests::{basic, on_both_stores, Answer, Body, TestApp, PREFIX};
 use bulk_users::model::TenantId;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -263,73 +264,26 @@ async fn zendesk_refuses_bad_requests_in_its_own_error_shape(app: TestApp) {
         .contains("at most 100"));
     assert!(too_many.body["details"]["users"][0]["description"].is_string());
 
-    for (method, path, body, field) in [
-        (
-            Method::POST,
-            "/api/v2/users/create_many",
-            Body::Raw {
+    // Malformed batches and queries (tests/corpus/dialects/zendesk_bad_requests.jsonl): 400
+    // with the offending field in `details`.
+    for case in cases::load("dialects/zendesk_bad_requests.jsonl") {
+        let method = Method::from_bytes(case["method"].as_str().unwrap().as_bytes()).unwrap();
+        let path = case["path"].as_str().unwrap();
+        let body = match (case.get("json"), case.get("text")) {
+            (Some(json), None) => Body::Json(json.clone()),
+            (None, Some(text)) => Body::Raw {
                 content_type: Some("application/json".into()),
-                bytes: b"{\"users\": [".to_vec(),
+                bytes: text.as_str().unwrap().as_bytes().to_vec(),
             },
-            "users",
-        ),
-        (
-            Method::POST,
-            "/api/v2/users/create_many",
-            Body::Json(json!({"users": []})),
-            "users",
-        ),
-        (
-            Method::POST,
-            "/api/v2/users/create_or_update_many",
-            Body::Json(json!({"user": {}})),
-            "users",
-        ),
-        (
-            Method::PUT,
-            "/api/v2/users/update_many?ids=1,x",
-            Body::Json(json!({"user": {"notes": "n"}})),
-            "ids",
-        ),
-        (
-            Method::PUT,
-            "/api/v2/users/update_many?ids=1",
-            Body::Json(json!({"users": [{"id": 1}]})),
-            "user",
-        ),
-        (
-            Method::DELETE,
-            "/api/v2/users/destroy_many",
-            Body::Empty,
-            "ids",
-        ),
-        (
-            Method::GET,
-            "/api/v2/job_statuses.json?page[size]=0",
-            Body::Empty,
-            "page[size]",
-        ),
-        (
-            Method::GET,
-            "/api/v2/job_statuses/show_many.json",
-            Body::Empty,
-            "ids",
-        ),
-    ] {
+            _ => Body::Empty,
+        };
         let answer = app
             .call_as(&token_auth(&app), method.clone(), path, body)
             .await;
-        assert_eq!(
-            answer.status,
-            StatusCode::BAD_REQUEST,
-            "{method} {path}: {}",
-            answer.body
-        );
-        assert!(
-            answer.body["details"][field].is_array(),
-            "{method} {path}: {}",
-            answer.body
-        );
+        let (status, body) = (answer.status, &answer.body);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {path}: {body}");
+        let field = case["field"].as_str().unwrap();
+        assert!(body["details"][field].is_array(), "{method} {path}: {body}");
     }
     let jobs = app.get("jobs").await;
     assert_eq!(jobs.body, json!([]), "no refused request left a job");
@@ -500,6 +454,11 @@ fn names(list: &Answer) -> Vec<String> {
         .collect()
 }
 
+/// A Workspace GET with `token`.
+async fn workspace_get(app: &TestApp, token: &str, target: &str) -> Answer {
+    workspace(app, token, Method::GET, target, Value::Null).await
+}
+
 async fn workspace_batch_create_lists_and_deletes(app: TestApp) {
     let token = workspace_headers(&app);
     let created = workspace(
@@ -516,15 +475,25 @@ async fn workspace_batch_create_lists_and_deletes(app: TestApp) {
     )
     .await;
     assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let ids = workspace_lists_and_filters(&app, &token).await;
+    workspace_password_is_an_argon2id_hash_only(&app).await;
+    workspace_deletes(&app, &token, &ids).await;
 
-    let list = workspace(
-        &app,
-        &token,
-        Method::GET,
-        "/v2/acme/users?limit=10&offset=0",
-        Value::Null,
-    )
-    .await;
+    // Sealed tenants: another project is not found; a bad token is refused.
+    let foreign = workspace_get(&app, &token, "/v2/globex/users").await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+    assert_eq!(foreign.body["error_code"], "WKS.0202");
+    let refused = workspace_get(&app, "wrong", "/v2/acme/users").await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(refused.body["error_code"]
+        .as_str()
+        .unwrap()
+        .starts_with("WKS."));
+}
+
+/// The two users created, listed, filtered and paged; the ids of the listed users.
+async fn workspace_lists_and_filters(app: &TestApp, token: &str) -> Vec<String> {
+    let list = workspace_get(app, token, "/v2/acme/users?limit=10&offset=0").await;
     assert_eq!(list.body["total_count"], 2, "{}", list.body);
     assert_eq!(names(&list), ["abc", "j.doe-1"]);
     let jd = &list.body["users"][1];
@@ -532,24 +501,10 @@ async fn workspace_batch_create_lists_and_deletes(app: TestApp) {
     assert_eq!(jd["alias_name"], "JD");
     assert_eq!(jd["account_expires"], "2030-01-01T00:00:00Z");
     assert!(!list.body.to_string().contains("Secret#2024x"));
-    let filtered = workspace(
-        &app,
-        &token,
-        Method::GET,
-        "/v2/acme/users?user_name=J.DO",
-        Value::Null,
-    )
-    .await;
+    let filtered = workspace_get(app, token, "/v2/acme/users?user_name=J.DO").await;
     assert_eq!(names(&filtered), ["j.doe-1"]);
     // The name matches from its start: a part inside it finds no one.
-    let inside = workspace(
-        &app,
-        &token,
-        Method::GET,
-        "/v2/acme/users?user_name=DOE",
-        Value::Null,
-    )
-    .await;
+    let inside = workspace_get(app, token, "/v2/acme/users?user_name=DOE").await;
     assert_eq!(inside.body["total_count"], 0, "{}", inside.body);
     // A query no list can answer is refused, naming the parameter and its rule.
     let refusals = [
@@ -567,41 +522,25 @@ async fn workspace_batch_create_lists_and_deletes(app: TestApp) {
         ),
     ];
     for (query, rule) in refusals {
-        let refused = workspace(
-            &app,
-            &token,
-            Method::GET,
-            &format!("/v2/acme/users?{query}"),
-            Value::Null,
-        )
-        .await;
-        assert_eq!(
-            refused.status,
-            StatusCode::BAD_REQUEST,
-            "{query}: {}",
-            refused.body
-        );
-        assert_eq!(
-            refused.body["error_code"], "WKS.0001",
-            "{query}: {}",
-            refused.body
-        );
-        let message = refused.body["error_msg"].as_str().unwrap_or_default();
+        let refused = workspace_get(app, token, &format!("/v2/acme/users?{query}")).await;
+        let body = &refused.body;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["error_code"], "WKS.0001", "{query}: {body}");
+        let message = body["error_msg"].as_str().unwrap_or_default();
         assert!(message.contains(rule), "{query}: {message}");
     }
     assert_eq!(filtered.body["total_count"], 1);
-    let second_page = workspace(
-        &app,
-        &token,
-        Method::GET,
-        "/v2/acme/users?limit=1&offset=1",
-        Value::Null,
-    )
-    .await;
+    let second_page = workspace_get(app, token, "/v2/acme/users?limit=1&offset=1").await;
     assert_eq!(names(&second_page), ["j.doe-1"]);
     assert_eq!(second_page.body["total_count"], 2);
+    let users = list.body["users"].as_array().unwrap().iter();
+    users
+        .map(|user| user["id"].as_str().unwrap().to_owned())
+        .collect()
+}
 
-    // The password is stored as an argon2id hash only.
+/// The password is stored as an argon2id hash only.
+async fn workspace_password_is_an_argon2id_hash_only(app: &TestApp) {
     let stored = app
         .service
         .ports()
@@ -617,63 +556,26 @@ async fn workspace_batch_create_lists_and_deletes(app: TestApp) {
     assert!(!serde_json::to_string(&stored[0])
         .unwrap()
         .contains("Secret#2024x"));
+}
 
-    let ids: Vec<String> = list.body["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|user| user["id"].as_str().unwrap().to_owned())
-        .collect();
-    let deleted = workspace(
-        &app,
-        &token,
-        Method::DELETE,
-        &format!("/v2/acme/users/{}", ids[0]),
-        Value::Null,
-    )
-    .await;
+/// One user deleted (then not found), a batch with an unknown id refused whole, the other
+/// deleted by batch: none left.
+async fn workspace_deletes(app: &TestApp, token: &str, ids: &[String]) {
+    let first = format!("/v2/acme/users/{}", ids[0]);
+    let deleted = workspace(app, token, Method::DELETE, &first, Value::Null).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    let again = workspace(
-        &app,
-        &token,
-        Method::DELETE,
-        &format!("/v2/acme/users/{}", ids[0]),
-        Value::Null,
-    )
-    .await;
+    let again = workspace(app, token, Method::DELETE, &first, Value::Null).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
     assert_eq!(again.body["error_code"], "WKS.0202");
-    let missing = workspace(
-        &app,
-        &token,
-        Method::POST,
-        "/v2/acme/users/batch-delete",
-        json!({"user_ids": [ids[1], "424242"]}),
-    )
-    .await;
+    let batch_delete = "/v2/acme/users/batch-delete";
+    let missing = json!({"user_ids": [ids[1], "424242"]});
+    let missing = workspace(app, token, Method::POST, batch_delete, missing).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.body);
-    let batch = workspace(
-        &app,
-        &token,
-        Method::POST,
-        "/v2/acme/users/batch-delete",
-        json!({"user_ids": [ids[1]]}),
-    )
-    .await;
+    let batch = json!({"user_ids": [ids[1]]});
+    let batch = workspace(app, token, Method::POST, batch_delete, batch).await;
     assert_eq!(batch.status, StatusCode::NO_CONTENT, "{}", batch.body);
-    let empty = workspace(&app, &token, Method::GET, "/v2/acme/users", Value::Null).await;
+    let empty = workspace_get(app, token, "/v2/acme/users").await;
     assert_eq!(empty.body, json!({"total_count": 0, "users": []}));
-
-    // Sealed tenants: another project is not found; a bad token is refused.
-    let foreign = workspace(&app, &token, Method::GET, "/v2/globex/users", Value::Null).await;
-    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
-    assert_eq!(foreign.body["error_code"], "WKS.0202");
-    let refused = workspace(&app, "wrong", Method::GET, "/v2/acme/users", Value::Null).await;
-    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
-    assert!(refused.body["error_code"]
-        .as_str()
-        .unwrap()
-        .starts_with("WKS."));
 }
 
 async fn workspace_batches_are_all_or_nothing(app: TestApp) {

@@ -9,7 +9,7 @@
 //! wrapped as `{"users": …}` / `{"user": …}` / `{"user_ids": …}` so it also reaches the
 //! per-user rules of the Zendesk and Workspace dialects. Request-level cases (multipart
 //! framing, file names, content types, headers, transfer codings, paths and query strings)
-//! follow.
+//! follow; they are data, in `tests/corpus/hostile_requests/`, as are the routes.
 //!
 //! For every (input, route) the answer must be a 4xx whose body says why, or an upload
 //! accepted as an `invalid_scheme` job with its scheme errors, or a Zendesk job whose every
@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use bulk_tests::cases::{self, Vars};
 use bulk_tests::local_server::LocalServer;
 use bulk_users::api::Dialect;
 use bulk_users::model::TenantId;
@@ -104,54 +105,73 @@ fn load_corpus() -> Vec<Input> {
         );
         inputs.push(Input {
             name,
-            bytes: generate(&entry["parts"]),
+            bytes: bytes(&entry["parts"], &Vars::new()),
         });
     }
     inputs
 }
 
-/// Builds a generated input: its parts concatenated (see generated.json's `about`).
-fn generate(parts: &Value) -> Vec<u8> {
+/// Bytes described in data (a generated input, a request's body, header or path): a string
+/// (text whose `{names}` are filled from `vars`) or a list of parts concatenated. A part is a
+/// string, or `text`, `hex` (raw bytes) or `base64` (the base64 of the text) repeated `times`
+/// times (default 1) with `separator` between repetitions; with `numbered`, `{n}` in the text is
+/// the repetition's number, counted from `start` (default 0). See generated.json's `about`.
+fn bytes(spec: &Value, vars: &Vars) -> Vec<u8> {
     let mut out = Vec::new();
-    for part in parts.as_array().expect("parts") {
-        let unit: Vec<u8> = match (part.get("text"), part.get("hex")) {
-            (Some(text), None) => text.as_str().expect("text").as_bytes().to_vec(),
-            (None, Some(hex)) => {
-                let hex = hex.as_str().expect("hex");
-                (0..hex.len())
-                    .step_by(2)
-                    .map(|at| u8::from_str_radix(&hex[at..at + 2], 16).expect("hex digits"))
-                    .collect()
-            }
-            _ => panic!("a part is text or hex: {part}"),
-        };
-        let times = part.get("times").and_then(Value::as_u64).unwrap_or(1);
-        let separator = part
-            .get("separator")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let numbered = part.get("numbered").and_then(Value::as_bool) == Some(true);
-        out.reserve(unit.len() * times as usize);
-        for n in 0..times {
-            if n > 0 {
-                out.extend_from_slice(separator.as_bytes());
-            }
-            if numbered {
-                let text = String::from_utf8(unit.clone()).expect("numbered parts are text");
-                out.extend_from_slice(text.replace("{n}", &n.to_string()).as_bytes());
-            } else {
-                out.extend_from_slice(&unit);
-            }
-        }
+    match spec {
+        Value::Array(parts) => parts
+            .iter()
+            .for_each(|part| push_part(part, vars, &mut out)),
+        part => push_part(part, vars, &mut out),
     }
     out
+}
+
+fn push_part(part: &Value, vars: &Vars, out: &mut Vec<u8>) {
+    let text = |value: &Value| vars.fill(value.as_str().expect("a text"));
+    let unit: Vec<u8> = match (part, part.get("text"), part.get("hex"), part.get("base64")) {
+        (Value::String(plain), ..) => vars.fill(plain).into_bytes(),
+        (_, Some(value), None, None) => text(value).into_bytes(),
+        (_, None, Some(hex), None) => {
+            let hex = hex.as_str().expect("hex");
+            (0..hex.len())
+                .step_by(2)
+                .map(|at| u8::from_str_radix(&hex[at..at + 2], 16).expect("hex digits"))
+                .collect()
+        }
+        (_, None, None, Some(value)) => {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text(value));
+            encoded.into_bytes()
+        }
+        _ => panic!("a part is text, hex or base64: {part}"),
+    };
+    let times = part.get("times").and_then(Value::as_u64).unwrap_or(1);
+    let separator = part
+        .get("separator")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let numbered = part.get("numbered").and_then(Value::as_bool) == Some(true);
+    let start = part.get("start").and_then(Value::as_u64).unwrap_or(0);
+    out.reserve(unit.len() * times as usize);
+    for n in 0..times {
+        if n > 0 {
+            out.extend_from_slice(separator.as_bytes());
+        }
+        if numbered {
+            let text = String::from_utf8(unit.clone()).expect("numbered parts are text");
+            out.extend_from_slice(text.replace("{n}", &(start + n).to_string()).as_bytes());
+        } else {
+            out.extend_from_slice(&unit);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Requests
 
 /// What a route does with an accepted request, which decides how its answer is judged.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 enum Kind {
     Upload,
     Replace,
@@ -163,176 +183,47 @@ enum Kind {
 }
 
 /// How an input becomes a request body.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 enum Shape {
     /// The `file` part of a multipart form (with `id` for PUT).
     FilePart,
     /// The body as is.
     Raw,
     /// `{"<key>": <input>}`.
-    Wrapped(&'static str),
+    Wrapped(String),
 }
 
 struct BodyRoute {
     /// Short column title.
-    column: &'static str,
+    column: String,
     /// Judging key: starts with "upload" for the two upload routes.
-    label: &'static str,
+    label: String,
     method: Method,
     path: String,
     shape: Shape,
     kind: Kind,
 }
 
-/// The routes every input is sent to; `update_many?ids=` names `seeded_user`.
-fn body_routes(seeded_user: u64) -> Vec<BodyRoute> {
-    let route = |column, label, method: Method, path: String, shape, kind| BodyRoute {
-        column,
-        label,
-        method,
-        path,
-        shape,
-        kind,
+/// The routes every input is sent to (`hostile_requests/routes.jsonl`); their paths filled
+/// from `vars` (`update_many?ids=` names the seeded user).
+fn body_routes(vars: &Vars) -> Vec<BodyRoute> {
+    let routes = cases::load("hostile_requests/routes.jsonl");
+    let route = |spec: &Value| {
+        let text = |key: &str| spec[key].as_str().expect(key).to_owned();
+        BodyRoute {
+            column: text("column"),
+            label: text("label"),
+            method: Method::from_bytes(text("method").as_bytes()).expect("method"),
+            path: vars.fill(&text("path")),
+            shape: match text("shape").as_str() {
+                "file" => Shape::FilePart,
+                "raw" => Shape::Raw,
+                key => Shape::Wrapped(key.trim_matches(['{', '}']).to_owned()),
+            },
+            kind: serde_json::from_value(spec["kind"].clone()).expect("kind"),
+        }
     };
-    let ws = format!("/v2/{TENANT}/users");
-    vec![
-        route(
-            "up",
-            "upload POST",
-            Method::POST,
-            format!("{CCAI}/upload"),
-            Shape::FilePart,
-            Kind::Upload,
-        ),
-        route(
-            "put",
-            "upload PUT",
-            Method::PUT,
-            format!("{CCAI}/upload"),
-            Shape::FilePart,
-            Kind::Replace,
-        ),
-        route(
-            "pre",
-            "presigned",
-            Method::POST,
-            format!("{CCAI}/upload/presigned"),
-            Shape::Raw,
-            Kind::Presign,
-        ),
-        route(
-            "proc",
-            "proceed",
-            Method::POST,
-            format!("{CCAI}/proceed"),
-            Shape::Raw,
-            Kind::Proceed,
-        ),
-        route(
-            "zc",
-            "create_many",
-            Method::POST,
-            "/api/v2/users/create_many".into(),
-            Shape::Raw,
-            Kind::Zendesk,
-        ),
-        route(
-            "zc{}",
-            "create_many {users}",
-            Method::POST,
-            "/api/v2/users/create_many.json".into(),
-            Shape::Wrapped("users"),
-            Kind::Zendesk,
-        ),
-        route(
-            "zcu",
-            "create_or_update_many",
-            Method::POST,
-            "/api/v2/users/create_or_update_many".into(),
-            Shape::Raw,
-            Kind::Zendesk,
-        ),
-        route(
-            "zcu{}",
-            "create_or_update_many {users}",
-            Method::POST,
-            "/api/v2/users/create_or_update_many".into(),
-            Shape::Wrapped("users"),
-            Kind::Zendesk,
-        ),
-        route(
-            "zu",
-            "update_many",
-            Method::PUT,
-            "/api/v2/users/update_many".into(),
-            Shape::Raw,
-            Kind::Zendesk,
-        ),
-        route(
-            "zu{}",
-            "update_many {users}",
-            Method::PUT,
-            "/api/v2/users/update_many".into(),
-            Shape::Wrapped("users"),
-            Kind::Zendesk,
-        ),
-        route(
-            "zuid",
-            "update_many?ids {user}",
-            Method::PUT,
-            format!("/api/v2/users/update_many?ids={seeded_user}"),
-            Shape::Wrapped("user"),
-            Kind::Zendesk,
-        ),
-        route(
-            "zd",
-            "destroy_many",
-            Method::DELETE,
-            "/api/v2/users/destroy_many".into(),
-            Shape::Raw,
-            Kind::Zendesk,
-        ),
-        route(
-            "hc",
-            "batch-create",
-            Method::POST,
-            format!("{ws}/batch-create"),
-            Shape::Raw,
-            Kind::WorkspaceCreate,
-        ),
-        route(
-            "hc{}",
-            "batch-create {users}",
-            Method::POST,
-            format!("{ws}/batch-create"),
-            Shape::Wrapped("users"),
-            Kind::WorkspaceCreate,
-        ),
-        route(
-            "hd",
-            "batch-delete",
-            Method::POST,
-            format!("{ws}/batch-delete"),
-            Shape::Raw,
-            Kind::WorkspaceDelete,
-        ),
-        route(
-            "hd{}",
-            "batch-delete {user_ids}",
-            Method::POST,
-            format!("{ws}/batch-delete"),
-            Shape::Wrapped("user_ids"),
-            Kind::WorkspaceDelete,
-        ),
-        route(
-            "hdel",
-            "DELETE users/{id}",
-            Method::DELETE,
-            format!("{ws}/{ABSENT_ID}"),
-            Shape::Raw,
-            Kind::WorkspaceDelete,
-        ),
-    ]
+    routes.iter().map(route).collect()
 }
 
 /// One multipart part: name, filename (raw bytes, quoted as given), content.
@@ -760,7 +651,7 @@ fn short(value: &Value) -> String {
 /// One request to judge.
 struct Case {
     name: String,
-    route: &'static str,
+    route: String,
     kind: Kind,
     /// The request is valid after all (documented success allowed).
     may_be_valid: bool,
@@ -1029,7 +920,7 @@ fn json_type() -> Vec<(&'static str, HeaderValue)> {
 
 /// A request of one body route carrying one input.
 fn body_request(ctx: &Ctx, route: &BodyRoute, input: &[u8]) -> Req {
-    let (headers, body) = match route.shape {
+    let (headers, body) = match &route.shape {
         Shape::FilePart => {
             let replace = ctx.replace_job.to_string();
             let body = if route.kind == Kind::Replace {
@@ -1053,9 +944,15 @@ fn body_request(ctx: &Ctx, route: &BodyRoute, input: &[u8]) -> Req {
 
 /// A raw HTTP/1.1 request: the request line, extra header lines, the route's credential,
 /// `Host` and `Connection: close`, then the body bytes as given (framing included).
-fn raw(ctx: &Ctx, request_line: &str, path_for_auth: &str, headers: &[&[u8]], body: &[u8]) -> Req {
+fn raw(
+    ctx: &Ctx,
+    request_line: &[u8],
+    path_for_auth: &str,
+    headers: &[Vec<u8>],
+    body: &[u8],
+) -> Req {
     let mut bytes = Vec::new();
-    bytes.extend_from_slice(request_line.as_bytes());
+    bytes.extend_from_slice(request_line);
     bytes.extend_from_slice(b"\r\n");
     bytes.extend_from_slice(format!("Host: 127.0.0.1:{}\r\n", ctx.port).as_bytes());
     for (name, value) in ctx.auth_headers(path_for_auth) {
@@ -1105,1257 +1002,191 @@ const VALID_FILE: &[u8] =
 const INVALID_FILE: &[u8] = br#"[{"email": "not-an-email", "first_name": "", "last_name": "X"}]"#;
 const HOSTILE_JSON: &[u8] = br#"{"users": [{"name": "A", "email": "a@example.com"}"#;
 
-/// Request-level cases: multipart framing, file names, form ids, content types, headers,
-/// transfer codings, paths and query strings.
-fn request_cases(ctx: &Ctx) -> Vec<Case> {
-    let upload = format!("{CCAI}/upload");
-    let mut cases = Vec::new();
-    let mut add = |name: &str, route: &'static str, kind: Kind, may_be_valid: bool, req: Req| {
-        cases.push(Case {
-            name: name.to_owned(),
-            route,
-            kind,
-            may_be_valid,
-            req,
-        })
-    };
-    let form = |body: Vec<u8>| {
-        http(
-            Method::POST,
-            &upload,
-            vec![("content-type", value(&multipart_type()))],
-            body,
-        )
-    };
-    let replace_form = |body: Vec<u8>| {
-        http(
-            Method::PUT,
-            &upload,
-            vec![("content-type", value(&multipart_type()))],
-            body,
-        )
-    };
-    let typed = |content_type: &[u8], body: Vec<u8>| {
-        http(
-            Method::POST,
-            &upload,
-            vec![(
-                "content-type",
-                HeaderValue::from_bytes(content_type).expect("header bytes"),
-            )],
-            body,
-        )
-    };
-    let replace_id = ctx.replace_job.to_string();
+/// What the request-level cases name as `{NAME}`: constants, and the seeded jobs and user.
+fn vars(ctx: &Ctx) -> Vars {
+    let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).expect("text");
+    let invalid_form = multipart(&[file_part(INVALID_FILE)]);
+    Vars::new()
+        .with("CCAI", CCAI)
+        .with("TENANT", TENANT)
+        .with("SECRET", SECRET)
+        .with("BOUNDARY", BOUNDARY)
+        .with("MULTIPART", multipart_type())
+        .with("ABSENT_ID", ABSENT_ID)
+        .with("VALID_FILE", text(VALID_FILE))
+        .with("INVALID_FILE", text(INVALID_FILE))
+        .with("HOSTILE_JSON", text(HOSTILE_JSON))
+        .with("VALID_FORM", text(&multipart(&[file_part(VALID_FILE)])))
+        .with("INVALID_FORM", text(&invalid_form))
+        .with("INVALID_FORM_LEN", invalid_form.len())
+        .with("replace_job", ctx.replace_job)
+        .with("seeded_user", ctx.seeded_user)
+        .with("proceeded_job", ctx.proceeded_job)
+        .with("invalid_job", ctx.invalid_job)
+        .with("workspace_job", ctx.workspace_job)
+}
 
-    // --- multipart framing
-    add(
-        "mp_no_file_part",
-        "upload POST",
-        Kind::Upload,
-        false,
-        form(multipart(&[id_part("1")])),
-    );
-    add(
-        "mp_no_file_part",
-        "upload PUT",
-        Kind::Replace,
-        false,
-        replace_form(multipart(&[id_part(&replace_id)])),
-    );
-    add(
-        "mp_only_an_unknown_field",
-        "upload POST",
-        Kind::Upload,
-        false,
-        form(multipart(&[Part {
-            name: "document",
-            filename: Some(b"users.json"),
-            bytes: VALID_FILE,
-        }])),
-    );
-    add(
-        "mp_no_parts_at_all",
-        "upload POST",
-        Kind::Upload,
-        false,
-        form(format!("--{BOUNDARY}--\r\n").into_bytes()),
-    );
-    add(
-        "mp_boundary_differs_from_header",
-        "upload POST",
-        Kind::Upload,
-        false,
-        form(multipart_with(
-            "some-other-boundary",
-            &[file_part(VALID_FILE)],
-        )),
-    );
-    add(
-        "mp_boundary_parameter_missing",
-        "upload POST",
-        Kind::Upload,
-        false,
-        typed(b"multipart/form-data", multipart(&[file_part(VALID_FILE)])),
-    );
-    add(
-        "mp_boundary_parameter_empty",
-        "upload POST",
-        Kind::Upload,
-        false,
-        typed(
-            b"multipart/form-data; boundary=",
-            multipart(&[file_part(VALID_FILE)]),
-        ),
-    );
-    let long_boundary = "b".repeat(200);
-    add(
-        "mp_boundary_200_chars",
-        "upload POST",
-        Kind::Upload,
-        true,
-        typed(
-            format!("multipart/form-data; boundary={long_boundary}").as_bytes(),
-            multipart_with(&long_boundary, &[file_part(VALID_FILE)]),
-        ),
-    );
-    let mut unterminated = multipart(&[file_part(VALID_FILE)]);
-    unterminated.truncate(unterminated.len() - BOUNDARY.len() - 6);
-    add(
-        "mp_closing_boundary_missing",
-        "upload POST",
-        Kind::Upload,
-        false,
-        form(unterminated),
-    );
-    add(
-        "mp_empty_body",
-        "upload POST",
-        Kind::Upload,
-        false,
-        form(Vec::new()),
-    );
-    add(
-        "mp_file_part_twice",
-        "upload POST",
-        Kind::Upload,
-        false,
-        form(multipart(&[file_part(VALID_FILE), file_part(INVALID_FILE)])),
-    );
-    add(
-        "mp_file_part_empty",
-        "upload POST",
-        Kind::Upload,
-        false,
-        form(multipart(&[file_part(b"")])),
-    );
-    add(
-        "mp_file_part_empty",
-        "upload PUT",
-        Kind::Replace,
-        false,
-        replace_form(multipart(&[id_part(&replace_id), file_part(b"")])),
-    );
-    add(
-        "mp_file_part_without_filename",
-        "upload POST",
-        Kind::Upload,
-        true,
-        form(multipart(&[Part {
-            name: "file",
-            filename: None,
-            bytes: VALID_FILE,
-        }])),
-    );
-    let mut no_disposition =
-        format!("--{BOUNDARY}\r\nContent-Type: application/json\r\n\r\n").into_bytes();
-    no_disposition.extend_from_slice(VALID_FILE);
-    no_disposition.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
-    add(
-        "mp_part_without_content_disposition",
-        "upload POST",
-        Kind::Upload,
-        false,
-        form(no_disposition),
-    );
-    let mut big_part_header = format!(
-        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.json\"; x=\"{}\"\r\n\r\n",
-        "x".repeat(100 * 1024)
-    )
-    .into_bytes();
-    big_part_header.extend_from_slice(INVALID_FILE);
-    big_part_header.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
-    add(
-        "mp_part_header_100kb",
-        "upload POST",
-        Kind::Upload,
-        false,
-        form(big_part_header),
-    );
-    let mut preamble = b"this is a preamble\r\nwith lines\r\n".to_vec();
-    preamble.extend_from_slice(&multipart(&[file_part(VALID_FILE)]));
-    add(
-        "mp_preamble_before_first_part",
-        "upload POST",
-        Kind::Upload,
-        true,
-        form(preamble),
-    );
-    let nested = format!(
-        "--inner\r\nContent-Disposition: attachment; filename=\"a.json\"\r\n\r\n{}\r\n--inner--",
-        String::from_utf8_lossy(VALID_FILE)
-    );
-    let mut mixed = format!(
-        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"\r\nContent-Type: multipart/mixed; boundary=inner\r\n\r\n"
-    )
-    .into_bytes();
-    mixed.extend_from_slice(nested.as_bytes());
-    mixed.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
-    add(
-        "mp_nested_multipart_mixed",
-        "upload POST",
-        Kind::Upload,
-        false,
-        form(mixed),
-    );
-    let many: Vec<Part<'_>> = (0..10_000).map(|_| file_part(b"[]")).collect();
-    add(
-        "mp_10000_file_parts",
-        "upload POST",
-        Kind::Upload,
-        false,
-        form(multipart(&many)),
-    );
-    let lf_only: Vec<u8> = String::from_utf8_lossy(&multipart(&[file_part(VALID_FILE)]))
-        .replace("\r\n", "\n")
-        .into_bytes();
-    add(
-        "mp_bare_lf_line_endings",
-        "upload POST",
-        Kind::Upload,
-        true,
-        form(lf_only),
-    );
-
-    // --- file names: the job shows a clean name, never a path
-    let names: [(&str, &[u8]); 12] = [
-        ("fn_path_traversal", b"../../../../etc/passwd"),
-        ("fn_windows_path_traversal", b"..\\..\\Windows\\win.ini"),
-        ("fn_absolute_path", b"/etc/cron.d/users.json"),
-        (
-            "fn_percent_encoded_traversal",
-            b"%2e%2e%2f%2e%2e%2fetc%2fpasswd",
-        ),
-        ("fn_nul_byte", b"evil\0.json"),
-        ("fn_crlf_header_injection", b"a.json\r\nX-Injected: 1"),
-        ("fn_only_dots", b".."),
-        ("fn_empty", b""),
-        ("fn_invalid_utf8", b"\xff\xfe.json"),
-        ("fn_right_to_left_override", "\u{202e}nosj.exe".as_bytes()),
-        ("fn_control_characters", b"a\x07\x1b[2Jb.json"),
-        ("fn_quote_inside", b"a\".json"),
-    ];
-    for (name, filename) in names {
-        add(
-            name,
-            "upload POST",
-            Kind::Upload,
-            true,
-            form(multipart(&[Part {
-                name: "file",
-                filename: Some(filename),
-                bytes: VALID_FILE,
-            }])),
-        );
+/// The request-level cases (`tests/corpus/hostile_requests/`, see its README): multipart
+/// framing, file names, form ids, content types and headers (`requests.jsonl`); transfer
+/// codings, framing and request lines sent as raw bytes (`raw.jsonl`); query strings and path
+/// parameters of the routes that name users or jobs in them (`targets.jsonl`).
+fn load_cases(ctx: &Ctx) -> Vec<Case> {
+    let vars = vars(ctx);
+    let routes = body_routes(&vars);
+    let mut all = Vec::new();
+    for (file, is_raw) in [("requests", false), ("raw", true), ("targets", false)] {
+        for spec in cases::load(&format!("hostile_requests/{file}.jsonl")) {
+            let route = routes
+                .iter()
+                .find(|route| spec["route"] == route.label.as_str())
+                .unwrap_or_else(|| panic!("{}: no route {}", cases::name(&spec), spec["route"]));
+            let req = if is_raw {
+                raw_request(ctx, &spec, route, &vars)
+            } else {
+                http_request(&spec, route, &vars)
+            };
+            all.push(Case {
+                name: cases::name(&spec).to_owned(),
+                route: route.label.clone(),
+                kind: route.kind,
+                may_be_valid: spec["valid"] == true,
+                req,
+            });
+        }
     }
-    let long_name = "n".repeat(10_000);
-    add(
-        "fn_10000_chars",
-        "upload POST",
-        Kind::Upload,
-        true,
-        form(multipart(&[Part {
-            name: "file",
-            filename: Some(long_name.as_bytes()),
-            bytes: VALID_FILE,
-        }])),
-    );
-    add(
-        "fn_path_traversal",
-        "upload PUT",
-        Kind::Replace,
-        true,
-        replace_form(multipart(&[
-            id_part(&replace_id),
-            Part {
-                name: "file",
-                filename: Some(b"../../../../etc/passwd"),
-                bytes: VALID_FILE,
-            },
-        ])),
-    );
-    let mut star = format!(
-        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename*=UTF-8''..%2F..%2Fetc%2Fpasswd\r\n\r\n"
-    )
-    .into_bytes();
-    star.extend_from_slice(VALID_FILE);
-    star.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
-    add(
-        "fn_rfc5987_encoded_traversal",
-        "upload POST",
-        Kind::Upload,
-        true,
-        form(star),
-    );
+    all
+}
 
-    // --- the id of PUT upload
-    let proceeded = ctx.proceeded_job.to_string();
-    let workspace = ctx.workspace_job.to_string();
-    let too_long = "1".repeat(100);
-    let ids: [(&str, &[u8]); 12] = [
-        ("id_not_a_number", b"abc"),
-        ("id_negative", b"-1"),
-        ("id_zero", b"0"),
-        ("id_u64_max", b"18446744073709551615"),
-        ("id_over_i64_max", b"9223372036854775808"),
-        ("id_over_u64_max", b"99999999999999999999999"),
-        ("id_100_digits", too_long.as_bytes()),
-        ("id_invalid_utf8", b"\xff\xfe"),
-        ("id_with_nul", b"1\0"),
-        ("id_unknown_job", b"987654321"),
-        ("id_of_a_proceeded_job", proceeded.as_bytes()),
-        ("id_of_another_dialects_job", workspace.as_bytes()),
-    ];
-    for (name, id) in ids {
-        add(
-            name,
-            "upload PUT",
-            Kind::Replace,
-            false,
-            replace_form(multipart(&[
-                Part {
-                    name: "id",
-                    filename: None,
-                    bytes: id,
-                },
-                file_part(VALID_FILE),
-            ])),
-        );
-    }
-    add(
-        "id_twice",
-        "upload PUT",
-        Kind::Replace,
-        false,
-        replace_form(multipart(&[
-            id_part(&replace_id),
-            id_part(&replace_id),
-            file_part(INVALID_FILE),
-        ])),
-    );
-    add(
-        "id_missing",
-        "upload PUT",
-        Kind::Replace,
-        false,
-        replace_form(multipart(&[file_part(INVALID_FILE)])),
-    );
-
-    // --- content types
-    add(
-        "ct_application_json",
-        "upload POST",
-        Kind::Upload,
-        false,
-        typed(b"application/json", VALID_FILE.to_vec()),
-    );
-    add(
-        "ct_text_plain",
-        "upload POST",
-        Kind::Upload,
-        false,
-        typed(b"text/plain", multipart(&[file_part(VALID_FILE)])),
-    );
-    add(
-        "ct_form_urlencoded",
-        "upload POST",
-        Kind::Upload,
-        false,
-        typed(
-            b"application/x-www-form-urlencoded",
-            b"file=%5B%5D".to_vec(),
-        ),
-    );
-    add(
-        "ct_missing",
-        "upload POST",
-        Kind::Upload,
-        false,
-        http(
-            Method::POST,
-            &upload,
-            Vec::new(),
-            multipart(&[file_part(VALID_FILE)]),
-        ),
-    );
-    add(
-        "ct_multipart_mixed",
-        "upload POST",
-        Kind::Upload,
-        false,
-        typed(
-            format!("multipart/mixed; boundary={BOUNDARY}").as_bytes(),
-            multipart(&[file_part(VALID_FILE)]),
-        ),
-    );
-    add(
-        "ct_non_ascii_bytes",
-        "upload POST",
-        Kind::Upload,
-        false,
-        typed(
-            b"multipart/form-data; boundary=\xe9\xe9\xe9",
-            multipart(&[file_part(VALID_FILE)]),
-        ),
-    );
-    add(
-        "ct_upper_case",
-        "upload POST",
-        Kind::Upload,
-        true,
-        typed(
-            format!("MULTIPART/FORM-DATA; BOUNDARY={BOUNDARY}").as_bytes(),
-            multipart(&[file_part(VALID_FILE)]),
-        ),
-    );
-    add(
-        "ct_form_urlencoded",
-        "create_many",
-        Kind::Zendesk,
-        false,
-        http(
-            Method::POST,
-            "/api/v2/users/create_many",
-            vec![("content-type", value("application/x-www-form-urlencoded"))],
-            b"users%5B%5D%5Bname%5D=Form+User&users%5B%5D%5Bemail%5D=form%40example.com".to_vec(),
-        ),
-    );
-    add(
-        "ct_multipart",
-        "create_or_update_many",
-        Kind::Zendesk,
-        false,
-        http(
-            Method::POST,
-            "/api/v2/users/create_or_update_many",
-            vec![("content-type", value(&multipart_type()))],
-            multipart(&[file_part(
-                br#"{"users": [{"name": "Part User", "email": "part@example.com"}]}"#,
-            )]),
-        ),
-    );
-    add(
-        "ct_multipart",
-        "proceed",
-        Kind::Proceed,
-        false,
-        http(
-            Method::POST,
-            &format!("{CCAI}/proceed"),
-            vec![("content-type", value(&multipart_type()))],
-            multipart(&[id_part(&replace_id)]),
-        ),
-    );
-    add(
-        "ct_form_urlencoded",
-        "batch-create",
-        Kind::WorkspaceCreate,
-        false,
-        http(
-            Method::POST,
-            &format!("/v2/{TENANT}/users/batch-create"),
-            vec![("content-type", value("application/x-www-form-urlencoded"))],
-            b"users=form.user".to_vec(),
-        ),
-    );
-
-    // --- headers
-    let padding = "p".repeat(100 * 1024);
-    add(
-        "hdr_100kb_extra_header",
-        "upload POST",
-        Kind::Upload,
-        false,
-        http(
-            Method::POST,
-            &upload,
-            vec![
-                ("content-type", value(&multipart_type())),
-                ("x-padding", value(&padding)),
-            ],
-            multipart(&[file_part(INVALID_FILE)]),
-        ),
-    );
-    let huge_auth = Req::Http {
-        method: Method::POST,
-        path: upload.clone(),
-        headers: vec![
-            ("content-type".into(), value(&multipart_type())),
-            ("authorization".into(), value(&format!("Basic {padding}"))),
-        ],
-        body: multipart(&[file_part(VALID_FILE)]),
-        auth: false,
+/// A request of a route (its path unless the case gives one): its body a `form` (multipart
+/// parts), a `body` (bytes, sent as multipart) or `json`; its headers the body's content type,
+/// or the case's `headers`; the route's credential unless `auth` is false.
+fn http_request(spec: &Value, route: &BodyRoute, vars: &Vars) -> Req {
+    let text = |spec: &Value| String::from_utf8(bytes(spec, vars)).expect("text");
+    let boundary = spec.get("boundary").map_or(BOUNDARY.to_owned(), text);
+    let (body, content_type) = match (spec.get("form"), spec.get("body"), spec.get("json")) {
+        (Some(parts), None, None) => (form(parts, &boundary, vars), Some(multipart_type())),
+        (None, Some(body), None) => (bytes(body, vars), Some(multipart_type())),
+        (None, None, Some(json)) => {
+            let body = spaced(&vars.fill_json(json)).into_bytes();
+            (body, Some("application/json".to_owned()))
+        }
+        (None, None, None) => (Vec::new(), None),
+        _ => panic!("{}: one of form, body and json", cases::name(spec)),
     };
-    add(
-        "hdr_100kb_authorization",
-        "upload POST",
-        Kind::Upload,
-        false,
-        huge_auth,
-    );
-    let megabyte = "m".repeat(1024 * 1024);
-    add(
-        "hdr_1mb_header",
-        "create_many",
-        Kind::Zendesk,
-        false,
-        http(
-            Method::POST,
-            "/api/v2/users/create_many",
-            vec![
-                ("content-type", value("application/json")),
-                ("x-padding", value(&megabyte)),
-            ],
-            br#"{"users": [{"name": "Big Header", "email": "bighdr@example.com"}]}"#.to_vec(),
-        ),
-    );
-    let header_names: Vec<String> = (0..200).map(|n| format!("x-h{n}")).collect();
-    let mut many_headers = vec![("content-type", value("application/json"))];
-    many_headers.extend(header_names.iter().map(|name| (name.as_str(), value("1"))));
-    add(
-        "hdr_200_headers",
-        "batch-create",
-        Kind::WorkspaceCreate,
-        false,
-        http(
-            Method::POST,
-            &format!("/v2/{TENANT}/users/batch-create"),
-            many_headers,
-            br#"{"users": [{"user_name": "many.headers", "user_email": "mh@example.com"}]}"#
-                .to_vec(),
-        ),
-    );
-    let unauthenticated = |name: &str, header: &str, credential: &[u8], path: &str, kind: Kind| {
-        let body = match kind {
-            Kind::Upload => multipart(&[file_part(VALID_FILE)]),
-            Kind::WorkspaceCreate => {
-                br#"{"users": [{"user_name": "no.auth", "user_email": "na@example.com"}]}"#.to_vec()
+    let headers = match spec.get("headers").and_then(Value::as_array) {
+        Some(headers) => headers.iter().flat_map(|h| header(h, vars)).collect(),
+        None => content_type
+            .map(|content_type| ("content-type".to_owned(), value(&content_type)))
+            .into_iter()
+            .collect(),
+    };
+    Req::Http {
+        method: route.method.clone(),
+        path: spec.get("path").map_or(route.path.clone(), text),
+        headers,
+        body,
+        auth: spec["auth"] != false,
+    }
+}
+
+/// A header `[name, value]`, or `[name, value, count]`: `count` headers, `{n}` in the name
+/// numbering them.
+fn header(spec: &Value, vars: &Vars) -> Vec<(String, HeaderValue)> {
+    let name = spec[0].as_str().expect("header name");
+    let value = HeaderValue::from_bytes(&bytes(&spec[1], vars)).expect("header value");
+    match spec.get(2).and_then(Value::as_u64) {
+        Some(count) => (0..count)
+            .map(|n| (name.replace("{n}", &n.to_string()), value.clone()))
+            .collect(),
+        None => vec![(name.to_owned(), value)],
+    }
+}
+
+/// A multipart body of parts `{"id": …}` or `{"file": …}` (named `name`, default "file", with
+/// `filename`, default users.json, none when null), each repeated `times` times.
+fn form(spec: &Value, boundary: &str, vars: &Vars) -> Vec<u8> {
+    let mut owned = Vec::new();
+    for part in spec.as_array().expect("form parts") {
+        let (name, filename, content) = match (part.get("id"), part.get("file")) {
+            (Some(id), None) => ("id", None, bytes(id, vars)),
+            (None, Some(file)) => {
+                let filename = match part.get("filename") {
+                    None => Some(b"users.json".to_vec()),
+                    Some(Value::Null) => None,
+                    Some(filename) => Some(bytes(filename, vars)),
+                };
+                let name = part.get("name").and_then(Value::as_str).unwrap_or("file");
+                (name, filename, bytes(file, vars))
             }
-            _ => br#"{"users": [{"name": "No Auth", "email": "noauth@example.com"}]}"#.to_vec(),
+            _ => panic!("a form part is an id or a file: {part}"),
         };
-        let content_type = if kind == Kind::Upload {
-            multipart_type()
-        } else {
-            "application/json".to_owned()
-        };
-        Case {
-            name: name.to_owned(),
-            route: match kind {
-                Kind::Upload => "upload POST",
-                Kind::WorkspaceCreate => "batch-create",
-                _ => "create_many",
-            },
-            kind,
-            may_be_valid: false,
-            req: Req::Http {
-                method: Method::POST,
-                path: path.to_owned(),
-                headers: vec![
-                    ("content-type".into(), value(&content_type)),
-                    (
-                        header.to_owned(),
-                        HeaderValue::from_bytes(credential).expect("header bytes"),
-                    ),
-                ],
-                body,
-                auth: false,
-            },
+        let times = part.get("times").and_then(Value::as_u64).unwrap_or(1);
+        owned.extend((0..times).map(|_| (name, filename.clone(), content.clone())));
+    }
+    let parts: Vec<Part<'_>> = owned
+        .iter()
+        .map(|(name, filename, bytes)| Part {
+            name,
+            filename: filename.as_deref(),
+            bytes,
+        })
+        .collect();
+    multipart_with(boundary, &parts)
+}
+
+/// JSON written as the cases' bodies always were: `", "` and `": "` between items.
+fn spaced(value: &Value) -> String {
+    let joined = |items: Vec<String>| items.join(", ");
+    match value {
+        Value::Array(items) => format!("[{}]", joined(items.iter().map(spaced).collect())),
+        Value::Object(fields) => {
+            let fields = fields
+                .iter()
+                .map(|(key, value)| format!("{}: {}", Value::from(key.as_str()), spaced(value)));
+            format!("{{{}}}", joined(fields.collect()))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A raw request: `bare` bytes as they are, or the request `line`, the `headers` lines and the
+/// `body` (in chunked coding of `chunked`-byte pieces; cut to half the body's length with
+/// `half_body`), framed by [`raw`]; the sending side closed after it with `half_close`.
+fn raw_request(ctx: &Ctx, spec: &Value, route: &BodyRoute, vars: &Vars) -> Req {
+    let req = match spec.get("bare") {
+        Some(bare) => Req::Raw {
+            bytes: bytes(bare, vars),
+            half_close: false,
+            may_hang_up: spec["may_hang_up"] == true,
+        },
+        None => {
+            let body = bytes(&spec["body"], vars);
+            let mut sent = match spec.get("chunked").and_then(Value::as_u64) {
+                Some(piece) => chunked(&body, piece as usize),
+                None => body.clone(),
+            };
+            if spec["half_body"] == true {
+                sent.truncate(body.len() / 2);
+            }
+            let headers: Vec<Vec<u8>> = (spec["headers"].as_array().into_iter().flatten())
+                .map(|header| bytes(header, vars))
+                .collect();
+            let auth_path = spec.get("auth_path").and_then(Value::as_str);
+            let line = bytes(&spec["line"], vars);
+            raw(
+                ctx,
+                &line,
+                auth_path.unwrap_or(&route.path),
+                &headers,
+                &sent,
+            )
         }
     };
-    let b64 = |text: &[u8]| base64::engine::general_purpose::STANDARD.encode(text);
-    let ws_create = format!("/v2/{TENANT}/users/batch-create");
-    let zd_create = "/api/v2/users/create_many";
-    for case in [
-        unauthenticated(
-            "auth_basic_not_base64",
-            "authorization",
-            b"Basic !!!not-base64!!!",
-            &upload,
-            Kind::Upload,
-        ),
-        unauthenticated(
-            "auth_basic_without_colon",
-            "authorization",
-            format!("Basic {}", b64(b"acme")).as_bytes(),
-            &upload,
-            Kind::Upload,
-        ),
-        unauthenticated(
-            "auth_basic_with_nul",
-            "authorization",
-            format!("Basic {}", b64(format!("acme\0:{SECRET}").as_bytes())).as_bytes(),
-            &upload,
-            Kind::Upload,
-        ),
-        unauthenticated(
-            "auth_non_utf8_bytes",
-            "authorization",
-            b"Basic \xff\xfe\xfd",
-            &upload,
-            Kind::Upload,
-        ),
-        unauthenticated(
-            "auth_other_tenant",
-            "authorization",
-            format!("Basic {}", b64(format!("other:{SECRET}").as_bytes())).as_bytes(),
-            &upload,
-            Kind::Upload,
-        ),
-        unauthenticated(
-            "auth_bearer_empty",
-            "authorization",
-            b"Bearer ",
-            zd_create,
-            Kind::Zendesk,
-        ),
-        unauthenticated(
-            "auth_bearer_100kb",
-            "authorization",
-            format!("Bearer {padding}").as_bytes(),
-            zd_create,
-            Kind::Zendesk,
-        ),
-        unauthenticated(
-            "auth_x_auth_token_100kb",
-            "x-auth-token",
-            padding.as_bytes(),
-            &ws_create,
-            Kind::WorkspaceCreate,
-        ),
-        unauthenticated(
-            "auth_x_auth_token_non_utf8",
-            "x-auth-token",
-            b"\xff\xfe",
-            &ws_create,
-            Kind::WorkspaceCreate,
-        ),
-        unauthenticated(
-            "auth_signature_garbage",
-            "authorization",
-            b"SDK-HMAC-SHA256 Access=, SignedHeaders=;;;, Signature=zz",
-            &ws_create,
-            Kind::WorkspaceCreate,
-        ),
-    ] {
-        cases.push(case);
+    if spec["half_close"] == true {
+        cut_short(req)
+    } else {
+        req
     }
-    let mut add = |name: &str, route: &'static str, kind: Kind, may_be_valid: bool, req: Req| {
-        cases.push(Case {
-            name: name.to_owned(),
-            route,
-            kind,
-            may_be_valid,
-            req,
-        })
-    };
-    add(
-        "hdr_forwarded_host_garbage",
-        "upload POST",
-        Kind::Upload,
-        false,
-        http(
-            Method::POST,
-            &upload,
-            vec![
-                ("content-type", value(&multipart_type())),
-                ("x-forwarded-host", value("evil host\t<script>")),
-                ("x-forwarded-proto", value("javascript")),
-            ],
-            multipart(&[file_part(INVALID_FILE)]),
-        ),
-    );
-    add(
-        "hdr_expect_100_continue",
-        "upload POST",
-        Kind::Upload,
-        false,
-        http(
-            Method::POST,
-            &upload,
-            vec![
-                ("content-type", value(&multipart_type())),
-                ("expect", value("100-continue")),
-            ],
-            multipart(&[file_part(INVALID_FILE)]),
-        ),
-    );
-    add(
-        "hdr_content_encoding_gzip_not_gzip",
-        "create_many",
-        Kind::Zendesk,
-        false,
-        http(
-            Method::POST,
-            "/api/v2/users/create_many",
-            vec![
-                ("content-type", value("application/json")),
-                ("content-encoding", value("gzip")),
-            ],
-            HOSTILE_JSON.to_vec(),
-        ),
-    );
-    cases
-}
-
-/// Request-level cases sent as raw bytes: transfer codings, framing, request lines, paths.
-fn raw_cases(ctx: &Ctx) -> Vec<Case> {
-    let upload = format!("{CCAI}/upload");
-    let zd = "/api/v2/users/create_many";
-    let form = multipart(&[file_part(INVALID_FILE)]);
-    let form_type = format!("Content-Type: {}", multipart_type());
-    let form_type = form_type.as_bytes();
-    let json_type: &[u8] = b"Content-Type: application/json";
-    let length = |body: &[u8]| format!("Content-Length: {}", body.len()).into_bytes();
-    let mut cases = Vec::new();
-    let mut add = |name: &str, route: &'static str, kind: Kind, may_be_valid: bool, req: Req| {
-        cases.push(Case {
-            name: name.to_owned(),
-            route,
-            kind,
-            may_be_valid,
-            req,
-        })
-    };
-    let post_upload = format!("POST {upload} HTTP/1.1");
-    add(
-        "raw_chunked_upload",
-        "upload POST",
-        Kind::Upload,
-        false,
-        raw(
-            ctx,
-            &post_upload,
-            &upload,
-            &[form_type, b"Transfer-Encoding: chunked"],
-            &chunked(&form, 7),
-        ),
-    );
-    add(
-        "raw_chunked_hostile_json",
-        "create_many",
-        Kind::Zendesk,
-        false,
-        raw(
-            ctx,
-            &format!("POST {zd} HTTP/1.1"),
-            zd,
-            &[json_type, b"Transfer-Encoding: chunked"],
-            &chunked(HOSTILE_JSON, 3),
-        ),
-    );
-    add(
-        "raw_chunk_size_not_hex",
-        "create_many",
-        Kind::Zendesk,
-        false,
-        raw(
-            ctx,
-            &format!("POST {zd} HTTP/1.1"),
-            zd,
-            &[json_type, b"Transfer-Encoding: chunked"],
-            b"zz\r\n{}\r\n0\r\n\r\n",
-        ),
-    );
-    add(
-        "raw_chunk_size_overflow",
-        "upload POST",
-        Kind::Upload,
-        false,
-        raw(
-            ctx,
-            &post_upload,
-            &upload,
-            &[form_type, b"Transfer-Encoding: chunked"],
-            b"ffffffffffffffffffff\r\nxx\r\n0\r\n\r\n",
-        ),
-    );
-    add(
-        "raw_chunked_without_last_chunk",
-        "upload POST",
-        Kind::Upload,
-        false,
-        cut_short(raw(
-            ctx,
-            &post_upload,
-            &upload,
-            &[form_type, b"Transfer-Encoding: chunked"],
-            &chunked(&form, 5)[..form.len() / 2],
-        )),
-    );
-    let mut short_body = form.clone();
-    short_body.truncate(form.len() / 2);
-    add(
-        "raw_content_length_longer_than_body",
-        "upload POST",
-        Kind::Upload,
-        false,
-        cut_short(raw(
-            ctx,
-            &post_upload,
-            &upload,
-            &[form_type, &length(&form)],
-            &short_body,
-        )),
-    );
-    add(
-        "raw_content_length_and_chunked",
-        "create_many",
-        Kind::Zendesk,
-        false,
-        raw(
-            ctx,
-            &format!("POST {zd} HTTP/1.1"),
-            zd,
-            &[
-                json_type,
-                b"Content-Length: 4",
-                b"Transfer-Encoding: chunked",
-            ],
-            &chunked(HOSTILE_JSON, 8),
-        ),
-    );
-    add(
-        "raw_two_different_content_lengths",
-        "create_many",
-        Kind::Zendesk,
-        false,
-        raw(
-            ctx,
-            &format!("POST {zd} HTTP/1.1"),
-            zd,
-            &[json_type, b"Content-Length: 2", b"Content-Length: 10"],
-            b"{}{}{}{}{}",
-        ),
-    );
-    add(
-        "raw_negative_content_length",
-        "create_many",
-        Kind::Zendesk,
-        false,
-        raw(
-            ctx,
-            &format!("POST {zd} HTTP/1.1"),
-            zd,
-            &[json_type, b"Content-Length: -5"],
-            b"{}",
-        ),
-    );
-    add(
-        "raw_content_length_beyond_u64",
-        "upload POST",
-        Kind::Upload,
-        false,
-        raw(
-            ctx,
-            &post_upload,
-            &upload,
-            &[form_type, b"Content-Length: 999999999999999999999999"],
-            &form,
-        ),
-    );
-    add(
-        "raw_content_length_over_the_request_limit",
-        "upload POST",
-        Kind::Upload,
-        false,
-        cut_short(raw(
-            ctx,
-            &post_upload,
-            &upload,
-            &[form_type, b"Content-Length: 4294967296"],
-            &form,
-        )),
-    );
-    add(
-        "raw_transfer_encoding_unknown",
-        "create_many",
-        Kind::Zendesk,
-        false,
-        raw(
-            ctx,
-            &format!("POST {zd} HTTP/1.1"),
-            zd,
-            &[json_type, b"Transfer-Encoding: gzip, chunked"],
-            &chunked(HOSTILE_JSON, 8),
-        ),
-    );
-    add(
-        "raw_nul_in_path",
-        "upload POST",
-        Kind::Upload,
-        false,
-        raw(
-            ctx,
-            &format!("POST {CCAI}/up\0load HTTP/1.1"),
-            &upload,
-            &[form_type, &length(&form)],
-            &form,
-        ),
-    );
-    add(
-        "raw_dot_segments_in_path",
-        "upload POST",
-        Kind::Upload,
-        false,
-        raw(
-            ctx,
-            &format!("POST {CCAI}/../users/upload HTTP/1.1"),
-            &upload,
-            &[form_type, &length(&form)],
-            &form,
-        ),
-    );
-    add(
-        "raw_encoded_traversal_in_path",
-        "DELETE users/{id}",
-        Kind::WorkspaceDelete,
-        false,
-        raw(
-            ctx,
-            &format!("DELETE /v2/{TENANT}/users/..%2F..%2F..%2Fapps HTTP/1.1"),
-            "/v2/",
-            &[b"Content-Length: 0"],
-            b"",
-        ),
-    );
-    add(
-        "raw_absolute_form_target",
-        "upload POST",
-        Kind::Upload,
-        false,
-        raw(
-            ctx,
-            &format!("POST http://evil.example{upload} HTTP/1.1"),
-            &upload,
-            &[form_type, &length(&form)],
-            &form,
-        ),
-    );
-    let long_path = format!("POST {upload}/{} HTTP/1.1", "a".repeat(100 * 1024));
-    add(
-        "raw_100kb_path",
-        "upload POST",
-        Kind::Upload,
-        false,
-        raw(
-            ctx,
-            &long_path,
-            &upload,
-            &[form_type, &length(&form)],
-            &form,
-        ),
-    );
-    add(
-        "raw_tls_handshake_bytes",
-        "upload POST",
-        Kind::Upload,
-        false,
-        Req::Raw {
-            bytes: b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03hello".to_vec(),
-            half_close: false,
-            may_hang_up: false,
-        },
-    );
-    add(
-        "raw_header_without_colon",
-        "upload POST",
-        Kind::Upload,
-        false,
-        raw(
-            ctx,
-            &post_upload,
-            &upload,
-            &[form_type, b"This is not a header", &length(&form)],
-            &form,
-        ),
-    );
-    add(
-        "raw_obsolete_line_folding",
-        "upload POST",
-        Kind::Upload,
-        false,
-        raw(
-            ctx,
-            &post_upload,
-            &upload,
-            &[form_type, b"X-Folded: a", b" continued", &length(&form)],
-            &form,
-        ),
-    );
-    add(
-        "raw_nul_in_header_value",
-        "create_many",
-        Kind::Zendesk,
-        false,
-        raw(
-            ctx,
-            &format!("POST {zd} HTTP/1.1"),
-            zd,
-            &[json_type, b"X-Nul: a\0b", b"Content-Length: 2"],
-            b"{}",
-        ),
-    );
-    add(
-        "raw_lower_case_method",
-        "upload POST",
-        Kind::Upload,
-        false,
-        raw(
-            ctx,
-            &format!("post {upload} HTTP/1.1"),
-            &upload,
-            &[form_type, &length(&form)],
-            &form,
-        ),
-    );
-    add(
-        "raw_http_1_0_without_host",
-        "upload POST",
-        Kind::Upload,
-        false,
-        Req::Raw {
-            bytes: [
-                format!(
-                    "POST {upload} HTTP/1.0\r\nAuthorization: Basic {}\r\n{}\r\nContent-Length: {}\r\n\r\n",
-                    base64::engine::general_purpose::STANDARD.encode(format!("{TENANT}:{SECRET}")),
-                    String::from_utf8_lossy(form_type),
-                    form.len()
-                )
-                .into_bytes(),
-                form.clone(),
-            ]
-            .concat(),
-            half_close: false,
-            may_hang_up: false,
-        },
-    );
-    add(
-        "raw_http_2_preface",
-        "upload POST",
-        Kind::Upload,
-        false,
-        Req::Raw {
-            bytes: b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00".to_vec(),
-            half_close: false,
-            may_hang_up: true,
-        },
-    );
-    cases
-}
-
-/// Query strings and path parameters of the routes that name users or jobs in them.
-fn target_cases(ctx: &Ctx) -> Vec<Case> {
-    let mut cases = Vec::new();
-    let mut add = |name: String, route: &'static str, kind: Kind, may_be_valid: bool, req: Req| {
-        cases.push(Case {
-            name,
-            route,
-            kind,
-            may_be_valid,
-            req,
-        })
-    };
-    let absent = ABSENT_ID.to_string();
-    let many_ids: Vec<String> = (0..101).map(|n| (ABSENT_ID + n).to_string()).collect();
-    let repeated: Vec<String> = (0..500).map(|_| format!("ids={absent}")).collect();
-    let queries = [
-        ("q_ids_negative", "ids=-1".to_owned()),
-        ("q_ids_u64_max", "ids=18446744073709551615".to_owned()),
-        ("q_ids_over_i64_max", "ids=9223372036854775808".to_owned()),
-        (
-            "q_ids_over_u64_max",
-            "ids=99999999999999999999999".to_owned(),
-        ),
-        ("q_ids_101", format!("ids={}", many_ids.join(","))),
-        ("q_ids_only_commas", "ids=,,,".to_owned()),
-        ("q_ids_empty", "ids=".to_owned()),
-        ("q_ids_invalid_utf8", "ids=%FF%FE".to_owned()),
-        ("q_ids_with_nul", "ids=1%002".to_owned()),
-        ("q_ids_float", "ids=1.5".to_owned()),
-        (
-            "q_ids_and_external_ids",
-            format!("ids={absent}&external_ids=x"),
-        ),
-        (
-            "q_external_ids_10kb",
-            format!("external_ids={}", "e".repeat(10 * 1024)),
-        ),
-        (
-            "q_external_ids_nul_and_traversal",
-            "external_ids=%00,..%2F..%2F,%0D%0A".to_owned(),
-        ),
-        ("q_ids_repeated_500_times", repeated.join("&")),
-        ("q_ids_array_brackets", format!("ids[]={absent}&ids[]=x")),
-    ];
-    for (name, query) in &queries {
-        add(
-            name.to_string(),
-            "destroy_many",
-            Kind::Zendesk,
-            false,
-            http(
-                Method::DELETE,
-                &format!("/api/v2/users/destroy_many?{query}"),
-                Vec::new(),
-                Vec::new(),
-            ),
-        );
-    }
-    let update = |query: &str, body: &[u8]| {
-        http(
-            Method::PUT,
-            &format!("/api/v2/users/update_many?{query}"),
-            json_type(),
-            body.to_vec(),
-        )
-    };
-    add(
-        "q_update_ids_u64_max".into(),
-        "update_many?ids {user}",
-        Kind::Zendesk,
-        false,
-        update("ids=18446744073709551615", br#"{"user": {"notes": "x"}}"#),
-    );
-    add(
-        "q_update_user_carries_id".into(),
-        "update_many?ids {user}",
-        Kind::Zendesk,
-        false,
-        update(
-            &format!("ids={}", ctx.seeded_user),
-            br#"{"user": {"id": 1, "notes": "x"}}"#,
-        ),
-    );
-    add(
-        "q_update_ids_with_users_body".into(),
-        "update_many?ids {user}",
-        Kind::Zendesk,
-        false,
-        update(
-            &format!("ids={}", ctx.seeded_user),
-            br#"{"users": [{"id": 1, "notes": "x"}]}"#,
-        ),
-    );
-    add(
-        "q_update_external_id_nul".into(),
-        "update_many?ids {user}",
-        Kind::Zendesk,
-        false,
-        update("external_ids=%00", br#"{"user": {"notes": "x"}}"#),
-    );
-    let user_ids = [
-        "0",
-        "-1",
-        "abc",
-        "1.5",
-        "18446744073709551615",
-        "9223372036854775808",
-        "99999999999999999999",
-        "%00",
-        "1%00",
-        "..%2F..%2Fjobs",
-        "%F0%28%8C%BC",
-        "%20",
-    ];
-    for id in user_ids {
-        add(
-            format!("path_user_id {id}"),
-            "DELETE users/{id}",
-            Kind::WorkspaceDelete,
-            false,
-            http(
-                Method::DELETE,
-                &format!("/v2/{TENANT}/users/{id}"),
-                Vec::new(),
-                Vec::new(),
-            ),
-        );
-    }
-    add(
-        "path_user_id 10000 digits".into(),
-        "DELETE users/{id}",
-        Kind::WorkspaceDelete,
-        false,
-        http(
-            Method::DELETE,
-            &format!("/v2/{TENANT}/users/{}", "9".repeat(10_000)),
-            Vec::new(),
-            Vec::new(),
-        ),
-    );
-    let valid_batch =
-        br#"{"users": [{"user_name": "elsewhere", "user_email": "elsewhere@example.com"}]}"#;
-    for project in ["other", "..%2Facme", "acme%00", "ACME"] {
-        add(
-            format!("path_project {project}"),
-            "batch-create",
-            Kind::WorkspaceCreate,
-            false,
-            http(
-                Method::POST,
-                &format!("/v2/{project}/users/batch-create"),
-                json_type(),
-                valid_batch.to_vec(),
-            ),
-        );
-    }
-    add(
-        "presign_traversal_filename".into(),
-        "presigned",
-        Kind::Presign,
-        // The local file store has no presigned URLs: 501, documented.
-        true,
-        http(
-            Method::POST,
-            &format!("{CCAI}/upload/presigned"),
-            json_type(),
-            br#"{"bytes": 10, "filename": "../../../etc/passwd\u0000.json", "proceed": true}"#
-                .to_vec(),
-        ),
-    );
-    let proceed = |id: u64| {
-        http(
-            Method::POST,
-            &format!("{CCAI}/proceed"),
-            json_type(),
-            format!("{{\"id\": {id}}}").into_bytes(),
-        )
-    };
-    add(
-        "proceed_an_invalid_scheme_job".into(),
-        "proceed",
-        Kind::Proceed,
-        false,
-        proceed(ctx.invalid_job),
-    );
-    add(
-        "proceed_another_dialects_refused_batch".into(),
-        "proceed",
-        Kind::Proceed,
-        false,
-        proceed(ctx.workspace_job),
-    );
-    cases
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2565,16 +1396,16 @@ async fn run_half(inputs: Vec<Input>, width: usize, with_cases: bool) -> Half {
     let mut watched = ctx.watched().await;
 
     // Every input through every body route: one table row per input.
-    let routes = body_routes(ctx.seeded_user);
+    let routes = body_routes(&vars(&ctx));
     for input in &inputs {
         let row_started = Instant::now();
         let mut row = format!("{:width$}", input.name);
         for route in &routes {
             let case = Case {
                 name: format!("{} ({} bytes)", input.name, input.bytes.len()),
-                route: route.label,
+                route: route.label.clone(),
                 kind: route.kind,
-                may_be_valid: input.may_be_valid(route.label),
+                may_be_valid: input.may_be_valid(&route.label),
                 req: body_request(&ctx, route, &input.bytes),
             };
             let (verdict, after) = run_case(&ctx, case, &snapshot).await;
@@ -2592,12 +1423,9 @@ async fn run_half(inputs: Vec<Input>, width: usize, with_cases: bool) -> Half {
 
     // Request-level cases.
     if with_cases {
-        let mut cases = request_cases(&ctx);
-        cases.extend(raw_cases(&ctx));
-        cases.extend(target_cases(&ctx));
-        for case in cases {
+        for case in load_cases(&ctx) {
             let name = case.name.clone();
-            let route = case.route;
+            let route = case.route.clone();
             let (verdict, after) = run_case(&ctx, case, &snapshot).await;
             snapshot = after;
             half.requests += 1;
@@ -2649,7 +1477,7 @@ async fn hostile_inputs_never_break_an_ingest_route() {
     let (a, b) = tokio::join!(run_half(first, width, true), run_half(second, width, false));
 
     let mut header = format!("{:width$}", "input");
-    let routes = body_routes(0);
+    let routes = body_routes(&Vars::new());
     for route in &routes {
         header.push_str(&format!(" {:>5}", route.column));
     }

@@ -19,10 +19,13 @@
 //! - afterwards, every job, error log, job status, user, user list, stored file and setting of
 //!   A is byte-for-byte what it was before.
 //!
-//! The route table itself is iterated: a route without a case here fails the test.
+//! The cases are data (`tests/corpus/isolation/cases.jsonl`, see its README). The route table
+//! itself is iterated: a route without a case there fails the test.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 
+use bulk_tests::cases::{self, Vars};
 use bulk_tests::{multipart, on_both_stores, sdk_date, Backend, Part, TestApp, BOUNDARY, PREFIX};
 use bulk_users::api::{resolve, route_table, ApiRequest, Dialect, Operation, PATH_ALIASES};
 use bulk_users::auth::{sign_request, SignedRequest};
@@ -247,14 +250,6 @@ impl Targets {
         self.jobs.iter().map(|(_, id)| *id).collect()
     }
 
-    fn job(&self, label: &str) -> u64 {
-        self.jobs
-            .iter()
-            .find(|(name, _)| *name == label)
-            .map(|(_, id)| *id)
-            .unwrap_or_else(|| panic!("no {label} job"))
-    }
-
     /// The same shape, naming objects that do not exist anywhere.
     fn ghost(&self) -> Targets {
         let numbered = |prefix: &str, count: usize| -> Vec<String> {
@@ -447,7 +442,8 @@ fn id_fields(value: &Value, found: &mut Vec<(IdOf, u64)>) {
 // The cases: what B sends through each route, and what it must get
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 enum Expect {
     /// `404` in the dialect's error shape; the same answer as for objects that never existed.
     NotFound,
@@ -469,426 +465,92 @@ struct Case {
     expect: Expect,
 }
 
-fn case(expect: Expect, request: Request) -> Case {
-    Case { request, expect }
-}
-
-fn joined<T: ToString>(values: &[T]) -> String {
-    values
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// A multipart upload form: `id` when given, and `file` named `filename`.
-fn upload_form(id: Option<u64>, file: &str, filename: &str) -> Vec<Part> {
-    let mut parts = Vec::new();
-    if let Some(id) = id {
-        parts.push(Part::text("id", &id.to_string()));
-    }
-    parts.push(Part {
-        name: "file".to_owned(),
-        filename: Some(filename.to_owned()),
-        bytes: file.as_bytes().to_vec(),
-    });
-    parts
-}
-
-/// The cases of one operation, naming the objects of `t` (A's, or ghosts to compare with).
-/// Every operation of the route table must have at least one.
-fn cases(operation: Operation, t: &Targets) -> Option<Vec<Case>> {
-    use Expect::*;
-    let ccai = |rest: &str| format!("{PREFIX}/{rest}");
-    let jobs = t.job_ids();
-    let b_file =
-        r#"[{"email": "mallory@globex.test", "first_name": "Mallory", "last_name": "Globex"}]"#;
-    let per_job = |build: &dyn Fn(u64) -> Request| -> Vec<Case> {
-        jobs.iter().map(|id| case(NotFound, build(*id))).collect()
-    };
-    let cases = match operation {
-        Operation::Template => vec![case(Own, Request::new(Method::GET, ccai("template")))],
-        Operation::UserConfiguration => vec![
-            case(Own, Request::new(Method::GET, ccai("config"))),
-            case(
-                Own,
-                Request::new(Method::GET, ccai("config?page=1&per_page=1000")),
-            ),
-            // Selections: the caller's users with these ids, emails or agent numbers. A's match
-            // nothing, exactly like ids that never existed; 404 would be wrong for a
-            // selection, which answers the matching subset of the caller's own users.
-            case(
-                NoMatch,
-                Request::new(
-                    Method::GET,
-                    ccai(&format!("config?ids={}", joined(&t.users))),
-                ),
-            ),
-            case(
-                NoMatch,
-                Request::new(
-                    Method::GET,
-                    ccai(&format!("config?emails={}", t.emails.join(","))),
-                ),
-            ),
-            case(
-                NoMatch,
-                Request::new(
-                    Method::GET,
-                    ccai(&format!(
-                        "config?agent_numbers={}",
-                        t.agent_numbers.join(",")
-                    )),
-                ),
-            ),
-        ],
-        // A new job of B's own: it can name nothing of A's but A's users' emails in its file.
-        Operation::Upload => vec![case(
-            Create,
-            Request::form(
-                Method::POST,
-                ccai("upload"),
-                &upload_form(
-                    None,
-                    &json!([
-                        {"email": t.emails[0], "first_name": "Globex", "last_name": "Own"},
-                        {"email": t.emails[1], "first_name": "Globex", "last_name": "Own"},
-                    ])
-                    .to_string(),
-                    "globex-own.json",
-                ),
-            ),
-        )],
-        Operation::ReplaceUpload => per_job(&|id| {
-            Request::form(
-                Method::PUT,
-                ccai("upload"),
-                &upload_form(Some(id), b_file, "acme-roster-replacement.json"),
+impl Targets {
+    /// What the cases name as `{name}`: these objects, and the dialects' path prefixes.
+    fn vars(&self) -> Vars {
+        let labelled = self
+            .jobs
+            .iter()
+            .map(|(label, id)| (label.to_string(), json!(id)));
+        Vars::new()
+            .with("PREFIX", PREFIX)
+            .with("ZENDESK", ZENDESK)
+            .with("tenant", self.tenant.clone())
+            .with("TENANT", self.tenant.to_uppercase())
+            .with("jobs", self.job_ids())
+            .with("job", Value::Object(labelled.collect()))
+            .with("job_count", self.jobs.len())
+            .with(
+                "job_keys",
+                self.job_ids().into_iter().map(job_key).collect::<Vec<_>>(),
             )
-        }),
-        // Names nothing of A's (its fields are the size, a file name and a flag): B's own job.
-        // The embedded store has no presigned URLs and answers 501 by design (see `check`).
-        Operation::PresignUpload => vec![case(
-            Own,
-            Request::json(
-                Method::POST,
-                ccai("upload/presigned"),
-                json!({"bytes": 120, "filename": "globex-presigned.json"}),
-            ),
-        )],
-        Operation::Proceed => {
-            let mut cases =
-                per_job(&|id| Request::json(Method::POST, ccai("proceed"), json!({ "id": id })));
-            cases.push(case(
-                NotFound,
-                Request::json(
-                    Method::POST,
-                    ccai("proceed"),
-                    json!({ "id": t.job("valid_scheme").to_string() }),
-                ),
-            ));
-            cases
+            .with("users", self.users.clone())
+            .with("emails", self.emails.clone())
+            .with("external_ids", self.external_ids.clone())
+            .with("user_names", self.user_names.clone())
+            .with("agent_numbers", self.agent_numbers.clone())
+    }
+}
+
+/// The cases of one operation (`tests/corpus/isolation/cases.jsonl`, see its README), naming the
+/// objects of `t` (A's, or ghosts to compare with). Every operation of the route table must
+/// have at least one.
+fn cases(table: &[Value], operation: Operation, t: &Targets) -> Vec<Case> {
+    let vars = t.vars();
+    let mut cases = Vec::new();
+    for spec in table
+        .iter()
+        .filter(|spec| spec["operation"] == format!("{operation:?}"))
+    {
+        let expect: Expect = serde_json::from_value(spec["expect"].clone()).expect("expect");
+        let items = match spec.get("each").and_then(Value::as_str) {
+            Some(list) => vars
+                .get(list)
+                .and_then(Value::as_array)
+                .expect(list)
+                .clone(),
+            None => vec![Value::Null],
+        };
+        for item in items {
+            let vars = vars.clone().with("it", item);
+            let requests = requests(spec, &vars).into_iter();
+            cases.extend(requests.map(|request| Case { request, expect }));
         }
-        // Cancelling A's job, whatever its state (A would get 200 or 409).
-        Operation::Cancel => {
-            let mut cases =
-                per_job(&|id| Request::json(Method::POST, ccai("cancel"), json!({ "id": id })));
-            cases.push(case(
-                NotFound,
-                Request::json(
-                    Method::POST,
-                    ccai("cancel"),
-                    json!({ "id": t.job("valid_scheme").to_string() }),
-                ),
-            ));
-            cases
-        }
-        Operation::Job => per_job(&|id| Request::new(Method::GET, ccai(&format!("jobs/{id}")))),
-        Operation::Jobs => vec![
-            case(Own, Request::new(Method::GET, ccai("jobs"))),
-            case(
-                Own,
-                Request::new(Method::GET, ccai("jobs?page=1&per_page=100")),
-            ),
-        ],
-        Operation::SchemeErrors => {
-            per_job(&|id| Request::new(Method::GET, ccai(&format!("errors/scheme/{id}"))))
-        }
-        Operation::UpdateErrors => {
-            per_job(&|id| Request::new(Method::GET, ccai(&format!("errors/update/{id}"))))
-        }
-        // Zendesk batches are jobs: the request is accepted as B's own job and each user is
-        // judged when it is processed, so naming A's users cannot be 404 here: each of them is a
-        // per-user `RecordNotFound` (or another per-user failure), exactly as for users that
-        // never existed.
-        Operation::CreateManyUsers => vec![
-            // `id` is the server's to assign: naming A's user fails that user.
-            case(
-                Queued,
-                Request::json(
-                    Method::POST,
-                    format!("{ZENDESK}/users/create_many"),
-                    json!({"users": [{"id": t.users[0], "name": "Mallory Globex", "email": "mallory.id@globex.test"}]}),
-                ),
-            ),
-            case(
-                Create,
-                Request::json(
-                    Method::POST,
-                    format!("{ZENDESK}/users/create_many.json"),
-                    json!({"users": [
-                        {"name": "Globex Own", "email": t.emails[2]},
-                        {"name": "Globex Own", "email": t.emails[3]},
-                    ]}),
-                ),
-            ),
-        ],
-        Operation::CreateOrUpdateManyUsers => vec![
-            // An id is not how an upsert finds a user: with neither email nor external id nor
-            // name, it fails.
-            case(
-                Queued,
-                Request::json(
-                    Method::POST,
-                    format!("{ZENDESK}/users/create_or_update_many"),
-                    json!({"users": [{"id": t.users[1], "notes": "globex was here"}]}),
-                ),
-            ),
-            // Matched by email, else external id, among B's users only: B gets new users.
-            case(
-                Create,
-                Request::json(
-                    Method::POST,
-                    format!("{ZENDESK}/users/create_or_update_many"),
-                    json!({"users": [
-                        {"name": "Globex Own", "email": t.emails[4]},
-                        {"name": "Globex Own", "external_id": t.external_ids[0]},
-                    ]}),
-                ),
-            ),
-        ],
-        Operation::UpdateManyUsers => vec![
-            case(
-                Queued,
-                Request::json(
-                    Method::PUT,
-                    format!("{ZENDESK}/users/update_many?ids={}", joined(&t.users)),
-                    json!({"user": {"notes": "globex was here", "suspended": true}}),
-                ),
-            ),
-            case(
-                Queued,
-                Request::json(
-                    Method::PUT,
-                    format!(
-                        "{ZENDESK}/users/update_many.json?external_ids={}",
-                        t.external_ids.join(",")
-                    ),
-                    json!({"user": {"name": "Hijacked Name"}}),
-                ),
-            ),
-            case(
-                Queued,
-                Request::json(
-                    Method::PUT,
-                    format!("{ZENDESK}/users/update_many"),
-                    json!({"users": t.users.iter().map(|id| json!({"id": id, "email": format!("taken-{id}@globex.test")})).collect::<Vec<_>>()}),
-                ),
-            ),
-            case(
-                Queued,
-                Request::json(
-                    Method::PUT,
-                    format!("{ZENDESK}/users/update_many"),
-                    json!({"users": t.external_ids.iter().map(|id| json!({"external_id": id, "suspended": true})).collect::<Vec<_>>()}),
-                ),
-            ),
-        ],
-        Operation::DestroyManyUsers => vec![
-            case(
-                Queued,
-                Request::new(
-                    Method::DELETE,
-                    format!("{ZENDESK}/users/destroy_many?ids={}", joined(&t.users)),
-                ),
-            ),
-            case(
-                Queued,
-                Request::new(
-                    Method::DELETE,
-                    format!(
-                        "{ZENDESK}/users/destroy_many.json?external_ids={}",
-                        t.external_ids.join(",")
-                    ),
-                ),
-            ),
-        ],
-        Operation::ShowJobStatus => jobs
-            .iter()
-            .map(|id| {
-                case(
-                    NotFound,
-                    Request::new(
-                        Method::GET,
-                        format!("{ZENDESK}/job_statuses/{}", job_key(*id)),
-                    ),
-                )
-            })
-            .collect(),
-        // A multi-get: unknown ids are left out (documented), so A's ids give an empty list.
-        Operation::ShowManyJobStatuses => vec![case(
-            NoMatch,
-            Request::new(
-                Method::GET,
-                format!(
-                    "{ZENDESK}/job_statuses/show_many?ids={}",
-                    jobs.iter()
-                        .map(|id| job_key(*id))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                ),
-            ),
-        )],
-        Operation::JobStatuses => vec![
-            case(
-                Own,
-                Request::new(Method::GET, format!("{ZENDESK}/job_statuses")),
-            ),
-            case(
-                Own,
-                Request::new(
-                    Method::GET,
-                    format!("{ZENDESK}/job_statuses.json?page[size]=100"),
-                ),
-            ),
-            // A cursor is a position in B's own list, not an object: a cursor as A gets them
-            // (an ordinal of A's jobs) pages B's jobs (none of A's), so 200 is right.
-            case(
-                Own,
-                Request::new(
-                    Method::GET,
-                    format!(
-                        "{ZENDESK}/job_statuses?page[size]=10&page[after]=o{}",
-                        t.job_ids().len()
-                    ),
-                ),
-            ),
-        ],
-        Operation::WorkspaceBatchCreate => {
-            let fresh = json!({"users": [
-                {"user_name": "mallory.hw", "user_email": "mallory.hw@globex.test",
-                 "active_type": "ADMIN_ACTIVATE", "password": "Mallory#Pass1"},
-            ]});
-            vec![
-                case(
-                    NotFound,
-                    Request::json(
-                        Method::POST,
-                        format!("/v2/{}/users/batch-create", t.tenant),
-                        fresh.clone(),
-                    ),
-                ),
-                case(
-                    NotFound,
-                    Request::json(
-                        Method::POST,
-                        format!("/v2/{}/users/batch-create", t.tenant.to_uppercase()),
-                        fresh,
-                    ),
-                ),
-                // B's own project, with A's user names and emails: B's own new users (names and
-                // emails are unique per tenant).
-                case(
-                    Create,
-                    Request::json(
-                        Method::POST,
-                        "/v2/globex/users/batch-create",
-                        json!({"users": [
-                            {"user_name": t.user_names[0], "user_email": t.emails[5]},
-                            {"user_name": t.user_names[1], "user_phone": "5550123"},
-                        ]}),
-                    ),
-                ),
-            ]
-        }
-        Operation::WorkspaceListUsers => vec![
-            case(
-                NotFound,
-                Request::new(Method::GET, format!("/v2/{}/users", t.tenant)),
-            ),
-            case(
-                NotFound,
-                Request::new(
-                    Method::GET,
-                    format!(
-                        "/v2/{}/users?limit=1000&offset=0&user_name={}",
-                        t.tenant, t.user_names[0]
-                    ),
-                ),
-            ),
-            case(
-                Own,
-                Request::new(Method::GET, "/v2/globex/users?limit=1000"),
-            ),
-            case(
-                NoMatch,
-                Request::new(
-                    Method::GET,
-                    format!("/v2/globex/users?user_name={}", t.user_names[0]),
-                ),
-            ),
-        ],
-        Operation::WorkspaceDeleteUser => t
-            .users
-            .iter()
-            .flat_map(|id| {
-                [
-                    case(
-                        NotFound,
-                        Request::new(Method::DELETE, format!("/v2/{}/users/{id}", t.tenant)),
-                    ),
-                    // B's own project, A's user: not one of B's users.
-                    case(
-                        NotFound,
-                        Request::new(Method::DELETE, format!("/v2/globex/users/{id}")),
-                    ),
-                ]
-            })
-            .collect(),
-        Operation::WorkspaceBatchDelete => {
-            let ids: Vec<String> = t.users.iter().map(u64::to_string).collect();
-            vec![
-                case(
-                    NotFound,
-                    Request::json(
-                        Method::POST,
-                        format!("/v2/{}/users/batch-delete", t.tenant),
-                        json!({ "user_ids": ids }),
-                    ),
-                ),
-                case(
-                    NotFound,
-                    Request::json(
-                        Method::POST,
-                        "/v2/globex/users/batch-delete",
-                        json!({ "user_ids": ids }),
-                    ),
-                ),
-                case(
-                    NotFound,
-                    Request::json(
-                        Method::POST,
-                        "/v2/globex/users/batch-delete",
-                        json!({ "user_ids": [t.users[0]] }),
-                    ),
-                ),
-            ]
-        }
-        // An operation added to the route table without a case here.
-        #[allow(unreachable_patterns)]
-        _ => return None,
+    }
+    cases
+}
+
+/// The requests of a case: one per `targets` (or its `target`), with its `json` or `form`
+/// (`id`, a `file` as text or JSON, and its `filename`).
+fn requests(spec: &Value, vars: &Vars) -> Vec<Request> {
+    let method = Method::from_bytes(spec["method"].as_str().expect("method").as_bytes()).unwrap();
+    let targets = match spec.get("targets").and_then(Value::as_array) {
+        Some(targets) => targets.iter().collect(),
+        None => vec![&spec["target"]],
     };
-    Some(cases)
+    let text = |value: &Value| vars.fill(value.as_str().expect("a text"));
+    let request = |target: &Value| match (spec.get("json"), spec.get("form")) {
+        (Some(json), None) => Request::json(method.clone(), text(target), vars.fill_json(json)),
+        (None, Some(form)) => {
+            let mut parts: Vec<Part> = form
+                .get("id")
+                .map(|id| Part::text("id", &text(id)))
+                .into_iter()
+                .collect();
+            let file = match &form["file"] {
+                Value::String(file) => vars.fill(file),
+                json => vars.fill_json(json).to_string(),
+            };
+            parts.push(Part {
+                name: "file".to_owned(),
+                filename: Some(text(&form["filename"])),
+                bytes: file.into_bytes(),
+            });
+            Request::form(method.clone(), text(target), &parts)
+        }
+        _ => Request::new(method.clone(), text(target)),
+    };
+    targets.into_iter().map(request).collect()
 }
 
 /// The other spellings a route accepts: the CCAI path aliases, the Zendesk `.json` suffix.
@@ -939,248 +601,234 @@ async fn key_id(app: &TestApp, tenant: &str) -> String {
         .expect("a credential")
 }
 
-async fn tenant_b_reaches_nothing_of_tenant_a_through_any_route(app: TestApp) {
-    let started = std::time::Instant::now();
+/// A's credentials; B's, in every form each dialect takes; and B's secret presented as A's.
+async fn credentials(app: &TestApp) -> (Credentials, Credentials, Credentials) {
     let a_secret = app.acme.secret.clone();
     let b_secret = app.globex.secret.clone();
-    let a_key_id = key_id(&app, "acme").await;
-    let b_key_id = key_id(&app, "globex").await;
     let basic = bulk_tests::basic;
-
+    let header = |label, value: String| presented(label, "authorization", value);
+    let token = |label, secret: &str| presented(label, "x-auth-token", secret.to_owned());
+    let signed = |label, key_id: String| Presented {
+        label,
+        auth: Auth::Signed {
+            key_id,
+            secret: b_secret.clone(),
+        },
+    };
     let a = Credentials {
-        ccai: vec![presented("A Basic", "authorization", app.acme.basic())],
-        zendesk: vec![presented(
-            "A Bearer",
-            "authorization",
-            format!("Bearer {a_secret}"),
-        )],
-        workspace: vec![presented(
-            "A X-Auth-Token",
-            "x-auth-token",
-            a_secret.clone(),
-        )],
+        ccai: vec![header("A Basic", app.acme.basic())],
+        zendesk: vec![header("A Bearer", format!("Bearer {a_secret}"))],
+        workspace: vec![token("A X-Auth-Token", &a_secret)],
     };
     let b = Credentials {
-        ccai: vec![presented(
-            "B Basic tenant",
-            "authorization",
-            app.globex.basic(),
-        )],
+        ccai: vec![header("B Basic tenant", app.globex.basic())],
         zendesk: vec![
-            presented(
+            header(
                 "B Basic {email}/token",
-                "authorization",
                 basic("admin@globex.test/token", &b_secret),
             ),
-            presented("B Bearer", "authorization", format!("Bearer {b_secret}")),
-            presented("B Basic tenant", "authorization", app.globex.basic()),
+            header("B Bearer", format!("Bearer {b_secret}")),
+            header("B Basic tenant", app.globex.basic()),
             // The email of the token form names nobody: the token alone is the caller, B.
-            presented(
+            header(
                 "B Basic {A's email}/token",
-                "authorization",
                 basic("ada.acme@acme-corp.test/token", &b_secret),
             ),
         ],
         workspace: vec![
-            presented("B X-Auth-Token", "x-auth-token", b_secret.clone()),
-            Presented {
-                label: "B AK/SK signature",
-                auth: Auth::Signed {
-                    key_id: b_key_id,
-                    secret: b_secret.clone(),
-                },
-            },
+            token("B X-Auth-Token", &b_secret),
+            signed("B AK/SK signature", key_id(app, "globex").await),
         ],
     };
     // B's secret presented as A's: authentication fails before any object is looked at, so
     // 401 (not 404) is the right answer; it is the same for every route and object.
     let impostor = Credentials {
-        ccai: vec![presented(
-            "B's secret as tenant A",
-            "authorization",
-            basic("acme", &b_secret),
+        ccai: vec![header("B's secret as tenant A", basic("acme", &b_secret))],
+        zendesk: vec![header("B's secret as tenant A", basic("acme", &b_secret))],
+        workspace: vec![signed(
+            "A's key id signed with B's secret",
+            key_id(app, "acme").await,
         )],
-        zendesk: vec![presented(
-            "B's secret as tenant A",
-            "authorization",
-            basic("acme", &b_secret),
-        )],
-        workspace: vec![Presented {
-            label: "A's key id signed with B's secret",
-            auth: Auth::Signed {
-                key_id: a_key_id,
-                secret: b_secret.clone(),
-            },
-        }],
     };
+    (a, b, impostor)
+}
 
-    let a_targets = set_up_tenant_a(&app, &a).await;
-    let ghost = a_targets.ghost();
-    let replacements = ghost.replacements(&a_targets);
-    let footprint = footprint_of(&app, &a, &a_targets).await;
-    let before = snapshot(&app, &a, &a_targets).await;
-    println!(
-        "{:?}: tenant A set up in {:?}: jobs {:?}, users {:?}",
-        app.backend,
-        started.elapsed(),
-        a_targets.jobs,
-        a_targets.users
-    );
+/// One case naming A's objects, with its operation and the same request naming ghosts.
+type Step = (Operation, Case, Request);
 
-    // Every route of the table has cases; every case resolves to its route.
+/// The cases of every route of the table, each resolving to its route; a route without cases
+/// and a case of no route fail the test.
+fn plan(a: &Targets, ghost: &Targets) -> Vec<Step> {
+    let table = cases::load("isolation/cases.jsonl");
+    for spec in &table {
+        assert!(
+            route_table()
+                .iter()
+                .any(|route| spec["operation"] == format!("{:?}", route.operation)),
+            "a case of no operation of the route table: {spec}"
+        );
+    }
     let mut unmapped = Vec::new();
     let mut plan = Vec::new();
     for spec in route_table() {
-        match (
-            cases(spec.operation, &a_targets),
-            cases(spec.operation, &ghost),
-        ) {
-            (Some(real), Some(ghosts)) if !real.is_empty() => {
-                assert_eq!(real.len(), ghosts.len());
-                for (real, ghost) in real.into_iter().zip(ghosts) {
-                    let route = resolve(&real.request.method, real.request.path())
-                        .unwrap_or_else(|miss| panic!("{}: {miss:?}", real.request.describe()));
-                    assert_eq!(
-                        route.operation,
-                        spec.operation,
-                        "the case {} is not a case of {} {}",
-                        real.request.describe(),
-                        spec.method,
-                        spec.pattern
-                    );
-                    plan.push((spec.operation, real, ghost.request));
-                }
-            }
-            _ => unmapped.push(format!(
+        let real = cases(&table, spec.operation, a);
+        let ghosts = cases(&table, spec.operation, ghost);
+        if real.is_empty() {
+            unmapped.push(format!(
                 "{} {} ({:?})",
                 spec.method, spec.pattern, spec.operation
-            )),
+            ));
+        }
+        assert_eq!(real.len(), ghosts.len());
+        for (real, ghost) in real.into_iter().zip(ghosts) {
+            let route = resolve(&real.request.method, real.request.path())
+                .unwrap_or_else(|miss| panic!("{}: {miss:?}", real.request.describe()));
+            assert_eq!(
+                route.operation,
+                spec.operation,
+                "the case {} is not a case of {} {}",
+                real.request.describe(),
+                spec.method,
+                spec.pattern
+            );
+            plan.push((spec.operation, real, ghost.request));
         }
     }
     assert!(
         unmapped.is_empty(),
-        "routes of the route table without an isolation case in tests/isolation.rs (add one to \
-         `cases`): {unmapped:?}"
+        "routes of the route table without an isolation case (add one to \
+         tests/corpus/isolation/cases.jsonl): {unmapped:?}"
     );
+    plan
+}
 
-    let mut problems: Vec<String> = Vec::new();
-    let mut queued: Vec<(String, String, String)> = Vec::new();
-    let mut requests = 0usize;
+/// Tenant B at work against A's objects.
+struct Run<'a> {
+    app: &'a TestApp,
+    b: Credentials,
+    impostor: Credentials,
+    footprint: Footprint,
+    /// Turning an answer about ghosts into the answer about A's objects.
+    replacements: Vec<(String, String)>,
+    requests: Cell<usize>,
+}
 
-    // Phase 1: everything but B's own creates.
-    for (operation, real, ghost_request) in
-        plan.iter().filter(|(_, c, _)| c.expect != Expect::Create)
-    {
+/// One of B's queued jobs naming A's users: context, job key, and its ghost twin's key.
+type Queued = (String, String, String);
+
+impl Run<'_> {
+    async fn send(&self, auth: &Auth, request: &Request) -> Reply {
+        self.requests.set(self.requests.get() + 1);
+        send(self.app, auth, request).await
+    }
+
+    /// Phase 1, one case: sent in every spelling by each of B's credentials (its queued jobs
+    /// answered with their ghost twins) and refused to each impostor; then no oracle.
+    async fn probe(&self, step: &Step, problems: &mut Vec<String>) -> Vec<Queued> {
+        let (operation, real, ghost_request) = step;
         let dialect = Dialect::of(*operation);
+        let compared = matches!(real.expect, Expect::NotFound | Expect::NoMatch);
         let mut spellings = vec![real.request.clone()];
-        if matches!(real.expect, Expect::NotFound | Expect::NoMatch) {
+        if compared {
             spellings.extend(respellings(dialect, &real.request));
         }
+        let mut queued = Vec::new();
         for request in &spellings {
-            for credential in b.of(dialect) {
-                let reply = send(&app, &credential.auth, request).await;
-                requests += 1;
+            for credential in self.b.of(dialect) {
+                let reply = self.send(&credential.auth, request).await;
                 let context = format!(
                     "{operation:?} [{}] {} → {}",
                     credential.label,
                     request.describe(),
                     reply.describe()
                 );
-                problems.extend(
-                    check(&app, *operation, real.expect, request, &reply, &footprint)
-                        .into_iter()
-                        .map(|p| format!("{p}: {context}")),
+                let found = check(
+                    self.app,
+                    *operation,
+                    real.expect,
+                    request,
+                    &reply,
+                    &self.footprint,
                 );
-                if real.expect == Expect::Queued {
-                    if let Some(key) = reply.json["job_status"]["id"].as_str() {
-                        // The ghost twin, sent by the same credential.
-                        let twin = send(&app, &credential.auth, ghost_request).await;
-                        requests += 1;
-                        match twin.json["job_status"]["id"].as_str() {
-                            Some(twin_key) => {
-                                queued.push((context.clone(), key.to_owned(), twin_key.to_owned()))
-                            }
-                            None => problems.push(format!(
-                                "the ghost twin was not queued ({} {}): {context}",
-                                twin.status,
-                                twin.body_text()
-                            )),
+                problems.extend(found.into_iter().map(|p| format!("{p}: {context}")));
+                let key = reply.json["job_status"]["id"].as_str();
+                if let (Expect::Queued, Some(key)) = (real.expect, key) {
+                    // The ghost twin, sent by the same credential.
+                    let twin = self.send(&credential.auth, ghost_request).await;
+                    match twin.json["job_status"]["id"].as_str() {
+                        Some(twin_key) => {
+                            queued.push((context, key.to_owned(), twin_key.to_owned()))
                         }
+                        None => problems.push(format!(
+                            "the ghost twin was not queued ({} {}): {context}",
+                            twin.status,
+                            twin.body_text()
+                        )),
                     }
                 }
             }
-            for credential in impostor.of(dialect) {
-                let reply = send(&app, &credential.auth, request).await;
-                requests += 1;
+            for credential in self.impostor.of(dialect) {
+                let reply = self.send(&credential.auth, request).await;
+                let context = format!(
+                    "{operation:?} [{}] {} → {}",
+                    credential.label,
+                    request.describe(),
+                    reply.describe()
+                );
                 if reply.status != StatusCode::UNAUTHORIZED {
-                    problems.push(format!(
-                        "expected 401: {operation:?} [{}] {} → {}",
-                        credential.label,
-                        request.describe(),
-                        reply.describe()
-                    ));
+                    problems.push(format!("expected 401: {context}"));
                 }
-                problems.extend(footprint.leaks(request, &reply).into_iter().map(|leak| {
-                    format!(
-                        "leak ({leak}): {operation:?} [{}] {} → {}",
-                        credential.label,
-                        request.describe(),
-                        reply.describe()
-                    )
-                }));
+                let leaks = self.footprint.leaks(request, &reply).into_iter();
+                problems.extend(leaks.map(|leak| format!("leak ({leak}): {context}")));
             }
         }
         // B's queued jobs are worked off case by case: a tenant may only have so many jobs in
         // progress (max_concurrent_jobs).
         if real.expect == Expect::Queued {
-            app.drain().await;
+            self.app.drain().await;
         }
-        // No existence oracle: the answer about A's objects is the answer about objects that
-        // never existed.
-        if matches!(real.expect, Expect::NotFound | Expect::NoMatch) {
-            let credential = &b.of(dialect)[0];
-            let reply = send(&app, &credential.auth, &real.request).await;
-            let twin = send(&app, &credential.auth, ghost_request).await;
-            requests += 2;
-            let twin_body = replace_all(&twin.body_text(), &replacements);
-            if reply.status != twin.status || reply.body_text() != twin_body {
-                problems.push(format!(
-                    "an oracle: {operation:?} {} → {} {}, but for objects that never existed {} → {} {} (as A's: {twin_body})",
-                    real.request.describe(),
-                    reply.status,
-                    reply.body_text(),
-                    ghost_request.describe(),
-                    twin.status,
-                    twin.body_text()
-                ));
-            }
+        if compared {
+            problems.extend(self.no_oracle(step).await);
         }
+        queued
     }
 
-    // B's queued jobs naming A's users: processed, each result is the one for users that never
-    // existed, and every user failed.
-    app.drain().await;
-    let b_zendesk = &b.zendesk[1];
-    for (context, key, twin_key) in &queued {
-        let status = send(
-            &app,
-            &b_zendesk.auth,
-            &Request::new(Method::GET, format!("{ZENDESK}/job_statuses/{key}")),
-        )
-        .await;
-        let twin = send(
-            &app,
-            &b_zendesk.auth,
-            &Request::new(Method::GET, format!("{ZENDESK}/job_statuses/{twin_key}")),
-        )
-        .await;
+    /// No existence oracle: the answer about A's objects is the answer about objects that
+    /// never existed.
+    async fn no_oracle(&self, (operation, real, ghost_request): &Step) -> Option<String> {
+        let credential = &self.b.of(Dialect::of(*operation))[0];
+        let reply = self.send(&credential.auth, &real.request).await;
+        let twin = self.send(&credential.auth, ghost_request).await;
+        let twin_body = replace_all(&twin.body_text(), &self.replacements);
+        (reply.status != twin.status || reply.body_text() != twin_body).then(|| format!(
+            "an oracle: {operation:?} {} → {} {}, but for objects that never existed {} → {} {} (as A's: {twin_body})",
+            real.request.describe(),
+            reply.status,
+            reply.body_text(),
+            ghost_request.describe(),
+            twin.status,
+            twin.body_text()
+        ))
+    }
+
+    /// A job status as `auth` reads it.
+    async fn job_status(&self, auth: &Auth, key: &str) -> Reply {
+        let target = format!("{ZENDESK}/job_statuses/{key}");
+        send(self.app, auth, &Request::new(Method::GET, target)).await
+    }
+
+    /// B's processed job naming A's users: its results are those for users that never existed,
+    /// and every user failed.
+    async fn check_queued(&self, (context, key, twin_key): &Queued) -> Vec<String> {
+        let b_zendesk = &self.b.zendesk[1].auth;
+        let status = self.job_status(b_zendesk, key).await;
+        let twin = self.job_status(b_zendesk, twin_key).await;
         let results = &status.json["job_status"]["results"];
         // Compared as text: the twin's, with its ghosts turned into A's objects.
         let real_results = results.to_string();
-        let twin_results = replace_all(
-            &twin.json["job_status"]["results"].to_string(),
-            &replacements,
-        );
+        let twin_results = twin.json["job_status"]["results"].to_string();
+        let twin_results = replace_all(&twin_results, &self.replacements);
+        let mut problems = Vec::new();
         if status.json["job_status"]["status"] != "completed" {
             problems.push(format!(
                 "B's job {key} did not complete: {} ({context})",
@@ -1198,45 +846,34 @@ async fn tenant_b_reaches_nothing_of_tenant_a_through_any_route(app: TestApp) {
         if !all_failed {
             problems.push(format!("B's job touched a user: {results} ({context})"));
         }
+        problems
     }
 
-    // Phase 2: B's own creates with A's emails, external ids and user names, each processed
-    // before the next: B gets new users of its own.
-    let mut b_created: Vec<u64> = Vec::new();
-    for (operation, real, _) in plan.iter().filter(|(_, c, _)| c.expect == Expect::Create) {
+    /// Phase 2, one of B's own creates with A's emails, external ids and user names, processed:
+    /// B gets new users of its own. Answers the ids of the users a Zendesk create made.
+    async fn create(&self, (operation, real, _): &Step, problems: &mut Vec<String>) -> Vec<u64> {
         let dialect = Dialect::of(*operation);
-        let credential = &b.of(dialect)[0];
-        let reply = send(&app, &credential.auth, &real.request).await;
-        requests += 1;
+        let credential = &self.b.of(dialect)[0];
+        let reply = self.send(&credential.auth, &real.request).await;
         let context = format!(
             "{operation:?} [{}] {} → {}",
             credential.label,
             real.request.describe(),
             reply.describe()
         );
-        problems.extend(
-            check(
-                &app,
-                *operation,
-                Expect::Create,
-                &real.request,
-                &reply,
-                &footprint,
-            )
-            .into_iter()
-            .map(|p| format!("{p}: {context}")),
+        let found = check(
+            self.app,
+            *operation,
+            Expect::Create,
+            &real.request,
+            &reply,
+            &self.footprint,
         );
+        problems.extend(found.into_iter().map(|p| format!("{p}: {context}")));
         if *operation == Operation::Upload {
-            let proceed = send(
-                &app,
-                &credential.auth,
-                &Request::json(
-                    Method::POST,
-                    format!("{PREFIX}/proceed"),
-                    json!({"id": reply.json["id"]}),
-                ),
-            )
-            .await;
+            let proceed = json!({"id": reply.json["id"]});
+            let proceed = Request::json(Method::POST, format!("{PREFIX}/proceed"), proceed);
+            let proceed = send(self.app, &credential.auth, &proceed).await;
             assert_eq!(
                 proceed.status,
                 StatusCode::ACCEPTED,
@@ -1244,20 +881,13 @@ async fn tenant_b_reaches_nothing_of_tenant_a_through_any_route(app: TestApp) {
                 proceed.body_text()
             );
         }
-        app.drain().await;
+        self.app.drain().await;
         match dialect {
             Dialect::Zendesk => {
                 let key = reply.json["job_status"]["id"].as_str().unwrap_or_default();
-                let status = send(
-                    &app,
-                    &credential.auth,
-                    &Request::new(Method::GET, format!("{ZENDESK}/job_statuses/{key}")),
-                )
-                .await;
-                let results = status.json["job_status"]["results"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
+                let status = self.job_status(&credential.auth, key).await;
+                let results = status.json["job_status"]["results"].as_array().cloned();
+                let results = results.unwrap_or_default();
                 if results.is_empty() || !results.iter().all(|result| result["status"] == "Created")
                 {
                     problems.push(format!(
@@ -1265,16 +895,15 @@ async fn tenant_b_reaches_nothing_of_tenant_a_through_any_route(app: TestApp) {
                         status.body_text()
                     ));
                 }
-                b_created.extend(results.iter().filter_map(|result| result["id"].as_u64()));
+                results
+                    .iter()
+                    .filter_map(|result| result["id"].as_u64())
+                    .collect()
             }
             Dialect::Ccai => {
                 let id = reply.json["id"].as_u64().unwrap_or_default();
-                let job = send(
-                    &app,
-                    &credential.auth,
-                    &Request::new(Method::GET, format!("{PREFIX}/jobs/{id}")),
-                )
-                .await;
+                let job = Request::new(Method::GET, format!("{PREFIX}/jobs/{id}"));
+                let job = send(self.app, &credential.auth, &job).await;
                 if job.json["status"] != "completed"
                     || job.json["affected_rows"] != 2
                     || job.json["failed_rows"] != 0
@@ -1284,54 +913,81 @@ async fn tenant_b_reaches_nothing_of_tenant_a_through_any_route(app: TestApp) {
                         job.body_text()
                     ));
                 }
+                Vec::new()
             }
-            Dialect::Workspace => {}
+            Dialect::Workspace => Vec::new(),
         }
     }
-    // B's users: its own, none of A's ids.
-    let b_users = send(
-        &app,
-        &b.ccai[0].auth,
-        &Request::new(Method::GET, format!("{PREFIX}/config?page=1&per_page=1000")),
-    )
-    .await;
-    let b_ids: Vec<u64> = b_users
-        .json
-        .as_array()
-        .map(|users| {
-            users
-                .iter()
-                .filter_map(|user| user["id"].as_u64())
-                .collect()
-        })
-        .unwrap_or_default();
-    let b_list = send(
-        &app,
-        &b.workspace[0].auth,
-        &Request::new(Method::GET, "/v2/globex/users?limit=1000"),
-    )
-    .await;
-    let b_workspace_ids: Vec<u64> = b_list.json["users"]
-        .as_array()
-        .map(|users| {
-            users
-                .iter()
-                .filter_map(|user| user["id"].as_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    if b_ids.len() != 8 || b_workspace_ids.len() != 8 {
-        problems.push(format!(
-            "B has not exactly its 8 own users (2 uploaded, 2 + 2 by Zendesk, 2 by Workspace): {} / {}",
-            b_users.body_text(),
-            b_list.body_text()
-        ));
-    }
-    for id in b_ids.iter().chain(&b_workspace_ids).chain(&b_created) {
-        if footprint.user_ids.contains(id) {
-            problems.push(format!("B's user {id} is one of A's"));
+
+    /// B's users: its own 8, none of A's ids.
+    async fn b_has_only_its_own_users(&self, b_created: &[u64]) -> Vec<String> {
+        let config = Request::new(Method::GET, format!("{PREFIX}/config?page=1&per_page=1000"));
+        let b_users = send(self.app, &self.b.ccai[0].auth, &config).await;
+        let b_ids: Vec<u64> = (b_users.json.as_array().into_iter().flatten())
+            .filter_map(|user| user["id"].as_u64())
+            .collect();
+        let list = Request::new(Method::GET, "/v2/globex/users?limit=1000");
+        let b_list = send(self.app, &self.b.workspace[0].auth, &list).await;
+        let b_workspace_ids: Vec<u64> = (b_list.json["users"].as_array().into_iter().flatten())
+            .filter_map(|user| user["id"].as_str()?.parse().ok())
+            .collect();
+        let mut problems = Vec::new();
+        if b_ids.len() != 8 || b_workspace_ids.len() != 8 {
+            problems.push(format!(
+                "B has not exactly its 8 own users (2 uploaded, 2 + 2 by Zendesk, 2 by Workspace): {} / {}",
+                b_users.body_text(),
+                b_list.body_text()
+            ));
         }
+        for id in b_ids.iter().chain(&b_workspace_ids).chain(b_created) {
+            if self.footprint.user_ids.contains(id) {
+                problems.push(format!("B's user {id} is one of A's"));
+            }
+        }
+        problems
     }
+}
+
+async fn tenant_b_reaches_nothing_of_tenant_a_through_any_route(app: TestApp) {
+    let started = std::time::Instant::now();
+    let (a, b, impostor) = credentials(&app).await;
+    let a_targets = set_up_tenant_a(&app, &a).await;
+    let ghost = a_targets.ghost();
+    let run = Run {
+        app: &app,
+        b,
+        impostor,
+        footprint: footprint_of(&app, &a, &a_targets).await,
+        replacements: ghost.replacements(&a_targets),
+        requests: Cell::new(0),
+    };
+    let before = snapshot(&app, &a, &a_targets).await;
+    println!(
+        "{:?}: tenant A set up in {:?}: jobs {:?}, users {:?}",
+        app.backend,
+        started.elapsed(),
+        a_targets.jobs,
+        a_targets.users
+    );
+    let plan = plan(&a_targets, &ghost);
+    let mut problems: Vec<String> = Vec::new();
+
+    // Phase 1: everything but B's own creates.
+    let mut queued = Vec::new();
+    for step in plan.iter().filter(|(_, c, _)| c.expect != Expect::Create) {
+        queued.extend(run.probe(step, &mut problems).await);
+    }
+    app.drain().await;
+    for job in &queued {
+        problems.extend(run.check_queued(job).await);
+    }
+
+    // Phase 2: B's own creates, each processed before the next.
+    let mut b_created: Vec<u64> = Vec::new();
+    for step in plan.iter().filter(|(_, c, _)| c.expect == Expect::Create) {
+        b_created.extend(run.create(step, &mut problems).await);
+    }
+    problems.extend(run.b_has_only_its_own_users(&b_created).await);
 
     // Nothing of A changed.
     let after = snapshot(&app, &a, &a_targets).await;
@@ -1346,7 +1002,7 @@ async fn tenant_b_reaches_nothing_of_tenant_a_through_any_route(app: TestApp) {
         "{:?}: {} routes, {} requests by B, {} of B's jobs naming A's users checked, in {:?}",
         app.backend,
         route_table().len(),
-        requests,
+        run.requests.get(),
         queued.len(),
         started.elapsed()
     );
@@ -1423,11 +1079,28 @@ fn check(
     problems
 }
 
+/// Uploads `file` as A, named `filename`.
+async fn upload_as_a(app: &TestApp, a: &Credentials, file: Value, filename: &str) -> Reply {
+    let form = [Part {
+        name: "file".to_owned(),
+        filename: Some(filename.to_owned()),
+        bytes: file.to_string().into_bytes(),
+    }];
+    let upload = Request::form(Method::POST, format!("{PREFIX}/upload"), &form);
+    send(app, &a.ccai[0].auth, &upload).await
+}
+
+/// Proceeds A's job `id` and works it off.
+async fn proceed_as_a(app: &TestApp, a: &Credentials, id: u64) {
+    let proceed = Request::json(Method::POST, format!("{PREFIX}/proceed"), json!({"id": id}));
+    let proceeded = send(app, &a.ccai[0].auth, &proceed).await;
+    let text = proceeded.body_text();
+    assert_eq!(proceeded.status, StatusCode::ACCEPTED, "{text}");
+    app.drain().await;
+}
+
 /// Gives tenant A real data through the API and answers what it has.
 async fn set_up_tenant_a(app: &TestApp, a: &Credentials) -> Targets {
-    let ccai = &a.ccai[0].auth;
-    let zendesk = &a.zendesk[0].auth;
-    let workspace = &a.workspace[0].auth;
     app.set_settings(
         "acme",
         SettingsChange {
@@ -1437,17 +1110,6 @@ async fn set_up_tenant_a(app: &TestApp, a: &Credentials) -> Targets {
         },
     )
     .await;
-    let upload = |file: String, name: &'static str| {
-        Request::form(
-            Method::POST,
-            format!("{PREFIX}/upload"),
-            &[Part {
-                name: "file".to_owned(),
-                filename: Some(name.to_owned()),
-                bytes: file.into_bytes(),
-            }],
-        )
-    };
     let mut jobs = Vec::new();
 
     // A CCAI job proceeded and completed: three users.
@@ -1460,12 +1122,7 @@ async fn set_up_tenant_a(app: &TestApp, a: &Credentials) -> Targets {
         {"email": "cyd.acme@acme-corp.test", "first_name": "Cydacme", "last_name": "Charisacme",
          "status": "Inactive"},
     ]);
-    let created = send(
-        app,
-        ccai,
-        &upload(file.to_string(), "acme-roster-completed.json"),
-    )
-    .await;
+    let created = upload_as_a(app, a, file, "acme-roster-completed.json").await;
     assert_eq!(
         created.status,
         StatusCode::CREATED,
@@ -1473,52 +1130,26 @@ async fn set_up_tenant_a(app: &TestApp, a: &Credentials) -> Targets {
         created.body_text()
     );
     let id = created.json["id"].as_u64().unwrap();
-    let proceeded = send(
-        app,
-        ccai,
-        &Request::json(Method::POST, format!("{PREFIX}/proceed"), json!({"id": id})),
-    )
-    .await;
-    assert_eq!(
-        proceeded.status,
-        StatusCode::ACCEPTED,
-        "{}",
-        proceeded.body_text()
-    );
-    app.drain().await;
+    proceed_as_a(app, a, id).await;
     jobs.push(("completed", id));
 
-    // A job left valid_scheme.
-    let file = json!([{"email": "dee.acme@acme-corp.test", "first_name": "Deeacme", "last_name": "Pendingacme"}]);
-    let pending = send(
-        app,
-        ccai,
-        &upload(file.to_string(), "acme-roster-pending.json"),
-    )
-    .await;
-    assert_eq!(
-        pending.json["status"],
-        "valid_scheme",
-        "{}",
-        pending.body_text()
-    );
-    jobs.push(("valid_scheme", pending.json["id"].as_u64().unwrap()));
-
-    // A job with scheme errors.
-    let file = json!([{"email": "not-an-email", "first_name": "", "last_name": "Badacme"}]);
-    let invalid = send(
-        app,
-        ccai,
-        &upload(file.to_string(), "acme-roster-invalid.json"),
-    )
-    .await;
-    assert_eq!(
-        invalid.json["status"],
-        "invalid_scheme",
-        "{}",
-        invalid.body_text()
-    );
-    jobs.push(("invalid_scheme", invalid.json["id"].as_u64().unwrap()));
+    // A job left valid_scheme, and a job with scheme errors.
+    for (label, file, filename) in [
+        (
+            "valid_scheme",
+            json!([{"email": "dee.acme@acme-corp.test", "first_name": "Deeacme", "last_name": "Pendingacme"}]),
+            "acme-roster-pending.json",
+        ),
+        (
+            "invalid_scheme",
+            json!([{"email": "not-an-email", "first_name": "", "last_name": "Badacme"}]),
+            "acme-roster-invalid.json",
+        ),
+    ] {
+        let job = upload_as_a(app, a, file, filename).await;
+        assert_eq!(job.json["status"], label, "{}", job.body_text());
+        jobs.push((label, job.json["id"].as_u64().unwrap()));
+    }
 
     // A job with update errors: a rename onto an email that is taken fails its row.
     let file = json!([
@@ -1527,29 +1158,12 @@ async fn set_up_tenant_a(app: &TestApp, a: &Credentials) -> Targets {
         {"email": "eve.acme@acme-corp.test", "first_name": "Eveacme", "last_name": "Okacme",
          "agent_number": "acme-ag-3"},
     ]);
-    let errors = send(
-        app,
-        ccai,
-        &upload(file.to_string(), "acme-roster-errors.json"),
-    )
-    .await;
+    let errors = upload_as_a(app, a, file, "acme-roster-errors.json").await;
     let id = errors.json["id"].as_u64().unwrap();
-    let proceeded = send(
-        app,
-        ccai,
-        &Request::json(Method::POST, format!("{PREFIX}/proceed"), json!({"id": id})),
-    )
-    .await;
-    assert_eq!(
-        proceeded.status,
-        StatusCode::ACCEPTED,
-        "{}",
-        proceeded.body_text()
-    );
-    app.drain().await;
+    proceed_as_a(app, a, id).await;
     let log = send(
         app,
-        ccai,
+        &a.ccai[0].auth,
         &Request::new(Method::GET, format!("{PREFIX}/errors/update/{id}")),
     )
     .await;
@@ -1561,58 +1175,45 @@ async fn set_up_tenant_a(app: &TestApp, a: &Credentials) -> Targets {
     jobs.push(("update_errors", id));
 
     // A Zendesk create_many job.
-    let batch = send(
-        app,
-        zendesk,
-        &Request::json(
-            Method::POST,
-            format!("{ZENDESK}/users/create_many.json"),
-            json!({"users": [
-                {"name": "Zed Acmezendesk", "email": "zed.acme@acme-corp.test", "external_id": "acme-ext-1",
-                 "tags": ["acmetag"], "notes": "acme notes"},
-                {"name": "Yan Acmezendesk", "email": "yan.acme@acme-corp.test", "external_id": "acme-ext-2"},
-            ]}),
-        ),
-    )
-    .await;
+    let batch = Request::json(
+        Method::POST,
+        format!("{ZENDESK}/users/create_many.json"),
+        json!({"users": [
+            {"name": "Zed Acmezendesk", "email": "zed.acme@acme-corp.test", "external_id": "acme-ext-1",
+             "tags": ["acmetag"], "notes": "acme notes"},
+            {"name": "Yan Acmezendesk", "email": "yan.acme@acme-corp.test", "external_id": "acme-ext-2"},
+        ]}),
+    );
+    let batch = send(app, &a.zendesk[0].auth, &batch).await;
     assert_eq!(batch.status, StatusCode::OK, "{}", batch.body_text());
     let key = batch.json["job_status"]["id"].as_str().unwrap();
     jobs.push(("zendesk", u64::from_str_radix(key, 16).unwrap()));
     app.drain().await;
 
     // A Huawei Workspace batch: users with ids, one with a password.
-    let created = send(
-        app,
-        workspace,
-        &Request::json(
-            Method::POST,
-            "/v2/acme/users/batch-create",
-            json!({"users": [
-                {"user_name": "acme.hw1", "user_email": "hw1.acme@acme-corp.test",
-                 "active_type": "ADMIN_ACTIVATE", "password": "Acme#Passw0rd", "alias_name": "Acmealias",
-                 "description": "acme description", "group_ids": ["acmegroup"]},
-                {"user_name": "acme.hw2", "user_phone": "5550100"},
-            ]}),
-        ),
-    )
-    .await;
+    let created = Request::json(
+        Method::POST,
+        "/v2/acme/users/batch-create",
+        json!({"users": [
+            {"user_name": "acme.hw1", "user_email": "hw1.acme@acme-corp.test",
+             "active_type": "ADMIN_ACTIVATE", "password": "Acme#Passw0rd", "alias_name": "Acmealias",
+             "description": "acme description", "group_ids": ["acmegroup"]},
+            {"user_name": "acme.hw2", "user_phone": "5550100"},
+        ]}),
+    );
+    let created = send(app, &a.workspace[0].auth, &created).await;
     assert_eq!(created.status, StatusCode::OK, "{}", created.body_text());
 
     // Every job of A (the Workspace batch is one too) and every user.
+    let ccai = &a.ccai[0].auth;
     let listed = send(
         app,
         ccai,
         &Request::new(Method::GET, format!("{PREFIX}/jobs?per_page=100")),
     )
     .await;
-    let all: Vec<u64> = listed
-        .json
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|job| job["id"].as_u64().unwrap())
-        .collect();
-    for id in all {
+    for job in listed.json.as_array().unwrap() {
+        let id = job["id"].as_u64().unwrap();
         if !jobs.iter().any(|(_, known)| *known == id) {
             jobs.push(("workspace", id));
         }
@@ -1626,7 +1227,10 @@ async fn set_up_tenant_a(app: &TestApp, a: &Credentials) -> Targets {
     .await;
     let users = users.json.as_array().unwrap().clone();
     assert_eq!(users.len(), 8, "{users:?}");
-    let text = |user: &Value, field: &str| user[field].as_str().map(str::to_owned);
+    let text = |field: &str| -> Vec<String> {
+        let values = users.iter().filter_map(|user| user[field].as_str());
+        values.map(str::to_owned).collect()
+    };
     Targets {
         tenant: "acme".to_owned(),
         jobs,
@@ -1634,16 +1238,10 @@ async fn set_up_tenant_a(app: &TestApp, a: &Credentials) -> Targets {
             .iter()
             .map(|user| user["id"].as_u64().unwrap())
             .collect(),
-        emails: users
-            .iter()
-            .filter_map(|user| text(user, "email"))
-            .collect(),
+        emails: text("email"),
         external_ids: vec!["acme-ext-1".to_owned(), "acme-ext-2".to_owned()],
         user_names: vec!["acme.hw1".to_owned(), "acme.hw2".to_owned()],
-        agent_numbers: users
-            .iter()
-            .filter_map(|user| text(user, "agent_number"))
-            .collect(),
+        agent_numbers: text("agent_number"),
     }
 }
 

@@ -12,10 +12,11 @@
 //! directory is searched for the secrets and the Workspace passwords, which are stored only as
 //! argon2id hashes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use bulk_tests::cases::{self, Vars};
 use bulk_tests::local_server::{admin, LocalServer};
 use bulk_tests::{multipart, sdk_date, Part, BOUNDARY, PREFIX};
 use bulk_users::auth::{sign_request, SignedRequest};
@@ -188,6 +189,34 @@ impl Client {
         answer.body
     }
 
+    /// A GET that must succeed.
+    async fn get(&mut self, auth: &Auth, target: &str) -> Value {
+        self.ok(auth, Method::GET, target, Payload::Empty).await
+    }
+
+    /// `POST upload` of `file` named `filename`: the job.
+    async fn upload(&mut self, auth: &Auth, file: &Value, filename: &str) -> Value {
+        let target = format!("{PREFIX}/upload");
+        self.ok(auth, Method::POST, &target, upload(file, filename))
+            .await
+    }
+
+    /// Uploads `file`, proceeds and waits until the job is completed: its id.
+    async fn upload_and_proceed(&mut self, file: &Value, filename: &str) -> Value {
+        let job = self.upload(&basic(), file, filename).await;
+        let proceed = Payload::Json(json!({"id": job["id"]}));
+        let target = format!("{PREFIX}/proceed");
+        self.ok(&basic(), Method::POST, &target, proceed).await;
+        self.completed(&basic(), &job["id"]).await;
+        job["id"].clone()
+    }
+
+    /// A Zendesk batch, until its job status is completed.
+    async fn zendesk(&mut self, auth: &Auth, method: Method, target: &str, body: Value) -> Value {
+        let answer = self.ok(auth, method, target, Payload::Json(body)).await;
+        self.zendesk_completed(auth, &answer).await
+    }
+
     /// Waits until the CCAI job `id` is completed.
     async fn completed(&mut self, auth: &Auth, id: &Value) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -278,7 +307,7 @@ fn found(haystack: &[u8], needles: &[(String, String)]) -> Vec<String> {
 }
 
 /// Every file under `dir`, recursively (the server may be moving files meanwhile).
-fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -293,7 +322,7 @@ fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 }
 
 /// The bytes of every file of the data directory but the master key, by path relative to it.
-fn data_files(data: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+fn data_files(data: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut paths = Vec::new();
     files_under(data, &mut paths);
     paths
@@ -305,6 +334,533 @@ fn data_files(data: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
             Some((path.strip_prefix(data).unwrap().to_path_buf(), bytes))
         })
         .collect()
+}
+
+fn basic() -> Auth {
+    Auth::Basic(TENANT.to_owned(), SECRET.to_owned())
+}
+
+fn zendesk_token() -> Auth {
+    Auth::Basic("admin@acme.test/token".to_owned(), SECRET.to_owned())
+}
+
+fn bearer() -> Auth {
+    Auth::Bearer(SECRET.to_owned())
+}
+
+fn token() -> Auth {
+    Auth::Token(SECRET.to_owned())
+}
+
+fn signed() -> Auth {
+    Auth::Signed(KEY_ID.to_owned(), SECRET.to_owned())
+}
+
+/// The seeded secret with its tail changed, and with one more character.
+fn near_misses() -> [String; 2] {
+    [
+        format!("{}{}", &SECRET[..24], "WrongTail0000000"),
+        format!("{}x", SECRET),
+    ]
+}
+
+const BATCH: &str = "/v2/acme/users/batch-create";
+
+/// CCAI: template, config, upload, proceed, status, jobs, both error logs. Answers the file
+/// uploaded.
+async fn ccai_flow(c: &mut Client) -> Value {
+    c.get(&basic(), &format!("{PREFIX}/template")).await;
+    let file = json!([
+        {"email": "jane@acme.test", "first_name": "Jane", "last_name": "Doe", "agent_number": "1001",
+         "roles": [{"name": "Agent", "value": 1}], "teams": [{"name": "Sales", "value": 1}]},
+        {"email": "john@acme.test", "first_name": "John", "last_name": "Roe", "status": "Inactive"},
+    ]);
+    c.upload_and_proceed(&file, "users.json").await;
+    // Scheme errors, one for a `password` field the dialect does not have.
+    let bad = json!([
+        {"email": "not-an-email", "first_name": "", "last_name": "Roe",
+         "password": UNKNOWN_FIELD_PASSWORDS[1]},
+    ]);
+    let invalid = c.upload(&basic(), &bad, "bad.json").await;
+    assert_eq!(invalid["status"], "invalid_scheme", "{invalid}");
+    let target = format!("{PREFIX}/errors/scheme/{}", invalid["id"]);
+    let errors = c.get(&basic(), &target).await;
+    assert!(errors.to_string().contains("password"), "{errors}");
+    // Update errors: a rename onto a taken email.
+    let renames = json!([
+        {"email": "john@acme.test", "new_email": "jane@acme.test", "first_name": "John", "last_name": "Roe"},
+    ]);
+    let id = c.upload_and_proceed(&renames, "renames.json").await;
+    let errors = c
+        .get(&basic(), &format!("{PREFIX}/errors/update/{id}"))
+        .await;
+    assert!(errors.as_array().is_some_and(|e| !e.is_empty()), "{errors}");
+    // A file replaced before proceeding; a presigned upload (501 locally).
+    let pending = c.upload(&basic(), &file, "pending.json").await;
+    let replaced = Payload::Form(vec![
+        Part::text("id", &pending["id"].to_string()),
+        Part::file(file.to_string().into_bytes()),
+    ]);
+    let upload = format!("{PREFIX}/upload");
+    c.ok(&basic(), Method::PUT, &upload, replaced).await;
+    let presign = Payload::Json(json!({"bytes": 100}));
+    let presigned = c
+        .call(
+            &basic(),
+            Method::POST,
+            &format!("{upload}/presigned"),
+            presign,
+        )
+        .await;
+    let text = &presigned.text;
+    assert_eq!(presigned.status, StatusCode::NOT_IMPLEMENTED, "{text}");
+    for query in [
+        "jobs?per_page=5",
+        "config?emails=jane@acme.test,john@acme.test",
+        "config?page=1",
+    ] {
+        c.get(&basic(), &format!("{PREFIX}/{query}")).await;
+    }
+    file
+}
+
+/// Zendesk, with each of its credential forms.
+async fn zendesk_flow(c: &mut Client) {
+    let users = json!({"users": [
+        {"name": "Ada Lovelace", "email": "ada@acme.test", "external_id": "A-1", "role": "agent"},
+        {"name": "Alan Turing", "email": "alan@acme.test", "external_id": "A-2"},
+        // Zendesk users have no password: this user fails, the value is never echoed.
+        {"name": "Eve Hacker", "email": "eve@acme.test", "password": UNKNOWN_FIELD_PASSWORDS[0]},
+    ]});
+    let create = "/api/v2/users/create_many.json";
+    let created = c
+        .zendesk(&zendesk_token(), Method::POST, create, users)
+        .await;
+    assert_eq!(created["results"][2]["status"], "Failed", "{created}");
+    let ada = created["results"][0]["id"].clone();
+    let upsert = json!({"users": [
+        {"name": "Ada King", "email": "ada@acme.test"},
+        {"name": "Edsger Dijkstra", "email": "edsger@acme.test", "external_id": "E-1"},
+    ]});
+    let batches = [
+        (
+            bearer(),
+            Method::POST,
+            "/api/v2/users/create_or_update_many".to_owned(),
+            upsert,
+        ),
+        (
+            basic(),
+            Method::PUT,
+            format!("/api/v2/users/update_many.json?ids={ada}"),
+            json!({"user": {"notes": "moved", "suspended": true}}),
+        ),
+        (
+            zendesk_token(),
+            Method::PUT,
+            "/api/v2/users/update_many".to_owned(),
+            json!({"users": [{"external_id": "A-2", "suspended": false}]}),
+        ),
+    ];
+    for (auth, method, target, body) in batches {
+        c.zendesk(&auth, method, &target, body).await;
+    }
+    let destroy = "/api/v2/users/destroy_many.json?external_ids=E-1,nobody";
+    let destroyed = c
+        .ok(&bearer(), Method::DELETE, destroy, Payload::Empty)
+        .await;
+    let destroyed = c.zendesk_completed(&bearer(), &destroyed).await;
+    c.get(&bearer(), "/api/v2/job_statuses.json?page[size]=2")
+        .await;
+    let key = destroyed["id"].as_str().unwrap();
+    let show_many = format!("/api/v2/job_statuses/show_many.json?ids={key}");
+    c.get(&bearer(), &show_many).await;
+}
+
+/// Huawei Workspace: batches with passwords, accepted and refused
+/// (`tests/corpus/secrets/refused_batches.jsonl`), list and delete.
+async fn workspace_flow(c: &mut Client) {
+    let accepted = json!({"users": [
+        {"user_name": "alpha", "user_email": "alpha@acme.test", "active_type": "ADMIN_ACTIVATE",
+         "password": ACCEPTED_PASSWORDS[0]},
+        {"user_name": "bravo", "user_phone": "5550100", "active_type": "ADMIN_ACTIVATE",
+         "password": ACCEPTED_PASSWORDS[1], "enable_change_password": true},
+    ]});
+    c.ok(&token(), Method::POST, BATCH, Payload::Json(accepted))
+        .await;
+    let vars = Vars::new()
+        .with("REFUSED_PASSWORDS", REFUSED_PASSWORDS.to_vec())
+        .with("NUMERIC_PASSWORD", NUMERIC_PASSWORD.parse::<u64>().unwrap());
+    for case in cases::load("secrets/refused_batches.jsonl") {
+        let users = vars.fill_json(&case["users"]);
+        let batch = Payload::Json(json!({ "users": users }));
+        let refused = c.call(&token(), Method::POST, BATCH, batch).await;
+        let name = cases::name(&case);
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{name}: {}",
+            refused.text
+        );
+        let code = &refused.body["error_code"];
+        assert_eq!(*code, case["error_code"], "{name}: {}", refused.text);
+    }
+    // The official SDK's way: AK/SK-signed.
+    let delta = json!({"users": [
+        {"user_name": "delta", "user_email": "delta@acme.test", "active_type": "ADMIN_ACTIVATE",
+         "password": ACCEPTED_PASSWORDS[2]},
+    ]});
+    c.ok(&signed(), Method::POST, BATCH, Payload::Json(delta))
+        .await;
+    let list = c.get(&signed(), "/v2/acme/users?limit=100&offset=0").await;
+    let id_of = |name: &str| {
+        let users = list["users"].as_array().unwrap().iter();
+        let user = users.clone().find(|user| user["user_name"] == name);
+        let id = user.and_then(|user| user["id"].as_str());
+        id.unwrap_or_else(|| panic!("no {name} in {list}"))
+            .to_owned()
+    };
+    let (bravo, delta) = (id_of("bravo"), id_of("delta"));
+    let target = format!("/v2/acme/users/{bravo}");
+    let deleted = c
+        .call(&token(), Method::DELETE, &target, Payload::Empty)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
+    let batch_delete = Payload::Json(json!({ "user_ids": [delta] }));
+    let target = "/v2/acme/users/batch-delete";
+    let deleted = c.call(&signed(), Method::POST, target, batch_delete).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
+    c.get(&token(), "/v2/acme/users?user_name=alp").await;
+}
+
+/// Refused credentials (`tests/corpus/secrets/refused_credentials.jsonl`): near misses of the
+/// real secret, and the real one misused; then a signed request whose body was changed after
+/// signing.
+async fn refused_credentials(c: &mut Client) {
+    let [near, near_twin] = near_misses();
+    let vars = Vars::new()
+        .with("TENANT", TENANT)
+        .with("KEY_ID", KEY_ID)
+        .with("SECRET", SECRET)
+        .with("PREFIX", PREFIX)
+        .with("NEAR", near)
+        .with("NEAR_TWIN", near_twin);
+    for case in cases::load("secrets/refused_credentials.jsonl") {
+        let text = |key: &str, at: usize| vars.fill(case[key][at].as_str().expect(key));
+        let auth = match ["basic", "bearer", "token", "signed"].map(|key| case.get(key).is_some()) {
+            [true, false, false, false] => Auth::Basic(text("basic", 0), text("basic", 1)),
+            [false, true, false, false] => {
+                Auth::Bearer(vars.fill(case["bearer"].as_str().unwrap()))
+            }
+            [false, false, true, false] => Auth::Token(vars.fill(case["token"].as_str().unwrap())),
+            [false, false, false, true] => Auth::Signed(text("signed", 0), text("signed", 1)),
+            [false, false, false, false] => Auth::None,
+            _ => panic!("{}: one credential at most", cases::name(&case)),
+        };
+        let target = vars.fill(case["target"].as_str().expect("target"));
+        let answer = c.call(&auth, Method::GET, &target, Payload::Empty).await;
+        let name = cases::name(&case);
+        let text = &answer.text;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNAUTHORIZED,
+            "{name}: {target}: {text}"
+        );
+    }
+    // A signed request whose body was changed after signing.
+    let body = json!({"users": [{"user_name": "tampered", "user_phone": "1"}]});
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert("x-sdk-date", HeaderValue::from_str(&sdk_date()).unwrap());
+    let signature = sign_request(
+        &SignedRequest {
+            method: "POST",
+            path: BATCH,
+            query: None,
+            headers: &headers,
+            body: body.to_string().as_bytes(),
+        },
+        KEY_ID,
+        SECRET,
+    )
+    .unwrap();
+    headers.insert(
+        http::header::AUTHORIZATION,
+        HeaderValue::from_str(&signature).unwrap(),
+    );
+    let response = c
+        .http
+        .post(format!("http://127.0.0.1:{}{BATCH}", c.port))
+        .headers(headers)
+        .body(json!({"users": [{"user_name": "swapped", "user_phone": "1"}]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let text = response.text().await.unwrap();
+    c.transcript
+        .push(format!("POST {BATCH} (tampered)\n{text}"));
+}
+
+/// A second credential made with bulk-admin: used in every form, then revoked and refused at
+/// once. Answers its secret.
+async fn second_credential(c: &mut Client, data: &Path, file: &Value) -> String {
+    let create = [
+        "credential",
+        "create",
+        "--tenant",
+        TENANT,
+        "--name",
+        "rotation bot",
+    ];
+    let created = admin(data, &create);
+    let field = |name: &str| {
+        let value = created.lines().find_map(|line| line.strip_prefix(name));
+        let value = value.unwrap_or_else(|| panic!("no {name} in bulk-admin's output"));
+        value.trim().to_owned()
+    };
+    let (second_key_id, second) = (field("key id:"), field("secret:"));
+    let second_basic = Auth::Basic(TENANT.to_owned(), second.clone());
+    let second_bearer = Auth::Bearer(second.clone());
+    let second_token = Auth::Token(second.clone());
+    let second_signed = Auth::Signed(second_key_id.clone(), second.clone());
+    let jobs = c.get(&second_basic, &format!("{PREFIX}/jobs")).await;
+    assert!(jobs.as_array().is_some_and(|jobs| !jobs.is_empty()));
+    let job = c.upload(&second_basic, file, "second.json").await;
+    let job = c
+        .get(&second_basic, &format!("{PREFIX}/jobs/{}", job["id"]))
+        .await;
+    assert_eq!(job["uploaded_api_user_name"], "rotation bot");
+    c.get(&second_bearer, "/api/v2/job_statuses").await;
+    c.get(&second_token, "/v2/acme/users").await;
+    c.get(&second_signed, "/v2/acme/users?limit=5").await;
+    let listed = admin(data, &["credential", "list", "--tenant", TENANT]);
+    assert!(
+        listed.contains(&second_key_id) && listed.contains(KEY_ID),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(&second) && !listed.contains(SECRET),
+        "bulk-admin lists no secret"
+    );
+    let revoke = [
+        "credential",
+        "revoke",
+        "--tenant",
+        TENANT,
+        "--key-id",
+        &second_key_id,
+    ];
+    admin(data, &revoke);
+    for (auth, target) in [
+        (&second_basic, format!("{PREFIX}/jobs")),
+        (&second_bearer, "/api/v2/job_statuses".to_owned()),
+        (&second_token, "/v2/acme/users".to_owned()),
+        (&second_signed, "/v2/acme/users".to_owned()),
+    ] {
+        let answer = c.call(auth, Method::GET, &target, Payload::Empty).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNAUTHORIZED,
+            "a revoked credential is refused at once: {target}: {}",
+            answer.text
+        );
+    }
+    // The seeded credential still works.
+    c.get(&basic(), &format!("{PREFIX}/jobs")).await;
+    second
+}
+
+/// Every job's error logs and job status (with results), as the API returns them.
+async fn read_every_job_log(c: &mut Client) {
+    let jobs = c
+        .get(&basic(), &format!("{PREFIX}/jobs?per_page=100"))
+        .await;
+    let ids: Vec<u64> = (jobs.as_array().unwrap().iter())
+        .map(|job| job["id"].as_u64().unwrap())
+        .collect();
+    assert!(ids.len() >= 16, "{jobs}");
+    for id in &ids {
+        c.get(&basic(), &format!("{PREFIX}/errors/scheme/{id}"))
+            .await;
+        c.get(&basic(), &format!("{PREFIX}/errors/update/{id}"))
+            .await;
+        c.get(&bearer(), &format!("/api/v2/job_statuses/{id:032x}"))
+            .await;
+    }
+}
+
+/// What must never appear, by name: in stored job files (`stored`), and anywhere else
+/// (`everything`: also the unknown-field passwords, which a client's own file holds, and the
+/// master key).
+struct Forbidden {
+    stored: Vec<(String, String)>,
+    everything: Vec<(String, String)>,
+}
+
+fn forbidden(second: &str, master_key: String) -> Forbidden {
+    let encode = |text: String| base64::engine::general_purpose::STANDARD.encode(text);
+    let mut secrets: Vec<(String, String)> = Vec::new();
+    for (name, secret) in [
+        ("the seeded secret", SECRET),
+        ("the admin-made secret", second),
+    ] {
+        secrets.push((name.to_owned(), secret.to_owned()));
+        for (at, piece) in secret.as_bytes().windows(16).enumerate() {
+            secrets.push((
+                format!("{name}'s characters {at}..{}", at + 16),
+                String::from_utf8(piece.to_vec()).unwrap(),
+            ));
+        }
+        for user in [TENANT, "globex", "admin@acme.test/token"] {
+            secrets.push((
+                format!("Basic {user}:{name} as sent (base64)"),
+                encode(format!("{user}:{secret}")),
+            ));
+        }
+    }
+    for wrong in near_misses() {
+        let name = "a refused near-miss secret";
+        secrets.push((name.to_owned(), wrong.clone()));
+        secrets.push((
+            format!("Basic {TENANT}:{name} (base64)"),
+            encode(format!("{TENANT}:{wrong}")),
+        ));
+    }
+    let passwords = ACCEPTED_PASSWORDS.iter().chain(&REFUSED_PASSWORDS);
+    let mut workspace_passwords: Vec<(String, String)> = (passwords.chain(&[NUMERIC_PASSWORD]))
+        .map(|password| {
+            (
+                format!("the Workspace password '{password}'"),
+                password.to_string(),
+            )
+        })
+        .collect();
+    workspace_passwords.push((
+        "a Workspace password's base64".to_owned(),
+        encode(ACCEPTED_PASSWORDS[0].to_owned()),
+    ));
+    let unknown_field_passwords = UNKNOWN_FIELD_PASSWORDS.iter().map(|password| {
+        (
+            format!("the unknown-field password '{password}'"),
+            password.to_string(),
+        )
+    });
+    let stored: Vec<(String, String)> = secrets.into_iter().chain(workspace_passwords).collect();
+    let master = ("the master key".to_owned(), master_key);
+    let everything = (stored.iter().cloned())
+        .chain(unknown_field_passwords)
+        .chain([master])
+        .collect();
+    Forbidden { stored, everything }
+}
+
+impl Forbidden {
+    /// Every answer (status line, headers and body) and every line the server printed (as
+    /// printed, and without colour codes).
+    fn in_answers_and_lines(&self, transcript: &[String], lines: &[String]) -> Vec<String> {
+        let mut problems = Vec::new();
+        for entry in transcript {
+            for leak in found(entry.as_bytes(), &self.everything) {
+                problems.push(format!("an answer carries {leak}: {entry}"));
+            }
+        }
+        // The most verbose level the subscriber accepts is on: the run's refused signatures
+        // are logged at DEBUG, its completed jobs at INFO (no dependency of bulk-local logs
+        // at TRACE).
+        for (level, event) in [
+            ("DEBUG", "signed request refused"),
+            ("INFO", "job completed"),
+        ] {
+            assert!(
+                lines
+                    .iter()
+                    .map(|line| without_ansi(line))
+                    .any(|line| line.contains(level) && line.contains(event)),
+                "the server logged no {level} '{event}' line at BULK_LOG=trace: {lines:?}"
+            );
+        }
+        for line in lines {
+            for text in [line.clone(), without_ansi(line)] {
+                for leak in found(text.as_bytes(), &self.everything) {
+                    problems.push(format!("the server printed {leak}: {line}"));
+                }
+            }
+        }
+        problems
+    }
+
+    /// Every stored byte: the database, its journal, the queue, the job files. A Workspace
+    /// job's file holds password hashes; a file the client uploaded holds what it sent (the
+    /// unknown `password` fields included), which is its own data.
+    fn in_files(&self, when: &str, files: &[(PathBuf, Vec<u8>)]) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (path, bytes) in files {
+            let needles = if path.starts_with("files") {
+                &self.stored
+            } else {
+                &self.everything
+            };
+            for leak in found(bytes, needles) {
+                problems.push(format!("{} stores {leak} ({when})", path.display()));
+            }
+        }
+        problems
+    }
+}
+
+/// How often `$argon2id$` occurs in `bytes`.
+fn argon2_hashes(bytes: &[u8]) -> usize {
+    let marker = b"$argon2id$";
+    (bytes.windows(marker.len()))
+        .filter(|window| window == marker)
+        .count()
+}
+
+/// The accepted passwords are stored as argon2id hashes: in the database, and in the accepted
+/// batches' job files in place of the passwords.
+async fn passwords_are_argon2_hashes(data: &Path, stopped: &[(PathBuf, Vec<u8>)]) {
+    let store = bulk_users::adapters::embedded::open(data)
+        .await
+        .expect("open the data directory");
+    let acme = TenantId::parse(TENANT).unwrap();
+    let alpha = store
+        .ports
+        .users
+        .users_by_keys(&acme, &[UserKey::user_name("alpha")])
+        .await
+        .unwrap();
+    let hash = alpha
+        .first()
+        .and_then(|user| user.workspace.password_hash.clone())
+        .expect("alpha has a password hash");
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let database = std::fs::read(data.join("bulk.sqlite3")).unwrap();
+    assert!(
+        argon2_hashes(&database) >= 1,
+        "the database holds the password hashes"
+    );
+    let in_files: usize = (stopped.iter())
+        .filter(|(path, _)| path.starts_with("files"))
+        .map(|(_, bytes)| argon2_hashes(bytes))
+        .sum();
+    assert_eq!(
+        in_files,
+        ACCEPTED_PASSWORDS.len(),
+        "password hashes in job files"
+    );
+}
+
+/// The names and sizes of the files but job files, for messages.
+fn names(files: &[(PathBuf, Vec<u8>)]) -> String {
+    (files.iter())
+        .filter(|(path, _)| !path.starts_with("files"))
+        .map(|(path, bytes)| format!("{} ({} bytes)", path.display(), bytes.len()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,553 +883,13 @@ async fn no_secret_or_password_in_any_answer_log_or_stored_byte() {
         port: server.port,
         transcript: Vec::new(),
     };
-    let basic = Auth::Basic(TENANT.to_owned(), SECRET.to_owned());
-    let zendesk_token = Auth::Basic("admin@acme.test/token".to_owned(), SECRET.to_owned());
-    let bearer = Auth::Bearer(SECRET.to_owned());
-    let token = Auth::Token(SECRET.to_owned());
-    let signed = Auth::Signed(KEY_ID.to_owned(), SECRET.to_owned());
     let c = &mut client;
-
-    // ---- CCAI: template, config, upload, proceed, status, jobs, both error logs.
-    c.ok(
-        &basic,
-        Method::GET,
-        &format!("{PREFIX}/template"),
-        Payload::Empty,
-    )
-    .await;
-    let file = json!([
-        {"email": "jane@acme.test", "first_name": "Jane", "last_name": "Doe", "agent_number": "1001",
-         "roles": [{"name": "Agent", "value": 1}], "teams": [{"name": "Sales", "value": 1}]},
-        {"email": "john@acme.test", "first_name": "John", "last_name": "Roe", "status": "Inactive"},
-    ]);
-    let job = c
-        .ok(
-            &basic,
-            Method::POST,
-            &format!("{PREFIX}/upload"),
-            upload(&file, "users.json"),
-        )
-        .await;
-    c.ok(
-        &basic,
-        Method::POST,
-        &format!("{PREFIX}/proceed"),
-        Payload::Json(json!({"id": job["id"]})),
-    )
-    .await;
-    c.completed(&basic, &job["id"]).await;
-    // Scheme errors, one for a `password` field the dialect does not have.
-    let bad = json!([
-        {"email": "not-an-email", "first_name": "", "last_name": "Roe",
-         "password": UNKNOWN_FIELD_PASSWORDS[1]},
-    ]);
-    let invalid = c
-        .ok(
-            &basic,
-            Method::POST,
-            &format!("{PREFIX}/upload"),
-            upload(&bad, "bad.json"),
-        )
-        .await;
-    assert_eq!(invalid["status"], "invalid_scheme", "{invalid}");
-    let errors = c
-        .ok(
-            &basic,
-            Method::GET,
-            &format!("{PREFIX}/errors/scheme/{}", invalid["id"]),
-            Payload::Empty,
-        )
-        .await;
-    assert!(errors.to_string().contains("password"), "{errors}");
-    // Update errors: a rename onto a taken email.
-    let renames = json!([
-        {"email": "john@acme.test", "new_email": "jane@acme.test", "first_name": "John", "last_name": "Roe"},
-    ]);
-    let job = c
-        .ok(
-            &basic,
-            Method::POST,
-            &format!("{PREFIX}/upload"),
-            upload(&renames, "renames.json"),
-        )
-        .await;
-    c.ok(
-        &basic,
-        Method::POST,
-        &format!("{PREFIX}/proceed"),
-        Payload::Json(json!({"id": job["id"]})),
-    )
-    .await;
-    c.completed(&basic, &job["id"]).await;
-    let errors = c
-        .ok(
-            &basic,
-            Method::GET,
-            &format!("{PREFIX}/errors/update/{}", job["id"]),
-            Payload::Empty,
-        )
-        .await;
-    assert!(errors.as_array().is_some_and(|e| !e.is_empty()), "{errors}");
-    // A file replaced before proceeding; a presigned upload (501 locally).
-    let pending = c
-        .ok(
-            &basic,
-            Method::POST,
-            &format!("{PREFIX}/upload"),
-            upload(&file, "pending.json"),
-        )
-        .await;
-    c.ok(
-        &basic,
-        Method::PUT,
-        &format!("{PREFIX}/upload"),
-        Payload::Form(vec![
-            Part::text("id", &pending["id"].to_string()),
-            Part::file(file.to_string().into_bytes()),
-        ]),
-    )
-    .await;
-    let presigned = c
-        .call(
-            &basic,
-            Method::POST,
-            &format!("{PREFIX}/upload/presigned"),
-            Payload::Json(json!({"bytes": 100})),
-        )
-        .await;
-    assert_eq!(
-        presigned.status,
-        StatusCode::NOT_IMPLEMENTED,
-        "{}",
-        presigned.text
-    );
-    c.ok(
-        &basic,
-        Method::GET,
-        &format!("{PREFIX}/jobs?per_page=5"),
-        Payload::Empty,
-    )
-    .await;
-    c.ok(
-        &basic,
-        Method::GET,
-        &format!("{PREFIX}/config?emails=jane@acme.test,john@acme.test"),
-        Payload::Empty,
-    )
-    .await;
-    c.ok(
-        &basic,
-        Method::GET,
-        &format!("{PREFIX}/config?page=1"),
-        Payload::Empty,
-    )
-    .await;
-
-    // ---- Zendesk, with each of its credential forms.
-    let created = c
-        .ok(
-            &zendesk_token,
-            Method::POST,
-            "/api/v2/users/create_many.json",
-            Payload::Json(json!({"users": [
-                {"name": "Ada Lovelace", "email": "ada@acme.test", "external_id": "A-1", "role": "agent"},
-                {"name": "Alan Turing", "email": "alan@acme.test", "external_id": "A-2"},
-                // Zendesk users have no password: this user fails, the value is never echoed.
-                {"name": "Eve Hacker", "email": "eve@acme.test", "password": UNKNOWN_FIELD_PASSWORDS[0]},
-            ]})),
-        )
-        .await;
-    let created = c.zendesk_completed(&zendesk_token, &created).await;
-    assert_eq!(created["results"][2]["status"], "Failed", "{created}");
-    let ada = created["results"][0]["id"].clone();
-    let upserted = c
-        .ok(
-            &bearer,
-            Method::POST,
-            "/api/v2/users/create_or_update_many",
-            Payload::Json(json!({"users": [
-                {"name": "Ada King", "email": "ada@acme.test"},
-                {"name": "Edsger Dijkstra", "email": "edsger@acme.test", "external_id": "E-1"},
-            ]})),
-        )
-        .await;
-    c.zendesk_completed(&bearer, &upserted).await;
-    let updated = c
-        .ok(
-            &basic,
-            Method::PUT,
-            &format!("/api/v2/users/update_many.json?ids={ada}"),
-            Payload::Json(json!({"user": {"notes": "moved", "suspended": true}})),
-        )
-        .await;
-    c.zendesk_completed(&basic, &updated).await;
-    let updated = c
-        .ok(
-            &zendesk_token,
-            Method::PUT,
-            "/api/v2/users/update_many",
-            Payload::Json(json!({"users": [{"external_id": "A-2", "suspended": false}]})),
-        )
-        .await;
-    c.zendesk_completed(&zendesk_token, &updated).await;
-    let destroyed = c
-        .ok(
-            &bearer,
-            Method::DELETE,
-            "/api/v2/users/destroy_many.json?external_ids=E-1,nobody",
-            Payload::Empty,
-        )
-        .await;
-    let destroyed = c.zendesk_completed(&bearer, &destroyed).await;
-    c.ok(
-        &bearer,
-        Method::GET,
-        "/api/v2/job_statuses.json?page[size]=2",
-        Payload::Empty,
-    )
-    .await;
-    c.ok(
-        &bearer,
-        Method::GET,
-        &format!(
-            "/api/v2/job_statuses/show_many.json?ids={}",
-            destroyed["id"].as_str().unwrap()
-        ),
-        Payload::Empty,
-    )
-    .await;
-
-    // ---- Huawei Workspace: batches with passwords, accepted and refused, list and delete.
-    let batch = "/v2/acme/users/batch-create";
-    c.ok(
-        &token,
-        Method::POST,
-        batch,
-        Payload::Json(json!({"users": [
-            {"user_name": "alpha", "user_email": "alpha@acme.test", "active_type": "ADMIN_ACTIVATE",
-             "password": ACCEPTED_PASSWORDS[0]},
-            {"user_name": "bravo", "user_phone": "5550100", "active_type": "ADMIN_ACTIVATE",
-             "password": ACCEPTED_PASSWORDS[1], "enable_change_password": true},
-        ]})),
-    )
-    .await;
-    for (users, code) in [
-        (
-            json!([{"user_name": "short", "active_type": "ADMIN_ACTIVATE", "password": REFUSED_PASSWORDS[0]}]),
-            "WKS.0001",
-        ),
-        (
-            json!([{"user_name": "long", "active_type": "ADMIN_ACTIVATE", "password": REFUSED_PASSWORDS[1]}]),
-            "WKS.0001",
-        ),
-        (
-            json!([
-                {"user_name": "fine", "active_type": "ADMIN_ACTIVATE", "password": REFUSED_PASSWORDS[2]},
-                {"user_name": "broken", "user_email": "not-an-email"},
-            ]),
-            "WKS.0001",
-        ),
-        (
-            json!([{"user_name": "ALPHA", "active_type": "ADMIN_ACTIVATE", "password": REFUSED_PASSWORDS[3]}]),
-            "WKS.00170202",
-        ),
-        (
-            json!([{"user_name": "number", "active_type": "ADMIN_ACTIVATE",
-                    "password": NUMERIC_PASSWORD.parse::<u64>().unwrap()}]),
-            "WKS.0001",
-        ),
-    ] {
-        let refused = c
-            .call(
-                &token,
-                Method::POST,
-                batch,
-                Payload::Json(json!({ "users": users })),
-            )
-            .await;
-        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
-        assert_eq!(refused.body["error_code"], code, "{}", refused.text);
-    }
-    // The official SDK's way: AK/SK-signed.
-    c.ok(
-        &signed,
-        Method::POST,
-        batch,
-        Payload::Json(json!({"users": [
-            {"user_name": "delta", "user_email": "delta@acme.test", "active_type": "ADMIN_ACTIVATE",
-             "password": ACCEPTED_PASSWORDS[2]},
-        ]})),
-    )
-    .await;
-    let list = c
-        .ok(
-            &signed,
-            Method::GET,
-            "/v2/acme/users?limit=100&offset=0",
-            Payload::Empty,
-        )
-        .await;
-    let id_of = |name: &str| {
-        list["users"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|user| user["user_name"] == name)
-            .and_then(|user| user["id"].as_str())
-            .unwrap_or_else(|| panic!("no {name} in {list}"))
-            .to_owned()
-    };
-    let (bravo, delta) = (id_of("bravo"), id_of("delta"));
-    let deleted = c
-        .call(
-            &token,
-            Method::DELETE,
-            &format!("/v2/acme/users/{bravo}"),
-            Payload::Empty,
-        )
-        .await;
-    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
-    let deleted = c
-        .call(
-            &signed,
-            Method::POST,
-            "/v2/acme/users/batch-delete",
-            Payload::Json(json!({ "user_ids": [delta] })),
-        )
-        .await;
-    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
-    c.ok(
-        &token,
-        Method::GET,
-        "/v2/acme/users?user_name=alp",
-        Payload::Empty,
-    )
-    .await;
-
-    // ---- Refused credentials: near misses of the real secret, and the real one misused.
-    let near = format!("{}{}", &SECRET[..24], "WrongTail0000000");
-    let near_twin = format!("{}x", SECRET);
-    let refusals: Vec<(Auth, &str)> = vec![
-        (Auth::Basic(TENANT.to_owned(), near.clone()), PREFIX),
-        (Auth::Basic(TENANT.to_owned(), near_twin.clone()), PREFIX),
-        (Auth::Basic("globex".to_owned(), SECRET.to_owned()), PREFIX),
-        (Auth::Basic(TENANT.to_owned(), String::new()), PREFIX),
-        (Auth::None, PREFIX),
-        (Auth::Bearer(near.clone()), "/api/v2"),
-        (
-            Auth::Basic("admin@acme.test/token".to_owned(), near.clone()),
-            "/api/v2",
-        ),
-        (Auth::Token(near.clone()), "/v2"),
-        (Auth::Signed(KEY_ID.to_owned(), near.clone()), "/v2"),
-        (
-            Auth::Signed("unknown-key".to_owned(), SECRET.to_owned()),
-            "/v2",
-        ),
-    ];
-    for (auth, dialect) in &refusals {
-        let target = match *dialect {
-            "/api/v2" => "/api/v2/job_statuses".to_owned(),
-            "/v2" => "/v2/acme/users".to_owned(),
-            _ => format!("{PREFIX}/jobs"),
-        };
-        let answer = c.call(auth, Method::GET, &target, Payload::Empty).await;
-        assert_eq!(
-            answer.status,
-            StatusCode::UNAUTHORIZED,
-            "{target}: {}",
-            answer.text
-        );
-    }
-    // A signed request whose body was changed after signing.
-    {
-        let body = json!({"users": [{"user_name": "tampered", "user_phone": "1"}]});
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert("x-sdk-date", HeaderValue::from_str(&sdk_date()).unwrap());
-        let signature = sign_request(
-            &SignedRequest {
-                method: "POST",
-                path: batch,
-                query: None,
-                headers: &headers,
-                body: body.to_string().as_bytes(),
-            },
-            KEY_ID,
-            SECRET,
-        )
-        .unwrap();
-        headers.insert(
-            http::header::AUTHORIZATION,
-            HeaderValue::from_str(&signature).unwrap(),
-        );
-        let response = c
-            .http
-            .post(format!("http://127.0.0.1:{}{batch}", c.port))
-            .headers(headers)
-            .body(json!({"users": [{"user_name": "swapped", "user_phone": "1"}]}).to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-        let text = response.text().await.unwrap();
-        c.transcript
-            .push(format!("POST {batch} (tampered)\n{text}"));
-    }
-
-    // ---- A second credential made with bulk-admin: used, then revoked and refused at once.
-    let created = admin(
-        &data,
-        &[
-            "credential",
-            "create",
-            "--tenant",
-            TENANT,
-            "--name",
-            "rotation bot",
-        ],
-    );
-    let field = |name: &str| {
-        created
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .unwrap_or_else(|| panic!("no {name} in bulk-admin's output"))
-            .trim()
-            .to_owned()
-    };
-    let (second_key_id, second) = (field("key id:"), field("secret:"));
-    let second_basic = Auth::Basic(TENANT.to_owned(), second.clone());
-    let second_bearer = Auth::Bearer(second.clone());
-    let second_token = Auth::Token(second.clone());
-    let second_signed = Auth::Signed(second_key_id.clone(), second.clone());
-    let jobs = c
-        .ok(
-            &second_basic,
-            Method::GET,
-            &format!("{PREFIX}/jobs"),
-            Payload::Empty,
-        )
-        .await;
-    assert!(jobs.as_array().is_some_and(|jobs| !jobs.is_empty()));
-    let job = c
-        .ok(
-            &second_basic,
-            Method::POST,
-            &format!("{PREFIX}/upload"),
-            upload(&file, "second.json"),
-        )
-        .await;
-    let job = c
-        .ok(
-            &second_basic,
-            Method::GET,
-            &format!("{PREFIX}/jobs/{}", job["id"]),
-            Payload::Empty,
-        )
-        .await;
-    assert_eq!(job["uploaded_api_user_name"], "rotation bot");
-    c.ok(
-        &second_bearer,
-        Method::GET,
-        "/api/v2/job_statuses",
-        Payload::Empty,
-    )
-    .await;
-    c.ok(&second_token, Method::GET, "/v2/acme/users", Payload::Empty)
-        .await;
-    c.ok(
-        &second_signed,
-        Method::GET,
-        "/v2/acme/users?limit=5",
-        Payload::Empty,
-    )
-    .await;
-    let listed = admin(&data, &["credential", "list", "--tenant", TENANT]);
-    assert!(
-        listed.contains(&second_key_id) && listed.contains(KEY_ID),
-        "{listed}"
-    );
-    assert!(
-        !listed.contains(&second) && !listed.contains(SECRET),
-        "bulk-admin lists no secret"
-    );
-    admin(
-        &data,
-        &[
-            "credential",
-            "revoke",
-            "--tenant",
-            TENANT,
-            "--key-id",
-            &second_key_id,
-        ],
-    );
-    for (auth, target) in [
-        (&second_basic, format!("{PREFIX}/jobs")),
-        (&second_bearer, "/api/v2/job_statuses".to_owned()),
-        (&second_token, "/v2/acme/users".to_owned()),
-        (&second_signed, "/v2/acme/users".to_owned()),
-    ] {
-        let answer = c.call(auth, Method::GET, &target, Payload::Empty).await;
-        assert_eq!(
-            answer.status,
-            StatusCode::UNAUTHORIZED,
-            "a revoked credential is refused at once: {target}: {}",
-            answer.text
-        );
-    }
-    // The seeded credential still works.
-    c.ok(
-        &basic,
-        Method::GET,
-        &format!("{PREFIX}/jobs"),
-        Payload::Empty,
-    )
-    .await;
-
-    // ---- Every job's error logs and job status (with results), as the API returns them.
-    let jobs = c
-        .ok(
-            &basic,
-            Method::GET,
-            &format!("{PREFIX}/jobs?per_page=100"),
-            Payload::Empty,
-        )
-        .await;
-    let ids: Vec<u64> = jobs
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|job| job["id"].as_u64().unwrap())
-        .collect();
-    assert!(ids.len() >= 16, "{jobs}");
-    for id in &ids {
-        c.ok(
-            &basic,
-            Method::GET,
-            &format!("{PREFIX}/errors/scheme/{id}"),
-            Payload::Empty,
-        )
-        .await;
-        c.ok(
-            &basic,
-            Method::GET,
-            &format!("{PREFIX}/errors/update/{id}"),
-            Payload::Empty,
-        )
-        .await;
-        c.ok(
-            &bearer,
-            Method::GET,
-            &format!("/api/v2/job_statuses/{id:032x}"),
-            Payload::Empty,
-        )
-        .await;
-    }
+    let file = ccai_flow(c).await;
+    zendesk_flow(c).await;
+    workspace_flow(c).await;
+    refused_credentials(c).await;
+    let second = second_credential(c, &data, &file).await;
+    read_every_job_log(c).await;
     let transcript = std::mem::take(&mut c.transcript);
 
     let master_key = std::fs::read_to_string(data.join("master.key"))
@@ -886,127 +902,10 @@ async fn no_secret_or_password_in_any_answer_log_or_stored_byte() {
     let lines = server.stop_capturing();
     let stopped = data_files(&data);
 
-    // ---- What must never appear.
-    let encode = |text: String| base64::engine::general_purpose::STANDARD.encode(text);
-    let mut secrets: Vec<(String, String)> = Vec::new();
-    for (name, secret) in [
-        ("the seeded secret", SECRET),
-        ("the admin-made secret", second.as_str()),
-    ] {
-        secrets.push((name.to_owned(), secret.to_owned()));
-        for (at, piece) in secret.as_bytes().windows(16).enumerate() {
-            secrets.push((
-                format!("{name}'s characters {at}..{}", at + 16),
-                String::from_utf8(piece.to_vec()).unwrap(),
-            ));
-        }
-        for user in [TENANT, "globex", "admin@acme.test/token"] {
-            secrets.push((
-                format!("Basic {user}:{name} as sent (base64)"),
-                encode(format!("{user}:{secret}")),
-            ));
-        }
-    }
-    for (name, wrong) in [
-        ("a refused near-miss secret", &near),
-        ("a refused near-miss secret", &near_twin),
-    ] {
-        secrets.push((name.to_owned(), wrong.clone()));
-        secrets.push((
-            format!("Basic {TENANT}:{name} (base64)"),
-            encode(format!("{TENANT}:{wrong}")),
-        ));
-    }
-    let mut workspace_passwords: Vec<(String, String)> = ACCEPTED_PASSWORDS
-        .iter()
-        .chain(&REFUSED_PASSWORDS)
-        .chain(&[NUMERIC_PASSWORD])
-        .map(|password| {
-            (
-                format!("the Workspace password '{password}'"),
-                password.to_string(),
-            )
-        })
-        .collect();
-    workspace_passwords.push((
-        "a Workspace password's base64".to_owned(),
-        encode(ACCEPTED_PASSWORDS[0].to_owned()),
-    ));
-    let unknown_field_passwords: Vec<(String, String)> = UNKNOWN_FIELD_PASSWORDS
-        .iter()
-        .map(|password| {
-            (
-                format!("the unknown-field password '{password}'"),
-                password.to_string(),
-            )
-        })
-        .collect();
-    let master = vec![("the master key".to_owned(), master_key.clone())];
-    let everything: Vec<(String, String)> = secrets
-        .iter()
-        .chain(&workspace_passwords)
-        .chain(&unknown_field_passwords)
-        .chain(&master)
-        .cloned()
-        .collect();
-
-    let mut problems = Vec::new();
-    // Every answer: status line, headers and body.
-    for entry in &transcript {
-        for leak in found(entry.as_bytes(), &everything) {
-            problems.push(format!("an answer carries {leak}: {entry}"));
-        }
-    }
-    // Every line the server printed (as printed, and without colour codes).
-    // The most verbose level the subscriber accepts is on: the run's refused signatures are
-    // logged at DEBUG, its completed jobs at INFO (no dependency of bulk-local logs at TRACE).
-    for (level, event) in [
-        ("DEBUG", "signed request refused"),
-        ("INFO", "job completed"),
-    ] {
-        assert!(
-            lines
-                .iter()
-                .map(|line| without_ansi(line))
-                .any(|line| line.contains(level) && line.contains(event)),
-            "the server logged no {level} '{event}' line at BULK_LOG=trace: {lines:?}"
-        );
-    }
-    for line in &lines {
-        for text in [line.clone(), without_ansi(line)] {
-            for leak in found(text.as_bytes(), &everything) {
-                problems.push(format!("the server printed {leak}: {line}"));
-            }
-        }
-    }
-    // Every stored byte: the database, its journal, the queue, the job files. A Workspace job's
-    // file holds password hashes; a file the client uploaded holds what it sent (the unknown
-    // `password` fields included), which is its own data.
-    let stored_secrets: Vec<(String, String)> = secrets
-        .iter()
-        .chain(&workspace_passwords)
-        .cloned()
-        .collect();
-    for (when, files) in [("while running", &running), ("once stopped", &stopped)] {
-        for (path, bytes) in files {
-            let needles = if path.starts_with("files") {
-                &stored_secrets
-            } else {
-                &everything
-            };
-            for leak in found(bytes, needles) {
-                problems.push(format!("{} stores {leak} ({when})", path.display()));
-            }
-        }
-    }
-    let names = |files: &[(std::path::PathBuf, Vec<u8>)]| {
-        files
-            .iter()
-            .filter(|(path, _)| !path.starts_with("files"))
-            .map(|(path, bytes)| format!("{} ({} bytes)", path.display(), bytes.len()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let forbidden = forbidden(&second, master_key);
+    let mut problems = forbidden.in_answers_and_lines(&transcript, &lines);
+    problems.extend(forbidden.in_files("while running", &running));
+    problems.extend(forbidden.in_files("once stopped", &stopped));
     assert!(
         stopped
             .iter()
@@ -1014,45 +913,7 @@ async fn no_secret_or_password_in_any_answer_log_or_stored_byte() {
         "{}",
         names(&stopped)
     );
-
-    // The accepted passwords are stored as argon2id hashes.
-    let store = bulk_users::adapters::embedded::open(&data)
-        .await
-        .expect("open the data directory");
-    let acme = TenantId::parse(TENANT).unwrap();
-    let alpha = store
-        .ports
-        .users
-        .users_by_keys(&acme, &[UserKey::user_name("alpha")])
-        .await
-        .unwrap();
-    let hash = alpha
-        .first()
-        .and_then(|user| user.workspace.password_hash.clone())
-        .expect("alpha has a password hash");
-    assert!(hash.starts_with("$argon2id$"), "{hash}");
-    let database = std::fs::read(data.join("bulk.sqlite3")).unwrap();
-    let hashes = database
-        .windows(b"$argon2id$".len())
-        .filter(|window| *window == b"$argon2id$")
-        .count();
-    assert!(hashes >= 1, "the database holds the password hashes");
-    // The accepted batches' job files hold the three hashes in place of the passwords.
-    let in_files: usize = stopped
-        .iter()
-        .filter(|(path, _)| path.starts_with("files"))
-        .map(|(_, bytes)| {
-            bytes
-                .windows(b"$argon2id$".len())
-                .filter(|window| *window == b"$argon2id$")
-                .count()
-        })
-        .sum();
-    assert_eq!(
-        in_files,
-        ACCEPTED_PASSWORDS.len(),
-        "password hashes in job files"
-    );
+    passwords_are_argon2_hashes(&data, &stopped).await;
 
     println!(
         "{} answers and {} log lines searched for {} forbidden strings; data directory scanned \
@@ -1060,7 +921,7 @@ async fn no_secret_or_password_in_any_answer_log_or_stored_byte() {
          files); in {:?}",
         transcript.len(),
         lines.len(),
-        everything.len(),
+        forbidden.everything.len(),
         running.len(),
         names(&running),
         stopped.len(),

@@ -1,6 +1,7 @@
 //! Test support: the same application on either store, driven through the route table, plus
 //! helpers to build requests and read answers.
 
+pub mod cases;
 pub mod emulator;
 pub mod iam;
 pub mod local_server;
