@@ -26,6 +26,11 @@ async fn zendesk(app: &TestApp, method: Method, path: &str, body: Value) -> Answ
         .await
 }
 
+/// Sends a Zendesk bulk request, runs its queued work and answers the finished job status.
+async fn zendesk_job(app: &TestApp, method: Method, path: &str, body: Value) -> Value {
+    finished(app, &zendesk(app, method, path, body).await).await
+}
+
 /// Runs the queued work and answers the job status.
 async fn finished(app: &TestApp, answer: &Answer) -> Value {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
@@ -141,34 +146,12 @@ async fn create_many_is_a_queued_job_with_results_in_request_order(app: TestApp)
 }
 
 async fn create_or_update_update_and_destroy_many(app: TestApp) {
-    let created = zendesk(
-        &app,
-        Method::POST,
-        "/api/v2/users/create_many",
-        json!({"users": [
-            {"name": "Ada Lovelace", "email": "ada@acme.test", "external_id": "A-1"},
-            {"name": "Alan Turing", "email": "alan@acme.test", "external_id": "A-2"},
-        ]}),
-    )
-    .await;
-    let created = finished(&app, &created).await;
+    let created = zendesk_job(&app, Method::POST, "/api/v2/users/create_many", json!({"users": [ {"name": "Ada Lovelace", "email": "ada@acme.test", "external_id": "A-1"}, {"name": "Alan Turing", "email": "alan@acme.test", "external_id": "A-2"}, ]})).await;
     let ada = created["results"][0]["id"].as_u64().unwrap();
     let alan = created["results"][1]["id"].as_u64().unwrap();
 
     // Matched by email (case-insensitively) or by external id; a new one is created.
-    let upserted = zendesk(
-        &app,
-        Method::POST,
-        "/api/v2/users/create_or_update_many.json",
-        json!({"users": [
-            {"name": "Ada King", "email": "ADA@acme.test"},
-            {"name": "Alan M. Turing", "external_id": "a-2", "email": "turing@acme.test"},
-            {"name": "Edsger Dijkstra", "email": "edsger@acme.test"},
-            {"email": "nameless@acme.test"},
-        ]}),
-    )
-    .await;
-    let upserted = finished(&app, &upserted).await;
+    let upserted = zendesk_job(&app, Method::POST, "/api/v2/users/create_or_update_many.json", json!({"users": [ {"name": "Ada King", "email": "ADA@acme.test"}, {"name": "Alan M. Turing", "external_id": "a-2", "email": "turing@acme.test"}, {"name": "Edsger Dijkstra", "email": "edsger@acme.test"}, {"email": "nameless@acme.test"}, ]})).await;
     assert_eq!(
         statuses(&upserted),
         ["Updated", "Updated", "Created", "Failed"]
@@ -182,65 +165,51 @@ async fn create_or_update_update_and_destroy_many(app: TestApp) {
         .contains("name is required"));
 
     // One change applied to several users by id.
-    let updated = zendesk(
+    let updated = zendesk_job(
         &app,
         Method::PUT,
         &format!("/api/v2/users/update_many.json?ids={ada},{alan},999999"),
         json!({"user": {"notes": "moved", "suspended": true}}),
     )
     .await;
-    let updated = finished(&app, &updated).await;
     assert_eq!(statuses(&updated), ["Updated", "Updated", "Failed"]);
     assert_eq!(updated["results"][2]["error"], "RecordNotFound");
 
     // Per-user changes, by external id; taking another user's email fails that user only.
-    let renamed = zendesk(
-        &app,
-        Method::PUT,
-        "/api/v2/users/update_many",
-        json!({"users": [
-            {"external_id": "A-1", "email": "edsger@acme.test"},
-            {"external_id": "A-2", "suspended": false},
-        ]}),
-    )
-    .await;
-    let renamed = finished(&app, &renamed).await;
+    let renamed = zendesk_job(&app, Method::PUT, "/api/v2/users/update_many", json!({"users": [ {"external_id": "A-1", "email": "edsger@acme.test"}, {"external_id": "A-2", "suspended": false}, ]})).await;
     assert_eq!(statuses(&renamed), ["Failed", "Updated"]);
     assert_eq!(renamed["results"][0]["error"], "DuplicateValue");
 
     // create_many refuses an email that exists.
-    let again = zendesk(
+    let again = zendesk_job(
         &app,
         Method::POST,
         "/api/v2/users/create_many",
         json!({"users": [{"name": "Ada Again", "email": "ada@acme.test"}]}),
     )
     .await;
-    let again = finished(&app, &again).await;
     assert_eq!(statuses(&again), ["Failed"]);
     assert_eq!(again["results"][0]["error"], "DuplicateValue");
 
-    let destroyed = zendesk(
+    let destroyed = zendesk_job(
         &app,
         Method::DELETE,
         "/api/v2/users/destroy_many.json?external_ids=A-1,nobody",
         Value::Null,
     )
     .await;
-    let destroyed = finished(&app, &destroyed).await;
     assert_eq!(statuses(&destroyed), ["Deleted", "Failed"]);
     let config = app.get("config?emails=ada@acme.test").await;
     assert_eq!(config.body, json!([]), "a deleted user is gone");
 
     // Its email is free again.
-    let recreated = zendesk(
+    let recreated = zendesk_job(
         &app,
         Method::POST,
         "/api/v2/users/create_many",
         json!({"users": [{"name": "Ada Again", "email": "ada@acme.test", "external_id": "A-1"}]}),
     )
     .await;
-    let recreated = finished(&app, &recreated).await;
     assert_eq!(statuses(&recreated), ["Created"]);
     assert_ne!(recreated["results"][0]["id"], ada);
 }
@@ -689,14 +658,13 @@ async fn one_user_whichever_dialect(app: TestApp) {
     assert_eq!(created.status, StatusCode::OK, "{}", created.body);
 
     // Zendesk finds her by email and updates her.
-    let upserted = zendesk(
+    let upserted = zendesk_job(
         &app,
         Method::POST,
         "/api/v2/users/create_or_update_many",
         json!({"users": [{"name": "Grace Hopper", "email": "grace@acme.test", "role": "admin"}]}),
     )
     .await;
-    let upserted = finished(&app, &upserted).await;
     assert_eq!(statuses(&upserted), ["Updated"]);
 
     // CCAI sees the same user and updates her too.
