@@ -92,60 +92,36 @@ fn run_client(script: &str, args: &[&str], home: &Path) {
     }
 }
 
+/// Runs `tests/clients/{script}` against a `bulk-local` of tenant [`TENANT`] and [`SECRET`] with
+/// `environment` added; the script's arguments are the server's URL and `args`.
+fn run_client_on_local_server(script: &str, environment: &[(&str, &str)], args: &[&str]) {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let mut variables = vec![
+        ("BULK_LOCAL_TENANT", TENANT),
+        ("BULK_LOCAL_SECRET", SECRET),
+        ("BULK_LOCAL_WORKERS", "2"),
+    ];
+    variables.extend_from_slice(environment);
+    let server = LocalServer::start(&dir.path().join("data"), &variables);
+    let url = server.url("");
+    run_client(script, &[&[url.as_str()], args].concat(), dir.path());
+}
+
 #[test]
 fn zenpy_creates_upserts_updates_and_deletes_users_through_job_statuses() {
-    let dir = tempfile::TempDir::new().expect("temp dir");
-    let server = LocalServer::start(
-        &dir.path().join("data"),
-        &[
-            ("BULK_LOCAL_TENANT", TENANT),
-            ("BULK_LOCAL_SECRET", SECRET),
-            ("BULK_LOCAL_WORKERS", "2"),
-        ],
-    );
-    run_client(
-        "zendesk_client.py",
-        &[&server.url(""), TENANT, SECRET],
-        dir.path(),
-    );
+    run_client_on_local_server("zendesk_client.py", &[], &[TENANT, SECRET]);
 }
 
 #[test]
 fn huawei_sdk_signs_creates_lists_and_deletes_users() {
-    let dir = tempfile::TempDir::new().expect("temp dir");
     // A key id other than the tenant: the SDK's AK is the key id, its project_id the tenant.
     let key_id = "acme-workspace-sdk";
-    let server = LocalServer::start(
-        &dir.path().join("data"),
-        &[
-            ("BULK_LOCAL_TENANT", TENANT),
-            ("BULK_LOCAL_SECRET", SECRET),
-            ("BULK_LOCAL_KEY_ID", key_id),
-            ("BULK_LOCAL_WORKERS", "2"),
-        ],
-    );
-    run_client(
-        "huawei_client.py",
-        &[&server.url(""), TENANT, key_id, SECRET],
-        dir.path(),
-    );
+    let environment = [("BULK_LOCAL_KEY_ID", key_id)];
+    run_client_on_local_server("huawei_client.py", &environment, &[TENANT, key_id, SECRET]);
 }
 
 #[test]
 fn users_created_with_the_huawei_sdk_are_the_users_zenpy_updates_and_deletes() {
-    let dir = tempfile::TempDir::new().expect("temp dir");
     // Without BULK_LOCAL_KEY_ID the key id (the AK) is the tenant's name.
-    let server = LocalServer::start(
-        &dir.path().join("data"),
-        &[
-            ("BULK_LOCAL_TENANT", TENANT),
-            ("BULK_LOCAL_SECRET", SECRET),
-            ("BULK_LOCAL_WORKERS", "2"),
-        ],
-    );
-    run_client(
-        "cross_dialect.py",
-        &[&server.url(""), TENANT, TENANT, SECRET],
-        dir.path(),
-    );
+    run_client_on_local_server("cross_dialect.py", &[], &[TENANT, TENANT, SECRET]);
 }

@@ -239,51 +239,66 @@ impl Harness {
         id
     }
 
+    /// A CCAI job.
+    async fn job(&self, id: u64) -> Value {
+        let path = format!("{PREFIX}/jobs/{id}");
+        self.get(Dialect::Ccai, &path).await.body
+    }
+
     /// Polls a CCAI job until it has ended; it must not stay in progress.
     async fn ended_job(&self, id: u64) -> Value {
+        let path = format!("{PREFIX}/jobs/{id}");
+        let ended = ["completed", "failed", "cancelled"];
+        self.until_ended(Dialect::Ccai, &path, "", &ended).await
+    }
+
+    /// Polls a Zendesk job status until it has ended.
+    async fn ended_job_status(&self, id: &str) -> Value {
+        let path = format!("/api/v2/job_statuses/{id}");
+        let ended = ["completed", "failed", "killed"];
+        self.until_ended(Dialect::Zendesk, &path, "/job_status", &ended)
+            .await
+    }
+
+    /// Polls `path` until the job at `pointer` of its answer has one of the `ended` statuses.
+    async fn until_ended(
+        &self,
+        dialect: Dialect,
+        path: &str,
+        pointer: &str,
+        ended: &[&str],
+    ) -> Value {
         let deadline = Instant::now() + JOB_DEADLINE;
         loop {
-            let job = self
-                .get(Dialect::Ccai, &format!("{PREFIX}/jobs/{id}"))
-                .await
-                .body;
-            if matches!(
-                job["status"].as_str(),
-                Some("completed" | "failed" | "cancelled")
-            ) {
+            let job = self.get(dialect, path).await.body.pointer(pointer).cloned();
+            let job = job.unwrap_or_default();
+            if job["status"]
+                .as_str()
+                .is_some_and(|status| ended.contains(&status))
+            {
                 return job;
             }
             assert!(
                 Instant::now() < deadline,
-                "[{}] job {id} has not ended within {JOB_DEADLINE:?}: {job}",
+                "[{}] {path} has not ended within {JOB_DEADLINE:?}: {job}",
                 self.label
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 
-    /// Polls a Zendesk job status until it has ended.
-    async fn ended_job_status(&self, id: &str) -> Value {
-        let deadline = Instant::now() + JOB_DEADLINE;
-        loop {
-            let status = self
-                .get(Dialect::Zendesk, &format!("/api/v2/job_statuses/{id}"))
-                .await
-                .body;
-            let status = status["job_status"].clone();
-            if matches!(
-                status["status"].as_str(),
-                Some("completed" | "failed" | "killed")
-            ) {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "[{}] job status {id} has not ended within {JOB_DEADLINE:?}: {status}",
-                self.label
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+    /// A Workspace `batch-create` of [`workspace_users`] `batch` under `key`.
+    async fn workspace_batch(&self, key: &str, batch: usize) -> Answer {
+        let body = workspace_users(batch);
+        self.post_json(Dialect::Workspace, WORKSPACE_BATCH_CREATE, Some(key), &body)
+            .await
+    }
+
+    /// The Workspace dialect's list of users.
+    async fn workspace_listed(&self) -> Value {
+        self.get(Dialect::Workspace, "/v2/acme/users?limit=1000")
+            .await
+            .body
     }
 }
 
@@ -360,20 +375,9 @@ async fn consume(
 ) -> u64 {
     let mut failed_deliveries = 0;
     while !stop.load(Ordering::SeqCst) {
-        let received = sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(10)
-            .visibility_timeout(VISIBILITY_SECONDS)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await;
-        let messages = match received {
-            Ok(received) => received.messages.unwrap_or_default(),
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+        let Some(messages) = receive(&sqs, &queue_url, VISIBILITY_SECONDS).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
         };
         if messages.is_empty() {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -389,13 +393,7 @@ async fn consume(
                 .any(|failure| failure.item_identifier == id);
             if failed {
                 failed_deliveries += 1;
-                let _ = sqs
-                    .change_message_visibility()
-                    .queue_url(&queue_url)
-                    .receipt_handle(handle)
-                    .visibility_timeout(0)
-                    .send()
-                    .await;
+                release(&sqs, &queue_url, handle).await;
             } else {
                 // A delete that fails leaves the message to come back after its visibility
                 // timeout: a delivery more, which changes nothing.
@@ -409,6 +407,37 @@ async fn consume(
         }
     }
     failed_deliveries
+}
+
+/// Up to ten messages with their receive counts, hidden for `visibility` seconds; `None` when
+/// the receive failed.
+async fn receive(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    visibility: i32,
+) -> Option<Vec<Message>> {
+    let received = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(10)
+        .visibility_timeout(visibility)
+        .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+        .send()
+        .await
+        .ok()?;
+    Some(received.messages.unwrap_or_default())
+}
+
+/// A message made visible again at once, for its next delivery (when that fails, its
+/// visibility timeout does it).
+async fn release(sqs: &aws_sdk_sqs::Client, queue_url: &str, handle: String) {
+    let _ = sqs
+        .change_message_visibility()
+        .queue_url(queue_url)
+        .receipt_handle(handle)
+        .visibility_timeout(0)
+        .send()
+        .await;
 }
 
 /// The Lambda event of received messages, with each one's receive count.
@@ -505,6 +534,9 @@ fn zendesk_users(batch: usize) -> Value {
 const WORKSPACE_BATCHES: usize = 8;
 /// Users of a Workspace batch: one chunk (see `a_workspace_batch_failing_after_its_first_writes…`).
 const WORKSPACE_BATCH: usize = 10;
+
+/// The Workspace route of batches.
+const WORKSPACE_BATCH_CREATE: &str = "/v2/acme/users/batch-create";
 
 /// A Workspace `batch-create` body.
 fn workspace_users(batch: usize) -> Value {
@@ -633,16 +665,9 @@ async fn workload(harness: &Harness) -> Value {
 
     // Workspace batches run in the request: a retry after a 503 sends the same key, and a
     // repeat of a batch that succeeded gets its first answer and creates nothing.
-    let path = "/v2/acme/users/batch-create";
     for batch in 0..WORKSPACE_BATCHES {
-        let key = format!("workspace-{batch}");
         let answer = harness
-            .post_json(
-                Dialect::Workspace,
-                path,
-                Some(&key),
-                &workspace_users(batch),
-            )
+            .workspace_batch(&format!("workspace-{batch}"), batch)
             .await;
         if answer.status != StatusCode::OK {
             print_failed_jobs(harness).await;
@@ -654,14 +679,7 @@ async fn workload(harness: &Harness) -> Value {
             harness.label
         );
     }
-    let repeated = harness
-        .post_json(
-            Dialect::Workspace,
-            path,
-            Some("workspace-0"),
-            &workspace_users(0),
-        )
-        .await;
+    let repeated = harness.workspace_batch("workspace-0", 0).await;
     assert_eq!(
         (repeated.status, &repeated.body),
         (StatusCode::OK, &json!({}))
@@ -977,10 +995,7 @@ async fn a_chunk_failing_on_every_delivery_ends_its_job_failed_with_the_reason()
 
     deliver_until_given_up(&harness, id).await;
 
-    let job = harness
-        .get(Dialect::Ccai, &format!("{PREFIX}/jobs/{id}"))
-        .await
-        .body;
+    let job = harness.job(id).await;
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(
         (job["affected_rows"].as_u64(), job["failed_rows"].as_u64()),
@@ -1021,18 +1036,9 @@ async fn deliver_until_given_up(harness: &Harness, id: u64) {
     let deadline = Instant::now() + JOB_DEADLINE;
     while last_deliveries < 2 {
         assert!(Instant::now() < deadline, "the chunks were not delivered");
-        let Ok(received) = sqs
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .visibility_timeout(60)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await
-        else {
+        let Some(messages) = receive(sqs, queue_url, 60).await else {
             continue;
         };
-        let messages = received.messages.unwrap_or_default();
         if messages.is_empty() {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
@@ -1063,19 +1069,10 @@ async fn deliver_until_given_up(harness: &Harness, id: u64) {
                 // The queue moves it to the dead-letter queue.
                 last_deliveries += 1;
             } else {
-                let _ = sqs
-                    .change_message_visibility()
-                    .queue_url(queue_url)
-                    .receipt_handle(message.receipt_handle.unwrap_or_default())
-                    .visibility_timeout(0)
-                    .send()
-                    .await;
+                release(sqs, queue_url, message.receipt_handle.unwrap_or_default()).await;
             }
         }
-        let job = harness
-            .get(Dialect::Ccai, &format!("{PREFIX}/jobs/{id}"))
-            .await
-            .body;
+        let job = harness.job(id).await;
         let expected = if receive_counts.iter().any(|&r| r >= MAX_RECEIVES) {
             "failed"
         } else {
@@ -1180,25 +1177,17 @@ async fn a_lost_answer_to_the_start_of_a_job_still_queues_its_chunks() {
 async fn a_lost_answer_to_an_idempotency_claim_runs_the_request() {
     let harness = Harness::start("lost-claim", Emulator::Shared).await;
     lose_next_answer(&harness, "PutItem", "IDEM#").await;
-    let path = "/v2/acme/users/batch-create";
-    let first = harness
-        .post_json(Dialect::Workspace, path, Some("claim"), &workspace_users(0))
-        .await;
+    let first = harness.workspace_batch("claim", 0).await;
     assert_eq!(
         (first.status, &first.body),
         (StatusCode::OK, &json!({})),
         "the request ran"
     );
     assert_lost_once(&harness).await;
-    let again = harness
-        .post_json(Dialect::Workspace, path, Some("claim"), &workspace_users(0))
-        .await;
+    let again = harness.workspace_batch("claim", 0).await;
     assert_eq!((again.status, &again.body), (StatusCode::OK, &json!({})));
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
-    let listed = harness
-        .get(Dialect::Workspace, "/v2/acme/users?limit=1000")
-        .await
-        .body;
+    let listed = harness.workspace_listed().await;
     assert_eq!(listed["total_count"], WORKSPACE_BATCH, "{listed}");
 }
 
@@ -1243,15 +1232,7 @@ async fn a_workspace_batch_failing_after_its_first_writes_can_be_retried() {
             "limit": MAX_ATTEMPTS,
         }))
         .await;
-    let path = "/v2/acme/users/batch-create";
-    let answer = harness
-        .post_json(
-            Dialect::Workspace,
-            path,
-            Some("partial"),
-            &workspace_users(0),
-        )
-        .await;
+    let answer = harness.workspace_batch("partial", 0).await;
     let counts = harness.proxy.counts().await;
     assert_eq!(
         count(&counts, "/faults/server_error"),
@@ -1263,10 +1244,7 @@ async fn a_workspace_batch_failing_after_its_first_writes_can_be_retried() {
         1,
         "the first request answered 503"
     );
-    let listed = harness
-        .get(Dialect::Workspace, "/v2/acme/users?limit=1000")
-        .await
-        .body;
+    let listed = harness.workspace_listed().await;
     assert_eq!(listed["total_count"], WORKSPACE_BATCH, "{listed}");
     assert_eq!(
         (answer.status, &answer.body),

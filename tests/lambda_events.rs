@@ -3,14 +3,13 @@
 //! or `sam local invoke` / `cargo lambda invoke` feeds it — the CCAI flow, the Zendesk batch and
 //! job status, and the Huawei Workspace batch and user list.
 
-use bulk_tests::{Backend, TestApp};
+use bulk_tests::cases;
+use bulk_tests::expect;
+use bulk_tests::{Backend, TestApp, HTTP_FUNCTIONS};
 use bulk_users::api::RouteGroup;
 use bulk_users::lambda::{api_request, handle_intake_event, lambda_response, process_sqs_batch};
 use bulk_users::model::TenantId;
-use serde_json::{json, Value};
-
-/// Job 1 as the Zendesk dialect names it (`zendesk-job-status.json`).
-const JOB_1: &str = "00000000000000000000000000000001";
+use serde_json::Value;
 
 fn event(name: &str) -> String {
     std::fs::read_to_string(format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR")))
@@ -37,193 +36,48 @@ async fn install_events_credential(app: &TestApp) {
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_sample_event_is_handled_by_its_function() {
+/// Runs the steps of `tests/corpus/lambda_events/{file}` on `app`, with the sample events'
+/// credential (the steps' format: that folder's README).
+async fn run_steps(file: &str) {
     let app = TestApp::new(Backend::Aws).await;
     install_events_credential(&app).await;
-
-    let (status, upload) = invoke(&app, RouteGroup::Upload, "upload-post.json").await;
-    assert_eq!(
-        (status, upload["id"].as_u64(), upload["status"].as_str()),
-        (201, Some(1), Some("valid_scheme")),
-        "{upload}"
-    );
-    assert_eq!(
-        upload["link"],
-        "https://api.example.com/apps/api/v1/bulk/users/jobs/1"
-    );
-    let (status, replaced) = invoke(&app, RouteGroup::Upload, "upload-put.json").await;
-    assert_eq!(
-        (status, replaced["status"].as_str()),
-        (200, Some("valid_scheme")),
-        "{replaced}"
-    );
-
-    for name in [
-        "template.json",
-        "config.json",
-        "errors-scheme.json",
-        "errors-update.json",
-    ] {
-        let (status, body) = invoke(&app, RouteGroup::Reads, name).await;
-        assert_eq!(status, 200, "{name}: {body}");
+    for step in cases::load(&format!("lambda_events/{file}")) {
+        let what = format!("{file}: {step}");
+        if step["drain"] == true {
+            app.drain().await;
+        } else if let Some(name) = step["process"].as_str() {
+            let batch = serde_json::from_str(&event(name)).expect("SQS event");
+            let response = process_sqs_batch(&app.function("processor").await, batch, None).await;
+            assert!(response.batch_item_failures.is_empty(), "{what}");
+        } else {
+            let bin = step["bin"].as_str().expect("a step's bin");
+            let (_, group) = HTTP_FUNCTIONS
+                .iter()
+                .find(|(name, _)| *name == bin)
+                .expect(bin);
+            let (status, body) = invoke(&app, *group, step["event"].as_str().unwrap()).await;
+            let what = format!("{what}: {status} {body}");
+            if let Some(expected) = step["expect"]["status"].as_u64() {
+                assert_eq!(u64::from(status), expected, "{what}");
+            }
+            expect::check_body(&body, &step["expect"], &what);
+        }
     }
-    // A function answers only its own routes.
-    assert_eq!(invoke(&app, RouteGroup::Reads, "proceed.json").await.0, 404);
+}
 
-    let (status, proceed) = invoke(&app, RouteGroup::Proceed, "proceed.json").await;
-    assert_eq!(
-        (status, proceed["status"].as_str()),
-        (202, Some("in_progress")),
-        "{proceed}"
-    );
-
-    // The sample SQS batch describes the job's only chunk.
-    let batch = serde_json::from_str(&event("processor-sqs.json")).expect("SQS event");
-    let response = process_sqs_batch(&app.function("processor").await, batch, None).await;
-    assert!(response.batch_item_failures.is_empty());
-    // The chunk proceed queued is the same one: re-delivery changes nothing.
-    app.drain().await;
-
-    let (status, job) = invoke(&app, RouteGroup::Status, "status.json").await;
-    assert_eq!(status, 200);
-    assert_eq!(job["status"], "completed", "{job}");
-    assert_eq!(
-        (job["affected_rows"].as_u64(), job["failed_rows"].as_u64()),
-        (Some(2), Some(0))
-    );
-    let (status, jobs) = invoke(&app, RouteGroup::Jobs, "jobs.json").await;
-    assert_eq!((status, jobs.as_array().map(Vec::len)), (200, Some(1)));
-    let (status, presigned) = invoke(&app, RouteGroup::Upload, "upload-presigned.json").await;
-    assert_eq!(
-        (status, presigned["status"].as_str()),
-        (201, Some("created")),
-        "{presigned}"
-    );
-    assert_eq!(presigned["upload"]["method"], "PUT");
-    let (_, users) = invoke(&app, RouteGroup::Reads, "config.json").await;
-    assert_eq!(
-        users[0]["roles"],
-        serde_json::json!([{"name": "Agent", "value": 1}])
-    );
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sample_event_is_handled_by_its_function() {
+    run_steps("ccai.jsonl").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_zendesk_events_are_handled_by_their_functions() {
-    let app = TestApp::new(Backend::Aws).await;
-    install_events_credential(&app).await;
-
-    // `create_many.json`: the batch is job 1, queued.
-    let (status, body) = invoke(&app, RouteGroup::Batches, "zendesk-create-many.json").await;
-    assert_eq!(status, 200, "{body}");
-    let job_status = &body["job_status"];
-    assert_eq!(
-        (
-            job_status["id"].as_str(),
-            job_status["job_type"].as_str(),
-            job_status["status"].as_str(),
-            job_status["total"].as_u64()
-        ),
-        (
-            Some(JOB_1),
-            Some("bulk_create_users"),
-            Some("queued"),
-            Some(2)
-        ),
-        "{body}"
-    );
-    assert_eq!(
-        job_status["url"],
-        format!("https://api.example.com/api/v2/job_statuses/{JOB_1}.json")
-    );
-    // A function answers only its own routes.
-    let (status, body) = invoke(&app, RouteGroup::Upload, "zendesk-create-many.json").await;
-    assert_eq!(status, 404, "{body}");
-    let (status, body) = invoke(&app, RouteGroup::Status, "zendesk-create-many.json").await;
-    assert_eq!(status, 404, "{body}");
-
-    // The processor applies it; `job_statuses/{id}.json` reports every user in request order.
-    app.drain().await;
-    let (status, body) = invoke(&app, RouteGroup::Status, "zendesk-job-status.json").await;
-    assert_eq!(status, 200, "{body}");
-    let job_status = &body["job_status"];
-    assert_eq!(
-        (
-            job_status["id"].as_str(),
-            job_status["status"].as_str(),
-            job_status["progress"].as_u64()
-        ),
-        (Some(JOB_1), Some("completed"), Some(2)),
-        "{body}"
-    );
-    let results: Vec<(u64, &str, &str)> = job_status["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|result| {
-            (
-                result["index"].as_u64().unwrap_or(u64::MAX),
-                result["status"].as_str().unwrap_or_default(),
-                result["email"].as_str().unwrap_or_default(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        results,
-        vec![
-            (0, "Created", "ada@example.com"),
-            (1, "Created", "grace@example.com")
-        ],
-        "{body}"
-    );
-    // The same job in the CCAI job list, served by the jobs function.
-    let (status, jobs) = invoke(&app, RouteGroup::Jobs, "jobs.json").await;
-    assert_eq!(status, 200, "{jobs}");
-    assert_eq!(
-        (jobs[0]["id"].as_u64(), jobs[0]["affected_rows"].as_u64()),
-        (Some(1), Some(2)),
-        "{jobs}"
-    );
+    run_steps("zendesk.jsonl").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_workspace_events_are_handled_by_their_functions() {
-    let app = TestApp::new(Backend::Aws).await;
-    install_events_credential(&app).await;
-
-    let (status, body) = invoke(&app, RouteGroup::Directory, "workspace-batch-create.json").await;
-    assert_eq!((status, &body), (200, &json!({})), "{body}");
-    // Processed in the request: the list shows the users without draining any queue.
-    let (status, list) = invoke(&app, RouteGroup::Reads, "workspace-list-users.json").await;
-    assert_eq!(status, 200, "{list}");
-    let names: Vec<&str> = list["users"]
-        .as_array()
-        .expect("users")
-        .iter()
-        .map(|user| user["user_name"].as_str().unwrap_or_default())
-        .collect();
-    assert_eq!(
-        (list["total_count"].as_u64(), names),
-        (Some(2), vec!["ann.lee", "bo.ng"]),
-        "{list}"
-    );
-    assert_eq!(list["users"][0]["user_email"], "ann.lee@example.com");
-    assert_eq!(list["users"][1]["user_phone"], "15550100");
-
-    // The batch is all or nothing: sent again, every name exists and nothing is written.
-    let (status, body) = invoke(&app, RouteGroup::Directory, "workspace-batch-create.json").await;
-    assert_eq!(
-        (status, body["error_code"].as_str()),
-        (400, Some("WKS.00170202")),
-        "{body}"
-    );
-    let (_, list) = invoke(&app, RouteGroup::Reads, "workspace-list-users.json").await;
-    assert_eq!(list["total_count"], 2, "{list}");
-    // A function answers only its own routes.
-    let (status, body) = invoke(&app, RouteGroup::Directory, "workspace-list-users.json").await;
-    assert_eq!(status, 404, "{body}");
-    let (status, body) = invoke(&app, RouteGroup::Reads, "workspace-batch-create.json").await;
-    assert_eq!(status, 404, "{body}");
+    run_steps("workspace.jsonl").await;
 }
 
 /// The file the intake events name.

@@ -12,12 +12,15 @@
 //!
 //! One test, so each function compiles (or is found already built) once.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bulk_tests::cases::{self, Vars};
 use bulk_tests::emulator::{
     deployed_environment, sample_event, Emulator, FunctionEmulators, HttpResponse, MASTER_KEY,
 };
+use bulk_tests::expect;
 use bulk_tests::moto::{fresh_stack, Stack};
 use bulk_tests::runtime_api::LambdaHost;
 use bulk_tests::template::{functions, strings};
@@ -26,431 +29,127 @@ use bulk_users::model::{TenantId, Timestamp};
 use bulk_users::service::{BulkService, ServiceConfig};
 use serde_json::{json, Value};
 
-/// The job URL the sample events' host and scheme give job 1.
-const JOB_LINK: &str = "https://api.example.com/apps/api/v1/bulk/users/jobs/1";
-/// Job 1 as the Zendesk dialect names it.
-const ZENDESK_JOB_1: &str = "00000000000000000000000000000001";
-
-/// One moment of the day.
-enum Step {
-    /// Function `bin` invoked with an event, and what its response must be.
-    Invoke {
-        bin: &'static str,
-        event: Event,
-        check: fn(&Value),
-    },
-    /// The event source mapping hands every message waiting in the work queue to the
-    /// processor (ten at a time, as the template's batch size), which must fail none.
-    DeliverWorkQueue,
-    /// Function `bin` invoked with an event as Lambda would with too little time left for its
-    /// work (the emulator sends no real deadline: the tests' own runtime API does).
-    OutOfTime {
-        bin: &'static str,
-        event: Event,
-        check: fn(&Value),
-    },
-    /// What happens outside the functions between two invocations.
-    Outside(Outside),
-}
-
-/// The event of an invocation.
-enum Event {
-    /// A sample event of `events/`, as it is.
-    Sample(&'static str),
-    /// A sample event changed (another route, body, key or header), given the day so far.
-    Changed(&'static str, &'static str, fn(Value, &Day) -> Value),
-}
-
-impl Event {
-    fn name(&self) -> &'static str {
-        match self {
-            Event::Sample(name) => name,
-            Event::Changed(_, name, _) => name,
-        }
-    }
-}
-
-/// Outside the functions.
-enum Outside {
-    /// A client PUTs its file to the presigned URL that the upload function answered to
-    /// event `of`.
-    PutPresigned { of: &'static str },
-    /// A job in progress has changed nothing for `hours` (its work was lost).
-    JobIdle { job: u64, hours: i64 },
-    /// A job's file is deleted (by hand, or a lifecycle rule) before its chunks ran.
-    FileDeleted { job: u64 },
-}
+/// A day of use, in order: each step sees what the previous ones did to the shared table,
+/// bucket and queue; its format is in the folder's README.
+const DAY: &str = "lambda_day/day.jsonl";
+/// The files the intake events name, put into the bucket before the day.
+const DROPPED: &str = "lambda_day/dropped.jsonl";
+/// The day's jobs at its end.
+const JOBS_AT_THE_END: &str = "lambda_day/jobs_at_the_end.jsonl";
 
 /// The answers so far, by function and event name.
 #[derive(Default)]
 struct Day {
-    answers: std::collections::HashMap<(&'static str, &'static str), Value>,
+    answers: HashMap<(String, String), Value>,
 }
 
 impl Day {
-    fn answer(&self, bin: &'static str, name: &'static str) -> HttpResponse {
-        let raw = self
-            .answers
-            .get(&(bin, name))
-            .unwrap_or_else(|| panic!("no answer of {bin} to {name} yet"));
-        HttpResponse::parse(raw)
+    fn answered(&self, bin: &str, name: &str) -> Option<HttpResponse> {
+        let raw = self.answers.get(&(bin.to_owned(), name.to_owned()))?;
+        Some(HttpResponse::parse(raw))
+    }
+
+    fn answer(&self, bin: &str, name: &str) -> HttpResponse {
+        self.answered(bin, name)
+            .unwrap_or_else(|| panic!("no answer of {bin} to {name} yet"))
+    }
+
+    /// The values that the day's earlier answers give a step's change: `bo_ng_id` once the
+    /// Workspace user list answered, `presigned_key` once the presigned upload did.
+    fn vars(&self) -> Vars {
+        let mut vars = Vars::new();
+        if let Some(list) = self.answered("reads", "workspace-list-users.json") {
+            let id = list.body["users"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|user| user["user_name"] == "bo.ng")
+                .and_then(|user| user["id"].as_str().map(str::to_owned))
+                .expect("bo.ng's id");
+            vars = vars.with("bo_ng_id", id);
+        }
+        if let Some(presigned) = self.answered("upload", "upload-presigned.json") {
+            let url = presigned.body["upload"]["url"]
+                .as_str()
+                .expect("a URL")
+                .to_owned();
+            // Path-style: /{bucket}/{key}?{signature}
+            let path = url
+                .split("://")
+                .nth(1)
+                .and_then(|rest| rest.split_once('/'))
+                .expect("a path")
+                .1;
+            let path = path.split('?').next().unwrap_or_default();
+            let key = path.split_once('/').expect("bucket/key").1;
+            vars = vars.with("presigned_key", percent_decode(key));
+        }
+        vars
     }
 }
 
-use Event::{Changed, Sample};
-use Step::{DeliverWorkQueue, Invoke};
-
-/// A day of use, in order: each step sees what the previous ones did to the shared table,
-/// bucket and queue. Between them the steps use every action every function's policy grants
-/// (the test checks that too).
-const DAY: &[Step] = &[
-    Invoke {
-        bin: "upload",
-        event: Sample("upload-post.json"),
-        check: upload_created,
-    },
-    Invoke {
-        bin: "upload",
-        event: Sample("upload-put.json"),
-        check: upload_replaced,
-    },
-    Invoke {
-        bin: "reads",
-        event: Sample("template.json"),
-        check: template,
-    },
-    Invoke {
-        bin: "reads",
-        event: Sample("config.json"),
-        check: config_before_processing,
-    },
-    Invoke {
-        bin: "reads",
-        event: Sample("errors-scheme.json"),
-        check: empty_error_log,
-    },
-    Invoke {
-        bin: "reads",
-        event: Sample("errors-update.json"),
-        check: empty_error_log,
-    },
-    // A function answers only its own routes.
-    Invoke {
-        bin: "reads",
-        event: Sample("proceed.json"),
-        check: not_found,
-    },
-    Invoke {
-        bin: "proceed",
-        event: Sample("proceed.json"),
-        check: proceeded,
-    },
-    Invoke {
-        bin: "processor",
-        event: Sample("processor-sqs.json"),
-        check: no_batch_item_failures,
-    },
-    Invoke {
-        bin: "status",
-        event: Sample("status.json"),
-        check: completed,
-    },
-    Invoke {
-        bin: "jobs",
-        event: Sample("jobs.json"),
-        check: one_job,
-    },
-    Invoke {
-        bin: "reads",
-        event: Sample("config.json"),
-        check: config_after_processing,
-    },
-    // Job 2 waits for its file.
-    Invoke {
-        bin: "upload",
-        event: Sample("upload-presigned.json"),
-        check: presigned,
-    },
-    // The files these two name are put into the bucket before the day: jobs 3 (proceeded)
-    // and 4.
-    Invoke {
-        bin: "intake",
-        event: Sample("intake-s3.json"),
-        check: intake_answered,
-    },
-    Invoke {
-        bin: "intake",
-        event: Sample("intake-sqs.json"),
-        check: no_batch_item_failures,
-    },
-    // The Zendesk batch becomes job 5, queued; cancelled before its chunk runs.
-    Invoke {
-        bin: "batches",
-        event: Sample("zendesk-create-many.json"),
-        check: zendesk_queued,
-    },
-    Invoke {
-        bin: "proceed",
-        event: Sample("cancel.json"),
-        check: job_5_cancelled,
-    },
-    // Job 3's queued work is not delivered for hours: the sweeper queues its chunk again.
-    Step::Outside(Outside::JobIdle { job: 3, hours: 3 }),
-    Invoke {
-        bin: "sweeper",
-        event: Sample("sweeper-schedule.json"),
-        check: job_3_resumed,
-    },
-    // Job 1, the upload above, through Zendesk's job status (`{id}.json`).
-    Invoke {
-        bin: "status",
-        event: Sample("zendesk-job-status.json"),
-        check: zendesk_job_1_completed,
-    },
-    // The Huawei Workspace batch becomes job 6, processed in the request.
-    Invoke {
-        bin: "directory",
-        event: Sample("workspace-batch-create.json"),
-        check: workspace_created,
-    },
-    Invoke {
-        bin: "reads",
-        event: Sample("workspace-list-users.json"),
-        check: workspace_users_listed,
-    },
-    Invoke {
-        bin: "directory",
-        event: Sample("workspace-list-users.json"),
-        check: workspace_not_found,
-    },
-    // bo.ng is deleted (job 7), as the Workspace's DELETE users/{user_id}.
-    Invoke {
-        bin: "directory",
-        event: Changed(
-            "workspace-batch-create.json",
-            "workspace-delete-user",
-            delete_bo_ng,
-        ),
-        check: no_content,
-    },
-    // Refused requests under an Idempotency-Key free their key: a Workspace batch breaking a
-    // rule (recorded as job 8, invalid), a Zendesk body that is no batch, an upload without a
-    // file.
-    Invoke {
-        bin: "directory",
-        event: Changed(
-            "workspace-batch-create.json",
-            "workspace-refused",
-            workspace_refused,
-        ),
-        check: workspace_bad_request,
-    },
-    Invoke {
-        bin: "batches",
-        event: Changed(
-            "zendesk-create-many.json",
-            "zendesk-refused",
-            zendesk_refused,
-        ),
-        check: zendesk_bad_request,
-    },
-    Invoke {
-        bin: "upload",
-        event: Changed("upload-post.json", "upload-refused", upload_refused),
-        check: ccai_bad_request,
-    },
-    // Job 2's file arrives through its presigned URL, and its notification is taken in.
-    Step::Outside(Outside::PutPresigned {
-        of: "upload-presigned.json",
-    }),
-    Invoke {
-        bin: "intake",
-        event: Changed("intake-s3.json", "intake-presigned", presigned_notification),
-        check: intake_answered,
-    },
-    // A redelivered notification of a file already taken in is ignored.
-    Invoke {
-        bin: "intake",
-        event: Sample("intake-s3.json"),
-        check: intake_answered,
-    },
-    // A dropped file with scheme errors (job 9), and one of an unknown tenant (moved aside).
-    Invoke {
-        bin: "intake",
-        event: Changed("intake-s3.json", "intake-bad-file", bad_file_notification),
-        check: intake_answered,
-    },
-    Invoke {
-        bin: "intake",
-        event: Changed(
-            "intake-s3.json",
-            "intake-unknown-tenant",
-            unknown_tenant_notification,
-        ),
-        check: intake_answered,
-    },
-    // An upload with a scheme error (job 10), its file replaced by one that renames John and
-    // one that renames a user who does not exist, proceeded.
-    Invoke {
-        bin: "upload",
-        event: Changed("upload-post.json", "upload-invalid", upload_invalid),
-        check: job_10_invalid,
-    },
-    Invoke {
-        bin: "reads",
-        event: Changed("errors-scheme.json", "errors-scheme-10", |event, _| {
-            route(event, "GET", "/apps/api/v1/bulk/users/errors/scheme/10", "")
-        }),
-        check: one_error_entry,
-    },
-    Invoke {
-        bin: "upload",
-        event: Changed("upload-put.json", "upload-renames", upload_renames),
-        check: job_10_valid,
-    },
-    Invoke {
-        bin: "proceed",
-        event: Changed("proceed.json", "proceed-10", |event, _| {
-            proceed_job(event, 10)
-        }),
-        check: accepted,
-    },
-    // Job 4 is proceeded, and its file deleted before its chunk runs.
-    Invoke {
-        bin: "proceed",
-        event: Changed("proceed.json", "proceed-4", |event, _| {
-            proceed_job(event, 4)
-        }),
-        check: accepted,
-    },
-    Step::Outside(Outside::FileDeleted { job: 4 }),
-    // Job 2's chunk reached the dead-letter queue (its deliveries timed out): job 2 fails. A
-    // dead letter of a job that has ended already (delivered again) changes nothing.
-    Invoke {
-        bin: "deadletters",
-        event: Changed(
-            "deadletters-sqs.json",
-            "dead-letter-2",
-            dead_letter_of_job_2,
-        ),
-        check: no_batch_item_failures,
-    },
-    Invoke {
-        bin: "deadletters",
-        event: Changed(
-            "deadletters-sqs.json",
-            "dead-letter-2-again",
-            dead_letter_of_job_2,
-        ),
-        check: no_batch_item_failures,
-    },
-    DeliverWorkQueue,
-    // The rename of a user who does not exist failed: job 10's update error log.
-    Invoke {
-        bin: "reads",
-        event: Changed("errors-update.json", "errors-update-10", |event, _| {
-            route(event, "GET", "/apps/api/v1/bulk/users/errors/update/10", "")
-        }),
-        check: one_error_entry,
-    },
-    // A Workspace batch out of time (job 11): its chunk goes to the processor, the client is
-    // told to retry; the processor completes it.
-    Step::OutOfTime {
-        bin: "directory",
-        event: Changed(
-            "workspace-batch-create.json",
-            "workspace-out-of-time",
-            |mut event, _| {
-                event["body"] =
-                    json!(r#"{"users": [{"user_name": "dee", "user_email": "dee@example.com"}]}"#);
-                event
-            },
-        ),
-        check: workspace_unavailable,
-    },
-    DeliverWorkQueue,
-];
-
-/// The files the intake events name, put into the bucket before the day.
-const DROPPED: [(&str, &str); 4] = [
-    ("incoming/acme/proceed/users.json", DROPPED_FILE),
-    ("incoming/acme/weekly import.json", DROPPED_FILE),
-    ("incoming/acme/bad.json", BAD_FILE),
-    ("incoming/nobody/users.json", DROPPED_FILE),
-];
-const DROPPED_FILE: &str = r#"[{"email":"ann@example.com","first_name":"Ann","last_name":"Lee"}]"#;
-const BAD_FILE: &str = r#"[{"email":"not-an-email","first_name":"Ann","last_name":"Lee"}]"#;
-
-/// The statuses of the day's jobs at its end, newest first.
-const JOBS_AT_THE_END: [(&str, &str); 11] = [
-    ("workspace_create.json", "completed"),
-    ("users.json", "completed"),
-    ("bad.json", "invalid_scheme"),
-    ("workspace_create.json", "invalid_scheme"),
-    ("workspace_delete.json", "completed"),
-    ("workspace_create.json", "completed"),
-    ("create_many.json", "cancelled"),
-    ("weekly import.json", "failed"),
-    ("users.json", "completed"),
-    ("users.json", "failed"),
-    ("users.json", "completed"),
-];
+/// The sealed credential of the sample events, under the functions' master key so that they
+/// can open it: the service, as the administrator.
+async fn install_events_credential(stack: &Stack) -> BulkService {
+    let mut ports = stack.admin.ports.clone();
+    ports.master_key = Arc::new(MasterKey::parse(MASTER_KEY, "the emulator's master key").unwrap());
+    let service = BulkService::new(ports, ServiceConfig::default());
+    let acme = TenantId::parse("acme").unwrap();
+    service
+        .install_credential(&acme, "events", "acme-events", "change-me")
+        .await
+        .expect("credential");
+    service
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_day_of_use_runs_every_function_under_its_own_template_policy() {
     let stack = fresh_stack("lambda-runtime").await;
-    let aws = &stack.admin;
-    // The credential is sealed under the functions' master key, so that they can open it.
-    let mut ports = aws.ports.clone();
-    ports.master_key = Arc::new(MasterKey::parse(MASTER_KEY, "the emulator's master key").unwrap());
-    let service = BulkService::new(ports, ServiceConfig::default());
-    service
-        .install_credential(
-            &TenantId::parse("acme").unwrap(),
-            "events",
-            "acme-events",
-            "change-me",
-        )
-        .await
-        .expect("credential");
-    for (key, file) in DROPPED {
-        aws.ports.files.put(key, file.into()).await.expect("put");
+    let service = install_events_credential(&stack).await;
+    for dropped in cases::load(DROPPED) {
+        let (key, file) = (dropped["key"].as_str().unwrap(), dropped["file"].as_str());
+        let file = file.unwrap().as_bytes().to_vec();
+        stack
+            .admin
+            .ports
+            .files
+            .put(key, file.into())
+            .await
+            .expect("put");
     }
     let emulators = FunctionEmulators::new(&stack);
     let mut day = Day::default();
     let started = Instant::now();
-    for (index, step) in DAY.iter().enumerate() {
-        match step {
-            Invoke { bin, event, check } => {
-                let name = event.name();
-                let payload = match event {
-                    Sample(file) => sample_event(file),
-                    Changed(file, _, change) => change(sample_event(file), &day),
-                };
-                let response = invoke(&emulators, bin, &payload, index, name).await;
-                eprintln!("step {index}: {bin} {name} → {response}");
-                check(&response);
-                day.answers.insert((bin, name), response);
-            }
-            DeliverWorkQueue => deliver_work_queue(&stack, &emulators, index).await,
-            Step::OutOfTime { bin, event, check } => {
-                let payload = match event {
-                    Sample(file) => sample_event(file),
-                    Changed(file, _, change) => change(sample_event(file), &day),
-                };
-                let response = out_of_time(&stack, bin, &payload).await;
-                eprintln!(
-                    "step {index}: {bin} {} (out of time) → {response}",
-                    event.name()
-                );
-                check(&response);
-            }
-            Step::Outside(outside) => happen(outside, &stack, &service, &day).await,
+    let steps = cases::load(DAY);
+    for (index, step) in steps.iter().enumerate() {
+        if step.get("outside").is_some() {
+            happen(step, &stack, &service, &day).await;
+            continue;
+        }
+        if step.get("deliver").is_some() {
+            assert_eq!(step["deliver"], "work_queue", "step {index}");
+            deliver_work_queue(&stack, &emulators, index).await;
+            continue;
+        }
+        let bin = step["bin"].as_str().expect("a step's bin");
+        let file = step["event"].as_str().expect("a step's event");
+        let name = step["name"].as_str().unwrap_or(file);
+        let payload = changed(sample_event(file), &day.vars().fill_json(&step["change"]));
+        if step["out_of_time"] == true {
+            let response = out_of_time(&stack, bin, &payload).await;
+            eprintln!("step {index}: {bin} {name} (out of time) → {response}");
+            check(&response, step, &format!("step {index}: {bin} {name}"));
+        } else {
+            let response = invoke(&emulators, bin, &payload, index, name).await;
+            eprintln!("step {index}: {bin} {name} → {response}");
+            check(&response, step, &format!("step {index}: {bin} {name}"));
+            day.answers
+                .insert((bin.to_owned(), name.to_owned()), response);
         }
     }
     eprintln!(
         "{} steps in {:.1?}; crates compiled by the emulators: {:?}",
-        DAY.len(),
+        steps.len(),
         started.elapsed(),
         emulators.compiled_crates().await
     );
@@ -466,17 +165,7 @@ async fn a_day_of_use_runs_every_function_under_its_own_template_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denied_action_answers_500_and_logs_the_action_and_the_resource() {
     let stack = fresh_stack("lambda-denied").await;
-    let mut ports = stack.admin.ports.clone();
-    ports.master_key = Arc::new(MasterKey::parse(MASTER_KEY, "the emulator's master key").unwrap());
-    BulkService::new(ports, ServiceConfig::default())
-        .install_credential(
-            &TenantId::parse("acme").unwrap(),
-            "events",
-            "acme-events",
-            "change-me",
-        )
-        .await
-        .expect("credential");
+    install_events_credential(&stack).await;
     let mut policy = stack.names.policy_of("reads");
     policy["Statement"]
         .as_array_mut()
@@ -581,7 +270,7 @@ async fn deliver_work_queue(stack: &Stack, emulators: &FunctionEmulators<'_>, in
             "step {index}: processor ← {} queued messages → {response}",
             messages.len()
         );
-        no_batch_item_failures(&response);
+        assert_eq!(response, json!({"batchItemFailures": []}), "step {index}");
         for message in &messages {
             sqs.delete_message()
                 .queue_url(queue_url)
@@ -595,11 +284,15 @@ async fn deliver_work_queue(stack: &Stack, emulators: &FunctionEmulators<'_>, in
     assert!(delivered > 0, "step {index}: nothing was queued");
 }
 
-async fn happen(outside: &Outside, stack: &Stack, service: &BulkService, day: &Day) {
+async fn happen(step: &Value, stack: &Stack, service: &BulkService, day: &Day) {
     use aws_sdk_dynamodb::types::AttributeValue;
     let aws = &stack.admin;
-    match outside {
-        Outside::PutPresigned { of } => {
+    let job = || step["job"].as_u64().expect("a step's job");
+    match step["outside"].as_str().unwrap_or_default() {
+        "put_presigned" => {
+            let of = step["of"]
+                .as_str()
+                .expect("the event of the presigned upload");
             let upload = &day.answer("upload", of).body["upload"];
             let mut request = reqwest::Client::new().put(upload["url"].as_str().expect("a URL"));
             for (name, value) in upload["headers"].as_object().expect("headers") {
@@ -612,12 +305,13 @@ async fn happen(outside: &Outside, stack: &Stack, service: &BulkService, day: &D
                 .expect("the presigned PUT");
             assert!(answer.status().is_success(), "presigned PUT: {answer:?}");
         }
-        Outside::JobIdle { job, hours } => {
+        "job_idle" => {
+            let hours = step["hours"].as_i64().expect("a step's hours");
             let idle = Timestamp::now().plus_seconds(-hours * 3600).to_string();
             aws.dynamodb
                 .update_item()
                 .table_name(&aws.settings.table)
-                .key("pk", AttributeValue::S(format!("JOB#{job}")))
+                .key("pk", AttributeValue::S(format!("JOB#{}", job())))
                 .key("sk", AttributeValue::S("JOB".to_owned()))
                 .update_expression("SET updated_at = :idle")
                 .expression_attribute_values(":idle", AttributeValue::S(idle))
@@ -625,12 +319,12 @@ async fn happen(outside: &Outside, stack: &Stack, service: &BulkService, day: &D
                 .await
                 .expect("job made idle");
         }
-        Outside::FileDeleted { job } => {
+        "file_deleted" => {
             let acme = TenantId::parse("acme").unwrap();
             let record = service
                 .ports()
                 .jobs
-                .get_job(&acme, *job)
+                .get_job(&acme, job())
                 .await
                 .expect("job")
                 .expect("the job exists");
@@ -642,6 +336,7 @@ async fn happen(outside: &Outside, stack: &Stack, service: &BulkService, day: &D
                 .await
                 .expect("file deleted");
         }
+        other => panic!("no such thing happens outside: {other} ({step})"),
     }
 }
 
@@ -660,27 +355,32 @@ async fn assert_jobs_at_the_end(service: &BulkService) {
         )
         .await
         .expect("jobs");
-    let statuses: Vec<(&str, &str)> = jobs
+    let expected = cases::load(JOBS_AT_THE_END);
+    let found: Vec<(String, String)> = jobs
         .iter()
-        .map(|j| (j.filename.as_str(), j.status.as_str()))
+        .map(|j| (j.filename.clone(), j.status.as_str().to_owned()))
         .collect();
-    assert_eq!(statuses, JOBS_AT_THE_END);
-    assert_eq!(total, JOBS_AT_THE_END.len() as u64);
-    let by_id = |id: u64| jobs.iter().find(|job| job.id == id).expect("job");
-    assert_eq!((by_id(1).affected_rows, by_id(1).failed_rows), (2, 0));
-    assert_eq!((by_id(10).affected_rows, by_id(10).failed_rows), (1, 1));
-    assert_eq!(
-        by_id(4).failure_reason.as_deref(),
-        Some("the job's file no longer exists")
-    );
-    assert!(
-        by_id(2)
-            .failure_reason
-            .as_deref()
-            .is_some_and(|reason| reason.contains("dead-letter queue")),
-        "{:?}",
-        by_id(2)
-    );
+    let field = |job: &Value, name: &str| job[name].as_str().unwrap().to_owned();
+    let wanted: Vec<(String, String)> = expected
+        .iter()
+        .map(|job| (field(job, "filename"), field(job, "status")))
+        .collect();
+    assert_eq!(found, wanted);
+    assert_eq!(total, expected.len() as u64);
+    for wanted in expected.iter().filter(|job| job.get("id").is_some()) {
+        let id = wanted["id"].as_u64();
+        let job = jobs.iter().find(|job| Some(job.id) == id).expect("job");
+        let job = serde_json::to_value(job).unwrap();
+        for field in ["affected_rows", "failed_rows", "failure_reason"] {
+            if let Some(value) = wanted.get(field) {
+                assert_eq!(&job[field], value, "{field} of job {id:?}: {job}");
+            }
+        }
+        if let Some(part) = wanted["failure_reason_contains"].as_str() {
+            let reason = job["failure_reason"].as_str();
+            assert!(reason.is_some_and(|reason| reason.contains(part)), "{job}");
+        }
+    }
 }
 
 /// The template's least privilege, held against what the code needs: no function was denied
@@ -743,6 +443,38 @@ fn glob(pattern: &str, text: &str) -> bool {
 // Events changed from the samples
 // ------------------------------------------------------------------------------------------------
 
+/// A sample event changed as a step's `change` says (see the corpus README).
+fn changed(mut event: Value, change: &Value) -> Value {
+    if let Some([method, path]) = change
+        .get("route")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+    {
+        let (method, path) = (method.as_str().unwrap(), path.as_str().unwrap());
+        event = route(event, method, path, "");
+    }
+    if let Some(body) = change.get("json") {
+        event = with_json_body(event, body, change["key"].as_str());
+    }
+    if let Some(file) = change["file"].as_str() {
+        event = with_file(event, file, change["id"].as_u64());
+    }
+    if let Some(key) = change["notify"].as_str() {
+        event = notification_of(event, key);
+    }
+    for (pointer, value) in change["set"].as_object().into_iter().flatten() {
+        let mut at = &mut event;
+        for key in pointer.split('/').skip(1) {
+            at = match key.parse::<usize>() {
+                Ok(index) if at.is_array() => &mut at[index],
+                _ => &mut at[key],
+            };
+        }
+        *at = value.clone();
+    }
+    event
+}
+
 /// An API Gateway event of the sample's credentials on another route.
 fn route(mut event: Value, method: &str, path: &str, query: &str) -> Value {
     event["rawPath"] = json!(path);
@@ -792,91 +524,6 @@ fn notification_of(mut event: Value, key: &str) -> Value {
     event
 }
 
-fn delete_bo_ng(event: Value, day: &Day) -> Value {
-    let users = day.answer("reads", "workspace-list-users.json").body["users"].clone();
-    let id = users
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|user| user["user_name"] == "bo.ng")
-        .and_then(|user| user["id"].as_str().map(str::to_owned))
-        .expect("bo.ng's id");
-    let mut event = route(event, "DELETE", &format!("/v2/acme/users/{id}"), "");
-    event["body"] = Value::Null;
-    event["pathParameters"]["user_id"] = json!(id);
-    event
-}
-
-fn workspace_refused(event: Value, _: &Day) -> Value {
-    let body = json!({"users": [{"user_name": "cy", "user_email": "not-an-email"}]});
-    with_json_body(event, &body, Some("refused-workspace-batch"))
-}
-
-fn zendesk_refused(event: Value, _: &Day) -> Value {
-    with_json_body(event, &json!({"users": 5}), Some("refused-zendesk-batch"))
-}
-
-fn upload_refused(event: Value, _: &Day) -> Value {
-    with_json_body(
-        event,
-        &json!({"file": "not a form"}),
-        Some("refused-upload"),
-    )
-}
-
-fn presigned_notification(event: Value, day: &Day) -> Value {
-    let url = day.answer("upload", "upload-presigned.json").body["upload"]["url"]
-        .as_str()
-        .expect("a URL")
-        .to_owned();
-    // Path-style: /{bucket}/{key}?{signature}
-    let path = url
-        .split("://")
-        .nth(1)
-        .and_then(|rest| rest.split_once('/'))
-        .expect("a path")
-        .1;
-    let path = path.split('?').next().unwrap_or_default();
-    let key = path.split_once('/').expect("bucket/key").1;
-    let key = percent_decode(key);
-    notification_of(event, &key)
-}
-
-fn bad_file_notification(event: Value, _: &Day) -> Value {
-    notification_of(event, "incoming/acme/bad.json")
-}
-
-fn unknown_tenant_notification(event: Value, _: &Day) -> Value {
-    notification_of(event, "incoming/nobody/users.json")
-}
-
-fn upload_invalid(event: Value, _: &Day) -> Value {
-    with_file(
-        event,
-        r#"[{"email":"john@example.com","first_name":"","last_name":"Roe"}]"#,
-        None,
-    )
-}
-
-fn upload_renames(event: Value, _: &Day) -> Value {
-    with_file(
-        event,
-        r#"[{"email":"john@example.com","new_email":"johnny@example.com","first_name":"John","last_name":"Roe"},
-            {"email":"ghost@example.com","new_email":"g@example.com","first_name":"G","last_name":"Host"}]"#,
-        Some(10),
-    )
-}
-
-fn dead_letter_of_job_2(mut event: Value, _: &Day) -> Value {
-    event["Records"][0]["body"] =
-        json!(r#"{"tenant":"acme","job_id":2,"chunk":0,"first_row":0,"rows":1,"byte_offset":1}"#);
-    event
-}
-
-fn proceed_job(event: Value, id: u64) -> Value {
-    with_json_body(event, &json!({ "id": id }), None)
-}
-
 /// The file of the presigned upload: exactly the `bytes` the sample event asks to upload.
 fn presigned_file() -> Vec<u8> {
     let bytes = sample_event("upload-presigned.json")["body"]
@@ -901,14 +548,38 @@ fn percent_decode(text: &str) -> String {
 // What the answers must be
 // ------------------------------------------------------------------------------------------------
 
-fn presigned(response: &Value) {
-    let http = http(response, 201);
-    assert_eq!(http.body["status"], "created", "{response}");
-    assert_eq!(http.body["upload"]["method"], "PUT", "{response}");
-}
-
-fn intake_answered(response: &Value) {
-    assert_eq!(response, &json!({}), "{response}");
+/// Holds a function's response to a step's `expect` (see the corpus README).
+fn check(response: &Value, step: &Value, what: &str) {
+    let expect = &step["expect"];
+    let why = step["why"]
+        .as_str()
+        .or(expect["why"].as_str())
+        .unwrap_or_default();
+    let what = format!("{what} ({why}): {response}");
+    if let Some(whole) = expect.get("response") {
+        assert_eq!(response, whole, "{what}");
+    }
+    let Some(status) = expect["status"].as_u64() else {
+        return;
+    };
+    let http = if expect["json"] == false {
+        HttpResponse::parse(response)
+    } else {
+        http(response, status as u16)
+    };
+    assert_eq!(u64::from(http.status), status, "{what}");
+    expect::check_body(&http.body, expect, &what);
+    for (name, value) in expect::table(expect, "headers") {
+        match value.as_str() {
+            Some(value) => assert_eq!(http.header(name), Some(value), "{name} of {what}"),
+            None => assert!(http.header(name).is_some(), "no {name} in {what}"),
+        }
+    }
+    match expect["check"].as_str() {
+        None => {}
+        Some("workspace_users_listed") => workspace_users_listed(&http, &what),
+        Some(other) => panic!("no check {other}"),
+    }
 }
 
 /// The function's response as an API Gateway v2 response with `status` and a JSON body.
@@ -927,233 +598,13 @@ fn http(response: &Value, status: u16) -> HttpResponse {
     http
 }
 
-fn upload_created(response: &Value) {
-    let http = http(response, 201);
-    assert_eq!(
-        http.body,
-        json!({"id": 1, "status": "valid_scheme", "link": JOB_LINK}),
-        "{response}"
-    );
-    assert_eq!(
-        http.header("link"),
-        Some(format!("<{JOB_LINK}>").as_str()),
-        "{response}"
-    );
-}
-
-fn upload_replaced(response: &Value) {
-    let http = http(response, 200);
-    assert_eq!(
-        http.body,
-        json!({"id": 1, "status": "valid_scheme", "link": JOB_LINK}),
-        "{response}"
-    );
-}
-
-fn template(response: &Value) {
-    let http = http(response, 200);
-    let users = http.body.as_array().expect("an array of users");
-    assert_eq!(users.len(), 1, "{response}");
-    assert!(users[0]["email"].is_string(), "{response}");
-}
-
-fn config_before_processing(response: &Value) {
-    let http = http(response, 200);
-    assert_eq!(http.body, json!([]), "no user exists yet: {response}");
-}
-
-fn empty_error_log(response: &Value) {
-    let http = http(response, 200);
-    assert_eq!(http.body, json!([]), "{response}");
-}
-
-fn not_found(response: &Value) {
-    let http = http(response, 404);
-    assert!(http.body["error"].is_string(), "{response}");
-}
-
-fn proceeded(response: &Value) {
-    let http = http(response, 202);
-    assert_eq!(
-        http.body,
-        json!({"id": 1, "status": "in_progress", "link": JOB_LINK}),
-        "{response}"
-    );
-}
-
-fn job_5_cancelled(response: &Value) {
-    let http = http(response, 200);
-    assert_eq!(
-        (http.body["id"].as_u64(), http.body["status"].as_str()),
-        (Some(5), Some("cancelled")),
-        "{response}"
-    );
-}
-
-fn job_3_resumed(response: &Value) {
-    assert_eq!(
-        response,
-        &json!({"resumed": [{"job_id": 3, "requeued_chunks": [0]}], "given_up": []})
-    );
-}
-
-fn no_content(response: &Value) {
-    let http = HttpResponse::parse(response);
-    assert_eq!(http.status, 204, "{response}");
-}
-
-fn accepted(response: &Value) {
-    let http = http(response, 202);
-    assert_eq!(http.body["status"], "in_progress", "{response}");
-}
-
-fn workspace_bad_request(response: &Value) {
-    let http = http(response, 400);
-    assert_eq!(http.body["error_code"], "WKS.0001", "{response}");
-}
-
-fn zendesk_bad_request(response: &Value) {
-    let http = http(response, 400);
-    assert_eq!(http.body["error"], "InvalidValue", "{response}");
-}
-
-fn ccai_bad_request(response: &Value) {
-    let http = http(response, 400);
-    assert!(http.body["field"].is_string(), "{response}");
-}
-
-fn workspace_unavailable(response: &Value) {
-    let http = http(response, 503);
-    assert_eq!(http.body["error_code"], "WKS.00000503", "{response}");
-    assert!(http.header("retry-after").is_some(), "{response}");
-}
-
-fn one_error_entry(response: &Value) {
-    let http = http(response, 200);
-    assert_eq!(http.body.as_array().map(Vec::len), Some(1), "{response}");
-    assert_eq!(http.header("total"), Some("1"), "{response}");
-}
-
-fn job_10_invalid(response: &Value) {
-    let http = http(response, 201);
-    assert_eq!(
-        (http.body["id"].as_u64(), http.body["status"].as_str()),
-        (Some(10), Some("invalid_scheme")),
-        "{response}"
-    );
-}
-
-fn job_10_valid(response: &Value) {
-    let http = http(response, 200);
-    assert_eq!(
-        (http.body["id"].as_u64(), http.body["status"].as_str()),
-        (Some(10), Some("valid_scheme")),
-        "{response}"
-    );
-}
-
-fn no_batch_item_failures(response: &Value) {
-    assert_eq!(response, &json!({"batchItemFailures": []}));
-}
-
-fn completed(response: &Value) {
-    let http = http(response, 200);
-    let job = &http.body;
-    assert_eq!(job["id"], 1, "{response}");
-    assert_eq!(job["status"], "completed", "{response}");
-    assert_eq!(
-        (
-            job["total_rows"].as_u64(),
-            job["affected_rows"].as_u64(),
-            job["failed_rows"].as_u64()
-        ),
-        (Some(2), Some(2), Some(0)),
-        "{response}"
-    );
-    assert_eq!(job["link"], JOB_LINK, "{response}");
-}
-
-fn one_job(response: &Value) {
-    let http = http(response, 200);
-    let jobs = http.body.as_array().expect("an array of jobs");
-    assert_eq!(jobs.len(), 1, "{response}");
-    assert_eq!(jobs[0]["status"], "completed", "{response}");
-    assert_eq!(http.header("total"), Some("1"), "{response}");
-    assert_eq!(http.header("per-page"), Some("20"), "{response}");
-}
-
-fn config_after_processing(response: &Value) {
-    let http = http(response, 200);
-    let users = http.body.as_array().expect("an array of users");
-    assert_eq!(users.len(), 1, "{response}");
-    assert_eq!(users[0]["email"], "jane@example.com", "{response}");
-    assert_eq!(users[0]["agent_number"], "1001", "{response}");
-    assert_eq!(
-        users[0]["roles"],
-        json!([{"name": "Agent", "value": 1}]),
-        "{response}"
-    );
-}
-
-fn zendesk_queued(response: &Value) {
-    let http = http(response, 200);
-    let job_status = &http.body["job_status"];
-    assert_eq!(
-        (
-            job_status["id"].as_str(),
-            job_status["job_type"].as_str(),
-            job_status["status"].as_str(),
-            job_status["total"].as_u64()
-        ),
-        (
-            Some("00000000000000000000000000000005"),
-            Some("bulk_create_users"),
-            Some("queued"),
-            Some(2)
-        ),
-        "{response}"
-    );
-}
-
-fn zendesk_job_1_completed(response: &Value) {
-    let http = http(response, 200);
-    let job_status = &http.body["job_status"];
-    assert_eq!(
-        (
-            job_status["id"].as_str(),
-            job_status["job_type"].as_str(),
-            job_status["status"].as_str(),
-            job_status["progress"].as_u64()
-        ),
-        (
-            Some(ZENDESK_JOB_1),
-            Some("bulk_upload_users"),
-            Some("completed"),
-            Some(2)
-        ),
-        "{response}"
-    );
-    assert_eq!(
-        job_status["url"],
-        format!("https://api.example.com/api/v2/job_statuses/{ZENDESK_JOB_1}.json"),
-        "{response}"
-    );
-    assert!(job_status["results"].is_array(), "{response}");
-}
-
-fn workspace_created(response: &Value) {
-    let http = http(response, 200);
-    assert_eq!(http.body, json!({}), "{response}");
-}
-
-/// The batch's users are listed (with the users the other dialects created: one directory).
-fn workspace_users_listed(response: &Value) {
-    let http = http(response, 200);
+/// Every user listed is counted, and two of the batch's users are listed as the batch made them.
+fn workspace_users_listed(http: &HttpResponse, what: &str) {
     let users = http.body["users"].as_array().expect("users");
     assert_eq!(
         http.body["total_count"].as_u64(),
         Some(users.len() as u64),
-        "{response}"
+        "{what}"
     );
     for (name, field, value) in [
         ("ann.lee", "user_email", "ann.lee@example.com"),
@@ -1162,12 +613,7 @@ fn workspace_users_listed(response: &Value) {
         let user = users
             .iter()
             .find(|user| user["user_name"] == name)
-            .unwrap_or_else(|| panic!("{name} is not listed: {response}"));
-        assert_eq!(user[field], value, "{response}");
+            .unwrap_or_else(|| panic!("{name} is not listed: {what}"));
+        assert_eq!(user[field], value, "{what}");
     }
-}
-
-fn workspace_not_found(response: &Value) {
-    let http = http(response, 404);
-    assert_eq!(http.body["error_code"], "WKS.0202", "{response}");
 }

@@ -36,12 +36,14 @@ use bulk_tests::iam::{create_principal, StackNames, ACCOUNT, REGION};
 use bulk_tests::local_server::binary;
 use bulk_tests::moto::{moto, Moto, Serving};
 use bulk_tests::template::{functions, repository_root, sam_python, template_path};
-use bulk_tests::HTTP_FUNCTIONS;
+use bulk_tests::{cases, expect, HTTP_FUNCTIONS};
 use bulk_users::auth::MasterKey;
 use serde_json::Value;
 
 /// The `--env-vars` file of the README's `sam local invoke`.
 const ENV_FILE: &str = "events/env.json";
+/// The functions invoked, and their answers.
+const INVOCATIONS: &str = "sam_local/invocations.jsonl";
 /// Where the file's moto is: the host as seen from SAM's container.
 const FILE_MOTO: &str = "http://host.docker.internal:5000";
 /// The README's `sam local invoke` runs with these dummy credentials in the shell and
@@ -287,46 +289,15 @@ async fn upload_and_status_answer_with_the_environment_sam_local_invoke_gives_th
         ],
     );
 
-    let upload_answer = invoke(
-        &moto,
-        &names,
-        upload,
-        "upload",
-        "upload-post.json",
-        &on_moto,
-    )
-    .await;
-    assert_eq!(upload_answer.status, 201, "{:?}", upload_answer.raw);
-    assert_eq!(
-        (
-            upload_answer.body["id"].as_u64(),
-            upload_answer.body["status"].as_str()
-        ),
-        (Some(1), Some("valid_scheme")),
-        "{}",
-        upload_answer.body
-    );
-
-    let status_answer = invoke(
-        &moto,
-        &names,
-        &environments["StatusFunction"],
-        "status",
-        "status.json",
-        &on_moto,
-    )
-    .await;
-    assert_eq!(status_answer.status, 200, "{:?}", status_answer.raw);
-    assert_eq!(
-        (
-            status_answer.body["id"].as_u64(),
-            status_answer.body["status"].as_str(),
-            status_answer.body["total_rows"].as_u64()
-        ),
-        (Some(1), Some("valid_scheme"), Some(2)),
-        "{}",
-        status_answer.body
-    );
+    for case in cases::load(INVOCATIONS) {
+        let (id, binary) = (cases::name(&case), case["binary"].as_str().unwrap());
+        let event = case["event"].as_str().unwrap();
+        let answer = invoke(&moto, &names, &environments[id], binary, event, &on_moto).await;
+        let expect = &case["expect"];
+        let status = Some(u64::from(answer.status));
+        assert_eq!(status, expect["status"].as_u64(), "{id}: {:?}", answer.raw);
+        expect::check_body(&answer.body, expect, &format!("{id}: {}", answer.body));
+    }
 
     let decisions = moto.decisions().await;
     let ours: Vec<&Value> = decisions

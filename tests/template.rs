@@ -22,7 +22,7 @@ use bulk_tests::template::{
     function_of, functions, repository_root, resource, resources_of_type, run_cfn_lint, run_sam,
     strings, template, template_path, Function,
 };
-use bulk_tests::HTTP_FUNCTIONS;
+use bulk_tests::{cases, HTTP_FUNCTIONS};
 use bulk_users::adapters::aws::AwsSettings;
 use bulk_users::api::{resolve, route_table, Dialect, Operation, RouteGroup, PATH_ALIASES};
 use http::Method;
@@ -38,9 +38,8 @@ const READ_ONLY_ACTIONS: [&str; 3] = [
     "dynamodb:BatchGetItem",
 ];
 
-/// Where every function is built from: the Lambda package's own folder, so that cargo builds
-/// that package alone rather than the workspace's default members.
-const LAMBDA_PACKAGE_DIR: &str = "functions/lambda";
+/// The properties every function must have.
+const FUNCTION_PROPERTIES: &str = "template/function_properties.jsonl";
 /// Crates that must never be in a Lambda build: the embedded store's SQLite.
 const NOT_IN_A_LAMBDA: [&str; 2] = ["rusqlite", "libsqlite3-sys"];
 
@@ -83,26 +82,14 @@ fn the_functions_are_exactly_the_lambda_binaries() {
     for function in &functions {
         let id = &function.logical_id;
         assert_eq!(function.metadata["BuildMethod"], "rust-cargolambda", "{id}");
-        assert_eq!(
-            function.property("CodeUri"),
-            Some(&Value::from(LAMBDA_PACKAGE_DIR)),
-            "{id}"
-        );
-        assert_eq!(
-            function.property("Handler"),
-            Some(&Value::from("bootstrap")),
-            "{id}"
-        );
-        assert_eq!(
-            function.property("Runtime"),
-            Some(&Value::from("provided.al2023")),
-            "{id}"
-        );
-        assert_eq!(
-            function.property("Architectures"),
-            Some(&serde_json::json!(["arm64"])),
-            "{id}"
-        );
+        for property in cases::load(FUNCTION_PROPERTIES) {
+            let name = cases::name(&property);
+            assert_eq!(
+                function.property(name),
+                Some(&property["value"]),
+                "{id}: {name}"
+            );
+        }
     }
 }
 

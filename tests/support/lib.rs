@@ -3,6 +3,7 @@
 
 pub mod cases;
 pub mod emulator;
+pub mod expect;
 pub mod iam;
 pub mod local_server;
 pub mod moto;
