@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use bulk_tests::local_server::{admin, LocalServer};
-use bulk_tests::steps::{wait_for, LocalClient as Client};
+use bulk_tests::steps::{dropped_job, wait_for, LocalClient as Client};
 use bulk_tests::{users_file, PREFIX};
-use bulk_users::model::{JobKind, NewJob, TenantId, Timestamp};
-use bulk_users::service::{IncomingKey, DROP_USER_NAME};
+use bulk_users::model::{TenantId, Timestamp};
+use bulk_users::service::IncomingKey;
 use bytes::Bytes;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -285,15 +285,7 @@ async fn files_a_killed_process_was_taking_in_are_taken_in_at_the_next_start() {
         async move { files.put(key, body).await.expect("put") }
     };
     let create = async |key: &str, filename: &str| {
-        let job = NewJob {
-            kind: JobKind::Upload,
-            tenant: tenant.clone(),
-            filename: filename.to_owned(),
-            file_key: key.to_owned(),
-            file_bytes: 1,
-            uploaded_api_user_name: DROP_USER_NAME.to_owned(),
-            created_at: Timestamp::now(),
-        };
+        let job = dropped_job(&tenant, key, filename, 1);
         jobs.create_job(job).await.unwrap()
     };
     // Moved out of the drop folder, no job yet.

@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use bulk_users::service::ServiceConfig;
+use bulk_users::model::{JobKind, NewJob, TenantId, Timestamp};
+use bulk_users::service::{ServiceConfig, DROP_USER_NAME};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -118,6 +119,19 @@ pub fn assert_answer(case: &Value, answer: &Answer) {
     }
     for (header, value) in case["headers"].as_object().into_iter().flatten() {
         assert_eq!(answer.header(header), value.as_str(), "{name}: {header}");
+    }
+}
+
+/// The job the intake creates for a dropped file before it moves the file into the job's slot.
+pub fn dropped_job(tenant: &TenantId, file_key: &str, filename: &str, bytes: u64) -> NewJob {
+    NewJob {
+        kind: JobKind::Upload,
+        tenant: tenant.clone(),
+        filename: filename.to_owned(),
+        file_key: file_key.to_owned(),
+        file_bytes: bytes,
+        uploaded_api_user_name: DROP_USER_NAME.to_owned(),
+        created_at: Timestamp::now(),
     }
 }
 
