@@ -1,7 +1,9 @@
 //! The CCAI bulk user flow, through the route table, on both store implementations: the same
 //! scenarios and assertions run on the embedded store and on DynamoDB/S3/SQS (moto).
 
-use bulk_tests::{counts, on_both_stores, users_file, Body, Part, TestApp, PREFIX};
+use bulk_tests::cases::{self, Vars};
+use bulk_tests::steps::{assert_answer, rows_file, text, u64s};
+use bulk_tests::{counts, on_both_stores, users_file, Answer, Body, Part, TestApp, PREFIX};
 use bulk_users::model::{TenantId, WorkItem};
 use bulk_users::processing::ChunkOutcome;
 use bulk_users::service::{ResumedJob, SettingsChange, Sweep, MAX_RESUMPTIONS};
@@ -9,6 +11,7 @@ use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 on_both_stores!(
     template_lists_every_field_and_the_tenants_roles_and_teams,
@@ -91,23 +94,20 @@ async fn upload_validate_proceed_and_complete(app: TestApp) {
     );
     assert_eq!(upload.header("link"), Some(format!("<{link}>").as_str()));
 
-    let job = app.get(&format!("jobs/{id}")).await;
-    assert_eq!(job.body["status"], "valid_scheme");
-    assert_eq!(job.body["total_rows"], 2);
-    assert_eq!(job.body["filename"], "users.json");
-    assert_eq!(job.body["uploaded_api_user_name"], "acme-sync");
-    assert_eq!(job.body["process_requested_at"], Value::Null);
+    let job = app.job(id).await;
+    assert_eq!(job["status"], "valid_scheme");
+    assert_eq!(job["total_rows"], 2);
+    assert_eq!(job["filename"], "users.json");
+    assert_eq!(job["uploaded_api_user_name"], "acme-sync");
+    assert_eq!(job["process_requested_at"], Value::Null);
 
     let proceed = app.proceed(id).await;
     assert_eq!(proceed.status, StatusCode::ACCEPTED);
     assert_eq!(proceed.body["status"], "in_progress");
-    assert_eq!(
-        app.get(&format!("jobs/{id}")).await.body["status"],
-        "in_progress"
-    );
+    assert_eq!(app.job(id).await["status"], "in_progress");
 
     app.drain().await;
-    let job = app.get(&format!("jobs/{id}")).await.body;
+    let job = app.job(id).await;
     assert_eq!(job["status"], "completed", "{job}");
     assert_eq!(counts(&job), (Some(2), Some(2), Some(0)));
     assert_eq!(job["proceed_api_user_name"], "acme-sync");
@@ -127,14 +127,9 @@ async fn upload_validate_proceed_and_complete(app: TestApp) {
         "config has deactivated_at instead of status"
     );
     assert!(users[1]["deactivated_at"].is_string());
-    assert_eq!(
-        app.get(&format!("errors/update/{id}")).await.body,
-        json!([])
-    );
-    assert_eq!(
-        app.get(&format!("errors/scheme/{id}")).await.body,
-        json!([])
-    );
+    for log in ["update", "scheme"] {
+        assert_eq!(app.get(&format!("errors/{log}/{id}")).await.body, json!([]));
+    }
 }
 
 async fn upserts_by_email_renames_deactivates_and_sets_memberships(app: TestApp) {
@@ -210,10 +205,11 @@ async fn processing_time_problems_go_to_the_update_error_log(app: TestApp) {
         .await;
     assert_eq!(upload.body["status"], "valid_scheme");
     let id = upload.id();
+    let roles = Some(vec!["Admin".into()]);
     app.set_settings(
         "acme",
         SettingsChange {
-            roles: Some(vec!["Admin".into()]),
+            roles,
             ..SettingsChange::default()
         },
     )
@@ -221,33 +217,19 @@ async fn processing_time_problems_go_to_the_update_error_log(app: TestApp) {
     app.proceed(id).await;
     app.drain().await;
 
-    let job = app.get(&format!("jobs/{id}")).await.body;
+    let job = app.job(id).await;
     assert_eq!(job["status"], "completed", "row failures never fail a job");
     assert_eq!(counts(&job), (Some(4), Some(1), Some(3)));
     let errors = app.get(&format!("errors/update/{id}")).await.body;
     let errors = errors.as_array().unwrap();
     assert_eq!(errors.len(), 3, "{errors:?}");
-    assert_eq!(
-        (errors[0]["row"].as_u64(), errors[0]["column"].as_u64()),
-        (Some(1), Some(2))
-    );
-    assert!(errors[0]["message"]
-        .as_str()
-        .unwrap()
-        .contains("already used"));
+    let at = |e: &Value| (e["row"].as_u64(), e["column"].as_u64());
+    assert_eq!(at(&errors[0]), (Some(1), Some(2)));
+    assert!(text(&errors[0]["message"]).contains("already used"));
     assert_eq!(errors[1]["row"], 2);
-    assert!(errors[1]["message"]
-        .as_str()
-        .unwrap()
-        .contains("no user with email"));
-    assert_eq!(
-        (errors[2]["row"].as_u64(), errors[2]["column"].as_u64()),
-        (Some(3), Some(10))
-    );
-    assert!(errors[2]["message"]
-        .as_str()
-        .unwrap()
-        .contains("'Agent' is not a role"));
+    assert!(text(&errors[1]["message"]).contains("no user with email"));
+    assert_eq!(at(&errors[2]), (Some(3), Some(10)));
+    assert!(text(&errors[2]["message"]).contains("'Agent' is not a role"));
     assert!(errors.iter().all(|e| e["error_type"] == "error"));
     assert_eq!(job["update_errors"], 3);
 }
@@ -267,48 +249,22 @@ async fn every_scheme_error_is_recorded_and_the_job_cannot_proceed(app: TestApp)
     assert_eq!(upload.body["status"], "invalid_scheme");
     let id = upload.id();
     let errors = app.get(&format!("errors/scheme/{id}")).await.body;
-    let found: Vec<(Option<u64>, Option<u64>)> = errors
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| (e["row"].as_u64(), e["column"].as_u64()))
+    // Each error's row:column (null: the error is the row's, not a cell's).
+    let found = errors.as_array().unwrap().iter();
+    let found: Vec<String> = found
+        .map(|e| format!("{}:{}", e["row"], e["column"]))
         .collect();
-    assert_eq!(
-        found,
-        vec![
-            (Some(1), Some(1)),
-            (Some(2), Some(4)),
-            (Some(2), Some(5)),
-            (Some(2), Some(6)),
-            (Some(3), Some(10)),
-            (Some(3), Some(11)),
-            (Some(4), Some(1)),
-            (Some(5), None),
-            (Some(5), Some(8)),
-            (Some(5), Some(1)),
-            (Some(6), None),
-        ],
-        "{errors}"
-    );
-    assert!(errors[9]["message"]
-        .as_str()
-        .unwrap()
-        .contains("more than once"));
-    assert_eq!(
-        app.get(&format!("jobs/{id}")).await.body["scheme_errors"],
-        11
-    );
+    let expected = [
+        "1:1", "2:4", "2:5", "2:6", "3:10", "3:11", "4:1", "5:null", "5:8", "5:1", "6:null",
+    ];
+    assert_eq!(found, expected, "{errors}");
+    assert!(text(&errors[9]["message"]).contains("more than once"));
+    assert_eq!(app.job(id).await["scheme_errors"], 11);
 
     let proceed = app.proceed(id).await;
     assert_eq!(proceed.status, StatusCode::CONFLICT);
-    assert!(proceed.body["message"]
-        .as_str()
-        .unwrap()
-        .contains("invalid_scheme"));
-    assert_eq!(
-        app.get(&format!("jobs/{id}")).await.body["status"],
-        "invalid_scheme"
-    );
+    assert!(text(&proceed.body["message"]).contains("invalid_scheme"));
+    assert_eq!(app.job(id).await["status"], "invalid_scheme");
 }
 
 async fn put_upload_replaces_the_file_until_the_job_is_proceeded(app: TestApp) {
@@ -318,19 +274,9 @@ async fn put_upload_replaces_the_file_until_the_job_is_proceeded(app: TestApp) {
     let id = upload.id();
     assert_eq!(upload.body["status"], "invalid_scheme");
 
-    let upload_path = format!("{PREFIX}/upload");
-    let put = |file: &'static str, id: String| {
-        let body = Body::Multipart(vec![
-            Part::text("id", &id),
-            Part::file(file.as_bytes().to_vec()),
-        ]);
-        app.call(Method::PUT, &upload_path, body)
-    };
-    let replaced = put(
-        r#"[{"email": "good@example.com", "first_name": "A", "last_name": "B"}]"#,
-        id.to_string(),
-    )
-    .await;
+    let put = async |file: &str, id: String| replace(&app, &id, file).await;
+    let good = r#"[{"email": "good@example.com", "first_name": "A", "last_name": "B"}]"#;
+    let replaced = put(good, id.to_string()).await;
     assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.body);
     assert_eq!(replaced.body["id"], id);
     assert_eq!(replaced.body["status"], "valid_scheme");
@@ -341,11 +287,8 @@ async fn put_upload_replaces_the_file_until_the_job_is_proceeded(app: TestApp) {
     );
 
     assert_eq!(app.proceed(id).await.status, StatusCode::ACCEPTED);
-    let late = put(
-        r#"[{"email": "other@example.com", "first_name": "A", "last_name": "B"}]"#,
-        id.to_string(),
-    )
-    .await;
+    let other = r#"[{"email": "other@example.com", "first_name": "A", "last_name": "B"}]"#;
+    let late = put(other, id.to_string()).await;
     assert_eq!(late.status, StatusCode::CONFLICT);
     app.drain().await;
     let users = app.get("config").await.body;
@@ -355,14 +298,21 @@ async fn put_upload_replaces_the_file_until_the_job_is_proceeded(app: TestApp) {
     put("[]", "abc".into())
         .await
         .assert_client_error(StatusCode::BAD_REQUEST, "id");
-    let missing_id = app
-        .call(Method::PUT, &format!("{PREFIX}/upload"), Body::upload("[]"))
-        .await;
-    missing_id.assert_client_error(StatusCode::BAD_REQUEST, "id");
+    let missing_id = app.ccai(Method::PUT, "upload", Body::upload("[]"));
+    missing_id
+        .await
+        .assert_client_error(StatusCode::BAD_REQUEST, "id");
     assert_eq!(
         put("[]", "999999".into()).await.status,
         StatusCode::NOT_FOUND
     );
+}
+
+/// `PUT upload`: job `id`'s file replaced by `file`, as acme.
+async fn replace(app: &TestApp, id: &str, file: &str) -> Answer {
+    let file = Part::file(file.as_bytes().to_vec());
+    let body = Body::Multipart(vec![Part::text("id", id), file]);
+    app.ccai(Method::PUT, "upload", body).await
 }
 
 async fn proceeding_twice_processes_once(app: TestApp) {
@@ -377,16 +327,12 @@ async fn proceeding_twice_processes_once(app: TestApp) {
     app.drain().await;
     let after = app.proceed(id).await;
     assert_eq!(after.status, StatusCode::ACCEPTED);
-    assert_eq!(
-        (after.body["id"].as_u64(), after.body["status"].as_str()),
-        (Some(id), Some("completed"))
-    );
+    let (job, status) = (after.body["id"].as_u64(), after.body["status"].as_str());
+    assert_eq!((job, status), (Some(id), Some("completed")));
     app.drain().await;
-    let job = app.get(&format!("jobs/{id}")).await.body;
-    assert_eq!(
-        (job["affected_rows"].as_u64(), job["status"].as_str()),
-        (Some(5), Some("completed"))
-    );
+    let job = app.job(id).await;
+    let (affected, status) = (job["affected_rows"].as_u64(), job["status"].as_str());
+    assert_eq!((affected, status), (Some(5), Some("completed")));
     assert_eq!(app.proceed(424242).await.status, StatusCode::NOT_FOUND);
 }
 
@@ -396,24 +342,12 @@ async fn job_list_is_newest_first_with_paging_headers(app: TestApp) {
         ids.push(app.upload(&users_file(i + 1, "")).await.id());
     }
     // Another tenant's jobs are never listed.
-    app.call_as(
-        &app.globex.basic(),
-        Method::POST,
-        &format!("{PREFIX}/upload"),
-        Body::upload(&users_file(1, "")),
-    )
-    .await;
+    let theirs = Body::upload(&users_file(1, ""));
+    app.as_globex(Method::POST, "upload", theirs).await;
 
     let page = app.get("jobs?per_page=2").await;
     assert_eq!(page.status, StatusCode::OK);
-    let listed: Vec<u64> = page
-        .body
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["id"].as_u64().unwrap())
-        .collect();
-    assert_eq!(listed, vec![ids[4], ids[3]]);
+    assert_eq!(u64s(&page.body, "id"), vec![ids[4], ids[3]]);
     assert_eq!(page.header("total"), Some("5"));
     assert_eq!(page.header("per-page"), Some("2"));
     assert_eq!(
@@ -422,22 +356,11 @@ async fn job_list_is_newest_first_with_paging_headers(app: TestApp) {
     );
 
     let last = app.get("jobs?page=3&per_page=2").await;
-    let listed: Vec<u64> = last
-        .body
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["id"].as_u64().unwrap())
-        .collect();
-    assert_eq!(listed, vec![ids[0]]);
+    assert_eq!(u64s(&last.body, "id"), vec![ids[0]]);
     assert_eq!(last.header("link"), None);
     assert_eq!(app.get("jobs").await.body.as_array().unwrap().len(), 5);
-    app.get("jobs?per_page=0")
-        .await
-        .assert_client_error(StatusCode::BAD_REQUEST, "per_page");
-    app.get("jobs?page=x")
-        .await
-        .assert_client_error(StatusCode::BAD_REQUEST, "page");
+    app.get_refused("jobs?per_page=0", "per_page").await;
+    app.get_refused("jobs?page=x", "page").await;
 }
 
 async fn user_configuration_pages_and_selects(app: TestApp) {
@@ -452,13 +375,7 @@ async fn user_configuration_pages_and_selects(app: TestApp) {
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "id order");
 
     let page = app.get("config?page=2&per_page=3").await.body;
-    let paged: Vec<u64> = page
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["id"].as_u64().unwrap())
-        .collect();
-    assert_eq!(paged, ids[3..6].to_vec());
+    assert_eq!(u64s(&page, "id"), ids[3..6].to_vec());
 
     let by_email = app
         .get("config?emails=USER3@example.com,user5@example.com,user3@example.com")
@@ -477,41 +394,19 @@ async fn user_configuration_pages_and_selects(app: TestApp) {
     let by_agent = app.get("config?agent_numbers=A1").await.body;
     assert_eq!(by_agent[0]["email"], "user0@example.com");
 
-    app.get("config?per_page=1001")
-        .await
-        .assert_client_error(StatusCode::BAD_REQUEST, "per_page");
-    app.get("config?per_page=ten")
-        .await
-        .assert_client_error(StatusCode::BAD_REQUEST, "per_page");
-    app.get("config?ids=1&page=2")
-        .await
-        .assert_client_error(StatusCode::BAD_REQUEST, "page");
-    app.get("config?ids=1&emails=a@b.co")
-        .await
-        .assert_client_error(StatusCode::BAD_REQUEST, "ids");
+    app.get_refused("config?per_page=1001", "per_page").await;
+    app.get_refused("config?per_page=ten", "per_page").await;
+    app.get_refused("config?ids=1&page=2", "page").await;
+    app.get_refused("config?ids=1&emails=a@b.co", "ids").await;
     let many: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
-    app.get(&format!("config?ids={}", many.join(",")))
-        .await
-        .assert_client_error(StatusCode::BAD_REQUEST, "ids");
+    app.get_refused(&format!("config?ids={}", many.join(",")), "ids")
+        .await;
     // Another tenant sees none of these users.
-    let theirs = app
-        .call_as(
-            &app.globex.basic(),
-            Method::GET,
-            &format!("{PREFIX}/config"),
-            Body::Empty,
-        )
-        .await;
-    assert_eq!(theirs.body, json!([]));
-    let theirs = app
-        .call_as(
-            &app.globex.basic(),
-            Method::GET,
-            &format!("{PREFIX}/config?ids={}", ids[0]),
-            Body::Empty,
-        )
-        .await;
-    assert_eq!(theirs.body, json!([]));
+    for query in [String::new(), format!("?ids={}", ids[0])] {
+        let path = format!("config{query}");
+        let theirs = app.as_globex(Method::GET, &path, Body::Empty).await;
+        assert_eq!(theirs.body, json!([]), "{path}");
+    }
 }
 
 async fn credentials_and_tenants_are_checked(app: TestApp) {
@@ -532,166 +427,56 @@ async fn credentials_and_tenants_are_checked(app: TestApp) {
         assert!(answer.header("www-authenticate").is_some());
     }
     // The seed's short spelling is an alias.
-    let alias = app
-        .call(
-            Method::GET,
-            &format!("/v1/bulk/users/jobs/{id}"),
-            Body::Empty,
-        )
-        .await;
+    let alias = format!("/v1/bulk/users/jobs/{id}");
+    let alias = app.call(Method::GET, &alias, Body::Empty).await;
     assert_eq!(alias.status, StatusCode::OK);
 
-    let globex = app.globex.basic();
-    for path in [
-        format!("jobs/{id}"),
-        format!("errors/scheme/{id}"),
-        format!("errors/update/{id}"),
-    ] {
-        let answer = app
-            .call_as(
-                &globex,
-                Method::GET,
-                &format!("{PREFIX}/{path}"),
-                Body::Empty,
-            )
-            .await;
+    for path in ["jobs", "errors/scheme", "errors/update"] {
+        let path = format!("{path}/{id}");
+        let answer = app.as_globex(Method::GET, &path, Body::Empty).await;
         assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
         assert!(!answer.body.to_string().contains("users.json"));
     }
-    let proceed = app
-        .call_as(
-            &globex,
-            Method::POST,
-            &format!("{PREFIX}/proceed"),
-            Body::Json(json!({"id": id})),
-        )
-        .await;
+    let proceed = Body::Json(json!({"id": id}));
+    let proceed = app.as_globex(Method::POST, "proceed", proceed).await;
     assert_eq!(proceed.status, StatusCode::NOT_FOUND);
+    let form = vec![
+        Part::text("id", &id.to_string()),
+        Part::file(b"[]".to_vec()),
+    ];
     let put = app
-        .call_as(
-            &globex,
-            Method::PUT,
-            &format!("{PREFIX}/upload"),
-            Body::Multipart(vec![
-                Part::text("id", &id.to_string()),
-                Part::file(b"[]".to_vec()),
-            ]),
-        )
+        .as_globex(Method::PUT, "upload", Body::Multipart(form))
         .await;
     assert_eq!(put.status, StatusCode::NOT_FOUND);
-    assert_eq!(
-        app.get(&format!("jobs/{id}")).await.body["status"],
-        "valid_scheme",
-        "nothing of acme changed"
-    );
+    let status = app.job(id).await["status"].clone();
+    assert_eq!(status, "valid_scheme", "nothing of acme changed");
 
     // Revoking a credential stops it at once.
-    let tenant = bulk_users::model::TenantId::parse("acme").unwrap();
-    let key_id = app.service.credentials(&tenant).await.unwrap()[0]
-        .key_id
-        .clone();
-    app.service
-        .revoke_credential(&tenant, &key_id)
-        .await
-        .unwrap();
+    let tenant = TenantId::parse("acme").unwrap();
+    let service = &app.service;
+    let key_id = &service.credentials(&tenant).await.unwrap()[0].key_id;
+    service.revoke_credential(&tenant, key_id).await.unwrap();
     assert_eq!(app.get("jobs").await.status, StatusCode::UNAUTHORIZED);
 }
 
 async fn bad_requests_are_4xx_naming_the_field_and_store_nothing(app: TestApp) {
+    let max_file_bytes = Some(10_000);
     app.set_settings(
         "acme",
         SettingsChange {
-            max_file_bytes: Some(10_000),
+            max_file_bytes,
             ..SettingsChange::default()
         },
     )
     .await;
-    let upload = format!("{PREFIX}/upload");
-    let post = |body: Body| app.call(Method::POST, &upload, body);
-
-    post(Body::upload_bytes(Vec::new()))
-        .await
-        .assert_client_error(StatusCode::BAD_REQUEST, "file");
-    let huge = post(Body::upload(&users_file(2000, ""))).await;
+    let huge = app.upload(&users_file(2000, "")).await;
     assert_eq!(huge.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(huge.body["limit"], "max_file_bytes");
-    assert!(huge.body["message"].as_str().unwrap().contains("10000"));
-    post(Body::Json(json!([])))
-        .await
-        .assert_client_error(StatusCode::BAD_REQUEST, "Content-Type");
-    post(Body::Raw {
-        content_type: Some("multipart/form-data".into()),
-        bytes: b"x".to_vec(),
-    })
-    .await
-    .assert_client_error(StatusCode::BAD_REQUEST, "Content-Type");
-    post(Body::Raw {
-        content_type: Some(format!(
-            "multipart/form-data; boundary={}",
-            bulk_tests::BOUNDARY
-        )),
-        bytes: b"--garbage".to_vec(),
-    })
-    .await
-    .assert_client_error(StatusCode::BAD_REQUEST, "body");
-    post(Body::Multipart(vec![Part::text("id", "1")]))
-        .await
-        .assert_client_error(StatusCode::BAD_REQUEST, "file");
-    post(Body::Multipart(vec![
-        Part::text("colour", "red"),
-        Part::file(b"[]".to_vec()),
-    ]))
-    .await
-    .assert_client_error(StatusCode::BAD_REQUEST, "colour");
-    post(Body::Multipart(vec![
-        Part::file(b"[]".to_vec()),
-        Part::file(b"[]".to_vec()),
-    ]))
-    .await
-    .assert_client_error(StatusCode::BAD_REQUEST, "file");
-
-    let proceed = format!("{PREFIX}/proceed");
-    for (body, field) in [
-        (
-            Body::Raw {
-                content_type: Some("application/json".into()),
-                bytes: b"{not json".to_vec(),
-            },
-            "body",
-        ),
-        (Body::Json(json!([1])), "body"),
-        (Body::Json(json!({})), "id"),
-        (Body::Json(json!({"id": "x"})), "id"),
-        (Body::Json(json!({"id": -3})), "id"),
-        (Body::Json(json!({"id": 1.5})), "id"),
-    ] {
-        app.call(Method::POST, &proceed, body)
-            .await
-            .assert_client_error(StatusCode::BAD_REQUEST, field);
+    assert!(text(&huge.body["message"]).contains("10000"));
+    let vars = Vars::new().with("BOUNDARY", bulk_tests::BOUNDARY);
+    for case in cases::load("ccai/bad_requests.jsonl") {
+        assert_answer(&case, &app.send_case(&case, &vars).await);
     }
-    app.get("jobs/abc")
-        .await
-        .assert_client_error(StatusCode::BAD_REQUEST, "id");
-    app.get("errors/scheme/0")
-        .await
-        .assert_client_error(StatusCode::BAD_REQUEST, "id");
-    let wrong_method = app
-        .call(Method::DELETE, &format!("{PREFIX}/jobs"), Body::Empty)
-        .await;
-    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(wrong_method.header("allow"), Some("GET"));
-    assert_eq!(
-        app.call(Method::GET, &format!("{PREFIX}/nothing"), Body::Empty)
-            .await
-            .status,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        app.call(Method::GET, "/elsewhere", Body::Empty)
-            .await
-            .status,
-        StatusCode::NOT_FOUND
-    );
 
     let jobs = app.get("jobs").await;
     assert_eq!(
@@ -702,32 +487,29 @@ async fn bad_requests_are_4xx_naming_the_field_and_store_nothing(app: TestApp) {
 }
 
 async fn bad_files_become_scheme_errors(app: TestApp) {
-    for (file, expected) in [
-        ("not json at all", "not valid JSON"),
-        ("{\"users\": []}", "must be a JSON array"),
-        ("[]", "contains no users"),
-        ("   ", "empty"),
-        ("[{\"email\": \"a@example.com\", \"first_name\": \"A\", \"last_name\": \"B\"}", "ends before the closing"),
-        ("[{\"email\": \"a@example.com\", \"first_name\": \"A\", \"last_name\": \"B\"}] trailing", "after the closing"),
-    ] {
+    for case in cases::load("ccai/bad_files.jsonl") {
+        let (name, file) = (cases::name(&case), text(&case["file"]));
         let upload = app.upload(file).await;
-        assert_eq!(upload.status, StatusCode::CREATED, "{file}");
-        assert_eq!(upload.body["status"], "invalid_scheme", "{file}");
-        let errors = app.get(&format!("errors/scheme/{}", upload.id())).await.body;
+        assert_eq!(upload.status, StatusCode::CREATED, "{name}");
+        assert_eq!(upload.body["status"], "invalid_scheme", "{name}");
+        let errors = app
+            .get(&format!("errors/scheme/{}", upload.id()))
+            .await
+            .body;
         let first = &errors[0];
-        assert_eq!(first["row"], Value::Null, "{file}: {errors}");
-        assert!(first["message"].as_str().unwrap().contains(expected), "{file}: {errors}");
+        assert_eq!(first["row"], Value::Null, "{name}: {errors}");
+        let expected = text(&case["message"]);
+        assert!(
+            text(&first["message"]).contains(expected),
+            "{name}: {errors}"
+        );
     }
     let types = app
         .upload(r#"[{"email": 5, "first_name": ["A"], "last_name": {"x": 1}, "roles": "Agent", "max_chat_limit_enabled": 7}, [], null]"#)
         .await;
     let errors = app.get(&format!("errors/scheme/{}", types.id())).await.body;
-    let messages: Vec<&str> = errors
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["message"].as_str().unwrap())
-        .collect();
+    let messages = errors.as_array().unwrap().iter();
+    let messages: Vec<&str> = messages.map(|e| text(&e["message"])).collect();
     assert_eq!(messages.len(), 7, "{messages:?}");
     assert!(messages[0].contains("email must be a string"));
     assert!(
@@ -738,11 +520,7 @@ async fn bad_files_become_scheme_errors(app: TestApp) {
 
 async fn a_multi_chunk_job_is_counted_exactly(app: TestApp) {
     // Small chunks so one job fans out into many queue messages, worked by concurrent consumers.
-    let config = bulk_users::service::ServiceConfig {
-        rows_per_chunk: 7,
-        ..Default::default()
-    };
-    let app = TestApp::with_config(app.backend, config).await;
+    let app = TestApp::with_chunks(app.backend, 7).await;
     let mut file = users_file(95, "");
     // Row 50 fails at processing time (rename of a user that does not exist).
     file = file.replace(
@@ -767,11 +545,7 @@ async fn a_multi_chunk_job_is_counted_exactly(app: TestApp) {
 async fn racing_workers_and_redeliveries_count_a_job_exactly_once(app: TestApp) {
     const USERS: usize = 300;
     const WORKERS: usize = 6;
-    let config = bulk_users::service::ServiceConfig {
-        rows_per_chunk: 20,
-        ..Default::default()
-    };
-    let app = TestApp::with_config(app.backend.for_racing_workers(), config).await;
+    let app = TestApp::with_chunks(app.backend.for_racing_workers(), 20).await;
     let mut file = users_file(USERS, "");
     // Three rows fail at processing time: renames of users that do not exist.
     let failing = [0usize, 150, 299];
@@ -857,71 +631,47 @@ async fn racing_workers_and_redeliveries_count_a_job_exactly_once(app: TestApp) 
         items.len(),
         "every second delivery changed nothing"
     );
-    assert_eq!(
-        (affected, failed),
-        (USERS as u64 - 3, 3),
-        "the committed chunks' counts"
-    );
+    let counted = (USERS as u64 - 3, 3);
+    assert_eq!((affected, failed), counted, "the committed chunks' counts");
     assert_eq!(completions, 1, "exactly one worker completed the job");
 
     // A third delivery of every chunk, from the real queue.
     app.drain().await;
-    let job = app.get(&format!("jobs/{id}")).await.body;
+    let job = app.job(id).await;
     assert_eq!(job["status"], "completed", "{job}");
-    assert_eq!(
-        counts(&job),
-        (Some(USERS as u64), Some(USERS as u64 - 3), Some(3))
-    );
+    let users = USERS as u64;
+    assert_eq!(counts(&job), (Some(users), Some(users - 3), Some(3)));
     let errors = app.get(&format!("errors/update/{id}")).await.body;
-    let rows: Vec<u64> = errors
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|error| error["row"].as_u64().unwrap())
-        .collect();
-    assert_eq!(rows, failing.map(|i| i as u64 + 1).to_vec(), "{errors}");
+    let rows = failing.map(|i| i as u64 + 1).to_vec();
+    assert_eq!(u64s(&errors, "row"), rows, "{errors}");
     let users = app.get("config?per_page=1000").await.body;
     let users = users.as_array().unwrap();
     assert_eq!(users.len(), USERS - 3);
-    let mut emails: Vec<&str> = users
-        .iter()
-        .map(|user| user["email"].as_str().unwrap())
-        .collect();
+    let mut emails: Vec<&str> = users.iter().map(|user| text(&user["email"])).collect();
     emails.sort_unstable();
     emails.dedup();
     assert_eq!(emails.len(), USERS - 3, "no user stored twice");
 }
 
 async fn a_cancelled_job_stops_at_the_next_chunk_boundary(app: TestApp) {
-    let config = bulk_users::service::ServiceConfig {
-        rows_per_chunk: 20,
-        ..Default::default()
-    };
-    let app = TestApp::with_config(app.backend, config).await;
-    let upload = app.upload(&users_file(60, "")).await;
-    let id = upload.id();
+    let app = TestApp::with_chunks(app.backend, 20).await;
+    let id = app.upload(&users_file(60, "")).await.id();
     assert_eq!(app.proceed(id).await.status, StatusCode::ACCEPTED);
 
     // The first chunk is processed; then the job is cancelled while the other two wait.
     let items = work_items(&app, id).await;
     assert_eq!(items.len(), 3);
-    assert!(matches!(
-        app.function("processor")
-            .await
-            .process(&items[0])
-            .await
-            .unwrap(),
-        ChunkOutcome::Committed { .. }
-    ));
+    process_first_chunk(&app, &items).await;
     let cancelled = cancel(&app, id).await;
     assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+    let link = format!("http://bulk.test{PREFIX}/jobs/{id}");
     assert_eq!(
         cancelled.body,
-        json!({"id": id, "status": "cancelled", "link": format!("http://bulk.test{PREFIX}/jobs/{id}")})
+        json!({"id": id, "status": "cancelled", "link": link})
     );
     // The queued chunks are dropped when delivered: nothing more is written or counted.
     app.drain().await;
-    let job = app.get(&format!("jobs/{id}")).await.body;
+    let job = app.job(id).await;
     assert_eq!(job["status"], "cancelled", "{job}");
     assert_eq!(counts(&job), (Some(60), Some(20), Some(0)), "{job}");
     let first = app
@@ -938,18 +688,9 @@ async fn a_cancelled_job_stops_at_the_next_chunk_boundary(app: TestApp) {
         .await;
     assert_eq!(rest.body, json!([]), "later chunks wrote nothing");
     // Zendesk calls a cancelled job killed.
-    let status = app
-        .call(
-            Method::GET,
-            &format!("/api/v2/job_statuses/{id}"),
-            Body::Empty,
-        )
-        .await;
-    assert_eq!(
-        status.body["job_status"]["status"], "killed",
-        "{}",
-        status.body
-    );
+    let status = format!("/api/v2/job_statuses/{id}");
+    let status = app.call(Method::GET, &status, Body::Empty).await.body;
+    assert_eq!(status["job_status"]["status"], "killed", "{status}");
 
     // Cancelling again answers the job as it is; proceeding it again starts nothing.
     let again = cancel(&app, id).await;
@@ -965,111 +706,88 @@ async fn a_cancelled_job_stops_at_the_next_chunk_boundary(app: TestApp) {
     assert_eq!(cancel(&app, waiting).await.status, StatusCode::OK);
     let refused = app.proceed(waiting).await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
-    assert_eq!(
-        app.get(&format!("jobs/{waiting}")).await.body["status"],
-        "cancelled"
-    );
+    assert_eq!(app.job(waiting).await["status"], "cancelled");
 
     // A job that has ended cannot be cancelled.
-    let done = app.run_job(&users_file(1, "")).await;
-    let done_id = done["id"].as_u64().unwrap();
+    let done_id = app.run_job(&users_file(1, "")).await["id"]
+        .as_u64()
+        .unwrap();
     let late = cancel(&app, done_id).await;
     assert_eq!(late.status, StatusCode::CONFLICT, "{}", late.body);
-    assert_eq!(
-        app.get(&format!("jobs/{done_id}")).await.body["status"],
-        "completed"
-    );
+    assert_eq!(app.job(done_id).await["status"], "completed");
 
     // Another tenant's job is not found; a bad id names the field.
+    let foreign = Body::Json(json!({ "id": waiting }));
     let foreign = app
-        .call_as(
-            &app.globex.basic(),
-            Method::POST,
-            &format!("{PREFIX}/cancel"),
-            Body::Json(json!({ "id": waiting })),
-        )
+        .as_globex(Method::POST, &format!("{PREFIX}/cancel"), foreign)
         .await;
     assert_eq!(foreign.status, StatusCode::NOT_FOUND, "{}", foreign.body);
-    app.call(
-        Method::POST,
-        &format!("{PREFIX}/cancel"),
-        Body::Json(json!({ "id": "x" })),
-    )
-    .await
-    .assert_client_error(StatusCode::BAD_REQUEST, "id");
+    let bad_id = app.post_json("cancel", json!({ "id": "x" })).await;
+    bad_id.assert_client_error(StatusCode::BAD_REQUEST, "id");
 }
 
-async fn cancel(app: &TestApp, id: u64) -> bulk_tests::Answer {
-    app.call(
-        Method::POST,
-        &format!("{PREFIX}/cancel"),
-        Body::Json(json!({ "id": id })),
-    )
-    .await
+async fn cancel(app: &TestApp, id: u64) -> Answer {
+    app.post_json("cancel", json!({ "id": id })).await
+}
+
+/// Processes the first of a job's work items, which commits it.
+async fn process_first_chunk(app: &TestApp, items: &[WorkItem]) {
+    let outcome = app.function("processor").await.process(&items[0]).await;
+    assert!(matches!(outcome.unwrap(), ChunkOutcome::Committed { .. }));
+}
+
+/// One pass of the sweeper over jobs idle for at least `idle`.
+async fn sweep(app: &TestApp, idle: Duration) -> Sweep {
+    app.function("sweeper")
+        .await
+        .resume_stale_jobs(idle)
+        .await
+        .unwrap()
+}
+
+/// Loses the queued work, then sweeps for jobs idle at all (a little time having passed).
+async fn lose_work_and_sweep(app: &TestApp) -> Sweep {
+    app.lose_queued_work().await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    sweep(app, Duration::ZERO).await
 }
 
 async fn a_job_whose_queued_work_was_lost_is_resumed(app: TestApp) {
-    let config = bulk_users::service::ServiceConfig {
-        rows_per_chunk: 20,
-        ..Default::default()
-    };
-    let app = TestApp::with_config(app.backend, config).await;
+    let app = TestApp::with_chunks(app.backend, 20).await;
     let id = app.upload(&users_file(60, "")).await.id();
     assert_eq!(app.proceed(id).await.status, StatusCode::ACCEPTED);
     let items = work_items(&app, id).await;
     // Chunk 0 is done; then the queued messages are lost (a purge, a consumer that died).
-    assert!(matches!(
-        app.function("processor")
-            .await
-            .process(&items[0])
-            .await
-            .unwrap(),
-        ChunkOutcome::Committed { .. }
-    ));
+    process_first_chunk(&app, &items).await;
     app.lose_queued_work().await;
     app.drain().await;
-    let stuck = app.get(&format!("jobs/{id}")).await.body;
+    let stuck = app.job(id).await;
     assert_eq!(stuck["status"], "in_progress", "{stuck}");
 
     // A job that changed recently is left alone; one idle long enough is resumed: only its
     // chunks not yet committed are queued again.
-    let hour = std::time::Duration::from_secs(3600);
     assert_eq!(
-        app.function("sweeper")
-            .await
-            .resume_stale_jobs(hour)
-            .await
-            .unwrap(),
+        sweep(&app, Duration::from_secs(3600)).await,
         Sweep::default()
     );
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    let resumed = app
-        .function("sweeper")
-        .await
-        .resume_stale_jobs(std::time::Duration::ZERO)
-        .await
-        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let resumed = sweep(&app, Duration::ZERO).await.resumed;
+    let requeued_chunks = vec![1, 2];
     assert_eq!(
-        resumed.resumed,
+        resumed,
         vec![ResumedJob {
             job_id: id,
-            requeued_chunks: vec![1, 2],
+            requeued_chunks
         }]
     );
     app.drain().await;
-    let job = app.get(&format!("jobs/{id}")).await.body;
+    let job = app.job(id).await;
     assert_eq!(job["status"], "completed", "{job}");
     assert_eq!(counts(&job), (Some(60), Some(60), Some(0)), "{job}");
     let users = app.get("config?page=1&per_page=100").await.body;
     assert_eq!(users.as_array().map(Vec::len), Some(60));
     // Nothing is left to resume.
-    let again = app
-        .function("sweeper")
-        .await
-        .resume_stale_jobs(std::time::Duration::ZERO)
-        .await
-        .unwrap();
-    assert_eq!(again, Sweep::default());
+    assert_eq!(sweep(&app, Duration::ZERO).await, Sweep::default());
 }
 
 /// A job whose work keeps being lost (each attempt timing out or crashing) is resumed
@@ -1077,52 +795,27 @@ async fn a_job_whose_queued_work_was_lost_is_resumed(app: TestApp) {
 async fn a_job_resumed_again_and_again_is_given_up(app: TestApp) {
     let id = app.upload(&users_file(3, "")).await.id();
     assert_eq!(app.proceed(id).await.status, StatusCode::ACCEPTED);
-    let sweeper = app.function("sweeper").await;
     for resumption in 0..MAX_RESUMPTIONS {
-        app.lose_queued_work().await;
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        let sweep = sweeper
-            .resume_stale_jobs(std::time::Duration::ZERO)
-            .await
-            .unwrap();
+        let sweep = lose_work_and_sweep(&app).await;
         assert_eq!(sweep.resumed.len(), 1, "resumption {resumption}: {sweep:?}");
     }
-    app.lose_queued_work().await;
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    let sweep = sweeper
-        .resume_stale_jobs(std::time::Duration::ZERO)
-        .await
-        .unwrap();
+    let sweep = lose_work_and_sweep(&app).await;
     assert_eq!(sweep.resumed, vec![]);
     assert_eq!(sweep.given_up.len(), 1, "{sweep:?}");
-    let job = app.get(&format!("jobs/{id}")).await.body;
+    let job = app.job(id).await;
     assert_eq!(job["status"], "failed", "{job}");
     let reason = job["failure_reason"].as_str().unwrap_or_default();
-    assert!(
-        reason.starts_with(&format!("resumed {MAX_RESUMPTIONS} times")),
-        "{reason}"
-    );
+    let expected = format!("resumed {MAX_RESUMPTIONS} times");
+    assert!(reason.starts_with(&expected), "{reason}");
     // A failed job is not stale: the next sweep leaves it.
-    assert_eq!(
-        sweeper
-            .resume_stale_jobs(std::time::Duration::ZERO)
-            .await
-            .unwrap(),
-        Sweep::default()
-    );
+    assert_eq!(self::sweep(&app, Duration::ZERO).await, Sweep::default());
 }
 
 /// The work items of acme's job `id`, as proceeding it queued them.
 async fn work_items(app: &TestApp, id: u64) -> Vec<WorkItem> {
     let tenant = TenantId::parse("acme").unwrap();
-    let job = app
-        .service
-        .ports()
-        .jobs
-        .get_job(&tenant, id)
-        .await
-        .unwrap()
-        .unwrap();
+    let job = app.service.ports().jobs.get_job(&tenant, id).await;
+    let job = job.unwrap().unwrap();
     job.chunk_plan
         .work_items(&job.tenant, job.id, job.total_rows)
 }
@@ -1132,25 +825,16 @@ async fn work_items(app: &TestApp, id: u64) -> Vec<WorkItem> {
 /// by default the whole log of up to 1000 entries on one page. The update errors come from
 /// three chunks, so pages cross chunk boundaries.
 async fn error_logs_are_read_a_page_at_a_time(app: TestApp) {
-    let config = bulk_users::service::ServiceConfig {
-        rows_per_chunk: 10,
-        ..Default::default()
-    };
-    let app = TestApp::with_config(app.backend, config).await;
+    let app = TestApp::with_chunks(app.backend, 10).await;
     // 25 rows that fail when processed (renames of users that do not exist), among 30.
-    let rows: Vec<String> = (0..30)
-        .map(|i| {
-            let rename = if i % 6 == 5 {
-                String::new()
-            } else {
-                format!(r#","new_email":"moved{i}@example.com""#)
-            };
-            format!(
-                r#"{{"email":"ghost{i}@example.com","first_name":"G","last_name":"H"{rename}}}"#
-            )
-        })
-        .collect();
-    let job = app.run_job(&format!("[{}]", rows.join(","))).await;
+    let file = rows_file(30, |i| {
+        let rename = match i % 6 {
+            5 => String::new(),
+            _ => format!(r#","new_email":"moved{i}@example.com""#),
+        };
+        format!(r#"{{"email":"ghost{i}@example.com","first_name":"G","last_name":"H"{rename}}}"#)
+    });
+    let job = app.run_job(&file).await;
     let id = job["id"].as_u64().unwrap();
     assert_eq!(job["update_errors"], 25, "{job}");
     let whole = app.get(&format!("errors/update/{id}")).await;
@@ -1164,16 +848,13 @@ async fn error_logs_are_read_a_page_at_a_time(app: TestApp) {
         .all(|w| w[0]["row"].as_u64() < w[1]["row"].as_u64()));
     let mut paged = Vec::new();
     for number in 1..=3 {
-        let page = app
-            .get(&format!("errors/update/{id}?page={number}&per_page=10"))
-            .await;
+        let page = format!("errors/update/{id}?page={number}&per_page=10");
+        let page = app.get(&page).await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
         assert_eq!(page.header("total"), Some("25"));
         let next = (number < 3).then(|| {
-            format!(
-                "<http://bulk.test{PREFIX}/errors/update/{id}?page={}&per_page=10>; rel=\"next\"",
-                number + 1
-            )
+            let next = format!("errors/update/{id}?page={}&per_page=10", number + 1);
+            format!("<http://bulk.test{PREFIX}/{next}>; rel=\"next\"")
         });
         assert_eq!(page.header("link"), next.as_deref());
         paged.extend(page.body.as_array().unwrap().iter().cloned());
@@ -1188,29 +869,19 @@ async fn error_logs_are_read_a_page_at_a_time(app: TestApp) {
     );
 
     // 12 rows with an invalid email: 12 scheme errors, in file order.
-    let bad: Vec<String> = (0..12)
-        .map(|i| format!(r#"{{"email":"bad{i}","first_name":"B","last_name":"C"}}"#))
-        .collect();
-    let upload = app.upload(&format!("[{}]", bad.join(","))).await;
-    let invalid = upload.id();
+    let bad = rows_file(12, |i| {
+        format!(r#"{{"email":"bad{i}","first_name":"B","last_name":"C"}}"#)
+    });
+    let invalid = app.upload(&bad).await.id();
     let first = app
         .get(&format!("errors/scheme/{invalid}?per_page=5"))
         .await;
     assert_eq!(first.header("total"), Some("12"));
-    let rows_of = |answer: &bulk_tests::Answer| -> Vec<u64> {
-        answer
-            .body
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["row"].as_u64().unwrap())
-            .collect()
-    };
-    assert_eq!(rows_of(&first), vec![1, 2, 3, 4, 5]);
+    assert_eq!(u64s(&first.body, "row"), vec![1, 2, 3, 4, 5]);
     let last = app
         .get(&format!("errors/scheme/{invalid}?page=3&per_page=5"))
         .await;
-    assert_eq!(rows_of(&last), vec![11, 12]);
+    assert_eq!(u64s(&last.body, "row"), vec![11, 12]);
     assert_eq!(last.header("link"), None);
     for (query, field) in [
         ("per_page=0", "per_page"),
@@ -1218,9 +889,8 @@ async fn error_logs_are_read_a_page_at_a_time(app: TestApp) {
         ("page=x", "page"),
     ] {
         for log in ["scheme", "update"] {
-            app.get(&format!("errors/{log}/{id}?{query}"))
-                .await
-                .assert_client_error(StatusCode::BAD_REQUEST, field);
+            app.get_refused(&format!("errors/{log}/{id}?{query}"), field)
+                .await;
         }
     }
 }

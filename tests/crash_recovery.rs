@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bulk_tests::local_server::LocalServer;
-use bulk_tests::{multipart, Part, BOUNDARY, PREFIX};
+use bulk_tests::steps::{text, wait_for, LocalClient};
 use bulk_users::model::{TenantId, User, UserFilter};
 use bulk_users::ports::{PageRequest, Ports};
 use reqwest::StatusCode;
@@ -43,22 +43,21 @@ const MAX_KILLS: usize = 10;
 const EXTRA_KILL_EVERY_PERCENT: u64 = 2;
 const SEED: u64 = 0x00c0_ffee_d00d_2024;
 
-fn server_env() -> Vec<(&'static str, String)> {
-    vec![
-        ("BULK_LOCAL_TENANT", TENANT.to_owned()),
-        ("BULK_LOCAL_SECRET", SECRET.to_owned()),
-        ("BULK_ROWS_PER_CHUNK", ROWS_PER_CHUNK.to_string()),
-        ("BULK_BATCH_ROWS", BATCH_ROWS.to_string()),
-    ]
+fn start(dir: &Path) -> LocalServer {
+    let (chunk, batch) = (ROWS_PER_CHUNK.to_string(), BATCH_ROWS.to_string());
+    let env = [
+        ("BULK_LOCAL_TENANT", TENANT),
+        ("BULK_LOCAL_SECRET", SECRET),
+        ("BULK_ROWS_PER_CHUNK", chunk.as_str()),
+        ("BULK_BATCH_ROWS", batch.as_str()),
+    ];
+    LocalServer::start(dir, &env)
 }
 
-fn start(dir: &Path) -> LocalServer {
-    let env = server_env();
-    let env: Vec<(&str, &str)> = env
-        .iter()
-        .map(|(name, value)| (*name, value.as_str()))
-        .collect();
-    LocalServer::start(dir, &env)
+/// The embedded store of a server's data directory.
+async fn open(dir: &Path) -> bulk_users::adapters::embedded::EmbeddedAdapters {
+    let store = bulk_users::adapters::embedded::open(dir).await;
+    store.expect("open the store")
 }
 
 /// The setup job: users `0..HALF`, each with an agent number, a location, a role and a team.
@@ -221,53 +220,26 @@ impl Moments {
     }
 }
 
-struct Client {
-    http: reqwest::Client,
-    base: String,
-}
+/// acme's client, whose requests must succeed.
+struct Client(LocalClient);
 
 impl Client {
     fn new(server: &LocalServer) -> Client {
-        Client {
-            http: reqwest::Client::new(),
-            base: server.url(PREFIX),
-        }
+        Client(LocalClient::new(server, TENANT, SECRET))
     }
 
     async fn get(&self, path: &str) -> Value {
-        let response = self
-            .http
-            .get(format!("{}/{path}", self.base))
-            .basic_auth(TENANT, Some(SECRET))
-            .send()
-            .await
-            .expect("request");
-        let status = response.status();
-        let body: Value = response.json().await.expect("json");
+        let (status, body) = self.0.get(path).await;
         assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
         body
     }
 
     /// Every entry of a paged listing, following its `Link: <…>; rel="next"` headers.
     async fn all_pages(&self, path: &str) -> Value {
-        let mut url = format!("{}/{path}", self.base);
+        let mut url = format!("{}/{path}", self.0.base);
         let mut entries = Vec::new();
         loop {
-            let response = self
-                .http
-                .get(&url)
-                .basic_auth(TENANT, Some(SECRET))
-                .send()
-                .await
-                .expect("request");
-            let status = response.status();
-            let next = response
-                .headers()
-                .get("link")
-                .and_then(|link| link.to_str().ok())
-                .and_then(|link| link.strip_prefix('<')?.split_once('>'))
-                .map(|(next, _)| next.to_owned());
-            let body: Value = response.json().await.expect("json");
+            let (status, body, next) = self.0.get_url(&url).await;
             assert_eq!(status, StatusCode::OK, "GET {url}: {body}");
             entries.extend(body.as_array().expect("a page of entries").iter().cloned());
             match next {
@@ -278,36 +250,14 @@ impl Client {
     }
 
     async fn upload(&self, file: &str) -> u64 {
-        let response = self
-            .http
-            .post(format!("{}/upload", self.base))
-            .basic_auth(TENANT, Some(SECRET))
-            .header(
-                "content-type",
-                format!("multipart/form-data; boundary={BOUNDARY}"),
-            )
-            .body(multipart(&[Part::file(file.as_bytes().to_vec())]))
-            .send()
-            .await
-            .expect("request");
-        let status = response.status();
-        let body: Value = response.json().await.expect("json");
+        let (status, body) = self.0.upload(file).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         assert_eq!(body["status"], "valid_scheme", "{body}");
         body["id"].as_u64().expect("job id")
     }
 
     async fn proceed(&self, id: u64) {
-        let response = self
-            .http
-            .post(format!("{}/proceed", self.base))
-            .basic_auth(TENANT, Some(SECRET))
-            .json(&json!({ "id": id }))
-            .send()
-            .await
-            .expect("request");
-        let status = response.status();
-        let body: Value = response.json().await.expect("json");
+        let (status, body) = self.0.proceed(id).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         assert_eq!(body["status"], "in_progress", "{body}");
     }
@@ -317,20 +267,17 @@ impl Client {
     }
 
     async fn wait_completed(&self, id: u64, timeout: Duration) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
+        wait_for(timeout, Duration::from_millis(100), async || {
             let job = self.job(id).await;
             match job["status"].as_str() {
-                Some("completed") => return job,
-                Some("in_progress") => {}
+                Some("completed") => Ok(job),
+                Some("in_progress") => Err(format!(
+                    "job {id} did not complete within {timeout:?}; it is now: {job}"
+                )),
                 _ => panic!("job {id} ended without completing: {job}"),
             }
-            assert!(
-                Instant::now() < deadline,
-                "job {id} did not complete within {timeout:?}; it is now: {job}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 
     /// Every user, page by page, keyed by email.
@@ -345,10 +292,8 @@ impl Client {
             for user in listed {
                 let email = user["email"].as_str().expect("email").to_owned();
                 let user = comparable_user(user);
-                assert!(
-                    users.insert(email.clone(), user).is_none(),
-                    "{email} is listed twice"
-                );
+                let twice = users.insert(email.clone(), user).is_some();
+                assert!(!twice, "{email} is listed twice");
             }
         }
         users
@@ -366,13 +311,9 @@ fn comparable_user(mut user: Value) -> Value {
     for field in ["id", "created_at", "updated_at"] {
         assert!(object.remove(field).is_some(), "config lists {field}");
     }
-    let deactivated = object
-        .remove("deactivated_at")
-        .expect("config lists deactivated_at");
-    object.insert(
-        "deactivated".to_owned(),
-        Value::Bool(!deactivated.is_null()),
-    );
+    let deactivated = object.remove("deactivated_at");
+    let deactivated = !deactivated.expect("config lists deactivated_at").is_null();
+    object.insert("deactivated".to_owned(), Value::Bool(deactivated));
     user
 }
 
@@ -380,13 +321,13 @@ fn comparable_user(mut user: Value) -> Value {
 /// `link` (which names the server's port).
 fn comparable_job(mut job: Value) -> Value {
     let object = job.as_object_mut().expect("a job object");
-    for field in [
+    let stamps = [
         "created_at",
         "updated_at",
         "process_requested_at",
         "completed_at",
-        "link",
-    ] {
+    ];
+    for field in stamps.into_iter().chain(["link"]) {
         object.remove(field);
     }
     job
@@ -397,17 +338,13 @@ fn comparable_job(mut job: Value) -> Value {
 /// in both runs: `version` counts the saves of the user (a row applied twice would have saved
 /// it once more), `last_change` is the job row that last changed it and how.
 async fn stored_users(dir: &Path) -> BTreeMap<String, Value> {
-    let store = bulk_users::adapters::embedded::open(dir)
-        .await
-        .expect("open the store");
+    let store = open(dir).await;
     let mut users = BTreeMap::new();
     for user in all_stored_users(&store.ports).await {
         let email = user.email.clone().expect("every user has an email");
         let value = comparable_user(serde_json::to_value(&user).unwrap());
-        assert!(
-            users.insert(email.clone(), value).is_none(),
-            "{email} stored twice"
-        );
+        let twice = users.insert(email.clone(), value).is_some();
+        assert!(!twice, "{email} stored twice");
     }
     users
 }
@@ -417,19 +354,14 @@ async fn all_stored_users(ports: &Ports) -> Vec<User> {
     let tenant = TenantId::parse(TENANT).unwrap();
     let mut users = Vec::new();
     for page in 1.. {
-        let (listed, _) = ports
-            .users
-            .list_users(
-                &tenant,
-                &UserFilter::default(),
-                PageRequest {
-                    page,
-                    per_page: 1000,
-                }
-                .into(),
-            )
-            .await
-            .expect("list users");
+        let request = PageRequest {
+            page,
+            per_page: 1000,
+        }
+        .into();
+        let all = UserFilter::default();
+        let listed = ports.users.list_users(&tenant, &all, request).await;
+        let (listed, _) = listed.expect("list users");
         if listed.is_empty() {
             break;
         }
@@ -441,33 +373,20 @@ async fn all_stored_users(ports: &Ports) -> Vec<User> {
 /// The chunks of `job` a kill interrupted part-way, as the store of the killed server shows
 /// them: some of their rows are saved, but the chunk is not committed.
 async fn interrupted_chunks(dir: &Path, job: u64) -> BTreeSet<u64> {
-    let store = bulk_users::adapters::embedded::open(dir)
-        .await
-        .expect("open the store");
-    let committed: BTreeSet<u64> = store
-        .ports
-        .jobs
-        .committed_chunks(job)
-        .await
-        .expect("committed chunks")
-        .into_iter()
-        .map(u64::from)
-        .collect();
-    all_stored_users(&store.ports)
-        .await
-        .iter()
-        .filter_map(|user| user.last_change.as_ref())
-        .filter(|stamp| stamp.job == job)
-        .map(|stamp| (stamp.row - 1) / ROWS_PER_CHUNK as u64)
-        .filter(|chunk| !committed.contains(chunk))
-        .collect()
+    let store = open(dir).await;
+    let committed = store.ports.jobs.committed_chunks(job).await;
+    let committed = committed.expect("committed chunks").into_iter();
+    let committed: BTreeSet<u64> = committed.map(u64::from).collect();
+    let users = all_stored_users(&store.ports).await;
+    let stamps = users.iter().filter_map(|user| user.last_change.as_ref());
+    let saved = stamps.filter(|stamp| stamp.job == job);
+    let chunks = saved.map(|stamp| (stamp.row - 1) / ROWS_PER_CHUNK as u64);
+    chunks.filter(|chunk| !committed.contains(chunk)).collect()
 }
 
 /// Messages left in the durable work queue.
 async fn queued(dir: &Path) -> u64 {
-    let store = bulk_users::adapters::embedded::open(dir)
-        .await
-        .expect("open the store");
+    let store = open(dir).await;
     store.queue.pending().await.expect("queue length")
 }
 
@@ -509,15 +428,13 @@ impl Kill {
     /// Whether it interrupted a chunk of the first half (updates), or of the second
     /// (creations).
     fn interrupted_updates(&self) -> bool {
-        self.interrupted
-            .iter()
-            .any(|chunk| chunk * (ROWS_PER_CHUNK as u64) < HALF as u64)
+        let mut chunks = self.interrupted.iter();
+        chunks.any(|chunk| chunk * (ROWS_PER_CHUNK as u64) < HALF as u64)
     }
 
     fn interrupted_creations(&self) -> bool {
-        self.interrupted
-            .iter()
-            .any(|chunk| chunk * (ROWS_PER_CHUNK as u64) >= HALF as u64)
+        let mut chunks = self.interrupted.iter();
+        chunks.any(|chunk| chunk * (ROWS_PER_CHUNK as u64) >= HALF as u64)
     }
 }
 
@@ -550,27 +467,25 @@ async fn run(scenario: Scenario, crash: bool) -> Outcome {
             None => done * 100 / ROWS as u64 + EXTRA_KILL_EVERY_PERCENT,
         };
         let target = (ROWS as u64 * percent / 100).max(done + ROWS_PER_CHUNK as u64);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let (status, processed) = loop {
+        let every = Duration::from_millis(10);
+        let (status, processed) = wait_for(Duration::from_secs(60), every, async || {
             let at = progress(&client.job(main).await);
-            if at.0 != "in_progress" || at.1 >= target {
-                break at;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job {main} did not reach {target} rows processed: {at:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
+            let short = format!("job {main} did not reach {target} rows processed: {at:?}");
+            (at.0 != "in_progress" || at.1 >= target)
+                .then_some(at)
+                .ok_or(short)
+        })
+        .await;
         if status != "in_progress" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(moments.next_in(AFTER_TARGET_MS))).await;
         server.kill();
+        let interrupted = interrupted_chunks(dir.path(), main).await;
         kills.push(Kill {
             status,
             processed,
-            interrupted: interrupted_chunks(dir.path(), main).await,
+            interrupted,
         });
         server = start(dir.path());
         client = Client::new(&server);
@@ -582,49 +497,36 @@ async fn run(scenario: Scenario, crash: bool) -> Outcome {
     // Nothing is stuck: the queue drains (a chunk committed but not acknowledged at a kill is
     // delivered again and dropped as already committed), every job is completed, and a
     // further wait changes nothing.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = queued(dir.path()).await;
-        if left == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{left} messages stay queued after job {main} completed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        async || {
+            let left = queued(dir.path()).await;
+            let stuck = format!("{left} messages stay queued after job {main} completed");
+            (left == 0).then_some(()).ok_or(stuck)
+        },
+    )
+    .await;
     let jobs = client.get("jobs").await;
-    let statuses: Vec<(u64, &str)> = jobs
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|job| (job["id"].as_u64().unwrap(), job["status"].as_str().unwrap()))
-        .collect();
-    assert_eq!(statuses, vec![(main, "completed"), (setup, "completed")]);
-    let update_errors = client.all_pages(&format!("errors/update/{main}")).await;
+    let statuses = jobs.as_array().unwrap().iter();
+    let statuses = statuses.map(|job| (job["id"].as_u64().unwrap(), text(&job["status"])));
+    let expected = vec![(main, "completed"), (setup, "completed")];
+    assert_eq!(statuses.collect::<Vec<_>>(), expected);
+    let log = format!("errors/update/{main}");
+    let update_errors = client.all_pages(&log).await;
     let users = client.users().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(
-        client.get("jobs").await,
-        jobs,
-        "the job list changed after completion"
-    );
+    let changed = "the job list changed after completion";
+    assert_eq!(client.get("jobs").await, jobs, "{changed}");
     assert_eq!(queued(dir.path()).await, 0, "work queued after completion");
-    assert_eq!(
-        client.all_pages(&format!("errors/update/{main}")).await,
-        update_errors,
-        "the update error log changed after completion"
-    );
+    let changed = "the update error log changed after completion";
+    assert_eq!(client.all_pages(&log).await, update_errors, "{changed}");
 
     drop(server);
     let stored = stored_users(dir.path()).await;
-    println!(
-        "  {} run: main job completed at {:.1} s, whole run {:.1} s",
-        if crash { "crash" } else { "clean" },
-        processed_in.as_secs_f64(),
-        started.elapsed().as_secs_f64()
-    );
+    let run = if crash { "crash" } else { "clean" };
+    let (main_at, all) = (processed_in.as_secs_f64(), started.elapsed().as_secs_f64());
+    println!("  {run} run: main job completed at {main_at:.1} s, whole run {all:.1} s");
     Outcome {
         setup_job: comparable_job(setup_job),
         main_job: comparable_job(main_job),
@@ -639,10 +541,8 @@ async fn run(scenario: Scenario, crash: bool) -> Outcome {
 /// `new_email`): a chunk processed again after a kill reports those rows' warnings again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_jobs_survive_processor_kills_exactly() {
-    crash_run_equals_clean_run(Scenario {
-        warn_every: Some(10),
-    })
-    .await;
+    let warn_every = Some(10);
+    crash_run_equals_clean_run(Scenario { warn_every }).await;
 }
 
 async fn crash_run_equals_clean_run(scenario: Scenario) {
@@ -651,57 +551,40 @@ async fn crash_run_equals_clean_run(scenario: Scenario) {
     // The clean run is what the jobs say: every row counted once, the failing rows as errors
     // and the rows applied with a warning as warnings in the update error log, in row order.
     let failed = FAILING.len() as u64;
-    let warned: Vec<usize> = (0..ROWS)
-        .filter(|p| scenario.row_kind(*p) == RowKind::Warns)
-        .collect();
+    let warns = |p: &usize| scenario.row_kind(*p) == RowKind::Warns;
+    let warned: Vec<usize> = (0..ROWS).filter(warns).collect();
     let job = &clean.main_job;
     assert_eq!(job["status"], "completed", "{job}");
-    assert_eq!(
-        (
-            job["total_rows"].as_u64(),
-            job["affected_rows"].as_u64(),
-            job["failed_rows"].as_u64(),
-            job["update_errors"].as_u64(),
-        ),
-        (
-            Some(ROWS as u64),
-            Some(ROWS as u64 - failed),
-            Some(failed),
-            Some(failed + warned.len() as u64)
-        ),
-        "{job}"
-    );
+    let counted = [
+        "total_rows",
+        "affected_rows",
+        "failed_rows",
+        "update_errors",
+    ];
+    let counted = counted.map(|field| job[field].as_u64());
+    let (rows, logged) = (ROWS as u64, failed + warned.len() as u64);
+    let expected = [rows, rows - failed, failed, logged].map(Some);
+    assert_eq!(counted, expected, "{job}");
     assert_eq!(clean.setup_job["affected_rows"], HALF as u64);
-    let logged: Vec<(u64, &str, &str)> = clean
-        .update_errors
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|error| {
-            (
-                error["row"].as_u64().unwrap(),
-                error["error_type"].as_str().unwrap(),
-                error["field"].as_str().unwrap(),
-            )
-        })
-        .collect();
-    let mut expected: Vec<(u64, &str, &str)> = FAILING
-        .iter()
-        .map(|p| (*p as u64 + 1, "error", "email"))
-        .chain(
-            warned
-                .iter()
-                .map(|p| (*p as u64 + 1, "warning", "new_email")),
+    fn entry(e: &Value) -> (u64, &str, &str) {
+        (
+            e["row"].as_u64().unwrap(),
+            text(&e["error_type"]),
+            text(&e["field"]),
         )
-        .collect();
+    }
+    let logged = clean.update_errors.as_array().unwrap().iter();
+    let logged: Vec<(u64, &str, &str)> = logged.map(entry).collect();
+    let errors = FAILING.iter().map(|p| (*p as u64 + 1, "error", "email"));
+    let warnings = warned
+        .iter()
+        .map(|p| (*p as u64 + 1, "warning", "new_email"));
+    let mut expected: Vec<(u64, &str, &str)> = errors.chain(warnings).collect();
     expected.sort_unstable();
     assert_eq!(logged, expected, "{}", clean.update_errors);
     let emails: Vec<String> = clean.users.keys().cloned().collect();
-    assert_eq!(
-        emails,
-        scenario.expected_emails(),
-        "each email exactly once"
-    );
+    let expected = scenario.expected_emails();
+    assert_eq!(emails, expected, "each email exactly once");
     let versions = |outcome: &Outcome| -> BTreeMap<u64, usize> {
         let mut versions = BTreeMap::new();
         for user in outcome.stored.values() {
@@ -715,18 +598,18 @@ async fn crash_run_equals_clean_run(scenario: Scenario) {
     // main job unless its row there failed; the main job's creations once.
     let setup_only = FAILING.iter().filter(|p| **p < HALF).count();
     let created = ROWS - HALF - FAILING.iter().filter(|p| **p >= HALF).count();
-    assert_eq!(
-        versions(&clean),
-        BTreeMap::from([(1, setup_only + created), (2, HALF - setup_only)]),
-    );
+    let expected = BTreeMap::from([(1, setup_only + created), (2, HALF - setup_only)]);
+    assert_eq!(versions(&clean), expected);
 
     let crashed = run(scenario, true).await;
     println!("  the kills (status and rows processed of {ROWS} just before, chunks interrupted):");
-    for kill in &crashed.kills {
-        println!(
-            "    {} {} {:?}",
-            kill.status, kill.processed, kill.interrupted
-        );
+    for Kill {
+        status,
+        processed,
+        interrupted,
+    } in &crashed.kills
+    {
+        println!("    {status} {processed} {interrupted:?}");
     }
     let mid_job = crashed.kills.iter().filter(|kill| kill.mid_job()).count();
     assert!(

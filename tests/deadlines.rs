@@ -33,33 +33,22 @@ const STARTS_WITHIN_SECONDS: u64 = 1;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_processor_hands_back_the_chunks_it_has_no_time_for() {
     let stack = fresh_stack("deadline-processor").await;
-    let mut ports = stack.admin.ports.clone();
-    ports.master_key = Arc::new(MasterKey::parse(MASTER_KEY, "the emulator's master key").unwrap());
     let config = ServiceConfig {
         rows_per_chunk: ROWS_PER_CHUNK,
         ..Default::default()
     };
-    let service = BulkService::new(ports, config);
+    let service = admin_service(&stack, config);
     let acme = TenantId::parse("acme").unwrap();
-    let issued = service
-        .create_credential(&acme, "acme-sync", None)
-        .await
-        .expect("credential");
-    let who = service
-        .authenticate("acme", &issued.secret)
-        .await
-        .expect("acme");
+    let issued = service.create_credential(&acme, "acme-sync", None).await;
+    let secret = issued.expect("credential").secret;
+    let who = service.authenticate("acme", &secret).await.expect("acme");
     let file = users_file(CHUNKS * ROWS_PER_CHUNK as usize, "");
-    let job = service
-        .upload(
-            &who,
-            FileUpload {
-                filename: "users.json".to_owned(),
-                body: file.into(),
-            },
-        )
-        .await
-        .expect("upload");
+    let filename = "users.json".to_owned();
+    let upload = FileUpload {
+        filename,
+        body: file.into(),
+    };
+    let job = service.upload(&who, upload).await.expect("upload");
     service.proceed(&who, job.id).await.expect("proceed");
 
     let mut environment =
@@ -73,16 +62,21 @@ async fn the_processor_hands_back_the_chunks_it_has_no_time_for() {
     let admin = &stack.admin;
     let mut messages = Vec::new();
     while messages.len() < CHUNKS {
-        let received = admin
+        let receive = admin
             .sqs
             .receive_message()
-            .queue_url(&admin.settings.queue_url)
+            .queue_url(&admin.settings.queue_url);
+        let received = receive
             .max_number_of_messages(10)
             .visibility_timeout(300)
-            .send()
-            .await
-            .expect("receive");
-        messages.extend(received.messages.unwrap_or_default());
+            .send();
+        messages.extend(
+            received
+                .await
+                .expect("receive")
+                .messages
+                .unwrap_or_default(),
+        );
     }
     let records: Vec<Value> = messages
         .iter()
@@ -105,16 +99,13 @@ async fn the_processor_hands_back_the_chunks_it_has_no_time_for() {
         .await
         .expect("the processor answers");
     let took = started.elapsed();
-    let handed_back: Vec<&str> = response["batchItemFailures"]
-        .as_array()
-        .expect("batchItemFailures")
-        .iter()
-        .map(|failure| failure["itemIdentifier"].as_str().unwrap_or_default())
-        .collect();
-    eprintln!(
-        "{} of {CHUNKS} chunks handed back after {took:.1?}",
-        handed_back.len()
-    );
+    let failures = response["batchItemFailures"].as_array();
+    let failures = failures.expect("batchItemFailures").iter();
+    let handed_back =
+        failures.map(|failure| failure["itemIdentifier"].as_str().unwrap_or_default());
+    let handed_back: Vec<&str> = handed_back.collect();
+    let back = handed_back.len();
+    eprintln!("{back} of {CHUNKS} chunks handed back after {took:.1?}");
     assert!(
         !handed_back.is_empty() && handed_back.len() < CHUNKS,
         "some chunks begun, the rest handed back: {response}"
@@ -126,8 +117,8 @@ async fn the_processor_hands_back_the_chunks_it_has_no_time_for() {
             .ports()
             .jobs
             .chunk_committed(job.id, item.chunk)
-            .await
-            .unwrap();
+            .await;
+        let committed = committed.unwrap();
         let back = handed_back.contains(&message.message_id().unwrap_or_default());
         assert_eq!(
             committed, !back,
@@ -149,9 +140,7 @@ async fn the_processor_hands_back_the_chunks_it_has_no_time_for() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workspace_batch_out_of_time_goes_on_and_its_retry_answers() {
     let stack = fresh_stack("deadline-directory").await;
-    let mut ports = stack.admin.ports.clone();
-    ports.master_key = Arc::new(MasterKey::parse(MASTER_KEY, "the emulator's master key").unwrap());
-    let service = BulkService::new(ports, ServiceConfig::default());
+    let service = admin_service(&stack, ServiceConfig::default());
     let acme = TenantId::parse("acme").unwrap();
     service
         .install_credential(&acme, "events", "acme-events", "change-me")
@@ -173,10 +162,8 @@ async fn a_workspace_batch_out_of_time_goes_on_and_its_retry_answers() {
     let long = Duration::from_secs(60);
 
     // With a key: out of time, then answered by the retry.
-    let keyed = batch(
-        json!([{"user_name": "kay", "user_email": "kay@example.com"}]),
-        Some("batch-1"),
-    );
+    let kay = json!([{"user_name": "kay", "user_email": "kay@example.com"}]);
+    let keyed = batch(kay, Some("batch-1"));
     let first = answer(directory.invoke(&keyed, short).await);
     assert_eq!(first.status, 503, "{:?}", first.body);
     assert_eq!(first.body["error_code"], "WKS.00000503");
@@ -185,39 +172,28 @@ async fn a_workspace_batch_out_of_time_goes_on_and_its_retry_answers() {
     assert_eq!(job.status.as_str(), "in_progress");
     let retried = answer(directory.invoke(&keyed, long).await);
     assert_eq!((retried.status, retried.body.clone()), (200, json!({})));
-    assert_eq!(
-        latest_job(&service, &acme).await.status.as_str(),
-        "completed"
-    );
+    let latest = latest_job(&service, &acme).await;
+    assert_eq!(latest.status.as_str(), "completed");
 
     // Without a key: out of time; the processor finishes the queued job.
-    let plain = batch(
-        json!([{"user_name": "lou", "user_email": "lou@example.com"}]),
-        None,
-    );
+    let lou = json!([{"user_name": "lou", "user_email": "lou@example.com"}]);
+    let plain = batch(lou, None);
     let first = answer(directory.invoke(&plain, short).await);
     assert_eq!(first.status, 503, "{:?}", first.body);
     let job = latest_job(&service, &acme).await;
     assert_eq!(job.status.as_str(), "in_progress");
-    let processor = BulkService::new(
-        stack.function("processor").await.ports,
-        ServiceConfig::default(),
-    );
+    let processor = stack.function("processor").await.ports;
+    let processor = BulkService::new(processor, ServiceConfig::default());
     bulk_tests::drain_sqs(&processor, &stack.admin, 1).await;
     let done = latest_job(&service, &acme).await;
     assert_eq!((done.status.as_str(), done.affected_rows), ("completed", 1));
     // The first batch's queued chunk ran again: it changed nothing.
     let who = service.authenticate("acme", "change-me").await.unwrap();
-    let (jobs, total) = service
-        .jobs(
-            &who,
-            bulk_users::ports::PageRequest {
-                page: 1,
-                per_page: 10,
-            },
-        )
-        .await
-        .unwrap();
+    let first = bulk_users::ports::PageRequest {
+        page: 1,
+        per_page: 10,
+    };
+    let (jobs, total) = service.jobs(&who, first).await.unwrap();
     assert_eq!(total, 2);
     assert!(jobs
         .iter()
@@ -226,19 +202,25 @@ async fn a_workspace_batch_out_of_time_goes_on_and_its_retry_answers() {
 
 /// The tenant's newest job.
 async fn latest_job(service: &BulkService, tenant: &TenantId) -> bulk_users::model::Job {
+    let newest = bulk_users::ports::PageRequest {
+        page: 1,
+        per_page: 1,
+    };
     let (jobs, _) = service
         .ports()
         .jobs
-        .list_jobs(
-            tenant,
-            bulk_users::ports::PageRequest {
-                page: 1,
-                per_page: 1,
-            },
-        )
+        .list_jobs(tenant, newest)
         .await
         .expect("jobs");
     jobs.into_iter().next().expect("a job")
+}
+
+/// The service as the administrator runs it, with the master key the emulator's functions use.
+fn admin_service(stack: &bulk_tests::moto::Stack, config: ServiceConfig) -> BulkService {
+    let mut ports = stack.admin.ports.clone();
+    let key = MasterKey::parse(MASTER_KEY, "the emulator's master key").unwrap();
+    ports.master_key = Arc::new(key);
+    BulkService::new(ports, config)
 }
 
 fn answer(response: Result<Value, Value>) -> HttpResponse {

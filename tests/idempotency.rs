@@ -80,10 +80,8 @@ trait ReplaceBoundary {
 
 impl ReplaceBoundary for Vec<u8> {
     fn replace_boundary(self, boundary: &str) -> Vec<u8> {
-        String::from_utf8(self)
-            .unwrap()
-            .replace(bulk_tests::BOUNDARY, boundary)
-            .into_bytes()
+        let form = String::from_utf8(self).unwrap();
+        form.replace(bulk_tests::BOUNDARY, boundary).into_bytes()
     }
 }
 
@@ -96,19 +94,11 @@ fn as_acme<'a>(app: &'a TestApp, key: &'a str) -> Keyed<'a> {
 }
 
 async fn job_count(app: &TestApp) -> usize {
-    app.get("jobs?per_page=100")
-        .await
-        .body
-        .as_array()
-        .unwrap()
-        .len()
+    app.job_ids().await.len()
 }
 
 fn replayed(answer: &Answer) -> bool {
-    answer
-        .headers
-        .get("idempotent-replayed")
-        .is_some_and(|value| value == "true")
+    answer.header("idempotent-replayed") == Some("true")
 }
 
 async fn a_repeated_upload_answers_the_first_job(app: TestApp) {
@@ -142,12 +132,9 @@ async fn a_repeated_upload_answers_the_first_job(app: TestApp) {
     // Proceeding the job once processes it once, whatever the retries before.
     assert_eq!(app.proceed(first.id()).await.status, StatusCode::ACCEPTED);
     app.drain().await;
-    let job = app.get(&format!("jobs/{}", first.id())).await.body;
-    assert_eq!(
-        bulk_tests::counts(&job),
-        (Some(3), Some(3), Some(0)),
-        "{job}"
-    );
+    let job = app.job(first.id()).await;
+    let counts = bulk_tests::counts(&job);
+    assert_eq!(counts, (Some(3), Some(3), Some(0)), "{job}");
 }
 
 async fn a_key_reused_for_another_request_is_refused(app: TestApp) {
@@ -156,26 +143,15 @@ async fn a_key_reused_for_another_request_is_refused(app: TestApp) {
     assert_eq!(first.status, StatusCode::CREATED);
     let other = acme.upload(&users_file(5, ""), "x").await;
     other.assert_client_error(StatusCode::UNPROCESSABLE_ENTITY, "Idempotency-Key");
-    assert_eq!(
-        job_count(&app).await,
-        1,
-        "nothing stored for the refused request"
-    );
+    let stored = job_count(&app).await;
+    assert_eq!(stored, 1, "nothing stored for the refused request");
 
     // The same key on another operation is another request too.
-    let zendesk = acme
-        .json(
-            Method::POST,
-            "/api/v2/users/create_many",
-            json!({"users": [{"name": "Ann", "email": "ann@example.com"}]}),
-        )
-        .await;
-    assert_eq!(
-        zendesk.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        zendesk.body
-    );
+    let ann = json!({"users": [{"name": "Ann", "email": "ann@example.com"}]});
+    let zendesk = acme.json(Method::POST, "/api/v2/users/create_many", ann);
+    let zendesk = zendesk.await;
+    let status = StatusCode::UNPROCESSABLE_ENTITY;
+    assert_eq!(zendesk.status, status, "{}", zendesk.body);
     assert_eq!(zendesk.body["error"], "UnprocessableEntity");
     assert_eq!(job_count(&app).await, 1);
 
@@ -196,11 +172,8 @@ async fn a_running_request_holds_its_key_and_a_refused_one_frees_it(app: TestApp
     let file = users_file(2, "");
     let acme = as_acme(&app, "busy");
     let fingerprint = idempotency_fingerprint(&acme.upload_request(&file, "x"), Operation::Upload);
-    let claimed = app
-        .service
-        .claim_idempotency_key(&who, "busy", fingerprint)
-        .await
-        .unwrap();
+    let claimed = app.service.claim_idempotency_key(&who, "busy", fingerprint);
+    let claimed = claimed.await.unwrap();
     let KeyedRequest::Run(ticket) = claimed else {
         panic!("a new key is claimed")
     };
@@ -214,14 +187,10 @@ async fn a_running_request_holds_its_key_and_a_refused_one_frees_it(app: TestApp
 
     // A refused request does not use its key up: the corrected request runs.
     let fixed = as_acme(&app, "fix-me");
-    let refused = fixed
-        .send(
-            Method::POST,
-            &format!("{PREFIX}/upload"),
-            "text/plain",
-            b"not a form".to_vec(),
-        )
-        .await;
+    let upload = format!("{PREFIX}/upload");
+    let not_a_form = b"not a form".to_vec();
+    let refused = fixed.send(Method::POST, &upload, "text/plain", not_a_form);
+    let refused = refused.await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
     let accepted = fixed.upload(&file, "y").await;
     assert_eq!(accepted.status, StatusCode::CREATED, "{}", accepted.body);
@@ -242,29 +211,20 @@ async fn zendesk_and_workspace_creates_run_once_per_key(app: TestApp) {
         {"name": "Ann", "email": "ann@example.com"},
         {"name": "Bob", "email": "bob@example.com"},
     ]});
-    let first = zendesk
-        .json(Method::POST, "/api/v2/users/create_many.json", body.clone())
-        .await;
+    let create_many = "/api/v2/users/create_many.json";
+    let first = zendesk.json(Method::POST, create_many, body.clone()).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.body);
-    let again = zendesk
-        .json(Method::POST, "/api/v2/users/create_many.json", body)
-        .await;
+    let again = zendesk.json(Method::POST, create_many, body).await;
     assert_eq!(again.body, first.body);
     assert!(replayed(&again));
     app.drain().await;
     let id = first.body["job_status"]["id"].as_str().unwrap().to_owned();
+    let status = format!("/api/v2/job_statuses/{id}");
     let status = app
-        .call(
-            Method::GET,
-            &format!("/api/v2/job_statuses/{id}"),
-            bulk_tests::Body::Empty,
-        )
-        .await;
-    assert_eq!(
-        status.body["job_status"]["status"], "completed",
-        "{}",
-        status.body
-    );
+        .call(Method::GET, &status, bulk_tests::Body::Empty)
+        .await
+        .body;
+    assert_eq!(status["job_status"]["status"], "completed", "{status}");
     let users = app.get("config?page=1&per_page=100").await.body;
     assert_eq!(users.as_array().unwrap().len(), 2, "created once: {users}");
 
@@ -280,31 +240,11 @@ async fn zendesk_and_workspace_creates_run_once_per_key(app: TestApp) {
     let created = workspace.json(Method::POST, path, body.clone()).await;
     assert_eq!(created.status, StatusCode::OK, "{}", created.body);
     let retried = workspace.json(Method::POST, path, body.clone()).await;
-    assert_eq!(
-        (retried.status, &retried.body),
-        (created.status, &created.body)
-    );
+    let answered = (created.status, &created.body);
+    assert_eq!((retried.status, &retried.body), answered);
     assert!(replayed(&retried));
-    let without_key = app
-        .handle(ApiRequest {
-            method: Method::POST,
-            path: path.to_owned(),
-            query: None,
-            headers: HeaderMap::from_iter([
-                (
-                    http::header::HeaderName::from_static("x-auth-token"),
-                    HeaderValue::from_str(&app.acme.secret).unwrap(),
-                ),
-                (
-                    http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                ),
-            ]),
-            body: Bytes::from(serde_json::to_vec(&body).unwrap()),
-            deadline: None,
-        })
-        .await;
-    assert_eq!(without_key.status(), StatusCode::BAD_REQUEST);
+    let without_key = app.workspace_post(path, &body).await;
+    assert_eq!(without_key.status, StatusCode::BAD_REQUEST);
     let users = app.get("config?page=1&per_page=100").await.body;
     assert_eq!(users.as_array().unwrap().len(), 3, "{users}");
 }

@@ -4,11 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use bulk_tests::{on_both_stores, users_file, Backend, Body, TestApp, PREFIX};
-use bulk_users::model::{JobKind, NewJob, TenantId, Timestamp};
+use bulk_tests::cases;
+use bulk_tests::steps::{dropped_job, text};
+use bulk_tests::{on_both_stores, users_file, Backend, TestApp};
+use bulk_users::model::{Job, TenantId};
 use bulk_users::service::{IncomingKey, IntakeOutcome, SettingsChange, DROP_USER_NAME};
 use bytes::Bytes;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use serde_json::{json, Value};
 
 on_both_stores!(
@@ -21,200 +23,116 @@ on_both_stores!(
 );
 
 async fn put(app: &TestApp, key: &str, body: &str) {
-    app.service
-        .ports()
-        .files
+    let files = &app.service.ports().files;
+    files
         .put(key, Bytes::from(body.to_owned()))
         .await
         .expect("put");
 }
 
 async fn exists(app: &TestApp, key: &str) -> bool {
-    app.service
-        .ports()
-        .files
-        .size(key)
-        .await
-        .expect("size")
-        .is_some()
+    let size = app.service.ports().files.size(key).await;
+    size.expect("size").is_some()
+}
+
+/// The intake function's answer to the notification of `key`.
+async fn intake(app: &TestApp, key: &str) -> IntakeOutcome {
+    app.function("intake").await.intake(key).await.unwrap()
+}
+
+/// The job the intake of `key` answers.
+async fn intake_job(app: &TestApp, key: &str) -> Job {
+    match intake(app, key).await {
+        IntakeOutcome::Job(job) => *job,
+        other => panic!("{key}: not a job: {other:?}"),
+    }
+}
+
+async fn assert_ignored(app: &TestApp, key: &str) {
+    let outcome = intake(app, key).await;
+    assert!(
+        matches!(outcome, IntakeOutcome::Ignored { .. }),
+        "{key}: {outcome:?}"
+    );
 }
 
 async fn a_dropped_file_becomes_a_validated_job(app: TestApp) {
     put(&app, "incoming/acme/users.json", &users_file(3, "")).await;
-    let IntakeOutcome::Job(job) = app
-        .function("intake")
-        .await
-        .intake("incoming/acme/users.json")
-        .await
-        .unwrap()
-    else {
-        panic!("not a job")
-    };
-    assert_eq!(
-        job.file_key,
-        format!("incoming/acme/jobs/{}/users.json", job.id)
-    );
-    assert!(
-        !exists(&app, "incoming/acme/users.json").await,
-        "moved into its job's slot"
-    );
+    let job = intake_job(&app, "incoming/acme/users.json").await;
+    let slot = format!("incoming/acme/jobs/{}/users.json", job.id);
+    assert_eq!(job.file_key, slot);
+    let moved = !exists(&app, "incoming/acme/users.json").await;
+    assert!(moved, "moved into its job's slot");
     assert!(exists(&app, &job.file_key).await);
 
-    let record = app.get(&format!("jobs/{}", job.id)).await.body;
+    let record = app.job(job.id).await;
     assert_eq!(record["status"], "valid_scheme", "validated, not proceeded");
     assert_eq!(record["total_rows"], 3);
     assert_eq!(record["filename"], "users.json");
     assert_eq!(record["uploaded_api_user_name"], DROP_USER_NAME);
 
     // A drop with scheme errors is a job too: its errors are in the log.
-    put(
-        &app,
-        "incoming/acme/bad.json",
-        r#"[{"email": "nope", "first_name": "A", "last_name": "B"}]"#,
-    )
-    .await;
-    let IntakeOutcome::Job(bad) = app
-        .function("intake")
-        .await
-        .intake("incoming/acme/bad.json")
-        .await
-        .unwrap()
-    else {
-        panic!("not a job")
-    };
+    let bad = r#"[{"email": "nope", "first_name": "A", "last_name": "B"}]"#;
+    put(&app, "incoming/acme/bad.json", bad).await;
+    let bad = intake_job(&app, "incoming/acme/bad.json").await;
     let errors = app.get(&format!("errors/scheme/{}", bad.id)).await.body;
-    assert_eq!(
-        (errors[0]["row"].as_u64(), errors[0]["column"].as_u64()),
-        (Some(1), Some(1))
-    );
+    let at = (errors[0]["row"].as_u64(), errors[0]["column"].as_u64());
+    assert_eq!(at, (Some(1), Some(1)));
 }
 
 async fn a_dropped_file_in_proceed_is_processed(app: TestApp) {
-    put(
-        &app,
-        "incoming/acme/proceed/nightly/users.json",
-        &users_file(4, ""),
-    )
-    .await;
-    let IntakeOutcome::Job(job) = app
-        .function("intake")
-        .await
-        .intake("incoming/acme/proceed/nightly/users.json")
-        .await
-        .unwrap()
-    else {
-        panic!("not a job")
-    };
+    let key = "incoming/acme/proceed/nightly/users.json";
+    put(&app, key, &users_file(4, "")).await;
+    let job = intake_job(&app, key).await;
     assert_eq!(job.status.as_str(), "in_progress");
     app.drain().await;
-    let record = app.get(&format!("jobs/{}", job.id)).await.body;
+    let record = app.job(job.id).await;
     assert_eq!(record["status"], "completed");
     assert_eq!(record["affected_rows"], 4);
     assert_eq!(record["proceed_api_user_name"], DROP_USER_NAME);
 }
 
 async fn files_that_cannot_become_jobs_are_moved_aside(app: TestApp) {
-    app.set_settings(
-        "acme",
-        SettingsChange {
-            max_file_bytes: Some(500),
-            ..SettingsChange::default()
-        },
-    )
-    .await;
-    for (key, body, reason) in [
-        (
-            "incoming/nobody/users.json",
-            "[]".to_owned(),
-            "tenant 'nobody' does not exist",
-        ),
-        (
-            "incoming/acme/notes.txt",
-            "hello".to_owned(),
-            "must be a JSON array",
-        ),
-        (
-            "incoming/acme/object.json",
-            "{\"users\": []}".to_owned(),
-            "must be a JSON array",
-        ),
-        (
-            "incoming/acme/big.json",
-            users_file(20, ""),
-            "max_file_bytes",
-        ),
-        (
-            "incoming/acme/empty.json",
-            String::new(),
-            "must not be empty",
-        ),
-        (
-            "incoming/Not A Tenant/users.json",
-            "[]".to_owned(),
-            "must look like",
-        ),
-        (
-            "incoming/acme/jobs/999/users.json",
-            users_file(1, ""),
-            "no job 999",
-        ),
-    ] {
+    let max_file_bytes = Some(500);
+    let limit = SettingsChange {
+        max_file_bytes,
+        ..SettingsChange::default()
+    };
+    app.set_settings("acme", limit).await;
+    for case in cases::load("intake/rejected_drops.jsonl") {
+        let (name, key) = (cases::name(&case), text(&case["key"]));
+        let body = match case["users"].as_u64() {
+            Some(users) => users_file(users as usize, ""),
+            None => text(&case["body"]).to_owned(),
+        };
         put(&app, key, &body).await;
-        match app.function("intake").await.intake(key).await.unwrap() {
-            IntakeOutcome::Rejected {
-                moved_to,
-                reason: why,
-            } => {
-                assert_eq!(
-                    moved_to,
-                    format!("rejected/{}", key.trim_start_matches("incoming/"))
-                );
-                assert!(why.contains(reason), "{key}: {why}");
-                assert!(exists(&app, &moved_to).await, "{key}: not lost");
-                assert!(!exists(&app, key).await, "{key}: not taken again");
-            }
-            other => panic!("{key}: {other:?}"),
-        }
+        let outcome = intake(&app, key).await;
+        let IntakeOutcome::Rejected { moved_to, reason } = &outcome else {
+            panic!("{name}: {key}: {outcome:?}")
+        };
+        let aside = format!("rejected/{}", key.trim_start_matches("incoming/"));
+        assert_eq!(moved_to, &aside, "{name}");
+        assert!(
+            reason.contains(text(&case["reason"])),
+            "{name}: {key}: {reason}"
+        );
+        assert!(exists(&app, moved_to).await, "{name}: {key}: not lost");
+        assert!(!exists(&app, key).await, "{name}: {key}: not taken again");
     }
     assert_eq!(app.get("jobs").await.header("total"), Some("0"));
 }
 
 async fn a_redelivered_notification_takes_a_file_in_once(app: TestApp) {
-    put(&app, "incoming/acme/proceed/users.json", &users_file(2, "")).await;
-    let IntakeOutcome::Job(job) = app
-        .function("intake")
-        .await
-        .intake("incoming/acme/proceed/users.json")
-        .await
-        .unwrap()
-    else {
-        panic!("not a job")
-    };
-    assert!(matches!(
-        app.function("intake")
-            .await
-            .intake("incoming/acme/proceed/users.json")
-            .await
-            .unwrap(),
-        IntakeOutcome::Ignored { .. }
-    ));
+    let key = "incoming/acme/proceed/users.json";
+    put(&app, key, &users_file(2, "")).await;
+    let job = intake_job(&app, key).await;
+    assert_ignored(&app, key).await;
     // The notification of the move into the slot: the job is already validated and proceeded.
-    let IntakeOutcome::Job(again) = app
-        .function("intake")
-        .await
-        .intake(&job.file_key)
-        .await
-        .unwrap()
-    else {
-        panic!("not a job")
-    };
+    let again = intake_job(&app, &job.file_key).await;
     assert_eq!(again.id, job.id);
     app.drain().await;
     assert_eq!(app.get("jobs").await.header("total"), Some("1"));
-    assert_eq!(
-        app.get(&format!("jobs/{}", job.id)).await.body["affected_rows"],
-        2
-    );
+    assert_eq!(app.job(job.id).await["affected_rows"], 2);
 }
 
 /// The intake adopts a dropped file in three steps: the job is created (its file the dropped
@@ -229,66 +147,36 @@ async fn a_drop_stopped_after_its_move_is_finished_by_the_slot_notification(app:
     let ports = app.service.ports();
     let tenant = TenantId::parse("acme").unwrap();
     // What the intake did before it stopped: the job created, the file moved.
-    let job = ports
-        .jobs
-        .create_job(NewJob {
-            kind: JobKind::Upload,
-            tenant: tenant.clone(),
-            filename: "users.json".to_owned(),
-            file_key: dropped.to_owned(),
-            file_bytes: size,
-            uploaded_api_user_name: DROP_USER_NAME.to_owned(),
-            created_at: Timestamp::now(),
-        })
-        .await
-        .expect("create the job");
+    let job = dropped_job(&tenant, dropped, "users.json", size);
+    let job = ports.jobs.create_job(job).await.expect("create the job");
     let slot = IncomingKey::slot(&tenant, job.id, true, "users.json");
     // Before the move, the slot's notification (of a file put there by hand) changes nothing.
     put(&app, &slot, &users_file(3, "")).await;
-    assert!(matches!(
-        app.function("intake").await.intake(&slot).await.unwrap(),
-        IntakeOutcome::Ignored { .. }
-    ));
+    assert_ignored(&app, &slot).await;
     ports.files.rename(dropped, &slot).await.expect("move");
 
     // The drop's notification again: its key is gone.
-    assert!(matches!(
-        app.function("intake").await.intake(dropped).await.unwrap(),
-        IntakeOutcome::Ignored { .. }
-    ));
+    assert_ignored(&app, dropped).await;
     // A slot naming another job id is not this job's file.
     let elsewhere = IncomingKey::slot(&tenant, job.id + 1, true, "users.json");
     put(&app, &elsewhere, &users_file(1, "")).await;
-    let outcome = app
-        .function("intake")
-        .await
-        .intake(&elsewhere)
-        .await
-        .unwrap();
-    assert!(
-        !matches!(&outcome, IntakeOutcome::Job(other) if other.id == job.id),
-        "{outcome:?}"
-    );
+    let outcome = intake(&app, &elsewhere).await;
+    let this_job = matches!(&outcome, IntakeOutcome::Job(other) if other.id == job.id);
+    assert!(!this_job, "{outcome:?}");
     // The slot's notification finishes the adoption: validated and proceeded.
-    let IntakeOutcome::Job(taken) = app.function("intake").await.intake(&slot).await.unwrap()
-    else {
-        panic!("the slot's notification did not take the file in")
-    };
+    let taken = intake_job(&app, &slot).await;
     assert_eq!((taken.id, taken.file_key.as_str()), (job.id, slot.as_str()));
     // Delivered again, it changes nothing.
-    let IntakeOutcome::Job(again) = app.function("intake").await.intake(&slot).await.unwrap()
-    else {
-        panic!("not a job")
-    };
-    assert_eq!(again.id, job.id);
+    assert_eq!(intake_job(&app, &slot).await.id, job.id);
     app.drain().await;
-    let record = app.get(&format!("jobs/{}", job.id)).await.body;
+    let record = app.job(job.id).await;
+    let status = (
+        &record["status"],
+        &record["affected_rows"],
+        &record["failed_rows"],
+    );
     assert_eq!(
-        (
-            &record["status"],
-            &record["affected_rows"],
-            &record["failed_rows"]
-        ),
+        status,
         (&json!("completed"), &json!(3), &json!(0)),
         "{record}"
     );
@@ -304,54 +192,29 @@ async fn a_drop_stopped_before_its_move_goes_on_with_the_job_it_created(app: Tes
     let dropped = "incoming/acme/proceed/users.json";
     let ports = app.service.ports();
     let tenant = TenantId::parse("acme").unwrap();
-    let new_job = |file_key: &str| NewJob {
-        kind: JobKind::Upload,
-        tenant: tenant.clone(),
-        filename: "users.json".to_owned(),
-        file_key: file_key.to_owned(),
-        file_bytes: 1,
-        uploaded_api_user_name: DROP_USER_NAME.to_owned(),
-        created_at: Timestamp::now(),
-    };
+    let new_job = |file_key: &str| dropped_job(&tenant, file_key, "users.json", 1);
     // A drop of another file stopped the same way: not this file's job.
-    let other = ports
-        .jobs
-        .create_job(new_job("incoming/acme/proceed/other.json"))
-        .await
-        .unwrap();
+    let other = new_job("incoming/acme/proceed/other.json");
+    let other = ports.jobs.create_job(other).await.unwrap();
     let stopped = ports.jobs.create_job(new_job(dropped)).await.unwrap();
     // An upload made since.
     let upload = app.upload(&users_file(1, "")).await.id();
     put(&app, dropped, &users_file(3, "")).await;
 
-    let IntakeOutcome::Job(taken) = app.function("intake").await.intake(dropped).await.unwrap()
-    else {
-        panic!("not a job")
-    };
+    let taken = intake_job(&app, dropped).await;
     assert_eq!(taken.id, stopped.id, "the job the stopped intake created");
-    assert_eq!(
-        taken.file_key,
-        IncomingKey::slot(&tenant, stopped.id, true, "users.json")
-    );
+    let slot = IncomingKey::slot(&tenant, stopped.id, true, "users.json");
+    assert_eq!(taken.file_key, slot);
     app.drain().await;
-    let record = app.get(&format!("jobs/{}", stopped.id)).await.body;
-    assert_eq!(
-        (&record["status"], &record["affected_rows"]),
-        (&json!("completed"), &json!(3)),
-        "{record}"
-    );
-    assert_eq!(
-        app.job_ids().await,
-        vec![upload, stopped.id, other.id],
-        "no second job"
-    );
+    let record = app.job(stopped.id).await;
+    let status = (&record["status"], &record["affected_rows"]);
+    assert_eq!(status, (&json!("completed"), &json!(3)), "{record}");
+    let jobs = vec![upload, stopped.id, other.id];
+    assert_eq!(app.job_ids().await, jobs, "no second job");
 
     // The same key dropped again later is a new file: a new job.
     put(&app, dropped, &users_file(2, "")).await;
-    let IntakeOutcome::Job(again) = app.function("intake").await.intake(dropped).await.unwrap()
-    else {
-        panic!("not a job")
-    };
+    let again = intake_job(&app, dropped).await;
     assert!(again.id > upload, "{again:?}");
 }
 
@@ -362,42 +225,33 @@ async fn pump_intake(app: &TestApp, intake_queue: &str, done: impl AsyncFn() -> 
     let deadline = Instant::now() + Duration::from_secs(60);
     while !done().await {
         assert!(Instant::now() < deadline, "the intake never finished");
-        let received = aws
-            .sqs
-            .receive_message()
-            .queue_url(intake_queue)
+        let receive = aws.sqs.receive_message().queue_url(intake_queue);
+        let received = receive
             .max_number_of_messages(10)
             .wait_time_seconds(1)
-            .send()
+            .send();
+        let messages = received
             .await
-            .expect("receive");
-        let messages = received.messages.unwrap_or_default();
+            .expect("receive")
+            .messages
+            .unwrap_or_default();
         if !messages.is_empty() {
-            let records: Vec<Value> = messages
-                .iter()
-                .map(|m| json!({"messageId": m.message_id, "body": m.body, "eventSource": "aws:sqs"}))
-                .collect();
-            let response = bulk_users::lambda::handle_intake_event(
-                &app.function("intake").await,
-                json!({ "Records": records }),
-            )
-            .await
-            .expect("intake handler");
+            let record = |m: &aws_sdk_sqs::types::Message| json!({"messageId": m.message_id, "body": m.body, "eventSource": "aws:sqs"});
+            let records: Vec<Value> = messages.iter().map(record).collect();
+            let intake = app.function("intake").await;
+            let event = json!({ "Records": records });
+            let response = bulk_users::lambda::handle_intake_event(&intake, event).await;
+            let response = response.expect("intake handler");
             assert_eq!(response["batchItemFailures"], json!([]));
             for message in messages {
-                aws.sqs
-                    .delete_message()
-                    .queue_url(intake_queue)
-                    .receipt_handle(message.receipt_handle.unwrap_or_default())
-                    .send()
-                    .await
-                    .expect("delete");
+                let handle = message.receipt_handle.unwrap_or_default();
+                let delete = aws.sqs.delete_message().queue_url(intake_queue);
+                delete.receipt_handle(handle).send().await.expect("delete");
             }
         }
         app.drain().await;
     }
 }
-
 /// The bucket notifies an intake queue of objects created under `incoming/`, as in the template.
 async fn wire_bucket_notifications(app: &TestApp) -> String {
     use aws_sdk_s3::types::{
@@ -463,36 +317,22 @@ async fn a_file_dropped_into_the_bucket_is_processed_through_the_notification() 
         ("incoming/acme/proceed/users.json", users_file(5, "")),
         ("incoming/nobody/users.json", users_file(1, "")),
     ] {
-        aws.s3
-            .put_object()
-            .bucket(&aws.settings.bucket)
-            .key(key)
-            .body(body.into_bytes().into())
+        let put = aws.s3.put_object().bucket(&aws.settings.bucket).key(key);
+        put.body(body.into_bytes().into())
             .send()
             .await
             .expect("put");
     }
     let done = async || {
         let jobs = app.get("jobs").await.body;
-        jobs.as_array()
-            .and_then(|jobs| jobs.first())
-            .is_some_and(|job| job["status"] == "completed")
-            && app
-                .service
-                .ports()
-                .files
-                .size("rejected/nobody/users.json")
-                .await
-                .unwrap()
-                .is_some()
+        let first = jobs.as_array().and_then(|jobs| jobs.first());
+        first.is_some_and(|job| job["status"] == "completed")
+            && exists(&app, "rejected/nobody/users.json").await
     };
     pump_intake(&app, &intake_queue, done).await;
     let jobs = app.get("jobs").await;
-    assert_eq!(
-        jobs.header("total"),
-        Some("1"),
-        "one job, whatever the notifications"
-    );
+    let one = "one job, whatever the notifications";
+    assert_eq!(jobs.header("total"), Some("1"), "{one}");
     assert_eq!(jobs.body[0]["affected_rows"], 5);
 }
 
@@ -501,13 +341,8 @@ async fn a_presigned_upload_becomes_a_job() {
     let app = TestApp::new(Backend::Aws).await;
     let intake_queue = wire_bucket_notifications(&app).await;
     let file = users_file(6, "");
-    let presigned = app
-        .call(
-            Method::POST,
-            &format!("{PREFIX}/upload/presigned"),
-            Body::Json(json!({"filename": "big.json", "bytes": file.len(), "proceed": true})),
-        )
-        .await;
+    let asked = json!({"filename": "big.json", "bytes": file.len(), "proceed": true});
+    let presigned = app.post_json("upload/presigned", asked).await;
     assert_eq!(presigned.status, StatusCode::CREATED, "{}", presigned.body);
     assert_eq!(presigned.body["status"], "created");
     let id = presigned.id();
@@ -515,61 +350,33 @@ async fn a_presigned_upload_becomes_a_job() {
     assert_eq!(upload["method"], "PUT");
 
     let client = reqwest::Client::new();
-    let mut request = client
-        .put(upload["url"].as_str().unwrap())
-        .body(file.clone());
+    let mut request = client.put(text(&upload["url"])).body(file.clone());
     for (name, value) in upload["headers"].as_object().unwrap() {
-        request = request.header(name, value.as_str().unwrap());
+        request = request.header(name, text(value));
     }
     let response = request.send().await.expect("PUT to the presigned URL");
-    assert!(
-        response.status().is_success(),
-        "{}",
-        response.text().await.unwrap_or_default()
-    );
+    let status = response.status();
+    let said = response.text().await.unwrap_or_default();
+    assert!(status.is_success(), "{said}");
 
-    let done = async || app.get(&format!("jobs/{id}")).await.body["status"] == "completed";
+    let done = async || app.job(id).await["status"] == "completed";
     pump_intake(&app, &intake_queue, done).await;
-    let job = app.get(&format!("jobs/{id}")).await.body;
-    assert_eq!(
-        (job["total_rows"].as_u64(), job["affected_rows"].as_u64()),
-        (Some(6), Some(6))
-    );
+    let job = app.job(id).await;
+    let rows = (job["total_rows"].as_u64(), job["affected_rows"].as_u64());
+    assert_eq!(rows, (Some(6), Some(6)));
     assert_eq!(job["filename"], "big.json");
 
-    for (body, field, status) in [
-        (json!({"bytes": 0}), "bytes", StatusCode::BAD_REQUEST),
-        (
-            json!({"filename": "x.json"}),
-            "bytes",
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            json!({"bytes": 10, "proceed": "yes"}),
-            "proceed",
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            json!({"bytes": 10, "colour": 1}),
-            "colour",
-            StatusCode::BAD_REQUEST,
-        ),
+    for (body, field) in [
+        (json!({"bytes": 0}), "bytes"),
+        (json!({"filename": "x.json"}), "bytes"),
+        (json!({"bytes": 10, "proceed": "yes"}), "proceed"),
+        (json!({"bytes": 10, "colour": 1}), "colour"),
     ] {
-        app.call(
-            Method::POST,
-            &format!("{PREFIX}/upload/presigned"),
-            Body::Json(body),
-        )
-        .await
-        .assert_client_error(status, field);
+        let refused = app.post_json("upload/presigned", body).await;
+        refused.assert_client_error(StatusCode::BAD_REQUEST, field);
     }
-    let too_big = app
-        .call(
-            Method::POST,
-            &format!("{PREFIX}/upload/presigned"),
-            Body::Json(json!({"bytes": 1u64 << 40})),
-        )
-        .await;
+    let too_big = json!({"bytes": 1u64 << 40});
+    let too_big = app.post_json("upload/presigned", too_big).await;
     assert_eq!(too_big.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(too_big.body["limit"], "max_file_bytes");
 }
@@ -578,20 +385,10 @@ async fn a_presigned_upload_becomes_a_job() {
 async fn presigned_uploads_are_not_offered_by_the_local_file_store() {
     let app = TestApp::new(Backend::Embedded).await;
     let answer = app
-        .call(
-            Method::POST,
-            &format!("{PREFIX}/upload/presigned"),
-            Body::Json(json!({"bytes": 10})),
-        )
+        .post_json("upload/presigned", json!({"bytes": 10}))
         .await;
     assert_eq!(answer.status, StatusCode::NOT_IMPLEMENTED);
-    assert!(answer.body["message"]
-        .as_str()
-        .unwrap()
-        .contains("drop folder"));
-    assert_eq!(
-        app.get("jobs").await.header("total"),
-        Some("0"),
-        "no job was created"
-    );
+    assert!(text(&answer.body["message"]).contains("drop folder"));
+    let jobs = app.get("jobs").await;
+    assert_eq!(jobs.header("total"), Some("0"), "no job was created");
 }

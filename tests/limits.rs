@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use bulk_tests::{on_both_stores, users_file, Answer, Body, Part, TestApp, PREFIX};
 use bulk_users::service::SettingsChange;
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{Method, StatusCode};
 use serde_json::json;
+
+const TOO_MANY: StatusCode = StatusCode::TOO_MANY_REQUESTS;
 
 on_both_stores!(
     a_file_over_max_rows_or_max_file_bytes_is_refused_and_nothing_stored,
@@ -38,61 +40,42 @@ fn assert_limit(answer: &Answer, status: StatusCode, name: &str) {
 }
 
 async fn a_file_over_max_rows_or_max_file_bytes_is_refused_and_nothing_stored(app: TestApp) {
+    let max_rows = Some(2);
     limit(
         &app,
         SettingsChange {
-            max_rows: Some(2),
+            max_rows,
             ..SettingsChange::default()
         },
     )
     .await;
-    assert_limit(
-        &app.upload(&users_file(3, "")).await,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "max_rows",
-    );
+    let over = app.upload(&users_file(3, "")).await;
+    assert_limit(&over, StatusCode::PAYLOAD_TOO_LARGE, "max_rows");
     assert_eq!(app.job_ids().await, Vec::<u64>::new(), "no job was created");
 
     let accepted = app.upload(&users_file(2, "")).await;
     assert_eq!(accepted.status, StatusCode::CREATED, "{}", accepted.body);
     let id = accepted.id();
-    let before = app.get(&format!("jobs/{id}")).await.body;
-    let replaced = app
-        .call(
-            Method::PUT,
-            &format!("{PREFIX}/upload"),
-            Body::Multipart(vec![
-                Part::text("id", &id.to_string()),
-                Part::file(users_file(3, "").into_bytes()),
-            ]),
-        )
-        .await;
+    let before = app.job(id).await;
+    let file = Part::file(users_file(3, "").into_bytes());
+    let form = Body::Multipart(vec![Part::text("id", &id.to_string()), file]);
+    let replaced = app.ccai(Method::PUT, "upload", form).await;
     assert_limit(&replaced, StatusCode::PAYLOAD_TOO_LARGE, "max_rows");
-    assert_eq!(
-        app.get(&format!("jobs/{id}")).await.body,
-        before,
-        "unchanged"
-    );
+    assert_eq!(app.job(id).await, before, "unchanged");
 
+    let max_file_bytes = Some(100);
     limit(
         &app,
         SettingsChange {
-            max_file_bytes: Some(100),
+            max_file_bytes,
             ..SettingsChange::default()
         },
     )
     .await;
-    assert_limit(
-        &app.upload(&users_file(2, "")).await,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "max_file_bytes",
-    );
+    let over = app.upload(&users_file(2, "")).await;
+    assert_limit(&over, StatusCode::PAYLOAD_TOO_LARGE, "max_file_bytes");
     let presigned = app
-        .call(
-            Method::POST,
-            &format!("{PREFIX}/upload/presigned"),
-            Body::Json(json!({"bytes": 101})),
-        )
+        .post_json("upload/presigned", json!({"bytes": 101}))
         .await;
     if app.aws().is_some() {
         assert_limit(&presigned, StatusCode::PAYLOAD_TOO_LARGE, "max_file_bytes");
@@ -113,10 +96,11 @@ async fn early_in_a_minute() {
 }
 
 async fn requests_over_the_rate_limit_wait_for_the_next_minute(app: TestApp) {
+    let requests_per_minute = Some(3);
     limit(
         &app,
         SettingsChange {
-            requests_per_minute: Some(3),
+            requests_per_minute,
             ..SettingsChange::default()
         },
     )
@@ -126,84 +110,50 @@ async fn requests_over_the_rate_limit_wait_for_the_next_minute(app: TestApp) {
         assert_eq!(app.get("jobs").await.status, StatusCode::OK);
     }
     let refused = app.get("jobs").await;
-    assert_limit(
-        &refused,
-        StatusCode::TOO_MANY_REQUESTS,
-        "requests_per_minute",
-    );
+    assert_limit(&refused, TOO_MANY, "requests_per_minute");
     assert!((1..=60).contains(&retry_after(&refused)));
     // Every route and dialect counts against the same limit, and says so in its own shape.
     let upload = app.upload(&users_file(1, "")).await;
-    assert_limit(
-        &upload,
-        StatusCode::TOO_MANY_REQUESTS,
-        "requests_per_minute",
-    );
-    let zendesk = app
-        .call(Method::GET, "/api/v2/job_statuses", Body::Empty)
-        .await;
+    assert_limit(&upload, TOO_MANY, "requests_per_minute");
+    let zendesk = app.call(Method::GET, "/api/v2/job_statuses", Body::Empty);
+    let zendesk = zendesk.await;
     assert_eq!(zendesk.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(zendesk.body["error"], "TooManyRequests");
     assert_eq!(zendesk.body["details"]["limit"], "requests_per_minute");
     retry_after(&zendesk);
+    let globex = app.as_globex(Method::GET, "jobs", Body::Empty).await;
     assert_eq!(
-        jobs_status_as_globex(&app).await,
+        globex.status,
         StatusCode::OK,
         "other tenants are not limited"
     );
 
     // A bad credential is refused before it counts: it cannot exhaust the tenant's limit.
-    let stranger = app
-        .call_as(
-            &bulk_tests::basic("acme", "wrong"),
-            Method::GET,
-            &format!("{PREFIX}/jobs"),
-            Body::Empty,
-        )
-        .await;
+    let wrong = bulk_tests::basic("acme", "wrong");
+    let jobs = format!("{PREFIX}/jobs");
+    let stranger = app.call_as(&wrong, Method::GET, &jobs, Body::Empty).await;
     assert_eq!(stranger.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        stored_job_count(&app).await,
-        0,
-        "the refused upload stored nothing"
-    );
-}
-
-async fn jobs_status_as_globex(app: &TestApp) -> StatusCode {
-    app.call_as(
-        &app.globex.basic(),
-        Method::GET,
-        &format!("{PREFIX}/jobs"),
-        Body::Empty,
-    )
-    .await
-    .status
+    let stored = stored_job_count(&app).await;
+    assert_eq!(stored, 0, "the refused upload stored nothing");
 }
 
 /// The tenant's jobs, read from the store (the API is over its limit).
 async fn stored_job_count(app: &TestApp) -> u64 {
     let tenant = bulk_users::model::TenantId::parse("acme").unwrap();
-    let (_, total) = app
-        .service
-        .ports()
-        .jobs
-        .list_jobs(
-            &tenant,
-            bulk_users::ports::PageRequest {
-                page: 1,
-                per_page: 10,
-            },
-        )
-        .await
-        .unwrap();
-    total
+    let first = bulk_users::ports::PageRequest {
+        page: 1,
+        per_page: 10,
+    };
+    let listed = app.service.ports().jobs.list_jobs(&tenant, first).await;
+    listed.unwrap().1
 }
 
 async fn a_job_over_max_concurrent_jobs_waits_until_one_ends(app: TestApp) {
+    let max_concurrent_jobs = Some(1);
     limit(
         &app,
         SettingsChange {
-            max_concurrent_jobs: Some(1),
+            max_concurrent_jobs,
             ..SettingsChange::default()
         },
     )
@@ -213,82 +163,33 @@ async fn a_job_over_max_concurrent_jobs_waits_until_one_ends(app: TestApp) {
     assert_eq!(app.proceed(first).await.status, StatusCode::ACCEPTED);
 
     let refused = app.proceed(second).await;
-    assert_limit(
-        &refused,
-        StatusCode::TOO_MANY_REQUESTS,
-        "max_concurrent_jobs",
-    );
+    assert_limit(&refused, TOO_MANY, "max_concurrent_jobs");
     assert!(retry_after(&refused) > 0);
-    assert_eq!(
-        app.get(&format!("jobs/{second}")).await.body["status"],
-        "valid_scheme",
-        "the refused job waits, unchanged"
-    );
+    let status = app.job(second).await["status"].clone();
+    assert_eq!(status, "valid_scheme", "the refused job waits, unchanged");
     // A repeated proceed of the running job is not a new job: it is answered as before.
     assert_eq!(app.proceed(first).await.status, StatusCode::ACCEPTED);
 
     // The dialects' batches are jobs too: refused whole, nothing recorded.
     let jobs_before = app.job_ids().await;
-    let zendesk = app
-        .call(
-            Method::POST,
-            "/api/v2/users/create_many",
-            Body::Json(json!({"users": [{"name": "Ann", "email": "ann@example.com"}]})),
-        )
-        .await;
-    assert_eq!(
-        zendesk.status,
-        StatusCode::TOO_MANY_REQUESTS,
-        "{}",
-        zendesk.body
-    );
+    let ann = json!({"users": [{"name": "Ann", "email": "ann@example.com"}]});
+    let zendesk = app.call(Method::POST, "/api/v2/users/create_many", Body::Json(ann));
+    let zendesk = zendesk.await;
+    assert_eq!(zendesk.status, TOO_MANY, "{}", zendesk.body);
     assert_eq!(zendesk.body["details"]["limit"], "max_concurrent_jobs");
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        "x-auth-token",
-        HeaderValue::from_str(&app.acme.secret).unwrap(),
-    );
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    let workspace = Answer::from(
-        app.handle(bulk_users::api::ApiRequest {
-            method: Method::POST,
-            path: "/v2/acme/users/batch-create".to_owned(),
-            query: None,
-            headers,
-            body: bytes::Bytes::from(
-                json!({"users": [{"user_name": "carol", "user_email": "carol@example.com"}]})
-                    .to_string(),
-            ),
-            deadline: None,
-        })
-        .await,
-    );
-    assert_eq!(
-        workspace.status,
-        StatusCode::TOO_MANY_REQUESTS,
-        "{}",
-        workspace.body
-    );
+    let carol = json!({"users": [{"user_name": "carol", "user_email": "carol@example.com"}]});
+    let workspace = app
+        .workspace_post("/v2/acme/users/batch-create", &carol)
+        .await;
+    assert_eq!(workspace.status, TOO_MANY, "{}", workspace.body);
     assert_eq!(workspace.body["error_code"], "WKS.00000429");
-    assert_eq!(
-        app.job_ids().await,
-        jobs_before,
-        "no job recorded for refused batches"
-    );
+    let jobs = app.job_ids().await;
+    assert_eq!(jobs, jobs_before, "no job recorded for refused batches");
 
     // When the running job ends, the next one starts.
     app.drain().await;
-    assert_eq!(
-        app.get(&format!("jobs/{first}")).await.body["status"],
-        "completed"
-    );
+    assert_eq!(app.job(first).await["status"], "completed");
     assert_eq!(app.proceed(second).await.status, StatusCode::ACCEPTED);
     app.drain().await;
-    assert_eq!(
-        app.get(&format!("jobs/{second}")).await.body["status"],
-        "completed"
-    );
+    assert_eq!(app.job(second).await["status"], "completed");
 }

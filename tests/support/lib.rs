@@ -8,6 +8,7 @@ pub mod iam;
 pub mod local_server;
 pub mod moto;
 pub mod runtime_api;
+pub mod steps;
 pub mod template;
 
 use std::sync::atomic::{AtomicU64, Ordering};
