@@ -78,6 +78,16 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    pub const ALL: [JobStatus; 7] = [
+        JobStatus::Created,
+        JobStatus::ValidScheme,
+        JobStatus::InvalidScheme,
+        JobStatus::InProgress,
+        JobStatus::Completed,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobStatus::Created => "created",

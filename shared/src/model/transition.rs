@@ -158,16 +158,6 @@ impl Job {
 mod tests {
     use super::*;
 
-    const STATUSES: [JobStatus; 7] = [
-        Created,
-        ValidScheme,
-        InvalidScheme,
-        InProgress,
-        Completed,
-        Failed,
-        Cancelled,
-    ];
-
     /// The state machine as the README draws it: (status, transitions that leave it).
     #[test]
     fn each_status_is_left_by_its_transitions_only() {
@@ -193,7 +183,7 @@ mod tests {
 
     #[test]
     fn every_status_is_reached() {
-        for status in STATUSES {
+        for status in JobStatus::ALL {
             assert!(
                 status == Created || Transition::ALL.iter().any(|t| t.to() == status),
                 "{status} is never reached"
