@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use bulk_tests::cases::{self, Vars};
+use bulk_tests::expect;
 use bulk_tests::local_server::LocalServer;
 use bulk_users::api::Dialect;
 use bulk_users::model::TenantId;
@@ -320,6 +321,7 @@ fn excerpt(bytes: &[u8]) -> String {
     text.replace('\n', " ")
 }
 
+#[derive(Default)]
 struct Ctx {
     http: reqwest::Client,
     /// The port `bulk-local` listens on.
@@ -409,15 +411,9 @@ impl Ctx {
     /// A GET whose answer must be 200 with a JSON body.
     async fn read(&self, path: &str) -> (HeaderMap, Value) {
         let reply = self
-            .send(Req::Http {
-                method: Method::GET,
-                path: path.to_owned(),
-                headers: Vec::new(),
-                body: Vec::new(),
-                auth: true,
-            })
-            .await
-            .unwrap_or_else(|error| panic!("GET {path}: {error}"));
+            .send(http(Method::GET, path, Vec::new(), Vec::new()))
+            .await;
+        let reply = reply.unwrap_or_else(|error| panic!("GET {path}: {error}"));
         assert_eq!(
             reply.status,
             StatusCode::OK,
@@ -1192,13 +1188,6 @@ fn raw_request(ctx: &Ctx, spec: &Value, route: &BodyRoute, vars: &Vars) -> Req {
 // ---------------------------------------------------------------------------------------------
 // Seeding and the test
 
-/// Sends a request that must succeed with `status`; its JSON body.
-async fn must(ctx: &Ctx, req: Req, status: StatusCode) -> Value {
-    let reply = ctx.send(req).await.expect("seeding request");
-    assert_eq!(reply.status, status, "seeding: {}", reply.excerpt());
-    reply.json()
-}
-
 async fn wait_for_job(ctx: &Ctx, id: u64, status: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -1215,97 +1204,60 @@ async fn wait_for_job(ctx: &Ctx, id: u64, status: &str) {
 }
 
 /// Users in every dialect and jobs in every state, so a request that changes what it should
-/// not has something to change.
+/// not has something to change (`tests/corpus/hostile_requests/seed.jsonl`, see its README).
 async fn seed(ctx: &mut Ctx) {
-    let upload = |file: &[u8]| {
-        http(
-            Method::POST,
-            &format!("{CCAI}/upload"),
-            vec![("content-type", value(&multipart_type()))],
-            multipart(&[file_part(file)]),
-        )
-    };
-    let users = br#"[
-        {"email": "seed1@example.com", "first_name": "Seed", "last_name": "One", "agent_number": "1"},
-        {"email": "seed2@example.com", "first_name": "Seed", "last_name": "Two", "status": "Inactive"},
-        {"email": "seed3@example.com", "first_name": "Seed", "last_name": "Three"}]"#;
-    let job = must(ctx, upload(users), StatusCode::CREATED).await;
-    assert_eq!(job["status"], "valid_scheme", "{job}");
-    let id = job["id"].as_u64().unwrap();
-    must(
-        ctx,
-        http(
-            Method::POST,
-            &format!("{CCAI}/proceed"),
-            json_type(),
-            format!("{{\"id\": {id}}}").into_bytes(),
-        ),
-        StatusCode::ACCEPTED,
-    )
-    .await;
-    wait_for_job(ctx, id, "completed").await;
-    ctx.proceeded_job = id;
-
-    must(
-        ctx,
-        http(
-            Method::POST,
-            &format!("/v2/{TENANT}/users/batch-create"),
-            json_type(),
-            br#"{"users": [{"user_name": "hw.seed1", "user_email": "hw.seed1@example.com"},
-                           {"user_name": "hw.seed2", "user_phone": "5550100"}]}"#
-                .to_vec(),
-        ),
-        StatusCode::OK,
-    )
-    .await;
-    let zendesk = must(
-        ctx,
-        http(
-            Method::POST,
-            "/api/v2/users/create_many",
-            json_type(),
-            br#"{"users": [{"name": "Zed Seed", "email": "zed.seed@example.com", "external_id": "seed-1"}]}"#
-                .to_vec(),
-        ),
-        StatusCode::OK,
-    )
-    .await;
-    let key = zendesk["job_status"]["id"].as_str().unwrap().to_owned();
-    let status = wait_for_job_status(ctx, &key).await.unwrap();
-    assert_eq!(status["results"][0]["status"], "Created", "{status}");
-
-    let refused = ctx
-        .send(http(
-            Method::POST,
-            &format!("/v2/{TENANT}/users/batch-create"),
-            json_type(),
-            br#"{"users": [{"user_name": "-bad-", "user_email": "nope"}]}"#.to_vec(),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(
-        refused.status,
-        StatusCode::BAD_REQUEST,
-        "{}",
-        refused.excerpt()
-    );
-    let (_, jobs) = ctx.read(&format!("{CCAI}/jobs?per_page=1")).await;
-    ctx.workspace_job = jobs[0]["id"].as_u64().unwrap();
-    assert_eq!(jobs[0]["status"], "invalid_scheme", "{jobs}");
-
-    let invalid = must(ctx, upload(INVALID_FILE), StatusCode::CREATED).await;
-    assert_eq!(invalid["status"], "invalid_scheme", "{invalid}");
-    ctx.invalid_job = invalid["id"].as_u64().unwrap();
-
-    let target = must(ctx, upload(VALID_FILE), StatusCode::CREATED).await;
-    assert_eq!(target["status"], "valid_scheme", "{target}");
-    ctx.replace_job = target["id"].as_u64().unwrap();
-
-    let (_, users) = ctx
-        .read(&format!("{CCAI}/config?emails=seed1@example.com"))
-        .await;
-    ctx.seeded_user = users[0]["id"].as_u64().unwrap();
+    let mut vars = vars(ctx);
+    let routes = body_routes(&vars);
+    for spec in cases::load("hostile_requests/seed.jsonl") {
+        let what = format!("seeding {}", cases::name(&spec));
+        let route = routes
+            .iter()
+            .find(|route| spec["route"] == route.label.as_str());
+        let mut body = match route {
+            Some(route) => {
+                let reply = ctx.send(http_request(&spec, route, &vars)).await;
+                let reply = reply.unwrap_or_else(|error| panic!("{what}: {error}"));
+                let status = Some(u64::from(reply.status.as_u16()));
+                assert_eq!(
+                    status,
+                    spec["status"].as_u64(),
+                    "{what}: {}",
+                    reply.excerpt()
+                );
+                reply.json()
+            }
+            None => {
+                ctx.read(&vars.fill(spec["read"].as_str().expect("read")))
+                    .await
+                    .1
+            }
+        };
+        if let Some(wait) = spec.get("wait_for_job") {
+            let [id, status] = [0, 1].map(|at| vars.fill_json(&wait[at]));
+            wait_for_job(ctx, id.as_u64().unwrap(), status.as_str().unwrap()).await;
+        }
+        if spec["wait_for_job_status"] == true {
+            let key = body["job_status"]["id"].as_str().unwrap().to_owned();
+            body = wait_for_job_status(ctx, &key).await.unwrap();
+        }
+        // Only its `fields`: a seeding request's `body` is what it sends.
+        let fields = serde_json::json!({"fields": spec["fields"]});
+        expect::check_body(&body, &fields, &what);
+        for (name, pointer) in expect::table(&spec, "save") {
+            let id = body.pointer(pointer.as_str().expect("a pointer"));
+            let id = id.and_then(Value::as_u64);
+            let id = id.unwrap_or_else(|| panic!("{what}: no {pointer} in {body}"));
+            vars = vars.with(name, id);
+            *match name.as_str() {
+                "proceeded_job" => &mut ctx.proceeded_job,
+                "workspace_job" => &mut ctx.workspace_job,
+                "invalid_job" => &mut ctx.invalid_job,
+                "replace_job" => &mut ctx.replace_job,
+                "seeded_user" => &mut ctx.seeded_user,
+                other => panic!("{what}: no seeded {other}"),
+            } = id;
+        }
+    }
 }
 
 /// The test sends some 15,000 requests a minute: more than a tenant's default
@@ -1329,13 +1281,14 @@ async fn raise_request_limit(data_dir: &Path) {
 
 /// The server still answers, and no seeded job and no user changed since the last look.
 async fn check_health(ctx: &Ctx, watched: &mut Vec<Value>, after: &str) -> Result<(), String> {
+    let template = http(
+        Method::GET,
+        &format!("{CCAI}/template"),
+        Vec::new(),
+        Vec::new(),
+    );
     let reply = ctx
-        .send(http(
-            Method::GET,
-            &format!("{CCAI}/template"),
-            Vec::new(),
-            Vec::new(),
-        ))
+        .send(template)
         .await
         .map_err(|error| format!("after {after}: the server no longer answers: {error}"))?;
     if reply.status != StatusCode::OK {
@@ -1360,6 +1313,7 @@ async fn check_health(ctx: &Ctx, watched: &mut Vec<Value>, after: &str) -> Resul
 }
 
 /// What one server's share of the work printed and found.
+#[derive(Default)]
 struct Half {
     table: Vec<String>,
     cases: Vec<String>,
@@ -1377,21 +1331,11 @@ async fn run_half(inputs: Vec<Input>, width: usize, with_cases: bool) -> Half {
         &[("BULK_LOCAL_TENANT", TENANT), ("BULK_LOCAL_SECRET", SECRET)],
     );
     let mut ctx = Ctx {
-        http: reqwest::Client::new(),
         port: server.port,
-        replace_job: 0,
-        seeded_user: 0,
-        proceeded_job: 0,
-        invalid_job: 0,
-        workspace_job: 0,
+        ..Ctx::default()
     };
     seed(&mut ctx).await;
-    let mut half = Half {
-        table: Vec::new(),
-        cases: Vec::new(),
-        failures: Vec::new(),
-        requests: 0,
-    };
+    let mut half = Half::default();
     let mut snapshot = ctx.snapshot(None).await;
     let mut watched = ctx.watched().await;
 
@@ -1507,15 +1451,11 @@ async fn hostile_inputs_never_break_an_ingest_route() {
         a.requests + b.requests,
         started.elapsed()
     );
-    let failures: Vec<&String> = a.failures.iter().chain(&b.failures).collect();
+    let failures: Vec<String> = a.failures.into_iter().chain(b.failures).collect();
+    let failed = failures.len();
     assert!(
         failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures
-            .iter()
-            .map(|failure| failure.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
+        "{failed} failures:\n{}",
+        failures.join("\n")
     );
 }

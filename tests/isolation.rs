@@ -26,12 +26,13 @@ use std::cell::Cell;
 use std::collections::BTreeSet;
 
 use bulk_tests::cases::{self, Vars};
-use bulk_tests::{multipart, on_both_stores, sdk_date, Backend, Part, TestApp, BOUNDARY, PREFIX};
-use bulk_users::api::{resolve, route_table, ApiRequest, Dialect, Operation, PATH_ALIASES};
-use bulk_users::auth::{sign_request, SignedRequest};
+use bulk_tests::credential::Auth;
+use bulk_tests::{api_request, expect, multipart, on_both_stores, Backend, Part, TestApp};
+use bulk_tests::{BOUNDARY, PREFIX};
+use bulk_users::api::{resolve, route_table, Dialect, Operation, PATH_ALIASES};
 use bulk_users::model::TenantId;
 use bulk_users::service::SettingsChange;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 
@@ -112,26 +113,11 @@ impl Request {
     }
 }
 
-#[derive(Clone)]
-enum Auth {
-    /// A header carrying the credential.
-    Header(&'static str, String),
-    /// The Huawei SDK's AK/SK signature (`SDK-HMAC-SHA256`) with this key id and secret.
-    Signed { key_id: String, secret: String },
-}
-
 /// A credential as presented, with a label for messages (never the secret itself).
 #[derive(Clone)]
 struct Presented {
-    label: &'static str,
+    label: String,
     auth: Auth,
-}
-
-fn presented(label: &'static str, name: &'static str, value: String) -> Presented {
-    Presented {
-        label,
-        auth: Auth::Header(name, value),
-    }
 }
 
 struct Reply {
@@ -167,56 +153,16 @@ impl Reply {
 }
 
 async fn send(app: &TestApp, auth: &Auth, request: &Request) -> Reply {
-    let (path, query) = match request.target.split_once('?') {
-        Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
-        None => (request.target.clone(), None),
-    };
     let mut headers = HeaderMap::new();
     headers.insert(http::header::HOST, HeaderValue::from_static("bulk.test"));
     if let Some(content_type) = &request.content_type {
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_str(content_type).unwrap(),
-        );
+        let content_type = HeaderValue::from_str(content_type).unwrap();
+        headers.insert(http::header::CONTENT_TYPE, content_type);
     }
-    match auth {
-        Auth::Header(name, value) => {
-            headers.insert(
-                HeaderName::from_static(name),
-                HeaderValue::from_str(value).unwrap(),
-            );
-        }
-        Auth::Signed { key_id, secret } => {
-            headers.insert("x-sdk-date", HeaderValue::from_str(&sdk_date()).unwrap());
-            let signature = sign_request(
-                &SignedRequest {
-                    method: request.method.as_str(),
-                    path: &path,
-                    query: query.as_deref(),
-                    headers: &headers,
-                    body: &request.body,
-                },
-                key_id,
-                secret,
-            )
-            .expect("sign the request");
-            headers.insert(
-                http::header::AUTHORIZATION,
-                HeaderValue::from_str(&signature).unwrap(),
-            );
-        }
-    }
-    let response = app
-        .handle(ApiRequest {
-            method: request.method.clone(),
-            path,
-            query,
-            headers,
-            body: request.body.clone().into(),
-            deadline: None,
-        })
-        .await;
-    let (parts, body) = response.into_parts();
+    let (method, target, body) = (&request.method, &request.target, &request.body);
+    auth.add_to(&mut headers, method.as_str(), target, body);
+    let api = api_request(method.clone(), target, headers, body.clone().into());
+    let (parts, body) = app.handle(api).await.into_parts();
     let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
     Reply {
         status: parts.status,
@@ -236,7 +182,7 @@ async fn send(app: &TestApp, auth: &Auth, request: &Request) -> Reply {
 struct Targets {
     tenant: String,
     /// Every job, labelled by what it is.
-    jobs: Vec<(&'static str, u64)>,
+    jobs: Vec<(String, u64)>,
     /// Every user.
     users: Vec<u64>,
     emails: Vec<String>,
@@ -261,7 +207,7 @@ impl Targets {
                 .jobs
                 .iter()
                 .enumerate()
-                .map(|(i, (label, _))| (*label, 900_000_100 + 10 * i as u64))
+                .map(|(i, (label, _))| (label.clone(), 900_000_100 + 10 * i as u64))
                 .collect(),
             users: (0..self.users.len())
                 .map(|i| 800_000_100 + 10 * i as u64)
@@ -471,7 +417,7 @@ impl Targets {
         let labelled = self
             .jobs
             .iter()
-            .map(|(label, id)| (label.to_string(), json!(id)));
+            .map(|(label, id)| (label.clone(), json!(id)));
         Vars::new()
             .with("PREFIX", PREFIX)
             .with("ZENDESK", ZENDESK)
@@ -575,6 +521,7 @@ fn respellings(dialect: Dialect, request: &Request) -> Vec<Request> {
 // ---------------------------------------------------------------------------------------------
 
 /// Each dialect's credential forms, for a tenant's secret.
+#[derive(Default)]
 struct Credentials {
     ccai: Vec<Presented>,
     zendesk: Vec<Presented>,
@@ -601,56 +548,32 @@ async fn key_id(app: &TestApp, tenant: &str) -> String {
         .expect("a credential")
 }
 
-/// A's credentials; B's, in every form each dialect takes; and B's secret presented as A's.
-async fn credentials(app: &TestApp) -> (Credentials, Credentials, Credentials) {
-    let a_secret = app.acme.secret.clone();
-    let b_secret = app.globex.secret.clone();
-    let basic = bulk_tests::basic;
-    let header = |label, value: String| presented(label, "authorization", value);
-    let token = |label, secret: &str| presented(label, "x-auth-token", secret.to_owned());
-    let signed = |label, key_id: String| Presented {
-        label,
-        auth: Auth::Signed {
-            key_id,
-            secret: b_secret.clone(),
-        },
-    };
-    let a = Credentials {
-        ccai: vec![header("A Basic", app.acme.basic())],
-        zendesk: vec![header("A Bearer", format!("Bearer {a_secret}"))],
-        workspace: vec![token("A X-Auth-Token", &a_secret)],
-    };
-    let b = Credentials {
-        ccai: vec![header("B Basic tenant", app.globex.basic())],
-        zendesk: vec![
-            header(
-                "B Basic {email}/token",
-                basic("admin@globex.test/token", &b_secret),
-            ),
-            header("B Bearer", format!("Bearer {b_secret}")),
-            header("B Basic tenant", app.globex.basic()),
-            // The email of the token form names nobody: the token alone is the caller, B.
-            header(
-                "B Basic {A's email}/token",
-                basic("ada.acme@acme-corp.test/token", &b_secret),
-            ),
-        ],
-        workspace: vec![
-            token("B X-Auth-Token", &b_secret),
-            signed("B AK/SK signature", key_id(app, "globex").await),
-        ],
-    };
-    // B's secret presented as A's: authentication fails before any object is looked at, so
-    // 401 (not 404) is the right answer; it is the same for every route and object.
-    let impostor = Credentials {
-        ccai: vec![header("B's secret as tenant A", basic("acme", &b_secret))],
-        zendesk: vec![header("B's secret as tenant A", basic("acme", &b_secret))],
-        workspace: vec![signed(
-            "A's key id signed with B's secret",
-            key_id(app, "acme").await,
-        )],
-    };
-    (a, b, impostor)
+/// A's credentials; B's, in every form each dialect takes; and B's secret presented as A's
+/// (`tests/corpus/isolation/credentials.jsonl`).
+async fn credentials(app: &TestApp) -> [Credentials; 3] {
+    let vars = Vars::new()
+        .with("A_SECRET", &*app.acme.secret)
+        .with("B_SECRET", &*app.globex.secret)
+        .with("B_KEY_ID", key_id(app, "globex").await)
+        .with("A_KEY_ID", key_id(app, "acme").await);
+    let table = cases::load("isolation/credentials.jsonl");
+    ["a", "b", "impostor"].map(|of| {
+        let mut credentials = Credentials::default();
+        for spec in table.iter().filter(|spec| spec["of"] == of) {
+            let label = spec["label"].as_str().expect("label").to_owned();
+            let presented = Presented {
+                label,
+                auth: Auth::of_case(spec, &vars),
+            };
+            match spec["dialect"].as_str() {
+                Some("ccai") => credentials.ccai.push(presented),
+                Some("zendesk") => credentials.zendesk.push(presented),
+                Some("workspace") => credentials.workspace.push(presented),
+                other => panic!("no dialect {other:?}"),
+            }
+        }
+        credentials
+    })
 }
 
 /// One case naming A's objects, with its operation and the same request naming ghosts.
@@ -713,6 +636,18 @@ struct Run<'a> {
     requests: Cell<usize>,
 }
 
+/// What a problem with an answer names: the operation, the credential, the request and the
+/// answer.
+fn context(
+    operation: Operation,
+    credential: &Presented,
+    request: &Request,
+    reply: &Reply,
+) -> String {
+    let (request, reply) = (request.describe(), reply.describe());
+    format!("{operation:?} [{}] {request} → {reply}", credential.label)
+}
+
 /// One of B's queued jobs naming A's users: context, job key, and its ghost twin's key.
 type Queued = (String, String, String);
 
@@ -736,12 +671,7 @@ impl Run<'_> {
         for request in &spellings {
             for credential in self.b.of(dialect) {
                 let reply = self.send(&credential.auth, request).await;
-                let context = format!(
-                    "{operation:?} [{}] {} → {}",
-                    credential.label,
-                    request.describe(),
-                    reply.describe()
-                );
+                let context = context(*operation, credential, request, &reply);
                 let found = check(
                     self.app,
                     *operation,
@@ -769,12 +699,7 @@ impl Run<'_> {
             }
             for credential in self.impostor.of(dialect) {
                 let reply = self.send(&credential.auth, request).await;
-                let context = format!(
-                    "{operation:?} [{}] {} → {}",
-                    credential.label,
-                    request.describe(),
-                    reply.describe()
-                );
+                let context = context(*operation, credential, request, &reply);
                 if reply.status != StatusCode::UNAUTHORIZED {
                     problems.push(format!("expected 401: {context}"));
                 }
@@ -855,12 +780,7 @@ impl Run<'_> {
         let dialect = Dialect::of(*operation);
         let credential = &self.b.of(dialect)[0];
         let reply = self.send(&credential.auth, &real.request).await;
-        let context = format!(
-            "{operation:?} [{}] {} → {}",
-            credential.label,
-            real.request.describe(),
-            reply.describe()
-        );
+        let context = context(*operation, credential, &real.request, &reply);
         let found = check(
             self.app,
             *operation,
@@ -950,7 +870,7 @@ impl Run<'_> {
 
 async fn tenant_b_reaches_nothing_of_tenant_a_through_any_route(app: TestApp) {
     let started = std::time::Instant::now();
-    let (a, b, impostor) = credentials(&app).await;
+    let [a, b, impostor] = credentials(&app).await;
     let a_targets = set_up_tenant_a(&app, &a).await;
     let ghost = a_targets.ghost();
     let run = Run {
@@ -1079,17 +999,6 @@ fn check(
     problems
 }
 
-/// Uploads `file` as A, named `filename`.
-async fn upload_as_a(app: &TestApp, a: &Credentials, file: Value, filename: &str) -> Reply {
-    let form = [Part {
-        name: "file".to_owned(),
-        filename: Some(filename.to_owned()),
-        bytes: file.to_string().into_bytes(),
-    }];
-    let upload = Request::form(Method::POST, format!("{PREFIX}/upload"), &form);
-    send(app, &a.ccai[0].auth, &upload).await
-}
-
 /// Proceeds A's job `id` and works it off.
 async fn proceed_as_a(app: &TestApp, a: &Credentials, id: u64) {
     let proceed = Request::json(Method::POST, format!("{PREFIX}/proceed"), json!({"id": id}));
@@ -1099,7 +1008,8 @@ async fn proceed_as_a(app: &TestApp, a: &Credentials, id: u64) {
     app.drain().await;
 }
 
-/// Gives tenant A real data through the API and answers what it has.
+/// Gives tenant A real data through the API (`tests/corpus/isolation/tenant_a.jsonl`, see its
+/// README) and answers what it has.
 async fn set_up_tenant_a(app: &TestApp, a: &Credentials) -> Targets {
     app.set_settings(
         "acme",
@@ -1110,99 +1020,37 @@ async fn set_up_tenant_a(app: &TestApp, a: &Credentials) -> Targets {
         },
     )
     .await;
+    let vars = Vars::new().with("PREFIX", PREFIX).with("ZENDESK", ZENDESK);
     let mut jobs = Vec::new();
-
-    // A CCAI job proceeded and completed: three users.
-    let file = json!([
-        {"email": "ada.acme@acme-corp.test", "first_name": "Adaacme", "last_name": "Lovelacme",
-         "agent_number": "acme-ag-1", "roles": [{"name": "Acmeonlyrole", "value": 1}],
-         "teams": [{"name": "Acmeonlyteam", "value": 1}]},
-        {"email": "bob.acme@acme-corp.test", "first_name": "Bobacme", "last_name": "Buildacme",
-         "agent_number": "acme-ag-2"},
-        {"email": "cyd.acme@acme-corp.test", "first_name": "Cydacme", "last_name": "Charisacme",
-         "status": "Inactive"},
-    ]);
-    let created = upload_as_a(app, a, file, "acme-roster-completed.json").await;
-    assert_eq!(
-        created.status,
-        StatusCode::CREATED,
-        "{}",
-        created.body_text()
-    );
-    let id = created.json["id"].as_u64().unwrap();
-    proceed_as_a(app, a, id).await;
-    jobs.push(("completed", id));
-
-    // A job left valid_scheme, and a job with scheme errors.
-    for (label, file, filename) in [
-        (
-            "valid_scheme",
-            json!([{"email": "dee.acme@acme-corp.test", "first_name": "Deeacme", "last_name": "Pendingacme"}]),
-            "acme-roster-pending.json",
-        ),
-        (
-            "invalid_scheme",
-            json!([{"email": "not-an-email", "first_name": "", "last_name": "Badacme"}]),
-            "acme-roster-invalid.json",
-        ),
-    ] {
-        let job = upload_as_a(app, a, file, filename).await;
-        assert_eq!(job.json["status"], label, "{}", job.body_text());
-        jobs.push((label, job.json["id"].as_u64().unwrap()));
+    for step in cases::load("isolation/tenant_a.jsonl") {
+        let request = requests(&step, &vars).remove(0);
+        let auth = &a.of(Dialect::of_path(request.path()))[0].auth;
+        let reply = send(app, auth, &request).await;
+        let what = format!("{}: {}", request.describe(), reply.body_text());
+        if let Some(status) = step["status"].as_u64() {
+            assert_eq!(u64::from(reply.status.as_u16()), status, "{what}");
+        }
+        expect::check_body(&reply.json, &step, &what);
+        let key = reply.json["job_status"]["id"].as_str();
+        let id = key.map_or(reply.json["id"].as_u64(), |key| {
+            u64::from_str_radix(key, 16).ok()
+        });
+        if step["proceed"] == true {
+            proceed_as_a(app, a, id.expect("a job")).await;
+        }
+        if let Some(log) = step["log"].as_str() {
+            let log = Request::new(Method::GET, vars.clone().with("id", id).fill(log));
+            let log = send(app, auth, &log).await;
+            let listed = log.json.as_array().is_some_and(|errors| !errors.is_empty());
+            assert!(listed, "{}", log.body_text());
+        }
+        if let Some(label) = step["label"].as_str() {
+            jobs.push((label.to_owned(), id.expect("a job")));
+        }
+        if step["drain"] == true {
+            app.drain().await;
+        }
     }
-
-    // A job with update errors: a rename onto an email that is taken fails its row.
-    let file = json!([
-        {"email": "bob.acme@acme-corp.test", "new_email": "ada.acme@acme-corp.test",
-         "first_name": "Bobacme", "last_name": "Buildacme"},
-        {"email": "eve.acme@acme-corp.test", "first_name": "Eveacme", "last_name": "Okacme",
-         "agent_number": "acme-ag-3"},
-    ]);
-    let errors = upload_as_a(app, a, file, "acme-roster-errors.json").await;
-    let id = errors.json["id"].as_u64().unwrap();
-    proceed_as_a(app, a, id).await;
-    let log = send(
-        app,
-        &a.ccai[0].auth,
-        &Request::new(Method::GET, format!("{PREFIX}/errors/update/{id}")),
-    )
-    .await;
-    assert!(
-        log.json.as_array().is_some_and(|errors| !errors.is_empty()),
-        "{}",
-        log.body_text()
-    );
-    jobs.push(("update_errors", id));
-
-    // A Zendesk create_many job.
-    let batch = Request::json(
-        Method::POST,
-        format!("{ZENDESK}/users/create_many.json"),
-        json!({"users": [
-            {"name": "Zed Acmezendesk", "email": "zed.acme@acme-corp.test", "external_id": "acme-ext-1",
-             "tags": ["acmetag"], "notes": "acme notes"},
-            {"name": "Yan Acmezendesk", "email": "yan.acme@acme-corp.test", "external_id": "acme-ext-2"},
-        ]}),
-    );
-    let batch = send(app, &a.zendesk[0].auth, &batch).await;
-    assert_eq!(batch.status, StatusCode::OK, "{}", batch.body_text());
-    let key = batch.json["job_status"]["id"].as_str().unwrap();
-    jobs.push(("zendesk", u64::from_str_radix(key, 16).unwrap()));
-    app.drain().await;
-
-    // A Huawei Workspace batch: users with ids, one with a password.
-    let created = Request::json(
-        Method::POST,
-        "/v2/acme/users/batch-create",
-        json!({"users": [
-            {"user_name": "acme.hw1", "user_email": "hw1.acme@acme-corp.test",
-             "active_type": "ADMIN_ACTIVATE", "password": "Acme#Passw0rd", "alias_name": "Acmealias",
-             "description": "acme description", "group_ids": ["acmegroup"]},
-            {"user_name": "acme.hw2", "user_phone": "5550100"},
-        ]}),
-    );
-    let created = send(app, &a.workspace[0].auth, &created).await;
-    assert_eq!(created.status, StatusCode::OK, "{}", created.body_text());
 
     // Every job of A (the Workspace batch is one too) and every user.
     let ccai = &a.ccai[0].auth;
@@ -1215,7 +1063,7 @@ async fn set_up_tenant_a(app: &TestApp, a: &Credentials) -> Targets {
     for job in listed.json.as_array().unwrap() {
         let id = job["id"].as_u64().unwrap();
         if !jobs.iter().any(|(_, known)| *known == id) {
-            jobs.push(("workspace", id));
+            jobs.push(("workspace".to_owned(), id));
         }
     }
     assert_eq!(jobs.len(), 6, "{}", listed.body_text());
@@ -1247,17 +1095,9 @@ async fn set_up_tenant_a(app: &TestApp, a: &Credentials) -> Targets {
 
 /// Everything of A that must never reach B.
 async fn footprint_of(app: &TestApp, a: &Credentials, t: &Targets) -> Footprint {
-    let mut strings: Vec<String> = vec![
-        "acme".to_owned(),
-        "acmeonlyrole".to_owned(),
-        "acmeonlyteam".to_owned(),
-        "acmealias".to_owned(),
-        "acmetag".to_owned(),
-        "acme notes".to_owned(),
-        "acmegroup".to_owned(),
-        "acme-roster".to_owned(),
-        "acme#passw0rd".to_owned(),
-    ];
+    let distinctive = "acme,acmeonlyrole,acmeonlyteam,acmealias,acmetag,acme notes,acmegroup,\
+                       acme-roster,acme#passw0rd";
+    let mut strings: Vec<String> = distinctive.split(',').map(str::to_owned).collect();
     strings.extend(t.emails.iter().cloned());
     strings.extend(t.external_ids.iter().cloned());
     strings.extend(t.user_names.iter().cloned());
@@ -1301,98 +1141,61 @@ async fn footprint_of(app: &TestApp, a: &Credentials, t: &Targets) -> Footprint 
 
 /// Everything of A, as A sees it through each dialect and as stored: `(what, text)`.
 async fn snapshot(app: &TestApp, a: &Credentials, t: &Targets) -> Vec<(String, String)> {
-    let mut reads: Vec<(Auth, String)> = Vec::new();
-    let ccai = &a.ccai[0].auth;
-    let zendesk = &a.zendesk[0].auth;
+    let (ccai, zendesk) = (&a.ccai[0].auth, &a.zendesk[0].auth);
+    let mut reads: Vec<(&Auth, String)> = Vec::new();
     for id in t.job_ids() {
-        for path in [
-            format!("jobs/{id}"),
-            format!("errors/scheme/{id}"),
-            format!("errors/update/{id}"),
-        ] {
-            reads.push((ccai.clone(), format!("{PREFIX}/{path}")));
+        for path in ["jobs", "errors/scheme", "errors/update"] {
+            reads.push((ccai, format!("{PREFIX}/{path}/{id}")));
         }
-        reads.push((
-            zendesk.clone(),
-            format!("{ZENDESK}/job_statuses/{}", job_key(id)),
-        ));
+        reads.push((zendesk, format!("{ZENDESK}/job_statuses/{}", job_key(id))));
     }
     for path in [
         "jobs?per_page=100",
         "config?page=1&per_page=1000",
         "template",
     ] {
-        reads.push((ccai.clone(), format!("{PREFIX}/{path}")));
+        reads.push((ccai, format!("{PREFIX}/{path}")));
     }
-    reads.push((
-        ccai.clone(),
-        format!("{PREFIX}/config?emails={}", t.emails.join(",")),
-    ));
-    reads.push((
-        zendesk.clone(),
-        format!("{ZENDESK}/job_statuses?page[size]=100"),
-    ));
-    reads.push((
-        a.workspace[0].auth.clone(),
-        "/v2/acme/users?limit=1000".to_owned(),
-    ));
-
+    reads.extend([
+        (
+            ccai,
+            format!("{PREFIX}/config?emails={}", t.emails.join(",")),
+        ),
+        (zendesk, format!("{ZENDESK}/job_statuses?page[size]=100")),
+        (&a.workspace[0].auth, "/v2/acme/users?limit=1000".to_owned()),
+    ]);
     let mut snapshot = Vec::new();
     for (auth, target) in reads {
-        let reply = send(app, &auth, &Request::new(Method::GET, &target)).await;
-        assert_eq!(
-            reply.status,
-            StatusCode::OK,
-            "A's {target}: {}",
-            reply.body_text()
-        );
+        let reply = send(app, auth, &Request::new(Method::GET, &target)).await;
+        let text = reply.body_text();
+        assert_eq!(reply.status, StatusCode::OK, "A's {target}: {text}");
         let total = reply
             .headers
             .get("total")
-            .map(|v| v.to_str().unwrap_or_default().to_owned());
-        snapshot.push((
-            target,
-            format!("{} total={total:?} {}", reply.status, reply.body_text()),
-        ));
+            .map(|v| v.to_str().unwrap_or_default());
+        snapshot.push((target, format!("{} total={total:?} {text}", reply.status)));
     }
 
     // As stored: jobs, their files, users (password hashes included).
     let acme = TenantId::parse("acme").unwrap();
     let ports = app.service.ports();
     for id in t.job_ids() {
-        let job = ports
-            .jobs
-            .get_job(&acme, id)
-            .await
-            .unwrap()
-            .expect("A's job");
+        let job = ports.jobs.get_job(&acme, id).await.unwrap();
+        let job = job.expect("A's job");
         let mut file = Vec::new();
-        ports
-            .files
-            .open(&job.file_key, 0)
-            .await
-            .unwrap()
-            .read_to_end(&mut file)
-            .await
-            .unwrap();
-        snapshot.push((
-            format!("stored job {id}"),
-            serde_json::to_string(&job).unwrap(),
-        ));
-        snapshot.push((
-            format!("file of job {id}"),
-            String::from_utf8_lossy(&file).into_owned(),
-        ));
+        let mut reader = ports.files.open(&job.file_key, 0).await.unwrap();
+        reader.read_to_end(&mut file).await.unwrap();
+        let job = serde_json::to_string(&job).unwrap();
+        snapshot.push((format!("stored job {id}"), job));
+        let file = String::from_utf8_lossy(&file).into_owned();
+        snapshot.push((format!("file of job {id}"), file));
     }
     let users = ports.users.users_by_ids(&acme, &t.users).await.unwrap();
     assert_eq!(users.len(), t.users.len());
-    snapshot.push((
-        "stored users".to_owned(),
-        serde_json::to_string(&users).unwrap(),
-    ));
-    snapshot.push((
-        "settings".to_owned(),
-        serde_json::to_string(&app.service.settings(&acme).await.unwrap()).unwrap(),
-    ));
+    let users = serde_json::to_string(&users).unwrap();
+    snapshot.push(("stored users".to_owned(), users));
+    let settings = app.service.settings(&acme).await.unwrap();
+    let settings = serde_json::to_string(&settings).unwrap();
+    snapshot.push(("settings".to_owned(), settings));
     snapshot
 }

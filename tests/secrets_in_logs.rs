@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use bulk_tests::cases::{self, Vars};
+use bulk_tests::credential::Auth;
+use bulk_tests::expect;
 use bulk_tests::local_server::{admin, LocalServer};
-use bulk_tests::{multipart, sdk_date, Part, BOUNDARY, PREFIX};
-use bulk_users::auth::{sign_request, SignedRequest};
+use bulk_tests::{multipart, Part, BOUNDARY, PREFIX};
 use bulk_users::model::{TenantId, UserKey};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::{json, Value};
@@ -54,17 +55,6 @@ struct Client {
     http: reqwest::Client,
     port: u16,
     transcript: Vec<String>,
-}
-
-/// How a request presents its credential.
-#[derive(Clone)]
-enum Auth {
-    None,
-    Basic(String, String),
-    Bearer(String),
-    Token(String),
-    /// AK/SK (`SDK-HMAC-SHA256`) with this key id and secret.
-    Signed(String, String),
 }
 
 enum Payload {
@@ -105,49 +95,11 @@ impl Client {
                 HeaderValue::from_str(&content_type).unwrap(),
             );
         }
-        let encode = |text: String| base64::engine::general_purpose::STANDARD.encode(text);
-        let authorization = match auth {
-            Auth::None => None,
-            Auth::Basic(user, secret) => {
-                Some(format!("Basic {}", encode(format!("{user}:{secret}"))))
-            }
-            Auth::Bearer(secret) => Some(format!("Bearer {secret}")),
-            Auth::Token(secret) => {
-                headers.insert("x-auth-token", HeaderValue::from_str(secret).unwrap());
-                None
-            }
-            Auth::Signed(key_id, secret) => {
-                headers.insert(
-                    http::header::HOST,
-                    HeaderValue::from_str(&format!("127.0.0.1:{}", self.port)).unwrap(),
-                );
-                headers.insert("x-sdk-date", HeaderValue::from_str(&sdk_date()).unwrap());
-                let (path, query) = match target.split_once('?') {
-                    Some((path, query)) => (path, Some(query)),
-                    None => (target, None),
-                };
-                Some(
-                    sign_request(
-                        &SignedRequest {
-                            method: method.as_str(),
-                            path,
-                            query,
-                            headers: &headers,
-                            body: &body,
-                        },
-                        key_id,
-                        secret,
-                    )
-                    .expect("sign"),
-                )
-            }
-        };
-        if let Some(value) = authorization {
-            headers.insert(
-                http::header::AUTHORIZATION,
-                HeaderValue::from_str(&value).unwrap(),
-            );
+        if let Auth::Signed(..) = auth {
+            let host = format!("127.0.0.1:{}", self.port);
+            headers.insert(http::header::HOST, HeaderValue::from_str(&host).unwrap());
         }
+        auth.add_to(&mut headers, method.as_str(), target, &body);
         let response = self
             .http
             .request(
@@ -178,99 +130,117 @@ impl Client {
         }
     }
 
-    async fn ok(&mut self, auth: &Auth, method: Method, target: &str, payload: Payload) -> Value {
-        let answer = self.call(auth, method.clone(), target, payload).await;
-        assert!(
-            answer.status.is_success(),
-            "{method} {target}: {} {}",
-            answer.status,
-            answer.text
-        );
+    /// A GET that must succeed: its body.
+    async fn get(&mut self, auth: &Auth, target: &str) -> Value {
+        let answer = self.call(auth, Method::GET, target, Payload::Empty).await;
+        let (status, text) = (answer.status, &answer.text);
+        assert!(status.is_success(), "GET {target}: {status} {text}");
         answer.body
     }
 
-    /// A GET that must succeed.
-    async fn get(&mut self, auth: &Auth, target: &str) -> Value {
-        self.ok(auth, Method::GET, target, Payload::Empty).await
-    }
-
-    /// `POST upload` of `file` named `filename`: the job.
-    async fn upload(&mut self, auth: &Auth, file: &Value, filename: &str) -> Value {
-        let target = format!("{PREFIX}/upload");
-        self.ok(auth, Method::POST, &target, upload(file, filename))
-            .await
-    }
-
-    /// Uploads `file`, proceeds and waits until the job is completed: its id.
-    async fn upload_and_proceed(&mut self, file: &Value, filename: &str) -> Value {
-        let job = self.upload(&basic(), file, filename).await;
-        let proceed = Payload::Json(json!({"id": job["id"]}));
-        let target = format!("{PREFIX}/proceed");
-        self.ok(&basic(), Method::POST, &target, proceed).await;
-        self.completed(&basic(), &job["id"]).await;
-        job["id"].clone()
-    }
-
-    /// A Zendesk batch, until its job status is completed.
-    async fn zendesk(&mut self, auth: &Auth, method: Method, target: &str, body: Value) -> Value {
-        let answer = self.ok(auth, method, target, Payload::Json(body)).await;
-        self.zendesk_completed(auth, &answer).await
-    }
-
-    /// Waits until the CCAI job `id` is completed.
-    async fn completed(&mut self, auth: &Auth, id: &Value) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let job = self
-                .ok(
-                    auth,
-                    Method::GET,
-                    &format!("{PREFIX}/jobs/{id}"),
-                    Payload::Empty,
-                )
-                .await;
-            if job["status"] == "completed" {
-                return job;
+    /// Runs the steps of `file` under `tests/corpus/secrets/` (see its README) in order; what
+    /// they `let` and `save` joins `vars`.
+    async fn run(&mut self, file: &str, vars: &mut Vars) {
+        for (at, step) in cases::load(&format!("secrets/{file}")).iter().enumerate() {
+            for (name, value) in expect::table(step, "let") {
+                *vars = vars.clone().with(name, vars.fill_json(value));
             }
-            assert!(Instant::now() < deadline, "job {id} never completed: {job}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            if step.get("let").is_some() {
+                continue;
+            }
+            let each: Vec<Vars> = match step["cases"].as_str() {
+                Some(table) => (cases::load(table).iter())
+                    .map(|case| vars.clone().with("case", vars.fill_json(case)))
+                    .collect(),
+                None => vec![vars.clone()],
+            };
+            for step_vars in each {
+                let step = step_vars.fill_json(step);
+                let case = step_vars.get("case").map_or("", cases::name);
+                let body = self.step(&step, &format!("{file}:{} {case}", at + 1)).await;
+                for (name, pointer) in expect::table(&step, "save") {
+                    let value = select(&body, pointer.as_str().expect("a pointer"));
+                    *vars = vars.clone().with(name, value.clone());
+                }
+            }
         }
     }
 
-    /// Waits until the Zendesk job status `key` is completed.
-    async fn zendesk_completed(&mut self, auth: &Auth, answer: &Value) -> Value {
-        let key = answer["job_status"]["id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no job status in {answer}"))
-            .to_owned();
+    /// One step, filled: its request, sent again every 50 ms while the answer does not hold
+    /// `until` (for a minute at most), and the checks of the last answer. Its body.
+    async fn step(&mut self, step: &Value, what: &str) -> Value {
+        let method = step["method"].as_str().unwrap_or("GET");
+        let method = Method::from_bytes(method.as_bytes()).expect("method");
+        let target = step["target"].as_str().expect("target");
+        let auth = Auth::of_case(&step["as"], &Vars::new());
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let status = self
-                .ok(
-                    auth,
-                    Method::GET,
-                    &format!("/api/v2/job_statuses/{key}.json"),
-                    Payload::Empty,
-                )
+            let answer = self
+                .call(&auth, method.clone(), target, payload(step))
                 .await;
-            if status["job_status"]["status"] == "completed" {
-                return status["job_status"].clone();
+            let (status, text) = (answer.status, &answer.text);
+            let what = format!("{what}: {method} {target}: {status} {text}");
+            match step["status"].as_u64() {
+                Some(expected) => assert_eq!(u64::from(status.as_u16()), expected, "{what}"),
+                None => assert!(status.is_success(), "{what}"),
             }
-            assert!(
-                Instant::now() < deadline,
-                "job status {key} never completed: {status}"
-            );
+            let body = answer.body;
+            let until = expect::table(step, "until");
+            if until
+                .into_iter()
+                .all(|(at, value)| body.pointer(at) == Some(value))
+            {
+                expect::check_body(&body, step, &what);
+                if let Some(needle) = step["contains"].as_str() {
+                    assert!(body.to_string().contains(needle), "{what}");
+                }
+                if step["non_empty"] == true {
+                    assert!(
+                        body.as_array().is_some_and(|items| !items.is_empty()),
+                        "{what}"
+                    );
+                }
+                return body;
+            }
+            assert!(Instant::now() < deadline, "never {}: {what}", step["until"]);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
 
-fn upload(file: &Value, filename: &str) -> Payload {
-    Payload::Form(vec![Part {
-        name: "file".to_owned(),
-        filename: Some(filename.to_owned()),
-        bytes: file.to_string().into_bytes(),
-    }])
+/// A step's body: its `json`, its `form` (a `file` part named `filename`, after an `id` part
+/// when given), or none.
+fn payload(step: &Value) -> Payload {
+    match (step.get("json"), step.get("form")) {
+        (Some(json), None) => Payload::Json(json.clone()),
+        (None, Some(form)) => {
+            let id = form.get("id").map(|id| Part::text("id", &id.to_string()));
+            let file = Part {
+                name: "file".to_owned(),
+                filename: form["filename"].as_str().map(str::to_owned),
+                bytes: form["file"].to_string().into_bytes(),
+            };
+            Payload::Form(id.into_iter().chain([file]).collect())
+        }
+        _ => Payload::Empty,
+    }
+}
+
+/// The value at `pointer` in `body`, where a part `[field=value]` is the item of an array
+/// with that field.
+fn select<'a>(body: &'a Value, pointer: &str) -> &'a Value {
+    let found = pointer.split('/').skip(1).try_fold(body, |value, part| {
+        let inner = part
+            .strip_prefix('[')
+            .and_then(|part| part.strip_suffix(']'));
+        match inner.and_then(|inner| inner.split_once('=')) {
+            Some((field, wanted)) => value.as_array()?.iter().find(|item| item[field] == wanted),
+            None => value
+                .get(part)
+                .or_else(|| value.get(part.parse::<usize>().ok()?)),
+        }
+    });
+    found.unwrap_or_else(|| panic!("no {pointer} in {body}"))
 }
 
 /// A line without its ANSI colour codes.
@@ -336,26 +306,6 @@ fn data_files(data: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         .collect()
 }
 
-fn basic() -> Auth {
-    Auth::Basic(TENANT.to_owned(), SECRET.to_owned())
-}
-
-fn zendesk_token() -> Auth {
-    Auth::Basic("admin@acme.test/token".to_owned(), SECRET.to_owned())
-}
-
-fn bearer() -> Auth {
-    Auth::Bearer(SECRET.to_owned())
-}
-
-fn token() -> Auth {
-    Auth::Token(SECRET.to_owned())
-}
-
-fn signed() -> Auth {
-    Auth::Signed(KEY_ID.to_owned(), SECRET.to_owned())
-}
-
 /// The seeded secret with its tail changed, and with one more character.
 fn near_misses() -> [String; 2] {
     [
@@ -366,236 +316,20 @@ fn near_misses() -> [String; 2] {
 
 const BATCH: &str = "/v2/acme/users/batch-create";
 
-/// CCAI: template, config, upload, proceed, status, jobs, both error logs. Answers the file
-/// uploaded.
-async fn ccai_flow(c: &mut Client) -> Value {
-    c.get(&basic(), &format!("{PREFIX}/template")).await;
-    let file = json!([
-        {"email": "jane@acme.test", "first_name": "Jane", "last_name": "Doe", "agent_number": "1001",
-         "roles": [{"name": "Agent", "value": 1}], "teams": [{"name": "Sales", "value": 1}]},
-        {"email": "john@acme.test", "first_name": "John", "last_name": "Roe", "status": "Inactive"},
-    ]);
-    c.upload_and_proceed(&file, "users.json").await;
-    // Scheme errors, one for a `password` field the dialect does not have.
-    let bad = json!([
-        {"email": "not-an-email", "first_name": "", "last_name": "Roe",
-         "password": UNKNOWN_FIELD_PASSWORDS[1]},
-    ]);
-    let invalid = c.upload(&basic(), &bad, "bad.json").await;
-    assert_eq!(invalid["status"], "invalid_scheme", "{invalid}");
-    let target = format!("{PREFIX}/errors/scheme/{}", invalid["id"]);
-    let errors = c.get(&basic(), &target).await;
-    assert!(errors.to_string().contains("password"), "{errors}");
-    // Update errors: a rename onto a taken email.
-    let renames = json!([
-        {"email": "john@acme.test", "new_email": "jane@acme.test", "first_name": "John", "last_name": "Roe"},
-    ]);
-    let id = c.upload_and_proceed(&renames, "renames.json").await;
-    let errors = c
-        .get(&basic(), &format!("{PREFIX}/errors/update/{id}"))
-        .await;
-    assert!(errors.as_array().is_some_and(|e| !e.is_empty()), "{errors}");
-    // A file replaced before proceeding; a presigned upload (501 locally).
-    let pending = c.upload(&basic(), &file, "pending.json").await;
-    let replaced = Payload::Form(vec![
-        Part::text("id", &pending["id"].to_string()),
-        Part::file(file.to_string().into_bytes()),
-    ]);
-    let upload = format!("{PREFIX}/upload");
-    c.ok(&basic(), Method::PUT, &upload, replaced).await;
-    let presign = Payload::Json(json!({"bytes": 100}));
-    let presigned = c
-        .call(
-            &basic(),
-            Method::POST,
-            &format!("{upload}/presigned"),
-            presign,
-        )
-        .await;
-    let text = &presigned.text;
-    assert_eq!(presigned.status, StatusCode::NOT_IMPLEMENTED, "{text}");
-    for query in [
-        "jobs?per_page=5",
-        "config?emails=jane@acme.test,john@acme.test",
-        "config?page=1",
-    ] {
-        c.get(&basic(), &format!("{PREFIX}/{query}")).await;
-    }
-    file
-}
-
-/// Zendesk, with each of its credential forms.
-async fn zendesk_flow(c: &mut Client) {
-    let users = json!({"users": [
-        {"name": "Ada Lovelace", "email": "ada@acme.test", "external_id": "A-1", "role": "agent"},
-        {"name": "Alan Turing", "email": "alan@acme.test", "external_id": "A-2"},
-        // Zendesk users have no password: this user fails, the value is never echoed.
-        {"name": "Eve Hacker", "email": "eve@acme.test", "password": UNKNOWN_FIELD_PASSWORDS[0]},
-    ]});
-    let create = "/api/v2/users/create_many.json";
-    let created = c
-        .zendesk(&zendesk_token(), Method::POST, create, users)
-        .await;
-    assert_eq!(created["results"][2]["status"], "Failed", "{created}");
-    let ada = created["results"][0]["id"].clone();
-    let upsert = json!({"users": [
-        {"name": "Ada King", "email": "ada@acme.test"},
-        {"name": "Edsger Dijkstra", "email": "edsger@acme.test", "external_id": "E-1"},
-    ]});
-    let batches = [
-        (
-            bearer(),
-            Method::POST,
-            "/api/v2/users/create_or_update_many".to_owned(),
-            upsert,
-        ),
-        (
-            basic(),
-            Method::PUT,
-            format!("/api/v2/users/update_many.json?ids={ada}"),
-            json!({"user": {"notes": "moved", "suspended": true}}),
-        ),
-        (
-            zendesk_token(),
-            Method::PUT,
-            "/api/v2/users/update_many".to_owned(),
-            json!({"users": [{"external_id": "A-2", "suspended": false}]}),
-        ),
-    ];
-    for (auth, method, target, body) in batches {
-        c.zendesk(&auth, method, &target, body).await;
-    }
-    let destroy = "/api/v2/users/destroy_many.json?external_ids=E-1,nobody";
-    let destroyed = c
-        .ok(&bearer(), Method::DELETE, destroy, Payload::Empty)
-        .await;
-    let destroyed = c.zendesk_completed(&bearer(), &destroyed).await;
-    c.get(&bearer(), "/api/v2/job_statuses.json?page[size]=2")
-        .await;
-    let key = destroyed["id"].as_str().unwrap();
-    let show_many = format!("/api/v2/job_statuses/show_many.json?ids={key}");
-    c.get(&bearer(), &show_many).await;
-}
-
-/// Huawei Workspace: batches with passwords, accepted and refused
-/// (`tests/corpus/secrets/refused_batches.jsonl`), list and delete.
-async fn workspace_flow(c: &mut Client) {
-    let accepted = json!({"users": [
-        {"user_name": "alpha", "user_email": "alpha@acme.test", "active_type": "ADMIN_ACTIVATE",
-         "password": ACCEPTED_PASSWORDS[0]},
-        {"user_name": "bravo", "user_phone": "5550100", "active_type": "ADMIN_ACTIVATE",
-         "password": ACCEPTED_PASSWORDS[1], "enable_change_password": true},
-    ]});
-    c.ok(&token(), Method::POST, BATCH, Payload::Json(accepted))
-        .await;
-    let vars = Vars::new()
-        .with("REFUSED_PASSWORDS", REFUSED_PASSWORDS.to_vec())
-        .with("NUMERIC_PASSWORD", NUMERIC_PASSWORD.parse::<u64>().unwrap());
-    for case in cases::load("secrets/refused_batches.jsonl") {
-        let users = vars.fill_json(&case["users"]);
-        let batch = Payload::Json(json!({ "users": users }));
-        let refused = c.call(&token(), Method::POST, BATCH, batch).await;
-        let name = cases::name(&case);
-        assert_eq!(
-            refused.status,
-            StatusCode::BAD_REQUEST,
-            "{name}: {}",
-            refused.text
-        );
-        let code = &refused.body["error_code"];
-        assert_eq!(*code, case["error_code"], "{name}: {}", refused.text);
-    }
-    // The official SDK's way: AK/SK-signed.
-    let delta = json!({"users": [
-        {"user_name": "delta", "user_email": "delta@acme.test", "active_type": "ADMIN_ACTIVATE",
-         "password": ACCEPTED_PASSWORDS[2]},
-    ]});
-    c.ok(&signed(), Method::POST, BATCH, Payload::Json(delta))
-        .await;
-    let list = c.get(&signed(), "/v2/acme/users?limit=100&offset=0").await;
-    let id_of = |name: &str| {
-        let users = list["users"].as_array().unwrap().iter();
-        let user = users.clone().find(|user| user["user_name"] == name);
-        let id = user.and_then(|user| user["id"].as_str());
-        id.unwrap_or_else(|| panic!("no {name} in {list}"))
-            .to_owned()
-    };
-    let (bravo, delta) = (id_of("bravo"), id_of("delta"));
-    let target = format!("/v2/acme/users/{bravo}");
-    let deleted = c
-        .call(&token(), Method::DELETE, &target, Payload::Empty)
-        .await;
-    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
-    let batch_delete = Payload::Json(json!({ "user_ids": [delta] }));
-    let target = "/v2/acme/users/batch-delete";
-    let deleted = c.call(&signed(), Method::POST, target, batch_delete).await;
-    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
-    c.get(&token(), "/v2/acme/users?user_name=alp").await;
-}
-
-/// Refused credentials (`tests/corpus/secrets/refused_credentials.jsonl`): near misses of the
-/// real secret, and the real one misused; then a signed request whose body was changed after
-/// signing.
-async fn refused_credentials(c: &mut Client) {
-    let [near, near_twin] = near_misses();
-    let vars = Vars::new()
-        .with("TENANT", TENANT)
-        .with("KEY_ID", KEY_ID)
-        .with("SECRET", SECRET)
-        .with("PREFIX", PREFIX)
-        .with("NEAR", near)
-        .with("NEAR_TWIN", near_twin);
-    for case in cases::load("secrets/refused_credentials.jsonl") {
-        let text = |key: &str, at: usize| vars.fill(case[key][at].as_str().expect(key));
-        let auth = match ["basic", "bearer", "token", "signed"].map(|key| case.get(key).is_some()) {
-            [true, false, false, false] => Auth::Basic(text("basic", 0), text("basic", 1)),
-            [false, true, false, false] => {
-                Auth::Bearer(vars.fill(case["bearer"].as_str().unwrap()))
-            }
-            [false, false, true, false] => Auth::Token(vars.fill(case["token"].as_str().unwrap())),
-            [false, false, false, true] => Auth::Signed(text("signed", 0), text("signed", 1)),
-            [false, false, false, false] => Auth::None,
-            _ => panic!("{}: one credential at most", cases::name(&case)),
-        };
-        let target = vars.fill(case["target"].as_str().expect("target"));
-        let answer = c.call(&auth, Method::GET, &target, Payload::Empty).await;
-        let name = cases::name(&case);
-        let text = &answer.text;
-        assert_eq!(
-            answer.status,
-            StatusCode::UNAUTHORIZED,
-            "{name}: {target}: {text}"
-        );
-    }
-    // A signed request whose body was changed after signing.
-    let body = json!({"users": [{"user_name": "tampered", "user_phone": "1"}]});
+/// A signed request whose body was changed after signing is refused.
+async fn tampered_signature(c: &mut Client) {
+    let signed = json!({"users": [{"user_name": "tampered", "user_phone": "1"}]}).to_string();
     let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert("x-sdk-date", HeaderValue::from_str(&sdk_date()).unwrap());
-    let signature = sign_request(
-        &SignedRequest {
-            method: "POST",
-            path: BATCH,
-            query: None,
-            headers: &headers,
-            body: body.to_string().as_bytes(),
-        },
-        KEY_ID,
-        SECRET,
-    )
-    .unwrap();
-    headers.insert(
-        http::header::AUTHORIZATION,
-        HeaderValue::from_str(&signature).unwrap(),
-    );
+    let json_type = HeaderValue::from_static("application/json");
+    headers.insert(http::header::CONTENT_TYPE, json_type);
+    let auth = Auth::Signed(KEY_ID.to_owned(), SECRET.to_owned());
+    auth.add_to(&mut headers, "POST", BATCH, signed.as_bytes());
+    let sent = json!({"users": [{"user_name": "swapped", "user_phone": "1"}]}).to_string();
     let response = c
         .http
         .post(format!("http://127.0.0.1:{}{BATCH}", c.port))
         .headers(headers)
-        .body(json!({"users": [{"user_name": "swapped", "user_phone": "1"}]}).to_string())
+        .body(sent)
         .send()
         .await
         .unwrap();
@@ -605,38 +339,19 @@ async fn refused_credentials(c: &mut Client) {
         .push(format!("POST {BATCH} (tampered)\n{text}"));
 }
 
-/// A second credential made with bulk-admin: used in every form, then revoked and refused at
-/// once. Answers its secret.
-async fn second_credential(c: &mut Client, data: &Path, file: &Value) -> String {
-    let create = [
-        "credential",
-        "create",
-        "--tenant",
-        TENANT,
-        "--name",
-        "rotation bot",
-    ];
-    let created = admin(data, &create);
+/// A second credential made with bulk-admin: used in every form (`second_credential.jsonl`),
+/// then revoked and refused at once (`revoked.jsonl`). Answers its secret.
+async fn second_credential(c: &mut Client, data: &Path, vars: &mut Vars) -> String {
+    let create = ["credential", "create", "--tenant", TENANT, "--name"];
+    let created = admin(data, &[&create[..], &["rotation bot"]].concat());
     let field = |name: &str| {
         let value = created.lines().find_map(|line| line.strip_prefix(name));
         let value = value.unwrap_or_else(|| panic!("no {name} in bulk-admin's output"));
         value.trim().to_owned()
     };
     let (second_key_id, second) = (field("key id:"), field("secret:"));
-    let second_basic = Auth::Basic(TENANT.to_owned(), second.clone());
-    let second_bearer = Auth::Bearer(second.clone());
-    let second_token = Auth::Token(second.clone());
-    let second_signed = Auth::Signed(second_key_id.clone(), second.clone());
-    let jobs = c.get(&second_basic, &format!("{PREFIX}/jobs")).await;
-    assert!(jobs.as_array().is_some_and(|jobs| !jobs.is_empty()));
-    let job = c.upload(&second_basic, file, "second.json").await;
-    let job = c
-        .get(&second_basic, &format!("{PREFIX}/jobs/{}", job["id"]))
-        .await;
-    assert_eq!(job["uploaded_api_user_name"], "rotation bot");
-    c.get(&second_bearer, "/api/v2/job_statuses").await;
-    c.get(&second_token, "/v2/acme/users").await;
-    c.get(&second_signed, "/v2/acme/users?limit=5").await;
+    *vars = (vars.clone().with("SECOND", second.clone())).with("SECOND_KEY_ID", &*second_key_id);
+    c.run("second_credential.jsonl", vars).await;
     let listed = admin(data, &["credential", "list", "--tenant", TENANT]);
     assert!(
         listed.contains(&second_key_id) && listed.contains(KEY_ID),
@@ -646,49 +361,26 @@ async fn second_credential(c: &mut Client, data: &Path, file: &Value) -> String 
         !listed.contains(&second) && !listed.contains(SECRET),
         "bulk-admin lists no secret"
     );
-    let revoke = [
-        "credential",
-        "revoke",
-        "--tenant",
-        TENANT,
-        "--key-id",
-        &second_key_id,
-    ];
-    admin(data, &revoke);
-    for (auth, target) in [
-        (&second_basic, format!("{PREFIX}/jobs")),
-        (&second_bearer, "/api/v2/job_statuses".to_owned()),
-        (&second_token, "/v2/acme/users".to_owned()),
-        (&second_signed, "/v2/acme/users".to_owned()),
-    ] {
-        let answer = c.call(auth, Method::GET, &target, Payload::Empty).await;
-        assert_eq!(
-            answer.status,
-            StatusCode::UNAUTHORIZED,
-            "a revoked credential is refused at once: {target}: {}",
-            answer.text
-        );
-    }
-    // The seeded credential still works.
-    c.get(&basic(), &format!("{PREFIX}/jobs")).await;
+    let revoke = ["credential", "revoke", "--tenant", TENANT, "--key-id"];
+    admin(data, &[&revoke[..], &[&second_key_id]].concat());
+    c.run("revoked.jsonl", vars).await;
     second
 }
 
 /// Every job's error logs and job status (with results), as the API returns them.
 async fn read_every_job_log(c: &mut Client) {
-    let jobs = c
-        .get(&basic(), &format!("{PREFIX}/jobs?per_page=100"))
-        .await;
+    let basic = Auth::Basic(TENANT.to_owned(), SECRET.to_owned());
+    let jobs = c.get(&basic, &format!("{PREFIX}/jobs?per_page=100")).await;
     let ids: Vec<u64> = (jobs.as_array().unwrap().iter())
         .map(|job| job["id"].as_u64().unwrap())
         .collect();
     assert!(ids.len() >= 16, "{jobs}");
     for id in &ids {
-        c.get(&basic(), &format!("{PREFIX}/errors/scheme/{id}"))
-            .await;
-        c.get(&basic(), &format!("{PREFIX}/errors/update/{id}"))
-            .await;
-        c.get(&bearer(), &format!("/api/v2/job_statuses/{id:032x}"))
+        for path in ["scheme", "update"] {
+            c.get(&basic, &format!("{PREFIX}/errors/{path}/{id}")).await;
+        }
+        let bearer = Auth::Bearer(SECRET.to_owned());
+        c.get(&bearer, &format!("/api/v2/job_statuses/{id:032x}"))
             .await;
     }
 }
@@ -884,11 +576,23 @@ async fn no_secret_or_password_in_any_answer_log_or_stored_byte() {
         transcript: Vec::new(),
     };
     let c = &mut client;
-    let file = ccai_flow(c).await;
-    zendesk_flow(c).await;
-    workspace_flow(c).await;
-    refused_credentials(c).await;
-    let second = second_credential(c, &data, &file).await;
+    let [near, near_twin] = near_misses();
+    let mut vars = Vars::new()
+        .with("TENANT", TENANT)
+        .with("KEY_ID", KEY_ID)
+        .with("SECRET", SECRET)
+        .with("PREFIX", PREFIX)
+        .with("BATCH", BATCH)
+        .with("NEAR", near)
+        .with("NEAR_TWIN", near_twin)
+        .with("ACCEPTED_PASSWORDS", ACCEPTED_PASSWORDS.to_vec())
+        .with("REFUSED_PASSWORDS", REFUSED_PASSWORDS.to_vec())
+        .with("NUMERIC_PASSWORD", NUMERIC_PASSWORD.parse::<u64>().unwrap())
+        .with("UNKNOWN_FIELD_PASSWORDS", UNKNOWN_FIELD_PASSWORDS.to_vec());
+    // Every dialect's flow, then refused credentials (`tests/corpus/secrets/flow.jsonl`).
+    c.run("flow.jsonl", &mut vars).await;
+    tampered_signature(c).await;
+    let second = second_credential(c, &data, &mut vars).await;
     read_every_job_log(c).await;
     let transcript = std::mem::take(&mut c.transcript);
 

@@ -2,6 +2,7 @@
 //! helpers to build requests and read answers.
 
 pub mod cases;
+pub mod credential;
 pub mod emulator;
 pub mod expect;
 pub mod iam;
