@@ -8,7 +8,7 @@ use super::query::Query;
 use super::views::{self, JobView};
 use super::{json_response, ApiError, ApiRequest, ApiResponse, Operation, Route};
 use crate::auth::parse_basic;
-use crate::model::{Job, JobId};
+use crate::model::JobId;
 use crate::ports::PageRequest;
 use crate::service::{BulkService, PresignRequest, Principal};
 
@@ -44,10 +44,12 @@ pub async fn handle(
             let body: Vec<Value> = users.iter().map(views::user_configuration).collect();
             Ok(json_response(StatusCode::OK, &body))
         }
-        Operation::Upload | Operation::ReplaceUpload | Operation::Proceed | Operation::Cancel => {
-            let (status, job) = job_change(service, who, route.operation, request).await?;
-            Ok(job_answer(status, views::job_summary(&job, base)))
+        Operation::Upload => job_change(service, who, base, JobChange::Upload, request).await,
+        Operation::ReplaceUpload => {
+            job_change(service, who, base, JobChange::ReplaceUpload, request).await
         }
+        Operation::Proceed => job_change(service, who, base, JobChange::Proceed, request).await,
+        Operation::Cancel => job_change(service, who, base, JobChange::Cancel, request).await,
         Operation::PresignUpload => {
             let request = presign_request(&request.body)?;
             let presigned = service.presign_upload(who, request).await?;
@@ -85,45 +87,53 @@ pub async fn handle(
     }
 }
 
-/// The operations that create or change a job and answer with its summary: the answer's
-/// status and the job.
+/// The operations that create or change a job and answer with its summary.
+#[derive(Debug, Clone, Copy)]
+enum JobChange {
+    Upload,
+    ReplaceUpload,
+    Proceed,
+    Cancel,
+}
+
+/// Makes `change` and answers the job's summary.
 async fn job_change(
     service: &BulkService,
     who: &Principal,
-    operation: Operation,
+    base: &str,
+    change: JobChange,
     request: &ApiRequest,
-) -> Result<(StatusCode, Job), ApiError> {
-    match operation {
-        Operation::Upload => {
+) -> Result<ApiResponse, ApiError> {
+    let (status, job) = match change {
+        JobChange::Upload => {
             let form = parse_upload_form(&request.headers, request.body.clone()).await?;
             let file = form.file.ok_or_else(missing_file)?;
-            Ok((StatusCode::CREATED, service.upload(who, file).await?))
+            (StatusCode::CREATED, service.upload(who, file).await?)
         }
-        Operation::ReplaceUpload => {
+        JobChange::ReplaceUpload => {
             let form = parse_upload_form(&request.headers, request.body.clone()).await?;
-            let id = match form.id.as_deref() {
-                None => {
-                    return Err(ApiError::bad_request(
-                        "id",
-                        "id is required to replace a job's file",
-                    ))
-                }
-                Some(id) => job_id(id)?,
+            let Some(id) = form.id.as_deref() else {
+                return Err(ApiError::bad_request(
+                    "id",
+                    "id is required to replace a job's file",
+                ));
             };
             let file = form.file.ok_or_else(missing_file)?;
-            Ok((StatusCode::OK, service.replace_file(who, id, file).await?))
+            (
+                StatusCode::OK,
+                service.replace_file(who, job_id(id)?, file).await?,
+            )
         }
-        Operation::Proceed => {
+        JobChange::Proceed => {
             let id = job_id_body(&request.body)?;
-            Ok((StatusCode::ACCEPTED, service.proceed(who, id).await?))
+            (StatusCode::ACCEPTED, service.proceed(who, id).await?)
         }
-        Operation::Cancel => {
+        JobChange::Cancel => {
             let id = job_id_body(&request.body)?;
-            Ok((StatusCode::OK, service.cancel(who, id).await?))
+            (StatusCode::OK, service.cancel(who, id).await?)
         }
-        // Operations that answer otherwise are not routed here.
-        _ => Err(ApiError::NotFoundRoute),
-    }
+    };
+    Ok(job_answer(status, views::job_summary(&job, base)))
 }
 
 /// The URL of a job's error log of one kind (`scheme`, `update`), for links to its pages.
