@@ -458,6 +458,85 @@ fn queue_consumers_report_partial_failures_within_the_visibility_timeout() {
     assert!(consumers > 0, "no SQS event source at all");
 }
 
+/// Lambda writes each function's lines as JSON (the runtime's subscriber formats them so when
+/// `LogFormat` is JSON: tests/observability.rs reads them) into a log group of the stack's,
+/// whose retention the stack bounds.
+#[test]
+fn every_function_logs_json_lines_to_a_group_of_its_own() {
+    let groups = resources_of_type("AWS::Logs::LogGroup");
+    let mut used = BTreeSet::new();
+    for function in functions() {
+        let logging = function.property("LoggingConfig");
+        let logging =
+            logging.unwrap_or_else(|| panic!("{}: no LoggingConfig", function.logical_id));
+        assert_eq!(logging["LogFormat"], "JSON", "{}", function.logical_id);
+        let group = logging["LogGroup"]["Ref"].as_str().unwrap_or_default();
+        assert!(
+            groups.contains_key(group),
+            "{}: log group {group:?}",
+            function.logical_id
+        );
+        assert!(
+            used.insert(group),
+            "{}: {group} is another function's",
+            function.logical_id
+        );
+    }
+}
+
+/// What an operator must hear of is alarmed, to the stack's topic: messages in either
+/// dead-letter queue, the processor's errors and throttles, 5xx answers above 1 % of the API's,
+/// and throttled reads or writes of the table.
+#[test]
+fn alarms_watch_dead_letters_the_processor_the_api_and_the_table() {
+    let alarms = resources_of_type("AWS::CloudWatch::Alarm");
+    let watched: BTreeSet<String> = alarms
+        .values()
+        .flat_map(|alarm| {
+            let alarm = &alarm["Properties"];
+            assert_eq!(
+                alarm["AlarmActions"],
+                serde_json::json!([{"Ref": "AlarmTopic"}])
+            );
+            let metrics: Vec<&Value> = match alarm["Metrics"].as_array() {
+                Some(metrics) => metrics.iter().map(|m| &m["MetricStat"]["Metric"]).collect(),
+                None => vec![alarm],
+            };
+            metrics
+                .into_iter()
+                .filter(|metric| metric.is_object())
+                .map(|metric| {
+                    let target = &metric["Dimensions"][0]["Value"];
+                    let target = target["Ref"]
+                        .as_str()
+                        .or_else(|| target["Fn::GetAtt"][0].as_str())
+                        .unwrap_or_default();
+                    format!(
+                        "{} {} {target}",
+                        metric["Namespace"].as_str().unwrap_or_default(),
+                        metric["MetricName"].as_str().unwrap_or_default()
+                    )
+                })
+        })
+        .collect();
+    resource("AlarmTopic", "AWS::SNS::Topic");
+    for expected in [
+        "AWS/SQS ApproximateNumberOfMessagesVisible WorkDeadLetterQueue",
+        "AWS/SQS ApproximateNumberOfMessagesVisible IntakeDeadLetterQueue",
+        "AWS/Lambda Errors ProcessorFunction",
+        "AWS/Lambda Throttles ProcessorFunction",
+        "AWS/ApiGateway 5xx HttpApi",
+        "AWS/ApiGateway Count HttpApi",
+        "AWS/DynamoDB ReadThrottleEvents Table",
+        "AWS/DynamoDB WriteThrottleEvents Table",
+    ] {
+        assert!(
+            watched.contains(expected),
+            "no alarm on {expected}: {watched:#?}"
+        );
+    }
+}
+
 #[test]
 fn every_queue_has_a_dead_letter_queue() {
     let queues = resources_of_type("AWS::SQS::Queue");

@@ -21,6 +21,7 @@ use crate::processing::ChunkOutcome;
 use crate::service::{BulkService, ServiceConfig, STALE_JOB_AFTER};
 use serde::Deserialize;
 use serde_json::Value;
+use tracing::Instrument;
 
 /// Deliveries of a work item before SQS moves it to the dead-letter queue: the work queue's
 /// `maxReceiveCount` in `template.yaml` (a test holds the two equal). On the last one a chunk
@@ -145,6 +146,29 @@ pub fn lambda_response(response: ApiResponse) -> Response<Body> {
     Response::from_parts(parts, body)
 }
 
+/// Processes one delivered chunk and settles it; true when its message is to fail (delivered
+/// again, or moved to the dead-letter queue).
+async fn work_on(service: &BulkService, item: &WorkItem, receives: u32) -> bool {
+    let processed = service.process(item).await;
+    match settle_chunk(item, receives, &processed) {
+        Settlement::Done => {
+            if let Ok(outcome) = &processed {
+                log_outcome(item, outcome);
+            }
+            false
+        }
+        Settlement::Retry => {
+            log_retry(item, receives, &processed);
+            true
+        }
+        Settlement::GiveUp { reason, .. } => {
+            // The message still fails: SQS moves it to the dead-letter queue.
+            give_up(service, item, &reason).await;
+            true
+        }
+    }
+}
+
 /// Processes an SQS batch; failed messages are reported by id so only they are retried
 /// (the event source must enable `ReportBatchItemFailures`). A chunk that fails on its
 /// [`MAX_RECEIVES`]th delivery ends its job `failed` with the reason, and its message goes on
@@ -180,24 +204,8 @@ pub async fn process_sqs_batch(
             .map(serde_json::from_str::<WorkItem>)
         {
             Some(Ok(item)) => {
-                let processed = service.process(&item).await;
-                match settle_chunk(&item, receives, &processed) {
-                    Settlement::Done => {
-                        if let Ok(outcome) = &processed {
-                            log_outcome(&item, outcome);
-                        }
-                        false
-                    }
-                    Settlement::Retry => {
-                        log_retry(&item, receives, &processed);
-                        true
-                    }
-                    Settlement::GiveUp { reason, .. } => {
-                        // The message still fails: SQS moves it to the dead-letter queue.
-                        give_up(service, &item, &reason).await;
-                        true
-                    }
-                }
+                let span = crate::observe::chunk_span(&item);
+                work_on(service, &item, receives).instrument(span).await
             }
             Some(Err(error)) => {
                 tracing::error!(message_id = %id, %error, "message is not a work item");
@@ -361,7 +369,10 @@ struct S3Object {
 }
 
 async fn take_in(service: &BulkService, key: &str) -> Result<(), Error> {
-    let taken_in = service.intake(key).await;
+    let taken_in = service
+        .intake(key)
+        .instrument(crate::observe::intake_span(key))
+        .await;
     log_intake(key, &taken_in);
     match (settle_intake(&taken_in), taken_in) {
         (Settlement::Retry, Err(error)) => Err(error.into()),

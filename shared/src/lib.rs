@@ -8,6 +8,7 @@ pub mod deadline;
 pub mod delivery;
 pub mod jobfile;
 pub mod model;
+pub mod observe;
 pub mod passwords;
 pub mod ports;
 pub mod processing;

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -178,7 +179,11 @@ impl DropFolder {
     /// Takes in a file moved out of the drop folder; an intake that failed for a reason that
     /// may pass is tried again later.
     async fn take_in(&self, key: &str, retries: &mut IntakeRetries) {
-        let taken_in = self.service.intake(key).await;
+        let taken_in = self
+            .service
+            .intake(key)
+            .instrument(crate::observe::intake_span(key))
+            .await;
         log_intake(key, &taken_in);
         match settle_intake(&taken_in) {
             Settlement::Retry => {
@@ -335,7 +340,8 @@ impl LocalWorker {
         let count = leased.len();
         for work in leased {
             let worker = self.clone();
-            running.spawn(async move { worker.handle(work).await });
+            let span = crate::observe::chunk_span(&work.item);
+            running.spawn(async move { worker.handle(work).await }.instrument(span));
         }
         Ok(count)
     }

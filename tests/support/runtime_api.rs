@@ -47,6 +47,8 @@ pub struct LambdaHost {
     child: tokio::process::Child,
     bin: String,
     next_id: Mutex<u64>,
+    /// What the function wrote to its standard output (its log), line by line.
+    lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl LambdaHost {
@@ -82,17 +84,29 @@ impl LambdaHost {
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(Stdio::inherit())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
+        let mut child = child;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        if let Some(stdout) = child.stdout.take() {
+            tokio::spawn(keep_lines(stdout, lines.clone()));
+        }
         LambdaHost {
             state,
             child,
             bin: bin.to_owned(),
             next_id: Mutex::new(0),
+            lines,
         }
+    }
+
+    /// The lines the function wrote to its standard output so far, as Lambda sends them to
+    /// CloudWatch Logs. The id of the `n`th invocation is `{bin}-{n}`.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
     }
 
     /// Invokes the function with `event`, its deadline `timeout` from now: the function's
@@ -126,6 +140,16 @@ impl LambdaHost {
                 panic!("{} did not answer within {INVOCATION_LIMIT:?}", self.bin)
             }
         }
+    }
+}
+
+/// Keeps the function's output lines, and passes them on to the test's output.
+async fn keep_lines(stdout: tokio::process::ChildStdout, lines: Arc<Mutex<Vec<String>>>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut reader = tokio::io::BufReader::new(stdout).lines();
+    while let Ok(Some(line)) = reader.next_line().await {
+        println!("{line}");
+        lines.lock().unwrap().push(line);
     }
 }
 

@@ -7,12 +7,17 @@ use bulk_users::service::ServiceConfig;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BULK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let logs = tracing_subscriber::fmt().with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_env("BULK_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    );
+    // The lines carry the request's or chunk's tenant and job as span fields, in either format;
+    // JSON is what the Lambda functions write.
+    if std::env::var("BULK_LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json")) {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let settings = LocalSettings::from_env()?;
     let server = LocalServer::start(&settings, ServiceConfig::from_env()?).await?;
     if let Some(secret) = &server.created_secret {

@@ -20,6 +20,7 @@ pub use routes::{
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use tracing::Instrument;
 
 use crate::service::{BulkService, KeyTicket, KeyedRequest, Principal};
 
@@ -75,15 +76,18 @@ impl Api {
         };
         let base = self.base_url(&request);
         let dialect = Dialect::of(route.operation);
-        let mut response = match self.answer(dialect, &base, route, &request).await {
-            Ok(response) => response,
-            Err(error) => {
-                if error.is_fault() {
-                    tracing::error!(method = %request.method, path = %request.path, %error, "request failed");
+        let answered = async {
+            match self.answer(dialect, &base, route, &request).await {
+                Ok(response) => response,
+                Err(error) => {
+                    if error.is_fault() {
+                        tracing::error!(method = %request.method, path = %request.path, %error, "request failed");
+                    }
+                    error.response_in(dialect)
                 }
-                error.response_in(dialect)
             }
         };
+        let mut response = answered.instrument(crate::observe::request_span()).await;
         if dialect == Dialect::Workspace {
             workspace::add_request_id(&mut response);
         }
@@ -105,6 +109,7 @@ impl Api {
             Dialect::Zendesk => zendesk::authenticate(service, request).await?,
             Dialect::Workspace => workspace::authenticate(service, request).await?,
         };
+        crate::observe::record_tenant(&who.tenant);
         service.admit_request(&who).await?;
         let key = match idempotency::key(request)? {
             Some(key) if route.operation.creates_job() => key,

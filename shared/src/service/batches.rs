@@ -142,8 +142,6 @@ impl BulkService {
         let file_bytes = body.len() as u64;
         self.ports.files.put(&file_key, body).await?;
         let job = self
-            .ports
-            .jobs
             .create_job(NewJob {
                 tenant: who.tenant.clone(),
                 kind,

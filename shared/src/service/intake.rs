@@ -130,8 +130,6 @@ impl BulkService {
         let filename = clean_filename(&request.filename);
         let now = Timestamp::now();
         let job = self
-            .ports
-            .jobs
             .create_job(NewJob {
                 kind: JobKind::Upload,
                 tenant: who.tenant.clone(),
@@ -285,18 +283,16 @@ impl BulkService {
         let job = match self.unfinished_adoption(tenant, key).await? {
             Some(job) => job,
             None => {
-                self.ports
-                    .jobs
-                    .create_job(NewJob {
-                        kind: JobKind::Upload,
-                        tenant: tenant.clone(),
-                        filename: incoming.filename.clone(),
-                        file_key: key.to_owned(),
-                        file_bytes: size,
-                        uploaded_api_user_name: DROP_USER_NAME.to_owned(),
-                        created_at: Timestamp::now(),
-                    })
-                    .await?
+                self.create_job(NewJob {
+                    kind: JobKind::Upload,
+                    tenant: tenant.clone(),
+                    filename: incoming.filename.clone(),
+                    file_key: key.to_owned(),
+                    file_bytes: size,
+                    uploaded_api_user_name: DROP_USER_NAME.to_owned(),
+                    created_at: Timestamp::now(),
+                })
+                .await?
             }
         };
         let slot = IncomingKey::slot(tenant, job.id, incoming.proceed, &incoming.filename);

@@ -215,8 +215,6 @@ impl BulkService {
         let report = self.checked_report(&settings, &upload).await?;
         self.ports.files.put(&file_key, upload.body.clone()).await?;
         let job = self
-            .ports
-            .jobs
             .create_job(NewJob {
                 kind: JobKind::Upload,
                 tenant: who.tenant.clone(),
@@ -389,6 +387,7 @@ impl BulkService {
     /// repeated proceed (a client retrying after a lost answer) answers the job as it is now
     /// and queues nothing.
     pub async fn proceed(&self, who: &Principal, id: JobId) -> ServiceResult<Job> {
+        crate::observe::record_job(id);
         if Transition::Proceed.allowed_from(self.job(who, id).await?.status) {
             self.check_concurrent_jobs(&who.tenant).await?;
         }
@@ -447,6 +446,7 @@ impl BulkService {
     /// running still count. Cancelling a cancelled job answers it as it is; a job that
     /// completed or failed cannot be cancelled.
     pub async fn cancel(&self, who: &Principal, id: JobId) -> ServiceResult<Job> {
+        crate::observe::record_job(id);
         let cancelled = self
             .ports
             .jobs
@@ -467,6 +467,7 @@ impl BulkService {
     }
 
     pub async fn job(&self, who: &Principal, id: JobId) -> ServiceResult<Job> {
+        crate::observe::record_job(id);
         self.ports
             .jobs
             .get_job(&who.tenant, id)
@@ -529,6 +530,14 @@ impl BulkService {
                 self.ports.users.select_users(&who.tenant, selector).await?
             }
         })
+    }
+
+    /// Records a new job, and names it on the log lines of the request or file from here on.
+    async fn create_job(&self, job: NewJob) -> Result<Job, StoreError> {
+        let job = self.ports.jobs.create_job(job).await?;
+        crate::observe::record_tenant(&job.tenant);
+        crate::observe::record_job(job.id);
+        Ok(job)
     }
 
     /// Processes one queued chunk. `Err` means a dependency failed: retry the item.

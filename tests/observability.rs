@@ -1,0 +1,175 @@
+//! What an operator reads of a deployment: each function's log, as Lambda keeps it when the
+//! template's `LoggingConfig.LogFormat` is JSON (Lambda then sets `AWS_LAMBDA_LOG_FORMAT=JSON`,
+//! which the runtime's subscriber follows). The real processor binary runs under the tests' own
+//! runtime API against moto, with that variable set as Lambda sets it; every line it writes is
+//! read back.
+
+use std::time::Duration;
+
+use bulk_tests::emulator::{deployed_environment, MASTER_KEY};
+use bulk_tests::local_server::LocalServer;
+use bulk_tests::moto::fresh_stack;
+use bulk_tests::runtime_api::LambdaHost;
+use bulk_tests::steps::LocalClient;
+use bulk_tests::users_file;
+use bulk_users::auth::MasterKey;
+use bulk_users::model::TenantId;
+use bulk_users::service::{BulkService, FileUpload, ServiceConfig};
+use serde_json::{json, Value};
+
+const CHUNKS: usize = 3;
+const ROWS_PER_CHUNK: u64 = 4;
+
+/// Every line of a processor invocation is a JSON object, and every line of the invocation
+/// names its request (`requestId`, the runtime's), its tenant and its job (the chunk's span):
+/// a log query by tenant or job finds all of a chunk's lines, and nothing of another tenant's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_line_of_a_processor_invocation_is_json_naming_its_request_tenant_and_job() {
+    let stack = fresh_stack("observability").await;
+    let master_key = MasterKey::parse(MASTER_KEY, "the emulator's master key").unwrap();
+    let mut ports = stack.admin.ports.clone();
+    ports.master_key = std::sync::Arc::new(master_key);
+    let config = ServiceConfig {
+        rows_per_chunk: ROWS_PER_CHUNK,
+        ..Default::default()
+    };
+    let service = BulkService::new(ports, config);
+    let acme = TenantId::parse("acme").unwrap();
+    let issued = service.create_credential(&acme, "acme-sync", None).await;
+    let who = service
+        .authenticate("acme", &issued.expect("credential").secret)
+        .await
+        .expect("acme");
+    let upload = FileUpload {
+        filename: "users.json".to_owned(),
+        body: users_file(CHUNKS * ROWS_PER_CHUNK as usize, "").into(),
+    };
+    let job = service.upload(&who, upload).await.expect("upload");
+    service.proceed(&who, job.id).await.expect("proceed");
+
+    let mut environment =
+        deployed_environment(&stack.settings(), &stack.credentials_of("processor").await);
+    environment.insert("AWS_LAMBDA_LOG_FORMAT".to_owned(), "JSON".to_owned());
+    let mut processor = LambdaHost::start("processor", &environment).await;
+    let records = queued_work(&stack, CHUNKS).await;
+    let answer = processor
+        .invoke(&json!({ "Records": records }), Duration::from_secs(60))
+        .await
+        .expect("the processor answers");
+    assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
+
+    let lines = lines_of(&processor, "processor-1", CHUNKS).await;
+    for line in &lines {
+        let fields = fields_of(line);
+        assert_eq!(
+            fields.get("requestId"),
+            Some(&json!("processor-1")),
+            "{line}"
+        );
+        assert_eq!(fields.get("tenant"), Some(&json!("acme")), "{line}");
+        assert_eq!(fields.get("job_id"), Some(&json!(job.id)), "{line}");
+    }
+}
+
+/// `bulk-local` writes the same JSON lines when asked (`BULK_LOG_FORMAT=json`): the worker's
+/// line of a completed job names the job's tenant and the job, from its chunk's span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_local_writes_json_lines_naming_the_tenant_and_job_of_a_chunk() {
+    const SECRET: &str = "observability-secret";
+    let dir = tempfile::tempdir().unwrap();
+    let settings = [
+        ("BULK_LOCAL_TENANT", "acme"),
+        ("BULK_LOCAL_SECRET", SECRET),
+        ("BULK_LOG", "info"),
+        ("BULK_LOG_FORMAT", "json"),
+    ];
+    let server = LocalServer::start_capturing(&dir.path().join("data"), &settings);
+    let client = LocalClient::new(&server, "acme", SECRET);
+    let (status, job) = client.upload(&users_file(5, "")).await;
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_u64().expect("a job id");
+    let (status, proceeded) = client.proceed(id).await;
+    assert_eq!(status, 202, "{proceeded}");
+    client.wait_for_status(id, "completed").await;
+
+    let lines = server.stop_capturing();
+    let logged: Vec<Value> = lines
+        .iter()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let completed = logged
+        .iter()
+        .find(|line| line["fields"]["message"] == "job completed")
+        .unwrap_or_else(|| panic!("no line of the job's completion in {lines:#?}"));
+    let fields = fields_of(completed);
+    assert_eq!(fields.get("tenant"), Some(&json!("acme")), "{completed}");
+    assert_eq!(fields.get("job_id"), Some(&json!(id)), "{completed}");
+}
+
+/// The work items the queue holds, as the SQS records of one invocation.
+async fn queued_work(stack: &bulk_tests::moto::Stack, count: usize) -> Vec<Value> {
+    let admin = &stack.admin;
+    let mut records = Vec::new();
+    while records.len() < count {
+        let received = admin
+            .sqs
+            .receive_message()
+            .queue_url(&admin.settings.queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(300)
+            .send()
+            .await
+            .expect("receive");
+        for message in received.messages.unwrap_or_default() {
+            records.push(json!({
+                "messageId": message.message_id(),
+                "receiptHandle": message.receipt_handle(),
+                "body": message.body(),
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "eventSource": "aws:sqs",
+            }));
+        }
+    }
+    records
+}
+
+/// The function's lines, every one a JSON object, of invocation `request_id`: at least one
+/// per chunk (each chunk's outcome is logged).
+async fn lines_of(host: &LambdaHost, request_id: &str, chunks: usize) -> Vec<Value> {
+    for _ in 0..50 {
+        let parsed: Vec<Value> = host
+            .log_lines()
+            .iter()
+            .map(|line| {
+                let value: Value = serde_json::from_str(line).unwrap_or_else(|error| {
+                    panic!("a log line that is not JSON ({error}): {line}")
+                });
+                assert!(value.is_object(), "a log line that is no object: {line}");
+                value
+            })
+            .collect();
+        let ours: Vec<Value> = parsed
+            .into_iter()
+            .filter(|line| line["spans"].to_string().contains(request_id))
+            .collect();
+        if ours.len() >= chunks {
+            return ours;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "fewer than {chunks} lines of {request_id}: {:#?}",
+        host.log_lines()
+    );
+}
+
+/// The fields of the spans a line was written in (not the event's own: a line that names no
+/// job itself still carries its chunk's).
+fn fields_of(line: &Value) -> serde_json::Map<String, Value> {
+    let mut fields = serde_json::Map::new();
+    for span in line["spans"].as_array().into_iter().flatten() {
+        fields.extend(span.as_object().cloned().unwrap_or_default());
+    }
+    fields
+}
