@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bulk_tests::emulator::{deployed_environment, sample_event, HttpResponse, MASTER_KEY};
 use bulk_tests::moto::fresh_stack;
-use bulk_tests::runtime_api::LambdaHost;
+use bulk_tests::runtime_api::{queued_work, LambdaHost};
 use bulk_tests::users_file;
 use bulk_users::auth::MasterKey;
 use bulk_users::model::TenantId;
@@ -59,37 +59,7 @@ async fn the_processor_hands_back_the_chunks_it_has_no_time_for() {
     );
     let mut processor = LambdaHost::start("processor", &environment).await;
 
-    let admin = &stack.admin;
-    let mut messages = Vec::new();
-    while messages.len() < CHUNKS {
-        let receive = admin
-            .sqs
-            .receive_message()
-            .queue_url(&admin.settings.queue_url);
-        let received = receive
-            .max_number_of_messages(10)
-            .visibility_timeout(300)
-            .send();
-        messages.extend(
-            received
-                .await
-                .expect("receive")
-                .messages
-                .unwrap_or_default(),
-        );
-    }
-    let records: Vec<Value> = messages
-        .iter()
-        .map(|message| {
-            json!({
-                "messageId": message.message_id(),
-                "receiptHandle": message.receipt_handle(),
-                "body": message.body(),
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "eventSource": "aws:sqs",
-            })
-        })
-        .collect();
+    let records = queued_work(&stack, CHUNKS).await;
     let started = std::time::Instant::now();
     let response = processor
         .invoke(
@@ -110,16 +80,16 @@ async fn the_processor_hands_back_the_chunks_it_has_no_time_for() {
         !handed_back.is_empty() && handed_back.len() < CHUNKS,
         "some chunks begun, the rest handed back: {response}"
     );
-    for message in &messages {
-        let item: bulk_users::model::WorkItem =
-            serde_json::from_str(message.body().unwrap_or_default()).expect("a work item");
+    for record in &records {
+        let body = record["body"].as_str().unwrap_or_default();
+        let item: bulk_users::model::WorkItem = serde_json::from_str(body).expect("a work item");
         let committed = service
             .ports()
             .jobs
             .chunk_committed(job.id, item.chunk)
             .await;
         let committed = committed.unwrap();
-        let back = handed_back.contains(&message.message_id().unwrap_or_default());
+        let back = handed_back.contains(&record["messageId"].as_str().unwrap_or_default());
         assert_eq!(
             committed, !back,
             "chunk {}: committed {committed}, handed back {back}",

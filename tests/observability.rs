@@ -9,7 +9,7 @@ use std::time::Duration;
 use bulk_tests::emulator::{deployed_environment, MASTER_KEY};
 use bulk_tests::local_server::LocalServer;
 use bulk_tests::moto::fresh_stack;
-use bulk_tests::runtime_api::LambdaHost;
+use bulk_tests::runtime_api::{queued_work, LambdaHost};
 use bulk_tests::steps::LocalClient;
 use bulk_tests::users_file;
 use bulk_users::auth::MasterKey;
@@ -105,33 +105,6 @@ async fn bulk_local_writes_json_lines_naming_the_tenant_and_job_of_a_chunk() {
     let fields = fields_of(completed);
     assert_eq!(fields.get("tenant"), Some(&json!("acme")), "{completed}");
     assert_eq!(fields.get("job_id"), Some(&json!(id)), "{completed}");
-}
-
-/// The work items the queue holds, as the SQS records of one invocation.
-async fn queued_work(stack: &bulk_tests::moto::Stack, count: usize) -> Vec<Value> {
-    let admin = &stack.admin;
-    let mut records = Vec::new();
-    while records.len() < count {
-        let received = admin
-            .sqs
-            .receive_message()
-            .queue_url(&admin.settings.queue_url)
-            .max_number_of_messages(10)
-            .visibility_timeout(300)
-            .send()
-            .await
-            .expect("receive");
-        for message in received.messages.unwrap_or_default() {
-            records.push(json!({
-                "messageId": message.message_id(),
-                "receiptHandle": message.receipt_handle(),
-                "body": message.body(),
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "eventSource": "aws:sqs",
-            }));
-        }
-    }
-    records
 }
 
 /// The function's lines, every one a JSON object, of invocation `request_id`: at least one

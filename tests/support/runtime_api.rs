@@ -244,3 +244,31 @@ fn empty(status: StatusCode) -> Response<Full<Bytes>> {
     *response.status_mut() = status;
     response
 }
+
+/// `count` work items the stack's queue holds (received, hidden for 5 minutes), as the SQS
+/// records of one processor invocation, each delivered once.
+pub async fn queued_work(stack: &crate::moto::Stack, count: usize) -> Vec<Value> {
+    let admin = &stack.admin;
+    let mut records = Vec::new();
+    while records.len() < count {
+        let received = admin
+            .sqs
+            .receive_message()
+            .queue_url(&admin.settings.queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(300)
+            .send()
+            .await
+            .expect("receive");
+        for message in received.messages.unwrap_or_default() {
+            records.push(serde_json::json!({
+                "messageId": message.message_id(),
+                "receiptHandle": message.receipt_handle(),
+                "body": message.body(),
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "eventSource": "aws:sqs",
+            }));
+        }
+    }
+    records
+}
