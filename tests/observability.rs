@@ -2,7 +2,8 @@
 //! template's `LoggingConfig.LogFormat` is JSON (Lambda then sets `AWS_LAMBDA_LOG_FORMAT=JSON`,
 //! which the runtime's subscriber follows). The real processor binary runs under the tests' own
 //! runtime API against moto, with that variable set as Lambda sets it; every line it writes is
-//! read back.
+//! read back: its log lines, and its metrics (CloudWatch Embedded Metric Format, which
+//! CloudWatch extracts from the same log).
 
 use std::time::Duration;
 
@@ -69,6 +70,68 @@ async fn every_line_of_a_processor_invocation_is_json_naming_its_request_tenant_
         assert_eq!(fields.get("tenant"), Some(&json!("acme")), "{line}");
         assert_eq!(fields.get("job_id"), Some(&json!(job.id)), "{line}");
     }
+    metrics_of_the_invocation(&processor, CHUNKS, ROWS_PER_CHUNK).await;
+}
+
+/// The invocation's metrics, as CloudWatch reads them from the log: one Embedded Metric Format
+/// document (a JSON line with `_aws`), namespace `BulkUsers`, dimensioned by the function only
+/// (no tenant: one series per function), with the rows applied and the completed jobs as
+/// counts and each chunk's duration in milliseconds.
+async fn metrics_of_the_invocation(host: &LambdaHost, chunks: usize, rows_per_chunk: u64) {
+    let mut document = None;
+    for _ in 0..50 {
+        document = host
+            .log_lines()
+            .iter()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|line| line.get("_aws").is_some());
+        if document.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let document = document.expect("an Embedded Metric Format line after the invocation");
+    let directive = &document["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], "BulkUsers", "{document}");
+    assert_eq!(directive["Dimensions"], json!([["Function"]]), "{document}");
+    assert_eq!(document["Function"], "processor", "{document}");
+    assert_eq!(document["RequestId"], "processor-1", "{document}");
+    assert!(document["_aws"]["Timestamp"].is_u64(), "{document}");
+    let units: std::collections::BTreeMap<String, String> = directive["Metrics"]
+        .as_array()
+        .expect("the metrics of the document")
+        .iter()
+        .map(|metric| {
+            let unit = metric["Unit"].as_str().unwrap_or("None").to_owned();
+            (metric["Name"].as_str().unwrap_or_default().to_owned(), unit)
+        })
+        .collect();
+    for (name, unit) in [
+        ("RowsApplied", "Count"),
+        ("JobsCompleted", "Count"),
+        ("ChunkDuration", "Milliseconds"),
+    ] {
+        assert_eq!(
+            units.get(name).map(String::as_str),
+            Some(unit),
+            "{name}: {document}"
+        );
+    }
+    assert_eq!(
+        document["RowsApplied"],
+        json!(chunks as u64 * rows_per_chunk)
+    );
+    // No row failed: a count that stayed zero is not written.
+    assert!(document.get("RowsFailed").is_none(), "{document}");
+    assert_eq!(document["JobsCompleted"], json!(1));
+    let durations = document["ChunkDuration"]
+        .as_array()
+        .expect("a duration per chunk");
+    assert_eq!(durations.len(), chunks, "{document}");
+    assert!(durations
+        .iter()
+        .all(|took| took.as_f64().is_some_and(|ms| ms >= 0.0)));
+    assert!(document.get("tenant").is_none() && document.get("Tenant").is_none());
 }
 
 /// `bulk-local` writes the same JSON lines when asked (`BULK_LOG_FORMAT=json`): the worker's

@@ -486,7 +486,8 @@ fn every_function_logs_json_lines_to_a_group_of_its_own() {
 
 /// What an operator must hear of is alarmed, to the stack's topic: messages in either
 /// dead-letter queue, the processor's errors and throttles, 5xx answers above 1 % of the API's,
-/// and throttled reads or writes of the table.
+/// throttled reads or writes of the table, and jobs in progress past the stale window (the
+/// sweeper's `StaleJobs` metric).
 #[test]
 fn alarms_watch_dead_letters_the_processor_the_api_and_the_table() {
     let alarms = resources_of_type("AWS::CloudWatch::Alarm");
@@ -529,6 +530,7 @@ fn alarms_watch_dead_letters_the_processor_the_api_and_the_table() {
         "AWS/ApiGateway Count HttpApi",
         "AWS/DynamoDB ReadThrottleEvents Table",
         "AWS/DynamoDB WriteThrottleEvents Table",
+        "BulkUsers StaleJobs SweeperFunction",
     ] {
         assert!(
             watched.contains(expected),

@@ -1,13 +1,11 @@
 //! Lambda glue: API Gateway requests into the route table, SQS batches into the processor.
 //! The functions in `functions/` only call these.
 
-use std::convert::Infallible;
-
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use bytes::Bytes;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
-use lambda_runtime::{service_fn, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 
 use crate::adapters::aws::{connect, AwsSettings};
 use crate::api::{Api, ApiRequest, ApiResponse, RouteGroup};
@@ -39,11 +37,40 @@ pub async fn service_from_env() -> Result<BulkService, Error> {
     Ok(BulkService::new(adapters.ports, config))
 }
 
+/// The namespace of the functions' metrics in CloudWatch.
+pub const METRICS_NAMESPACE: &str = "BulkUsers";
+
+/// The metrics recorder of the process: the service's metrics ([`crate::observe::metric`])
+/// written as CloudWatch Embedded Metric Format lines after each invocation, dimensioned by
+/// the function (and carrying the invocation's request id as a property).
+fn emf_metrics() -> Result<&'static metrics_cloudwatch_embedded::Collector, Error> {
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
+    let collector = metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace(METRICS_NAMESPACE)
+        .with_dimension("Function", function)
+        .with_lambda_request_id("RequestId")
+        .init()?;
+    crate::observe::describe_metrics();
+    Ok(collector)
+}
+
+/// Runs `handler` as the function, its metrics flushed after each invocation.
+async fn run_function<Event, Answer, Handler, Answering>(handler: Handler) -> Result<(), Error>
+where
+    Event: serde::de::DeserializeOwned,
+    Answer: serde::Serialize,
+    Handler: FnMut(LambdaEvent<Event>) -> Answering,
+    Answering: std::future::Future<Output = Result<Answer, Error>>,
+{
+    metrics_cloudwatch_embedded::lambda::handler::run(emf_metrics()?, handler).await
+}
+
 /// Runs an HTTP function serving one group of routes.
 pub async fn run_http(group: RouteGroup) -> Result<(), Error> {
     let api = Api::new(service_from_env().await?);
     let chunk_budget = chunk_budget_from_env(REQUEST_CHUNK_BUDGET)?;
-    lambda_http::run(service_fn(move |request: Request| {
+    let metrics = emf_metrics()?;
+    metrics_cloudwatch_embedded::lambda::handler::run_http(metrics, move |request: Request| {
         let api = api.clone();
         let deadline = request
             .lambda_context_ref()
@@ -52,9 +79,9 @@ pub async fn run_http(group: RouteGroup) -> Result<(), Error> {
             let mut request = api_request(request);
             request.deadline = deadline;
             let response = api.handle_group(group, request).await;
-            Ok::<_, Infallible>(lambda_response(response))
+            Ok::<_, Error>(lambda_response(response))
         }
-    }))
+    })
     .await
 }
 
@@ -62,13 +89,11 @@ pub async fn run_http(group: RouteGroup) -> Result<(), Error> {
 pub async fn run_processor() -> Result<(), Error> {
     let service = service_from_env().await?;
     let chunk_budget = chunk_budget_from_env(CHUNK_BUDGET)?;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+    run_function(move |event: LambdaEvent<SqsEvent>| {
         let service = service.clone();
         let deadline = Deadline::from_unix_millis(event.context.deadline, chunk_budget);
-        async move {
-            Ok::<_, Infallible>(process_sqs_batch(&service, event.payload, deadline).await)
-        }
-    }))
+        async move { Ok::<_, Error>(process_sqs_batch(&service, event.payload, deadline).await) }
+    })
     .await
 }
 
@@ -76,10 +101,10 @@ pub async fn run_processor() -> Result<(), Error> {
 /// have been stale for [`STALE_JOB_AFTER`], and answers what it did.
 pub async fn run_sweeper() -> Result<(), Error> {
     let service = service_from_env().await?;
-    lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| {
+    run_function(move |_: LambdaEvent<Value>| {
         let service = service.clone();
         async move { sweep(&service).await }
-    }))
+    })
     .await
 }
 
@@ -234,10 +259,10 @@ pub async fn process_sqs_batch(
 /// Runs the consumer of the work queue's dead-letter queue.
 pub async fn run_dead_letters() -> Result<(), Error> {
     let service = service_from_env().await?;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+    run_function(move |event: LambdaEvent<SqsEvent>| {
         let service = service.clone();
-        async move { Ok::<_, Infallible>(process_dead_letters(&service, event.payload).await) }
-    }))
+        async move { Ok::<_, Error>(process_dead_letters(&service, event.payload).await) }
+    })
     .await
 }
 
@@ -280,10 +305,10 @@ pub async fn process_dead_letters(service: &BulkService, event: SqsEvent) -> Sqs
 /// Runs the intake: files dropped into the bucket's `incoming/` prefix become jobs.
 pub async fn run_intake() -> Result<(), Error> {
     let service = service_from_env().await?;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+    run_function(move |event: LambdaEvent<Value>| {
         let service = service.clone();
         async move { handle_intake_event(&service, event.payload).await }
-    }))
+    })
     .await
 }
 

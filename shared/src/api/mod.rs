@@ -22,7 +22,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use tracing::Instrument;
 
-use crate::service::{BulkService, KeyTicket, KeyedRequest, Principal};
+use crate::service::{BulkService, KeyTicket, KeyedRequest, Principal, ServiceError};
 
 /// A request as every host hands it over.
 #[derive(Debug, Clone)]
@@ -105,12 +105,21 @@ impl Api {
     ) -> Result<ApiResponse, ApiError> {
         let service = &self.service;
         let who = match dialect {
-            Dialect::Ccai => ccai::authenticate(service, request).await?,
-            Dialect::Zendesk => zendesk::authenticate(service, request).await?,
-            Dialect::Workspace => workspace::authenticate(service, request).await?,
+            Dialect::Ccai => ccai::authenticate(service, request).await,
+            Dialect::Zendesk => zendesk::authenticate(service, request).await,
+            Dialect::Workspace => workspace::authenticate(service, request).await,
         };
+        let who = who.inspect_err(|error| {
+            if matches!(error, ApiError::Unauthorized) {
+                crate::observe::count(crate::observe::metric::AUTHENTICATION_FAILURES);
+            }
+        })?;
         crate::observe::record_tenant(&who.tenant);
-        service.admit_request(&who).await?;
+        let admitted = service.admit_request(&who).await;
+        if let Err(ServiceError::TooMany { .. }) = &admitted {
+            crate::observe::count(crate::observe::metric::THROTTLED_REQUESTS);
+        }
+        admitted?;
         let key = match idempotency::key(request)? {
             Some(key) if route.operation.creates_job() => key,
             _ => return self.run(dialect, &who, base, route, request, None).await,

@@ -14,7 +14,7 @@ use crate::model::{
     SchemeReport, Timestamp, User, UserFilter, UserId, UserKey,
 };
 use crate::ports::Window;
-use crate::processing::{self, ChunkOutcome};
+use crate::processing::ChunkOutcome;
 
 impl BulkService {
     /// Records a batch as a job and queues it.
@@ -97,19 +97,16 @@ impl BulkService {
                     );
                     return Err(ServiceError::Unfinished { job_id: job.id });
                 }
-                let outcome =
-                    match processing::process_work_item(&self.ports, item, &self.config.processing)
-                        .await
-                    {
-                        Ok(outcome) => outcome,
-                        Err(error) => {
-                            if fail_on_error {
-                                let reason = format!("the batch could not be processed: {error}");
-                                self.fail_job(&job.tenant, job.id, &reason).await?;
-                            }
-                            return Err(error.into());
+                let outcome = match self.process(item).await {
+                    Ok(outcome) => outcome,
+                    Err(error) => {
+                        if fail_on_error {
+                            let reason = format!("the batch could not be processed: {error}");
+                            self.fail_job(&job.tenant, job.id, &reason).await?;
                         }
-                    };
+                        return Err(error.into());
+                    }
+                };
                 if let ChunkOutcome::JobFailed { reason } = outcome {
                     return Err(ServiceError::Conflict(reason));
                 }

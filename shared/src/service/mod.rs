@@ -454,6 +454,7 @@ impl BulkService {
             .await?;
         match cancelled {
             StatusChanged::Changed(job) => {
+                crate::observe::count(crate::observe::metric::JOBS_CANCELLED);
                 tracing::info!(job_id = job.id, by = %who.key_id, "job cancelled");
                 Ok(job)
             }
@@ -542,7 +543,11 @@ impl BulkService {
 
     /// Processes one queued chunk. `Err` means a dependency failed: retry the item.
     pub async fn process(&self, item: &WorkItem) -> Result<ChunkOutcome, StoreError> {
-        processing::process_work_item(&self.ports, item, &self.config.processing).await
+        let started = std::time::Instant::now();
+        let processed =
+            processing::process_work_item(&self.ports, item, &self.config.processing).await;
+        crate::observe::chunk_processed(&processed, started.elapsed());
+        processed
     }
 
     /// Resumes the jobs in progress that have changed nothing for `idle_for`: their chunks not
@@ -563,6 +568,7 @@ impl BulkService {
             .stale_jobs(now.plus_seconds(-idle_seconds))
             .await?;
         let mut sweep = Sweep::default();
+        metrics::counter!(crate::observe::metric::STALE_JOBS).increment(jobs.len() as u64);
         for job in jobs {
             let committed = self.ports.jobs.committed_chunks(job.id).await?;
             let items: Vec<WorkItem> = job
@@ -573,10 +579,13 @@ impl BulkService {
                 .collect();
             if items.is_empty() {
                 let complete = StatusChange::Complete;
-                self.ports
+                let completed = self
+                    .ports
                     .jobs
-                    .change_status(&job.tenant, job.id, &complete, now)
-                    .await?;
+                    .change_status(&job.tenant, job.id, &complete, now);
+                if completed.await?.changed() {
+                    crate::observe::count(crate::observe::metric::JOBS_COMPLETED);
+                }
             } else if job.resumptions >= MAX_RESUMPTIONS {
                 let reason = format!(
                     "resumed {} times after its work was lost, and {} of its chunks still \
@@ -588,10 +597,13 @@ impl BulkService {
                 let fail = StatusChange::Fail {
                     reason: reason.clone(),
                 };
-                self.ports
+                let failed = self
+                    .ports
                     .jobs
-                    .change_status(&job.tenant, job.id, &fail, now)
-                    .await?;
+                    .change_status(&job.tenant, job.id, &fail, now);
+                if failed.await?.changed() {
+                    crate::observe::count(crate::observe::metric::JOBS_FAILED);
+                }
                 sweep.given_up.push(GivenUpJob {
                     job_id: job.id,
                     reason,
@@ -633,7 +645,11 @@ impl BulkService {
             .await?;
         match failed {
             StatusChanged::Missing => Err(StoreError::NotFound(format!("job {job_id}"))),
-            StatusChanged::Changed(_) | StatusChanged::Refused(_) => Ok(()),
+            StatusChanged::Changed(_) => {
+                crate::observe::count(crate::observe::metric::JOBS_FAILED);
+                Ok(())
+            }
+            StatusChanged::Refused(_) => Ok(()),
         }
     }
 
