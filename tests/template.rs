@@ -539,6 +539,35 @@ fn alarms_watch_dead_letters_the_processor_the_api_and_the_table() {
     }
 }
 
+/// The table cannot be deleted by accident (deletion protection, and it outlives the stack),
+/// and the uploads bucket keeps the versions of its files, the ones no longer current expiring
+/// after a day with their delete markers.
+#[test]
+fn the_table_is_protected_and_old_file_versions_expire() {
+    let table = &resource("Table", "AWS::DynamoDB::Table");
+    assert_eq!(table["Properties"]["DeletionProtectionEnabled"], true);
+    assert_eq!(table["DeletionPolicy"], "Retain");
+    let bucket = &resource("UploadsBucket", "AWS::S3::Bucket")["Properties"];
+    assert_eq!(bucket["VersioningConfiguration"]["Status"], "Enabled");
+    let rules = bucket["LifecycleConfiguration"]["Rules"]
+        .as_array()
+        .expect("lifecycle rules");
+    let enabled = |field: &str| {
+        rules
+            .iter()
+            .filter(|rule| rule["Status"] == "Enabled")
+            .find_map(|rule| rule.get(field).cloned())
+    };
+    assert_eq!(
+        enabled("NoncurrentVersionExpiration"),
+        Some(serde_json::json!({"NoncurrentDays": 1}))
+    );
+    assert_eq!(
+        enabled("ExpiredObjectDeleteMarker"),
+        Some(Value::Bool(true))
+    );
+}
+
 #[test]
 fn every_queue_has_a_dead_letter_queue() {
     let queues = resources_of_type("AWS::SQS::Queue");

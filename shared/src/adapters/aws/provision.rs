@@ -7,7 +7,10 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, IndexStatus, KeySchemaElement, KeyType,
     Projection, ProjectionType, ScalarAttributeType, TableStatus,
 };
-use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration,
+    VersioningConfiguration,
+};
 
 use super::build_error;
 use crate::ports::{StoreError, StoreResult};
@@ -110,8 +113,25 @@ async fn wait_for_table(client: &aws_sdk_dynamodb::Client, name: &str) -> StoreR
     }
 }
 
-/// Creates the bucket unless this account already owns it.
+/// Creates the bucket unless this account already owns it, versioned as the template's is.
 pub async fn create_bucket(client: &aws_sdk_s3::Client, name: &str) -> StoreResult<()> {
+    create_unversioned_bucket(client, name).await?;
+    let versioned = VersioningConfiguration::builder()
+        .status(BucketVersioningStatus::Enabled)
+        .build();
+    client
+        .put_bucket_versioning()
+        .bucket(name)
+        .versioning_configuration(versioned)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|error| {
+            StoreError::unavailable("s3", aws_sdk_s3::error::DisplayErrorContext(error))
+        })
+}
+
+async fn create_unversioned_bucket(client: &aws_sdk_s3::Client, name: &str) -> StoreResult<()> {
     use aws_sdk_s3::operation::create_bucket::CreateBucketError;
 
     let mut request = client.create_bucket().bucket(name);
