@@ -5,10 +5,9 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
-use super::{key, n, s, text_of, unavailable, DynamoStore, Item};
+use super::{is_conditional_failure, key, n, s, text_of, unavailable, DynamoStore, Item};
 use crate::model::{
     IdempotentRequest, JobId, KeyClaim, KeyCutoffs, TenantId, Timestamp, IDEMPOTENCY_TTL_SECONDS,
 };
@@ -48,7 +47,7 @@ where
 {
     match outcome {
         Ok(_) => Ok(()),
-        Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(()),
+        Err(error) if is_conditional_failure(&error) => Ok(()),
         Err(error) => Err(unavailable(error)),
     }
 }
@@ -119,14 +118,7 @@ impl DynamoStore {
             .await;
         match put {
             Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
-            Err(error)
-                if matches!(
-                    error.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(None)
-            }
+            Err(error) if is_conditional_failure(&error) => Ok(None),
             Err(error) => Err(unavailable(error)),
         }
     }
@@ -230,7 +222,7 @@ impl IdempotencyStore for DynamoStore {
             .await;
         match kept {
             Ok(_) => return Ok(()),
-            Err(error) if error.code() == Some("ConditionalCheckFailedException") => {}
+            Err(error) if is_conditional_failure(&error) => {}
             Err(error) => return Err(unavailable(error)),
         }
         let outcome = self

@@ -4,15 +4,14 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValue, Select, TransactWriteItem, Update,
 };
 
 use super::errors::{scheme_error_sk, update_count_sk, update_error_sk};
 use super::{
-    backoff, build_error, from_item, key, n, padded, s, text_of, to_attribute, to_item,
-    unavailable, Cancellation, DynamoStore, Item, Write, MAX_RETRIES, STORE,
+    backoff, build_error, from_item, is_conditional_failure, key, n, padded, s, text_of,
+    to_attribute, to_item, unavailable, Cancellation, DynamoStore, Item, Write, MAX_RETRIES, STORE,
 };
 use crate::model::{
     ChunkCommit, ChunkPlan, ChunkResult, Job, JobId, JobStatus, NewFile, NewJob, RowResult,
@@ -120,15 +119,6 @@ fn status_allows(transition: Transition) -> (String, Vec<(String, AttributeValue
 
 fn not_found(id: JobId) -> StoreError {
     StoreError::NotFound(format!("job {id}"))
-}
-
-fn is_conditional_failure(
-    error: &aws_sdk_dynamodb::error::SdkError<UpdateItemError, impl std::fmt::Debug>,
-) -> bool {
-    matches!(
-        error.as_service_error(),
-        Some(UpdateItemError::ConditionalCheckFailedException(_))
-    )
 }
 
 impl DynamoStore {
@@ -308,14 +298,12 @@ impl DynamoStore {
             return Ok(false);
         }
         let completed = self
-            .transition_job(id, Transition::Complete, None, |update| {
-                update
-                    .update_expression(
-                        "SET #status = :to_status, completed_at = :at, updated_at = :at \
-                         REMOVE gsi2pk, gsi2sk",
-                    )
-                    .expression_attribute_values(":at", s(at.to_string()))
-            })
+            .transition_job(
+                id,
+                Transition::Complete,
+                Some("#tenant = :tenant"),
+                |update| status_update(update, &job.tenant, id, &StatusChange::Complete, at),
+            )
             .await?;
         Ok(completed.is_some())
     }

@@ -526,6 +526,19 @@ where
     super::sdk_failure(STORE, error)
 }
 
+/// Whether a conditional write failed its condition (the answer the condition exists for, not
+/// a failure of the store).
+pub(crate) fn is_conditional_failure<E, R>(error: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    error
+        .as_service_error()
+        .and_then(ProvideErrorMetadata::code)
+        == Some("ConditionalCheckFailedException")
+}
+
 /// A value's attributes, to which the key attributes are then added.
 pub(crate) fn to_item<T: Serialize>(value: &T) -> StoreResult<Item> {
     serde_dynamo::to_item(value)

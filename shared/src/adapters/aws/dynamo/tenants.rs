@@ -11,12 +11,11 @@
 //! credentials must be issued again.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 
 use super::{
-    backoff, build_error, from_item, key, n, s, text_of, to_item, unavailable, Cancellation,
-    DynamoStore, Item, MAX_RETRIES, STORE,
+    backoff, build_error, from_item, is_conditional_failure, key, n, s, text_of, to_item,
+    unavailable, Cancellation, DynamoStore, Item, MAX_RETRIES, STORE,
 };
 use crate::model::{Credential, CredentialPut, TenantId, TenantSettings};
 use crate::ports::{StoreError, StoreResult, TenantStore};
@@ -271,14 +270,7 @@ impl TenantStore for DynamoStore {
             .await;
         match outcome {
             Ok(_) => Ok(true),
-            Err(error)
-                if matches!(
-                    error.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
+            Err(error) if is_conditional_failure(&error) => Ok(false),
             Err(error) => Err(unavailable(error)),
         }
     }
