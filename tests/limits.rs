@@ -1,10 +1,10 @@
-//! The published per-tenant limits, on both stores: over `max_file_bytes` or `max_rows` a file
-//! is refused with 413 and nothing is stored; over `requests_per_minute` or
-//! `max_concurrent_jobs` a request is refused with 429 and `Retry-After`; each names its limit.
+//! The published limits, on both stores: over `max_file_bytes` or `max_rows` a file is refused
+//! with 413 and nothing is stored; over `requests_per_minute`, `max_concurrent_jobs`,
+//! `max_concurrent_batch_creates` or an address's `failed_authentications_per_minute` a request
+//! is refused with 429 and `Retry-After`; each names its limit.
 
-use std::time::Duration;
-
-use bulk_tests::{on_both_stores, users_file, Answer, Body, Part, TestApp, PREFIX};
+use bulk_tests::{on_both_stores, users_file, Answer, Backend, Body, Part, TestApp, PREFIX};
+use bulk_users::service::ServiceConfig;
 use bulk_users::service::SettingsChange;
 use http::{Method, StatusCode};
 use serde_json::json;
@@ -15,6 +15,7 @@ on_both_stores!(
     a_file_over_max_rows_or_max_file_bytes_is_refused_and_nothing_stored,
     requests_over_the_rate_limit_wait_for_the_next_minute,
     a_job_over_max_concurrent_jobs_waits_until_one_ends,
+    a_batch_create_over_max_concurrent_batch_creates_waits_until_one_ends,
 );
 
 async fn limit(app: &TestApp, change: SettingsChange) {
@@ -83,18 +84,6 @@ async fn a_file_over_max_rows_or_max_file_bytes_is_refused_and_nothing_stored(ap
     assert_eq!(app.job_ids().await, vec![id]);
 }
 
-/// Waits, when needed, so that the next few requests fall within one UTC minute.
-async fn early_in_a_minute() {
-    let into_minute = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        % 60_000;
-    if into_minute > 50_000 {
-        tokio::time::sleep(Duration::from_millis(60_100 - into_minute as u64)).await;
-    }
-}
-
 async fn requests_over_the_rate_limit_wait_for_the_next_minute(app: TestApp) {
     let requests_per_minute = Some(3);
     limit(
@@ -105,7 +94,7 @@ async fn requests_over_the_rate_limit_wait_for_the_next_minute(app: TestApp) {
         },
     )
     .await;
-    early_in_a_minute().await;
+    bulk_tests::early_in_a_minute().await;
     for _ in 0..3 {
         assert_eq!(app.get("jobs").await.status, StatusCode::OK);
     }
@@ -192,4 +181,109 @@ async fn a_job_over_max_concurrent_jobs_waits_until_one_ends(app: TestApp) {
     assert_eq!(app.proceed(second).await.status, StatusCode::ACCEPTED);
     app.drain().await;
     assert_eq!(app.job(second).await["status"], "completed");
+}
+
+/// Huawei `batch-create`s run inline and hash every password: at most
+/// `max_concurrent_batch_creates` of a tenant's run at once, across every process (a slot
+/// leased in the store). One running elsewhere holds the only slot here; another is refused
+/// with 429 in Huawei's shape before its users are read, and runs once the slot is free. A
+/// finished batch-create frees its slot.
+async fn a_batch_create_over_max_concurrent_batch_creates_waits_until_one_ends(app: TestApp) {
+    let max_concurrent_batch_creates = Some(1);
+    limit(
+        &app,
+        SettingsChange {
+            max_concurrent_batch_creates,
+            ..SettingsChange::default()
+        },
+    )
+    .await;
+    let tenants = &app.service.ports().tenants;
+    let acme = bulk_users::model::TenantId::parse("acme").unwrap();
+    let now = bulk_users::model::Timestamp::now();
+    let running = bulk_users::model::SlotLease {
+        name: "batch-create",
+        slots: 1,
+        holder: "a batch-create elsewhere".to_owned(),
+        until: now.plus_seconds(60),
+    };
+    assert_eq!(
+        tenants.take_slot(&acme, &running, now).await.unwrap(),
+        Some(0)
+    );
+
+    let batch = |name: &str| json!({"users": [{"user_name": name, "user_email": format!("{name}@example.com")}]});
+    let refused = app
+        .workspace_post("/v2/acme/users/batch-create", &batch("carol"))
+        .await;
+    assert_eq!(refused.status, TOO_MANY, "{}", refused.body);
+    assert_eq!(refused.body["error_code"], "WKS.00000429");
+    let message = refused.body["error_msg"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("max_concurrent_batch_creates"),
+        "{}",
+        refused.body
+    );
+    assert!(retry_after(&refused) > 0);
+    assert!(app.job_ids().await.is_empty(), "nothing recorded");
+
+    tenants
+        .free_slot(&acme, "batch-create", 0, &running.holder)
+        .await
+        .unwrap();
+    for name in ["carol", "dave"] {
+        let created = app
+            .workspace_post("/v2/acme/users/batch-create", &batch(name))
+            .await;
+        assert_eq!(created.status, StatusCode::OK, "{name}: {}", created.body);
+    }
+}
+
+/// An address that keeps failing to authenticate is refused (429,
+/// `failed_authentications_per_minute`) before any credential is read, the right one too,
+/// until the minute ends; other addresses are not. On AWS the read-only function that answers
+/// counts the failures under its own role (an UpdateItem confined to `AUTHFAIL#…` items).
+async fn failures_from_an_address_refuse_it_until_the_minute_ends(backend: Backend) {
+    let config = ServiceConfig {
+        failed_authentications_per_minute: 3,
+        ..ServiceConfig::default()
+    };
+    let app = TestApp::with_config(backend, config).await;
+    let from = |source: &str, authorization: &str| {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::AUTHORIZATION, authorization.parse().unwrap());
+        let mut request = bulk_tests::api_request(
+            Method::GET,
+            &format!("{PREFIX}/jobs"),
+            headers,
+            bytes::Bytes::new(),
+        );
+        request.source = Some(source.to_owned());
+        let app = &app;
+        async move { Answer::from(app.handle(request).await) }
+    };
+    let (attacker, neighbour) = ("198.51.100.7", "203.0.113.9");
+    let wrong = bulk_tests::basic("acme", "not-the-secret");
+    bulk_tests::early_in_a_minute().await;
+    for _ in 0..3 {
+        assert_eq!(
+            from(attacker, &wrong).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let refused = from(attacker, &app.acme.basic()).await;
+    assert_limit(&refused, TOO_MANY, "failed_authentications_per_minute");
+    assert!((1..=60).contains(&retry_after(&refused)));
+    let neighbour = from(neighbour, &app.acme.basic()).await;
+    assert_eq!(neighbour.status, StatusCode::OK, "{}", neighbour.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_from_an_address_refuse_it_until_the_minute_ends_embedded() {
+    failures_from_an_address_refuse_it_until_the_minute_ends(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_from_an_address_refuse_it_until_the_minute_ends_aws() {
+    failures_from_an_address_refuse_it_until_the_minute_ends(Backend::Aws).await;
 }

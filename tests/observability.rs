@@ -170,6 +170,57 @@ async fn bulk_local_writes_json_lines_naming_the_tenant_and_job_of_a_chunk() {
     assert_eq!(fields.get("job_id"), Some(&json!(id)), "{completed}");
 }
 
+/// A failed authentication is logged with the client's address and the tenant it named (never
+/// the secret it sent), and counted against the address: past
+/// `BULK_FAILED_AUTHENTICATIONS_PER_MINUTE` failures in a minute, the address is refused (429,
+/// `failed_authentications_per_minute`) before any credential is read — the right one too —
+/// until the minute ends. Checked on `bulk-local` over real HTTP, where the address is the
+/// connection's peer (on Lambda it is API Gateway's `sourceIp`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_authentications_are_logged_per_tenant_and_address_and_throttle_the_address() {
+    const SECRET: &str = "the-right-secret";
+    const GUESS: &str = "a-wrong-guess-1234";
+    let dir = tempfile::tempdir().unwrap();
+    let settings = [
+        ("BULK_LOCAL_TENANT", "acme"),
+        ("BULK_LOCAL_SECRET", SECRET),
+        ("BULK_LOG", "info"),
+        ("BULK_LOG_FORMAT", "json"),
+        ("BULK_FAILED_AUTHENTICATIONS_PER_MINUTE", "3"),
+    ];
+    let server = LocalServer::start_capturing(&dir.path().join("data"), &settings);
+    let right = LocalClient::new(&server, "acme", SECRET);
+    let wrong = LocalClient::new(&server, "acme", GUESS);
+    bulk_tests::early_in_a_minute().await;
+    for _ in 0..3 {
+        assert_eq!(wrong.get("jobs").await.0, 401);
+    }
+    let (status, refused) = right.get("jobs").await;
+    assert_eq!(status, 429, "{refused}");
+    assert_eq!(
+        refused["limit"], "failed_authentications_per_minute",
+        "{refused}"
+    );
+    assert!(
+        refused["message"].as_str().unwrap().contains("127.0.0.1"),
+        "{refused}"
+    );
+
+    let lines = server.stop_capturing();
+    assert!(!lines.iter().any(|line| line.contains(GUESS)), "{lines:#?}");
+    let failures: Vec<Value> = lines
+        .iter()
+        .filter(|line| line.contains("authentication failed"))
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert_eq!(failures.len(), 3, "one line per failure: {lines:#?}");
+    for line in &failures {
+        assert_eq!(line["level"], "WARN", "{line}");
+        assert_eq!(line["fields"]["source"], "127.0.0.1", "{line}");
+        assert_eq!(line["fields"]["claimed_tenant"], "acme", "{line}");
+    }
+}
+
 /// The function's lines, every one a JSON object, of invocation `request_id`: at least one
 /// per chunk (each chunk's outcome is logged).
 async fn lines_of(host: &LambdaHost, request_id: &str, chunks: usize) -> Vec<Value> {

@@ -30,8 +30,9 @@ use serde_json::Value;
 
 /// The functions that must only read, and all they may do.
 const READ_ONLY_FUNCTIONS: [&str; 3] = ["status", "jobs", "reads"];
-/// The partition keys of the request counts (`RATE#{tenant}#{minute}`).
-const RATE_KEYS: &str = "RATE#*";
+/// The partition keys of the request counts (`RATE#{tenant}#{minute}`) and of the failed
+/// authentications (`AUTHFAIL#{source}#{minute}`).
+const RATE_KEYS: [&str; 2] = ["RATE#*", "AUTHFAIL#*"];
 const READ_ONLY_ACTIONS: [&str; 3] = [
     "dynamodb:GetItem",
     "dynamodb:Query",
@@ -356,11 +357,12 @@ fn every_spelling_of_every_route_reaches_the_function_of_its_operation() {
 }
 
 /// The read-only functions read, and write one thing only: every authenticated request counts
-/// itself in its tenant's request window (`count_request`, an UpdateItem of `RATE#{tenant}#…`).
-/// That write is granted under a `dynamodb:LeadingKeys` condition that confines it to those
-/// items; any other write, or that one unconfined, fails.
+/// itself in its tenant's request window (`count_request`, an UpdateItem of `RATE#{tenant}#…`),
+/// and a failed authentication in its address's (`AUTHFAIL#{source}#…`). That write is granted
+/// under a `dynamodb:LeadingKeys` condition that confines it to those items; any other write,
+/// or that one unconfined, fails.
 #[test]
-fn read_only_functions_can_only_read_and_count_requests() {
+fn read_only_functions_can_only_read_and_count_requests_and_failures() {
     for binary in READ_ONLY_FUNCTIONS {
         let function = function_of(binary);
         let mut wrong = Vec::new();
@@ -376,7 +378,7 @@ fn read_only_functions_can_only_read_and_count_requests() {
             let confined = writes == [&"dynamodb:UpdateItem".to_owned()]
                 && statement["Condition"]
                     == serde_json::json!({
-                        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [RATE_KEYS]}
+                        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": RATE_KEYS}
                     });
             if !confined {
                 wrong.push(statement.to_string());
@@ -566,6 +568,36 @@ fn the_table_is_protected_and_old_file_versions_expire() {
         enabled("ExpiredObjectDeleteMarker"),
         Some(Value::Bool(true))
     );
+}
+
+/// The blast radius is bounded by parameters: the HTTP API throttles every route by default
+/// (rate and burst), and the work queue invokes at most `ProcessorMaxConcurrency` processors at
+/// once (SQS's `ScalingConfig.MaximumConcurrency`, at least 2 as AWS requires).
+#[test]
+fn the_api_throttles_and_the_processors_are_capped() {
+    let parameters = &template()["Parameters"];
+    let api = &resource("HttpApi", "AWS::Serverless::HttpApi")["Properties"];
+    let settings = &api["DefaultRouteSettings"];
+    for (setting, parameter) in [
+        ("ThrottlingRateLimit", "ApiThrottlingRateLimit"),
+        ("ThrottlingBurstLimit", "ApiThrottlingBurstLimit"),
+    ] {
+        assert_eq!(settings[setting], serde_json::json!({"Ref": parameter}));
+        assert_eq!(parameters[parameter]["Type"], "Number");
+        assert!(number(&parameters[parameter]["Default"]).unwrap_or(0) >= 1);
+    }
+    let processor = function_of("processor");
+    let events = processor.events_of_type("SQS");
+    let [(_, event)] = events.as_slice() else {
+        panic!("the processor has one queue: {events:?}");
+    };
+    assert_eq!(
+        event["Properties"]["ScalingConfig"]["MaximumConcurrency"],
+        serde_json::json!({"Ref": "ProcessorMaxConcurrency"})
+    );
+    let cap = &parameters["ProcessorMaxConcurrency"];
+    assert_eq!(number(&cap["MinValue"]), Some(2), "SQS's floor");
+    assert!(number(&cap["MaxValue"]).unwrap_or(u64::MAX) <= 1000);
 }
 
 #[test]

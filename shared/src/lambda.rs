@@ -129,10 +129,14 @@ pub async fn sweep(service: &BulkService) -> Result<Value, Error> {
 /// named stage (`/Prod/…`) that `lambda_http` keeps in the path is removed, so the route table
 /// sees the same paths behind any stage.
 pub fn api_request(request: Request) -> ApiRequest {
-    let stage = match request.request_context_ref() {
-        Some(RequestContext::ApiGatewayV1(context)) => context.stage.clone(),
-        Some(RequestContext::ApiGatewayV2(context)) => context.stage.clone(),
-        _ => None,
+    let (stage, source) = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(context)) => {
+            (context.stage.clone(), context.identity.source_ip.clone())
+        }
+        Some(RequestContext::ApiGatewayV2(context)) => {
+            (context.stage.clone(), context.http.source_ip.clone())
+        }
+        _ => (None, None),
     };
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
@@ -157,6 +161,7 @@ pub fn api_request(request: Request) -> ApiRequest {
         headers: parts.headers,
         body,
         deadline: None,
+        source,
     }
 }
 

@@ -33,6 +33,7 @@ macro_rules! contracts {
     };
 }
 
+mod admission;
 mod files;
 mod fixtures;
 mod idempotency;

@@ -677,6 +677,18 @@ pub fn users_file(count: usize, extra: &str) -> String {
     format!("[{}]", users.join(",\n"))
 }
 
+/// Waits, when needed, so that the next few requests fall within one UTC minute.
+pub async fn early_in_a_minute() {
+    let into_minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        % 60_000;
+    if into_minute > 50_000 {
+        tokio::time::sleep(Duration::from_millis(60_100 - into_minute as u64)).await;
+    }
+}
+
 /// A request for the route table; `target` is the path with its query string, if any.
 pub fn api_request(method: Method, target: &str, headers: HeaderMap, body: Bytes) -> ApiRequest {
     let (path, query) = match target.split_once('?') {
@@ -690,6 +702,7 @@ pub fn api_request(method: Method, target: &str, headers: HeaderMap, body: Bytes
         headers,
         body,
         deadline: None,
+        source: None,
     }
 }
 

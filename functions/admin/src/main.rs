@@ -116,6 +116,8 @@ enum TenantCommand {
         max_concurrent_jobs: Option<u64>,
         #[arg(long)]
         requests_per_minute: Option<u64>,
+        #[arg(long)]
+        max_concurrent_batch_creates: Option<u64>,
     },
 }
 
@@ -212,6 +214,7 @@ async fn main() -> Result<(), Error> {
             max_rows,
             max_concurrent_jobs,
             requests_per_minute,
+            max_concurrent_batch_creates,
         }) => {
             let change = SettingsChange {
                 roles,
@@ -222,6 +225,7 @@ async fn main() -> Result<(), Error> {
                 max_rows,
                 max_concurrent_jobs,
                 requests_per_minute,
+                max_concurrent_batch_creates,
             };
             let settings = service
                 .update_settings(&tenant_id(&tenant)?, change)

@@ -84,7 +84,7 @@ impl LocalServer {
 
 async fn accept(listener: TcpListener, api: Api, limit: u64, mut stopped: watch::Receiver<bool>) {
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -95,10 +95,12 @@ async fn accept(listener: TcpListener, api: Api, limit: u64, mut stopped: watch:
             _ = stopped.changed() => break,
         };
         let api = api.clone();
+        let source = peer.ip().to_string();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let api = api.clone();
-                async move { Ok::<_, Infallible>(serve(&api, request, limit).await) }
+                let source = source.clone();
+                async move { Ok::<_, Infallible>(serve(&api, request, limit, source).await) }
             });
             if let Err(error) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -114,6 +116,7 @@ async fn serve(
     api: &Api,
     request: hyper::Request<Incoming>,
     limit: u64,
+    source: String,
 ) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
@@ -126,6 +129,7 @@ async fn serve(
                 headers: parts.headers,
                 body: collected.to_bytes(),
                 deadline: None,
+                source: Some(source),
             })
             .await
         }

@@ -35,6 +35,9 @@ pub struct ApiRequest {
     pub body: Bytes,
     /// When the host must have answered (a Lambda function's invocation), if it must.
     pub deadline: Option<crate::deadline::Deadline>,
+    /// The client's address as the host saw it (API Gateway's `sourceIp`, the local server's
+    /// peer), if it knows it: what failed authentications are counted against.
+    pub source: Option<String>,
 }
 
 pub type ApiResponse = Response<Bytes>;
@@ -104,22 +107,9 @@ impl Api {
         request: &ApiRequest,
     ) -> Result<ApiResponse, ApiError> {
         let service = &self.service;
-        let who = match dialect {
-            Dialect::Ccai => ccai::authenticate(service, request).await,
-            Dialect::Zendesk => zendesk::authenticate(service, request).await,
-            Dialect::Workspace => workspace::authenticate(service, request).await,
-        };
-        let who = who.inspect_err(|error| {
-            if matches!(error, ApiError::Unauthorized) {
-                crate::observe::count(crate::observe::metric::AUTHENTICATION_FAILURES);
-            }
-        })?;
+        let who = self.authenticate(dialect, request).await?;
         crate::observe::record_tenant(&who.tenant);
-        let admitted = service.admit_request(&who).await;
-        if let Err(ServiceError::TooMany { .. }) = &admitted {
-            crate::observe::count(crate::observe::metric::THROTTLED_REQUESTS);
-        }
-        admitted?;
+        counting_throttles(service.admit_request(&who).await)?;
         let key = match idempotency::key(request)? {
             Some(key) if route.operation.creates_job() => key,
             _ => return self.run(dialect, &who, base, route, request, None).await,
@@ -139,6 +129,30 @@ impl Api {
                 answer
             }
         }
+    }
+
+    /// Who is calling, in the dialect's way, unless the caller's address has failed to
+    /// authenticate too often this minute; a failure is counted and logged.
+    async fn authenticate(
+        &self,
+        dialect: Dialect,
+        request: &ApiRequest,
+    ) -> Result<Principal, ApiError> {
+        let service = &self.service;
+        let source = request.source.as_deref();
+        counting_throttles(service.admit_caller(source).await)?;
+        let who = match dialect {
+            Dialect::Ccai => ccai::authenticate(service, request).await,
+            Dialect::Zendesk => zendesk::authenticate(service, request).await,
+            Dialect::Workspace => workspace::authenticate(service, request).await,
+        };
+        if let Err(ApiError::Unauthorized) = &who {
+            crate::observe::count(crate::observe::metric::AUTHENTICATION_FAILURES);
+            let claim = Claim::of(request);
+            let (tenant, key_id) = (claim.tenant.as_deref(), claim.key_id.as_deref());
+            service.authentication_failed(source, tenant, key_id).await;
+        }
+        who
     }
 
     async fn run(
@@ -185,6 +199,50 @@ impl Api {
             }
             _ => String::new(),
         }
+    }
+}
+
+/// Counts a refusal over a rate or concurrency limit.
+fn counting_throttles(admitted: Result<(), ServiceError>) -> Result<(), ServiceError> {
+    if let Err(ServiceError::TooMany { .. }) = &admitted {
+        crate::observe::count(crate::observe::metric::THROTTLED_REQUESTS);
+    }
+    admitted
+}
+
+/// Whom a request claims to act for, as far as it can be said without its secret: the tenant
+/// of a Basic user name that is a tenant name, the key id of a signed request. Logged with a
+/// failed authentication; anything else it sent (a secret, a token) never is.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Claim {
+    tenant: Option<String>,
+    key_id: Option<String>,
+}
+
+impl Claim {
+    fn of(request: &ApiRequest) -> Claim {
+        let header = authorization(request).unwrap_or_default();
+        let tenant = crate::auth::parse_basic(header)
+            .and_then(|(user, _)| crate::model::TenantId::parse(&user).ok())
+            .map(|tenant| tenant.as_str().to_owned());
+        let signed = crate::auth::SignedRequest {
+            method: request.method.as_str(),
+            path: &request.path,
+            query: request.query.as_deref(),
+            headers: &request.headers,
+            body: &request.body,
+        };
+        let key_id = signed
+            .authorization()
+            .ok()
+            .map(|found| found.access)
+            .filter(|key_id| {
+                key_id.len() <= 128
+                    && key_id.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+                    })
+            });
+        Claim { tenant, key_id }
     }
 }
 

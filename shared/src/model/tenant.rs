@@ -81,6 +81,9 @@ pub struct Limits {
     /// Most API requests per minute (a fixed window per UTC minute): more are refused (429)
     /// until the minute ends.
     pub requests_per_minute: u64,
+    /// Most Huawei `batch-create` requests of the tenant running at once (they run inline and
+    /// hash every password): another is refused (429) until one ends.
+    pub max_concurrent_batch_creates: u64,
 }
 
 impl Default for Limits {
@@ -90,7 +93,27 @@ impl Default for Limits {
             max_rows: 5_000_000,
             max_concurrent_jobs: 20,
             requests_per_minute: 6000,
+            max_concurrent_batch_creates: 4,
         }
+    }
+}
+
+/// A lease on one of a tenant's `slots` slots of a kind of work (`name`), held by `holder`
+/// until `until`: how many of that work run at once is capped across every process. A slot is
+/// free when no lease holds it or its lease has ended; a holder that dies frees its slot when
+/// the lease ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotLease {
+    pub name: &'static str,
+    pub slots: u64,
+    pub holder: String,
+    pub until: Timestamp,
+}
+
+impl SlotLease {
+    /// Whether a slot whose lease ends at `until` is free at `at`.
+    pub fn ended(until: Timestamp, at: Timestamp) -> bool {
+        until <= at
     }
 }
 

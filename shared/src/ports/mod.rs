@@ -11,9 +11,9 @@ use tokio::io::AsyncBufRead;
 
 use crate::model::{
     ChunkCommit, ChunkResult, Credential, IdempotentRequest, Job, JobId, KeyClaim, NewFile, NewJob,
-    RowResult, SaveOutcome, SchemeError, SchemeReport, StatusChange, StatusChanged, TenantId,
-    TenantSettings, Timestamp, UpdateError, User, UserChange, UserFilter, UserId, UserKey,
-    UserSelector, WorkItem,
+    RowResult, SaveOutcome, SchemeError, SchemeReport, SlotLease, StatusChange, StatusChanged,
+    TenantId, TenantSettings, Timestamp, UpdateError, User, UserChange, UserFilter, UserId,
+    UserKey, UserSelector, WorkItem,
 };
 
 /// A failure of a dependency (database, object store, queue): never the client's fault.
@@ -238,6 +238,33 @@ pub trait TenantStore: Send + Sync {
     /// Counts one request of the tenant in the rate window `window` (a UTC minute number) and
     /// answers the window's count so far, this request included.
     async fn count_request(&self, tenant: &TenantId, window: i64) -> StoreResult<u64>;
+
+    /// Counts one failed authentication from `source` (a client's address) in the rate window
+    /// `window` (a UTC minute number) and answers the window's count so far, this one included.
+    async fn count_failed_authentication(&self, source: &str, window: i64) -> StoreResult<u64>;
+
+    /// The failed authentications from `source` counted in the rate window `window`.
+    async fn failed_authentications(&self, source: &str, window: i64) -> StoreResult<u64>;
+
+    /// Takes a slot of the tenant's `lease.name` slots `0..lease.slots` for `lease.holder`
+    /// until `lease.until`: one no lease holds, or whose lease
+    /// [has ended](SlotLease::ended) at `at`, atomically (two takers never get the same slot).
+    /// `None` when every slot is held.
+    async fn take_slot(
+        &self,
+        tenant: &TenantId,
+        lease: &SlotLease,
+        at: Timestamp,
+    ) -> StoreResult<Option<u64>>;
+
+    /// Frees the slot `slot` of the tenant's `name` slots if `holder` still holds it.
+    async fn free_slot(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        slot: u64,
+        holder: &str,
+    ) -> StoreResult<()>;
 
     /// Marks a credential revoked; false when the tenant has no such key id.
     async fn revoke_credential(&self, tenant: &TenantId, key_id: &str) -> StoreResult<bool>;

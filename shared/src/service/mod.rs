@@ -1,6 +1,7 @@
 //! The application's operations, free of HTTP and of any vendor: what every route, Lambda and
 //! admin command calls.
 
+mod admission;
 mod batches;
 mod credentials;
 mod idempotency;
@@ -89,15 +90,15 @@ pub struct Principal {
     pub name: String,
 }
 
-/// Seconds a client is told to wait when its tenant has `max_concurrent_jobs` in progress.
-const CONCURRENT_JOBS_RETRY_AFTER: u64 = 30;
-
 /// Tunables shared by every host.
 #[derive(Debug, Clone, Copy)]
 pub struct ServiceConfig {
     pub rows_per_chunk: u64,
     pub processing: ProcessingOptions,
     pub max_recorded_scheme_errors: usize,
+    /// Failed authentications one client address may make in a UTC minute; past them its
+    /// requests are refused (429) until the minute ends, before any credential is read.
+    pub failed_authentications_per_minute: u64,
 }
 
 impl Default for ServiceConfig {
@@ -106,12 +107,14 @@ impl Default for ServiceConfig {
             rows_per_chunk: 1000,
             processing: ProcessingOptions::default(),
             max_recorded_scheme_errors: FileValidation::DEFAULT_MAX_RECORDED_ERRORS,
+            failed_authentications_per_minute: 30,
         }
     }
 }
 
 impl ServiceConfig {
-    /// Defaults, overridden by `BULK_ROWS_PER_CHUNK` and `BULK_BATCH_ROWS` when set.
+    /// Defaults, overridden by `BULK_ROWS_PER_CHUNK`, `BULK_BATCH_ROWS` and
+    /// `BULK_FAILED_AUTHENTICATIONS_PER_MINUTE` when set.
     pub fn from_env() -> Result<ServiceConfig, String> {
         let mut config = ServiceConfig::default();
         if let Some(rows) = env_number("BULK_ROWS_PER_CHUNK")? {
@@ -119,6 +122,9 @@ impl ServiceConfig {
         }
         if let Some(rows) = env_number("BULK_BATCH_ROWS")? {
             config.processing.batch_rows = rows as usize;
+        }
+        if let Some(failures) = env_number("BULK_FAILED_AUTHENTICATIONS_PER_MINUTE")? {
+            config.failed_authentications_per_minute = failures;
         }
         Ok(config)
     }
@@ -342,45 +348,6 @@ impl BulkService {
             .jobs
             .record_scheme_report(&job.tenant, job.id, &job.file_key, report, Timestamp::now())
             .await?)
-    }
-
-    /// Counts a request against the tenant's `requests_per_minute` (a fixed window per UTC
-    /// minute); over it, the request is refused until the minute ends.
-    pub async fn admit_request(&self, who: &Principal) -> ServiceResult<()> {
-        let limit = self.settings(&who.tenant).await?.limits.requests_per_minute;
-        let now = Timestamp::now().unix_millis();
-        let count = self
-            .ports
-            .tenants
-            .count_request(&who.tenant, now.div_euclid(60_000))
-            .await?;
-        if count <= limit {
-            return Ok(());
-        }
-        let retry_after = 60 - now.rem_euclid(60_000) as u64 / 1000;
-        Err(ServiceError::TooMany {
-            limit: "requests_per_minute",
-            message: format!(
-                "too many requests this minute; the limit requests_per_minute is {limit}; retry after {retry_after} s"
-            ),
-            retry_after,
-        })
-    }
-
-    /// Refuses to start another job while the tenant has `max_concurrent_jobs` in progress.
-    async fn check_concurrent_jobs(&self, tenant: &TenantId) -> ServiceResult<()> {
-        let limit = self.settings(tenant).await?.limits.max_concurrent_jobs;
-        let running = self.ports.jobs.count_in_progress(tenant).await?;
-        if running < limit {
-            return Ok(());
-        }
-        Err(ServiceError::TooMany {
-            limit: "max_concurrent_jobs",
-            message: format!(
-                "{running} jobs are in progress; the limit max_concurrent_jobs is {limit}; retry when one has ended"
-            ),
-            retry_after: CONCURRENT_JOBS_RETRY_AFTER,
-        })
     }
 
     /// Starts processing a `valid_scheme` job: queues its chunks. A job is proceeded once; a
@@ -687,6 +654,7 @@ pub struct SettingsChange {
     pub max_rows: Option<u64>,
     pub max_concurrent_jobs: Option<u64>,
     pub requests_per_minute: Option<u64>,
+    pub max_concurrent_batch_creates: Option<u64>,
 }
 
 impl SettingsChange {
@@ -726,6 +694,11 @@ impl SettingsChange {
                 "requests_per_minute",
                 self.requests_per_minute,
                 &mut limits.requests_per_minute,
+            ),
+            (
+                "max_concurrent_batch_creates",
+                self.max_concurrent_batch_creates,
+                &mut limits.max_concurrent_batch_creates,
             ),
         ] {
             match value {

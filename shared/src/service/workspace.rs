@@ -24,7 +24,8 @@ impl BulkService {
     /// user that breaks a rule is refused with [`ServiceError::Invalid`], one whose keys are
     /// held already with [`ServiceError::Duplicate`]; either names the first problem and how
     /// many more there are. The retry of a request that failed midway (`ticket`) resumes its
-    /// job instead.
+    /// job instead. At most `max_concurrent_batch_creates` of the tenant's run at once: another
+    /// is refused with [`ServiceError::TooMany`] before its users are checked.
     pub async fn create_workspace_users(
         &self,
         who: &Principal,
@@ -41,6 +42,21 @@ impl BulkService {
                 ),
             ));
         }
+        let slot = self.take_batch_create_slot(&who.tenant).await?;
+        let created = self.create_users(who, users, ticket, deadline).await;
+        self.free_slot(slot).await;
+        created
+    }
+
+    /// [`BulkService::create_workspace_users`] with a batch of the right size, in one of the
+    /// tenant's batch-create slots.
+    async fn create_users(
+        &self,
+        who: &Principal,
+        users: &[Box<RawValue>],
+        ticket: Option<&KeyTicket>,
+        deadline: Option<Deadline>,
+    ) -> ServiceResult<Vec<RowResult>> {
         let keys = match checked_users(users) {
             Ok(keys) => keys,
             Err(errors) => return Err(self.refuse(who, users, errors, Refusal::Invalid).await),

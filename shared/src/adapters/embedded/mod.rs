@@ -1,6 +1,7 @@
 //! Embedded adapters: SQLite for jobs, users, tenants and the work queue, the local filesystem
 //! for job files. One process, no external services.
 
+mod admission;
 mod files;
 mod idempotency;
 mod jobs;

@@ -5,7 +5,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::ports::{StoreError, StoreResult};
 
 /// Migration `i` brings the schema from version `i` to version `i + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE jobs (
     id                     INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -185,6 +185,24 @@ ALTER TABLE jobs ADD COLUMN ordinal INTEGER NOT NULL DEFAULT 0;
 UPDATE jobs SET ordinal = (SELECT COUNT(*) FROM jobs AS earlier
     WHERE earlier.tenant = jobs.tenant AND earlier.id <= jobs.id);
 CREATE UNIQUE INDEX jobs_by_ordinal ON jobs (tenant, ordinal);
+"#,
+    // 6: admission control: failed authentications per client address in the current rate
+    // window, and leases on each tenant's slots of capped work (Huawei batch-creates).
+    r#"
+CREATE TABLE failed_authentications (
+    source TEXT PRIMARY KEY,
+    window INTEGER NOT NULL,
+    count  INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE slot_leases (
+    tenant TEXT NOT NULL,
+    name   TEXT NOT NULL,
+    slot   INTEGER NOT NULL,
+    holder TEXT NOT NULL,
+    until  INTEGER NOT NULL,
+    PRIMARY KEY (tenant, name, slot)
+) WITHOUT ROWID;
 "#,
 ];
 

@@ -5,7 +5,7 @@ use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
 
 use super::store::{from_json, millis, timestamp, to_json};
 use super::SqliteStore;
-use crate::model::{Credential, CredentialPut, TenantId, TenantSettings};
+use crate::model::{Credential, CredentialPut, SlotLease, TenantId, TenantSettings, Timestamp};
 use crate::ports::{StoreError, StoreResult, TenantStore};
 
 /// The columns [`credential_from_row`] reads, in order.
@@ -169,6 +169,33 @@ impl TenantStore for SqliteStore {
                 Ok(count)
             })
             .await
+    }
+
+    async fn count_failed_authentication(&self, source: &str, window: i64) -> StoreResult<u64> {
+        SqliteStore::count_failed_authentication(self, source, window).await
+    }
+
+    async fn failed_authentications(&self, source: &str, window: i64) -> StoreResult<u64> {
+        SqliteStore::failed_authentications(self, source, window).await
+    }
+
+    async fn take_slot(
+        &self,
+        tenant: &TenantId,
+        lease: &SlotLease,
+        at: Timestamp,
+    ) -> StoreResult<Option<u64>> {
+        SqliteStore::take_slot(self, tenant, lease, at).await
+    }
+
+    async fn free_slot(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        slot: u64,
+        holder: &str,
+    ) -> StoreResult<()> {
+        SqliteStore::free_slot(self, tenant, name, slot, holder).await
     }
 
     async fn revoke_credential(&self, tenant: &TenantId, key_id: &str) -> StoreResult<bool> {

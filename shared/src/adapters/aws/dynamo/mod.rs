@@ -21,6 +21,8 @@
 //! | secret pointer     | `SECRET#{secret_lookup}`     | `SECRET`                |                         |                                    |
 //! | idempotency key    | `IDEM#{tenant}#{key}`        | `IDEM`                  |                         |                                    |
 //! | request count      | `RATE#{tenant}#{minute}`     | `RATE`                  |                         |                                    |
+//! | failed authentications | `AUTHFAIL#{source}#{minute}` | `AUTHFAIL`          |                         |                                    |
+//! | slot lease         | `TENANT#{tenant}`            | `SLOT#{name}#{slot:03}` |                         |                                    |
 //!
 //! (id₂₀: the id zero-padded to 20 digits, so the string order is the numeric order.)
 //!
@@ -38,6 +40,7 @@
 //! item plus one per key it holds (2 WCU each when at most 1 KB), an update that changes no
 //! key one item, and each key changed one item more.
 
+mod admission;
 mod errors;
 mod idempotency;
 mod job_list;

@@ -17,7 +17,7 @@ use super::{
     backoff, build_error, from_item, is_conditional_failure, key, n, s, text_of, to_item,
     unavailable, Cancellation, DynamoStore, Item, MAX_RETRIES, STORE,
 };
-use crate::model::{Credential, CredentialPut, TenantId, TenantSettings};
+use crate::model::{Credential, CredentialPut, SlotLease, TenantId, TenantSettings, Timestamp};
 use crate::ports::{StoreError, StoreResult, TenantStore};
 
 fn tenant_pk(tenant: &TenantId) -> String {
@@ -252,6 +252,33 @@ impl TenantStore for DynamoStore {
             .ok_or_else(|| {
                 StoreError::Corrupt(format!("request count of {tenant} is not a number"))
             })
+    }
+
+    async fn count_failed_authentication(&self, source: &str, window: i64) -> StoreResult<u64> {
+        DynamoStore::count_failed_authentication(self, source, window).await
+    }
+
+    async fn failed_authentications(&self, source: &str, window: i64) -> StoreResult<u64> {
+        DynamoStore::failed_authentications(self, source, window).await
+    }
+
+    async fn take_slot(
+        &self,
+        tenant: &TenantId,
+        lease: &SlotLease,
+        at: Timestamp,
+    ) -> StoreResult<Option<u64>> {
+        DynamoStore::take_slot(self, tenant, lease, at).await
+    }
+
+    async fn free_slot(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        slot: u64,
+        holder: &str,
+    ) -> StoreResult<()> {
+        DynamoStore::free_slot(self, tenant, name, slot, holder).await
     }
 
     async fn revoke_credential(&self, tenant: &TenantId, key_id: &str) -> StoreResult<bool> {
