@@ -256,6 +256,17 @@ async fn zendesk_refuses_bad_requests_in_its_own_error_shape(app: TestApp) {
     }
     let jobs = app.get("jobs").await;
     assert_eq!(jobs.body, json!([]), "no refused request left a job");
+    // Unlike the CCAI routes, Zendesk's ignore query parameters they do not read, as Zendesk
+    // does (clients send `include=` and the like).
+    let tolerated = app
+        .call_as(
+            &token_auth(&app),
+            Method::GET,
+            "/api/v2/job_statuses.json?include=users&sort=-id",
+            Body::Empty,
+        )
+        .await;
+    assert_eq!(tolerated.status, StatusCode::OK, "{}", tolerated.body);
 
     // Credentials: none, wrong, bearer, tenant Basic.
     let anonymous = app

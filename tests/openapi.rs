@@ -61,12 +61,19 @@ fn the_document_is_valid_openapi() {
 
 /// Every route of the route table is documented, and nothing is documented that is not routed:
 /// the document's (method, path) pairs are the table's (aliases and the `.json` suffix are
-/// the router's, not separate operations).
+/// the router's, not separate operations), each with exactly the query parameters its row says
+/// it reads (the CCAI routes refuse any other).
 #[test]
 fn the_document_describes_exactly_the_routed_operations() {
     const OPERATIONS: &str = "import json, sys, yaml\n\
-        paths = yaml.safe_load(open(sys.argv[1]))['paths']\n\
-        print(json.dumps(sorted([m.upper(), p] for p, item in paths.items() for m in item \
+        document = yaml.safe_load(open(sys.argv[1]))\n\
+        shared = document.get('components', {}).get('parameters', {})\n\
+        def query(item, op):\n\
+        \x20   found = [shared[p['$ref'].split('/')[-1]] if '$ref' in p else p\n\
+        \x20            for p in item.get('parameters', []) + op.get('parameters', [])]\n\
+        \x20   return sorted(p['name'] for p in found if p['in'] == 'query')\n\
+        print(json.dumps(sorted([m.upper(), p, query(item, op)] \
+        for p, item in document['paths'].items() for m, op in item.items() \
         if m in ('get', 'put', 'post', 'delete', 'patch', 'head', 'options', 'trace'))))";
     let output = run(
         std::process::Command::new(tool("python"))
@@ -75,11 +82,16 @@ fn the_document_describes_exactly_the_routed_operations() {
         "python",
     );
     assert!(output.status.success(), "{}", text(&output));
-    let documented: std::collections::BTreeSet<(String, String)> =
-        serde_json::from_slice(&output.stdout).expect("a JSON list of [method, path]");
-    let routed: std::collections::BTreeSet<(String, String)> = bulk_users::api::route_table()
+    type Operation = (String, String, Vec<String>);
+    let documented: std::collections::BTreeSet<Operation> =
+        serde_json::from_slice(&output.stdout).expect("a JSON list of [method, path, query]");
+    let routed: std::collections::BTreeSet<Operation> = bulk_users::api::route_table()
         .iter()
-        .map(|spec| (spec.method.to_string(), spec.pattern.to_owned()))
+        .map(|spec| {
+            let mut query: Vec<String> = spec.query.iter().map(|name| name.to_string()).collect();
+            query.sort();
+            (spec.method.to_string(), spec.pattern.to_owned(), query)
+        })
         .collect();
     let undocumented: Vec<_> = routed.difference(&documented).collect();
     let unrouted: Vec<_> = documented.difference(&routed).collect();

@@ -33,6 +33,7 @@ pub async fn handle(
     route: Route,
     request: &ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
+    Query::parse(request.query.as_deref()).only(route.operation.spec().query)?;
     match route.operation {
         Operation::Template => {
             let settings = service.settings(&who.tenant).await?;

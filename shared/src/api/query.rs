@@ -19,6 +19,30 @@ impl Query {
         )
     }
 
+    /// Refuses a parameter that is none of `accepted` (nor one of them spelled `name[]`),
+    /// naming it: a parameter the route does not read must not look as if it did something.
+    pub(super) fn only(&self, accepted: &[&str]) -> Result<(), ApiError> {
+        let unknown = self.0.iter().map(|(key, _)| key).find(|key| {
+            let name = key.strip_suffix("[]").unwrap_or(key);
+            !accepted.contains(&name)
+        });
+        let Some(unknown) = unknown else {
+            return Ok(());
+        };
+        let takes = if accepted.is_empty() {
+            "no query parameters".to_owned()
+        } else {
+            format!("only {}", accepted.join(", "))
+        };
+        Err(ApiError::bad_request(
+            &clip(unknown),
+            format!(
+                "unknown query parameter '{}': this route takes {takes}",
+                clip(unknown)
+            ),
+        ))
+    }
+
     /// The single value of a parameter (`name` or `name[]`); repeating it is an error.
     pub(super) fn single<'a>(&'a self, name: &'a str) -> Result<Option<&'a str>, ApiError> {
         let mut values = self.values(name);

@@ -128,6 +128,9 @@ pub struct RouteSpec {
     pub group: RouteGroup,
     /// Whether it records a new job (and so takes an `Idempotency-Key`).
     pub creates_job: bool,
+    /// The query parameters it reads (each also spelled `name[]`). A CCAI route answers any
+    /// other with 400; the Zendesk and Workspace routes ignore others, as their vendors do.
+    pub query: &'static [&'static str],
 }
 
 /// Path prefixes accepted for another spelling: (alias, canonical). The seed documents some CCAI
@@ -141,6 +144,7 @@ const fn row(
     dialect: Dialect,
     group: RouteGroup,
     creates_job: bool,
+    query: &'static [&'static str],
 ) -> RouteSpec {
     RouteSpec {
         operation,
@@ -149,6 +153,7 @@ const fn row(
         dialect,
         group,
         creates_job,
+        query,
     }
 }
 
@@ -162,29 +167,33 @@ pub static ROUTES: [RouteSpec; 22] = {
     use Operation::*;
     const JOB: bool = true;
     const NO_JOB: bool = false;
+    const NONE: &[&str] = &[];
+    const PAGED: &[&str] = &["page", "per_page"];
+    const USERS: &[&str] = &["page", "per_page", "emails", "ids", "agent_numbers"];
+    const SELECTED: &[&str] = &["ids", "external_ids"];
     [
-        row(Template, Method::GET, "/apps/api/v1/bulk/users/template", Ccai, G::Reads, NO_JOB),
-        row(UserConfiguration, Method::GET, "/apps/api/v1/bulk/users/config", Ccai, G::Reads, NO_JOB),
-        row(Upload, Method::POST, "/apps/api/v1/bulk/users/upload", Ccai, G::Upload, JOB),
-        row(ReplaceUpload, Method::PUT, "/apps/api/v1/bulk/users/upload", Ccai, G::Upload, NO_JOB),
-        row(PresignUpload, Method::POST, "/apps/api/v1/bulk/users/upload/presigned", Ccai, G::Upload, JOB),
-        row(Proceed, Method::POST, "/apps/api/v1/bulk/users/proceed", Ccai, G::Proceed, NO_JOB),
-        row(Cancel, Method::POST, "/apps/api/v1/bulk/users/cancel", Ccai, G::Proceed, NO_JOB),
-        row(Job, Method::GET, "/apps/api/v1/bulk/users/jobs/{id}", Ccai, G::Status, NO_JOB),
-        row(Jobs, Method::GET, "/apps/api/v1/bulk/users/jobs", Ccai, G::Jobs, NO_JOB),
-        row(SchemeErrors, Method::GET, "/apps/api/v1/bulk/users/errors/scheme/{id}", Ccai, G::Reads, NO_JOB),
-        row(UpdateErrors, Method::GET, "/apps/api/v1/bulk/users/errors/update/{id}", Ccai, G::Reads, NO_JOB),
-        row(CreateManyUsers, Method::POST, "/api/v2/users/create_many", Zendesk, G::Batches, JOB),
-        row(CreateOrUpdateManyUsers, Method::POST, "/api/v2/users/create_or_update_many", Zendesk, G::Batches, JOB),
-        row(UpdateManyUsers, Method::PUT, "/api/v2/users/update_many", Zendesk, G::Batches, JOB),
-        row(DestroyManyUsers, Method::DELETE, "/api/v2/users/destroy_many", Zendesk, G::Batches, JOB),
-        row(JobStatuses, Method::GET, "/api/v2/job_statuses", Zendesk, G::Jobs, NO_JOB),
-        row(ShowManyJobStatuses, Method::GET, "/api/v2/job_statuses/show_many", Zendesk, G::Status, NO_JOB),
-        row(ShowJobStatus, Method::GET, "/api/v2/job_statuses/{id}", Zendesk, G::Status, NO_JOB),
-        row(WorkspaceBatchCreate, Method::POST, "/v2/{project_id}/users/batch-create", Workspace, G::Directory, JOB),
-        row(WorkspaceListUsers, Method::GET, "/v2/{project_id}/users", Workspace, G::Reads, NO_JOB),
-        row(WorkspaceDeleteUser, Method::DELETE, "/v2/{project_id}/users/{user_id}", Workspace, G::Directory, JOB),
-        row(WorkspaceBatchDelete, Method::POST, "/v2/{project_id}/users/batch-delete", Workspace, G::Directory, JOB),
+        row(Template, Method::GET, "/apps/api/v1/bulk/users/template", Ccai, G::Reads, NO_JOB, NONE),
+        row(UserConfiguration, Method::GET, "/apps/api/v1/bulk/users/config", Ccai, G::Reads, NO_JOB, USERS),
+        row(Upload, Method::POST, "/apps/api/v1/bulk/users/upload", Ccai, G::Upload, JOB, NONE),
+        row(ReplaceUpload, Method::PUT, "/apps/api/v1/bulk/users/upload", Ccai, G::Upload, NO_JOB, NONE),
+        row(PresignUpload, Method::POST, "/apps/api/v1/bulk/users/upload/presigned", Ccai, G::Upload, JOB, NONE),
+        row(Proceed, Method::POST, "/apps/api/v1/bulk/users/proceed", Ccai, G::Proceed, NO_JOB, NONE),
+        row(Cancel, Method::POST, "/apps/api/v1/bulk/users/cancel", Ccai, G::Proceed, NO_JOB, NONE),
+        row(Job, Method::GET, "/apps/api/v1/bulk/users/jobs/{id}", Ccai, G::Status, NO_JOB, NONE),
+        row(Jobs, Method::GET, "/apps/api/v1/bulk/users/jobs", Ccai, G::Jobs, NO_JOB, PAGED),
+        row(SchemeErrors, Method::GET, "/apps/api/v1/bulk/users/errors/scheme/{id}", Ccai, G::Reads, NO_JOB, PAGED),
+        row(UpdateErrors, Method::GET, "/apps/api/v1/bulk/users/errors/update/{id}", Ccai, G::Reads, NO_JOB, PAGED),
+        row(CreateManyUsers, Method::POST, "/api/v2/users/create_many", Zendesk, G::Batches, JOB, NONE),
+        row(CreateOrUpdateManyUsers, Method::POST, "/api/v2/users/create_or_update_many", Zendesk, G::Batches, JOB, NONE),
+        row(UpdateManyUsers, Method::PUT, "/api/v2/users/update_many", Zendesk, G::Batches, JOB, SELECTED),
+        row(DestroyManyUsers, Method::DELETE, "/api/v2/users/destroy_many", Zendesk, G::Batches, JOB, SELECTED),
+        row(JobStatuses, Method::GET, "/api/v2/job_statuses", Zendesk, G::Jobs, NO_JOB, &["page[size]", "page[after]"]),
+        row(ShowManyJobStatuses, Method::GET, "/api/v2/job_statuses/show_many", Zendesk, G::Status, NO_JOB, &["ids"]),
+        row(ShowJobStatus, Method::GET, "/api/v2/job_statuses/{id}", Zendesk, G::Status, NO_JOB, NONE),
+        row(WorkspaceBatchCreate, Method::POST, "/v2/{project_id}/users/batch-create", Workspace, G::Directory, JOB, NONE),
+        row(WorkspaceListUsers, Method::GET, "/v2/{project_id}/users", Workspace, G::Reads, NO_JOB, &["limit", "offset", "user_name"]),
+        row(WorkspaceDeleteUser, Method::DELETE, "/v2/{project_id}/users/{user_id}", Workspace, G::Directory, JOB, NONE),
+        row(WorkspaceBatchDelete, Method::POST, "/v2/{project_id}/users/batch-delete", Workspace, G::Directory, JOB, NONE),
     ]
 };
 
