@@ -47,6 +47,7 @@ async fn the_processor_hands_back_the_chunks_it_has_no_time_for() {
     let upload = FileUpload {
         filename,
         body: file.into(),
+        format: bulk_users::jobfile::FileFormat::Json,
     };
     let job = service.upload(&who, upload).await.expect("upload");
     service.proceed(&who, job.id).await.expect("proceed");

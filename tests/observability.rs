@@ -44,6 +44,7 @@ async fn every_line_of_a_processor_invocation_is_json_naming_its_request_tenant_
     let upload = FileUpload {
         filename: "users.json".to_owned(),
         body: users_file(CHUNKS * ROWS_PER_CHUNK as usize, "").into(),
+        format: bulk_users::jobfile::FileFormat::Json,
     };
     let job = service.upload(&who, upload).await.expect("upload");
     service.proceed(&who, job.id).await.expect("proceed");

@@ -19,6 +19,9 @@ pub struct Element {
     pub bytes: Option<Vec<u8>>,
     /// Length of the element in bytes.
     pub len: u64,
+    /// Why the element stands for no record although it was read (a CSV row with the wrong
+    /// number of cells, or not UTF-8); `bytes` is then `None`.
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +34,9 @@ pub enum ScanError {
     NotAnArray { found: String },
     #[error("the file is not valid JSON at byte {offset}: {message}")]
     Syntax { offset: u64, message: String },
+    /// The header row of a CSV file names columns that are not the template's.
+    #[error("{}", .0.iter().map(|problem| problem.message.as_str()).collect::<Vec<_>>().join("; "))]
+    Header(Vec<crate::csvfile::HeaderProblem>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,8 +234,82 @@ impl<R: AsyncBufRead + Unpin> ArrayReader<R> {
                     offset,
                     bytes,
                     len,
+                    problem: None,
                 });
             }
+        }
+    }
+}
+
+/// The formats of a job file, told by its key's extension (`.csv`; anything else is JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    Json,
+    Csv,
+}
+
+impl FileFormat {
+    pub fn of_key(key: &str) -> FileFormat {
+        if key.to_ascii_lowercase().ends_with(".csv") {
+            FileFormat::Csv
+        } else {
+            FileFormat::Json
+        }
+    }
+
+    /// The extension of the keys of files in this format.
+    pub fn extension(self) -> &'static str {
+        match self {
+            FileFormat::Json => "json",
+            FileFormat::Csv => "csv",
+        }
+    }
+}
+
+/// A job file read record by record, whatever its format: each record as JSON bytes.
+pub enum RecordReader<R> {
+    Json(ArrayReader<R>),
+    Csv(crate::csvfile::CsvReader<R>),
+}
+
+impl<R: AsyncBufRead + Unpin> RecordReader<R> {
+    /// A reader at the start of a file.
+    pub fn from_start(format: FileFormat, reader: R, max_record_bytes: usize) -> Self {
+        match format {
+            FileFormat::Json => {
+                RecordReader::Json(ArrayReader::from_start(reader, max_record_bytes))
+            }
+            FileFormat::Csv => RecordReader::Csv(crate::csvfile::CsvReader::from_start(
+                reader,
+                max_record_bytes,
+            )),
+        }
+    }
+
+    /// The next record, or `None` at the end of the file.
+    pub async fn next_element(&mut self) -> Result<Option<Element>, ScanError> {
+        match self {
+            RecordReader::Json(reader) => reader.next_element().await,
+            RecordReader::Csv(reader) => reader.next_element().await,
+        }
+    }
+}
+
+impl<R> RecordReader<R> {
+    /// The columns of a CSV file, once its header is read: how its records' errors are
+    /// located ([`CsvLayout::locate`](crate::csvfile::CsvLayout::locate)).
+    pub fn csv_layout(&self) -> Option<&crate::csvfile::CsvLayout> {
+        match self {
+            RecordReader::Csv(reader) => reader.known_layout(),
+            RecordReader::Json(_) => None,
+        }
+    }
+
+    /// A record's error in the file's own terms (a CSV file's columns are its header's).
+    pub fn locate(&self, error: crate::validation::RowError) -> crate::validation::RowError {
+        match self.csv_layout() {
+            Some(layout) => layout.locate(error),
+            None => error,
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod adapters;
 pub mod api;
 pub mod auth;
+pub mod csvfile;
 pub mod deadline;
 pub mod delivery;
 pub mod jobfile;

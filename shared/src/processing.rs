@@ -11,7 +11,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::ops::ControlFlow;
 
-use crate::jobfile::{ArrayReader, Element, ScanError};
+use crate::csvfile::{CsvLayout, CsvReader};
+use crate::jobfile::{ArrayReader, Element, FileFormat, RecordReader, ScanError};
 use crate::model::{
     ChangeStamp, ChunkResult, ErrorType, Job, JobId, JobKind, JobStatus, RowAction, RowResult,
     SaveOutcome, StatusChange, TenantId, TenantSettings, Timestamp, Transition, UpdateError, User,
@@ -355,6 +356,15 @@ impl IdPool {
     }
 }
 
+/// A job file that cannot be read: the store failed (retried), or its content is not what
+/// validation read (the job fails).
+fn unreadable(error: ScanError) -> ChunkError {
+    match error {
+        ScanError::Io(error) => StoreError::unavailable("file store", error).into(),
+        error => ChunkError::Unprocessable(format!("the job's file is unreadable: {error}")),
+    }
+}
+
 /// What every batch of rows of a chunk is applied with (a batch of rows, not a request batch:
 /// those are the jobs of the Zendesk and Workspace batch routes).
 struct RowBatches<'a> {
@@ -378,6 +388,7 @@ impl RowBatches<'_> {
         options: &ProcessingOptions,
     ) -> Result<ChunkTally, ChunkError> {
         let mut array = self.open_chunk(item, options).await?;
+        let layout = array.csv_layout().cloned();
         let mut chunk = ChunkTally::default();
         let mut batch: Vec<Element> = Vec::with_capacity(options.batch_rows);
         let mut ids = IdPool::default();
@@ -391,13 +402,7 @@ impl RowBatches<'_> {
                         item.chunk
                     )));
                 }
-                Err(ScanError::Io(error)) => {
-                    return Err(StoreError::unavailable("file store", error).into())
-                }
-                Err(error) => {
-                    let reason = format!("the job's file is unreadable: {error}");
-                    return Err(ChunkError::Unprocessable(reason));
-                }
+                Err(error) => return Err(unreadable(error)),
             };
             remaining -= 1;
             batch.push(element);
@@ -405,37 +410,53 @@ impl RowBatches<'_> {
                 // Ids are reserved for the rest of the chunk at once: one counter update
                 // per chunk of new users, not one per batch.
                 let rows_left = remaining + batch.len() as u64;
-                self.apply(&mut batch, &mut ids, rows_left, &mut chunk)
+                self.apply(&mut batch, layout.as_ref(), &mut ids, rows_left, &mut chunk)
                     .await?;
             }
         }
         let rows_left = batch.len() as u64;
-        self.apply(&mut batch, &mut ids, rows_left, &mut chunk)
+        self.apply(&mut batch, layout.as_ref(), &mut ids, rows_left, &mut chunk)
             .await?;
         Ok(chunk)
     }
 
-    /// The job's file, read from the work item's first row.
+    /// The job's file, read from the work item's first row (a CSV file's header first, for
+    /// its columns).
     async fn open_chunk(
         &self,
         item: &WorkItem,
         options: &ProcessingOptions,
-    ) -> Result<ArrayReader<FileReader>, ChunkError> {
-        let file = self.ports.files.open(&self.job.file_key, item.byte_offset);
-        let reader = match file.await {
-            Ok(reader) => reader,
-            Err(StoreError::NotFound(_)) => {
-                let reason = "the job's file no longer exists".to_owned();
-                return Err(ChunkError::Unprocessable(reason));
+    ) -> Result<RecordReader<FileReader>, ChunkError> {
+        let key = &self.job.file_key;
+        let max = options.max_row_bytes;
+        match FileFormat::of_key(key) {
+            FileFormat::Json => Ok(RecordReader::Json(ArrayReader::at_element(
+                self.open_file(item.byte_offset).await?,
+                item.byte_offset,
+                item.first_row,
+                max,
+            ))),
+            FileFormat::Csv => {
+                let mut header = CsvReader::from_start(self.open_file(0).await?, max);
+                let layout = header.layout().await.map_err(unreadable)?.clone();
+                let rows = self.open_file(item.byte_offset).await?;
+                let (offset, first) = (item.byte_offset, item.first_row);
+                Ok(RecordReader::Csv(CsvReader::at_row(
+                    rows, layout, offset, first, max,
+                )))
             }
-            Err(error) => return Err(error.into()),
-        };
-        Ok(ArrayReader::at_element(
-            reader,
-            item.byte_offset,
-            item.first_row,
-            options.max_row_bytes,
-        ))
+        }
+    }
+
+    /// The job's file from byte `offset`.
+    async fn open_file(&self, offset: u64) -> Result<FileReader, ChunkError> {
+        match self.ports.files.open(&self.job.file_key, offset).await {
+            Ok(reader) => Ok(reader),
+            Err(StoreError::NotFound(_)) => Err(ChunkError::Unprocessable(
+                "the job's file no longer exists".to_owned(),
+            )),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Applies one batch of rows; `rows_left` (this batch's rows and the chunk's rows after it)
@@ -443,6 +464,7 @@ impl RowBatches<'_> {
     async fn apply(
         &self,
         batch: &mut Vec<Element>,
+        layout: Option<&CsvLayout>,
         ids: &mut IdPool,
         rows_left: u64,
         chunk: &mut ChunkTally,
@@ -450,7 +472,7 @@ impl RowBatches<'_> {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut rows = self.judge(batch);
+        let mut rows = self.judge(batch, layout);
         let mut pending: Vec<usize> = (0..rows.rows.len())
             .filter(|&at| rows.rows[at].1.is_ok())
             .collect();
@@ -467,17 +489,25 @@ impl RowBatches<'_> {
         Ok(())
     }
 
-    /// Judges the rows of a batch (taking them out of it): each a command, or its errors.
-    fn judge(&self, batch: &mut Vec<Element>) -> BatchRows {
+    /// Judges the rows of a batch (taking them out of it): each a command, or its errors, a CSV
+    /// file's located by its `layout`.
+    fn judge(&self, batch: &mut Vec<Element>, layout: Option<&CsvLayout>) -> BatchRows {
+        let locate = |error| match layout {
+            Some(layout) => layout.locate(error),
+            None => error,
+        };
         let rows: Vec<(u64, Result<UserCommand, Vec<RowError>>)> = batch
             .drain(..)
             .map(|element| {
                 let checked = match &element.bytes {
-                    Some(bytes) => record_command(self.job.kind, bytes, &self.context),
+                    Some(bytes) => record_command(self.job.kind, bytes, &self.context)
+                        .map_err(|errors| errors.into_iter().map(locate).collect()),
                     None => Err(vec![RowError {
                         field: None,
                         column: None,
-                        message: format!("the user is {} bytes long, over the limit", element.len),
+                        message: element.problem.clone().unwrap_or_else(|| {
+                            format!("the user is {} bytes long, over the limit", element.len)
+                        }),
                     }]),
                 };
                 (element.index, checked)

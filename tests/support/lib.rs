@@ -567,6 +567,15 @@ impl Part {
         }
     }
 
+    /// A CSV file part (`users.csv`, `text/csv`).
+    pub fn csv(text: &str) -> Part {
+        Part {
+            name: "file".to_owned(),
+            filename: Some("users.csv".to_owned()),
+            bytes: text.as_bytes().to_vec(),
+        }
+    }
+
     pub fn text(name: &str, value: &str) -> Part {
         Part {
             name: name.to_owned(),
@@ -583,8 +592,9 @@ pub fn multipart(parts: &[Part]) -> Vec<u8> {
         match &part.filename {
             Some(filename) => out.extend_from_slice(
                 format!(
-                    "Content-Disposition: form-data; name=\"{}\"; filename=\"{filename}\"\r\nContent-Type: application/json\r\n\r\n",
-                    part.name
+                    "Content-Disposition: form-data; name=\"{}\"; filename=\"{filename}\"\r\nContent-Type: {}\r\n\r\n",
+                    part.name,
+                    if filename.ends_with(".csv") { "text/csv" } else { "application/json" }
                 )
                 .as_bytes(),
             ),

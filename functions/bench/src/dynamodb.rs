@@ -107,6 +107,7 @@ async fn run_job(service: &BulkService, who: &Principal, body: Bytes) -> Result<
             FileUpload {
                 filename: "users.json".to_owned(),
                 body,
+                format: bulk_users::jobfile::FileFormat::Json,
             },
         )
         .await

@@ -5,6 +5,7 @@ use futures_util::stream;
 use http::HeaderMap;
 
 use super::ApiError;
+use crate::jobfile::FileFormat;
 use crate::service::FileUpload;
 
 /// The fields of an upload form.
@@ -51,15 +52,25 @@ pub async fn parse_upload_form(headers: &HeaderMap, body: Bytes) -> Result<Uploa
         };
         let name = field.name().unwrap_or_default().to_owned();
         let filename = field.file_name().map(str::to_owned);
+        let csv_type = field
+            .content_type()
+            .is_some_and(|mime| mime.essence_str().eq_ignore_ascii_case("text/csv"));
         let data = field.bytes().await.map_err(malformed)?;
         match name.as_str() {
             "file" if form.file.is_some() => {
                 return Err(ApiError::bad_request("file", "file must be sent once"))
             }
             "file" => {
+                let filename = filename.unwrap_or_else(|| "upload.json".to_owned());
+                let format = if csv_type {
+                    FileFormat::Csv
+                } else {
+                    FileFormat::of_key(&filename)
+                };
                 form.file = Some(FileUpload {
-                    filename: filename.unwrap_or_else(|| "upload.json".to_owned()),
+                    filename,
                     body: data,
+                    format,
                 })
             }
             "id" if form.id.is_some() => {

@@ -135,7 +135,7 @@ impl BulkService {
         errors: Vec<SchemeError>,
     ) -> ServiceResult<Job> {
         let (body, chunk_plan) = batch_file(records, self.config.rows_per_chunk);
-        let file_key = new_file_key(&who.tenant);
+        let file_key = new_file_key(&who.tenant, crate::jobfile::FileFormat::Json);
         let file_bytes = body.len() as u64;
         self.ports.files.put(&file_key, body).await?;
         let job = self

@@ -379,7 +379,7 @@ impl BulkService {
             Err(error @ (ScanError::Empty | ScanError::NotAnArray { .. })) => {
                 Some(error.to_string())
             }
-            Ok(_) | Err(ScanError::Syntax { .. }) => None,
+            Ok(_) | Err(ScanError::Syntax { .. } | ScanError::Header(_)) => None,
         })
     }
 

@@ -17,6 +17,7 @@ use std::io::Cursor;
 use bytes::Bytes;
 use rand::RngCore;
 
+use crate::jobfile::FileFormat;
 use crate::model::{
     Job, JobId, JobKind, JobStatus, NewFile, NewJob, ProceedOutcome, SchemeError, SchemeReport,
     StatusChange, StatusChanged, TenantId, TenantSettings, Timestamp, Transition, UpdateError,
@@ -24,7 +25,7 @@ use crate::model::{
 };
 use crate::ports::{FileReader, PageRequest, Ports, StoreError};
 use crate::processing::{self, ChunkOutcome, ProcessingOptions};
-use crate::validation::{validate_file, FileValidation, ValidationContext};
+use crate::validation::{validate_job_file, FileValidation, ValidationContext};
 
 /// Why an operation was refused. Mapped to HTTP in one place, `api::errors`.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +179,8 @@ pub const STALE_JOB_AFTER: std::time::Duration = std::time::Duration::from_secs(
 pub struct FileUpload {
     pub filename: String,
     pub body: Bytes,
+    /// JSON, or CSV (a part sent as `text/csv` or named `*.csv`).
+    pub format: FileFormat,
 }
 
 /// How "get user configuration data" selects users.
@@ -277,7 +280,11 @@ impl BulkService {
         upload: &FileUpload,
     ) -> ServiceResult<SchemeReport> {
         let report = self
-            .scheme_report(settings, Box::new(Cursor::new(upload.body.clone())))
+            .scheme_report(
+                settings,
+                upload.format,
+                Box::new(Cursor::new(upload.body.clone())),
+            )
             .await?;
         let max = settings.limits.max_rows;
         if report.total_rows > max {
@@ -309,7 +316,7 @@ impl BulkService {
         }
         Ok((
             clean_filename(&upload.filename),
-            new_file_key(&settings.tenant),
+            new_file_key(&settings.tenant, upload.format),
         ))
     }
 
@@ -320,7 +327,8 @@ impl BulkService {
         settings: &TenantSettings,
         file: FileReader,
     ) -> ServiceResult<Job> {
-        let report = self.scheme_report(settings, file).await?;
+        let format = FileFormat::of_key(&job.file_key);
+        let report = self.scheme_report(settings, format, file).await?;
         self.record_report(&job, &report).await
     }
 
@@ -328,6 +336,7 @@ impl BulkService {
     async fn scheme_report(
         &self,
         settings: &TenantSettings,
+        format: FileFormat,
         file: FileReader,
     ) -> ServiceResult<SchemeReport> {
         let options = FileValidation {
@@ -337,7 +346,7 @@ impl BulkService {
             max_recorded_errors: self.config.max_recorded_scheme_errors,
             max_row_bytes: self.config.processing.max_row_bytes,
         };
-        validate_file(file, &ValidationContext::new(settings), options)
+        validate_job_file(file, format, &ValidationContext::new(settings), options)
             .await
             .map_err(|error| StoreError::unavailable("file store", error).into())
     }
@@ -759,11 +768,16 @@ fn check_file_size(settings: &TenantSettings, field: &str, bytes: u64) -> Servic
     Ok(())
 }
 
-/// A fresh, unguessable file store key for a job file of the tenant.
-fn new_file_key(tenant: &TenantId) -> String {
+/// A fresh, unguessable file store key for a job file of the tenant, its extension the
+/// file's format (how processing knows it).
+fn new_file_key(tenant: &TenantId, format: FileFormat) -> String {
     let mut id = [0u8; 16];
     rand::rng().fill_bytes(&mut id);
-    format!("uploads/{tenant}/{}.json", hex::encode(id))
+    format!(
+        "uploads/{tenant}/{}.{}",
+        hex::encode(id),
+        format.extension()
+    )
 }
 
 fn job_not_found(id: JobId) -> ServiceError {

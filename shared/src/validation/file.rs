@@ -2,7 +2,7 @@
 
 use super::repeats::{Repeat, RepeatedKeys};
 use super::{check_row, RowError, ValidationContext};
-use crate::jobfile::{ArrayReader, Element, ScanError};
+use crate::jobfile::{Element, FileFormat, RecordReader, ScanError};
 use crate::model::{ChunkPlan, Limits, SchemeError, SchemeReport};
 use crate::ports::FileReader;
 
@@ -57,6 +57,18 @@ impl Report {
         });
     }
 
+    /// The problems of a CSV file's header row: the file is not read further.
+    fn header_errors(&mut self, problems: Vec<crate::csvfile::HeaderProblem>) {
+        for problem in problems {
+            self.add(SchemeError {
+                message: problem.message,
+                column: Some(problem.column),
+                row: None,
+                field: Some(problem.header).filter(|header| !header.is_empty()),
+            });
+        }
+    }
+
     fn row_error(&mut self, row: u64, error: RowError) {
         self.add(SchemeError {
             message: error.message,
@@ -66,8 +78,9 @@ impl Report {
         });
     }
 
-    /// Adds the repeated emails: `repeats` are the recorded ones of `count`.
-    fn add_repeats(&mut self, repeats: Vec<Repeat>, count: u64) {
+    /// Adds the repeated emails (found in column `column`): `repeats` are the recorded ones
+    /// of `count`.
+    fn add_repeats(&mut self, repeats: Vec<Repeat>, count: u64, column: Option<u32>) {
         self.error_count += count;
         self.errors
             .extend(repeats.into_iter().map(|repeat| SchemeError {
@@ -75,7 +88,7 @@ impl Report {
                     "email '{}' appears more than once in the file (first in row {})",
                     repeat.key, repeat.first_row
                 ),
-                column: Some(1),
+                column,
                 row: Some(repeat.row),
                 field: Some("email".to_owned()),
             }));
@@ -110,6 +123,8 @@ struct Scan {
     plan: ChunkPlan,
     /// The valid emails, by row, to find repeats in.
     emails: RepeatedKeys,
+    /// The column of the emails, as the file counts columns.
+    email_column: Option<u32>,
 }
 
 impl Scan {
@@ -117,11 +132,12 @@ impl Scan {
     /// too many users).
     async fn read(
         reader: FileReader,
+        format: FileFormat,
         context: &ValidationContext,
         options: &FileValidation,
         report: &mut Report,
     ) -> Result<Scan, std::io::Error> {
-        let mut array = ArrayReader::from_start(reader, options.max_row_bytes);
+        let mut records = RecordReader::from_start(format, reader, options.max_row_bytes);
         let mut scan = Scan {
             total_rows: 0,
             plan: ChunkPlan {
@@ -129,12 +145,17 @@ impl Scan {
                 offsets: Vec::new(),
             },
             emails: RepeatedKeys::new(options.emails_in_memory_bytes),
+            email_column: None,
         };
         loop {
-            let element = match array.next_element().await {
+            let element = match records.next_element().await {
                 Ok(Some(element)) => element,
                 Ok(None) => break,
                 Err(ScanError::Io(error)) => return Err(error),
+                Err(ScanError::Header(problems)) => {
+                    report.header_errors(problems);
+                    break;
+                }
                 Err(error) => {
                     report.file_error(error.to_string());
                     break;
@@ -151,26 +172,33 @@ impl Scan {
             if element.index % scan.plan.rows_per_chunk == 0 {
                 scan.plan.offsets.push(element.offset);
             }
-            scan.check(element, context, options.max_row_bytes, report)?;
+            scan.check(element, &records, context, options.max_row_bytes, report)?;
         }
+        scan.email_column = records
+            .locate(RowError::field("email", String::new()))
+            .column;
         Ok(scan)
     }
 
     /// Judges one user record; its email, when valid, is kept to find repeats.
-    fn check(
+    fn check<R>(
         &mut self,
         element: Element,
+        records: &RecordReader<R>,
         context: &ValidationContext,
         max_row_bytes: usize,
         report: &mut Report,
     ) -> Result<(), std::io::Error> {
         let row = element.index + 1;
         let Some(bytes) = element.bytes else {
-            report.add(SchemeError {
-                message: format!(
+            let message = element.problem.unwrap_or_else(|| {
+                format!(
                     "the user is {} bytes long; the limit is {} bytes",
                     element.len, max_row_bytes
-                ),
+                )
+            });
+            report.add(SchemeError {
+                message,
                 column: None,
                 row: Some(row),
                 field: None,
@@ -179,7 +207,7 @@ impl Scan {
         };
         let (email_key, checked) = check_row(&bytes, context);
         for error in checked.err().unwrap_or_default() {
-            report.row_error(row, error);
+            report.row_error(row, records.locate(error));
         }
         if let Some(key) = email_key {
             self.emails.add(row, &key)?;
@@ -188,23 +216,35 @@ impl Scan {
     }
 }
 
-/// Reads the whole file once, element by element, and reports every scheme error with its row
-/// and column, plus the chunk plan for processing. Only I/O failures of the file store are
-/// errors; everything wrong with the file's content is in the report.
+/// Reads the whole JSON file once, element by element, and reports every scheme error with
+/// its row and column, plus the chunk plan for processing.
 pub async fn validate_file(
     reader: FileReader,
     context: &ValidationContext,
     options: FileValidation,
 ) -> Result<SchemeReport, std::io::Error> {
+    validate_job_file(reader, FileFormat::Json, context, options).await
+}
+
+/// Reads the whole file once, record by record (JSON elements, or CSV rows after the header),
+/// and reports every scheme error with its row and column as the file counts them, plus the
+/// chunk plan for processing. Only I/O failures of the file store are errors; everything
+/// wrong with the file's content is in the report.
+pub async fn validate_job_file(
+    reader: FileReader,
+    format: FileFormat,
+    context: &ValidationContext,
+    options: FileValidation,
+) -> Result<SchemeReport, std::io::Error> {
     let mut report = Report::new(options.max_recorded_errors);
-    let scan = Scan::read(reader, context, &options, &mut report).await?;
+    let scan = Scan::read(reader, format, context, &options, &mut report).await?;
     // Repeated emails are known once every row is read: merged in row order (after the other
     // errors of their row), the errors of the lowest rows recorded.
     let (emails, max_recorded) = (scan.emails, report.max_recorded);
     let (repeats, repeat_count) = tokio::task::spawn_blocking(move || emails.finish(max_recorded))
         .await
         .map_err(std::io::Error::other)??;
-    report.add_repeats(repeats, repeat_count);
+    report.add_repeats(repeats, repeat_count, scan.email_column);
     let (errors, error_count) = report.finish(scan.total_rows);
     Ok(SchemeReport {
         total_rows: scan.total_rows,

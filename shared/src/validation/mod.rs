@@ -11,7 +11,7 @@ mod workspace;
 mod zendesk;
 
 pub use command::{Intent, Target, UserCommand, UserPatch};
-pub use file::{validate_file, FileValidation};
+pub use file::{validate_file, validate_job_file, FileValidation};
 pub use row::{check_row, validate_row, Patch, RowError, UserRow, UserStatus, ValidationContext};
 pub use workspace::{workspace_command, PasswordForm, MAX_USER_NAME_CHARS};
 pub use zendesk::zendesk_command;

@@ -1,0 +1,523 @@
+//! Streaming reader of CSV job files: the template's layout as a spreadsheet saves it, read
+//! row by row from any `AsyncBufRead`, never whole.
+//!
+//! The first row names the columns: the template's fields, and one column per role and team
+//! (`role:{name}`, `team:{name}`) holding `1` (grant), `0` (revoke) or nothing (leave). Each
+//! data row is turned into the JSON record it stands for, which the one validation path then
+//! judges: an empty cell is JSON's absent field (left as it is), [`CLEAR_MARKER`] JSON's `""`
+//! (an optional field cleared). Like the JSON reader, this one only finds where rows end
+//! (newlines outside quotes) and reports each row's byte offset, which is how a job is cut into
+//! chunks; each row's cells are then parsed on their own by the `csv` crate (RFC 4180 quoting,
+//! CRLF or LF), so a bad row is one bad row. A UTF-8 byte order mark (Excel's "CSV UTF-8") is
+//! skipped; a header that uses `;` and no `,` makes `;` the delimiter (Excel in many locales).
+
+use serde_json::{Map, Value};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+
+use crate::jobfile::{Element, ScanError};
+use crate::validation::{RowError, FIELDS, READ_ONLY_FIELDS};
+
+/// The cell that clears an optional field (JSON's `""`); an empty cell leaves it as it is.
+pub const CLEAR_MARKER: &str = "(clear)";
+
+/// The trailing columns of a failed-rows report: an upload ignores exactly these.
+pub const REPORT_COLUMNS: [&str; 2] = ["error_field", "error_message"];
+
+/// The fields that hold whole numbers.
+const NUMBER_FIELDS: [&str; 2] = ["max_chat_limit", "max_chat_limit_enabled"];
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// What one column of the file holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Column {
+    Field(&'static str),
+    Role(String),
+    Team(String),
+    /// A read-only field of an export, or a report's error column.
+    Ignored,
+}
+
+/// A problem with the header row: the column (1-based), its header, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderProblem {
+    pub column: u32,
+    pub header: String,
+    pub message: String,
+}
+
+/// The columns of a CSV file, read from its header row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvLayout {
+    delimiter: u8,
+    headers: Vec<String>,
+    columns: Vec<Column>,
+}
+
+impl CsvLayout {
+    /// The layout of a header row (its bytes, without the line break).
+    fn parse(row: &[u8]) -> Result<CsvLayout, Vec<HeaderProblem>> {
+        let Ok(text) = std::str::from_utf8(row) else {
+            return Err(vec![HeaderProblem {
+                column: 1,
+                header: String::new(),
+                message: "the header row is not UTF-8 text: save the file as \"CSV UTF-8\""
+                    .to_owned(),
+            }]);
+        };
+        let delimiter = if text.contains(';') && !text.contains(',') {
+            b';'
+        } else {
+            b','
+        };
+        let headers: Vec<String> = cells(row, delimiter)
+            .map(|cells| cells.iter().map(|cell| cell.trim().to_owned()).collect())
+            .unwrap_or_default();
+        // A failed-rows report's two error columns, last, are ignored: the report uploads again.
+        let report_tail = headers.ends_with(&REPORT_COLUMNS.map(str::to_owned));
+        let mut problems = Vec::new();
+        let mut columns = Vec::with_capacity(headers.len());
+        for (at, header) in headers.iter().enumerate() {
+            let column = at as u32 + 1;
+            let mut problem = |message: String| {
+                problems.push(HeaderProblem {
+                    column,
+                    header: header.clone(),
+                    message,
+                })
+            };
+            if headers[..at].contains(header) {
+                problem(format!(
+                    "column {column}: the header '{header}' appears more than once"
+                ));
+            }
+            let trailing = report_tail && at + REPORT_COLUMNS.len() >= headers.len();
+            match column_of_header(header, trailing) {
+                Some(kind) => columns.push(kind),
+                None => {
+                    problem(unknown_header(column, header));
+                    columns.push(Column::Ignored);
+                }
+            }
+        }
+        if headers.is_empty() || headers.iter().all(String::is_empty) {
+            return Err(vec![HeaderProblem {
+                column: 1,
+                header: String::new(),
+                message: "the header row is empty: it must name the columns".to_owned(),
+            }]);
+        }
+        if problems.is_empty() {
+            Ok(CsvLayout {
+                delimiter,
+                headers,
+                columns,
+            })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The role (`roles`) or team (`teams`) names of the columns, in column order.
+    pub fn memberships(&self, field: &str) -> Vec<(u32, &str)> {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter_map(|(at, column)| match (field, column) {
+                ("roles", Column::Role(name)) | ("teams", Column::Team(name)) => {
+                    Some((at as u32 + 1, name.as_str()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The JSON record a data row stands for, or why it stands for none.
+    fn record(&self, row: &[u8]) -> Result<Vec<u8>, String> {
+        let cells = cells(row, self.delimiter)
+            .map_err(|()| "the row is not UTF-8 text: save the file as \"CSV UTF-8\"".to_owned())?;
+        if cells.len() != self.columns.len() {
+            return Err(format!(
+                "the row has {} cells; the header has {}",
+                cells.len(),
+                self.columns.len()
+            ));
+        }
+        let mut record = Map::new();
+        let mut roles = Vec::new();
+        let mut teams = Vec::new();
+        for (column, cell) in self.columns.iter().zip(&cells) {
+            match column {
+                Column::Field(_) if cell.is_empty() => {}
+                Column::Field(name) => {
+                    record.insert((*name).to_owned(), field_value(name, cell));
+                }
+                Column::Role(name) => roles.push(membership(name, cell)),
+                Column::Team(name) => teams.push(membership(name, cell)),
+                Column::Ignored => {}
+            }
+        }
+        // Every role and team column is in the record, in column order (an empty cell as
+        // JSON's `""`, kept as it is): entry `n` of `roles` is the `n`th role column.
+        if !roles.is_empty() {
+            record.insert("roles".to_owned(), Value::Array(roles));
+        }
+        if !teams.is_empty() {
+            record.insert("teams".to_owned(), Value::Array(teams));
+        }
+        serde_json::to_vec(&record).map_err(|error| error.to_string())
+    }
+
+    /// A record's error in the file's terms: the column as the header counts it, `field` the
+    /// header's name (`role:{name}` for an entry of `roles`).
+    pub fn locate(&self, mut error: RowError) -> RowError {
+        let Some(field) = error.field.clone() else {
+            return error;
+        };
+        if field == "roles" || field == "teams" {
+            let entry = error
+                .message
+                .strip_prefix(&format!("{field}["))
+                .and_then(|rest| rest.split_once(']'))
+                .and_then(|(n, _)| n.parse::<usize>().ok());
+            let memberships = self.memberships(&field);
+            if let Some(&(column, name)) = entry.and_then(|n| memberships.get(n)) {
+                let singular = if field == "roles" { "role" } else { "team" };
+                let header = format!("{singular}:{name}");
+                let prefix = format!("{field}[{}]", entry.unwrap_or_default());
+                error.message = error
+                    .message
+                    .replacen(&format!("{prefix}.value"), &header, 1)
+                    .replacen(&format!("{prefix}.name"), &header, 1);
+                error.field = Some(header);
+                error.column = Some(column);
+            }
+            return error;
+        }
+        error.column = self
+            .columns
+            .iter()
+            .position(|column| matches!(column, Column::Field(name) if *name == field))
+            .map(|at| at as u32 + 1);
+        error
+    }
+}
+
+/// What a header names; `None` when it names nothing. The report's error columns are ignored
+/// only at the end of the row (`trailing`).
+fn column_of_header(header: &str, trailing: bool) -> Option<Column> {
+    if let Some(name) = header.strip_prefix("role:") {
+        return (!name.trim().is_empty()).then(|| Column::Role(name.trim().to_owned()));
+    }
+    if let Some(name) = header.strip_prefix("team:") {
+        return (!name.trim().is_empty()).then(|| Column::Team(name.trim().to_owned()));
+    }
+    if let Some(field) = FIELDS
+        .iter()
+        .find(|field| **field == header && !matches!(**field, "roles" | "teams"))
+    {
+        return Some(Column::Field(field));
+    }
+    if READ_ONLY_FIELDS.contains(&header) || (trailing && REPORT_COLUMNS.contains(&header)) {
+        return Some(Column::Ignored);
+    }
+    None
+}
+
+fn unknown_header(column: u32, header: &str) -> String {
+    let fields: Vec<&str> = FIELDS
+        .iter()
+        .copied()
+        .filter(|field| !matches!(*field, "roles" | "teams"))
+        .collect();
+    format!(
+        "column {column}: unknown header '{}'; the columns are {}, role:{{name}} and team:{{name}}",
+        header.chars().take(64).collect::<String>(),
+        fields.join(", ")
+    )
+}
+
+/// The cells of one row; `Err` when a cell is not UTF-8.
+fn cells(row: &[u8], delimiter: u8) -> Result<Vec<String>, ()> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .from_reader(row);
+    let mut record = csv::ByteRecord::new();
+    match reader.read_byte_record(&mut record) {
+        Ok(true) => record
+            .iter()
+            .map(|cell| String::from_utf8(cell.to_vec()).map_err(|_| ()))
+            .collect(),
+        Ok(false) => Ok(Vec::new()),
+        Err(_) => Err(()),
+    }
+}
+
+fn field_value(name: &str, cell: &str) -> Value {
+    if cell == CLEAR_MARKER {
+        return Value::String(String::new());
+    }
+    if NUMBER_FIELDS.contains(&name) {
+        if let Ok(number) = cell.trim().parse::<i64>() {
+            return Value::from(number);
+        }
+    }
+    Value::String(cell.to_owned())
+}
+
+fn membership(name: &str, cell: &str) -> Value {
+    let value = match cell.trim() {
+        "" => Value::String(String::new()),
+        "1" => Value::from(1),
+        "0" => Value::from(0),
+        other => Value::String(other.to_owned()),
+    };
+    serde_json::json!({"name": name, "value": value})
+}
+
+/// A CSV job file read row by row: the header first, then each data row as an [`Element`]
+/// holding the JSON record it stands for.
+pub struct CsvReader<R> {
+    reader: R,
+    /// Absolute offset of the next unread byte.
+    position: u64,
+    next_index: u64,
+    layout: Option<CsvLayout>,
+    max_row_bytes: usize,
+}
+
+impl<R> CsvReader<R> {
+    /// The layout, once the header has been read.
+    pub fn known_layout(&self) -> Option<&CsvLayout> {
+        self.layout.as_ref()
+    }
+}
+
+impl<R: AsyncBufRead + Unpin> CsvReader<R> {
+    /// A reader at the start of a file: its header comes first.
+    pub fn from_start(reader: R, max_row_bytes: usize) -> CsvReader<R> {
+        CsvReader {
+            reader,
+            position: 0,
+            next_index: 0,
+            layout: None,
+            max_row_bytes,
+        }
+    }
+
+    /// A reader positioned on the first byte of data row `index` (0-based), at absolute byte
+    /// `offset`, of a file whose header is `layout`.
+    pub fn at_row(reader: R, layout: CsvLayout, offset: u64, index: u64, max: usize) -> Self {
+        CsvReader {
+            reader,
+            position: offset,
+            next_index: index,
+            layout: Some(layout),
+            max_row_bytes: max,
+        }
+    }
+
+    /// Reads the header row, if not read yet, and answers the file's layout.
+    pub async fn layout(&mut self) -> Result<&CsvLayout, ScanError> {
+        if self.layout.is_none() {
+            self.skip_bom().await?;
+            let Some((_, Some(row), _)) = self.next_row().await? else {
+                return Err(ScanError::Empty);
+            };
+            self.layout = Some(CsvLayout::parse(&row).map_err(ScanError::Header)?);
+        }
+        match &self.layout {
+            Some(layout) => Ok(layout),
+            None => Err(ScanError::Empty),
+        }
+    }
+
+    /// The next data row, or `None` at the end of the file. Blank lines are skipped.
+    pub async fn next_element(&mut self) -> Result<Option<Element>, ScanError> {
+        self.layout().await?;
+        loop {
+            let Some((offset, row, len)) = self.next_row().await? else {
+                return Ok(None);
+            };
+            if row.as_deref().is_some_and(<[u8]>::is_empty) {
+                continue;
+            }
+            let index = self.next_index;
+            self.next_index += 1;
+            let (bytes, problem) = match (&row, &self.layout) {
+                (Some(row), Some(layout)) => match layout.record(row) {
+                    Ok(record) => (Some(record), None),
+                    Err(problem) => (None, Some(problem)),
+                },
+                _ => (None, None),
+            };
+            return Ok(Some(Element {
+                index,
+                offset,
+                bytes,
+                len,
+                problem,
+            }));
+        }
+    }
+
+    /// The next row's offset, bytes (without its line break; `None` when longer than the
+    /// limit) and length; `None` at the end of the file.
+    async fn next_row(&mut self) -> Result<Option<(u64, Option<Vec<u8>>, u64)>, ScanError> {
+        let offset = self.position;
+        let mut kept = Some(Vec::new());
+        let mut len: u64 = 0;
+        let mut quoted = false;
+        loop {
+            let buffer = self.reader.fill_buf().await?;
+            if buffer.is_empty() {
+                if len == 0 {
+                    return Ok(None);
+                }
+                break;
+            }
+            let mut used = buffer.len();
+            let mut complete = false;
+            for (at, byte) in buffer.iter().enumerate() {
+                match byte {
+                    b'"' => quoted = !quoted,
+                    b'\n' if !quoted => {
+                        used = at + 1;
+                        complete = true;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(row) = kept.as_mut() {
+                if row.len() + used > self.max_row_bytes + 2 {
+                    kept = None;
+                } else {
+                    row.extend_from_slice(&buffer[..used]);
+                }
+            }
+            len += used as u64;
+            self.reader.consume(used);
+            self.position += used as u64;
+            if complete {
+                break;
+            }
+        }
+        if let Some(row) = kept.as_mut() {
+            while matches!(row.last(), Some(b'\n' | b'\r')) {
+                row.pop();
+            }
+        }
+        Ok(Some((offset, kept, len)))
+    }
+
+    async fn skip_bom(&mut self) -> Result<(), ScanError> {
+        let buffer = self.reader.fill_buf().await?;
+        if buffer.starts_with(BOM) {
+            self.reader.consume(BOM.len());
+            self.position += BOM.len() as u64;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn rows(text: impl AsRef<[u8]>) -> (Result<CsvLayout, ScanError>, Vec<Element>) {
+        let text = text.as_ref().to_vec();
+        let mut reader = CsvReader::from_start(std::io::Cursor::new(text), 1024);
+        let layout = reader.layout().await.cloned();
+        let mut elements = Vec::new();
+        if layout.is_ok() {
+            while let Some(element) = reader.next_element().await.unwrap() {
+                elements.push(element);
+            }
+        }
+        (layout, elements)
+    }
+
+    fn json(element: &Element) -> Value {
+        serde_json::from_slice(element.bytes.as_deref().unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn rows_become_the_json_records_they_stand_for() {
+        let text = "\u{feff}email;first_name;max_chat_limit;location;role:Admin;team:Sales\r\n\
+                    a@x.io;\"Ann; \"\"the\"\" first\";3;(clear);1;\r\n\
+                    \r\n\
+                    b@x.io;\"Bo\nB\";x;;0;1\n";
+        let (layout, elements) = rows(text).await;
+        assert!(layout.is_ok());
+        assert_eq!(elements.len(), 2, "the blank line is skipped");
+        assert_eq!(
+            json(&elements[0]),
+            serde_json::json!({"email": "a@x.io", "first_name": "Ann; \"the\" first",
+                "max_chat_limit": 3, "location": "",
+                "roles": [{"name": "Admin", "value": 1}], "teams": [{"name": "Sales", "value": ""}]})
+        );
+        assert_eq!(
+            json(&elements[1]),
+            serde_json::json!({"email": "b@x.io", "first_name": "Bo\nB", "max_chat_limit": "x",
+                "roles": [{"name": "Admin", "value": 0}], "teams": [{"name": "Sales", "value": 1}]})
+        );
+        assert_eq!((elements[0].index, elements[1].index), (0, 1));
+        // Offsets point at each row's first byte: a reader started there reads the same row.
+        let offset = elements[1].offset as usize;
+        assert!(text.as_bytes()[offset..].starts_with(b"b@x.io"));
+    }
+
+    #[tokio::test]
+    async fn bad_rows_are_bad_rows_and_bad_headers_are_named() {
+        let (_, elements) = rows(b"email,first_name\na@x.io\nb@x.io,B,extra\n\"c\xff\",C\n").await;
+        let problems: Vec<Option<String>> = elements.iter().map(|e| e.problem.clone()).collect();
+        assert_eq!(
+            problems[..2],
+            [
+                Some("the row has 1 cells; the header has 2".to_owned()),
+                Some("the row has 3 cells; the header has 2".to_owned())
+            ]
+        );
+        assert!(problems[2].as_deref().unwrap().contains("UTF-8"));
+
+        let (layout, _) = rows("email,colour,email,roles,error_field,error_message\n").await;
+        let Err(ScanError::Header(problems)) = layout else {
+            panic!("{layout:?}");
+        };
+        let named: Vec<(u32, &str)> = problems
+            .iter()
+            .map(|p| (p.column, p.header.as_str()))
+            .collect();
+        assert_eq!(named, vec![(2, "colour"), (3, "email"), (4, "roles")]);
+        assert!(rows("email,error_field,error_message\n").await.0.is_ok());
+        assert!(
+            rows("error_field,email\n").await.0.is_err(),
+            "only trailing"
+        );
+    }
+
+    #[test]
+    fn errors_are_located_by_the_header() {
+        let layout = CsvLayout::parse(b"first_name,email,role:Admin,role:Agent").unwrap();
+        let located = layout.locate(RowError {
+            field: Some("email".to_owned()),
+            column: Some(1),
+            message: "email must be valid".to_owned(),
+        });
+        assert_eq!(
+            (located.field.as_deref(), located.column),
+            (Some("email"), Some(2))
+        );
+        let role = layout.locate(RowError {
+            field: Some("roles".to_owned()),
+            column: Some(10),
+            message: "roles[1].value must be 0, 1 or empty".to_owned(),
+        });
+        assert_eq!(role.field.as_deref(), Some("role:Agent"));
+        assert_eq!(role.column, Some(4));
+        assert_eq!(role.message, "role:Agent must be 0, 1 or empty");
+    }
+}
