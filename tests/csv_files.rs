@@ -11,6 +11,7 @@ on_both_stores!(
     a_spreadsheet_export_is_applied_like_the_json_it_stands_for,
     csv_errors_name_the_row_and_the_header,
     a_header_the_template_does_not_have_is_a_scheme_error,
+    the_csv_template_and_export_upload_again,
 );
 
 async fn upload_csv(app: &TestApp, text: &str) -> Answer {
@@ -173,4 +174,104 @@ async fn a_header_the_template_does_not_have_is_a_scheme_error(app: TestApp) {
         "{}",
         found.body
     );
+}
+
+/// The CSV the API answers, and its text.
+async fn csv_of(app: &TestApp, target: &str, accept: Option<&str>) -> String {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::AUTHORIZATION,
+        app.acme.basic().parse().unwrap(),
+    );
+    if let Some(accept) = accept {
+        headers.insert(http::header::ACCEPT, accept.parse().unwrap());
+    }
+    let request = bulk_tests::api_request(
+        Method::GET,
+        &format!("{PREFIX}/{target}"),
+        headers,
+        Default::default(),
+    );
+    let response = app.handle(request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()[http::header::CONTENT_TYPE]
+        .to_str()
+        .unwrap();
+    assert_eq!(content_type, "text/csv; charset=utf-8");
+    String::from_utf8(response.body().to_vec()).unwrap()
+}
+
+/// An admin's round trip: the CSV template (the tenant's live roles and teams as columns) is
+/// itself a valid upload; an export of the users, uploaded again unchanged, changes nothing;
+/// one cell edited in it changes that field of that user alone.
+async fn the_csv_template_and_export_upload_again(app: TestApp) {
+    let template = csv_of(&app, "template?format=csv", None).await;
+    assert_eq!(template, csv_of(&app, "template", Some("text/csv")).await);
+    let header = template.lines().next().unwrap();
+    assert!(
+        header.starts_with("email,new_email,agent_number,first_name,last_name,status"),
+        "{header}"
+    );
+    assert!(
+        header.ends_with("role:Admin,role:Manager,role:Agent,team:Sales,team:Support"),
+        "{header}"
+    );
+    let answer = upload_csv(&app, &template).await;
+    assert_eq!(answer.body["status"], "valid_scheme", "{}", answer.body);
+    assert_eq!(app.proceed(answer.id()).await.status, StatusCode::ACCEPTED);
+    let people = "email,first_name,last_name,agent_number,location,role:Agent,team:Support\n\
+        ann@acme.test,Ann,\"Lee, Jr.\",7,Remote,1,1\n\
+        bo@acme.test,Bo,Lee,,,,\n";
+    let answer = upload_csv(&app, people).await;
+    assert_eq!(app.proceed(answer.id()).await.status, StatusCode::ACCEPTED);
+    app.drain().await;
+
+    let exported = csv_of(&app, "config?format=csv", None).await;
+    assert_eq!(
+        exported.lines().count(),
+        4,
+        "a header and three users: {exported}"
+    );
+    let before = app.get("config").await.body;
+    let answer = upload_csv(&app, &exported).await;
+    assert_eq!(answer.body["status"], "valid_scheme", "{}", answer.body);
+    assert_eq!(app.proceed(answer.id()).await.status, StatusCode::ACCEPTED);
+    app.drain().await;
+    let same = app.get("config").await.body;
+    let fields = |users: &Value| -> Vec<Value> {
+        users
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|user| {
+                let mut user = user.clone();
+                user.as_object_mut().unwrap().remove("updated_at");
+                user
+            })
+            .collect()
+    };
+    assert_eq!(
+        fields(&same),
+        fields(&before),
+        "uploaded again unchanged, nothing changed"
+    );
+
+    let edited = exported.replacen("Ann,", "Anne,", 1);
+    let answer = upload_csv(&app, &edited).await;
+    assert_eq!(app.proceed(answer.id()).await.status, StatusCode::ACCEPTED);
+    app.drain().await;
+    let after = fields(&app.get("config").await.body);
+    let mut expected = fields(&before);
+    for user in &mut expected {
+        if user["email"] == "ann@acme.test" {
+            user["first_name"] = json!("Anne");
+        }
+    }
+    assert_eq!(after, expected, "the edited cell alone changed");
+    assert!(csv_of(&app, "config?emails=bo@acme.test&format=csv", None)
+        .await
+        .contains("bo@acme.test"));
+    let refused = app.get("template?format=xml").await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused.body["field"], "format");
 }

@@ -277,6 +277,60 @@ fn membership(name: &str, cell: &str) -> Value {
     serde_json::json!({"name": name, "value": value})
 }
 
+/// The columns of the tenant's CSV layout, as the template and the export write them: the
+/// template's fields, then a column per role and per team, then `extra` (read-only columns an
+/// upload ignores).
+pub fn layout_headers(roles: &[String], teams: &[String], extra: &[&str]) -> Vec<String> {
+    FIELDS
+        .iter()
+        .filter(|field| !matches!(**field, "roles" | "teams"))
+        .map(|field| (*field).to_owned())
+        .chain(roles.iter().map(|role| format!("role:{role}")))
+        .chain(teams.iter().map(|team| format!("team:{team}")))
+        .chain(extra.iter().map(|name| (*name).to_owned()))
+        .collect()
+}
+
+/// Writes records (JSON objects as the API shows them) as CSV rows under `headers`: a field's
+/// value as text (`null` and `""` as an empty cell), a `role:{name}` / `team:{name}` cell `1`
+/// when the record's `roles` / `teams` hold that name with value 1, else `0`, so that the rows
+/// uploaded again leave every user as it is.
+pub fn write_rows<'a>(
+    headers: &[String],
+    records: impl IntoIterator<Item = &'a Value>,
+) -> Result<Vec<u8>, csv::Error> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(headers)?;
+    for record in records {
+        writer.write_record(headers.iter().map(|header| cell(record, header)))?;
+    }
+    writer
+        .into_inner()
+        .map_err(|error| error.into_error().into())
+}
+
+fn cell(record: &Value, header: &str) -> String {
+    let member = |list: &str, name: &str| {
+        let granted = record[list].as_array().is_some_and(|entries| {
+            entries
+                .iter()
+                .any(|entry| entry["name"] == name && entry["value"] == 1)
+        });
+        if granted { "1" } else { "0" }.to_owned()
+    };
+    if let Some(role) = header.strip_prefix("role:") {
+        return member("roles", role);
+    }
+    if let Some(team) = header.strip_prefix("team:") {
+        return member("teams", team);
+    }
+    match &record[header] {
+        Value::Null => String::new(),
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// A CSV job file read row by row: the header first, then each data row as an [`Element`]
 /// holding the JSON record it stands for.
 pub struct CsvReader<R> {
@@ -496,6 +550,25 @@ mod tests {
         assert!(
             rows("error_field,email\n").await.0.is_err(),
             "only trailing"
+        );
+    }
+
+    #[tokio::test]
+    async fn written_rows_read_back_as_the_records_they_came_from() {
+        let roles = ["Admin".to_owned(), "Agent".to_owned()];
+        let headers = layout_headers(&roles, &["Sales".to_owned()], &["id"]);
+        let record = serde_json::json!({"email": "a@x.io", "first_name": "A, \"B\"\nC",
+            "last_name": "D", "max_chat_limit": 3, "location": null, "id": 7,
+            "roles": [{"name": "Agent", "value": 1}], "teams": []});
+        let written = write_rows(&headers, [&record]).unwrap();
+        let (layout, elements) = rows(&written).await;
+        assert!(layout.is_ok(), "{layout:?}");
+        assert_eq!(
+            json(&elements[0]),
+            serde_json::json!({"email": "a@x.io", "first_name": "A, \"B\"\nC", "last_name": "D",
+                "max_chat_limit": 3,
+                "roles": [{"name": "Admin", "value": 0}, {"name": "Agent", "value": 1}],
+                "teams": [{"name": "Sales", "value": 0}]})
         );
     }
 

@@ -8,9 +8,67 @@ use super::query::Query;
 use super::views::{self, JobView};
 use super::{json_response, ApiError, ApiRequest, ApiResponse, Operation, Route};
 use crate::auth::parse_basic;
+use crate::csvfile::{layout_headers, write_rows};
 use crate::model::JobId;
 use crate::ports::PageRequest;
-use crate::service::{BulkService, PresignRequest, Principal};
+use crate::service::{BulkService, PresignRequest, Principal, ServiceError};
+use crate::validation::READ_ONLY_FIELDS;
+
+/// How a read answers: JSON, or CSV in the upload's layout (`?format=csv`, or `Accept:
+/// text/csv`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AnswerFormat {
+    Json,
+    Csv,
+}
+
+impl AnswerFormat {
+    fn of(request: &ApiRequest) -> Result<AnswerFormat, ApiError> {
+        match Query::parse(request.query.as_deref()).single("format")? {
+            Some("json") => return Ok(AnswerFormat::Json),
+            Some("csv") => return Ok(AnswerFormat::Csv),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "format",
+                    "format must be json or csv",
+                ))
+            }
+            None => {}
+        }
+        let accepts_csv = request
+            .headers
+            .get_all(http::header::ACCEPT)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .any(|value| value.to_ascii_lowercase().contains("text/csv"));
+        Ok(if accepts_csv {
+            AnswerFormat::Csv
+        } else {
+            AnswerFormat::Json
+        })
+    }
+}
+
+/// Records as a CSV file of the upload's layout, to download as `filename`.
+fn csv_answer<'a>(
+    headers: &[String],
+    records: impl IntoIterator<Item = &'a Value>,
+    filename: &str,
+) -> Result<ApiResponse, ApiError> {
+    let bytes = write_rows(headers, records)
+        .map_err(|error| ApiError::from(ServiceError::Internal(error.to_string())))?;
+    let mut response = http::Response::new(bytes::Bytes::from(bytes));
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    if let Ok(disposition) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\""))
+    {
+        headers.insert(http::header::CONTENT_DISPOSITION, disposition);
+    }
+    Ok(response)
+}
 
 /// The canonical prefix of the dialect's routes, for links.
 const PREFIX: &str = "/apps/api/v1/bulk/users";
@@ -37,13 +95,31 @@ pub async fn handle(
     match route.operation {
         Operation::Template => {
             let settings = service.settings(&who.tenant).await?;
-            Ok(json_response(StatusCode::OK, &views::template(&settings)))
+            let template = views::template(&settings);
+            match AnswerFormat::of(request)? {
+                AnswerFormat::Json => Ok(json_response(StatusCode::OK, &template)),
+                AnswerFormat::Csv => {
+                    let headers = layout_headers(&settings.roles, &settings.teams, &[]);
+                    let rows = template.as_array().into_iter().flatten();
+                    csv_answer(&headers, rows, "template.csv")
+                }
+            }
         }
         Operation::UserConfiguration => {
             let query = Query::parse(request.query.as_deref()).user_query(MAX_USERS_PER_PAGE)?;
+            let format = AnswerFormat::of(request)?;
             let users = service.users(who, &query).await?;
             let body: Vec<Value> = users.iter().map(views::user_configuration).collect();
-            Ok(json_response(StatusCode::OK, &body))
+            match format {
+                AnswerFormat::Json => Ok(json_response(StatusCode::OK, &body)),
+                AnswerFormat::Csv => {
+                    let settings = service.settings(&who.tenant).await?;
+                    let headers =
+                        layout_headers(&settings.roles, &settings.teams, &READ_ONLY_FIELDS);
+                    let rows: Vec<Value> = body.into_iter().map(views::with_status).collect();
+                    csv_answer(&headers, &rows, "users.csv")
+                }
+            }
         }
         Operation::Upload => job_change(service, who, base, JobChange::Upload, request).await,
         Operation::ReplaceUpload => {

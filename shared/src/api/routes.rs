@@ -169,10 +169,10 @@ pub static ROUTES: [RouteSpec; 22] = {
     const NO_JOB: bool = false;
     const NONE: &[&str] = &[];
     const PAGED: &[&str] = &["page", "per_page"];
-    const USERS: &[&str] = &["page", "per_page", "emails", "ids", "agent_numbers"];
+    const USERS: &[&str] = &["page", "per_page", "emails", "ids", "agent_numbers", "format"];
     const SELECTED: &[&str] = &["ids", "external_ids"];
     [
-        row(Template, Method::GET, "/apps/api/v1/bulk/users/template", Ccai, G::Reads, NO_JOB, NONE),
+        row(Template, Method::GET, "/apps/api/v1/bulk/users/template", Ccai, G::Reads, NO_JOB, &["format"]),
         row(UserConfiguration, Method::GET, "/apps/api/v1/bulk/users/config", Ccai, G::Reads, NO_JOB, USERS),
         row(Upload, Method::POST, "/apps/api/v1/bulk/users/upload", Ccai, G::Upload, JOB, NONE),
         row(ReplaceUpload, Method::PUT, "/apps/api/v1/bulk/users/upload", Ccai, G::Upload, NO_JOB, NONE),

@@ -149,6 +149,18 @@ pub fn user_configuration(user: &User) -> Value {
     })
 }
 
+/// A user of "get user configuration data" with the `status` an upload takes (`Inactive`
+/// once deactivated), as the CSV export writes it.
+pub fn with_status(mut user: Value) -> Value {
+    let status = if user["deactivated_at"].is_null() {
+        "Active"
+    } else {
+        "Inactive"
+    };
+    user["status"] = Value::from(status);
+    user
+}
+
 /// The template: one example user with every field, and the tenant's current roles and teams.
 /// It is itself a valid upload file.
 pub fn template(settings: &TenantSettings) -> Value {
