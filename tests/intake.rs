@@ -153,7 +153,11 @@ async fn a_drop_stopped_after_its_move_is_finished_by_the_slot_notification(app:
     // Before the move, the slot's notification (of a file put there by hand) changes nothing.
     put(&app, &slot, &users_file(3, "")).await;
     assert_ignored(&app, &slot).await;
-    ports.files.rename(dropped, &slot).await.expect("move");
+    ports
+        .files
+        .rename(dropped, None, &slot)
+        .await
+        .expect("move");
 
     // The drop's notification again: its key is gone.
     assert_ignored(&app, dropped).await;

@@ -298,7 +298,7 @@ async fn files_a_killed_process_was_taking_in_are_taken_in_at_the_next_start() {
     let moved = create("incoming/acme/proceed/moved.json", "moved.json").await;
     let moved_slot = IncomingKey::slot(&tenant, moved.id, true, "moved.json");
     let dropped = "incoming/acme/proceed/moved.json";
-    files.rename(dropped, &moved_slot).await.unwrap();
+    files.rename(dropped, None, &moved_slot).await.unwrap();
     // Job pointed at its file in its slot, not validated (not in proceed/: validated only).
     let pointed = create("incoming/acme/unvalidated.json", "unvalidated.json").await;
     let pointed_slot = IncomingKey::slot(&tenant, pointed.id, false, "unvalidated.json");

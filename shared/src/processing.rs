@@ -421,7 +421,12 @@ impl RowBatches<'_> {
         item: &WorkItem,
         options: &ProcessingOptions,
     ) -> Result<ArrayReader<FileReader>, ChunkError> {
-        let file = self.ports.files.open(&self.job.file_key, item.byte_offset);
+        // Exactly the bytes the job validated: the version it recorded.
+        let version = self.job.file_version.as_deref();
+        let file = self
+            .ports
+            .files
+            .open(&self.job.file_key, version, item.byte_offset);
         let reader = match file.await {
             Ok(reader) => reader,
             Err(StoreError::NotFound(_)) => {

@@ -211,6 +211,7 @@ pub async fn validate_file(
         errors,
         error_count,
         chunk_plan: scan.plan,
+        file_version: None,
     })
 }
 

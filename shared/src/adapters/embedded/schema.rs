@@ -186,6 +186,11 @@ UPDATE jobs SET ordinal = (SELECT COUNT(*) FROM jobs AS earlier
     WHERE earlier.tenant = jobs.tenant AND earlier.id <= jobs.id);
 CREATE UNIQUE INDEX jobs_by_ordinal ON jobs (tenant, ordinal);
 "#,
+    // 6: the version of its file a job validated, which every read of the file asks for.
+    // Jobs validated before have none and read their file as it is.
+    r#"
+ALTER TABLE jobs ADD COLUMN file_version TEXT;
+"#,
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction (taken
