@@ -9,7 +9,7 @@ use bulk_tests::steps::{dropped_job, text};
 use bulk_tests::{on_both_stores, users_file, Backend, TestApp};
 use bulk_users::model::{Job, TenantId};
 use bulk_users::ports::StoreError;
-use bulk_users::service::{IncomingKey, IntakeOutcome, SettingsChange, DROP_USER_NAME};
+use bulk_users::service::{Arrival, IncomingKey, IntakeOutcome, SettingsChange, DROP_USER_NAME};
 use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{json, Value};
@@ -23,6 +23,7 @@ on_both_stores!(
     a_drop_stopped_before_its_move_goes_on_with_the_job_it_created,
     a_file_written_to_a_jobs_key_after_validation_is_never_processed,
     drops_of_a_tenant_whose_drops_are_switched_off_are_moved_aside,
+    each_notification_takes_in_exactly_the_version_it_names,
 );
 
 async fn put(app: &TestApp, key: &str, body: &str) {
@@ -296,6 +297,35 @@ async fn a_file_written_to_a_jobs_key_after_validation_is_never_processed(app: T
         first,
         "the validated bytes, and only they"
     );
+}
+
+/// A notification names the version it is about (S3's `versionId`): the intake takes in
+/// exactly that one. A file dropped twice under one key before the first was taken in is two
+/// jobs, each of its own bytes, whichever notification comes first.
+async fn each_notification_takes_in_exactly_the_version_it_names(app: TestApp) {
+    let files = &app.service.ports().files;
+    let key = "incoming/acme/users.json";
+    let first = files.put(key, Bytes::from(named_users("first", 2))).await;
+    let second = files.put(key, Bytes::from(named_users("second", 3))).await;
+    let (first, second) = (first.expect("put"), second.expect("put"));
+    let intake = app.function("intake").await;
+    let arrival = |version: &str| Arrival {
+        version: Some(version.to_owned()),
+        principal: Some("AWS:AROAEXAMPLE:acme-uploader".to_owned()),
+        source_ip: Some("203.0.113.10".to_owned()),
+        ..Arrival::of(key)
+    };
+    let mut rows = Vec::new();
+    for version in [&first, &second] {
+        match intake.take_in(&arrival(version)).await.expect("taken in") {
+            IntakeOutcome::Job(job) => rows.push(job.total_rows),
+            other => panic!("{version}: {other:?}"),
+        }
+    }
+    assert_eq!(rows, [2, 3], "each job of its own version");
+    assert!(!exists(&app, key).await, "both taken");
+    let again = intake.take_in(&arrival(&first)).await.expect("ignored");
+    assert!(matches!(again, IntakeOutcome::Ignored { .. }), "{again:?}");
 }
 
 /// A tenant's bucket drops can be switched off: each file then dropped for it is moved aside

@@ -476,3 +476,40 @@ fn log_outcome(item: &WorkItem, outcome: &ChunkOutcome) {
         "chunk processed"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An S3 notification names who wrote the object, from where, and which version: the
+    /// intake logs the first two and takes in exactly the third.
+    #[test]
+    fn a_notification_names_the_key_version_principal_and_source_of_each_created_object() {
+        let notification: S3Notification = serde_json::from_value(serde_json::json!({
+            "Records": [
+                {
+                    "eventName": "ObjectCreated:Put",
+                    "userIdentity": {"principalId": "AWS:AROAEXAMPLE:acme-uploader"},
+                    "requestParameters": {"sourceIPAddress": "203.0.113.10"},
+                    "s3": {"object": {"key": "incoming/acme/weekly+import.json", "versionId": "3HL4kqtJlcpXroDTDmJ"}}
+                },
+                {"eventName": "ObjectCreated:Copy", "s3": {"object": {"key": "incoming/acme/x.json", "versionId": "null"}}},
+                {"eventName": "ObjectRemoved:Delete", "s3": {"object": {"key": "incoming/acme/y.json"}}}
+            ]
+        }))
+        .unwrap();
+        let arrivals = created_arrivals(&notification);
+        assert_eq!(
+            arrivals,
+            vec![
+                Arrival {
+                    key: "incoming/acme/weekly import.json".to_owned(),
+                    version: Some("3HL4kqtJlcpXroDTDmJ".to_owned()),
+                    principal: Some("AWS:AROAEXAMPLE:acme-uploader".to_owned()),
+                    source_ip: Some("203.0.113.10".to_owned()),
+                },
+                Arrival::of("incoming/acme/x.json"),
+            ]
+        );
+    }
+}
