@@ -24,6 +24,7 @@ on_both_stores!(
     a_file_written_to_a_jobs_key_after_validation_is_never_processed,
     drops_of_a_tenant_whose_drops_are_switched_off_are_moved_aside,
     each_notification_takes_in_exactly_the_version_it_names,
+    of_two_versions_of_a_jobs_file_the_one_validated_stays_its_file,
 );
 
 async fn put(app: &TestApp, key: &str, body: &str) {
@@ -326,6 +327,60 @@ async fn each_notification_takes_in_exactly_the_version_it_names(app: TestApp) {
     assert!(!exists(&app, key).await, "both taken");
     let again = intake.take_in(&arrival(&first)).await.expect("ignored");
     assert!(matches!(again, IntakeOutcome::Ignored { .. }), "{again:?}");
+}
+
+/// Two versions written to a job's slot before either was taken in (a presigned job's file
+/// put twice by a writer without the URL's condition), their notifications delivered newest
+/// first: the job validates the version its first notification names, and the other one's
+/// notification moves that one aside; the job's file stays the validated version.
+async fn of_two_versions_of_a_jobs_file_the_one_validated_stays_its_file(app: TestApp) {
+    let ports = app.service.ports();
+    let tenant = TenantId::parse("acme").unwrap();
+    let job = ports
+        .jobs
+        .create_job(dropped_job(&tenant, "", "big.json", 1));
+    let job = job.await.expect("a job");
+    let slot = IncomingKey::slot(&tenant, job.id, false, "big.json");
+    let older = ports.files.put(&slot, Bytes::from(named_users("older", 2)));
+    let older = older.await.expect("put");
+    let newer = named_users("newer", 3);
+    let newer_version = ports.files.put(&slot, Bytes::from(newer.clone()));
+    let newer_version = newer_version.await.expect("put");
+    let file = bulk_users::model::NewFile {
+        filename: "big.json".to_owned(),
+        file_key: slot.clone(),
+        file_bytes: newer.len() as u64,
+        at: bulk_users::model::Timestamp::now(),
+    };
+    let pointed = ports.jobs.replace_file(&tenant, job.id, file).await;
+    pointed
+        .expect("stored")
+        .expect("the job")
+        .expect("not proceeded");
+
+    let intake = app.function("intake").await;
+    let arrival = |version: &str| Arrival {
+        version: Some(version.to_owned()),
+        ..Arrival::of(&slot)
+    };
+    let taken = intake
+        .take_in(&arrival(&newer_version))
+        .await
+        .expect("taken");
+    let IntakeOutcome::Job(taken) = taken else {
+        panic!("{taken:?}")
+    };
+    assert_eq!(taken.file_version.as_deref(), Some(newer_version.as_str()));
+    let late = intake.take_in(&arrival(&older)).await.expect("refused");
+    let aside = format!("rejected/acme/jobs/{}/big.json", job.id);
+    let moved = matches!(&late, IntakeOutcome::Rejected { moved_to, .. } if *moved_to == aside);
+    assert!(moved, "{late:?}");
+    assert_eq!(
+        read(&app, &slot).await,
+        newer,
+        "the validated version stays"
+    );
+    assert_eq!(app.job(job.id).await["total_rows"], 3);
 }
 
 /// A tenant's bucket drops can be switched off: each file then dropped for it is moved aside

@@ -103,7 +103,7 @@ pub trait JobStore: Send + Sync {
     ) -> StoreResult<Vec<Job>>;
 
     /// Points a job that has not been proceeded at a new file and puts it back to `created`,
-    /// dropping the old scheme errors. `None` when the job is missing; the unchanged job when its
+    /// dropping the old scheme errors and the version validated before (none is yet). `None` when the job is missing; the unchanged job when its
     /// status no longer accepts a new file.
     async fn replace_file(
         &self,
@@ -113,7 +113,8 @@ pub trait JobStore: Send + Sync {
     ) -> StoreResult<Option<Result<Job, Job>>>;
 
     /// Records the validation of the job's file `file_key`: all scheme errors, the row count,
-    /// the chunk plan, and the status `valid_scheme` / `invalid_scheme`. Ignored (returns the
+    /// the chunk plan, the version validated (`report.file_version`: the job reads only it from
+    /// here on), and the status `valid_scheme` / `invalid_scheme`. Ignored (returns the
     /// job unchanged) when the job's file is no longer `file_key` or the job is not `created`.
     async fn record_scheme_report(
         &self,

@@ -255,6 +255,19 @@ impl BulkService {
         } else {
             job
         };
+        // Validated before (or by a racing delivery), another version: never this job's file.
+        if let Some(pinned) = job
+            .file_version
+            .as_deref()
+            .filter(|pinned| *pinned != version)
+        {
+            let reason = format!(
+                "job {} validated version {pinned} of {}; a file written to its key after that \
+                 is never processed",
+                job.id, job.file_key
+            );
+            return self.reject(&job.file_key, Some(&version), reason).await;
+        }
         let job = if incoming.proceed && Transition::Proceed.allowed_from(job.status) {
             let by = job.uploaded_api_user_name.clone();
             // A job another delivery of the notification proceeded is answered as it is.
@@ -291,9 +304,8 @@ impl BulkService {
         })
     }
 
-    /// The job whose slot `key` is, when version `version` is (or may become) its file; what
-    /// became of the file otherwise. A version written after the job validated another is
-    /// moved aside: it is never processed, and the validated one is the key's file again.
+    /// The job whose slot `key` is, when `key` is (or, its adoption finished, becomes) its
+    /// file; what became of the file otherwise.
     async fn job_file_arrived(
         &self,
         key: &str,
@@ -312,16 +324,7 @@ impl BulkService {
                 let reason = format!("tenant '{tenant}' has no job {id}");
                 Err(self.reject(key, Some(version), reason).await?)
             }
-            Some(job) if job.file_key == key => match job.file_version.as_deref() {
-                Some(pinned) if pinned != version && job.status != JobStatus::Created => {
-                    let reason = format!(
-                        "job {id} validated version {pinned} of {key}; a file written to its key \
-                         after that is never processed"
-                    );
-                    Err(self.reject(key, Some(version), reason).await?)
-                }
-                _ => Ok(job),
-            },
+            Some(job) if job.file_key == key => Ok(job),
             Some(job) if self.moved_but_not_recorded(&job, key).await? => {
                 Ok(self.point_job_at_slot(&job, key, size).await?)
             }
