@@ -239,3 +239,23 @@ const KEY_SET: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version id when the bucket versions its objects; else the ETag, which reads then
+    /// require (If-Match) instead of naming a version.
+    #[test]
+    fn a_version_is_the_version_id_else_the_etag() {
+        let versioned = version_of(Some("3HL4kqtJlcpXroDTDmJ"), Some("\"abc\""));
+        assert_eq!(versioned, "3HL4kqtJlcpXroDTDmJ");
+        assert_eq!(pinned(Some(&versioned)), (Some(versioned.clone()), None));
+        for unversioned in [None, Some("null"), Some("")] {
+            let etag = version_of(unversioned, Some("\"abc\""));
+            assert_eq!(etag, "etag:\"abc\"");
+            assert_eq!(pinned(Some(&etag)), (None, Some("\"abc\"".to_owned())));
+        }
+        assert_eq!(pinned(None), (None, None));
+    }
+}

@@ -364,6 +364,24 @@ mod tests {
         assert_eq!(leftovers, 1);
     }
 
+    /// A version names a file under `.versions/{key}/` only when it is one of the store's own
+    /// (hex digits and dashes): never a path out of it.
+    #[tokio::test]
+    async fn a_version_that_is_no_version_of_the_store_finds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = LocalFileStore::new(dir.path().join("files"));
+        let key = "incoming/acme/jobs/1/users.json";
+        let first = files.put(key, Bytes::from_static(b"[1]")).await.unwrap();
+        files.put(key, Bytes::from_static(b"[2]")).await.unwrap();
+        std::fs::write(dir.path().join("secret"), "no").unwrap();
+        for version in ["../../../../secret", "", "x/y", &format!("{first}/..")] {
+            let read = files.open(key, Some(version), 0).await;
+            assert!(matches!(read, Err(StoreError::NotFound(_))), "{version}");
+        }
+        let kept = files.open(key, Some(&first), 0).await.unwrap();
+        assert_eq!(read_all(kept).await, "[1]");
+    }
+
     #[tokio::test]
     async fn missing_files_are_not_found_and_bad_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
