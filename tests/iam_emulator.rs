@@ -196,6 +196,48 @@ async fn s3_and_sqs_are_authorized_as_aws_authorizes_them() {
     assert!(denied(received), "ReceiveMessage is not granted");
 }
 
+fn is_denied<T>(result: &Result<T, bulk_users::ports::StoreError>) -> bool {
+    matches!(result, Err(bulk_users::ports::StoreError::Denied { .. }))
+}
+
+/// A version is its own permission, as on AWS: reading one (GetObject or HeadObject with a
+/// VersionId, a CopyObject's source with one) needs s3:GetObjectVersion, deleting one
+/// s3:DeleteObjectVersion; s3:GetObject and s3:DeleteObject cover only the current file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_are_authorized_by_their_own_actions() {
+    let stack = fresh_stack("iam-versions").await;
+    let bucket = format!("arn:aws:s3:::{}", stack.names.bucket());
+    let grant = |actions: &[&str]| {
+        json!([
+            {"Effect": "Allow", "Action": actions, "Resource": format!("{bucket}/incoming/*")},
+            {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": format!("{bucket}/rejected/*")},
+        ])
+    };
+    let current = principal(
+        &stack,
+        "current",
+        grant(&["s3:GetObject", "s3:DeleteObject"]),
+    )
+    .await;
+    let versions = ["s3:GetObjectVersion", "s3:DeleteObjectVersion"];
+    let versioned = principal(&stack, "versioned", grant(&versions)).await;
+    let files = &stack.admin.ports.files;
+    let key = "incoming/acme/users.json";
+    let version = files.put(key, b"[]".to_vec().into()).await.unwrap();
+    let version = Some(version.as_str());
+
+    assert!(current.ports.files.head(key, None).await.unwrap().is_some());
+    assert!(is_denied(&current.ports.files.head(key, version).await));
+    assert!(is_denied(&versioned.ports.files.head(key, None).await));
+    let head = versioned.ports.files.head(key, version).await;
+    assert_eq!(head.unwrap().map(|head| head.bytes), Some(2));
+    let aside = "rejected/acme/users.json";
+    let moved = current.ports.files.rename(key, version, aside).await;
+    assert!(is_denied(&moved), "{moved:?}");
+    let moved = versioned.ports.files.rename(key, version, aside).await;
+    assert!(moved.is_ok(), "{moved:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_key_is_refused_as_dynamodb_refuses_it() {
     let stack = fresh_stack("iam-unknown").await;

@@ -8,7 +8,8 @@ use bulk_tests::cases;
 use bulk_tests::steps::{dropped_job, text};
 use bulk_tests::{on_both_stores, users_file, Backend, TestApp};
 use bulk_users::model::{Job, TenantId};
-use bulk_users::service::{IncomingKey, IntakeOutcome, SettingsChange, DROP_USER_NAME};
+use bulk_users::ports::StoreError;
+use bulk_users::service::{Arrival, IncomingKey, IntakeOutcome, SettingsChange, DROP_USER_NAME};
 use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{json, Value};
@@ -20,6 +21,10 @@ on_both_stores!(
     a_redelivered_notification_takes_a_file_in_once,
     a_drop_stopped_after_its_move_is_finished_by_the_slot_notification,
     a_drop_stopped_before_its_move_goes_on_with_the_job_it_created,
+    a_file_written_to_a_jobs_key_after_validation_is_never_processed,
+    drops_of_a_tenant_whose_drops_are_switched_off_are_moved_aside,
+    each_notification_takes_in_exactly_the_version_it_names,
+    of_two_versions_of_a_jobs_file_the_one_validated_stays_its_file,
 );
 
 async fn put(app: &TestApp, key: &str, body: &str) {
@@ -28,6 +33,30 @@ async fn put(app: &TestApp, key: &str, body: &str) {
         .put(key, Bytes::from(body.to_owned()))
         .await
         .expect("put");
+}
+
+/// The current file of `key`, as text.
+async fn read(app: &TestApp, key: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let files = &app.service.ports().files;
+    let mut text = String::new();
+    let mut file = files.open(key, None, 0).await.expect("open");
+    file.read_to_string(&mut text).await.expect("read");
+    text
+}
+
+/// The emails of the tenant's users, sorted.
+async fn emails(app: &TestApp) -> Vec<String> {
+    let users = app.get("config?per_page=100").await.body;
+    let users = users.as_array().cloned().unwrap_or_default();
+    let mut emails: Vec<String> = users.iter().map(|u| text(&u["email"]).to_owned()).collect();
+    emails.sort();
+    emails
+}
+
+/// A users file of `count` users whose emails start with `name` (`{name}{i}@example.com`).
+fn named_users(name: &str, count: usize) -> String {
+    users_file(count, "").replace("user", name)
 }
 
 async fn exists(app: &TestApp, key: &str) -> bool {
@@ -153,7 +182,11 @@ async fn a_drop_stopped_after_its_move_is_finished_by_the_slot_notification(app:
     // Before the move, the slot's notification (of a file put there by hand) changes nothing.
     put(&app, &slot, &users_file(3, "")).await;
     assert_ignored(&app, &slot).await;
-    ports.files.rename(dropped, &slot).await.expect("move");
+    ports
+        .files
+        .rename(dropped, None, &slot)
+        .await
+        .expect("move");
 
     // The drop's notification again: its key is gone.
     assert_ignored(&app, dropped).await;
@@ -216,6 +249,206 @@ async fn a_drop_stopped_before_its_move_goes_on_with_the_job_it_created(app: Tes
     put(&app, dropped, &users_file(2, "")).await;
     let again = intake_job(&app, dropped).await;
     assert!(again.id > upload, "{again:?}");
+}
+
+/// A job reads only the bytes it validated. A file written to the job's key after that (by
+/// whoever may write there) is never processed: its notification moves it aside under
+/// `rejected/`, leaving the validated file the key's current one; and were that notification
+/// lost, the job would still read the version it validated.
+async fn a_file_written_to_a_jobs_key_after_validation_is_never_processed(app: TestApp) {
+    let validated = named_users("first", 3);
+    put(&app, "incoming/acme/users.json", &validated).await;
+    let job = intake_job(&app, "incoming/acme/users.json").await;
+    assert_eq!(job.status.as_str(), "valid_scheme");
+    assert!(
+        job.file_version.is_some(),
+        "the version validated is recorded"
+    );
+
+    put(&app, &job.file_key, &named_users("second", 5)).await;
+    let outcome = intake(&app, &job.file_key).await;
+    let aside = format!("rejected/acme/jobs/{}/users.json", job.id);
+    let IntakeOutcome::Rejected { moved_to, reason } = &outcome else {
+        panic!("a later write is refused: {outcome:?}")
+    };
+    assert_eq!(moved_to, &aside);
+    assert!(reason.contains("never processed"), "{reason}");
+    assert_eq!(read(&app, &job.file_key).await, validated, "current again");
+    assert_eq!(
+        app.job(job.id).await["total_rows"],
+        3,
+        "the job is unchanged"
+    );
+
+    // Written again, its notification not (yet) taken in: the job still reads what it validated.
+    put(&app, &job.file_key, &named_users("third", 4)).await;
+    let proceeded = app.proceed(job.id).await;
+    assert_eq!(
+        proceeded.body["status"], "in_progress",
+        "{}",
+        proceeded.body
+    );
+    app.drain().await;
+    let record = app.job(job.id).await;
+    let status = (&record["status"], &record["affected_rows"]);
+    assert_eq!(status, (&json!("completed"), &json!(3)), "{record}");
+    let first: Vec<String> = (0..3).map(|i| format!("first{i}@example.com")).collect();
+    assert_eq!(
+        emails(&app).await,
+        first,
+        "the validated bytes, and only they"
+    );
+}
+
+/// A notification names the version it is about (S3's `versionId`): the intake takes in
+/// exactly that one. A file dropped twice under one key before the first was taken in is two
+/// jobs, each of its own bytes, whichever notification comes first.
+async fn each_notification_takes_in_exactly_the_version_it_names(app: TestApp) {
+    let files = &app.service.ports().files;
+    let key = "incoming/acme/users.json";
+    let first = files.put(key, Bytes::from(named_users("first", 2))).await;
+    let second = files.put(key, Bytes::from(named_users("second", 3))).await;
+    let (first, second) = (first.expect("put"), second.expect("put"));
+    let intake = app.function("intake").await;
+    let arrival = |version: &str| Arrival {
+        version: Some(version.to_owned()),
+        principal: Some("AWS:AROAEXAMPLE:acme-uploader".to_owned()),
+        source_ip: Some("203.0.113.10".to_owned()),
+        ..Arrival::of(key)
+    };
+    let mut rows = Vec::new();
+    for version in [&first, &second] {
+        match intake.take_in(&arrival(version)).await.expect("taken in") {
+            IntakeOutcome::Job(job) => rows.push(job.total_rows),
+            other => panic!("{version}: {other:?}"),
+        }
+    }
+    assert_eq!(rows, [2, 3], "each job of its own version");
+    assert!(!exists(&app, key).await, "both taken");
+    let again = intake.take_in(&arrival(&first)).await.expect("ignored");
+    assert!(matches!(again, IntakeOutcome::Ignored { .. }), "{again:?}");
+}
+
+/// Two versions written to a job's slot before either was taken in (a presigned job's file
+/// put twice by a writer without the URL's condition), their notifications delivered newest
+/// first: the job validates the version its first notification names, and the other one's
+/// notification moves that one aside; the job's file stays the validated version.
+async fn of_two_versions_of_a_jobs_file_the_one_validated_stays_its_file(app: TestApp) {
+    let ports = app.service.ports();
+    let tenant = TenantId::parse("acme").unwrap();
+    let job = ports
+        .jobs
+        .create_job(dropped_job(&tenant, "", "big.json", 1));
+    let job = job.await.expect("a job");
+    let slot = IncomingKey::slot(&tenant, job.id, false, "big.json");
+    let older = ports.files.put(&slot, Bytes::from(named_users("older", 2)));
+    let older = older.await.expect("put");
+    let newer = named_users("newer", 3);
+    let newer_version = ports.files.put(&slot, Bytes::from(newer.clone()));
+    let newer_version = newer_version.await.expect("put");
+    let file = bulk_users::model::NewFile {
+        filename: "big.json".to_owned(),
+        file_key: slot.clone(),
+        file_bytes: newer.len() as u64,
+        at: bulk_users::model::Timestamp::now(),
+    };
+    let pointed = ports.jobs.replace_file(&tenant, job.id, file).await;
+    pointed
+        .expect("stored")
+        .expect("the job")
+        .expect("not proceeded");
+
+    let intake = app.function("intake").await;
+    let arrival = |version: &str| Arrival {
+        version: Some(version.to_owned()),
+        ..Arrival::of(&slot)
+    };
+    let taken = intake
+        .take_in(&arrival(&newer_version))
+        .await
+        .expect("taken");
+    let IntakeOutcome::Job(taken) = taken else {
+        panic!("{taken:?}")
+    };
+    assert_eq!(taken.file_version.as_deref(), Some(newer_version.as_str()));
+    let late = intake.take_in(&arrival(&older)).await.expect("refused");
+    let aside = format!("rejected/acme/jobs/{}/big.json", job.id);
+    let moved = matches!(&late, IntakeOutcome::Rejected { moved_to, .. } if *moved_to == aside);
+    assert!(moved, "{late:?}");
+    assert_eq!(
+        read(&app, &slot).await,
+        newer,
+        "the validated version stays"
+    );
+    assert_eq!(app.job(job.id).await["total_rows"], 3);
+}
+
+/// A tenant's bucket drops can be switched off: each file then dropped for it is moved aside
+/// unprocessed, as one for a tenant that does not exist is (`rejected_drops.jsonl`). A job's
+/// slot (where presigned uploads land) is no drop. Switched on again, drops become jobs.
+async fn drops_of_a_tenant_whose_drops_are_switched_off_are_moved_aside(app: TestApp) {
+    let switch = |on: bool| SettingsChange {
+        bucket_drops: Some(on),
+        ..SettingsChange::default()
+    };
+    app.set_settings("acme", switch(false)).await;
+    let dropped = "incoming/acme/proceed/users.json";
+    put(&app, dropped, &users_file(2, "")).await;
+    let outcome = intake(&app, dropped).await;
+    let IntakeOutcome::Rejected { moved_to, reason } = &outcome else {
+        panic!("refused: {outcome:?}")
+    };
+    assert_eq!(moved_to, "rejected/acme/proceed/users.json");
+    assert!(reason.contains("bucket drops are switched off"), "{reason}");
+    assert!(exists(&app, moved_to).await && !exists(&app, dropped).await);
+    assert_eq!(app.get("jobs").await.header("total"), Some("0"), "no job");
+
+    app.set_settings("acme", switch(true)).await;
+    put(&app, dropped, &users_file(2, "")).await;
+    let job = intake_job(&app, dropped).await;
+    assert_eq!(job.status.as_str(), "in_progress");
+}
+
+/// The policy README.md gives an operator's uploader of one tenant (the JSON block after
+/// "Who may drop files"), for the test's bucket.
+fn uploader_policy(bucket: &str) -> Value {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
+    let readme = readme.expect("README.md");
+    let section = readme
+        .split("### Who may drop files")
+        .nth(1)
+        .expect("the section");
+    let block = section.split("```json").nth(1).expect("a JSON block");
+    let block = block.split("```").next().expect("its end");
+    let block = block.replace("$BUCKET", bucket);
+    serde_json::from_str(&block).unwrap_or_else(|e| panic!("README's policy: {e}: {block}"))
+}
+
+/// An operator's uploader given the README's policy for tenant acme may drop files for acme
+/// only: under IAM as the emulator enforces it, its writes elsewhere are denied. (The bucket
+/// policy, which lets only the named principals write under incoming/, is held by
+/// `template::only_the_named_principals_may_write_under_incoming`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaders_policy_confines_it_to_its_tenant() {
+    let app = TestApp::new(Backend::Aws).await;
+    let stack = app.stack().expect("a stack");
+    let policy = uploader_policy(&stack.names.bucket());
+    let credentials = stack.create_principal("acme-uploader", &policy).await;
+    let settings = stack.settings();
+    let uploader = bulk_users::adapters::aws::connect_with_credentials(&settings, credentials);
+    let files = uploader.await.ports.files;
+    let body = || Bytes::from(users_file(1, ""));
+    let own = files.put("incoming/acme/proceed/users.json", body()).await;
+    assert!(own.is_ok(), "its own tenant: {own:?}");
+    for elsewhere in [
+        "incoming/globex/users.json",
+        "uploads/acme/x.json",
+        "rejected/acme/x",
+    ] {
+        let refused = files.put(elsewhere, body()).await;
+        let denied = matches!(refused, Err(StoreError::Denied { .. }));
+        assert!(denied, "{elsewhere}: {refused:?}");
+    }
 }
 
 /// Receives the intake queue's messages and hands them to the intake function's handler until
@@ -379,6 +612,75 @@ async fn a_presigned_upload_becomes_a_job() {
     let too_big = app.post_json("upload/presigned", too_big).await;
     assert_eq!(too_big.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(too_big.body["limit"], "max_file_bytes");
+}
+
+/// PUTs `file` to a presigned upload as the client does (with its signed headers).
+async fn put_presigned(upload: &Value, file: &str) -> StatusCode {
+    let client = reqwest::Client::new();
+    let mut request = client.put(text(&upload["url"])).body(file.to_owned());
+    for (name, value) in upload["headers"].as_object().expect("headers") {
+        request = request.header(name, text(value));
+    }
+    let response = request.send().await.expect("PUT to the presigned URL");
+    StatusCode::from_u16(response.status().as_u16()).expect("a status")
+}
+
+/// A presigned URL takes one file. PUT again through it after the first file was validated,
+/// the second is refused (the URL is signed with `If-None-Match: *`); put at the job's key by
+/// another writer of `incoming/`, it becomes nothing (its notification moves it aside). Either
+/// way the job processes the bytes it validated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_put_through_a_presigned_url_never_changes_what_the_job_processes() {
+    let app = TestApp::new(Backend::Aws).await;
+    let intake_queue = wire_bucket_notifications(&app).await;
+    let first = named_users("first", 6);
+    let asked = json!({"filename": "big.json", "bytes": first.len(), "proceed": false});
+    let presigned = app.post_json("upload/presigned", asked).await;
+    let (id, upload) = (presigned.id(), presigned.body["upload"].clone());
+    assert!(put_presigned(&upload, &first).await.is_success());
+    let validated = async || app.job(id).await["status"] == "valid_scheme";
+    pump_intake(&app, &intake_queue, validated).await;
+
+    // The same size (signed into the URL), other users.
+    let second = named_users("secnd", 6);
+    let again = put_presigned(&upload, &second).await;
+    assert_eq!(
+        again,
+        StatusCode::PRECONDITION_FAILED,
+        "a second PUT is refused"
+    );
+    let acme = TenantId::parse("acme").unwrap();
+    let slot = IncomingKey::slot(&acme, id, false, "big.json");
+    let aws = app.aws().expect("aws");
+    let put = aws.s3.put_object().bucket(&aws.settings.bucket).key(&slot);
+    put.body(second.into_bytes().into())
+        .send()
+        .await
+        .expect("put");
+    let aside = format!("rejected/acme/jobs/{id}/big.json");
+    pump_intake(&app, &intake_queue, async || exists(&app, &aside).await).await;
+    assert_eq!(
+        read(&app, &slot).await,
+        first,
+        "the validated file is current again"
+    );
+
+    let proceeded = app.proceed(id).await;
+    assert_eq!(
+        proceeded.body["status"], "in_progress",
+        "{}",
+        proceeded.body
+    );
+    app.drain().await;
+    let job = app.job(id).await;
+    let rows = (&job["status"], &job["total_rows"], &job["affected_rows"]);
+    assert_eq!(rows, (&json!("completed"), &json!(6), &json!(6)), "{job}");
+    let first: Vec<String> = (0..6).map(|i| format!("first{i}@example.com")).collect();
+    assert_eq!(
+        emails(&app).await,
+        first,
+        "the validated bytes, and only they"
+    );
 }
 
 #[tokio::test]

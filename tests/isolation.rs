@@ -1183,7 +1183,11 @@ async fn snapshot(app: &TestApp, a: &Credentials, t: &Targets) -> Vec<(String, S
         let job = ports.jobs.get_job(&acme, id).await.unwrap();
         let job = job.expect("A's job");
         let mut file = Vec::new();
-        let mut reader = ports.files.open(&job.file_key, 0).await.unwrap();
+        let mut reader = ports
+            .files
+            .open(&job.file_key, job.file_version.as_deref(), 0)
+            .await
+            .unwrap();
         reader.read_to_end(&mut file).await.unwrap();
         let job = serde_json::to_string(&job).unwrap();
         snapshot.push((format!("stored job {id}"), job));

@@ -328,10 +328,13 @@ async fn happen(step: &Value, stack: &Stack, service: &BulkService, day: &Day) {
                 .await
                 .expect("job")
                 .expect("the job exists");
+            // The version the job validated, for good: a delete marker alone would leave it to
+            // be read (a job reads only that version).
             aws.s3
                 .delete_object()
                 .bucket(&aws.settings.bucket)
                 .key(&record.file_key)
+                .set_version_id(record.file_version)
                 .send()
                 .await
                 .expect("file deleted");

@@ -226,6 +226,37 @@ async fn the_admin_command_manages_credentials_roles_and_teams() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{stopped}");
 }
 
+/// `bulk-admin tenant set --bucket-drops off` switches a tenant's drops off: a file then put
+/// into the drop folder for it is moved aside unprocessed, no job made; switched on again (while
+/// the server runs), a drop becomes a job.
+#[tokio::test]
+async fn the_admin_command_switches_a_tenants_drops_off_and_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let switch = "tenant set --tenant acme --bucket-drops";
+    let shown = run_admin(dir.path(), switch, &["off"]);
+    assert!(shown.contains("\"bucket_drops\": false"), "{shown}");
+    let (_server, client) = start(dir.path(), &[]);
+    drop_file(dir.path(), "acme/proceed/users.json", &users_file(2, ""));
+    let rejected = dir.path().join("files/rejected/acme/proceed/users.json");
+    wait_for(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        async || {
+            let aside = "the switched-off tenant's drop was not moved aside";
+            rejected.exists().then_some(()).ok_or(aside.to_owned())
+        },
+    )
+    .await;
+    let (_, jobs) = client.get("jobs").await;
+    assert_eq!(jobs, json!([]), "no job");
+
+    let shown = run_admin(dir.path(), switch, &["on"]);
+    assert!(shown.contains("\"bucket_drops\": true"), "{shown}");
+    drop_file(dir.path(), "acme/proceed/users.json", &users_file(2, ""));
+    let job = wait_for_job(&client, "the drop never completed", newest_completed).await;
+    assert_eq!(job["affected_rows"], 2, "{job}");
+}
+
 #[tokio::test]
 async fn files_dropped_into_the_drop_folder_become_jobs() {
     let dir = tempfile::tempdir().unwrap();
@@ -298,7 +329,7 @@ async fn files_a_killed_process_was_taking_in_are_taken_in_at_the_next_start() {
     let moved = create("incoming/acme/proceed/moved.json", "moved.json").await;
     let moved_slot = IncomingKey::slot(&tenant, moved.id, true, "moved.json");
     let dropped = "incoming/acme/proceed/moved.json";
-    files.rename(dropped, &moved_slot).await.unwrap();
+    files.rename(dropped, None, &moved_slot).await.unwrap();
     // Job pointed at its file in its slot, not validated (not in proceed/: validated only).
     let pointed = create("incoming/acme/unvalidated.json", "unvalidated.json").await;
     let pointed_slot = IncomingKey::slot(&tenant, pointed.id, false, "unvalidated.json");

@@ -171,6 +171,71 @@ async fn bulk_local_writes_json_lines_naming_the_tenant_and_job_of_a_chunk() {
     assert_eq!(fields.get("job_id"), Some(&json!(id)), "{completed}");
 }
 
+/// Who dropped what is logged on every arrival, taken in or refused: the key, the version,
+/// the principal and source (locally: the file owner's uid and the drop folder), and the job it
+/// became or why it was moved aside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_dropped_what_is_logged_for_every_drop_taken_in_or_refused() {
+    const SECRET: &str = "observability-secret";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let settings = [
+        ("BULK_LOCAL_TENANT", "acme"),
+        ("BULK_LOCAL_SECRET", SECRET),
+        ("BULK_LOG", "info"),
+        ("BULK_LOG_FORMAT", "json"),
+    ];
+    let server = LocalServer::start_capturing(&data, &settings);
+    let client = LocalClient::new(&server, "acme", SECRET);
+    for (path, users) in [("acme/proceed/users.json", 2), ("nobody/users.json", 1)] {
+        let target = data.join("drop").join(path);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        let part = target.with_file_name(".users.json.part");
+        std::fs::write(&part, users_file(users, "")).unwrap();
+        std::fs::rename(&part, &target).unwrap();
+    }
+    let rejected = data.join("files/rejected/nobody/users.json");
+    for _ in 0..300 {
+        let (_, jobs) = client.get("jobs").await;
+        if jobs[0]["status"] == "completed" && rejected.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lines = server.stop_capturing();
+    let logged: Vec<Value> = lines
+        .iter()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let line_of = |message: &str, key: &str| {
+        let found = logged
+            .iter()
+            .find(|line| line["fields"]["message"] == message && line["fields"]["key"] == key);
+        found.unwrap_or_else(|| panic!("no {message:?} of {key} in {lines:#?}"))["fields"].clone()
+    };
+    let taken = line_of("took in a file", "incoming/acme/proceed/users.json");
+    let refused = line_of(
+        "refused a file: moved aside unprocessed",
+        "incoming/nobody/users.json",
+    );
+    for fields in [&taken, &refused] {
+        let principal = fields["principal"].as_str().unwrap_or_default();
+        assert!(principal.starts_with("uid "), "{fields}");
+        assert_eq!(fields["source_ip"], "local drop folder", "{fields}");
+        assert!(fields["version"].is_string(), "{fields}");
+    }
+    assert!(
+        taken["job_id"].is_u64() && taken["pinned"].is_string(),
+        "{taken}"
+    );
+    let reason = refused["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("does not exist"), "{refused}");
+    assert_eq!(
+        refused["moved_to"], "rejected/nobody/users.json",
+        "{refused}"
+    );
+}
+
 /// A failed authentication is logged with the client's address and the tenant it named (never
 /// the secret it sent), and counted against the address: past
 /// `BULK_FAILED_AUTHENTICATIONS_PER_MINUTE` failures in a minute, the address is refused (429,

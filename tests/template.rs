@@ -600,6 +600,195 @@ fn the_api_throttles_and_the_processors_are_capped() {
     assert!(number(&cap["MaxValue"]).unwrap_or(u64::MAX) <= 1000);
 }
 
+/// Only the principals the template names may write under `incoming/`: the bucket policy
+/// denies `s3:PutObject` there to every other principal of the account, whatever its identity
+/// policy grants, and names exactly the functions whose policies write there, plus the
+/// operators' uploaders of `UploaderPrincipalArns`.
+///
+/// Evaluated here, not on the emulator: moto evaluates a bucket policy without the request's
+/// principal (a condition on `aws:PrincipalArn` cannot hold or fail there as it does on AWS),
+/// and the tests' IAM enforcement (`support/moto_launcher.py`) models identity policies only.
+/// So this test resolves the deployed policy (intrinsics and the `UploaderPrincipalArns`
+/// condition, for a deployment with and without uploaders) and evaluates its Deny statements
+/// for each principal as S3 does: an explicit Deny of the bucket policy refuses the request.
+/// That an uploader's own identity policy confines it to one tenant is tested on the emulator
+/// (`intake::an_uploaders_policy_confines_it_to_its_tenant`).
+#[test]
+fn only_the_named_principals_may_write_under_incoming() {
+    let writers: BTreeSet<String> = functions()
+        .into_iter()
+        .filter(writes_under_incoming)
+        .map(|function| format!("{}Role", function.logical_id))
+        .collect();
+    let expected: BTreeSet<String> = ["UploadFunctionRole", "IntakeFunctionRole"]
+        .map(str::to_owned)
+        .into();
+    assert_eq!(
+        writers, expected,
+        "the functions that put files under incoming/"
+    );
+    let uploader = "arn:aws:iam::123456789012:role/acme-uploader";
+    let role = |name: &str| format!("arn:aws:iam::123456789012:role/{name}");
+    for uploaders in [vec![], vec![uploader.to_owned()]] {
+        let policy = bucket_policy(&uploaders);
+        for name in ["UploadFunctionRole", "IntakeFunctionRole"] {
+            let allowed = !policy_denies(&policy, &role(name), "incoming/acme/users.json");
+            assert!(allowed, "{name} may write under incoming/ ({uploaders:?})");
+        }
+        let operator = !policy_denies(&policy, uploader, "incoming/acme/users.json");
+        assert_eq!(operator, !uploaders.is_empty(), "the uploader, when named");
+        for other in [
+            role("ProcessorFunctionRole"),
+            role("Admin"),
+            "arn:aws:iam::123456789012:user/someone".to_owned(),
+            "arn:aws:iam::123456789012:root".to_owned(),
+        ] {
+            let denied = policy_denies(&policy, &other, "incoming/acme/users.json");
+            assert!(denied, "{other} is refused under incoming/ ({uploaders:?})");
+            let elsewhere = policy_denies(&policy, &other, "uploads/acme/file.json");
+            assert!(
+                !elsewhere,
+                "{other}: the bucket policy leaves uploads/ to IAM"
+            );
+        }
+    }
+}
+
+/// Whether a function's policy grants `s3:PutObject` under `incoming/`.
+fn writes_under_incoming(function: &Function) -> bool {
+    function.policy_statements().into_iter().any(|statement| {
+        let resources = strings(&statement["Resource"]);
+        let subs = statement["Resource"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let subs = subs.iter().chain(std::iter::once(&statement["Resource"]));
+        let under_incoming = subs
+            .filter_map(|resource| resource["Fn::Sub"].as_str())
+            .chain(resources.iter().map(String::as_str))
+            .any(|resource| resource.ends_with("/incoming/*"));
+        statement["Effect"] == "Allow"
+            && strings(&statement["Action"])
+                .iter()
+                .any(|a| a == "s3:PutObject")
+            && under_incoming
+    })
+}
+
+/// The uploads bucket's policy as deployed with `UploaderPrincipalArns` = `uploaders`.
+fn bucket_policy(uploaders: &[String]) -> Value {
+    let policy = resource("UploadsBucketPolicy", "AWS::S3::BucketPolicy");
+    resolve_intrinsics(&policy["Properties"]["PolicyDocument"], uploaders)
+}
+
+/// A value of the bucket policy with its intrinsics resolved (roles named by logical id).
+fn resolve_intrinsics(value: &Value, uploaders: &[String]) -> Value {
+    let resolve = |value: &Value| resolve_intrinsics(value, uploaders);
+    let list = |value: &Value| -> Vec<String> { strings(&resolve(value)) };
+    let Value::Object(map) = value else {
+        return match value {
+            Value::Array(items) => Value::Array(items.iter().map(resolve).collect()),
+            other => other.clone(),
+        };
+    };
+    let intrinsic = |name: &String| name == "Ref" || name.starts_with("Fn::");
+    let single = map
+        .iter()
+        .next()
+        .filter(|(name, _)| map.len() == 1 && intrinsic(name));
+    let Some((name, argument)) = single else {
+        return Value::Object(map.iter().map(|(k, v)| (k.clone(), resolve(v))).collect());
+    };
+    match name.as_str() {
+        "Fn::If" => {
+            let chosen = if uploaders.is_empty() { 2 } else { 1 };
+            assert_eq!(argument[0], "HasUploaderPrincipals", "{argument}");
+            resolve(&argument[chosen])
+        }
+        "Fn::Join" => Value::String(list(&argument[1]).join(argument[0].as_str().unwrap_or(""))),
+        "Fn::Split" => {
+            let text = resolve(&argument[1]);
+            let parts = text
+                .as_str()
+                .unwrap_or_default()
+                .split(argument[0].as_str().unwrap_or(","));
+            Value::from(parts.map(str::to_owned).collect::<Vec<_>>())
+        }
+        "Ref" if argument == "UploaderPrincipalArns" => Value::from(uploaders.to_vec()),
+        "Fn::GetAtt" => Value::String(match get_att_target(value, "Arn").as_deref() {
+            Some("UploadsBucket") => "arn:aws:s3:::uploads".to_owned(),
+            Some(role) => format!("arn:aws:iam::123456789012:role/{role}"),
+            None => panic!("not understood: {value}"),
+        }),
+        "Fn::Sub" => Value::String(
+            argument
+                .as_str()
+                .unwrap_or_default()
+                .replace("${UploadsBucket.Arn}", "arn:aws:s3:::uploads"),
+        ),
+        _ => panic!("the bucket policy's {name} is not understood here: {value}"),
+    }
+}
+
+/// Whether a Deny statement of the bucket policy refuses `principal` an `s3:PutObject` of
+/// `key` over TLS.
+fn policy_denies(policy: &Value, principal: &str, key: &str) -> bool {
+    let object = format!("arn:aws:s3:::uploads/{key}");
+    let statements = policy["Statement"].as_array().expect("statements");
+    statements
+        .iter()
+        .filter(|s| s["Effect"] == "Deny")
+        .any(|statement| {
+            let action = strings(&statement["Action"])
+                .iter()
+                .any(|a| iam_glob(a, "s3:PutObject"));
+            let resource = strings(&statement["Resource"])
+                .iter()
+                .any(|r| iam_glob(r, &object));
+            action && resource && conditions_hold(&statement["Condition"], principal)
+        })
+}
+
+/// Whether a statement's conditions hold for a request of `principal` over TLS (the operators
+/// the bucket policy uses: `Bool` on `aws:SecureTransport`, `ArnNotLike` on
+/// `aws:PrincipalArn`).
+fn conditions_hold(conditions: &Value, principal: &str) -> bool {
+    let Some(conditions) = conditions.as_object() else {
+        return true;
+    };
+    conditions.iter().all(|(operator, keys)| {
+        let keys = keys.as_object().expect("condition keys");
+        keys.iter()
+            .all(|(key, wanted)| match (operator.as_str(), key.as_str()) {
+                ("Bool", "aws:SecureTransport") => {
+                    strings(wanted) == ["true"] || wanted == &Value::Bool(true)
+                }
+                ("ArnNotLike", "aws:PrincipalArn") => {
+                    !strings(wanted).iter().any(|arn| iam_glob(arn, principal))
+                }
+                _ => panic!("the bucket policy's {operator} on {key} is not evaluated here"),
+            })
+    })
+}
+
+/// IAM's wildcard match: `*` is any run of characters, `?` any one.
+fn iam_glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => {
+            pattern.len() == text.len()
+                && pattern
+                    .chars()
+                    .zip(text.chars())
+                    .all(|(p, t)| p == '?' || p == t)
+        }
+        Some((head, rest)) => {
+            text.len() >= head.len()
+                && iam_glob(head, &text[..head.len()])
+                && (0..=text.len() - head.len()).any(|at| iam_glob(rest, &text[head.len() + at..]))
+        }
+    }
+}
+
 #[test]
 fn every_queue_has_a_dead_letter_queue() {
     let queues = resources_of_type("AWS::SQS::Queue");

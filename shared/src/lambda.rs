@@ -16,7 +16,7 @@ use crate::delivery::{
 use crate::model::WorkItem;
 use crate::ports::StoreError;
 use crate::processing::ChunkOutcome;
-use crate::service::{BulkService, ServiceConfig, STALE_JOB_AFTER};
+use crate::service::{Arrival, BulkService, ServiceConfig, STALE_JOB_AFTER};
 use serde::Deserialize;
 use serde_json::Value;
 use tracing::Instrument;
@@ -333,8 +333,8 @@ pub async fn handle_intake_event(service: &BulkService, event: Value) -> Result<
     if !from_sqs {
         let notification: S3Notification = serde_json::from_value(event)
             .map_err(|error| format!("the intake expects an SQS or S3 event: {error}"))?;
-        for key in created_keys(&notification) {
-            take_in(service, &key).await?;
+        for arrival in created_arrivals(&notification) {
+            take_in(service, &arrival).await?;
         }
         return Ok(serde_json::json!({}));
     }
@@ -346,8 +346,8 @@ pub async fn handle_intake_event(service: &BulkService, event: Value) -> Result<
         let failed = match notification_of(message.body.as_deref()) {
             Ok(notification) => {
                 let mut failed = false;
-                for key in created_keys(&notification) {
-                    failed |= take_in(service, &key).await.is_err();
+                for arrival in created_arrivals(&notification) {
+                    failed |= take_in(service, &arrival).await.is_err();
                 }
                 failed
             }
@@ -374,7 +374,8 @@ fn notification_of(body: Option<&str>) -> Result<S3Notification, String> {
 
 /// What the intake reads of an S3 event notification. `aws_lambda_events`' `S3Event` also
 /// requires `userIdentity`, `requestParameters` and `eventTime`, which S3 sends but emulators
-/// leave out; the intake needs none of them, so it refuses no notification for their absence.
+/// leave out; the intake logs who wrote the object when they are there and refuses no
+/// notification for their absence.
 #[derive(Debug, Deserialize)]
 pub struct S3Notification {
     #[serde(rename = "Records", default)]
@@ -385,7 +386,25 @@ pub struct S3Notification {
 #[serde(rename_all = "camelCase")]
 struct S3Record {
     event_name: String,
+    #[serde(default)]
+    user_identity: Option<S3UserIdentity>,
+    #[serde(default)]
+    request_parameters: Option<S3RequestParameters>,
     s3: S3Entity,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct S3UserIdentity {
+    #[serde(default)]
+    principal_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct S3RequestParameters {
+    #[serde(rename = "sourceIPAddress", default)]
+    source_ip_address: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -394,13 +413,18 @@ struct S3Entity {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct S3Object {
     key: String,
+    /// Absent from buckets without versions.
+    #[serde(default)]
+    version_id: Option<String>,
 }
 
-async fn take_in(service: &BulkService, key: &str) -> Result<(), Error> {
+async fn take_in(service: &BulkService, arrival: &Arrival) -> Result<(), Error> {
+    let key = arrival.key.as_str();
     let taken_in = service
-        .intake(key)
+        .take_in(arrival)
         .instrument(crate::observe::intake_span(key))
         .await;
     log_intake(key, &taken_in);
@@ -413,15 +437,38 @@ async fn take_in(service: &BulkService, key: &str) -> Result<(), Error> {
 /// The object keys of the `ObjectCreated` records of an S3 notification, decoded (other event
 /// types have none).
 pub fn created_keys(notification: &S3Notification) -> Vec<String> {
+    created_arrivals(notification)
+        .into_iter()
+        .map(|arrival| arrival.key)
+        .collect()
+}
+
+/// The objects the `ObjectCreated` records of an S3 notification name: each key (decoded),
+/// the version created, who created it and from where.
+pub fn created_arrivals(notification: &S3Notification) -> Vec<Arrival> {
     notification
         .records
         .iter()
         .filter(|record| record.event_name.starts_with("ObjectCreated"))
         .map(|record| {
-            let key = &record.s3.object.key;
-            percent_encoding::percent_decode_str(&key.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
+            let object = &record.s3.object;
+            Arrival {
+                key: percent_encoding::percent_decode_str(&object.key.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned(),
+                version: object
+                    .version_id
+                    .clone()
+                    .filter(|v| !v.is_empty() && v != "null"),
+                principal: record
+                    .user_identity
+                    .as_ref()
+                    .and_then(|who| who.principal_id.clone()),
+                source_ip: record
+                    .request_parameters
+                    .as_ref()
+                    .and_then(|from| from.source_ip_address.clone()),
+            }
         })
         .collect()
 }
@@ -433,4 +480,41 @@ fn log_outcome(item: &WorkItem, outcome: &ChunkOutcome) {
         ?outcome,
         "chunk processed"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An S3 notification names who wrote the object, from where, and which version: the
+    /// intake logs the first two and takes in exactly the third.
+    #[test]
+    fn a_notification_names_the_key_version_principal_and_source_of_each_created_object() {
+        let notification: S3Notification = serde_json::from_value(serde_json::json!({
+            "Records": [
+                {
+                    "eventName": "ObjectCreated:Put",
+                    "userIdentity": {"principalId": "AWS:AROAEXAMPLE:acme-uploader"},
+                    "requestParameters": {"sourceIPAddress": "203.0.113.10"},
+                    "s3": {"object": {"key": "incoming/acme/weekly+import.json", "versionId": "3HL4kqtJlcpXroDTDmJ"}}
+                },
+                {"eventName": "ObjectCreated:Copy", "s3": {"object": {"key": "incoming/acme/x.json", "versionId": "null"}}},
+                {"eventName": "ObjectRemoved:Delete", "s3": {"object": {"key": "incoming/acme/y.json"}}}
+            ]
+        }))
+        .unwrap();
+        let arrivals = created_arrivals(&notification);
+        assert_eq!(
+            arrivals,
+            vec![
+                Arrival {
+                    key: "incoming/acme/weekly import.json".to_owned(),
+                    version: Some("3HL4kqtJlcpXroDTDmJ".to_owned()),
+                    principal: Some("AWS:AROAEXAMPLE:acme-uploader".to_owned()),
+                    source_ip: Some("203.0.113.10".to_owned()),
+                },
+                Arrival::of("incoming/acme/x.json"),
+            ]
+        );
+    }
 }

@@ -15,7 +15,7 @@ use crate::delivery::{
 };
 use crate::model::TenantId;
 use crate::processing::ChunkOutcome;
-use crate::service::{BulkService, ServiceError, STALE_JOB_AFTER};
+use crate::service::{Arrival, BulkService, ServiceError, STALE_JOB_AFTER};
 
 /// Settings of the local server, from the environment.
 #[derive(Debug, Clone)]
@@ -179,9 +179,16 @@ impl DropFolder {
     /// Takes in a file moved out of the drop folder; an intake that failed for a reason that
     /// may pass is tried again later.
     async fn take_in(&self, key: &str, retries: &mut IntakeRetries) {
+        // Who dropped it: the local user who owns the file.
+        let owner = self.files.owner(key).map(|uid| format!("uid {uid}"));
+        let arrival = Arrival {
+            principal: owner,
+            source_ip: Some("local drop folder".to_owned()),
+            ..Arrival::of(key)
+        };
         let taken_in = self
             .service
-            .intake(key)
+            .take_in(&arrival)
             .instrument(crate::observe::intake_span(key))
             .await;
         log_intake(key, &taken_in);

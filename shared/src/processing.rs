@@ -448,9 +448,16 @@ impl RowBatches<'_> {
         }
     }
 
-    /// The job's file from byte `offset`.
+    /// The job's file from byte `offset`: exactly the bytes the job validated, the version it
+    /// recorded.
     async fn open_file(&self, offset: u64) -> Result<FileReader, ChunkError> {
-        match self.ports.files.open(&self.job.file_key, offset).await {
+        let version = self.job.file_version.as_deref();
+        match self
+            .ports
+            .files
+            .open(&self.job.file_key, version, offset)
+            .await
+        {
             Ok(reader) => Ok(reader),
             Err(StoreError::NotFound(_)) => Err(ChunkError::Unprocessable(
                 "the job's file no longer exists".to_owned(),

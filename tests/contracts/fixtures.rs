@@ -134,6 +134,7 @@ pub fn valid_report(chunks: u64) -> SchemeReport {
         errors: Vec::new(),
         error_count: 0,
         chunk_plan: plan(chunks, 10),
+        file_version: None,
     }
 }
 

@@ -133,6 +133,7 @@ async fn scheme_reports_apply_to_the_current_file_only(adapters: Adapters) {
         errors: errors.clone(),
         error_count: 32,
         chunk_plan: plan(2, 20),
+        file_version: Some("version-1".to_owned()),
     };
 
     // A report of another file is ignored.
@@ -152,6 +153,12 @@ async fn scheme_reports_apply_to_the_current_file_only(adapters: Adapters) {
     assert_eq!(recorded.scheme_error_count, 32);
     assert_eq!(recorded.chunk_plan, plan(2, 20));
     assert_eq!(recorded.updated_at, at(5));
+    let pinned = recorded.file_version.as_deref();
+    assert_eq!(
+        pinned,
+        Some("version-1"),
+        "the version validated is recorded"
+    );
     assert_eq!(scheme_errors_of(jobs, &a, job.id).await, errors);
     assert!(scheme_errors_of(jobs, &tenant("globex"), job.id)
         .await
@@ -197,6 +204,7 @@ async fn the_file_is_replaced_until_the_job_is_proceeded(adapters: Adapters) {
         errors: errors.clone(),
         error_count: 3,
         chunk_plan: plan(2, 20),
+        file_version: Some("version-1".to_owned()),
     };
     jobs.record_scheme_report(&a, job.id, "files/one", &invalid, at(5))
         .await
@@ -210,6 +218,10 @@ async fn the_file_is_replaced_until_the_job_is_proceeded(adapters: Adapters) {
         .unwrap()
         .unwrap();
     assert_eq!(replaced.status, JobStatus::Created);
+    assert_eq!(
+        replaced.file_version, None,
+        "the new file is not validated yet"
+    );
     assert_eq!(
         (replaced.file_key.as_str(), replaced.filename.as_str()),
         ("files/two", "fixed.json")

@@ -17,8 +17,11 @@ replaced by one that follows AWS's rules for the services the project uses:
   error that says so, never silently passes;
 - SQS batch calls are authorized as the action they batch (SendMessage, DeleteMessage,
   ChangeMessageVisibility), against the queue's ARN;
-- S3 CopyObject also needs s3:GetObject on the source; a GetObject or HeadObject of a key that
-  does not exist is answered 403, not 404, unless the caller may s3:ListBucket (as S3 does);
+- S3 reads of a given version (GetObject, HeadObject, a CopyObject's source with a versionId) need
+  s3:GetObjectVersion, and a DeleteObject of one s3:DeleteObjectVersion, as on AWS;
+- S3 CopyObject also needs s3:GetObject on the source; a GetObject or HeadObject of a key (or of
+  a version) that does not exist is answered 403, not 404, unless the caller may s3:ListBucket
+  (as S3 does);
 - a DynamoDB denial is answered as DynamoDB answers it (JSON 400 AccessDeniedException, which
   the SDKs parse), with AWS's message naming the principal, the action and the resource, and
   an unknown access key as UnrecognizedClientException (moto answers both in XML).
@@ -366,15 +369,24 @@ def sqs_needs(handler):
 
 def s3_needs(handler, resource):
     action = handler.data.get("Action") or handler._get_action()
-    needs = [(f"s3:{action}", resource, {})]
+    query = getattr(handler, "querystring", None) or {}
+    if action == "GetObject" and "versionId" in query:
+        # A HEAD of a version (moto maps only a GET of one to GetObjectVersion).
+        action = "GetObjectVersion"
+    version = (query.get("versionId") or [None])[0]
+    needs = [(f"s3:{action}", resource, {"s3:versionid": [version]} if version else {})]
     source = handler.headers.get("x-amz-copy-source")
     if source and action == "PutObject":
-        path = urllib.parse.unquote(urllib.parse.urlsplit(source).path).lstrip("/")
-        needs.append(("s3:GetObject", f"arn:{PARTITION}:s3:::{path}", {}))
+        parts = urllib.parse.urlsplit(source)
+        path = urllib.parse.unquote(parts.path).lstrip("/")
+        version = (urllib.parse.parse_qs(parts.query).get("versionId") or [None])[0]
+        read = "s3:GetObjectVersion" if version else "s3:GetObject"
+        context = {"s3:versionid": [version]} if version else {}
+        needs.append((read, f"arn:{PARTITION}:s3:::{path}", context))
     return needs
 
 
-def _s3_key_missing(resource):
+def _s3_key_missing(resource, version=None):
     from moto.s3.models import s3_backends
 
     path = resource.split(":::", 1)[-1]
@@ -382,7 +394,8 @@ def _s3_key_missing(resource):
         return False
     bucket, key = path.split("/", 1)
     try:
-        return s3_backends[ACCOUNT][PARTITION].get_object(bucket, key) is None
+        found = s3_backends[ACCOUNT][PARTITION].get_object(bucket, key, version_id=version)
+        return found is None
     except Exception:
         return True
 
@@ -520,7 +533,9 @@ def _authorize(self, iam_request_cls, resource="*"):
                 f"the test emulator cannot evaluate the policy of {user} for {action} on "
                 f"{arn}: {problem}"
             )
-        if allowed and action == "s3:GetObject" and _s3_key_missing(arn):
+        version = (context.get("s3:versionid") or [None])[0]
+        reads = action in ("s3:GetObject", "s3:GetObjectVersion")
+        if allowed and reads and _s3_key_missing(arn, version):
             # S3 tells a missing key (404) only to who may list the bucket.
             bucket_arn = arn.split("/", 1)[0]
             listing, listed_by = decide(documents, "s3:ListBucket", bucket_arn, {})

@@ -118,7 +118,17 @@ enum TenantCommand {
         requests_per_minute: Option<u64>,
         #[arg(long)]
         max_concurrent_batch_creates: Option<u64>,
+        /// Whether files dropped into the bucket under incoming/{tenant}/ become jobs; when
+        /// off, each is moved aside under rejected/ unprocessed.
+        #[arg(long, value_enum)]
+        bucket_drops: Option<Switch>,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 #[tokio::main]
@@ -215,8 +225,10 @@ async fn main() -> Result<(), Error> {
             max_concurrent_jobs,
             requests_per_minute,
             max_concurrent_batch_creates,
+            bucket_drops,
         }) => {
             let change = SettingsChange {
+                bucket_drops: bucket_drops.map(|switch| switch == Switch::On),
                 roles,
                 teams,
                 locations,

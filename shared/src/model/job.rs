@@ -179,6 +179,12 @@ pub struct Job {
     pub filename: String,
     /// Where the job's file lives in the file store.
     pub file_key: String,
+    /// The version of `file_key` the job validated (the file store's version id): every read
+    /// of the job's file asks for exactly these bytes, so nothing written to the key later is
+    /// ever processed. `None` until the file is validated (and for jobs validated before
+    /// versions were recorded, whose file is read as it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_version: Option<String>,
     pub file_bytes: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -233,6 +239,9 @@ pub struct SchemeReport {
     pub errors: Vec<SchemeError>,
     pub error_count: u64,
     pub chunk_plan: ChunkPlan,
+    /// The version of the file the report is about (see [`Job::file_version`]); recorded with
+    /// the report, it pins the job to those bytes.
+    pub file_version: Option<String>,
 }
 
 impl SchemeReport {

@@ -51,6 +51,16 @@ pub struct TenantSettings {
     pub max_chat_limit: u32,
     #[serde(default)]
     pub limits: Limits,
+    /// Whether files dropped into the bucket (or the local drop folder) under
+    /// `incoming/{tenant}/` become jobs; when off, each is moved aside unprocessed. On unless
+    /// switched off (`bulk-admin tenant set --bucket-drops off`). Presigned uploads, asked for
+    /// through the authenticated API, are not drops.
+    #[serde(default = "drops_on")]
+    pub bucket_drops: bool,
+}
+
+fn drops_on() -> bool {
+    true
 }
 
 impl TenantSettings {
@@ -64,6 +74,7 @@ impl TenantSettings {
             locations: names(&["Headquarters", "Remote"]),
             max_chat_limit: 10,
             limits: Limits::default(),
+            bucket_drops: true,
         }
     }
 }

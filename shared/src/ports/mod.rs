@@ -103,7 +103,7 @@ pub trait JobStore: Send + Sync {
     ) -> StoreResult<Vec<Job>>;
 
     /// Points a job that has not been proceeded at a new file and puts it back to `created`,
-    /// dropping the old scheme errors. `None` when the job is missing; the unchanged job when its
+    /// dropping the old scheme errors and the version validated before (none is yet). `None` when the job is missing; the unchanged job when its
     /// status no longer accepts a new file.
     async fn replace_file(
         &self,
@@ -113,7 +113,8 @@ pub trait JobStore: Send + Sync {
     ) -> StoreResult<Option<Result<Job, Job>>>;
 
     /// Records the validation of the job's file `file_key`: all scheme errors, the row count,
-    /// the chunk plan, and the status `valid_scheme` / `invalid_scheme`. Ignored (returns the
+    /// the chunk plan, the version validated (`report.file_version`: the job reads only it from
+    /// here on), and the status `valid_scheme` / `invalid_scheme`. Ignored (returns the
     /// job unchanged) when the job's file is no longer `file_key` or the job is not `created`.
     async fn record_scheme_report(
         &self,
@@ -315,25 +316,48 @@ pub struct PresignedUpload {
     pub headers: Vec<(String, String)>,
 }
 
-/// Job files.
+/// What the file store holds under a key: one version of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileHead {
+    pub bytes: u64,
+    /// The store's id of these bytes: what [`FileStore::open`] is given to read exactly them
+    /// however often the key is written after.
+    pub version: String,
+}
+
+/// Job files. Every write of a key makes a new version of it; a version, once written, never
+/// changes: it is read by its id until it is removed (the job's rule that it reads only the
+/// bytes it validated rests on this).
 #[async_trait]
 pub trait FileStore: Send + Sync {
-    async fn put(&self, key: &str, body: Bytes) -> StoreResult<()>;
+    /// Stores `body` under `key` (a new version of it) and answers the version written.
+    async fn put(&self, key: &str, body: Bytes) -> StoreResult<String>;
 
-    /// Opens the file at byte `offset`.
-    async fn open(&self, key: &str, offset: u64) -> StoreResult<FileReader>;
+    /// Opens version `version` of the file (the current one when `None`) at byte `offset`;
+    /// `NotFound` when there is no such file, or that version is gone.
+    async fn open(&self, key: &str, version: Option<&str>, offset: u64) -> StoreResult<FileReader>;
 
-    /// The size of the file in bytes; `None` when there is no such file.
-    async fn size(&self, key: &str) -> StoreResult<Option<u64>>;
+    /// The size and id of version `version` of the file (the current one when `None`); `None`
+    /// when there is no such file or version.
+    async fn head(&self, key: &str, version: Option<&str>) -> StoreResult<Option<FileHead>>;
 
-    /// Moves a file to another key (replacing what is there).
-    async fn rename(&self, from: &str, to: &str) -> StoreResult<()>;
+    /// The size in bytes of the file's current version; `None` when there is no such file.
+    async fn size(&self, key: &str) -> StoreResult<Option<u64>> {
+        Ok(self.head(key, None).await?.map(|head| head.bytes))
+    }
+
+    /// Moves version `version` of a file (the current one when `None`) to another key, as that
+    /// key's new version, and answers it. With a version, exactly that version leaves `from`
+    /// (the one before it, if any, is current again); without, `from` no longer has a current
+    /// file. `NotFound` when there is no such file or version.
+    async fn rename(&self, from: &str, version: Option<&str>, to: &str) -> StoreResult<String>;
 
     /// Whether [`FileStore::presign_put`] gives URLs.
     fn presigns(&self) -> bool;
 
-    /// A URL a client can upload exactly `bytes` bytes to, stored under `key`; `None` when the
-    /// store has no such URLs (the local file store).
+    /// A URL a client can upload exactly `bytes` bytes to, stored under `key` only while
+    /// nothing is stored there (a second upload through it is refused); `None` when the store
+    /// has no such URLs (the local file store).
     async fn presign_put(
         &self,
         key: &str,

@@ -137,7 +137,7 @@ impl BulkService {
         let (body, chunk_plan) = batch_file(records, self.config.rows_per_chunk);
         let file_key = new_file_key(&who.tenant, crate::jobfile::FileFormat::Json);
         let file_bytes = body.len() as u64;
-        self.ports.files.put(&file_key, body).await?;
+        let file_version = self.ports.files.put(&file_key, body).await?;
         let job = self
             .create_job(NewJob {
                 tenant: who.tenant.clone(),
@@ -154,6 +154,7 @@ impl BulkService {
             error_count: errors.len() as u64,
             errors,
             chunk_plan,
+            file_version: Some(file_version),
         };
         Ok(self
             .ports

@@ -8,19 +8,20 @@
 //!   file of job `{id}`: where dropped files are moved once their job exists, and where
 //!   presigned uploads land.
 //!
-//! Objects that cannot become a job (unknown tenant, not a JSON array, too large, a key outside
-//! the scheme) are moved under `rejected/` (same path after `incoming/`) and the reason is logged:
-//! never lost, never retried forever.
+//! Objects that cannot become a job (unknown tenant, a tenant whose drops are switched off, not a
+//! JSON array, too large, a key outside the scheme, a write to a job's file after the job
+//! validated it) are moved under `rejected/` (same path after `incoming/`) and the reason is
+//! logged: never lost, never retried forever, never processed.
 
 use std::time::Duration;
 
 use super::{check_file_size, clean_filename, BulkService, Principal, ServiceError, ServiceResult};
 use crate::jobfile::{ArrayReader, ScanError};
 use crate::model::{
-    Job, JobId, JobKind, JobStatus, NewFile, NewJob, ProceedOutcome, TenantId, Timestamp,
-    Transition,
+    Job, JobId, JobKind, JobStatus, NewFile, NewJob, ProceedOutcome, TenantId, TenantSettings,
+    Timestamp, Transition,
 };
-use crate::ports::PresignedUpload;
+use crate::ports::{FileHead, PresignedUpload};
 
 /// The `uploaded_api_user_name` / `proceed_api_user_name` of jobs made from dropped files.
 pub const DROP_USER_NAME: &str = "bucket-drop";
@@ -93,6 +94,29 @@ pub enum IntakeOutcome {
     Rejected { moved_to: String, reason: String },
     /// Nothing to do (the object is gone, or is not its job's current file).
     Ignored { reason: String },
+}
+
+/// An object that appeared under `incoming/`, as its notification tells it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Arrival {
+    pub key: String,
+    /// The version the notification is about (S3's `versionId`); the key's current file when
+    /// `None` (a bucket without versions, the local drop folder).
+    pub version: Option<String>,
+    /// Who put it there (S3's `userIdentity.principalId`).
+    pub principal: Option<String>,
+    /// From where (S3's `requestParameters.sourceIPAddress`).
+    pub source_ip: Option<String>,
+}
+
+impl Arrival {
+    /// The current file of `key`, from nobody known.
+    pub fn of(key: &str) -> Arrival {
+        Arrival {
+            key: key.to_owned(),
+            ..Arrival::default()
+        }
+    }
 }
 
 /// A request for a presigned upload.
@@ -176,74 +200,138 @@ impl BulkService {
         })
     }
 
-    /// Takes in an object that appeared under `incoming/`. Safe to call again for the same
-    /// object (notifications are delivered at least once): a dropped file is moved into its
-    /// job's slot, so a second delivery finds nothing; a job's file is validated only while the
-    /// job is `created`, and proceeded only while it is `valid_scheme`.
+    /// Takes in the current file of `key` (see [`BulkService::take_in`]), for callers that know
+    /// nothing else of it.
     pub async fn intake(&self, key: &str) -> ServiceResult<IntakeOutcome> {
-        let Some(incoming) = IncomingKey::parse(key) else {
-            return self
-                .reject(
-                    key,
-                    "the key must look like incoming/{tenant}/[proceed/]{file name}".to_owned(),
-                )
-                .await;
-        };
-        let Some(size) = self.ports.files.size(key).await? else {
+        self.take_in(&Arrival::of(key)).await
+    }
+
+    /// Takes in an object that appeared under `incoming/`, and logs who put what there and
+    /// what became of it. Safe to call again for the same object (notifications are delivered
+    /// at least once): a dropped file is moved into its job's slot, so a second delivery finds
+    /// nothing; a job's file is validated only while the job is `created`, and proceeded only
+    /// while it is `valid_scheme`.
+    ///
+    /// A job reads only the bytes it validated: validating pins the job to the file's version.
+    /// An object written to a job's key after that is never its file: it is moved aside under
+    /// `rejected/`, and the validated version is the key's current file again.
+    pub async fn take_in(&self, arrival: &Arrival) -> ServiceResult<IntakeOutcome> {
+        let outcome = self.arrive(arrival).await;
+        log_arrival(arrival, &outcome);
+        outcome
+    }
+
+    async fn arrive(&self, arrival: &Arrival) -> ServiceResult<IntakeOutcome> {
+        let key = arrival.key.as_str();
+        let files = &self.ports.files;
+        let Some(head) = files.head(key, arrival.version.as_deref()).await? else {
             return Ok(IntakeOutcome::Ignored {
                 reason: format!("{key} no longer exists (taken or rejected before)"),
             });
         };
-        let tenant = &incoming.tenant;
-        if !self.tenant_exists(tenant).await? {
-            return self
-                .reject(key, format!("tenant '{tenant}' does not exist"))
-                .await;
-        }
-        let settings = self.settings(tenant).await?;
-        if let Err(error) = check_file_size(&settings, "the file", size) {
-            return self.reject(key, error.to_string()).await;
-        }
-        if let Some(reason) = self.not_a_json_array(key).await? {
-            return self.reject(key, reason).await;
-        }
-
-        let job = match incoming.job {
-            Some(id) => match self.ports.jobs.get_job(tenant, id).await? {
-                None => {
-                    return self
-                        .reject(key, format!("tenant '{tenant}' has no job {id}"))
-                        .await
-                }
-                Some(job) if job.file_key == key => job,
-                Some(job) if self.moved_but_not_recorded(&job, key).await? => {
-                    self.point_job_at_slot(&job, key, size).await?
-                }
-                Some(_) => {
-                    return Ok(IntakeOutcome::Ignored {
-                        reason: format!("{key} is not the current file of job {id}"),
-                    })
-                }
-            },
-            None => self.adopt_dropped_file(key, &incoming, size).await?,
+        let version = head.version.as_str();
+        let Some(incoming) = IncomingKey::parse(key) else {
+            let reason = "the key must look like incoming/{tenant}/[proceed/]{file name}";
+            return self.reject(key, Some(version), reason.to_owned()).await;
         };
+        crate::observe::record_tenant(&incoming.tenant);
+        let settings = match self.refused_arrival(&incoming, head.bytes).await? {
+            Ok(settings) => settings,
+            Err(reason) => return self.reject(key, Some(version), reason).await,
+        };
+        if let Some(reason) = self.not_a_json_array(key, version).await? {
+            return self.reject(key, Some(version), reason).await;
+        }
+        let (job, version) = match incoming.job {
+            Some(id) => match self.job_file_arrived(key, version, id, head.bytes).await? {
+                Ok(job) => (job, version.to_owned()),
+                Err(outcome) => return Ok(outcome),
+            },
+            None => self.adopt_dropped_file(key, &head, &incoming).await?,
+        };
+        crate::observe::record_job(job.id);
         let job = if job.status == JobStatus::Created {
-            let file = self.ports.files.open(&job.file_key, 0).await?;
-            self.validate(job, &settings, file).await?
+            self.validate(job, &settings, &version).await?
         } else {
             job
         };
+        // Validated before (or by a racing delivery), another version: never this job's file.
+        if let Some(pinned) = job
+            .file_version
+            .as_deref()
+            .filter(|pinned| *pinned != version)
+        {
+            let reason = format!(
+                "job {} validated version {pinned} of {}; a file written to its key after that \
+                 is never processed",
+                job.id, job.file_key
+            );
+            return self.reject(&job.file_key, Some(&version), reason).await;
+        }
         let job = if incoming.proceed && Transition::Proceed.allowed_from(job.status) {
             let by = job.uploaded_api_user_name.clone();
             // A job another delivery of the notification proceeded is answered as it is.
-            match self.start_job(tenant, job.id, &by).await? {
+            match self.start_job(&incoming.tenant, job.id, &by).await? {
                 ProceedOutcome::Started(job) | ProceedOutcome::NotProceedable(job) => job,
             }
         } else {
             job
         };
-        tracing::info!(key, job_id = job.id, status = %job.status, "took in a file");
         Ok(IntakeOutcome::Job(Box::new(job)))
+    }
+
+    /// The tenant's settings, or why the file is refused: the tenant does not exist, it does
+    /// not take dropped files (a job's slot, where presigned uploads land, is no drop), or the
+    /// file is empty or over its `max_file_bytes`.
+    async fn refused_arrival(
+        &self,
+        incoming: &IncomingKey,
+        size: u64,
+    ) -> ServiceResult<Result<TenantSettings, String>> {
+        let tenant = &incoming.tenant;
+        if !self.tenant_exists(tenant).await? {
+            return Ok(Err(format!("tenant '{tenant}' does not exist")));
+        }
+        let settings = self.settings(tenant).await?;
+        if incoming.job.is_none() && !settings.bucket_drops {
+            return Ok(Err(format!(
+                "tenant '{tenant}' does not take dropped files (bucket drops are switched off)"
+            )));
+        }
+        Ok(match check_file_size(&settings, "the file", size) {
+            Ok(()) => Ok(settings),
+            Err(error) => Err(error.to_string()),
+        })
+    }
+
+    /// The job whose slot `key` is, when `key` is (or, its adoption finished, becomes) its
+    /// file; what became of the file otherwise.
+    async fn job_file_arrived(
+        &self,
+        key: &str,
+        version: &str,
+        id: JobId,
+        size: u64,
+    ) -> ServiceResult<Result<Job, IntakeOutcome>> {
+        let incoming = IncomingKey::parse(key).map(|incoming| incoming.tenant);
+        let Some(tenant) = incoming else {
+            return Ok(Err(IntakeOutcome::Ignored {
+                reason: format!("{key} is no job's file"),
+            }));
+        };
+        Ok(match self.ports.jobs.get_job(&tenant, id).await? {
+            None => {
+                let reason = format!("tenant '{tenant}' has no job {id}");
+                Err(self.reject(key, Some(version), reason).await?)
+            }
+            Some(job) if job.file_key == key => Ok(job),
+            Some(job) if self.moved_but_not_recorded(&job, key).await? => {
+                Ok(self.point_job_at_slot(&job, key, size).await?)
+            }
+            Some(_) => Err(IntakeOutcome::Ignored {
+                reason: format!("{key} is not the current file of job {id}"),
+            }),
+        })
     }
 
     /// Whether the intake has something left to do for `key`, a file found under `incoming/`
@@ -271,14 +359,14 @@ impl BulkService {
         })
     }
 
-    /// A dropped file becomes a new job's file: the job is created, then the file is moved into
-    /// the job's slot.
+    /// A dropped file becomes a new job's file: the job is created, then exactly the version
+    /// taken in is moved into the job's slot; the job, and the version its slot now holds.
     async fn adopt_dropped_file(
         &self,
         key: &str,
+        head: &FileHead,
         incoming: &IncomingKey,
-        size: u64,
-    ) -> ServiceResult<Job> {
+    ) -> ServiceResult<(Job, String)> {
         let tenant = &incoming.tenant;
         let job = match self.unfinished_adoption(tenant, key).await? {
             Some(job) => job,
@@ -288,7 +376,7 @@ impl BulkService {
                     tenant: tenant.clone(),
                     filename: incoming.filename.clone(),
                     file_key: key.to_owned(),
-                    file_bytes: size,
+                    file_bytes: head.bytes,
                     uploaded_api_user_name: DROP_USER_NAME.to_owned(),
                     created_at: Timestamp::now(),
                 })
@@ -296,8 +384,13 @@ impl BulkService {
             }
         };
         let slot = IncomingKey::slot(tenant, job.id, incoming.proceed, &incoming.filename);
-        self.ports.files.rename(key, &slot).await?;
-        self.point_job_at_slot(&job, &slot, size).await
+        let moved = self
+            .ports
+            .files
+            .rename(key, Some(&head.version), &slot)
+            .await?;
+        let job = self.point_job_at_slot(&job, &slot, head.bytes).await?;
+        Ok((job, moved))
     }
 
     /// The job an earlier adoption of the dropped file `key` created and did not get to move
@@ -368,9 +461,10 @@ impl BulkService {
             || !self.ports.tenants.credentials(tenant).await?.is_empty())
     }
 
-    /// Reads just enough of the file to tell whether it is a JSON array at all.
-    async fn not_a_json_array(&self, key: &str) -> ServiceResult<Option<String>> {
-        let file = self.ports.files.open(key, 0).await?;
+    /// Reads just enough of version `version` of the file to tell whether it is a JSON array
+    /// at all.
+    async fn not_a_json_array(&self, key: &str, version: &str) -> ServiceResult<Option<String>> {
+        let file = self.ports.files.open(key, Some(version), 0).await?;
         let mut array = ArrayReader::from_start(file, 0);
         Ok(match array.next_element().await {
             Err(ScanError::Io(error)) => {
@@ -383,17 +477,67 @@ impl BulkService {
         })
     }
 
-    async fn reject(&self, key: &str, reason: String) -> ServiceResult<IntakeOutcome> {
+    /// Moves version `version` of `key` (its current file when `None`) aside under
+    /// `rejected/`, unprocessed.
+    async fn reject(
+        &self,
+        key: &str,
+        version: Option<&str>,
+        reason: String,
+    ) -> ServiceResult<IntakeOutcome> {
         let moved_to = format!("{REJECTED}{}", key.strip_prefix(INCOMING).unwrap_or(key));
-        match self.ports.files.rename(key, &moved_to).await {
-            Ok(()) => {
-                tracing::warn!(key, %moved_to, %reason, "rejected a file");
-                Ok(IntakeOutcome::Rejected { moved_to, reason })
-            }
+        match self.ports.files.rename(key, version, &moved_to).await {
+            Ok(_) => Ok(IntakeOutcome::Rejected { moved_to, reason }),
             Err(crate::ports::StoreError::NotFound(_)) => Ok(IntakeOutcome::Ignored {
                 reason: format!("{key} no longer exists (taken or rejected before)"),
             }),
             Err(error) => Err(error.into()),
+        }
+    }
+}
+
+/// Who put what under `incoming/` and what became of it: one line per arrival, taken in or
+/// refused (the principal and source address as the notification gives them).
+fn log_arrival(arrival: &Arrival, outcome: &ServiceResult<IntakeOutcome>) {
+    let Arrival {
+        key,
+        version,
+        principal,
+        source_ip,
+    } = arrival;
+    let (version, principal, source_ip) = (
+        version.as_deref().unwrap_or("current"),
+        principal.as_deref().unwrap_or("unknown"),
+        source_ip.as_deref().unwrap_or("unknown"),
+    );
+    match outcome {
+        Ok(IntakeOutcome::Job(job)) => {
+            let (job_id, status, pinned) = (job.id, job.status, job.file_version.as_deref());
+            tracing::info!(key, version, principal, source_ip, job_id, %status, pinned, "took in a file");
+        }
+        Ok(IntakeOutcome::Rejected { moved_to, reason }) => {
+            tracing::warn!(
+                key,
+                version,
+                principal,
+                source_ip,
+                moved_to,
+                reason,
+                "refused a file: moved aside unprocessed"
+            );
+        }
+        Ok(IntakeOutcome::Ignored { reason }) => {
+            tracing::info!(
+                key,
+                version,
+                principal,
+                source_ip,
+                reason,
+                "nothing to take in"
+            );
+        }
+        Err(error) => {
+            tracing::warn!(key, version, principal, source_ip, %error, "a file could not be taken in");
         }
     }
 }

@@ -9,7 +9,9 @@ mod intake;
 mod workspace;
 
 pub use idempotency::{KeyTicket, KeyedRequest, MAX_IDEMPOTENCY_KEY_CHARS};
-pub use intake::{IncomingKey, IntakeOutcome, PresignRequest, PresignedJob, DROP_USER_NAME};
+pub use intake::{
+    Arrival, IncomingKey, IntakeOutcome, PresignRequest, PresignedJob, DROP_USER_NAME,
+};
 pub use workspace::MAX_USERS_PER_BATCH;
 
 use std::io::Cursor;
@@ -221,8 +223,8 @@ impl BulkService {
     pub async fn upload(&self, who: &Principal, upload: FileUpload) -> ServiceResult<Job> {
         let settings = self.settings(&who.tenant).await?;
         let (filename, file_key) = self.accept_file(&settings, &upload)?;
-        let report = self.checked_report(&settings, &upload).await?;
-        self.ports.files.put(&file_key, upload.body.clone()).await?;
+        let mut report = self.checked_report(&settings, &upload).await?;
+        report.file_version = Some(self.ports.files.put(&file_key, upload.body.clone()).await?);
         let job = self
             .create_job(NewJob {
                 kind: JobKind::Upload,
@@ -258,8 +260,8 @@ impl BulkService {
             return Err(already_proceeded(&current));
         }
         let (filename, file_key) = self.accept_file(&settings, &upload)?;
-        let report = self.checked_report(&settings, &upload).await?;
-        self.ports.files.put(&file_key, upload.body.clone()).await?;
+        let mut report = self.checked_report(&settings, &upload).await?;
+        report.file_version = Some(self.ports.files.put(&file_key, upload.body.clone()).await?);
         let file = NewFile {
             filename,
             file_key,
@@ -320,15 +322,22 @@ impl BulkService {
         ))
     }
 
-    /// Validates a job's file and records the outcome.
+    /// Validates version `version` of a job's file and records the outcome, pinning the job to
+    /// that version: from here on the job reads those bytes and no others.
     async fn validate(
         &self,
         job: Job,
         settings: &TenantSettings,
-        file: FileReader,
+        version: &str,
     ) -> ServiceResult<Job> {
+        let file = self
+            .ports
+            .files
+            .open(&job.file_key, Some(version), 0)
+            .await?;
         let format = FileFormat::of_key(&job.file_key);
-        let report = self.scheme_report(settings, format, file).await?;
+        let mut report = self.scheme_report(settings, format, file).await?;
+        report.file_version = Some(version.to_owned());
         self.record_report(&job, &report).await
     }
 
@@ -664,10 +673,15 @@ pub struct SettingsChange {
     pub max_concurrent_jobs: Option<u64>,
     pub requests_per_minute: Option<u64>,
     pub max_concurrent_batch_creates: Option<u64>,
+    /// Whether files dropped into the bucket become jobs (see [`TenantSettings::bucket_drops`]).
+    pub bucket_drops: Option<bool>,
 }
 
 impl SettingsChange {
     fn apply(self, settings: &mut TenantSettings) -> ServiceResult<()> {
+        if let Some(on) = self.bucket_drops {
+            settings.bucket_drops = on;
+        }
         for (field, names, target) in [
             ("roles", self.roles, &mut settings.roles),
             ("teams", self.teams, &mut settings.teams),

@@ -251,6 +251,7 @@ pub async fn validate_job_file(
         errors,
         error_count,
         chunk_plan: scan.plan,
+        file_version: None,
     })
 }
 

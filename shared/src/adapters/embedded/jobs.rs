@@ -17,7 +17,7 @@ use crate::ports::{JobStore, PageRequest, StoreError, StoreResult};
 const JOB_COLUMNS: &str = "id, tenant, kind, status, filename, file_key, file_bytes, created_at, \
     updated_at, process_requested_at, completed_at, total_rows, affected_rows, failed_rows, \
     scheme_error_count, update_error_count, uploaded_api_user_name, proceed_api_user_name, \
-    chunk_plan, chunks_done, failure_reason, resumptions, ordinal";
+    chunk_plan, chunks_done, failure_reason, resumptions, ordinal, file_version";
 
 /// The SQL condition that a job's status allows `transition` (the statuses are the domain's
 /// constants, never input).
@@ -50,6 +50,7 @@ fn job_from_row(row: &Row<'_>) -> StoreResult<Job> {
             .ok_or_else(|| StoreError::Corrupt(format!("unknown job status '{status}'")))?,
         filename: row.get("filename")?,
         file_key: row.get("file_key")?,
+        file_version: row.get("file_version")?,
         file_bytes: row.get("file_bytes")?,
         created_at: timestamp(row.get("created_at")?)?,
         updated_at: timestamp(row.get("updated_at")?)?,
@@ -204,7 +205,7 @@ impl JobStore for SqliteStore {
                 }
                 tx.execute(
                     "UPDATE jobs SET filename = ?2, file_key = ?3, file_bytes = ?4, status = ?5, \
-                     total_rows = 0, scheme_error_count = 0, chunk_plan = ?6, chunks_done = 0, \
+                     file_version = NULL, total_rows = 0, scheme_error_count = 0, chunk_plan = ?6, chunks_done = 0, \
                      updated_at = ?7 WHERE id = ?1",
                     params![
                         sql_id(id),
@@ -262,7 +263,7 @@ impl JobStore for SqliteStore {
                 }
                 tx.execute(
                     "UPDATE jobs SET scheme_error_count = ?2, total_rows = ?3, chunk_plan = ?4, \
-                     status = ?5, updated_at = ?6 WHERE id = ?1",
+                     status = ?5, updated_at = ?6, file_version = ?7 WHERE id = ?1",
                     params![
                         sql_id(id),
                         report.error_count,
@@ -270,6 +271,7 @@ impl JobStore for SqliteStore {
                         to_json(&report.chunk_plan)?,
                         transition.to().as_str(),
                         millis(at),
+                        report.file_version,
                     ],
                 )?;
                 let recorded = existing_job(&tx, None, id)?;

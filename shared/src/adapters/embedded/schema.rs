@@ -204,6 +204,11 @@ CREATE TABLE slot_leases (
     PRIMARY KEY (tenant, name, slot)
 ) WITHOUT ROWID;
 "#,
+    // 7: the version of its file a job validated, which every read of the file asks for.
+    // Jobs validated before have none and read their file as it is.
+    r#"
+ALTER TABLE jobs ADD COLUMN file_version TEXT;
+"#,
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction (taken

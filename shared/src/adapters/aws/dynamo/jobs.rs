@@ -371,6 +371,7 @@ impl JobStore for DynamoStore {
             status: JobStatus::Created,
             filename: new.filename,
             file_key: new.file_key,
+            file_version: None,
             file_bytes: new.file_bytes,
             created_at: new.created_at,
             updated_at: new.created_at,
@@ -431,7 +432,8 @@ impl JobStore for DynamoStore {
                             .update_expression(
                                 "SET #filename = :filename, file_key = :file_key, \
                              file_bytes = :file_bytes, updated_at = :at, #status = :to_status, \
-                             total_rows = :zero, scheme_error_count = :zero, chunk_plan = :plan",
+                             total_rows = :zero, scheme_error_count = :zero, chunk_plan = :plan \
+                             REMOVE file_version",
                             )
                             .expression_attribute_values(":filename", s(file.filename.clone()))
                             .expression_attribute_values(":file_key", s(file.file_key.clone()))
@@ -500,17 +502,30 @@ impl JobStore for DynamoStore {
         let also = "#tenant = :tenant AND file_key = :file_key";
         let updated = self
             .transition_job(id, transition, Some(also), |update| {
-                update
-                    .update_expression(
-                        "SET #status = :to_status, total_rows = :rows, \
-                         scheme_error_count = :errors, chunk_plan = :plan, updated_at = :at",
-                    )
+                let update = update
+                    .update_expression(match report.file_version {
+                        Some(_) => {
+                            "SET #status = :to_status, total_rows = :rows, \
+                             scheme_error_count = :errors, chunk_plan = :plan, updated_at = :at, \
+                             file_version = :version"
+                        }
+                        None => {
+                            "SET #status = :to_status, total_rows = :rows, \
+                             scheme_error_count = :errors, chunk_plan = :plan, updated_at = :at"
+                        }
+                    })
                     .expression_attribute_values(":rows", n(report.total_rows))
                     .expression_attribute_values(":errors", n(report.error_count))
                     .expression_attribute_values(":plan", plan)
                     .expression_attribute_values(":at", s(at.to_string()))
                     .expression_attribute_values(":tenant", s(tenant.as_str()))
-                    .expression_attribute_values(":file_key", s(file_key))
+                    .expression_attribute_values(":file_key", s(file_key));
+                match &report.file_version {
+                    Some(version) => {
+                        update.expression_attribute_values(":version", s(version.as_str()))
+                    }
+                    None => update,
+                }
             })
             .await?;
         match updated {
