@@ -4,15 +4,20 @@
 //! authenticating in every form (HTTP Basic, `X-Auth-Token`, the AK/SK signature) after each
 //! step: a rotation stopped after some credentials (`--limit`), its second run that finishes
 //! it and retires the old version, and on the local server a restart. The API processes were
-//! started before the rotation and never told of it.
+//! started before the rotation and never told of it. A stack of before the keyring, whose
+//! credentials were sealed under its `MasterKey` parameter, keeps them once `bulk-admin keys
+//! import-master-key` has made that key version 1, and a rotation re-seals them.
 
 use std::process::Command;
 
 use bulk_tests::credential::Auth;
 use bulk_tests::local_server::{admin, binary, LocalServer};
-use bulk_tests::moto::Stack;
-use bulk_tests::{api_request, Backend, TestApp, PREFIX};
+use bulk_tests::moto::{fresh_stack, Stack};
+use bulk_tests::{api_request, Backend, Deployment, TestApp, PREFIX};
 use bulk_users::adapters::aws::KMS_KEY_ENV;
+use bulk_users::api::{ApiRequest, ApiResponse};
+use bulk_users::model::{Credential, TenantId, Timestamp};
+use bulk_users::service::ServiceConfig;
 use http::{HeaderMap, Method, StatusCode};
 
 /// A credential as `bulk-admin credential create` printed it.
@@ -186,6 +191,11 @@ async fn a_rotation_by_bulk_admin_locks_out_no_credential_of_the_local_server() 
 /// Runs `bulk-admin --store aws ARGS` on `stack` as the operator (the emulator's administrator,
 /// with the stack's settings and key); answers what it printed.
 fn aws_admin(stack: &Stack, args: &[&str]) -> String {
+    aws_admin_with(stack, &[], args)
+}
+
+/// [`aws_admin`] with more environment variables.
+fn aws_admin_with(stack: &Stack, more: &[(&str, &str)], args: &[&str]) -> String {
     let settings = stack.settings();
     let mut command = Command::new(binary("bulk-admin"));
     for (name, _) in std::env::vars_os() {
@@ -213,6 +223,7 @@ fn aws_admin(stack: &Stack, args: &[&str]) -> String {
             "AWS_SECRET_ACCESS_KEY",
             stack.moto.admin.secret_access_key(),
         )
+        .envs(more.iter().copied())
         .output()
         .expect("run bulk-admin");
     assert!(
@@ -224,14 +235,19 @@ fn aws_admin(stack: &Stack, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// The (form, key id) of every request of `issued` the stack's functions refused.
-async fn refused_by_functions(app: &TestApp, issued: &[Issued]) -> Vec<String> {
+/// The (form, key id) of every request of `issued` that `handle` (the stack's functions)
+/// refused.
+async fn refused_by<F, Fut>(handle: F, issued: &[Issued]) -> Vec<String>
+where
+    F: Fn(ApiRequest) -> Fut,
+    Fut: std::future::Future<Output = ApiResponse>,
+{
     let mut refused = Vec::new();
     for credential in issued {
         for (form, target, auth) in credential.requests() {
             let headers = headers(&auth, "bulk.test", &target);
             let request = api_request(Method::GET, &target, headers, Default::default());
-            let response = app.handle(request).await;
+            let response = handle(request).await;
             if response.status() != StatusCode::OK {
                 refused.push(format!(
                     "{form} {}: {}",
@@ -242,6 +258,14 @@ async fn refused_by_functions(app: &TestApp, issued: &[Issued]) -> Vec<String> {
         }
     }
     refused
+}
+
+async fn refused_by_functions(app: &TestApp, issued: &[Issued]) -> Vec<String> {
+    refused_by(|request| app.handle(request), issued).await
+}
+
+async fn refused_by_deployment(deployment: &Deployment, issued: &[Issued]) -> Vec<String> {
+    refused_by(|request| deployment.handle(request), issued).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,4 +326,107 @@ async fn a_rotation_by_bulk_admin_on_aws_locks_out_no_credential_of_the_function
         decrypted > 0,
         "the functions opened secrets with the stack's key"
     );
+}
+
+/// A credential stored as a stack of before the keyring stored it: its secret sealed with the
+/// master key itself (AES-256-GCM, nonce ‖ ciphertext in base64, no version), found by
+/// HMAC-SHA256(master key, `"secret:" + secret`).
+fn sealed_before_versions(
+    master_key: &[u8; 32],
+    tenant: &str,
+    key_id: &str,
+    secret: &str,
+) -> Credential {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    use base64::Engine;
+    use hmac::Mac;
+    let nonce = [7u8; 12];
+    let aad = [tenant.as_bytes(), b"\0", key_id.as_bytes()].concat();
+    let cipher = aes_gcm::Aes256Gcm::new(master_key.into());
+    let payload = Payload {
+        msg: secret.as_bytes(),
+        aad: &aad,
+    };
+    let ciphertext = cipher
+        .encrypt(aes_gcm::Nonce::from_slice(&nonce), payload)
+        .unwrap();
+    let sealed =
+        base64::engine::general_purpose::STANDARD.encode([&nonce[..], &ciphertext].concat());
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(master_key).unwrap();
+    mac.update(format!("secret:{secret}").as_bytes());
+    Credential {
+        tenant: TenantId::parse(tenant).unwrap(),
+        key_id: key_id.to_owned(),
+        name: "of before".to_owned(),
+        sealed_secret: sealed,
+        secret_lookup: hex::encode(mac.finalize().into_bytes()),
+        revoked: false,
+        created_at: Timestamp::now(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_of_a_stack_of_before_the_keyring_work_once_its_master_key_is_imported() {
+    let deployment = Deployment {
+        stack: fresh_stack("legacy-master-key").await,
+        config: ServiceConfig::default(),
+    };
+    let stack = &deployment.stack;
+    let master_key = [0x4d_u8; 32];
+    let issued: Vec<Issued> = [("acme", "OLDACME"), ("globex", "OLDGLOBEX")]
+        .iter()
+        .map(|(tenant, key_id)| Issued {
+            tenant: (*tenant).to_owned(),
+            key_id: (*key_id).to_owned(),
+            secret: format!("the-secret-of-{key_id}"),
+        })
+        .collect();
+    for credential in &issued {
+        let stored = sealed_before_versions(
+            &master_key,
+            &credential.tenant,
+            &credential.key_id,
+            &credential.secret,
+        );
+        stack
+            .admin
+            .ports
+            .tenants
+            .put_credential(&stored)
+            .await
+            .unwrap();
+    }
+    let refused = refused_by_deployment(&deployment, &issued).await;
+    assert_eq!(refused.len(), 6, "no keyring yet: {refused:?}");
+
+    let hex_key: String = master_key.iter().map(|b| format!("{b:02x}")).collect();
+    let imported = aws_admin_with(
+        stack,
+        &[("BULK_MASTER_KEY", &hex_key)],
+        &["keys", "import-master-key"],
+    );
+    assert!(
+        imported.contains("imported the master key as key version v1"),
+        "{imported}"
+    );
+    assert_eq!(
+        status_lines(&aws_admin(stack, &["keys", "status"])),
+        ["v1 current 2"]
+    );
+    assert_eq!(
+        refused_by_deployment(&deployment, &issued).await,
+        Vec::<String>::new()
+    );
+
+    let rotated = aws_admin(stack, &["keys", "rotate"]);
+    assert!(rotated.contains("retired key version v1"), "{rotated}");
+    assert_eq!(
+        status_lines(&aws_admin(stack, &["keys", "status"])),
+        ["v2 current 2"]
+    );
+    assert_eq!(
+        refused_by_deployment(&deployment, &issued).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(stack.denials().await, Vec::<String>::new());
 }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use bulk_users::adapters::{aws, embedded};
+use bulk_users::auth::KeyBytes;
 use bulk_users::model::TenantId;
 use bulk_users::service::{BulkService, Rotation, ServiceConfig, SettingsChange};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -69,6 +70,14 @@ enum KeysCommand {
         /// Re-seal at most this many credentials in this run (the rest in later runs).
         #[arg(long)]
         limit: Option<usize>,
+    },
+    /// AWS only: makes the master key of a stack deployed before the keyring (its former
+    /// `MasterKey` parameter) version 1 of the empty keyring, wrapped by the stack's KMS key,
+    /// so that the credentials sealed under it keep working; then run `keys rotate`.
+    ImportMasterKey {
+        /// The former master key (64 hex characters or base64), from the environment.
+        #[arg(long, env = "BULK_MASTER_KEY", hide_env_values = true)]
+        master_key: String,
     },
 }
 
@@ -166,7 +175,7 @@ async fn main() -> Result<(), Error> {
                 cli.command,
                 Command::Credential(
                     CredentialCommand::Create { .. } | CredentialCommand::Install { .. }
-                ) | Command::Keys(KeysCommand::Rotate { .. })
+                ) | Command::Keys(KeysCommand::Rotate { .. } | KeysCommand::ImportMasterKey { .. })
             );
             if seals && settings.kms_key_arn.is_none() {
                 return Err(format!(
@@ -176,6 +185,19 @@ async fn main() -> Result<(), Error> {
                 .into());
             }
             let adapters = aws::connect(&settings).await;
+            if let Command::Keys(KeysCommand::ImportMasterKey { master_key }) = &cli.command {
+                let master_key = KeyBytes::parse_text(master_key)
+                    .ok_or("BULK_MASTER_KEY is no key of 32 bytes (64 hex characters or base64)")?;
+                let keyring = aws::KmsKeyring::new(
+                    adapters.kms.clone(),
+                    adapters.dynamodb.clone(),
+                    settings.table.clone(),
+                    settings.kms_key_arn.clone(),
+                );
+                keyring.import_master_key(&master_key).await?;
+                println!("imported the master key as key version v1: run `keys rotate` next");
+                return Ok(());
+            }
             BulkService::new(adapters.ports, ServiceConfig::default())
         }
     };
@@ -286,6 +308,13 @@ async fn main() -> Result<(), Error> {
                 )
                 .into());
             }
+        }
+        Command::Keys(KeysCommand::ImportMasterKey { .. }) => {
+            return Err(
+                "the embedded store reads a master.key of a single key as version 1 \
+                        already: nothing to import"
+                    .into(),
+            );
         }
         Command::Provision { .. } => {}
     }

@@ -50,6 +50,25 @@ impl KeyBytes {
         KeyBytes(bytes)
     }
 
+    /// A key written as 64 hex characters or as base64 (standard or URL-safe, padded or not)
+    /// of 32 bytes: the single master key of before versions.
+    pub fn parse_text(text: &str) -> Option<KeyBytes> {
+        use base64::engine::general_purpose::{
+            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+        };
+        use base64::Engine;
+        let text = text.trim();
+        let decoded = if text.len() == 2 * KEY_BYTES && text.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            hex::decode(text).ok()
+        } else {
+            [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+                .iter()
+                .find_map(|engine| engine.decode(text).ok())
+        };
+        decoded.and_then(|bytes| KeyBytes::from_slice(&bytes))
+    }
+
     pub fn expose(&self) -> &[u8; KEY_BYTES] {
         &self.0
     }

@@ -8,7 +8,12 @@
 //!   every decryption.
 //! - A version's root (which keys the look-up digests) is a KMS data key too, kept wrapped in
 //!   the table's item `KEYRING` / `KEYRING` (`current`, and `roots`: version → ciphertext
-//!   blob), with the encryption context `{keyring_version}`.
+//!   blob), with the encryption context `{keyring_version}`. The version a secret is sealed
+//!   under names the root of its look-up digest; its data key is its own whatever the version.
+//! - A stack of before the keyring sealed its credentials under one master key (a template
+//!   parameter): [`KmsKeyring::import_master_key`] makes that key version 1 of an empty keyring,
+//!   wrapped like any root and marked `legacy`, so that those credentials keep working until a
+//!   rotation re-seals them.
 //!
 //! Decrypted roots and data keys are kept in this process's memory only (data keys up to
 //! [`DATA_KEYS_CACHED`]), never written nor logged. Only the operator (`bulk-admin`) generates
@@ -47,6 +52,8 @@ const KEYRING_PK: &str = "KEYRING";
 struct StoredRing {
     current: Option<u32>,
     roots: BTreeMap<u32, Vec<u8>>,
+    /// Version 1 is the imported master key of before versions.
+    legacy: bool,
 }
 
 impl StoredRing {
@@ -60,7 +67,7 @@ impl StoredRing {
                 .copied()
                 .filter(|version| Some(*version) != self.current)
                 .collect(),
-            legacy: false,
+            legacy: self.legacy && self.roots.contains_key(&1),
         }
     }
 }
@@ -166,9 +173,11 @@ impl KmsKeyring {
         if !roots.contains_key(&current) {
             return Err(corrupt("lacks the root of its current version"));
         }
+        let legacy = matches!(item.get("legacy"), Some(AttributeValue::Bool(true)));
         Ok(StoredRing {
             current: Some(current),
             roots,
+            legacy,
         })
     }
 
@@ -245,6 +254,54 @@ impl KmsKeyring {
                 "GenerateDataKey answered no 32-byte key and blob",
             )),
         }
+    }
+
+    /// Makes `master_key`, the single key that sealed the credentials of a stack of before
+    /// versions, version 1 of this keyring, which must be empty: wrapped by KMS (`Encrypt`)
+    /// with the context of version 1, marked `legacy`. The operator's, once.
+    pub async fn import_master_key(&self, master_key: &KeyBytes) -> StoreResult<()> {
+        let wrapped = self
+            .kms
+            .encrypt()
+            .key_id(self.key_arn()?)
+            .plaintext(Blob::new(master_key.expose().to_vec()))
+            .encryption_context(CONTEXT_VERSION, "1")
+            .send()
+            .await
+            .map_err(|error| sdk_failure(STORE, error))?
+            .ciphertext_blob
+            .ok_or_else(|| StoreError::unavailable(STORE, "Encrypt answered no blob"))?;
+        let blob = AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(
+            wrapped.into_inner(),
+        ));
+        let mut item = KmsKeyring::item_key();
+        item.insert("current".to_owned(), AttributeValue::N("1".to_owned()));
+        item.insert(
+            "roots".to_owned(),
+            AttributeValue::M(HashMap::from([("1".to_owned(), blob)])),
+        );
+        item.insert("legacy".to_owned(), AttributeValue::Bool(true));
+        let sent = self
+            .dynamodb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match sent {
+            Ok(_) => {}
+            Err(error) if super::dynamo::is_conditional_failure(&error) => {
+                return Err(StoreError::Corrupt(
+                    "the keyring has versions already: a master key is imported into an empty \
+                     keyring only"
+                        .to_owned(),
+                ))
+            }
+            Err(error) => return Err(sdk_failure("dynamodb", error)),
+        }
+        self.read_again().await?;
+        Ok(())
     }
 
     fn remember_data_key(&self, context: SealContext<'_>, wrapped: &[u8], key: &KeyBytes) {

@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use base64::Engine;
 
 use crate::auth::{KeyBytes, KeyVersions, SealContext, SealKey, KEY_BYTES};
 use crate::ports::{Keyring, StoreError, StoreResult};
@@ -87,7 +86,7 @@ impl Ring {
             .collect();
         if let [single] = lines.as_slice() {
             if !single.starts_with('v') || !single.contains(' ') {
-                let root = parse_single_key(single).ok_or("not a key")?;
+                let root = KeyBytes::parse_text(single).ok_or("not a key")?;
                 return Ok(Ring {
                     roots: BTreeMap::from([(1, root)]),
                     current: 1,
@@ -146,22 +145,6 @@ impl Ring {
         }
         text
     }
-}
-
-/// A key written as 64 hex characters or as base64 (standard or URL-safe, padded or not) of
-/// 32 bytes: the key file of before versions.
-fn parse_single_key(text: &str) -> Option<KeyBytes> {
-    let decoded = if text.len() == 2 * KEY_BYTES && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        hex::decode(text).ok()
-    } else {
-        use base64::engine::general_purpose::{
-            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
-        };
-        [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
-            .iter()
-            .find_map(|engine| engine.decode(text).ok())
-    };
-    decoded.and_then(|bytes| KeyBytes::from_slice(&bytes))
 }
 
 /// The keyring in a file. Its `Debug` output shows no key.
@@ -398,6 +381,8 @@ fn warn_if_readable_by_others(_path: &Path) {}
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+
     use super::*;
 
     #[test]
