@@ -5,14 +5,12 @@
 //! functions go by. The tests set the functions' budgets against that deadline so that the
 //! deadline falls within the work, as a real timeout would.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use bulk_tests::emulator::{deployed_environment, sample_event, HttpResponse, MASTER_KEY};
+use bulk_tests::emulator::{deployed_environment, sample_event, HttpResponse};
 use bulk_tests::moto::fresh_stack;
 use bulk_tests::runtime_api::{queued_work, LambdaHost};
 use bulk_tests::users_file;
-use bulk_users::auth::MasterKey;
 use bulk_users::model::TenantId;
 use bulk_users::service::{BulkService, FileUpload, ServiceConfig};
 use serde_json::{json, Value};
@@ -186,12 +184,9 @@ async fn latest_job(service: &BulkService, tenant: &TenantId) -> bulk_users::mod
     jobs.into_iter().next().expect("a job")
 }
 
-/// The service as the administrator runs it, with the master key the emulator's functions use.
+/// The service as the administrator runs it (credentials sealed under the stack's KMS key).
 fn admin_service(stack: &bulk_tests::moto::Stack, config: ServiceConfig) -> BulkService {
-    let mut ports = stack.admin.ports.clone();
-    let key = MasterKey::parse(MASTER_KEY, "the emulator's master key").unwrap();
-    ports.master_key = Arc::new(key);
-    BulkService::new(ports, config)
+    BulkService::new(stack.admin.ports.clone(), config)
 }
 
 fn answer(response: Result<Value, Value>) -> HttpResponse {

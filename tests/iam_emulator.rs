@@ -265,3 +265,105 @@ async fn an_unknown_key_is_refused_as_dynamodb_refuses_it() {
         "{answer:?}"
     );
 }
+
+/// KMS is authorized per key (whatever the request names it by) and per encryption context:
+/// `kms:EncryptionContextKeys` carries the request's context keys, so a grant confined to the
+/// contexts of sealed secrets decrypts those and nothing else, and grants no other action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_is_authorized_per_key_and_encryption_context() {
+    use aws_sdk_kms::primitives::Blob;
+    use aws_sdk_kms::types::DataKeySpec;
+
+    let stack = fresh_stack("iam-kms").await;
+    let key = stack.names.kms_key_arn.clone();
+    let other_key = bulk_users::adapters::aws::provision::create_key(
+        &stack.admin.kms,
+        &format!("alias/{}-other", stack.names.table),
+    )
+    .await
+    .expect("another key");
+    let keys = ["tenant", "key_id"];
+    let decrypter = principal(
+        &stack,
+        "kms",
+        json!([{
+            "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": key,
+            "Condition": {
+                "ForAllValues:StringEquals": {"kms:EncryptionContextKeys": keys},
+                "ForAnyValue:StringEquals": {"kms:EncryptionContextKeys": keys},
+            }
+        }]),
+    )
+    .await;
+    // Blobs made by the administrator, under each key and context.
+    let blob = |key: String, context: Vec<(&'static str, &'static str)>| {
+        let kms = stack.admin.kms.clone();
+        async move {
+            let mut request = kms
+                .generate_data_key()
+                .key_id(key)
+                .key_spec(DataKeySpec::Aes256);
+            for (name, value) in &context {
+                request = request.encryption_context(*name, *value);
+            }
+            let out = request.send().await.expect("a data key");
+            (out.ciphertext_blob.expect("a blob"), context)
+        }
+    };
+    let decrypt = |key: &str, (blob, context): (Blob, Vec<(&'static str, &'static str)>)| {
+        let mut request = decrypter.kms.decrypt().key_id(key).ciphertext_blob(blob);
+        for (name, value) in &context {
+            request = request.encryption_context(*name, *value);
+        }
+        request.send()
+    };
+    let sealed = blob(key.clone(), vec![("tenant", "acme"), ("key_id", "k1")]).await;
+    assert!(decrypt(&key, sealed.clone()).await.is_ok(), "its contexts");
+    // By the alias the key is the same key.
+    let alias = format!(
+        "arn:aws:kms:us-east-1:123456789012:alias/{}-secrets",
+        stack.names.table
+    );
+    assert!(decrypt(&alias, sealed).await.is_ok(), "by its alias");
+    let other_context = blob(key.clone(), vec![("purpose", "other")]).await;
+    assert!(
+        kms_denied(decrypt(&key, other_context).await),
+        "another context"
+    );
+    let no_context = blob(key.clone(), vec![]).await;
+    assert!(kms_denied(decrypt(&key, no_context).await), "no context");
+    let wider = blob(key.clone(), vec![("tenant", "acme"), ("purpose", "x")]).await;
+    assert!(
+        kms_denied(decrypt(&key, wider).await),
+        "a key beyond the grant"
+    );
+    let elsewhere = blob(other_key.clone(), vec![("tenant", "acme")]).await;
+    assert!(
+        kms_denied(decrypt(&other_key, elsewhere).await),
+        "another key"
+    );
+    let generated = decrypter
+        .kms
+        .generate_data_key()
+        .key_id(&key)
+        .key_spec(DataKeySpec::Aes256)
+        .encryption_context("tenant", "acme")
+        .send()
+        .await;
+    assert!(kms_denied(generated), "GenerateDataKey is not granted");
+}
+
+fn kms_denied<T: std::fmt::Debug, E>(result: Result<T, aws_sdk_kms::error::SdkError<E>>) -> bool
+where
+    E: aws_sdk_kms::error::ProvideErrorMetadata + std::fmt::Debug,
+{
+    let code = match &result {
+        Err(error) => aws_sdk_kms::error::ProvideErrorMetadata::code(error),
+        Ok(_) => None,
+    };
+    let denied = code.is_some_and(|code| code.starts_with("AccessDenied"));
+    if !denied {
+        eprintln!("not denied: {result:?}");
+    }
+    denied
+}

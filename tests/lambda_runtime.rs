@@ -13,18 +13,16 @@
 //! One test, so each function compiles (or is found already built) once.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bulk_tests::cases::{self, Vars};
 use bulk_tests::emulator::{
-    deployed_environment, sample_event, Emulator, FunctionEmulators, HttpResponse, MASTER_KEY,
+    deployed_environment, sample_event, Emulator, FunctionEmulators, HttpResponse,
 };
 use bulk_tests::expect;
 use bulk_tests::moto::{fresh_stack, Stack};
 use bulk_tests::runtime_api::LambdaHost;
 use bulk_tests::template::{functions, strings};
-use bulk_users::auth::MasterKey;
 use bulk_users::model::{TenantId, Timestamp};
 use bulk_users::service::{BulkService, ServiceConfig};
 use serde_json::{json, Value};
@@ -88,12 +86,11 @@ impl Day {
     }
 }
 
-/// The sealed credential of the sample events, under the functions' master key so that they
-/// can open it: the service, as the administrator.
+/// The sealed credential of the sample events, sealed under the stack's KMS key by the
+/// administrator (as bulk-admin does), which the functions open with their own permission:
+/// the service, as the administrator.
 async fn install_events_credential(stack: &Stack) -> BulkService {
-    let mut ports = stack.admin.ports.clone();
-    ports.master_key = Arc::new(MasterKey::parse(MASTER_KEY, "the emulator's master key").unwrap());
-    let service = BulkService::new(ports, ServiceConfig::default());
+    let service = BulkService::new(stack.admin.ports.clone(), ServiceConfig::default());
     let acme = TenantId::parse("acme").unwrap();
     service
         .install_credential(&acme, "events", "acme-events", "change-me")

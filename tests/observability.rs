@@ -7,13 +7,12 @@
 
 use std::time::Duration;
 
-use bulk_tests::emulator::{deployed_environment, MASTER_KEY};
+use bulk_tests::emulator::deployed_environment;
 use bulk_tests::local_server::LocalServer;
 use bulk_tests::moto::fresh_stack;
 use bulk_tests::runtime_api::{queued_work, LambdaHost};
 use bulk_tests::steps::LocalClient;
 use bulk_tests::users_file;
-use bulk_users::auth::MasterKey;
 use bulk_users::model::TenantId;
 use bulk_users::service::{BulkService, FileUpload, ServiceConfig};
 use serde_json::{json, Value};
@@ -27,9 +26,7 @@ const ROWS_PER_CHUNK: u64 = 4;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_line_of_a_processor_invocation_is_json_naming_its_request_tenant_and_job() {
     let stack = fresh_stack("observability").await;
-    let master_key = MasterKey::parse(MASTER_KEY, "the emulator's master key").unwrap();
-    let mut ports = stack.admin.ports.clone();
-    ports.master_key = std::sync::Arc::new(master_key);
+    let ports = stack.admin.ports.clone();
     let config = ServiceConfig {
         rows_per_chunk: ROWS_PER_CHUNK,
         ..Default::default()

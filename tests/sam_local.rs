@@ -11,16 +11,17 @@
 //! (`--region`, the shell's `AWS_ACCESS_KEY_ID`…), never from the file.
 //!
 //! The first test checks that environment for every function: every variable of the file
-//! arrives, every function is pointed at the file's moto, table, bucket and queue, and every
-//! HTTP function has the master key. The second runs the upload and the status function under
+//! arrives, every function is pointed at the file's moto, table, bucket, queue and KMS key (by
+//! its alias: `bulk-admin provision` makes it, with another id every time), and no function
+//! gets a secret. The second runs the upload and the status function under
 //! `cargo lambda watch` with the environment SAM gives them (less the `AWS_LAMBDA_*` variables
 //! of the runtime, which the emulator sets itself), changed in two ways only: the file's
 //! endpoint host and port (`host.docker.internal:5000`, the host as SAM's container sees it)
 //! become the test's moto's, and the dummy credentials become those of a principal whose only
 //! policy is the function's template policy (the tests' moto enforces IAM). The table, bucket
-//! and queue are made with the file's names by `bulk-admin provision`, and the events'
-//! credential stored by `bulk-admin credential install`, as the README does (here as moto's
-//! administrator). The file names the bucket as the template names it for stage `local` on
+//! and queue (and the KMS key, under the file's alias) are made with the file's names by
+//! `bulk-admin provision`, and the events' credential stored by `bulk-admin credential
+//! install`, as the README does (here as moto's administrator). The file names the bucket as the template names it for stage `local` on
 //! moto's account, so the template policies resolved for stage `local` and the file's table and
 //! queue (`StackNames`) grant exactly the resources the file names: the names need no
 //! translation.
@@ -36,8 +37,7 @@ use bulk_tests::iam::{create_principal, StackNames, ACCOUNT, REGION};
 use bulk_tests::local_server::binary;
 use bulk_tests::moto::{moto, Moto, Serving};
 use bulk_tests::template::{functions, repository_root, sam_python, template_path};
-use bulk_tests::{cases, expect, HTTP_FUNCTIONS};
-use bulk_users::auth::MasterKey;
+use bulk_tests::{cases, expect};
 use serde_json::Value;
 
 /// The `--env-vars` file of the README's `sam local invoke`.
@@ -52,6 +52,9 @@ const DUMMY_ACCESS_KEY_ID: &str = "test";
 const DUMMY_SECRET_ACCESS_KEY: &str = "test";
 /// The stage for which the template would name the file's bucket.
 const STAGE: &str = "local";
+/// The alias of the KMS key the file names (`BULK_KMS_KEY_ARN`, an alias ARN), as the template
+/// names the key's alias for stage `local`.
+const KEY_ALIAS: &str = "alias/bulk-users-local-secrets";
 /// The credential of the sample events, as the README has `bulk-admin` install it.
 const EVENTS_TENANT: &str = "acme";
 const EVENTS_KEY_ID: &str = "acme-events";
@@ -148,10 +151,6 @@ fn variable<'a>(environment: &'a Environment, logical_id: &str, name: &str) -> &
         .unwrap_or_else(|| panic!("{logical_id} gets no {name} from `sam local invoke`"))
 }
 
-fn is_http_function(binary: &str) -> bool {
-    HTTP_FUNCTIONS.iter().any(|(name, _)| *name == binary)
-}
-
 /// The names the file gives the table, bucket and queue, as a stack of the template.
 fn file_names(environment: &Environment, logical_id: &str) -> StackNames {
     let queue_url = variable(environment, logical_id, "BULK_QUEUE_URL");
@@ -161,6 +160,8 @@ fn file_names(environment: &Environment, logical_id: &str) -> StackNames {
         table: variable(environment, logical_id, "BULK_TABLE_NAME").to_owned(),
         queue_name: queue_url.rsplit('/').next().unwrap_or_default().to_owned(),
         queue_url: queue_url.to_owned(),
+        // Known once `bulk-admin provision` made the key.
+        kms_key_arn: String::new(),
     };
     assert_eq!(
         variable(environment, logical_id, "BULK_BUCKET_NAME"),
@@ -222,10 +223,17 @@ fn the_env_file_points_every_function_at_moto() {
             None => shared = Some(resources),
             Some(first) => assert_eq!(&resources, first, "{id}: another table, bucket or queue"),
         }
-        if is_http_function(&function.binary) {
-            let key = variable(environment, id, "BULK_MASTER_KEY");
-            MasterKey::parse(key, "BULK_MASTER_KEY")
-                .unwrap_or_else(|error| panic!("{id}: BULK_MASTER_KEY {key:?}: {error}"));
+        assert_eq!(
+            variable(environment, id, "BULK_KMS_KEY_ARN"),
+            format!("arn:aws:kms:{REGION}:{ACCOUNT}:{KEY_ALIAS}"),
+            "{id}: the file's KMS key, by its alias"
+        );
+        for name in environment.keys() {
+            assert!(
+                name.starts_with("AWS_")
+                    || !(name.contains("MASTER_KEY") || name.contains("SECRET")),
+                "{id} gets {name}: no function gets a secret"
+            );
         }
     }
 }
@@ -240,8 +248,8 @@ async fn upload_and_status_answer_with_the_environment_sam_local_invoke_gives_th
     let file_address = FILE_MOTO.trim_start_matches("http://");
     let on_moto = |value: &str| value.replace(file_address, moto_address);
 
-    // The README's steps: the resources with the file's names, then the events' credential,
-    // sealed under the file's master key.
+    // The README's steps: the resources with the file's names (the KMS key under the file's
+    // alias), then the events' credential, sealed under that key.
     let admin = bulk_admin();
     let provisioned = run_admin(
         &admin,
@@ -255,8 +263,19 @@ async fn upload_and_status_answer_with_the_environment_sam_local_invoke_gives_th
             &names.bucket(),
             "--queue",
             &names.queue_name,
+            "--key-alias",
+            KEY_ALIAS,
         ],
     );
+    let key_arn = provisioned
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("BULK_KMS_KEY_ARN="))
+        .unwrap_or_else(|| panic!("bulk-admin provision printed no key: {provisioned}"))
+        .to_owned();
+    let names = StackNames {
+        kms_key_arn: key_arn,
+        ..names
+    };
     assert!(
         provisioned.contains(&format!("BULK_QUEUE_URL={}", on_moto(&names.queue_url))),
         "bulk-admin provision made another queue than the file's: {provisioned}"
@@ -265,7 +284,7 @@ async fn upload_and_status_answer_with_the_environment_sam_local_invoke_gives_th
         "BULK_TABLE_NAME",
         "BULK_BUCKET_NAME",
         "BULK_QUEUE_URL",
-        "BULK_MASTER_KEY",
+        "BULK_KMS_KEY_ARN",
     ]
     .into_iter()
     .map(|name| (name, on_moto(variable(upload, "UploadFunction", name))))

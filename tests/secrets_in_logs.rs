@@ -8,9 +8,9 @@
 //! `bulk-admin`, used, and revoked (refused at once). Then every answer (status line, headers,
 //! body), every scheme and update error log and job status, and every line the server printed
 //! are searched for the secrets (in clear, in 16-character pieces, and as the base64 of the
-//! Basic credentials sent), the master key, and every password; and every file of the data
-//! directory is searched for the secrets and the Workspace passwords, which are stored only as
-//! argon2id hashes.
+//! Basic credentials sent), the keyring's keys (roots and derived), and every password; and
+//! every file of the data directory is searched for the secrets and the Workspace passwords,
+//! which are stored only as argon2id hashes.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ use bulk_tests::credential::Auth;
 use bulk_tests::expect;
 use bulk_tests::local_server::{admin, LocalServer};
 use bulk_tests::{multipart, Part, BOUNDARY, PREFIX};
+use bulk_users::auth::KeyBytes;
 use bulk_users::model::{TenantId, UserKey};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::{json, Value};
@@ -306,6 +307,38 @@ fn data_files(data: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         .collect()
 }
 
+/// Every root key of the keyring file (`v{N} {hex}` lines) and the keys derived from it, in hex
+/// and in base64, by name.
+fn keyring_keys(data: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(data.join("master.key")).expect("master.key");
+    let mut keys = Vec::new();
+    for line in text.lines().filter(|line| line.starts_with('v')) {
+        let mut words = line.split_whitespace();
+        let (version, hex_root) = (words.next().unwrap(), words.next().unwrap());
+        let bytes: Vec<u8> = (0..hex_root.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(&hex_root[at..at + 2], 16).unwrap())
+            .collect();
+        let root = KeyBytes::from_slice(&bytes).expect("a 32-byte root");
+        for (what, key) in [
+            ("root", root.clone()),
+            ("look-up key", root.lookup_key()),
+            ("sealing key", root.seal_key()),
+        ] {
+            let bytes = key.expose();
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let base64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+            keys.push((format!("the {what} of key version {version} (hex)"), hex));
+            keys.push((
+                format!("the {what} of key version {version} (base64)"),
+                base64,
+            ));
+        }
+    }
+    assert!(!keys.is_empty(), "no key in master.key");
+    keys
+}
+
 /// The seeded secret with its tail changed, and with one more character.
 fn near_misses() -> [String; 2] {
     [
@@ -387,13 +420,13 @@ async fn read_every_job_log(c: &mut Client) {
 
 /// What must never appear, by name: in stored job files (`stored`), and anywhere else
 /// (`everything`: also the unknown-field passwords, which a client's own file holds, and the
-/// master key).
+/// keyring's keys).
 struct Forbidden {
     stored: Vec<(String, String)>,
     everything: Vec<(String, String)>,
 }
 
-fn forbidden(second: &str, master_key: String) -> Forbidden {
+fn forbidden(second: &str, keys: Vec<(String, String)>) -> Forbidden {
     let encode = |text: String| base64::engine::general_purpose::STANDARD.encode(text);
     let mut secrets: Vec<(String, String)> = Vec::new();
     for (name, secret) in [
@@ -442,10 +475,9 @@ fn forbidden(second: &str, master_key: String) -> Forbidden {
         )
     });
     let stored: Vec<(String, String)> = secrets.into_iter().chain(workspace_passwords).collect();
-    let master = ("the master key".to_owned(), master_key);
     let everything = (stored.iter().cloned())
         .chain(unknown_field_passwords)
-        .chain([master])
+        .chain(keys)
         .collect();
     Forbidden { stored, everything }
 }
@@ -596,17 +628,14 @@ async fn no_secret_or_password_in_any_answer_log_or_stored_byte() {
     read_every_job_log(c).await;
     let transcript = std::mem::take(&mut c.transcript);
 
-    let master_key = std::fs::read_to_string(data.join("master.key"))
-        .expect("master.key")
-        .trim()
-        .to_owned();
+    let keys = keyring_keys(&data);
     // The data directory while the server runs (the database's write-ahead log included), and
     // once it has stopped.
     let running = data_files(&data);
     let lines = server.stop_capturing();
     let stopped = data_files(&data);
 
-    let forbidden = forbidden(&second, master_key);
+    let forbidden = forbidden(&second, keys);
     let mut problems = forbidden.in_answers_and_lines(&transcript, &lines);
     problems.extend(forbidden.in_files("while running", &running));
     problems.extend(forbidden.in_files("once stopped", &stopped));

@@ -3,8 +3,9 @@
 //! and aliases) on the functions that serve them, every spelling the route resolver accepts
 //! (aliases, the `.json` suffix of Zendesk clients) reaches the function of its operation through
 //! the HTTP API's route selection, the read-only functions write nothing but their request
-//! counts, no grant is a wildcard, and every queue is wired for partial batch failures, long
-//! enough visibility and a dead-letter queue. (That every grant is needed, and enough, is held
+//! counts, no grant is a wildcard, every queue is wired for partial batch failures, long
+//! enough visibility and a dead-letter queue, no function gets a secret (its environment names
+//! the stack's KMS key, no key), and only the functions that authenticate may decrypt with it. (That every grant is needed, and enough, is held
 //! by running the functions under their policies: `lambda_runtime.rs`.)
 //!
 //! `sam build` is part of the product: `sam validate --lint` passes, and what `sam build` would
@@ -23,7 +24,7 @@ use bulk_tests::template::{
     strings, template, template_path, Function,
 };
 use bulk_tests::{cases, HTTP_FUNCTIONS};
-use bulk_users::adapters::aws::AwsSettings;
+use bulk_users::adapters::aws::{AwsSettings, CONTEXT_KEYS, KMS_KEY_ENV};
 use bulk_users::api::{resolve, route_table, Dialect, Operation, RouteGroup, PATH_ALIASES};
 use http::Method;
 use serde_json::Value;
@@ -33,10 +34,12 @@ const READ_ONLY_FUNCTIONS: [&str; 3] = ["status", "jobs", "reads"];
 /// The partition keys of the request counts (`RATE#{tenant}#{minute}`) and of the failed
 /// authentications (`AUTHFAIL#{source}#{minute}`).
 const RATE_KEYS: [&str; 2] = ["RATE#*", "AUTHFAIL#*"];
-const READ_ONLY_ACTIONS: [&str; 3] = [
+const READ_ONLY_ACTIONS: [&str; 4] = [
     "dynamodb:GetItem",
     "dynamodb:Query",
     "dynamodb:BatchGetItem",
+    // Opening a credential's secret to authenticate: reads, writes nothing.
+    "kms:Decrypt",
 ];
 
 /// The properties every function must have.
@@ -414,6 +417,120 @@ fn no_function_is_granted_wildcards() {
             );
         }
     }
+}
+
+/// Words that name a secret in a parameter or a variable.
+const SECRET_WORDS: [&str; 5] = ["SECRET", "MASTER", "PASSWORD", "TOKEN", "PRIVATE"];
+
+/// No parameter holds a secret (none is `NoEcho`, none is named like one: the master key of
+/// before is gone), and no function's environment holds one: the only key it names is the
+/// stack's KMS key, by its ARN.
+#[test]
+fn no_secret_is_a_parameter_or_in_any_function_environment() {
+    let text = std::fs::read_to_string(template_path()).expect("template.yaml");
+    assert!(
+        !text.contains("BULK_MASTER_KEY"),
+        "a master key in the template"
+    );
+    for (name, parameter) in template()["Parameters"].as_object().expect("Parameters") {
+        let upper = name.to_uppercase();
+        assert!(
+            parameter.get("NoEcho").is_none() && !SECRET_WORDS.iter().any(|w| upper.contains(w)),
+            "parameter {name} holds a secret"
+        );
+        assert_ne!(upper, "MASTERKEY");
+    }
+    for function in functions() {
+        let id = &function.logical_id;
+        for (name, value) in function.environment() {
+            assert!(
+                !SECRET_WORDS.iter().any(|word| name.contains(word)),
+                "{id}: {name} names a secret"
+            );
+            let parameter = value.get("Ref").and_then(Value::as_str);
+            if let Some(parameter) = parameter {
+                assert!(
+                    template()["Parameters"][parameter].get("NoEcho").is_none(),
+                    "{id}: {name} is the NoEcho parameter {parameter}"
+                );
+            }
+        }
+        let key = function.environment()[KMS_KEY_ENV];
+        assert_eq!(
+            get_att_target(key, "Arn").as_deref(),
+            Some("SecretsKey"),
+            "{id}: {KMS_KEY_ENV} is not the stack's key: {key}"
+        );
+    }
+}
+
+/// The functions that authenticate (the HTTP functions) may `kms:Decrypt` with the stack's key,
+/// and only with the encryption contexts of sealed secrets and wrapped roots; every other
+/// function has no KMS permission at all, and none may generate data keys (the operator's).
+#[test]
+fn only_the_functions_that_authenticate_may_decrypt_with_the_stack_key() {
+    let contexts = serde_json::json!({
+        "ForAllValues:StringEquals": {"kms:EncryptionContextKeys": CONTEXT_KEYS},
+        "ForAnyValue:StringEquals": {"kms:EncryptionContextKeys": CONTEXT_KEYS},
+    });
+    let mut decrypting = BTreeSet::new();
+    for function in functions() {
+        let id = &function.logical_id;
+        let kms: Vec<&Value> = function
+            .policy_statements()
+            .into_iter()
+            .filter(|statement| {
+                strings(&statement["Action"])
+                    .iter()
+                    .any(|action| action.to_lowercase().starts_with("kms:"))
+            })
+            .collect();
+        if kms.is_empty() {
+            continue;
+        }
+        assert_eq!(kms.len(), 1, "{id}: KMS in more than one statement");
+        let statement = kms[0];
+        assert_eq!(strings(&statement["Action"]), ["kms:Decrypt"], "{id}");
+        assert_eq!(statement["Effect"], "Allow", "{id}");
+        assert_eq!(
+            get_att_target(&statement["Resource"], "Arn").as_deref(),
+            Some("SecretsKey"),
+            "{id}: kms:Decrypt on another resource than the stack's key"
+        );
+        assert_eq!(statement["Condition"], contexts, "{id}: the condition");
+        decrypting.insert(function.binary.clone());
+    }
+    let authenticating: BTreeSet<String> = HTTP_FUNCTIONS
+        .iter()
+        .map(|(binary, _)| (*binary).to_owned())
+        .collect();
+    assert_eq!(decrypting, authenticating);
+}
+
+/// The key is customer-managed, its material rotated yearly, administered by the account
+/// (whose IAM policies say who uses it), retained with the table, and has an alias.
+#[test]
+fn the_secrets_key_is_customer_managed_rotated_and_retained() {
+    let key = resource("SecretsKey", "AWS::KMS::Key");
+    assert_eq!(key["DeletionPolicy"], "Retain");
+    assert_eq!(key["UpdateReplacePolicy"], "Retain");
+    let properties = &key["Properties"];
+    assert_eq!(properties["EnableKeyRotation"], true);
+    let statements = properties["KeyPolicy"]["Statement"]
+        .as_array()
+        .expect("a key policy");
+    assert_eq!(
+        statements.len(),
+        1,
+        "the account administers: {statements:?}"
+    );
+    let root = serde_json::json!({"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"});
+    assert_eq!(statements[0]["Principal"]["AWS"], root);
+    let alias = resource("SecretsKeyAlias", "AWS::KMS::Alias");
+    assert_eq!(
+        alias["Properties"]["TargetKeyId"],
+        serde_json::json!({"Ref": "SecretsKey"})
+    );
 }
 
 #[test]

@@ -6,12 +6,14 @@ use std::time::Duration;
 use bulk_tests::moto::{fresh_aws_on, Serving};
 use bulk_users::adapters::aws::AwsAdapters;
 use bulk_users::adapters::embedded::SqliteWorkQueue;
+use bulk_users::auth::Vault;
 use bulk_users::model::{
     ChunkPlan, ChunkResult, ErrorType, Job, JobKind, JobStatus, NewJob, RowAction, RowResult,
     SaveOutcome, SchemeError, SchemeReport, StatusChange, StatusChanged, TenantId, Timestamp,
     UpdateError, User, UserChange, UserFilter, WorkItem,
 };
 use bulk_users::ports::{JobStore, PageRequest, Ports, UserStore};
+use bulk_users::service::{BulkService, ServiceConfig};
 
 /// One adapter set's ports, and what the contracts need of the adapter behind a port that
 /// only writes (the work queue).
@@ -50,6 +52,39 @@ impl Adapters {
         Adapters {
             ports: aws.ports.clone(),
             backing: Backing::Aws(Box::new(aws)),
+        }
+    }
+
+    /// The domain's use of the adapters' keyring.
+    pub fn vault(&self) -> Vault {
+        Vault::new(self.ports.keyring.clone())
+    }
+
+    /// The service over these ports.
+    pub fn service(&self) -> BulkService {
+        BulkService::new(self.ports.clone(), ServiceConfig::default())
+    }
+
+    /// The same store as another process opens it: adapters of their own, nothing of this
+    /// process's memory (the keyring's versions and keys read again).
+    pub async fn another_process(&self) -> Ports {
+        match &self.backing {
+            Backing::Embedded { _data_dir, .. } => {
+                bulk_users::adapters::embedded::open(_data_dir.path())
+                    .await
+                    .unwrap()
+                    .ports
+            }
+            Backing::Aws(aws) => {
+                AwsAdapters::from_clients(
+                    aws.dynamodb.clone(),
+                    aws.s3.clone(),
+                    aws.sqs.clone(),
+                    aws.kms.clone(),
+                    aws.settings.clone(),
+                )
+                .ports
+            }
         }
     }
 

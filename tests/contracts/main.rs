@@ -1,6 +1,6 @@
 //! One contract per port, written once against the trait and run on both adapters: the
 //! embedded ones (SQLite, local files, the SQLite work queue) and the AWS ones on the emulator
-//! (DynamoDB, S3, SQS). `jobs::a_job_starts_processing_once::aws` is the contract
+//! (DynamoDB, S3, SQS, KMS). `jobs::a_job_starts_processing_once::aws` is the contract
 //! `a_job_starts_processing_once` of the `JobStore` on the AWS adapters.
 //!
 //! Contracts that race writes run on the serialized emulator: moto's threaded server does not
@@ -38,6 +38,7 @@ mod files;
 mod fixtures;
 mod idempotency;
 mod jobs;
+mod keyring;
 mod queue;
 mod tenants;
 mod users;

@@ -13,24 +13,36 @@ contracts!(Threaded:
 );
 
 /// A credential of `tenant` for `secret`, sealed and looked up as authentication does.
-fn credential(adapters: &Adapters, tenant: &TenantId, key_id: &str, secret: &str) -> Credential {
-    let key = &adapters.ports.master_key;
+async fn credential(
+    adapters: &Adapters,
+    tenant: &TenantId,
+    key_id: &str,
+    secret: &str,
+) -> Credential {
+    let stored = adapters
+        .vault()
+        .seal(tenant, key_id, secret)
+        .await
+        .expect("sealed");
     Credential {
         tenant: tenant.clone(),
         key_id: key_id.to_owned(),
         name: format!("name of {key_id}"),
-        sealed_secret: key.seal(tenant, key_id, secret),
-        secret_lookup: key.secret_lookup(secret),
+        sealed_secret: stored.sealed,
+        secret_lookup: stored.lookup,
         revoked: false,
         created_at: at(9),
     }
 }
 
-/// The credential authentication finds for `secret`.
+/// The credential authentication finds for `secret` (under the current key version).
 async fn found_by_secret(adapters: &Adapters, secret: &str) -> Option<Credential> {
-    let lookup = adapters.ports.master_key.secret_lookup(secret);
+    let lookups = adapters.vault().lookups(secret).await.unwrap();
     let tenants = &adapters.ports.tenants;
-    tenants.credential_by_secret_lookup(&lookup).await.unwrap()
+    tenants
+        .credential_by_secret_lookup(&lookups[0])
+        .await
+        .unwrap()
 }
 
 async fn settings_are_kept_per_tenant(adapters: Adapters) {
@@ -51,9 +63,9 @@ async fn credentials_are_stored_revoked_and_found_by_key_id_or_secret(adapters: 
     let tenants = &adapters.ports.tenants;
     let a = tenant("acme");
     let globex = tenant("globex");
-    let k1 = credential(&adapters, &a, "k1", "secret-1");
-    let k2 = credential(&adapters, &a, "k2", "secret-2");
-    let g1 = credential(&adapters, &globex, "g1", "secret-g");
+    let k1 = credential(&adapters, &a, "k1", "secret-1").await;
+    let k2 = credential(&adapters, &a, "k2", "secret-2").await;
+    let g1 = credential(&adapters, &globex, "g1", "secret-g").await;
     // Stored out of key order: listed in it.
     for stored in [&k2, &k1, &g1] {
         assert_eq!(
@@ -86,7 +98,7 @@ async fn credentials_are_stored_revoked_and_found_by_key_id_or_secret(adapters: 
         .unwrap()
         .is_empty());
     let stored = &tenants.credentials(&a).await.unwrap()[0];
-    let opened = adapters.ports.master_key.open_credential(stored);
+    let opened = adapters.vault().open_credential(stored).await.unwrap();
     assert_eq!(opened.as_deref(), Some("secret-1"));
 
     // Found by key id and by secret, whatever the tenant; revoked ones too.
@@ -108,19 +120,19 @@ async fn key_ids_and_secrets_are_unique_across_tenants(adapters: Adapters) {
     let tenants = &adapters.ports.tenants;
     let a = tenant("acme");
     let globex = tenant("globex");
-    let k1 = credential(&adapters, &a, "k1", "secret-1");
+    let k1 = credential(&adapters, &a, "k1", "secret-1").await;
     assert_eq!(
         tenants.put_credential(&k1).await.unwrap(),
         CredentialPut::Stored
     );
 
     // Another tenant cannot take the key id, nor another credential the secret.
-    let stolen_id = credential(&adapters, &globex, "k1", "secret-g");
+    let stolen_id = credential(&adapters, &globex, "k1", "secret-g").await;
     assert_eq!(
         tenants.put_credential(&stolen_id).await.unwrap(),
         CredentialPut::KeyIdTaken
     );
-    let same_secret = credential(&adapters, &globex, "g1", "secret-1");
+    let same_secret = credential(&adapters, &globex, "g1", "secret-1").await;
     assert_eq!(
         tenants.put_credential(&same_secret).await.unwrap(),
         CredentialPut::SecretTaken
@@ -132,7 +144,7 @@ async fn key_ids_and_secrets_are_unique_across_tenants(adapters: Adapters) {
     // The same tenant and key id replace the credential, secret and revocation included; its
     // old secret finds nothing.
     assert!(tenants.revoke_credential(&a, "k1").await.unwrap());
-    let replaced = credential(&adapters, &a, "k1", "secret-1b");
+    let replaced = credential(&adapters, &a, "k1", "secret-1b").await;
     assert_eq!(
         tenants.put_credential(&replaced).await.unwrap(),
         CredentialPut::Stored

@@ -40,7 +40,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bulk_users::adapters::aws::{AwsSettings, Credentials};
+use bulk_users::adapters::aws::{AwsSettings, Credentials, KMS_KEY_ENV};
 use serde_json::{Map, Value};
 
 /// How long the first invocation of a function may take: it compiles the function (and, when
@@ -54,10 +54,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const START_ATTEMPTS: usize = 3;
 /// How long the emulator gets to stop its function instances after `SIGTERM`.
 const STOP_GRACE: Duration = Duration::from_secs(10);
-
-/// The functions' `BULK_MASTER_KEY` (64 hex digits): a test that stores credentials for them
-/// seals them under this key too.
-pub const MASTER_KEY: &str = "4d6173746572206b6579206f66207468652072756e74696d6520746573747321";
 
 /// A running `cargo lambda watch`, stopped (with its function instances) on drop.
 pub struct Emulator {
@@ -146,8 +142,8 @@ pub fn is_test_crate_variable(name: &str) -> bool {
 
 /// What the functions' environment is made of (beside what the emulator sets itself).
 enum FunctionEnvironment {
-    /// A deployment's settings, a principal's access key, [`MASTER_KEY`], and more
-    /// variables of the function's own.
+    /// A deployment's settings (its KMS key's ARN among them), a principal's access key, and
+    /// more variables of the function's own.
     Deployed {
         settings: AwsSettings,
         credentials: Credentials,
@@ -158,7 +154,8 @@ enum FunctionEnvironment {
 }
 
 /// The variables a deployed function gets: the deployment's settings (as the template's
-/// environment gives them), [`MASTER_KEY`], and the access key of its execution role.
+/// environment gives them, the KMS key's ARN among them), and the access key of its execution
+/// role.
 pub fn deployed_environment(
     settings: &AwsSettings,
     credentials: &Credentials,
@@ -167,7 +164,6 @@ pub fn deployed_environment(
         ("BULK_TABLE_NAME".to_owned(), settings.table.clone()),
         ("BULK_BUCKET_NAME".to_owned(), settings.bucket.clone()),
         ("BULK_QUEUE_URL".to_owned(), settings.queue_url.clone()),
-        ("BULK_MASTER_KEY".to_owned(), MASTER_KEY.to_owned()),
         ("AWS_REGION".to_owned(), settings.region.clone()),
         (
             "AWS_ACCESS_KEY_ID".to_owned(),
@@ -180,6 +176,9 @@ pub fn deployed_environment(
     ]);
     if let Some(endpoint) = &settings.endpoint_url {
         variables.insert("AWS_ENDPOINT_URL".to_owned(), endpoint.clone());
+    }
+    if let Some(key) = &settings.kms_key_arn {
+        variables.insert(KMS_KEY_ENV.to_owned(), key.clone());
     }
     variables
 }

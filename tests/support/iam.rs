@@ -30,6 +30,8 @@ pub struct StackNames {
     pub table: String,
     pub queue_name: String,
     pub queue_url: String,
+    /// The ARN of the stack's KMS key (`SecretsKey`).
+    pub kms_key_arn: String,
 }
 
 impl StackNames {
@@ -90,6 +92,11 @@ impl StackNames {
             "Table" => self.table.clone(),
             "WorkQueue" => self.queue_url.clone(),
             "UploadsBucket" => self.bucket(),
+            "SecretsKey" => self
+                .kms_key_arn
+                .rsplit_once('/')
+                .map(|(_, id)| id.to_owned())
+                .unwrap_or_default(),
             parameter => match template()["Parameters"][parameter].get("Default") {
                 Some(default) => default
                     .as_str()
@@ -112,6 +119,7 @@ impl StackNames {
                 format!("arn:{PARTITION}:sqs:{REGION}:{ACCOUNT}:{}", self.queue_name)
             }
             ("UploadsBucket", "Arn") => format!("arn:{PARTITION}:s3:::{}", self.bucket()),
+            ("SecretsKey", "Arn") => self.kms_key_arn.clone(),
             _ => panic!(
                 "template.yaml refers to {resource}.{attribute}, which the test stack does not \
                  create"

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use bulk_users::adapters::aws::provision::{create_bucket, create_queue, create_table};
+use bulk_users::adapters::aws::provision::{create_bucket, create_key, create_queue, create_table};
 use bulk_users::adapters::aws::{
     connect_with_credentials, AwsAdapters, AwsSettings, Credentials, RequestCounter,
 };
@@ -175,6 +175,7 @@ impl Stack {
             table: name.clone(),
             queue_name: name.clone(),
             queue_url: String::new(),
+            kms_key_arn: String::new(),
         };
         let bucket = names.bucket();
         let direct =
@@ -189,7 +190,15 @@ impl Stack {
         let queue_url = create_queue(&direct.sqs, &names.queue_name)
             .await
             .unwrap_or_else(|e| panic!("cannot create queue {name} on {endpoint}: {e}"));
-        let names = StackNames { queue_url, ..names };
+        let alias = format!("alias/{name}-secrets");
+        let kms_key_arn = create_key(&direct.kms, &alias)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create KMS key {alias} on {endpoint}: {e}"));
+        let names = StackNames {
+            queue_url,
+            kms_key_arn,
+            ..names
+        };
         let admin =
             connect_with_credentials(&settings(&names, client_endpoint), moto.admin.clone()).await;
         let admin = with_retry_partition(admin, retry_label.as_deref());
@@ -250,8 +259,8 @@ impl Stack {
         self.principal(binary).await.0
     }
 
-    /// The adapters of function `binary`: clients signing as its principal, and the
-    /// administrator's master key (the credentials the tests issue are sealed under it).
+    /// The adapters of function `binary`: clients signing as its principal (KMS among them: the
+    /// function opens credentials' secrets with its own permissions).
     pub async fn function(&self, binary: &str) -> AwsAdapters {
         self.principal(binary).await.1
     }
@@ -262,9 +271,13 @@ impl Stack {
         let adapters = self.function(binary).await;
         let counter = RequestCounter::default();
         let dynamodb = counter.counting(&adapters.dynamodb);
-        let mut counted =
-            AwsAdapters::from_clients(dynamodb, adapters.s3, adapters.sqs, adapters.settings);
-        counted.ports.master_key = adapters.ports.master_key;
+        let counted = AwsAdapters::from_clients(
+            dynamodb,
+            adapters.s3,
+            adapters.sqs,
+            adapters.kms,
+            adapters.settings,
+        );
         (counted, counter)
     }
 
@@ -283,8 +296,7 @@ impl Stack {
             .create_principal(binary, &self.names.policy_of(binary))
             .await;
         let adapters = connect_with_credentials(&self.settings(), credentials.clone()).await;
-        let mut adapters = with_retry_partition(adapters, self.retry_label.as_deref());
-        adapters.ports.master_key = self.admin.ports.master_key.clone();
+        let adapters = with_retry_partition(adapters, self.retry_label.as_deref());
         functions.insert(binary.to_owned(), (credentials.clone(), adapters.clone()));
         (credentials, adapters)
     }
@@ -295,6 +307,7 @@ fn settings(names: &StackNames, endpoint: &str) -> AwsSettings {
         table: names.table.clone(),
         bucket: names.bucket(),
         queue_url: names.queue_url.clone(),
+        kms_key_arn: Some(names.kms_key_arn.clone()).filter(|arn| !arn.is_empty()),
         endpoint_url: Some(endpoint.to_owned()),
         region: REGION.to_owned(),
     }
@@ -326,9 +339,14 @@ fn with_retry_partition(aws: AwsAdapters, label: Option<&str>) -> AwsAdapters {
             .retry_partition(partition("sqs"))
             .build(),
     );
-    let mut rebuilt = AwsAdapters::from_clients(dynamodb, s3, sqs, aws.settings);
-    rebuilt.ports.master_key = aws.ports.master_key;
-    rebuilt
+    let kms = aws_sdk_kms::Client::from_conf(
+        aws.kms
+            .config()
+            .to_builder()
+            .retry_partition(partition("kms"))
+            .build(),
+    );
+    AwsAdapters::from_clients(dynamodb, s3, sqs, kms, aws.settings)
 }
 
 fn base36(mut n: u64) -> String {

@@ -15,6 +15,10 @@ replaced by one that follows AWS's rules for the services the project uses:
   operators `StringEquals`, `StringLike` (and their `Not` and `ForAllValues:` / `ForAnyValue:`
   forms) are evaluated; a condition this launcher cannot evaluate fails the request with an
   error that says so, never silently passes;
+- KMS requests are authorized against the ARN of the key they name (by ARN, id or alias; a
+  Decrypt without KeyId against the key its ciphertext names), with the condition keys
+  `kms:EncryptionContextKeys` (multi-valued) and `kms:EncryptionContext:{key}` from the
+  request's EncryptionContext;
 - SQS batch calls are authorized as the action they batch (SendMessage, DeleteMessage,
   ChangeMessageVisibility), against the queue's ARN;
 - S3 reads of a given version (GetObject, HeadObject, a CopyObject's source with a versionId) need
@@ -22,8 +26,8 @@ replaced by one that follows AWS's rules for the services the project uses:
 - S3 CopyObject also needs s3:GetObject on the source; a GetObject or HeadObject of a key (or of
   a version) that does not exist is answered 403, not 404, unless the caller may s3:ListBucket
   (as S3 does);
-- a DynamoDB denial is answered as DynamoDB answers it (JSON 400 AccessDeniedException, which
-  the SDKs parse), with AWS's message naming the principal, the action and the resource, and
+- a DynamoDB or KMS denial is answered as those services answer it (JSON 400
+  AccessDeniedException, which the SDKs parse), with AWS's message naming the principal, the action and the resource, and
   an unknown access key as UnrecognizedClientException (moto answers both in XML).
 
 Not modelled (none is relied on): resource policies (bucket and queue policies), session
@@ -111,14 +115,15 @@ _OPERATORS = {
     "StringLike": lambda want, got: _like(want, got),
     "StringNotLike": lambda want, got: not _like(want, got),
 }
-_KNOWN_KEYS = {"dynamodb:leadingkeys"}
+_KNOWN_KEYS = {"dynamodb:leadingkeys", "kms:encryptioncontextkeys"}
+_KNOWN_KEY_PREFIXES = ("kms:encryptioncontext:",)
 
 
 def _condition_holds(operator, key, wanted, context):
     qualifier, _, base = operator.rpartition(":")
     if base not in _OPERATORS or qualifier not in ("", "ForAllValues", "ForAnyValue"):
         raise Unevaluable(f"condition operator {operator}")
-    if key.lower() not in _KNOWN_KEYS:
+    if key.lower() not in _KNOWN_KEYS and not key.lower().startswith(_KNOWN_KEY_PREFIXES):
         raise Unevaluable(f"condition key {key}")
     test = _OPERATORS[base]
     wanted = _listed(wanted)
@@ -341,6 +346,42 @@ def dynamodb_needs(handler):
     return [(f"dynamodb:{operation}", "*", {})]
 
 
+def _kms_key_arn(region, key_id, ciphertext_blob):
+    from moto.kms.models import kms_backends
+
+    backend = kms_backends[ACCOUNT][region]
+    try:
+        if not key_id and ciphertext_blob:
+            import base64
+
+            from moto.kms.utils import _deserialize_ciphertext_blob
+
+            key_id = _deserialize_ciphertext_blob(base64.b64decode(ciphertext_blob)).key_id
+        return backend.describe_key(key_id).arn
+    except Exception:
+        return f"arn:{PARTITION}:kms:{region}:{ACCOUNT}:key/{key_id}" if key_id else "*"
+
+
+def kms_needs(handler):
+    operation = handler._get_action()
+    try:
+        body = json.loads(handler.raw_body or b"{}")
+    except ValueError:
+        body = {}
+    if operation in ("CreateKey", "ListKeys", "ListAliases", "GenerateRandom"):
+        return [(f"kms:{operation}", "*", {})]
+    arn = _kms_key_arn(
+        handler.region, body.get("KeyId") or body.get("TargetKeyId"), body.get("CiphertextBlob")
+    )
+    context = {}
+    encryption_context = body.get("EncryptionContext")
+    if isinstance(encryption_context, dict):
+        context["kms:encryptioncontextkeys"] = sorted(encryption_context)
+        for name, value in encryption_context.items():
+            context[f"kms:encryptioncontext:{name.lower()}"] = [value]
+    return [(f"kms:{operation}", arn, context)]
+
+
 _SQS_BATCHES = {
     "SendMessageBatch": "SendMessage",
     "DeleteMessageBatch": "DeleteMessage",
@@ -425,6 +466,13 @@ class S3Denied(S3AccessDeniedError):
         self.message = message
 
 
+class KMSAccessDenied(JsonRESTError):
+    code = 400
+
+    def __init__(self, message):
+        super().__init__("AccessDeniedException", message)
+
+
 class DynamoDBUnrecognizedClient(JsonRESTError):
     code = 400
 
@@ -455,6 +503,8 @@ def _deny(service, user, action, resource):
         raise SQSAccessDenied(message)
     if service == "s3":
         raise S3Denied(message)
+    if service == "kms":
+        raise KMSAccessDenied(message)
     from moto.core.exceptions import AccessDeniedError
 
     raise AccessDeniedError(user_arn=f"arn:{PARTITION}:iam::{ACCOUNT}:user/{user}", action=action)
@@ -523,6 +573,8 @@ def _authorize(self, iam_request_cls, resource="*"):
         needs = sqs_needs(self)
     elif service == "s3":
         needs = s3_needs(self, resource)
+    elif service == "kms":
+        needs = kms_needs(self)
     else:
         needs = [(f"{service}:{self._get_action()}", resource, {})]
     for action, arn, context in needs:

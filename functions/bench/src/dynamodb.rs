@@ -48,7 +48,7 @@ pub async fn run(users: usize) -> Result<Vec<Figure>, String> {
         queue_url,
         ..settings
     };
-    let adapters = AwsAdapters::from_clients(dynamodb, plain.s3, plain.sqs, settings);
+    let adapters = AwsAdapters::from_clients(dynamodb, plain.s3, plain.sqs, plain.kms, settings);
     let service = BulkService::new(adapters.ports.clone(), ServiceConfig::default());
     let who = Principal {
         tenant: TenantId::parse(TENANT)?,

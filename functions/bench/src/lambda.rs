@@ -310,7 +310,6 @@ impl Emulator {
                 "BULK_QUEUE_URL",
                 "https://sqs.us-east-1.amazonaws.com/123456789012/bulk-bench",
             )
-            .env("BULK_MASTER_KEY", "00".repeat(32))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -111,6 +111,7 @@ pub async fn start_with_config(name: &str) -> Result<(AwsSettings, SdkConfig), S
         table: name.to_owned(),
         bucket: name.to_owned(),
         queue_url: String::new(),
+        kms_key_arn: None,
         endpoint_url: Some(endpoint),
         region: "us-east-1".to_owned(),
     };

@@ -1,10 +1,10 @@
 //! Issuing credentials and checking a secret against a stored credential.
 
 use rand::distr::{Alphanumeric, SampleString};
-use subtle::ConstantTimeEq;
 
-use super::master_key::MasterKey;
+use super::vault::Vault;
 use crate::model::{Credential, TenantId, Timestamp};
+use crate::ports::StoreResult;
 
 /// Length of generated secrets (alphanumeric: ~238 bits).
 const SECRET_CHARS: usize = 40;
@@ -28,94 +28,87 @@ impl std::fmt::Debug for IssuedCredential {
     }
 }
 
-/// Issues a credential with a fresh random secret (and key id unless one is given).
-pub fn issue_credential(
-    master_key: &MasterKey,
+/// Issues a credential with a fresh random secret (and key id unless one is given), sealed
+/// under the current key version.
+pub async fn issue_credential(
+    vault: &Vault,
     tenant: &TenantId,
     name: &str,
     key_id: Option<&str>,
-) -> IssuedCredential {
+) -> StoreResult<IssuedCredential> {
     let secret = Alphanumeric.sample_string(&mut rand::rng(), SECRET_CHARS);
-    credential_with_secret(master_key, tenant, name, key_id, secret)
+    credential_with_secret(vault, tenant, name, key_id, secret).await
 }
 
 /// A credential for a secret chosen by the operator (the local server's seeded credential).
-pub fn credential_with_secret(
-    master_key: &MasterKey,
+pub async fn credential_with_secret(
+    vault: &Vault,
     tenant: &TenantId,
     name: &str,
     key_id: Option<&str>,
     secret: String,
-) -> IssuedCredential {
+) -> StoreResult<IssuedCredential> {
     let key_id = match key_id {
         Some(key_id) => key_id.to_owned(),
         None => Alphanumeric
             .sample_string(&mut rand::rng(), KEY_ID_CHARS)
             .to_uppercase(),
     };
-    IssuedCredential {
+    let stored = vault.seal(tenant, &key_id, &secret).await?;
+    Ok(IssuedCredential {
         credential: Credential {
             tenant: tenant.clone(),
-            sealed_secret: master_key.seal(tenant, &key_id, &secret),
-            secret_lookup: master_key.secret_lookup(&secret),
+            sealed_secret: stored.sealed,
+            secret_lookup: stored.lookup,
             key_id,
             name: name.to_owned(),
             revoked: false,
             created_at: Timestamp::now(),
         },
         secret,
-    }
+    })
 }
 
-/// Whether `secret` is the live credential's secret: its look-up digest matches and its sealed
-/// secret opens to the same text, both compared in constant time.
-pub fn secret_matches(master_key: &MasterKey, credential: &Credential, secret: &str) -> bool {
-    if credential.revoked {
-        return false;
-    }
-    let lookup = master_key.secret_lookup(secret);
-    let lookup_equal: bool = credential
-        .secret_lookup
-        .as_bytes()
-        .ct_eq(lookup.as_bytes())
-        .into();
-    let Some(stored) = master_key.open_credential(credential) else {
-        return false;
-    };
-    let secret_equal: bool = stored.as_bytes().ct_eq(secret.as_bytes()).into();
-    lookup_equal && secret_equal
-}
-
-#[cfg(test)]
+#[cfg(all(test, feature = "embedded"))]
 mod tests {
     use super::*;
+    use crate::adapters::embedded::FileKeyring;
 
     fn tenant(name: &str) -> TenantId {
         TenantId::parse(name).unwrap()
     }
 
-    #[test]
-    fn issued_secrets_match_only_their_live_credential() {
-        let key = MasterKey::generate();
-        let issued = issue_credential(&key, &tenant("acme"), "ops", None);
+    fn vault(dir: &tempfile::TempDir) -> Vault {
+        let keyring = FileKeyring::load_or_create(&dir.path().join("master.key")).unwrap();
+        Vault::new(std::sync::Arc::new(keyring))
+    }
+
+    #[tokio::test]
+    async fn issued_secrets_match_only_their_live_credential() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = vault(&dir);
+        let issued = issue_credential(&vault, &tenant("acme"), "ops", None)
+            .await
+            .unwrap();
         assert_eq!(issued.secret.len(), SECRET_CHARS);
         assert_eq!(issued.credential.key_id.len(), KEY_ID_CHARS);
         assert!(!issued.credential.sealed_secret.contains(&issued.secret));
+        assert!(issued.credential.sealed_secret.starts_with("v1:"));
         assert_ne!(issued.credential.secret_lookup, issued.secret);
         assert_eq!(
-            issued.credential.secret_lookup,
-            key.secret_lookup(&issued.secret)
+            vault.lookups(&issued.secret).await.unwrap(),
+            vec![issued.credential.secret_lookup.clone()]
         );
         let mut credential = issued.credential.clone();
-        assert!(secret_matches(&key, &credential, &issued.secret));
-        assert!(!secret_matches(&key, &credential, "wrong"));
-        assert!(!secret_matches(
-            &MasterKey::generate(),
-            &credential,
-            &issued.secret
-        ));
+        assert!(vault.matches(&credential, &issued.secret).await.unwrap());
+        assert!(!vault.matches(&credential, "wrong").await.unwrap());
+        let other = tempfile::tempdir().unwrap();
+        assert!(!self::vault(&other)
+            .matches(&credential, &issued.secret)
+            .await
+            .unwrap());
         credential.revoked = true;
-        assert!(!secret_matches(&key, &credential, &issued.secret));
+        assert!(!vault.matches(&credential, &issued.secret).await.unwrap());
         assert!(!format!("{issued:?}").contains(&issued.secret));
     }
 }

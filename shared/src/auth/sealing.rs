@@ -1,104 +1,160 @@
-//! Sealing credential secrets under the master key (AES-256-GCM, bound to the credential) and
-//! their keyed look-up digests (HMAC-SHA256).
+//! The sealed form of a credential's secret (AES-256-GCM bound to the credential, tagged with
+//! the key version that sealed it) and the keyed look-up digest (HMAC-SHA256) that finds a
+//! credential by its secret alone.
+//!
+//! A sealed secret is text, one of:
+//! - `v{V}:{base64(nonce ‖ ciphertext)}`: sealed under version V with the key the store
+//!   derives from V's root (the embedded store);
+//! - `v{V}:{base64(wrapped data key)}:{base64(nonce ‖ ciphertext)}`: sealed under version V
+//!   with a data key of its own, kept wrapped beside it (on AWS, by KMS);
+//! - `{base64(nonce ‖ ciphertext)}` without a version: sealed before versions existed, with
+//!   version 1's root itself as the key; opened as version 1 until a rotation re-seals it.
+//!
+//! Base64 has no `:`, so the forms cannot be mistaken for each other. The ciphertext's
+//! associated data is tenant, NUL, key id (tenant names hold no NUL, so the pair is
+//! unambiguous): a sealed secret moved to another credential does not open.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
-use super::master_key::MasterKey;
-use crate::model::{Credential, TenantId};
+use super::keys::{KeyBytes, SealContext};
 
 /// Bytes of the AES-GCM nonce in front of a sealed secret.
 const NONCE_BYTES: usize = 12;
 
 pub(super) type HmacSha256 = Hmac<Sha256>;
 
-impl MasterKey {
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(&self.key.into())
-    }
+/// A sealed secret, read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    /// The version that sealed it; `None` for a secret sealed before versions (version 1's
+    /// root as the key).
+    pub version: Option<u32>,
+    /// The data key, as the store wrapped it; `None` when derived from the version's root.
+    pub wrapped_key: Option<Vec<u8>>,
+    /// Nonce ‖ AES-256-GCM ciphertext (with its tag).
+    pub boxed: Vec<u8>,
+}
 
-    fn mac(&self) -> HmacSha256 {
-        // HMAC accepts keys of any length: this cannot fail.
-        <HmacSha256 as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length")
-    }
-
-    /// Seals a credential's secret: base64 of nonce ‖ AES-256-GCM ciphertext, bound to the
-    /// credential's tenant and key id.
-    pub fn seal(&self, tenant: &TenantId, key_id: &str, secret: &str) -> String {
-        let mut nonce = [0u8; NONCE_BYTES];
-        rand::rng().fill_bytes(&mut nonce);
-        let aad = associated_data(tenant, key_id);
-        let ciphertext = self
-            .cipher()
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: secret.as_bytes(),
-                    aad: &aad,
-                },
-            )
-            // Only inputs beyond 64 GiB make AES-GCM encryption fail.
-            .expect("AES-GCM seals a short secret");
-        let mut sealed = Vec::with_capacity(NONCE_BYTES + ciphertext.len());
-        sealed.extend_from_slice(&nonce);
-        sealed.extend_from_slice(&ciphertext);
-        base64::engine::general_purpose::STANDARD.encode(sealed)
-    }
-
-    /// Opens a sealed secret; `None` when it was not sealed under this key for this tenant and
-    /// key id, or was altered.
-    pub fn open(&self, tenant: &TenantId, key_id: &str, sealed: &str) -> Option<String> {
-        let sealed = base64::engine::general_purpose::STANDARD
-            .decode(sealed)
-            .ok()?;
-        if sealed.len() < NONCE_BYTES {
+impl Sealed {
+    /// Reads a sealed secret; `None` when it is none of the forms.
+    pub fn parse(text: &str) -> Option<Sealed> {
+        let decode = |part: &str| STANDARD.decode(part).ok();
+        let Some(rest) = text.strip_prefix('v').filter(|rest| rest.contains(':')) else {
+            return Some(Sealed {
+                version: None,
+                wrapped_key: None,
+                boxed: decode(text)?,
+            });
+        };
+        let mut parts = rest.split(':');
+        let version = parts.next()?;
+        if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        let (nonce, ciphertext) = sealed.split_at(NONCE_BYTES);
-        let aad = associated_data(tenant, key_id);
-        let plain = self
-            .cipher()
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad,
-                },
-            )
-            .ok()?;
-        String::from_utf8(plain).ok()
+        let version = version.parse::<u32>().ok().filter(|v| *v > 0)?;
+        let (wrapped_key, boxed) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(boxed), None, None) => (None, decode(boxed)?),
+            (Some(wrapped), Some(boxed), None) => (Some(decode(wrapped)?), decode(boxed)?),
+            _ => return None,
+        };
+        Some(Sealed {
+            version: Some(version),
+            wrapped_key,
+            boxed,
+        })
     }
 
-    /// Opens a stored credential's secret.
-    pub fn open_credential(&self, credential: &Credential) -> Option<String> {
-        self.open(
-            &credential.tenant,
-            &credential.key_id,
-            &credential.sealed_secret,
-        )
+    /// The version that sealed it (1 for a secret sealed before versions).
+    pub fn key_version(&self) -> u32 {
+        self.version.unwrap_or(1)
     }
 
-    /// Hex HMAC-SHA256(master key, `"secret:" + secret`): how a credential is found by its
-    /// secret alone.
-    pub fn secret_lookup(&self, secret: &str) -> String {
-        let mut mac = self.mac();
-        mac.update(b"secret:");
-        mac.update(secret.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+    /// The text form.
+    pub fn to_text(&self) -> String {
+        let boxed = STANDARD.encode(&self.boxed);
+        match (self.version, &self.wrapped_key) {
+            (None, _) => boxed,
+            (Some(version), None) => format!("v{version}:{boxed}"),
+            (Some(version), Some(wrapped)) => {
+                format!("v{version}:{}:{boxed}", STANDARD.encode(wrapped))
+            }
+        }
     }
 }
 
-/// The associated data of a sealed secret: tenant, NUL, key id (tenant names hold no NUL, so
-/// the pair is unambiguous).
-fn associated_data(tenant: &TenantId, key_id: &str) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(tenant.as_str().len() + 1 + key_id.len());
-    aad.extend_from_slice(tenant.as_str().as_bytes());
+/// The version a stored sealed secret names (1 for one sealed before versions); `None` when
+/// the text is no sealed secret.
+pub fn sealed_version(text: &str) -> Option<u32> {
+    Sealed::parse(text).map(|sealed| sealed.key_version())
+}
+
+fn cipher(key: &KeyBytes) -> Aes256Gcm {
+    Aes256Gcm::new(key.expose().into())
+}
+
+/// Nonce ‖ AES-256-GCM ciphertext of `secret` under `key`, bound to `context`.
+pub(crate) fn seal_with(key: &KeyBytes, context: SealContext<'_>, secret: &str) -> Vec<u8> {
+    let mut nonce = [0u8; NONCE_BYTES];
+    rand::rng().fill_bytes(&mut nonce);
+    let aad = associated_data(context);
+    let ciphertext = cipher(key)
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: secret.as_bytes(),
+                aad: &aad,
+            },
+        )
+        // Only inputs beyond 64 GiB make AES-GCM encryption fail.
+        .expect("AES-GCM seals a short secret");
+    let mut boxed = Vec::with_capacity(NONCE_BYTES + ciphertext.len());
+    boxed.extend_from_slice(&nonce);
+    boxed.extend_from_slice(&ciphertext);
+    boxed
+}
+
+/// The secret in `boxed` when it was sealed under `key` for `context` and not altered.
+pub(super) fn open_with(key: &KeyBytes, context: SealContext<'_>, boxed: &[u8]) -> Option<String> {
+    if boxed.len() < NONCE_BYTES {
+        return None;
+    }
+    let (nonce, ciphertext) = boxed.split_at(NONCE_BYTES);
+    let aad = associated_data(context);
+    let plain = cipher(key)
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad: &aad,
+            },
+        )
+        .ok()?;
+    String::from_utf8(plain).ok()
+}
+
+/// Hex HMAC-SHA256(`key`, `"secret:" + secret`): how a credential is found by its secret
+/// alone. `key` is a version's look-up key (or, for secrets sealed before versions, version
+/// 1's root).
+pub(crate) fn lookup_digest(key: &KeyBytes, secret: &str) -> String {
+    // HMAC accepts keys of any length: this cannot fail.
+    let mut mac =
+        <HmacSha256 as Mac>::new_from_slice(key.expose()).expect("HMAC takes any key length");
+    mac.update(b"secret:");
+    mac.update(secret.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn associated_data(context: SealContext<'_>) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(context.tenant.len() + 1 + context.key_id.len());
+    aad.extend_from_slice(context.tenant.as_bytes());
     aad.push(0);
-    aad.extend_from_slice(key_id.as_bytes());
+    aad.extend_from_slice(context.key_id.as_bytes());
     aad
 }
 
@@ -109,50 +165,79 @@ mod tests {
     use super::super::sdk_signature::hmac_sha256;
     use super::*;
 
-    fn tenant(name: &str) -> TenantId {
-        TenantId::parse(name).unwrap()
-    }
+    const ACME_K1: SealContext<'static> = SealContext {
+        tenant: "acme",
+        key_id: "k1",
+    };
 
     #[test]
-    fn sealed_secrets_round_trip_and_resist_tampering() {
-        let key = MasterKey::generate();
-        let acme = tenant("acme");
-        let sealed = key.seal(&acme, "k1", "s3cret");
-        assert_eq!(key.open(&acme, "k1", &sealed).as_deref(), Some("s3cret"));
+    fn sealed_boxes_round_trip_and_resist_tampering() {
+        let key = KeyBytes::generate();
+        let boxed = seal_with(&key, ACME_K1, "s3cret");
+        assert_eq!(open_with(&key, ACME_K1, &boxed).as_deref(), Some("s3cret"));
         // A fresh nonce every time.
-        assert_ne!(key.seal(&acme, "k1", "s3cret"), sealed);
-
-        let mut bytes = base64::engine::general_purpose::STANDARD
-            .decode(&sealed)
-            .unwrap();
+        assert_ne!(seal_with(&key, ACME_K1, "s3cret"), boxed);
+        let mut bytes = boxed.clone();
         for index in [0, NONCE_BYTES, bytes.len() - 1] {
             bytes[index] ^= 1;
-            let tampered = base64::engine::general_purpose::STANDARD.encode(&bytes);
-            assert_eq!(key.open(&acme, "k1", &tampered), None, "byte {index}");
+            assert_eq!(open_with(&key, ACME_K1, &bytes), None, "byte {index}");
             bytes[index] ^= 1;
         }
-        assert_eq!(key.open(&acme, "k1", "AAAA"), None);
-        assert_eq!(key.open(&acme, "k1", "not base64!"), None);
+        assert_eq!(open_with(&key, ACME_K1, &[0; 5]), None);
         // The associated data binds the tenant and the key id.
-        assert_eq!(key.open(&tenant("globex"), "k1", &sealed), None);
-        assert_eq!(key.open(&acme, "k2", &sealed), None);
-        assert_eq!(key.open(&tenant("acm"), "ek1", &sealed), None);
-        // And only the master key opens it.
-        assert_eq!(MasterKey::generate().open(&acme, "k1", &sealed), None);
+        for (tenant, key_id) in [("globex", "k1"), ("acme", "k2"), ("acm", "ek1")] {
+            let other = SealContext { tenant, key_id };
+            assert_eq!(open_with(&key, other, &boxed), None);
+        }
+        assert_eq!(open_with(&KeyBytes::generate(), ACME_K1, &boxed), None);
     }
 
     #[test]
-    fn secret_lookups_are_keyed_and_deterministic() {
-        let key = MasterKey::from_bytes([7; 32]);
-        assert_eq!(key.secret_lookup("abc"), key.secret_lookup("abc"));
-        assert_ne!(key.secret_lookup("abc"), key.secret_lookup("abd"));
+    fn sealed_text_names_its_version_and_reads_the_unversioned_form_as_version_one() {
+        let derived = Sealed {
+            version: Some(12),
+            wrapped_key: None,
+            boxed: vec![1, 2, 3],
+        };
+        let wrapped = Sealed {
+            wrapped_key: Some(vec![9; 40]),
+            ..derived.clone()
+        };
+        let legacy = Sealed {
+            version: None,
+            ..derived.clone()
+        };
+        for sealed in [&derived, &wrapped, &legacy] {
+            assert_eq!(Sealed::parse(&sealed.to_text()).as_ref(), Some(sealed));
+        }
+        assert!(derived.to_text().starts_with("v12:"));
+        assert_eq!(sealed_version(&legacy.to_text()), Some(1));
+        assert_eq!(sealed_version(&wrapped.to_text()), Some(12));
+        for bad in [
+            "v:AAAA",
+            "v0:AAAA",
+            "vx:AAAA",
+            "v1:!!",
+            "v1:AA==:AA==:AA==",
+            "not base64!",
+        ] {
+            assert_eq!(Sealed::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn lookup_digests_are_keyed_and_deterministic() {
+        let key = KeyBytes::from_bytes([7; 32]);
+        assert_eq!(lookup_digest(&key, "abc"), lookup_digest(&key, "abc"));
+        assert_ne!(lookup_digest(&key, "abc"), lookup_digest(&key, "abd"));
+        let other = KeyBytes::from_bytes([8; 32]);
+        assert_ne!(lookup_digest(&key, "abc"), lookup_digest(&other, "abc"));
         assert_ne!(
-            key.secret_lookup("abc"),
-            MasterKey::from_bytes([8; 32]).secret_lookup("abc")
+            lookup_digest(&key, "abc"),
+            hex::encode(Sha256::digest("abc"))
         );
-        assert_ne!(key.secret_lookup("abc"), hex::encode(Sha256::digest("abc")));
         // HMAC-SHA256(key, "secret:abc"), computed independently.
         let expected = hmac_sha256(&[7; 32], b"secret:abc");
-        assert_eq!(key.secret_lookup("abc"), hex::encode(expected));
+        assert_eq!(lookup_digest(&key, "abc"), hex::encode(expected));
     }
 }

@@ -139,10 +139,12 @@ pub struct Credential {
     pub key_id: String,
     /// Human-readable name, reported as the job's `*_api_user_name`.
     pub name: String,
-    /// Base64 of nonce ‖ AES-256-GCM ciphertext of the secret under the master key, with the
-    /// tenant and key id as associated data.
+    /// The secret sealed under a key version (see `auth::Sealed`: the version, a wrapped data
+    /// key when the store has one per secret, nonce ‖ AES-256-GCM ciphertext with the tenant
+    /// and key id as associated data).
     pub sealed_secret: String,
-    /// Hex HMAC-SHA256(master key, `"secret:" + secret`), unique across tenants.
+    /// Hex HMAC-SHA256(the look-up key of the version that sealed the secret, `"secret:" +
+    /// secret`), unique across tenants.
     pub secret_lookup: String,
     pub revoked: bool,
     pub created_at: Timestamp,
@@ -157,5 +159,15 @@ pub enum CredentialPut {
     /// Another tenant has a credential with this key id.
     KeyIdTaken,
     /// Another credential has this secret.
+    SecretTaken,
+}
+
+/// What re-sealing a credential's secret under another key version did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resealed {
+    Stored,
+    /// The credential is gone, or its secret was replaced since it was read: nothing written.
+    Changed,
+    /// Another credential holds the new look-up digest: nothing written.
     SecretTaken,
 }

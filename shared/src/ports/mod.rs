@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::io::AsyncBufRead;
 
+use crate::auth::{KeyBytes, KeyVersions, SealContext, SealKey};
 use crate::model::{
     ChunkCommit, ChunkResult, Credential, IdempotentRequest, Job, JobId, KeyClaim, NewFile, NewJob,
     RowResult, SaveOutcome, SchemeError, SchemeReport, SlotLease, StatusChange, StatusChanged,
@@ -267,6 +268,19 @@ pub trait TenantStore: Send + Sync {
         holder: &str,
     ) -> StoreResult<()>;
 
+    /// Every tenant's credentials, revoked ones included (the operator's key rotation: a scan).
+    async fn all_credentials(&self) -> StoreResult<Vec<Credential>>;
+
+    /// Replaces the sealed secret and look-up digest of the credential with `resealed`'s key
+    /// id by `resealed`'s, atomically with the pointer of the new digest (the old one's goes),
+    /// if its digest is still `previous_lookup`; nothing else of it changes (its revocation
+    /// stays as it is now).
+    async fn reseal_credential(
+        &self,
+        resealed: &Credential,
+        previous_lookup: &str,
+    ) -> StoreResult<crate::model::Resealed>;
+
     /// Marks a credential revoked; false when the tenant has no such key id.
     async fn revoke_credential(&self, tenant: &TenantId, key_id: &str) -> StoreResult<bool>;
 }
@@ -372,6 +386,47 @@ pub trait WorkQueue: Send + Sync {
     async fn enqueue(&self, items: &[WorkItem]) -> StoreResult<()>;
 }
 
+/// The keyring that seals API credentials' secrets: numbered versions, each with a root key,
+/// one of them current. What a key seals, how a sealed secret reads and how a look-up digest is
+/// made is the domain's ([`Vault`](crate::auth::Vault)); an adapter keeps the versions and hands
+/// out their keys. Key material never leaves the process: an adapter neither logs nor writes
+/// it anywhere but where the keyring is kept (the embedded store's key file; on AWS, wrapped by
+/// KMS).
+#[async_trait]
+pub trait Keyring: Send + Sync {
+    /// The versions, as last read (an adapter may keep them in memory).
+    async fn versions(&self) -> StoreResult<KeyVersions>;
+
+    /// The versions, read again from where they are kept: another process (the operator's
+    /// rotation) may have changed them.
+    async fn reload(&self) -> StoreResult<KeyVersions>;
+
+    /// The root key of `version`; `None` when the keyring has no such version (never had it,
+    /// or it was retired).
+    async fn root(&self, version: u32) -> StoreResult<Option<KeyBytes>>;
+
+    /// A key to seal one secret of `context` under `version`, and what to store beside the
+    /// sealed secret to have the key again.
+    async fn seal_key(&self, version: u32, context: SealContext<'_>) -> StoreResult<SealKey>;
+
+    /// The key a secret of `context` was sealed with under `version`, from what was stored
+    /// beside it; `None` when it cannot be had (wrapped for another credential, altered, or a
+    /// version the keyring no longer has).
+    async fn open_key(
+        &self,
+        version: u32,
+        context: SealContext<'_>,
+        wrapped: Option<&[u8]>,
+    ) -> StoreResult<Option<KeyBytes>>;
+
+    /// Adds a version with a fresh root key and makes it current (the first version of an
+    /// empty keyring). Answers the new current version. The operator's only.
+    async fn add_version(&self) -> StoreResult<u32>;
+
+    /// Removes `version`, which must not be current, and its root key from the keyring.
+    async fn retire(&self, version: u32) -> StoreResult<()>;
+}
+
 /// Everything the domain needs, wired once per process.
 #[derive(Clone)]
 pub struct Ports {
@@ -381,6 +436,6 @@ pub struct Ports {
     pub files: Arc<dyn FileStore>,
     pub queue: Arc<dyn WorkQueue>,
     pub idempotency: Arc<dyn IdempotencyStore>,
-    /// The key API credentials' secrets are sealed with.
-    pub master_key: Arc<crate::auth::MasterKey>,
+    /// The keys API credentials' secrets are sealed with.
+    pub keyring: Arc<dyn Keyring>,
 }

@@ -5,7 +5,7 @@
 //! Secrets are never logged nor echoed.
 
 use super::{BulkService, Principal, ServiceError, ServiceResult};
-use crate::auth::{self, IssuedCredential, SignedRequest};
+use crate::auth::{self, IssuedCredential, SignedRequest, Vault};
 use crate::model::{Credential, CredentialPut, TenantId, Timestamp};
 
 impl BulkService {
@@ -30,18 +30,41 @@ impl BulkService {
         if secret.is_empty() {
             return Err(ServiceError::Unauthorized);
         }
-        let key = &self.ports.master_key;
-        let lookup = key.secret_lookup(secret);
-        let credential = self
-            .ports
-            .tenants
-            .credential_by_secret_lookup(&lookup)
-            .await?
-            .ok_or(ServiceError::Unauthorized)?;
-        if !auth::secret_matches(key, &credential, secret) {
-            return Err(ServiceError::Unauthorized);
+        // Under every active key version, the current one first: a credential a rotation has
+        // not re-sealed yet is found by its old version's digest. When none finds it, the
+        // versions are read again once (a rotation in another process may have re-sealed it).
+        let vault = self.vault();
+        let tried = vault.lookups(secret).await?;
+        if let Some(principal) = self.find_by_secret(&tried, secret).await? {
+            return Ok(principal);
         }
-        Ok(principal(credential))
+        let fresh = vault.lookups_after_reload(secret, &tried).await?;
+        if let Some(principal) = self.find_by_secret(&fresh, secret).await? {
+            return Ok(principal);
+        }
+        Err(ServiceError::Unauthorized)
+    }
+
+    /// The live credential that one of `lookups` finds and whose secret `secret` is.
+    async fn find_by_secret(
+        &self,
+        lookups: &[String],
+        secret: &str,
+    ) -> ServiceResult<Option<Principal>> {
+        let vault = self.vault();
+        for lookup in lookups {
+            let found = self
+                .ports
+                .tenants
+                .credential_by_secret_lookup(lookup)
+                .await?;
+            if let Some(credential) = found {
+                if vault.matches(&credential, secret).await? {
+                    return Ok(Some(principal(credential)));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// A request signed with AK/SK (`Authorization: SDK-HMAC-SHA256 Access={key id}, …`), as the
@@ -68,10 +91,10 @@ impl BulkService {
             .await?
             .filter(|credential| !credential.revoked)
             .ok_or(ServiceError::Unauthorized)?;
-        let Some(secret) = self.ports.master_key.open_credential(&credential) else {
+        let Some(secret) = self.vault().open_credential(&credential).await? else {
             tracing::warn!(
                 key_id = %credential.key_id,
-                "a stored credential's secret does not open: is this the master key it was sealed with?"
+                "a stored credential's secret does not open: is this the keyring it was sealed under?"
             );
             return Err(ServiceError::Unauthorized);
         };
@@ -105,8 +128,8 @@ impl BulkService {
     ) -> ServiceResult<IssuedCredential> {
         check_key_id(key_id)?;
         self.ensure_tenant(tenant).await?;
-        let issued = auth::issue_credential(&self.ports.master_key, tenant, name, key_id);
-        self.store_credential(&issued.credential).await?;
+        let issued = auth::issue_credential(&self.vault(), tenant, name, key_id).await?;
+        self.store_credential(&issued).await?;
         Ok(issued)
     }
 
@@ -129,27 +152,53 @@ impl BulkService {
         }
         self.ensure_tenant(tenant).await?;
         let issued = auth::credential_with_secret(
-            &self.ports.master_key,
+            &self.vault(),
             tenant,
             name,
             Some(key_id),
             secret.to_owned(),
-        );
-        self.store_credential(&issued.credential).await
+        )
+        .await?;
+        self.store_credential(&issued).await
     }
 
-    async fn store_credential(&self, credential: &Credential) -> ServiceResult<()> {
+    /// The domain's use of the keyring.
+    pub(super) fn vault(&self) -> Vault {
+        Vault::new(self.ports.keyring.clone())
+    }
+
+    async fn store_credential(&self, issued: &IssuedCredential) -> ServiceResult<()> {
+        let credential = &issued.credential;
+        // A secret is unique across credentials: under the versions a rotation has not retired
+        // yet too, where its digest is another.
+        for lookup in self.vault().lookups(&issued.secret).await? {
+            if lookup == credential.secret_lookup {
+                continue;
+            }
+            let holder = self
+                .ports
+                .tenants
+                .credential_by_secret_lookup(&lookup)
+                .await?;
+            if holder.is_some_and(|holder| holder.key_id != credential.key_id) {
+                return Err(secret_taken());
+            }
+        }
         match self.ports.tenants.put_credential(credential).await? {
             CredentialPut::Stored => Ok(()),
             CredentialPut::KeyIdTaken => Err(ServiceError::Conflict(format!(
                 "key id {} belongs to another tenant: key ids are unique across tenants",
                 credential.key_id
             ))),
-            CredentialPut::SecretTaken => Err(ServiceError::Conflict(
-                "this secret is already another credential's: choose another secret".to_owned(),
-            )),
+            CredentialPut::SecretTaken => Err(secret_taken()),
         }
     }
+}
+
+fn secret_taken() -> ServiceError {
+    ServiceError::Conflict(
+        "this secret is already another credential's: choose another secret".to_owned(),
+    )
 }
 
 fn principal(credential: Credential) -> Principal {
@@ -193,7 +242,7 @@ mod tests {
 
     use super::*;
     use crate::adapters::embedded;
-    use crate::auth::MasterKey;
+    use crate::adapters::embedded::FileKeyring;
     use crate::service::ServiceConfig;
 
     async fn service(dir: &tempfile::TempDir) -> BulkService {
@@ -304,7 +353,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn credentials_survive_a_restart_with_the_same_master_key_only() {
+    async fn credentials_survive_a_restart_with_the_same_keyring_only() {
         let dir = tempfile::tempdir().unwrap();
         let issued = service(&dir)
             .await
@@ -316,7 +365,9 @@ mod tests {
 
         let adapters = embedded::open(dir.path()).await.unwrap();
         let mut ports = adapters.ports;
-        ports.master_key = Arc::new(MasterKey::generate());
+        let other = tempfile::tempdir().unwrap();
+        ports.keyring =
+            Arc::new(FileKeyring::load_or_create(&other.path().join("master.key")).unwrap());
         let other_key = BulkService::new(ports, ServiceConfig::default());
         assert!(matches!(
             other_key.authenticate("acme", &issued.secret).await,

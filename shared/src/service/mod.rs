@@ -6,12 +6,14 @@ mod batches;
 mod credentials;
 mod idempotency;
 mod intake;
+mod keys;
 mod workspace;
 
 pub use idempotency::{KeyTicket, KeyedRequest, MAX_IDEMPOTENCY_KEY_CHARS};
 pub use intake::{
     Arrival, IncomingKey, IntakeOutcome, PresignRequest, PresignedJob, DROP_USER_NAME,
 };
+pub use keys::{KeyStatus, Rotation};
 pub use workspace::MAX_USERS_PER_BATCH;
 
 use std::io::Cursor;

@@ -1,12 +1,14 @@
-//! AWS adapters: DynamoDB (jobs, users, tenants), S3 (job files) and SQS (work queue).
+//! AWS adapters: DynamoDB (jobs, users, tenants), S3 (job files), SQS (work queue) and KMS (the
+//! keyring of credentials' secrets).
 //!
-//! One SDK configuration is loaded per process ([`connect`]) and the three clients are built
+//! One SDK configuration is loaded per process ([`connect`]) and the four clients are built
 //! from it; the adapters only hold cheap clones of the clients.
 
 mod counter;
 mod dynamo;
 #[cfg(test)]
 mod fake;
+mod keyring;
 pub mod provision;
 mod s3;
 mod sqs;
@@ -22,6 +24,7 @@ use aws_config::{BehaviorVersion, Region};
 pub use aws_sdk_dynamodb::config::Credentials;
 pub use counter::RequestCounter;
 pub use dynamo::DynamoStore;
+pub use keyring::{KmsKeyring, CONTEXT_KEYS, DATA_KEYS_CACHED};
 pub use s3::S3FileStore;
 pub use sqs::SqsWorkQueue;
 
@@ -36,17 +39,23 @@ pub struct AwsSettings {
     pub bucket: String,
     /// The SQS queue of work items.
     pub queue_url: String,
+    /// The customer-managed KMS key the credentials' secrets are sealed under (its ARN: no
+    /// secret); `None` in a process that opens and seals none.
+    pub kms_key_arn: Option<String>,
     /// An endpoint override (moto, LocalStack); `None` for real AWS.
     pub endpoint_url: Option<String>,
     pub region: String,
 }
 
+/// The environment variable naming the KMS key of the credentials' secrets.
+pub const KMS_KEY_ENV: &str = "BULK_KMS_KEY_ARN";
+
 /// The region used when `AWS_REGION` is not set.
 pub const DEFAULT_REGION: &str = "us-east-1";
 
 impl AwsSettings {
-    /// Reads `BULK_TABLE_NAME`, `BULK_BUCKET_NAME`, `BULK_QUEUE_URL`, `AWS_ENDPOINT_URL`
-    /// (optional) and `AWS_REGION` (default `us-east-1`).
+    /// Reads `BULK_TABLE_NAME`, `BULK_BUCKET_NAME`, `BULK_QUEUE_URL`, `BULK_KMS_KEY_ARN`
+    /// (optional), `AWS_ENDPOINT_URL` (optional) and `AWS_REGION` (default `us-east-1`).
     pub fn from_env() -> Result<AwsSettings, String> {
         AwsSettings::from_lookup(|name| std::env::var(name).ok())
     }
@@ -65,6 +74,7 @@ impl AwsSettings {
             table: required("BULK_TABLE_NAME")?,
             bucket: required("BULK_BUCKET_NAME")?,
             queue_url: required("BULK_QUEUE_URL")?,
+            kms_key_arn: optional(KMS_KEY_ENV),
             endpoint_url: optional("AWS_ENDPOINT_URL"),
             region: optional("AWS_REGION").unwrap_or_else(|| DEFAULT_REGION.to_owned()),
         })
@@ -78,6 +88,7 @@ pub struct AwsAdapters {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub kms: aws_sdk_kms::Client,
     pub settings: AwsSettings,
 }
 
@@ -87,6 +98,7 @@ impl AwsAdapters {
         dynamodb: aws_sdk_dynamodb::Client,
         s3: aws_sdk_s3::Client,
         sqs: aws_sdk_sqs::Client,
+        kms: aws_sdk_kms::Client,
         settings: AwsSettings,
     ) -> AwsAdapters {
         let store = Arc::new(DynamoStore::new(dynamodb.clone(), settings.table.clone()));
@@ -97,19 +109,25 @@ impl AwsAdapters {
             idempotency: store,
             files: Arc::new(S3FileStore::new(s3.clone(), settings.bucket.clone())),
             queue: Arc::new(SqsWorkQueue::new(sqs.clone(), settings.queue_url.clone())),
-            // BULK_MASTER_KEY; functions that never authenticate run without it.
-            master_key: Arc::new(crate::auth::MasterKey::from_env_or_ephemeral()),
+            // Functions that never authenticate have no KMS permission and never use it.
+            keyring: Arc::new(KmsKeyring::new(
+                kms.clone(),
+                dynamodb.clone(),
+                settings.table.clone(),
+                settings.kms_key_arn.clone(),
+            )),
         };
         AwsAdapters {
             ports,
             dynamodb,
             s3,
             sqs,
+            kms,
             settings,
         }
     }
 
-    /// Builds the three clients from one SDK configuration.
+    /// Builds the four clients from one SDK configuration.
     pub fn from_sdk_config(config: &SdkConfig, settings: AwsSettings) -> AwsAdapters {
         let dynamodb = aws_sdk_dynamodb::Client::new(config);
         let mut s3_config = aws_sdk_s3::config::Builder::from(config);
@@ -119,7 +137,8 @@ impl AwsAdapters {
         }
         let s3 = aws_sdk_s3::Client::from_conf(s3_config.build());
         let sqs = aws_sdk_sqs::Client::new(config);
-        AwsAdapters::from_clients(dynamodb, s3, sqs, settings)
+        let kms = aws_sdk_kms::Client::new(config);
+        AwsAdapters::from_clients(dynamodb, s3, sqs, kms, settings)
     }
 }
 

@@ -192,3 +192,56 @@ pub async fn create_queue(client: &aws_sdk_sqs::Client, name: &str) -> StoreResu
         .queue_url
         .ok_or_else(|| StoreError::unavailable("sqs", format!("queue {name} has no URL")))
 }
+
+/// The customer-managed KMS key named by `alias` (`alias/…`), created with yearly rotation of
+/// its key material when there is none, and its ARN: the key the credentials' secrets are
+/// sealed under, as the template declares it.
+pub async fn create_key(client: &aws_sdk_kms::Client, alias: &str) -> StoreResult<String> {
+    let unavailable =
+        |error| StoreError::unavailable("kms", aws_sdk_kms::error::DisplayErrorContext(error));
+    match client.describe_key().key_id(alias).send().await {
+        Ok(out) => {
+            if let Some(arn) = out.key_metadata().and_then(|key| key.arn()) {
+                return Ok(arn.to_owned());
+            }
+        }
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_not_found_exception()) => {}
+        Err(error) => return Err(unavailable(error)),
+    }
+    let created = client
+        .create_key()
+        .description("bulk-users: seals the API credentials' secrets (envelope encryption)")
+        .send()
+        .await
+        .map_err(|error| {
+            StoreError::unavailable("kms", aws_sdk_kms::error::DisplayErrorContext(error))
+        })?;
+    let metadata = created
+        .key_metadata()
+        .ok_or_else(|| StoreError::unavailable("kms", "CreateKey answered no key"))?;
+    let (key_id, arn) = (
+        metadata.key_id().to_owned(),
+        metadata.arn().unwrap_or_default(),
+    );
+    client
+        .enable_key_rotation()
+        .key_id(&key_id)
+        .send()
+        .await
+        .map_err(|error| {
+            StoreError::unavailable("kms", aws_sdk_kms::error::DisplayErrorContext(error))
+        })?;
+    client
+        .create_alias()
+        .alias_name(alias)
+        .target_key_id(&key_id)
+        .send()
+        .await
+        .map_err(|error| {
+            StoreError::unavailable("kms", aws_sdk_kms::error::DisplayErrorContext(error))
+        })?;
+    Ok(arn.to_owned())
+}

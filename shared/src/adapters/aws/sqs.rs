@@ -120,6 +120,7 @@ mod tests {
             table: "t".to_owned(),
             bucket: "b".to_owned(),
             queue_url: format!("{endpoint}/123456789012/q"),
+            kms_key_arn: None,
             endpoint_url: Some(endpoint.to_owned()),
             region: "us-east-1".to_owned(),
         };

@@ -5,6 +5,7 @@ mod admission;
 mod files;
 mod idempotency;
 mod jobs;
+mod keyring;
 mod queue;
 mod schema;
 mod store;
@@ -15,11 +16,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use files::{visible_files, LocalFileStore, VisibleFile};
+pub use keyring::{FileKeyring, KeyFileError};
 pub use queue::{LeasedWork, SqliteWorkQueue};
 pub use store::SqliteStore;
 
 use crate::ports::{Ports, StoreError, StoreResult};
 
+/// The keyring file inside the data directory.
+pub const KEY_FILE: &str = "master.key";
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "bulk.sqlite3";
 /// The directory of job files inside the data directory.
@@ -55,10 +59,7 @@ pub async fn open(data_dir: &Path) -> StoreResult<EmbeddedAdapters> {
         files: Arc::new(files.clone()),
         queue: Arc::new(queue.clone()),
         // `master.key` in the data directory, created on first start (mode 0600).
-        master_key: Arc::new(
-            crate::auth::MasterKey::load_or_create(&data_dir.join("master.key"))
-                .map_err(|error| StoreError::unavailable("master key", error))?,
-        ),
+        keyring: Arc::new(FileKeyring::load_or_create(&data_dir.join(KEY_FILE))?),
     };
     Ok(EmbeddedAdapters {
         ports,

@@ -5,7 +5,9 @@ use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
 
 use super::store::{from_json, millis, timestamp, to_json};
 use super::SqliteStore;
-use crate::model::{Credential, CredentialPut, SlotLease, TenantId, TenantSettings, Timestamp};
+use crate::model::{
+    Credential, CredentialPut, Resealed, SlotLease, TenantId, TenantSettings, Timestamp,
+};
 use crate::ports::{StoreError, StoreResult, TenantStore};
 
 /// The columns [`credential_from_row`] reads, in order.
@@ -196,6 +198,63 @@ impl TenantStore for SqliteStore {
         holder: &str,
     ) -> StoreResult<()> {
         SqliteStore::free_slot(self, tenant, name, slot, holder).await
+    }
+
+    async fn all_credentials(&self) -> StoreResult<Vec<Credential>> {
+        self.db
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {CREDENTIAL_COLUMNS} FROM credentials ORDER BY tenant, created_at, key_id"
+                ))?;
+                let mut rows = stmt.query([])?;
+                let mut credentials = Vec::new();
+                while let Some(row) = rows.next()? {
+                    credentials.push(credential_from_row(row)?);
+                }
+                Ok(credentials)
+            })
+            .await
+    }
+
+    async fn reseal_credential(
+        &self,
+        resealed: &Credential,
+        previous_lookup: &str,
+    ) -> StoreResult<Resealed> {
+        let resealed = resealed.clone();
+        let previous_lookup = previous_lookup.to_owned();
+        self.db
+            .call(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let secret_holder: Option<String> = tx
+                    .query_row(
+                        "SELECT key_id FROM credentials WHERE secret_lookup = ?1",
+                        [&resealed.secret_lookup],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                if secret_holder.is_some_and(|key_id| key_id != resealed.key_id) {
+                    return Ok(Resealed::SecretTaken);
+                }
+                let changed = tx.execute(
+                    "UPDATE credentials SET sealed_secret = ?1, secret_lookup = ?2 \
+                     WHERE key_id = ?3 AND tenant = ?4 AND secret_lookup = ?5",
+                    params![
+                        resealed.sealed_secret,
+                        resealed.secret_lookup,
+                        resealed.key_id,
+                        resealed.tenant.as_str(),
+                        previous_lookup
+                    ],
+                )?;
+                tx.commit()?;
+                Ok(if changed == 1 {
+                    Resealed::Stored
+                } else {
+                    Resealed::Changed
+                })
+            })
+            .await
     }
 
     async fn revoke_credential(&self, tenant: &TenantId, key_id: &str) -> StoreResult<bool> {

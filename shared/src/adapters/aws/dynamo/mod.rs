@@ -19,12 +19,17 @@
 //! | tenant settings    | `TENANT#{tenant}`            | `SETTINGS`              |                         |                                    |
 //! | credential         | `CREDENTIAL#{key_id}`        | `CREDENTIAL`            | `CREDENTIALS#{tenant}` / key id |                            |
 //! | secret pointer     | `SECRET#{secret_lookup}`     | `SECRET`                |                         |                                    |
+//! | keyring            | `KEYRING`                    | `KEYRING`               |                         |                                    |
 //! | idempotency key    | `IDEM#{tenant}#{key}`        | `IDEM`                  |                         |                                    |
 //! | request count      | `RATE#{tenant}#{minute}`     | `RATE`                  |                         |                                    |
 //! | failed authentications | `AUTHFAIL#{source}#{minute}` | `AUTHFAIL`          |                         |                                    |
 //! | slot lease         | `TENANT#{tenant}`            | `SLOT#{name}#{slot:03}` |                         |                                    |
 //!
 //! (id₂₀: the id zero-padded to 20 digits, so the string order is the numeric order.)
+//!
+//! The keyring item (`current` version, `roots`: version → KMS-wrapped root) is the AWS
+//! keyring's (`adapters/aws/keyring.rs`), read once per process and again when a secret finds
+//! nothing; only the operator writes it.
 //!
 //! A chunk marker records the chunk's counts and, in its `results` attribute (a JSON array),
 //! the chunk's row results; results too large for one item go to result parts written before

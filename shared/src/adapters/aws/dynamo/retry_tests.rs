@@ -16,6 +16,7 @@ async fn store(endpoint: &str) -> DynamoStore {
         table: "t".to_owned(),
         bucket: "b".to_owned(),
         queue_url: "q".to_owned(),
+        kms_key_arn: None,
         endpoint_url: Some(endpoint.to_owned()),
         region: "us-east-1".to_owned(),
     };

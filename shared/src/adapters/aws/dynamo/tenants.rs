@@ -11,13 +11,15 @@
 //! credentials must be issued again.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 
 use super::{
     backoff, build_error, from_item, is_conditional_failure, key, n, s, text_of, to_item,
     unavailable, Cancellation, DynamoStore, Item, MAX_RETRIES, STORE,
 };
-use crate::model::{Credential, CredentialPut, SlotLease, TenantId, TenantSettings, Timestamp};
+use crate::model::{
+    Credential, CredentialPut, Resealed, SlotLease, TenantId, TenantSettings, Timestamp,
+};
 use crate::ports::{StoreError, StoreResult, TenantStore};
 
 fn tenant_pk(tenant: &TenantId) -> String {
@@ -121,6 +123,49 @@ fn pointer_put(table: &str, credential: &Credential) -> StoreResult<Put> {
         .expression_attribute_values(":key_id", s(credential.key_id.clone()))
         .build()
         .map_err(|e| build_error(STORE, e))
+}
+
+/// The writes of re-sealing a credential whose look-up digest was `previous`: its sealed
+/// secret and digest (nothing else), the new digest's pointer, and, unless `keep_old_pointer`,
+/// the old pointer's removal.
+fn reseal_writes(
+    table: &str,
+    resealed: &Credential,
+    previous: &str,
+    keep_old_pointer: bool,
+) -> StoreResult<Vec<TransactWriteItem>> {
+    let update = Update::builder()
+        .table_name(table)
+        .set_key(Some(credential_key(&resealed.key_id)))
+        .update_expression("SET #sealed = :sealed, #lookup = :lookup")
+        .condition_expression("#tenant = :tenant AND #lookup = :previous")
+        .expression_attribute_names("#sealed", "sealed_secret")
+        .expression_attribute_names("#lookup", "secret_lookup")
+        .expression_attribute_names("#tenant", "tenant")
+        .expression_attribute_values(":sealed", s(resealed.sealed_secret.clone()))
+        .expression_attribute_values(":lookup", s(resealed.secret_lookup.clone()))
+        .expression_attribute_values(":tenant", s(resealed.tenant.as_str()))
+        .expression_attribute_values(":previous", s(previous))
+        .build()
+        .map_err(|e| build_error(STORE, e))?;
+    let mut writes = vec![
+        TransactWriteItem::builder().update(update).build(),
+        TransactWriteItem::builder()
+            .put(pointer_put(table, resealed)?)
+            .build(),
+    ];
+    if previous != resealed.secret_lookup && !keep_old_pointer {
+        let delete = Delete::builder()
+            .table_name(table)
+            .set_key(Some(secret_key(previous)))
+            .condition_expression("attribute_not_exists(pk) OR #key_id = :key_id")
+            .expression_attribute_names("#key_id", "key_id")
+            .expression_attribute_values(":key_id", s(resealed.key_id.clone()))
+            .build()
+            .map_err(|e| build_error(STORE, e))?;
+        writes.push(TransactWriteItem::builder().delete(delete).build());
+    }
+    Ok(writes)
 }
 
 impl DynamoStore {
@@ -279,6 +324,78 @@ impl TenantStore for DynamoStore {
         holder: &str,
     ) -> StoreResult<()> {
         DynamoStore::free_slot(self, tenant, name, slot, holder).await
+    }
+
+    async fn all_credentials(&self) -> StoreResult<Vec<Credential>> {
+        // The operator's scan (key rotation): credentials are keyed by key id alone.
+        let mut credentials = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(pk, :credential) AND sk = :sk")
+                .expression_attribute_values(":credential", s("CREDENTIAL#"))
+                .expression_attribute_values(":sk", s("CREDENTIAL"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in out.items.unwrap_or_default() {
+                credentials.push(from_item::<Credential>(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        credentials.sort_by(|a, b| {
+            (&a.tenant, a.created_at, &a.key_id).cmp(&(&b.tenant, b.created_at, &b.key_id))
+        });
+        Ok(credentials)
+    }
+
+    async fn reseal_credential(
+        &self,
+        resealed: &Credential,
+        previous_lookup: &str,
+    ) -> StoreResult<Resealed> {
+        let mut attempt = 0;
+        // Set when the old pointer turns out to be another credential's.
+        let mut keep_old_pointer = false;
+        loop {
+            let writes = reseal_writes(&self.table, resealed, previous_lookup, keep_old_pointer)?;
+            let sent = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(writes))
+                .send()
+                .await;
+            let error = match sent {
+                Ok(_) => return Ok(Resealed::Stored),
+                Err(error) => error,
+            };
+            let Some(cancellation) = Cancellation::of(&error) else {
+                return Err(unavailable(error));
+            };
+            if cancellation.condition_failed(0) {
+                return Ok(Resealed::Changed);
+            }
+            if cancellation.condition_failed(1) {
+                return Ok(Resealed::SecretTaken);
+            }
+            // The old pointer is another credential's now: it stays.
+            keep_old_pointer |= cancellation.condition_failed(2);
+            attempt += 1;
+            if !(cancellation.condition_failed(2) || cancellation.transient())
+                || attempt > MAX_RETRIES
+            {
+                return Err(unavailable(error));
+            }
+            backoff(attempt).await;
+        }
     }
 
     async fn revoke_credential(&self, tenant: &TenantId, key_id: &str) -> StoreResult<bool> {
