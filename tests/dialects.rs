@@ -15,6 +15,7 @@ on_both_stores!(
     workspace_batch_create_lists_and_deletes,
     workspace_batches_are_all_or_nothing,
     one_user_whichever_dialect,
+    a_deleted_user_keeps_no_personal_data,
 );
 
 fn token_auth(app: &TestApp) -> String {
@@ -708,4 +709,47 @@ async fn one_user_whichever_dialect(app: TestApp) {
     let list = workspace(&app, &token, Method::GET, "/v2/acme/users", Value::Null).await;
     assert_eq!(list.body["total_count"], 0);
     let _ = PREFIX;
+}
+
+/// A deleted user is a tombstone: its id, version, times and the job row that deleted it, and
+/// nothing personal, in the store itself. The deletion's chunk delivered again changes nothing
+/// and reports the same.
+async fn a_deleted_user_keeps_no_personal_data(app: TestApp) {
+    let personal = json!({"users": [{"name": "Ada Lovelace", "email": "ada@acme.test",
+        "external_id": "A-1", "phone": "5550100", "alias": "Countess", "notes": "analyst",
+        "tags": ["engines"], "user_fields": {"desk": "D4"}}]});
+    let created = zendesk_job(&app, Method::POST, "/api/v2/users/create_many", personal).await;
+    let id = created["results"][0]["id"].as_u64().expect("the user's id");
+    let path = format!("/api/v2/users/destroy_many.json?ids={id}");
+    let destroyed = zendesk_job(&app, Method::DELETE, &path, Value::Null).await;
+    assert_eq!(statuses(&destroyed), ["Deleted"]);
+
+    let acme = bulk_users::model::TenantId::parse("acme").unwrap();
+    let users = &app.service.ports().users;
+    let stored = users.users_by_ids(&acme, &[id]).await.unwrap();
+    assert!(stored[0].is_tombstone(), "{:?}", stored[0]);
+    let stamp = stored[0].last_change.expect("the row that deleted it");
+    let raw = app.raw_user("acme", id).await;
+    for text in [
+        "Ada", "Lovelace", "ada@acme", "A-1", "a-1", "5550100", "Countess", "analyst", "engines",
+        "D4",
+    ] {
+        assert!(!raw.contains(text), "{text} kept in {raw}");
+    }
+
+    // The deletion's chunk delivered again: already committed, nothing changes.
+    let jobs = &app.service.ports().jobs;
+    let job = jobs.get_job(&acme, stamp.job).await.unwrap().unwrap();
+    for item in job.chunk_plan.work_items(&acme, job.id, job.total_rows) {
+        app.service.process(&item).await.unwrap();
+    }
+    assert_eq!(users.users_by_ids(&acme, &[id]).await.unwrap(), stored);
+    let again = zendesk(
+        &app,
+        Method::GET,
+        &format!("/api/v2/job_statuses/{:032x}", job.id),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(again.body["job_status"]["results"], destroyed["results"]);
 }

@@ -37,6 +37,7 @@ mod files;
 mod fixtures;
 mod idempotency;
 mod jobs;
+mod lifecycle;
 mod queue;
 mod tenants;
 mod users;

@@ -116,6 +116,9 @@ enum TenantCommand {
         max_concurrent_jobs: Option<u64>,
         #[arg(long)]
         requests_per_minute: Option<u64>,
+        /// Days a job and everything recorded about it are kept (1-3650).
+        #[arg(long)]
+        retention_days: Option<u64>,
     },
 }
 
@@ -212,6 +215,7 @@ async fn main() -> Result<(), Error> {
             max_rows,
             max_concurrent_jobs,
             requests_per_minute,
+            retention_days,
         }) => {
             let change = SettingsChange {
                 roles,
@@ -222,6 +226,7 @@ async fn main() -> Result<(), Error> {
                 max_rows,
                 max_concurrent_jobs,
                 requests_per_minute,
+                retention_days,
             };
             let settings = service
                 .update_settings(&tenant_id(&tenant)?, change)

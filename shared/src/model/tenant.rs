@@ -81,6 +81,9 @@ pub struct Limits {
     /// Most API requests per minute (a fixed window per UTC minute): more are refused (429)
     /// until the minute ends.
     pub requests_per_minute: u64,
+    /// Days a job and everything recorded about it are kept after it was created (and after it
+    /// was proceeded): [`RETENTION_DAYS`] bounds it.
+    pub retention_days: u64,
 }
 
 impl Default for Limits {
@@ -90,7 +93,20 @@ impl Default for Limits {
             max_rows: 5_000_000,
             max_concurrent_jobs: 20,
             requests_per_minute: 6000,
+            retention_days: 30,
         }
+    }
+}
+
+/// The retention a tenant may be given, in days: at least a day (an idempotency record is kept
+/// that long), at most ten years.
+pub const RETENTION_DAYS: std::ops::RangeInclusive<u64> = 1..=3650;
+
+impl Limits {
+    /// Until when a job created at `created_at` is kept: `retention_days` later.
+    pub fn keep_until(&self, created_at: Timestamp) -> Timestamp {
+        let days = self.retention_days.min(*RETENTION_DAYS.end());
+        created_at.plus_seconds(days as i64 * 24 * 60 * 60)
     }
 }
 

@@ -179,7 +179,7 @@ mod tests {
             .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
             .unwrap();
         assert_eq!(journal, "wal");
-        assert_eq!(version, 6);
+        assert_eq!(version, 8);
         assert!(foreign_keys);
     }
 
