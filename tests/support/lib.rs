@@ -7,6 +7,7 @@ pub mod emulator;
 pub mod expect;
 pub mod iam;
 pub mod local_server;
+pub mod lost_commits;
 pub mod moto;
 pub mod runtime_api;
 pub mod steps;
