@@ -374,7 +374,8 @@ async fn all_stored_users(ports: &Ports) -> Vec<User> {
 /// them: some of their rows are saved, but the chunk is not committed.
 async fn interrupted_chunks(dir: &Path, job: u64) -> BTreeSet<u64> {
     let store = open(dir).await;
-    let committed = store.ports.jobs.committed_chunks(job).await;
+    let tenant = TenantId::parse(TENANT).unwrap();
+    let committed = store.ports.jobs.committed_chunks(&tenant, job).await;
     let committed = committed.expect("committed chunks").into_iter();
     let committed: BTreeSet<u64> = committed.map(u64::from).collect();
     let users = all_stored_users(&store.ports).await;

@@ -85,7 +85,7 @@ async fn the_processor_hands_back_the_chunks_it_has_no_time_for() {
         let committed = service
             .ports()
             .jobs
-            .chunk_committed(job.id, item.chunk)
+            .chunk_committed(&item.tenant, job.id, item.chunk)
             .await;
         let committed = committed.unwrap();
         let back = handed_back.contains(&record["messageId"].as_str().unwrap_or_default());

@@ -15,6 +15,8 @@ on_both_stores!(
     workspace_batch_create_lists_and_deletes,
     workspace_batches_are_all_or_nothing,
     one_user_whichever_dialect,
+    a_deleted_user_keeps_no_personal_data,
+    a_deletion_run_again_after_its_lost_commit_deletes_once,
 );
 
 fn token_auth(app: &TestApp) -> String {
@@ -719,4 +721,83 @@ async fn one_user_whichever_dialect(app: TestApp) {
     let list = workspace(&app, &token, Method::GET, "/v2/acme/users", Value::Null).await;
     assert_eq!(list.body["total_count"], 0);
     let _ = PREFIX;
+}
+
+/// A deleted user is a tombstone: its id, version, times and the job row that deleted it, and
+/// nothing personal, in the store itself. The deletion's chunk delivered again changes nothing
+/// and reports the same.
+async fn a_deleted_user_keeps_no_personal_data(app: TestApp) {
+    let personal = json!({"users": [{"name": "Ada Lovelace", "email": "ada@acme.test",
+        "external_id": "A-1", "phone": "5550100", "alias": "Countess", "notes": "analyst",
+        "tags": ["engines"], "user_fields": {"desk": "D4"}}]});
+    let created = zendesk_job(&app, Method::POST, "/api/v2/users/create_many", personal).await;
+    let id = created["results"][0]["id"].as_u64().expect("the user's id");
+    let path = format!("/api/v2/users/destroy_many.json?ids={id}");
+    let destroyed = zendesk_job(&app, Method::DELETE, &path, Value::Null).await;
+    assert_eq!(statuses(&destroyed), ["Deleted"]);
+
+    let acme = bulk_users::model::TenantId::parse("acme").unwrap();
+    let users = &app.service.ports().users;
+    let stored = users.users_by_ids(&acme, &[id]).await.unwrap();
+    assert!(stored[0].is_tombstone(), "{:?}", stored[0]);
+    let stamp = stored[0].last_change.expect("the row that deleted it");
+    let raw = app.raw_user("acme", id).await;
+    for text in [
+        "Ada", "Lovelace", "ada@acme", "A-1", "a-1", "5550100", "Countess", "analyst", "engines",
+        "D4",
+    ] {
+        assert!(!raw.contains(text), "{text} kept in {raw}");
+    }
+
+    // The deletion's chunk delivered again: already committed, nothing changes.
+    let jobs = &app.service.ports().jobs;
+    let job = jobs.get_job(&acme, stamp.job).await.unwrap().unwrap();
+    for item in job.chunk_plan.work_items(&acme, job.id, job.total_rows) {
+        app.service.process(&item).await.unwrap();
+    }
+    assert_eq!(users.users_by_ids(&acme, &[id]).await.unwrap(), stored);
+    let again = zendesk(
+        &app,
+        Method::GET,
+        &format!("/api/v2/job_statuses/{:032x}", job.id),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(again.body["job_status"]["results"], destroyed["results"]);
+}
+
+/// A deletion whose process saved the tombstone and died before committing its chunk: the
+/// chunk's delivery again finds the tombstone it wrote (the row's stamp), reports the same
+/// deletion and saves nothing more.
+async fn a_deletion_run_again_after_its_lost_commit_deletes_once(app: TestApp) {
+    let ada = json!({"users": [{"name": "Ada Lovelace", "email": "ada@acme.test"}]});
+    let created = zendesk_job(&app, Method::POST, "/api/v2/users/create_many", ada).await;
+    let id = created["results"][0]["id"].as_u64().expect("the user's id");
+    let path = format!("/api/v2/users/destroy_many?ids={id}");
+    let queued = zendesk(&app, Method::DELETE, &path, Value::Null).await;
+    let hex = queued.body["job_status"]["id"].as_str().expect("a job id");
+    let job_id = u64::from_str_radix(hex, 16).expect("32 hex digits");
+
+    let acme = bulk_users::model::TenantId::parse("acme").unwrap();
+    let ports = app.service.ports();
+    let job = ports.jobs.get_job(&acme, job_id).await.unwrap().unwrap();
+    let dying = bulk_users::service::BulkService::new(
+        bulk_tests::lost_commits::losing_commits(ports),
+        bulk_users::service::ServiceConfig::default(),
+    );
+    for item in job.chunk_plan.work_items(&acme, job.id, job.total_rows) {
+        assert!(dying.process(&item).await.is_err(), "the commit is lost");
+    }
+    let deleted = ports.users.users_by_ids(&acme, &[id]).await.unwrap();
+    assert!(deleted[0].is_tombstone(), "{:?}", deleted[0]);
+    let committed = ports.jobs.committed_chunks(&acme, job_id).await.unwrap();
+    assert!(committed.is_empty(), "{committed:?}");
+
+    // The queued chunk, delivered again.
+    let destroyed = finished(&app, &queued).await;
+    assert_eq!(statuses(&destroyed), ["Deleted"]);
+    assert_eq!(destroyed["results"][0]["id"], json!(id));
+    assert_eq!(destroyed["progress"], 1);
+    let again = ports.users.users_by_ids(&acme, &[id]).await.unwrap();
+    assert_eq!(again, deleted, "saved once: same version, same stamp");
 }

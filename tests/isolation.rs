@@ -871,6 +871,9 @@ impl Run<'_> {
 async fn tenant_b_reaches_nothing_of_tenant_a_through_any_route(app: TestApp) {
     let started = std::time::Instant::now();
     let [a, b, impostor] = credentials(&app).await;
+    // Job ids are numbered per tenant: A's start far above any B makes, so that an answer to
+    // B naming one of A's ids is a leak, not B's own job of the same number.
+    app.start_job_ids_at(&app.acme.tenant, 700_001).await;
     let a_targets = set_up_tenant_a(&app, &a).await;
     let ghost = a_targets.ghost();
     let run = Run {

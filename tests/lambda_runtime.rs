@@ -308,7 +308,7 @@ async fn happen(step: &Value, stack: &Stack, service: &BulkService, day: &Day) {
             aws.dynamodb
                 .update_item()
                 .table_name(&aws.settings.table)
-                .key("pk", AttributeValue::S(format!("JOB#{}", job())))
+                .key("pk", AttributeValue::S(format!("JOB#acme#{}", job())))
                 .key("sk", AttributeValue::S("JOB".to_owned()))
                 .update_expression("SET updated_at = :idle")
                 .expression_attribute_values(":idle", AttributeValue::S(idle))

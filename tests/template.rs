@@ -906,6 +906,18 @@ fn iam_glob(pattern: &str, text: &str) -> bool {
     }
 }
 
+/// Every item that expires carries `expires_at` (epoch seconds; read by that name in the
+/// contracts' `lifecycle::every_record_of_a_job_carries_its_expiry`): the table's time to
+/// live deletes by it.
+#[test]
+fn the_table_deletes_expired_items_by_their_time_to_live() {
+    let table = &resource("Table", "AWS::DynamoDB::Table");
+    assert_eq!(
+        table["Properties"]["TimeToLiveSpecification"],
+        serde_json::json!({"AttributeName": "expires_at", "Enabled": true})
+    );
+}
+
 #[test]
 fn every_queue_has_a_dead_letter_queue() {
     let queues = resources_of_type("AWS::SQS::Queue");

@@ -281,7 +281,8 @@ impl LocalWorker {
 
     /// Runs until `shutdown` turns true. Leases left by a process that died are released first,
     /// so work in progress at a crash is resumed; jobs whose work was lost altogether (stale
-    /// for [`STALE_JOB_AFTER`]) are resumed at start and every [`SWEEP_EVERY`].
+    /// for [`STALE_JOB_AFTER`]) are resumed at start and every [`SWEEP_EVERY`], when what has
+    /// expired is purged too.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         if let Err(error) = self.queue.release_all_leases().await {
             tracing::error!(%error, "could not release old leases");
@@ -302,17 +303,30 @@ impl LocalWorker {
             tokio::select! {
                 Some(_) = running.join_next(), if !running.is_empty() => {}
                 _ = tokio::time::sleep(self.poll_every), if leased == 0 => {}
-                _ = sweep.tick() => {
-                    if let Err(error) = self.service.resume_stale_jobs(STALE_JOB_AFTER).await {
-                        tracing::error!(%error, "could not look for stale jobs");
-                    }
-                }
+                _ = sweep.tick() => self.sweep().await,
                 changed = shutdown.changed() => if changed.is_err() {
                     break;
                 },
             }
         }
         while running.join_next().await.is_some() {}
+    }
+
+    /// Resumes stale jobs, and purges what has expired (jobs, idempotency records): the
+    /// embedded store has no time to live of its own.
+    async fn sweep(&self) {
+        if let Err(error) = self.service.resume_stale_jobs(STALE_JOB_AFTER).await {
+            tracing::error!(%error, "could not look for stale jobs");
+        }
+        match self
+            .service
+            .purge_expired(crate::model::Timestamp::now())
+            .await
+        {
+            Ok((0, 0)) => {}
+            Ok((jobs, records)) => tracing::info!(jobs, records, "purged what has expired"),
+            Err(error) => tracing::error!(%error, "could not purge what has expired"),
+        }
     }
 
     /// Processes queued work until the queue is empty (for tests and one-shot runs).

@@ -82,7 +82,7 @@ pub async fn process_work_item(
         context: ValidationContext::new(&settings),
     };
     match batches.apply_chunk(item, options).await {
-        Ok(chunk) => chunk.commit(ports, job.id, item.chunk).await,
+        Ok(chunk) => chunk.commit(ports, &job, item.chunk).await,
         Err(ChunkError::Unprocessable(reason)) => fail(ports, &job, reason).await,
         Err(ChunkError::Store(error)) => Err(error),
     }
@@ -104,7 +104,11 @@ async fn job_to_process(
             reason: format!("job {} is {}", job.id, job.status),
         }));
     }
-    if ports.jobs.chunk_committed(job.id, item.chunk).await? {
+    if ports
+        .jobs
+        .chunk_committed(&job.tenant, job.id, item.chunk)
+        .await?
+    {
         // Every chunk counted but the job still in progress: the completion was lost after
         // the last commit (a process died between the two). This delivery completes it.
         let completed_job = Transition::Complete.allowed_for(&job)
@@ -200,7 +204,7 @@ impl ChunkTally {
     async fn commit(
         self,
         ports: &Ports,
-        job: JobId,
+        job: &Job,
         chunk: u32,
     ) -> Result<ChunkOutcome, StoreError> {
         let (affected_rows, failed_rows) = (self.affected_rows, self.failed_rows);
@@ -211,7 +215,9 @@ impl ChunkTally {
         let commit = ports
             .jobs
             .commit_chunk(ChunkResult {
-                job_id: job,
+                tenant: job.tenant.clone(),
+                job_id: job.id,
+                keep_until: job.keep_until,
                 chunk,
                 affected_rows,
                 failed_rows,
@@ -907,8 +913,7 @@ impl Changing {
     ) -> Result<Vec<(String, String)>, Failure> {
         let user = &mut self.user;
         if self.action == UserAction::Deleted {
-            user.deleted_at = Some(now);
-            user.updated_at = now;
+            user.delete(now);
             return Ok(Vec::new());
         }
         command.patch.apply(user, now);

@@ -1,8 +1,10 @@
 //! The adapters under contract, and the values the contracts are written with.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use bulk_tests::moto::{fresh_aws_on, Serving};
 use bulk_users::adapters::aws::AwsAdapters;
 use bulk_users::adapters::embedded::SqliteWorkQueue;
@@ -20,6 +22,45 @@ use bulk_users::service::{BulkService, ServiceConfig};
 pub struct Adapters {
     pub ports: Ports,
     backing: Backing,
+}
+
+/// The storage behind the adapters, for what a contract checks beyond its port.
+pub enum Raw<'a> {
+    Sqlite(rusqlite::Connection),
+    Dynamo(&'a AwsAdapters),
+}
+
+impl Raw<'_> {
+    /// Every DynamoDB item of partition `pk`.
+    pub async fn items(&self, pk: &str) -> Vec<HashMap<String, AttributeValue>> {
+        let Raw::Dynamo(aws) = self else {
+            panic!("DynamoDB items of an embedded store")
+        };
+        let out = aws
+            .dynamodb
+            .query()
+            .table_name(&aws.settings.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        out.items.unwrap_or_default()
+    }
+
+    /// The number of rows of `table` matching `condition` (SQL).
+    pub fn count(&self, table: &str, condition: &str) -> u64 {
+        let Raw::Sqlite(conn) = self else {
+            panic!("SQLite rows of the AWS store")
+        };
+        conn.query_row(
+            &format!("SELECT count(*) FROM {table} WHERE {condition}"),
+            [],
+            |row| row.get(0),
+        )
+        .unwrap()
+    }
 }
 
 enum Backing {
@@ -88,6 +129,17 @@ impl Adapters {
         }
     }
 
+    /// What the store keeps, read beside the port: the SQLite database of the embedded
+    /// adapters, or the DynamoDB items of the AWS ones.
+    pub fn raw(&self) -> Raw<'_> {
+        match &self.backing {
+            Backing::Embedded { _data_dir, .. } => Raw::Sqlite(
+                rusqlite::Connection::open(_data_dir.path().join("bulk.sqlite3")).unwrap(),
+            ),
+            Backing::Aws(aws) => Raw::Dynamo(aws),
+        }
+    }
+
     /// The work items the queue delivers to its consumer, `expected` of them at most, in
     /// chunk order.
     pub async fn delivered_work(&self, expected: usize) -> Vec<WorkItem> {
@@ -144,7 +196,14 @@ pub fn new_job(tenant: &TenantId, file_key: &str) -> NewJob {
         file_bytes: 123,
         uploaded_api_user_name: "uploader".to_owned(),
         created_at: at(0),
+        keep_until: kept(),
     }
+}
+
+/// A `keep_until` a year from now: the contracts' jobs are created at fixed times long past,
+/// and are kept all the same.
+pub fn kept() -> Timestamp {
+    Timestamp::now().plus_seconds(365 * 24 * 3600)
 }
 
 pub fn scheme_error(row: Option<u64>, message: &str) -> SchemeError {
@@ -183,11 +242,13 @@ pub fn update_error(row: u64, message: &str, error_type: ErrorType) -> UpdateErr
     }
 }
 
-/// Chunk `chunk` of job `job_id`: 10 rows, one failed row per error, committed at
+/// Chunk `chunk` of acme's job `job_id`: 10 rows, one failed row per error, committed at
 /// `at(100 + chunk)`.
 pub fn chunk(job_id: u64, chunk: u32, errors: Vec<UpdateError>) -> ChunkResult {
     ChunkResult {
+        tenant: tenant("acme"),
         job_id,
+        keep_until: kept(),
         chunk,
         affected_rows: 10 - errors.len() as u64,
         failed_rows: errors.len() as u64,

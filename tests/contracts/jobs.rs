@@ -59,8 +59,20 @@ async fn jobs_are_created_scoped_by_tenant_and_listed_newest_first(adapters: Ada
         ids.push(job.id);
     }
     assert_eq!(ids, vec![1, 2, 3], "ids start at 1 and increase");
+    // Ids are numbered per tenant: another tenant's first job is its job 1, and neither
+    // tenant's job 1 is the other's.
     let other = jobs.create_job(new_job(&b, "files/b")).await.unwrap();
-    assert_eq!(other.id, 4);
+    assert_eq!((other.id, other.ordinal), (1, 1));
+    let theirs = jobs.get_job(&b, 1).await.unwrap().unwrap();
+    assert_eq!(
+        (theirs.tenant, theirs.file_key),
+        (b.clone(), "files/b".to_owned())
+    );
+    let ours = jobs.get_job(&a, 1).await.unwrap().unwrap();
+    assert_eq!(
+        (ours.tenant, ours.file_key),
+        (a.clone(), "files/0".to_owned())
+    );
 
     let stored = jobs.get_job(&a, 2).await.unwrap().unwrap();
     assert_eq!(stored.file_key, "files/1");
@@ -82,7 +94,7 @@ async fn jobs_are_created_scoped_by_tenant_and_listed_newest_first(adapters: Ada
     assert_eq!(listed(a.clone(), 1, 2).await, (vec![3, 2], 3));
     assert_eq!(listed(a.clone(), 2, 2).await, (vec![1], 3));
     assert_eq!(listed(a.clone(), 3, 2).await, (vec![], 3));
-    assert_eq!(listed(b.clone(), 1, 10).await, (vec![4], 1));
+    assert_eq!(listed(b.clone(), 1, 10).await, (vec![1], 1));
     assert_eq!(listed(tenant("nobody"), 1, 10).await, (vec![], 0));
 }
 
@@ -330,15 +342,15 @@ async fn chunks_commit_exactly_once_and_complete_the_job_once(adapters: Adapters
         update_error(1, "second problem", ErrorType::Warning),
         update_error(2, "other row", ErrorType::Error),
     ];
-    assert!(!jobs.chunk_committed(id, 0).await.unwrap());
+    assert!(!jobs.chunk_committed(&a, id, 0).await.unwrap());
     let first = jobs
         .commit_chunk(chunk(id, 0, errors.clone()))
         .await
         .unwrap();
     assert!(first.newly_committed);
     assert!(!first.completed_job);
-    assert!(jobs.chunk_committed(id, 0).await.unwrap());
-    assert!(!jobs.chunk_committed(id, 1).await.unwrap());
+    assert!(jobs.chunk_committed(&a, id, 0).await.unwrap());
+    assert!(!jobs.chunk_committed(&a, id, 1).await.unwrap());
 
     // Re-delivered, even with other errors: nothing counted again.
     let redelivered = vec![update_error(9, "again", ErrorType::Error)];
@@ -415,7 +427,7 @@ async fn chunks_commit_exactly_once_and_complete_the_job_once(adapters: Adapters
         matches!(missing, Err(StoreError::NotFound(_))),
         "{missing:?}"
     );
-    assert!(!jobs.chunk_committed(999, 0).await.unwrap());
+    assert!(!jobs.chunk_committed(&a, 999, 0).await.unwrap());
 }
 
 async fn failing_a_job(adapters: Adapters) {

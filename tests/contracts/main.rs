@@ -39,6 +39,7 @@ mod fixtures;
 mod idempotency;
 mod jobs;
 mod keyring;
+mod lifecycle;
 mod queue;
 mod tenants;
 mod users;

@@ -7,6 +7,7 @@ pub mod emulator;
 pub mod expect;
 pub mod iam;
 pub mod local_server;
+pub mod lost_commits;
 pub mod moto;
 pub mod runtime_api;
 pub mod steps;
@@ -16,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_dynamodb::types::AttributeValue as AttrValue;
 use bulk_users::adapters::{aws::AwsAdapters, embedded};
 use bulk_users::api::{resolve, Api, ApiRequest, ApiResponse, RouteGroup};
 use bulk_users::local::LocalWorker;
@@ -223,6 +225,67 @@ impl TestApp {
     /// app.
     pub fn aws(&self) -> Option<&AwsAdapters> {
         self.stack().map(|stack| &stack.admin)
+    }
+
+    /// Makes the tenant's next job id `first`, as if it had had `first - 1` jobs before (set
+    /// beside the port, before the tenant's first job): job ids are numbered per tenant, and
+    /// a test telling one tenant's ids from another's gives them ranges of their own.
+    pub async fn start_job_ids_at(&self, tenant: &str, first: u64) {
+        match &self.drain {
+            Drain::Embedded { _dir, .. } => {
+                let conn = rusqlite::Connection::open(_dir.path().join("bulk.sqlite3")).unwrap();
+                conn.execute(
+                    "INSERT INTO counters (name, next) VALUES ('jobs:' || ?1, ?2) \
+                     ON CONFLICT (name) DO UPDATE SET next = excluded.next",
+                    rusqlite::params![tenant, first as i64],
+                )
+                .expect("the tenant's job counter");
+            }
+            Drain::Aws(deployment) => {
+                let aws = &deployment.stack.admin;
+                aws.dynamodb
+                    .update_item()
+                    .table_name(&aws.settings.table)
+                    .key("pk", AttrValue::S(format!("TENANT#{tenant}")))
+                    .key("sk", AttrValue::S("JOBS".to_owned()))
+                    .update_expression("SET job_count = :count")
+                    .expression_attribute_values(":count", AttrValue::N((first - 1).to_string()))
+                    .send()
+                    .await
+                    .expect("the tenant's job count");
+            }
+        }
+    }
+
+    /// What the store keeps about the tenant's user `id`, read beside the port: the row's
+    /// columns and body on SQLite, the item on DynamoDB, as text.
+    pub async fn raw_user(&self, tenant: &str, id: u64) -> String {
+        match &self.drain {
+            Drain::Embedded { _dir, .. } => {
+                let conn = rusqlite::Connection::open(_dir.path().join("bulk.sqlite3")).unwrap();
+                conn.query_row(
+                    "SELECT json_array(email_key, external_key, name_key, agent_number, body) \
+                     FROM users WHERE tenant = ?1 AND id = ?2",
+                    rusqlite::params![tenant, id as i64],
+                    |row| row.get(0),
+                )
+                .expect("the user's row")
+            }
+            Drain::Aws(deployment) => {
+                let aws = &deployment.stack.admin;
+                let item = aws
+                    .dynamodb
+                    .get_item()
+                    .table_name(&aws.settings.table)
+                    .key("pk", AttrValue::S(format!("USER#{tenant}#{id:020}")))
+                    .key("sk", AttrValue::S("USER".to_owned()))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .expect("the user's item");
+                format!("{:?}", item.item.expect("the user's item"))
+            }
+        }
     }
 
     /// The stack of an AWS-backed app.

@@ -132,6 +132,7 @@ pub fn dropped_job(tenant: &TenantId, file_key: &str, filename: &str, bytes: u64
         file_bytes: bytes,
         uploaded_api_user_name: DROP_USER_NAME.to_owned(),
         created_at: Timestamp::now(),
+        keep_until: bulk_users::model::Limits::default().keep_until(Timestamp::now()),
     }
 }
 

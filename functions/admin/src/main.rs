@@ -151,6 +151,9 @@ enum TenantCommand {
         /// off, each is moved aside under rejected/ unprocessed.
         #[arg(long, value_enum)]
         bucket_drops: Option<Switch>,
+        /// Days a job and everything recorded about it are kept (1-3650).
+        #[arg(long)]
+        retention_days: Option<u64>,
     },
 }
 
@@ -277,6 +280,7 @@ async fn main() -> Result<(), Error> {
             requests_per_minute,
             max_concurrent_batch_creates,
             bucket_drops,
+            retention_days,
         }) => {
             let change = SettingsChange {
                 bucket_drops: bucket_drops.map(|switch| switch == Switch::On),
@@ -289,6 +293,7 @@ async fn main() -> Result<(), Error> {
                 max_concurrent_jobs,
                 requests_per_minute,
                 max_concurrent_batch_creates,
+                retention_days,
             };
             let settings = service
                 .update_settings(&tenant_id(&tenant)?, change)

@@ -4,8 +4,15 @@ use serde::{Deserialize, Serialize};
 
 use super::{TenantId, Timestamp, UserAction, UserId};
 
-/// Job ids are integers, unique across tenants, increasing with creation time.
+/// Job ids are integers numbered per tenant (1, 2, 3, … for each tenant, in creation order):
+/// a job is named by its tenant and its id, and one tenant's ids say nothing of another's
+/// volume. An id is never given twice within a tenant, even after its job expired.
 pub type JobId = u64;
+
+/// How long a job's processing may take after it was proceeded, beyond its retention: the
+/// sweeper ends a job idle for [`STALE_JOB_AFTER`](crate::service::STALE_JOB_AFTER) after a few
+/// resumptions, so a proceeded job ends well within a day.
+pub const PROCESSING_ALLOWANCE_SECONDS: i64 = 24 * 60 * 60;
 
 /// What a job does with its file's records, and which dialect asked for it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -208,6 +215,26 @@ pub struct Job {
     /// stores list a tenant's jobs by it, so a page of the list is one range of ordinals.
     #[serde(default)]
     pub ordinal: u64,
+    /// Until when the job and everything recorded about it (scheme and update error logs, row
+    /// results, chunk markers) are kept: see [`Job::is_expired_at`].
+    pub keep_until: Timestamp,
+}
+
+impl Job {
+    /// The one rule of expiry: a job is expired from its `keep_until` on. An expired job reads
+    /// as missing everywhere, whether or not its store has deleted it yet.
+    pub fn is_expired_at(&self, now: Timestamp) -> bool {
+        now >= self.keep_until
+    }
+
+    /// The `keep_until` of the job once proceeded at `at`: its retention counted again from
+    /// `at`, plus [`PROCESSING_ALLOWANCE_SECONDS`], so that a job proceeded late is still kept
+    /// its retention after it ends (never earlier than before).
+    pub fn keep_until_when_proceeded(&self, at: Timestamp) -> Timestamp {
+        let retention = self.keep_until.seconds_since(self.created_at).max(0);
+        self.keep_until
+            .max(at.plus_seconds(retention + PROCESSING_ALLOWANCE_SECONDS))
+    }
 }
 
 /// What the upload step knows about a job before it is stored.
@@ -220,6 +247,9 @@ pub struct NewJob {
     pub file_bytes: u64,
     pub uploaded_api_user_name: String,
     pub created_at: Timestamp,
+    /// Until when the job is kept: its tenant's retention from `created_at`
+    /// ([`Limits::keep_until`](super::Limits::keep_until)).
+    pub keep_until: Timestamp,
 }
 
 /// A replacement file for a job that has not been proceeded.
@@ -309,7 +339,11 @@ pub struct UpdateError {
 /// The outcome of processing one chunk, committed exactly once per (job, chunk).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChunkResult {
+    pub tenant: TenantId,
     pub job_id: JobId,
+    /// The job's `keep_until` when the chunk was processed: what the chunk records is kept as
+    /// long as its job.
+    pub keep_until: Timestamp,
     pub chunk: u32,
     pub affected_rows: u64,
     pub failed_rows: u64,
@@ -377,4 +411,61 @@ pub enum ProceedOutcome {
     Started(Job),
     /// The job was not in `valid_scheme`; nothing changed.
     NotProceedable(Job),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(created: &str, keep_until: &str) -> Job {
+        serde_json::from_value(serde_json::json!({
+            "id": 1, "tenant": "acme", "status": "valid_scheme", "filename": "f",
+            "file_key": "k", "file_bytes": 1, "created_at": created, "updated_at": created,
+            "process_requested_at": null, "completed_at": null, "total_rows": 3,
+            "affected_rows": 0, "failed_rows": 0, "scheme_error_count": 0,
+            "update_error_count": 0, "uploaded_api_user_name": "u",
+            "proceed_api_user_name": null, "chunk_plan": {"rows_per_chunk": 1, "offsets": [1]},
+            "chunks_done": 0, "failure_reason": null, "keep_until": keep_until
+        }))
+        .unwrap()
+    }
+
+    fn at(text: &str) -> Timestamp {
+        Timestamp::parse(text).unwrap()
+    }
+
+    #[test]
+    fn a_job_is_expired_from_its_keep_until_on() {
+        let job = job("2024-01-01T00:00:00.000Z", "2024-01-31T00:00:00.000Z");
+        assert!(!job.is_expired_at(at("2024-01-30T23:59:59.999Z")));
+        assert!(job.is_expired_at(at("2024-01-31T00:00:00.000Z")));
+    }
+
+    #[test]
+    fn a_proceeded_job_is_kept_its_retention_after_it_ends() {
+        let job = job("2024-01-01T00:00:00.000Z", "2024-01-31T00:00:00.000Z");
+        // Proceeded at once: its retention is not shortened.
+        assert_eq!(
+            job.keep_until_when_proceeded(at("2024-01-01T00:00:00.000Z")),
+            at("2024-02-01T00:00:00.000Z")
+        );
+        // Proceeded on day 29: 30 days and the processing allowance from then.
+        assert_eq!(
+            job.keep_until_when_proceeded(at("2024-01-30T00:00:00.000Z")),
+            at("2024-03-01T00:00:00.000Z")
+        );
+    }
+
+    #[test]
+    fn the_default_retention_is_thirty_days() {
+        let created = at("2024-01-01T00:00:00.000Z");
+        assert_eq!(
+            super::super::Limits::default().keep_until(created),
+            at("2024-01-31T00:00:00.000Z")
+        );
+        assert_eq!(created.unix_seconds_ceil(), 1_704_067_200);
+        assert_eq!(created.plus_seconds(0).unix_seconds_ceil(), 1_704_067_200);
+        let later = Timestamp::from_unix_millis(1_704_067_200_001).unwrap();
+        assert_eq!(later.unix_seconds_ceil(), 1_704_067_201);
+    }
 }

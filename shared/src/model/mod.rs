@@ -57,6 +57,17 @@ impl Timestamp {
     pub fn plus_seconds(self, seconds: i64) -> Timestamp {
         Timestamp(self.0 + time::Duration::seconds(seconds))
     }
+
+    /// Whole seconds from `earlier` to this instant (negative when `earlier` is later).
+    pub fn seconds_since(self, earlier: Timestamp) -> i64 {
+        (self.0 - earlier.0).whole_seconds()
+    }
+
+    /// The first whole second (Unix time) at or after this instant: an expiry as a store's
+    /// time-to-live attribute, never before the instant itself.
+    pub fn unix_seconds_ceil(self) -> i64 {
+        self.unix_millis().div_euclid(1000) + i64::from(self.unix_millis().rem_euclid(1000) != 0)
+    }
 }
 
 impl std::fmt::Display for Timestamp {

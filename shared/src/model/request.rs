@@ -50,6 +50,12 @@ impl IdempotentRequest {
         self.claimed_at > held_after
     }
 
+    /// The one rule of a record's expiry: from a day after its claim it neither holds its key
+    /// nor resumes a job ([`KeyCutoffs::answered`]), and a store may delete it.
+    pub fn is_expired_at(&self, now: Timestamp) -> bool {
+        self.claimed_at <= KeyCutoffs::at(now).answered
+    }
+
     /// The job a new claim `by` resumes when it takes this record over: the job this record's
     /// request recorded, when `by` is the same request and the record is younger than an
     /// answer is kept (an older one starts afresh).

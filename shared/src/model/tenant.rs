@@ -95,6 +95,9 @@ pub struct Limits {
     /// Most Huawei `batch-create` requests of the tenant running at once (they run inline and
     /// hash every password): another is refused (429) until one ends.
     pub max_concurrent_batch_creates: u64,
+    /// Days a job and everything recorded about it are kept after it was created (and after it
+    /// was proceeded): [`RETENTION_DAYS`] bounds it.
+    pub retention_days: u64,
 }
 
 impl Default for Limits {
@@ -105,6 +108,7 @@ impl Default for Limits {
             max_concurrent_jobs: 20,
             requests_per_minute: 6000,
             max_concurrent_batch_creates: 4,
+            retention_days: 30,
         }
     }
 }
@@ -125,6 +129,18 @@ impl SlotLease {
     /// Whether a slot whose lease ends at `until` is free at `at`.
     pub fn ended(until: Timestamp, at: Timestamp) -> bool {
         until <= at
+    }
+}
+
+/// The retention a tenant may be given, in days: at least a day (an idempotency record is kept
+/// that long), at most ten years.
+pub const RETENTION_DAYS: std::ops::RangeInclusive<u64> = 1..=3650;
+
+impl Limits {
+    /// Until when a job created at `created_at` is kept: `retention_days` later.
+    pub fn keep_until(&self, created_at: Timestamp) -> Timestamp {
+        let days = self.retention_days.min(*RETENTION_DAYS.end());
+        created_at.plus_seconds(days as i64 * 24 * 60 * 60)
     }
 }
 

@@ -201,7 +201,7 @@ mod tests {
             "scheme_error_count": 0, "update_error_count": 0, "uploaded_api_user_name": "u",
             "proceed_api_user_name": null,
             "chunk_plan": {"rows_per_chunk": 1, "offsets": [1, 2, 3]},
-            "chunks_done": 2, "failure_reason": null
+            "chunks_done": 2, "failure_reason": null, "keep_until": "2024-02-01T00:00:00.000Z"
         }))
         .unwrap();
         assert!(!Transition::Complete.allowed_for(&job));

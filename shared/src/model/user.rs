@@ -51,7 +51,8 @@ pub struct User {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     /// Set when the user was deleted (Zendesk destroy, Huawei delete). A deleted user holds no
-    /// keys and is not listed; its record stays so a re-run of the job sees what it did.
+    /// keys and is not listed; its record stays, a tombstone without personal data
+    /// ([`User::delete`]), so a re-run of the job sees what it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<Timestamp>,
     /// The job row that last changed the user.
@@ -285,6 +286,33 @@ impl User {
         self.deleted_at.is_some()
     }
 
+    /// Deletes the user at `now`, leaving a tombstone with only what uniqueness and audit
+    /// need: its `id` (never given to another user), `version` (the condition of a later
+    /// save), `created_at`, `updated_at` and `deleted_at`, and `last_change`, the job row that
+    /// deleted it (the caller stamps it), which a re-run of that row finds. No personal data
+    /// stays: no name, email, external id, user name, phone, alias, agent number, location,
+    /// roles, teams, support profile or workspace account.
+    pub fn delete(&mut self, now: Timestamp) {
+        *self = User {
+            version: self.version,
+            created_at: self.created_at,
+            deleted_at: Some(now),
+            last_change: self.last_change,
+            ..User::new(self.id, now)
+        };
+    }
+
+    /// Whether a deleted user is a tombstone as [`User::delete`] leaves it.
+    pub fn is_tombstone(&self) -> bool {
+        let Some(deleted_at) = self.deleted_at else {
+            return false;
+        };
+        let mut clean = self.clone();
+        clean.delete(deleted_at);
+        clean.updated_at = self.updated_at;
+        clean == *self
+    }
+
     /// The display name: first and last name, else the alias, else the user name, else the email.
     pub fn display_name(&self) -> String {
         let full = format!("{} {}", self.first_name, self.last_name);
@@ -432,5 +460,37 @@ mod tests {
         assert_eq!(change.released_keys(), vec![UserKey::email("a@x.io")]);
         after.deleted_at = Some(now);
         assert!(after.keys().is_empty());
+    }
+
+    #[test]
+    fn a_deleted_user_keeps_no_personal_data() {
+        let created = Timestamp::parse("2024-01-01T00:00:00.000Z").unwrap();
+        let deleted = created.plus_seconds(60);
+        let mut user = User::new(7, created);
+        user.version = 3;
+        user.email = Some("ann@x.io".into());
+        user.external_id = Some("ext-1".into());
+        user.user_name = Some("ann".into());
+        user.first_name = "Ann".into();
+        user.phone = Some("123".into());
+        user.agent_number = Some("A1".into());
+        user.roles = vec!["Agent".into()];
+        user.support.notes = Some("likes tea".into());
+        user.workspace.description = Some("desk 4".into());
+        user.last_change = Some(ChangeStamp {
+            job: 9,
+            row: 2,
+            action: UserAction::Deleted,
+            warned: false,
+        });
+        assert!(!user.is_tombstone());
+        user.delete(deleted);
+        let mut expected = User::new(7, deleted);
+        expected.version = 3;
+        expected.created_at = created;
+        expected.deleted_at = Some(deleted);
+        expected.last_change = user.last_change;
+        assert_eq!(user, expected);
+        assert!(user.is_tombstone());
     }
 }

@@ -82,10 +82,12 @@ impl From<PageRequest> for Window {
 /// Jobs, their scheme errors, update errors and chunk commits.
 #[async_trait]
 pub trait JobStore: Send + Sync {
-    /// Stores a new job in status `created`, allocating its id and its ordinal (the next of
-    /// its tenant's).
+    /// Stores a new job in status `created`, allocating its id and its ordinal (each the next
+    /// of its tenant's; an id is never given twice within a tenant).
     async fn create_job(&self, job: NewJob) -> StoreResult<Job>;
 
+    /// The tenant's job `id`; `None` when it is missing or [expired](Job::is_expired_at), and
+    /// every other method reads an expired job as missing too.
     async fn get_job(&self, tenant: &TenantId, id: JobId) -> StoreResult<Option<Job>>;
 
     /// The tenant's jobs, newest first, and the tenant's total number of jobs: a page is the
@@ -151,7 +153,7 @@ pub trait JobStore: Send + Sync {
     async fn results(&self, tenant: &TenantId, id: JobId) -> StoreResult<Vec<RowResult>>;
 
     /// Whether the chunk's result has already been committed.
-    async fn chunk_committed(&self, job_id: JobId, chunk: u32) -> StoreResult<bool>;
+    async fn chunk_committed(&self, tenant: &TenantId, id: JobId, chunk: u32) -> StoreResult<bool>;
 
     /// Records a chunk's update errors (in row order: the log keeps them in that order) and
     /// row results and adds its counts to the job, exactly once per (job, chunk) however often
@@ -167,7 +169,13 @@ pub trait JobStore: Send + Sync {
     async fn stale_jobs(&self, idle_since: Timestamp) -> StoreResult<Vec<Job>>;
 
     /// The chunks of a job whose results have been committed.
-    async fn committed_chunks(&self, job_id: JobId) -> StoreResult<Vec<u32>>;
+    async fn committed_chunks(&self, tenant: &TenantId, id: JobId) -> StoreResult<Vec<u32>>;
+
+    /// Deletes up to `limit` jobs [expired](Job::is_expired_at) at `now`, each with everything
+    /// recorded about it, and answers how many it deleted (fewer than `limit`: none is left).
+    /// Idempotent, and safe beside processing: only expired jobs go, and they read as missing
+    /// already. A store whose records expire by themselves (DynamoDB's time to live) answers 0.
+    async fn purge_expired(&self, now: Timestamp, limit: u64) -> StoreResult<u64>;
 }
 
 /// The users of each tenant.
@@ -316,6 +324,10 @@ pub trait IdempotencyStore: Send + Sync {
     /// record is dropped, or, when it names a job, kept without a claim for the retry to
     /// resume that job.
     async fn release_key(&self, tenant: &TenantId, key: &str, claim_id: &str) -> StoreResult<()>;
+
+    /// Deletes up to `limit` records [expired](IdempotentRequest::is_expired_at) at `now` and
+    /// answers how many; 0 from a store whose records expire by themselves.
+    async fn purge_expired(&self, now: Timestamp, limit: u64) -> StoreResult<u64>;
 }
 
 /// A readable job file, positioned where it was opened.

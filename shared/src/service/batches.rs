@@ -138,6 +138,8 @@ impl BulkService {
         let file_key = new_file_key(&who.tenant, crate::jobfile::FileFormat::Json);
         let file_bytes = body.len() as u64;
         let file_version = self.ports.files.put(&file_key, body).await?;
+        let limits = self.settings(&who.tenant).await?.limits;
+        let now = Timestamp::now();
         let job = self
             .create_job(NewJob {
                 tenant: who.tenant.clone(),
@@ -146,7 +148,8 @@ impl BulkService {
                 file_key: file_key.clone(),
                 file_bytes,
                 uploaded_api_user_name: who.name.clone(),
-                created_at: Timestamp::now(),
+                created_at: now,
+                keep_until: limits.keep_until(now),
             })
             .await?;
         let report = SchemeReport {

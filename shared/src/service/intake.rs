@@ -162,6 +162,7 @@ impl BulkService {
                 file_bytes: request.bytes,
                 uploaded_api_user_name: who.name.clone(),
                 created_at: now,
+                keep_until: settings.limits.keep_until(now),
             })
             .await?;
         let slot = IncomingKey::slot(&who.tenant, job.id, request.proceed, &filename);
@@ -371,6 +372,8 @@ impl BulkService {
         let job = match self.unfinished_adoption(tenant, key).await? {
             Some(job) => job,
             None => {
+                let limits = self.settings(tenant).await?.limits;
+                let now = Timestamp::now();
                 self.create_job(NewJob {
                     kind: JobKind::Upload,
                     tenant: tenant.clone(),
@@ -378,7 +381,8 @@ impl BulkService {
                     file_key: key.to_owned(),
                     file_bytes: head.bytes,
                     uploaded_api_user_name: DROP_USER_NAME.to_owned(),
-                    created_at: Timestamp::now(),
+                    created_at: now,
+                    keep_until: limits.keep_until(now),
                 })
                 .await?
             }

@@ -25,7 +25,7 @@ use crate::jobfile::FileFormat;
 use crate::model::{
     Job, JobId, JobKind, JobStatus, NewFile, NewJob, ProceedOutcome, SchemeError, SchemeReport,
     StatusChange, StatusChanged, TenantId, TenantSettings, Timestamp, Transition, UpdateError,
-    User, UserFilter, UserSelector, WorkItem,
+    User, UserFilter, UserSelector, WorkItem, RETENTION_DAYS,
 };
 use crate::ports::{FileReader, PageRequest, Ports, StoreError};
 use crate::processing::{self, ChunkOutcome, ProcessingOptions};
@@ -174,6 +174,10 @@ pub struct GivenUpJob {
 /// or crashing into the dead-letter queue), which would otherwise stay `in_progress` forever.
 pub const MAX_RESUMPTIONS: u32 = 3;
 
+/// Most expired jobs (or idempotency records) one write of [`BulkService::purge_expired`]
+/// deletes: a job's purge deletes its error logs and chunks too.
+pub const PURGE_BATCH: u64 = 100;
+
 /// How long a job in progress may change nothing before it counts as stale and is resumed:
 /// longer than a chunk can wait in the queue through its retries.
 pub const STALE_JOB_AFTER: std::time::Duration = std::time::Duration::from_secs(2 * 60 * 60);
@@ -227,6 +231,7 @@ impl BulkService {
         let (filename, file_key) = self.accept_file(&settings, &upload)?;
         let mut report = self.checked_report(&settings, &upload).await?;
         report.file_version = Some(self.ports.files.put(&file_key, upload.body.clone()).await?);
+        let now = Timestamp::now();
         let job = self
             .create_job(NewJob {
                 kind: JobKind::Upload,
@@ -235,7 +240,8 @@ impl BulkService {
                 file_key,
                 file_bytes: upload.body.len() as u64,
                 uploaded_api_user_name: who.name.clone(),
-                created_at: Timestamp::now(),
+                created_at: now,
+                keep_until: settings.limits.keep_until(now),
             })
             .await?;
         self.record_report(&job, &report).await
@@ -557,7 +563,11 @@ impl BulkService {
         let mut sweep = Sweep::default();
         metrics::counter!(crate::observe::metric::STALE_JOBS).increment(jobs.len() as u64);
         for job in jobs {
-            let committed = self.ports.jobs.committed_chunks(job.id).await?;
+            let committed = self
+                .ports
+                .jobs
+                .committed_chunks(&job.tenant, job.id)
+                .await?;
             let items: Vec<WorkItem> = job
                 .chunk_plan
                 .work_items(&job.tenant, job.id, job.total_rows)
@@ -612,6 +622,32 @@ impl BulkService {
             });
         }
         Ok(sweep)
+    }
+
+    /// Deletes what has expired at `now` from a store that does not delete it by itself (the
+    /// embedded one; DynamoDB's time to live does it on AWS): jobs with everything recorded
+    /// about them, and idempotency records, [`PURGE_BATCH`] at a time (each batch one short
+    /// write), until none is left. How many jobs and records it deleted.
+    pub async fn purge_expired(&self, now: Timestamp) -> Result<(u64, u64), StoreError> {
+        let mut purged = (0, 0);
+        loop {
+            let jobs = self.ports.jobs.purge_expired(now, PURGE_BATCH).await?;
+            purged.0 += jobs;
+            if jobs < PURGE_BATCH {
+                break;
+            }
+        }
+        loop {
+            let records = self
+                .ports
+                .idempotency
+                .purge_expired(now, PURGE_BATCH)
+                .await?;
+            purged.1 += records;
+            if records < PURGE_BATCH {
+                return Ok(purged);
+            }
+        }
     }
 
     /// Ends the tenant's job `failed` if it is in progress (the processor gave up on one of
@@ -677,6 +713,7 @@ pub struct SettingsChange {
     pub max_concurrent_batch_creates: Option<u64>,
     /// Whether files dropped into the bucket become jobs (see [`TenantSettings::bucket_drops`]).
     pub bucket_drops: Option<bool>,
+    pub retention_days: Option<u64>,
 }
 
 impl SettingsChange {
@@ -737,8 +774,26 @@ impl SettingsChange {
                 None => {}
             }
         }
+        if let Some(days) = self.retention_days {
+            limits.retention_days = checked_retention(days)?;
+        }
         Ok(())
     }
+}
+
+/// A retention within [`RETENTION_DAYS`].
+fn checked_retention(days: u64) -> ServiceResult<u64> {
+    if RETENTION_DAYS.contains(&days) {
+        return Ok(days);
+    }
+    Err(ServiceError::invalid(
+        "retention_days",
+        format!(
+            "retention_days must be {} to {} days, got {days}",
+            RETENTION_DAYS.start(),
+            RETENTION_DAYS.end()
+        ),
+    ))
 }
 
 /// Trimmed, non-empty names, unique case-insensitively.
@@ -837,6 +892,29 @@ fn clean_filename(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_is_bounded() {
+        let mut settings = TenantSettings::with_defaults(TenantId::parse("acme").unwrap());
+        assert_eq!(settings.limits.retention_days, 30);
+        for refused in [0, 3651] {
+            let change = SettingsChange {
+                retention_days: Some(refused),
+                ..SettingsChange::default()
+            };
+            let error = change.apply(&mut settings).unwrap_err();
+            assert!(
+                matches!(&error, ServiceError::Invalid { field, .. } if field == "retention_days"),
+                "{error}"
+            );
+        }
+        let change = SettingsChange {
+            retention_days: Some(7),
+            ..SettingsChange::default()
+        };
+        change.apply(&mut settings).unwrap();
+        assert_eq!(settings.limits.retention_days, 7);
+    }
 
     #[test]
     fn file_names_lose_their_directories() {

@@ -6,7 +6,9 @@ use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::store::{millis, timestamp};
 use super::SqliteStore;
-use crate::model::{IdempotentRequest, JobId, KeyClaim, TenantId, IDEMPOTENCY_TTL_SECONDS};
+use crate::model::{
+    IdempotentRequest, JobId, KeyClaim, KeyCutoffs, TenantId, Timestamp, IDEMPOTENCY_TTL_SECONDS,
+};
 use crate::ports::{IdempotencyStore, StoreError, StoreResult};
 
 /// What the holder of a claim records on its key's row.
@@ -164,6 +166,22 @@ impl IdempotencyStore for SqliteStore {
                 )?;
                 tx.commit()?;
                 Ok::<_, StoreError>(())
+            })
+            .await
+    }
+
+    async fn purge_expired(&self, now: Timestamp, limit: u64) -> StoreResult<u64> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // IdempotentRequest::is_expired_at as SQL: claimed at or before the answered cutoff.
+        let cutoff = millis(KeyCutoffs::at(now).answered);
+        self.db
+            .call(move |conn| {
+                let purged = conn.execute(
+                    "DELETE FROM idempotency_keys WHERE (tenant, key) IN \
+                     (SELECT tenant, key FROM idempotency_keys WHERE claimed_at <= ?1 LIMIT ?2)",
+                    params![cutoff, limit],
+                )?;
+                Ok::<_, StoreError>(purged as u64)
             })
             .await
     }

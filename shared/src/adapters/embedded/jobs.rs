@@ -17,7 +17,7 @@ use crate::ports::{JobStore, PageRequest, StoreError, StoreResult};
 const JOB_COLUMNS: &str = "id, tenant, kind, status, filename, file_key, file_bytes, created_at, \
     updated_at, process_requested_at, completed_at, total_rows, affected_rows, failed_rows, \
     scheme_error_count, update_error_count, uploaded_api_user_name, proceed_api_user_name, \
-    chunk_plan, chunks_done, failure_reason, resumptions, ordinal, file_version";
+    chunk_plan, chunks_done, failure_reason, resumptions, ordinal, file_version, keep_until";
 
 /// The SQL condition that a job's status allows `transition` (the statuses are the domain's
 /// constants, never input).
@@ -31,7 +31,7 @@ fn status_allows(transition: Transition) -> String {
 }
 
 /// The SQL value of a job id. Ids above `i64::MAX` wrap to negative values, which match no job
-/// (AUTOINCREMENT ids are positive), so such an id reads as a missing job.
+/// (ids are positive), so such an id reads as a missing job.
 fn sql_id(id: JobId) -> i64 {
     id as i64
 }
@@ -68,20 +68,51 @@ fn job_from_row(row: &Row<'_>) -> StoreResult<Job> {
         failure_reason: row.get("failure_reason")?,
         resumptions: row.get("resumptions")?,
         ordinal: row.get("ordinal")?,
+        keep_until: timestamp(row.get("keep_until")?)?,
     })
 }
 
-/// The job `id`, only if it belongs to `tenant` when one is given.
-fn load_job(conn: &Connection, tenant: Option<&TenantId>, id: JobId) -> StoreResult<Option<Job>> {
+/// The tenant's job `id`, unless it has [expired](Job::is_expired_at).
+fn load_job(conn: &Connection, tenant: &TenantId, id: JobId) -> StoreResult<Option<Job>> {
+    let job = load_stored_job(conn, tenant, id)?;
+    Ok(job.filter(|job| !job.is_expired_at(Timestamp::now())))
+}
+
+/// The tenant's job `id` as stored, expired or not.
+fn load_stored_job(conn: &Connection, tenant: &TenantId, id: JobId) -> StoreResult<Option<Job>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)"
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = ?1 AND id = ?2"
     ))?;
-    let mut rows = stmt.query(params![sql_id(id), tenant.map(TenantId::as_str)])?;
+    let mut rows = stmt.query(params![tenant.as_str(), sql_id(id)])?;
     rows.next()?.map(job_from_row).transpose()
 }
 
-fn existing_job(conn: &Connection, tenant: Option<&TenantId>, id: JobId) -> StoreResult<Job> {
+fn existing_job(conn: &Connection, tenant: &TenantId, id: JobId) -> StoreResult<Job> {
     load_job(conn, tenant, id)?.ok_or_else(|| StoreError::NotFound(format!("job {id}")))
+}
+
+/// The jobs a query selects, the expired ones left out.
+fn live_jobs(mut rows: rusqlite::Rows<'_>) -> StoreResult<Vec<Job>> {
+    let now = Timestamp::now();
+    let mut jobs = Vec::new();
+    while let Some(row) = rows.next()? {
+        let job = job_from_row(row)?;
+        if !job.is_expired_at(now) {
+            jobs.push(job);
+        }
+    }
+    Ok(jobs)
+}
+
+/// Takes the tenant's next job id from its counter (ids are never given twice, even once
+/// their jobs have expired and been purged).
+fn next_job_id(tx: &Connection, tenant: &TenantId) -> StoreResult<JobId> {
+    Ok(tx.query_row(
+        "INSERT INTO counters (name, next) VALUES ('jobs:' || ?1, 2) \
+         ON CONFLICT (name) DO UPDATE SET next = next + 1 RETURNING next - 1",
+        [tenant.as_str()],
+        |row| row.get(0),
+    )?)
 }
 
 #[async_trait]
@@ -89,15 +120,17 @@ impl JobStore for SqliteStore {
     async fn create_job(&self, job: NewJob) -> StoreResult<Job> {
         self.db
             .call(move |conn| {
-                let tx = conn.transaction()?;
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let id = next_job_id(&tx, &job.tenant)?;
                 // The next ordinal of the tenant: the largest, found on the unique index.
                 tx.execute(
-                    "INSERT INTO jobs (tenant, status, filename, file_key, file_bytes, created_at, \
-                     updated_at, uploaded_api_user_name, chunk_plan, kind, ordinal) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, \
+                    "INSERT INTO jobs (tenant, id, status, filename, file_key, file_bytes, \
+                     created_at, updated_at, uploaded_api_user_name, chunk_plan, kind, keep_until, \
+                     ordinal) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11, \
                      (SELECT COALESCE(MAX(ordinal), 0) + 1 FROM jobs WHERE tenant = ?1))",
                     params![
                         job.tenant.as_str(),
+                        sql_id(id),
                         JobStatus::Created.as_str(),
                         job.filename,
                         job.file_key,
@@ -106,10 +139,11 @@ impl JobStore for SqliteStore {
                         job.uploaded_api_user_name,
                         to_json(&ChunkPlan::default())?,
                         job.kind.as_str(),
+                        millis(job.keep_until),
                     ],
                 )?;
-                let id = tx.last_insert_rowid() as JobId;
-                let created = existing_job(&tx, None, id)?;
+                let created = load_stored_job(&tx, &job.tenant, id)?
+                    .ok_or_else(|| StoreError::NotFound(format!("job {id}")))?;
                 tx.commit()?;
                 Ok(created)
             })
@@ -118,9 +152,7 @@ impl JobStore for SqliteStore {
 
     async fn get_job(&self, tenant: &TenantId, id: JobId) -> StoreResult<Option<Job>> {
         let tenant = tenant.clone();
-        self.db
-            .call(move |conn| load_job(conn, Some(&tenant), id))
-            .await
+        self.db.call(move |conn| load_job(conn, &tenant, id)).await
     }
 
     async fn list_jobs(
@@ -149,11 +181,11 @@ impl JobStore for SqliteStore {
                          AND ordinal BETWEEN ?2 AND ?3 ORDER BY ordinal DESC"
                     ))?;
                     let bound = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-                    let mut rows =
-                        stmt.query(params![tenant.as_str(), bound(oldest), bound(newest)])?;
-                    while let Some(row) = rows.next()? {
-                        jobs.push(job_from_row(row)?);
-                    }
+                    jobs = live_jobs(stmt.query(params![
+                        tenant.as_str(),
+                        bound(oldest),
+                        bound(newest)
+                    ])?)?;
                 }
                 tx.commit()?;
                 Ok((jobs, total))
@@ -177,11 +209,7 @@ impl JobStore for SqliteStore {
                     "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = ?1 \
                      AND (?2 IS NULL OR ordinal < ?2) ORDER BY ordinal DESC LIMIT ?3"
                 ))?;
-                let mut rows = stmt.query(params![tenant.as_str(), before, limit])?;
-                let mut jobs = Vec::new();
-                while let Some(row) = rows.next()? {
-                    jobs.push(job_from_row(row)?);
-                }
+                let jobs = live_jobs(stmt.query(params![tenant.as_str(), before, limit])?)?;
                 Ok(jobs)
             })
             .await
@@ -197,7 +225,7 @@ impl JobStore for SqliteStore {
         self.db
             .call(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let Some(job) = load_job(&tx, Some(&tenant), id)? else {
+                let Some(job) = load_job(&tx, &tenant, id)? else {
                     return Ok(None);
                 };
                 if !Transition::ReplaceFile.allowed_from(job.status) {
@@ -205,8 +233,8 @@ impl JobStore for SqliteStore {
                 }
                 tx.execute(
                     "UPDATE jobs SET filename = ?2, file_key = ?3, file_bytes = ?4, status = ?5, \
-                     file_version = NULL, total_rows = 0, scheme_error_count = 0, chunk_plan = ?6, chunks_done = 0, \
-                     updated_at = ?7 WHERE id = ?1",
+                     file_version = NULL, total_rows = 0, scheme_error_count = 0, \
+                     chunk_plan = ?6, chunks_done = 0, updated_at = ?7 WHERE id = ?1 AND tenant = ?8",
                     params![
                         sql_id(id),
                         file.filename,
@@ -215,10 +243,11 @@ impl JobStore for SqliteStore {
                         Transition::ReplaceFile.to().as_str(),
                         to_json(&ChunkPlan::default())?,
                         millis(file.at),
+                        tenant.as_str(),
                     ],
                 )?;
-                tx.execute("DELETE FROM scheme_errors WHERE job_id = ?1", [sql_id(id)])?;
-                let replaced = existing_job(&tx, None, id)?;
+                delete_scheme_errors(&tx, &tenant, id)?;
+                let replaced = existing_job(&tx, &tenant, id)?;
                 tx.commit()?;
                 Ok(Some(Ok(replaced)))
             })
@@ -239,31 +268,16 @@ impl JobStore for SqliteStore {
         self.db
             .call(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let job = existing_job(&tx, Some(&tenant), id)?;
+                let job = existing_job(&tx, &tenant, id)?;
                 let transition = report.transition();
                 if !transition.allowed_from(job.status) || job.file_key != file_key {
                     return Ok(job);
                 }
-                tx.execute("DELETE FROM scheme_errors WHERE job_id = ?1", [sql_id(id)])?;
-                {
-                    let mut insert = tx.prepare_cached(
-                        "INSERT INTO scheme_errors (job_id, seq, message, column_no, row_no, field) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    )?;
-                    for (seq, error) in report.errors.iter().enumerate() {
-                        insert.execute(params![
-                            sql_id(id),
-                            seq,
-                            error.message,
-                            error.column,
-                            error.row,
-                            error.field,
-                        ])?;
-                    }
-                }
+                delete_scheme_errors(&tx, &tenant, id)?;
+                insert_scheme_errors(&tx, &tenant, id, &report.errors)?;
                 tx.execute(
                     "UPDATE jobs SET scheme_error_count = ?2, total_rows = ?3, chunk_plan = ?4, \
-                     status = ?5, updated_at = ?6, file_version = ?7 WHERE id = ?1",
+                     status = ?5, updated_at = ?6, file_version = ?7 WHERE id = ?1 AND tenant = ?8",
                     params![
                         sql_id(id),
                         report.error_count,
@@ -272,9 +286,10 @@ impl JobStore for SqliteStore {
                         transition.to().as_str(),
                         millis(at),
                         report.file_version,
+                        tenant.as_str(),
                     ],
                 )?;
-                let recorded = existing_job(&tx, None, id)?;
+                let recorded = existing_job(&tx, &tenant, id)?;
                 tx.commit()?;
                 Ok(recorded)
             })
@@ -295,15 +310,15 @@ impl JobStore for SqliteStore {
                 // An immediate transaction holds the write lock from its first read: the job
                 // read is the job changed.
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let Some(job) = load_job(&tx, Some(&tenant), id)? else {
+                let Some(job) = load_job(&tx, &tenant, id)? else {
                     return Ok(StatusChanged::Missing);
                 };
                 if !change.transition().allowed_for(&job) {
                     return Ok(StatusChanged::Refused(job));
                 }
-                let (sql, values) = status_update(id, &change, at);
+                let (sql, values) = status_update(&job, &change, at);
                 tx.execute(&sql, rusqlite::params_from_iter(values))?;
-                let changed = existing_job(&tx, Some(&tenant), id)?;
+                let changed = existing_job(&tx, &tenant, id)?;
                 tx.commit()?;
                 Ok(StatusChanged::Changed(changed))
             })
@@ -312,14 +327,15 @@ impl JobStore for SqliteStore {
 
     async fn scheme_errors(&self, job: &Job, page: PageRequest) -> StoreResult<Vec<SchemeError>> {
         let (id, (limit, offset)) = (job.id, limit_offset(page));
+        let tenant = job.tenant.clone();
         self.db
             .call(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT message, column_no, row_no, field FROM scheme_errors \
-                     WHERE job_id = ?1 ORDER BY seq LIMIT ?2 OFFSET ?3",
+                     WHERE tenant = ?4 AND job_id = ?1 ORDER BY seq LIMIT ?2 OFFSET ?3",
                 )?;
                 let errors = stmt
-                    .query_map(params![sql_id(id), limit, offset], |row| {
+                    .query_map(params![sql_id(id), limit, offset, tenant.as_str()], |row| {
                         Ok(SchemeError {
                             message: row.get(0)?,
                             column: row.get(1)?,
@@ -335,15 +351,16 @@ impl JobStore for SqliteStore {
 
     async fn update_errors(&self, job: &Job, page: PageRequest) -> StoreResult<Vec<UpdateError>> {
         let (id, (limit, offset)) = (job.id, limit_offset(page));
+        let tenant = job.tenant.clone();
         self.db
             .call(move |conn| {
                 // Chunks are consecutive row ranges and each numbers its errors in row order:
                 // the primary key's order is row order.
                 let mut stmt = conn.prepare_cached(
                     "SELECT message, column_no, row_no, field, error_type FROM update_errors \
-                     WHERE job_id = ?1 ORDER BY chunk, seq LIMIT ?2 OFFSET ?3",
+                     WHERE tenant = ?4 AND job_id = ?1 ORDER BY chunk, seq LIMIT ?2 OFFSET ?3",
                 )?;
-                let mut rows = stmt.query(params![sql_id(id), limit, offset])?;
+                let mut rows = stmt.query(params![sql_id(id), limit, offset, tenant.as_str()])?;
                 let mut errors = Vec::new();
                 while let Some(row) = rows.next()? {
                     let error_type: String = row.get(4)?;
@@ -366,10 +383,12 @@ impl JobStore for SqliteStore {
         let tenant = tenant.clone();
         self.db
             .call(move |conn| {
+                if load_job(conn, &tenant, id)?.is_none() {
+                    return Ok(Vec::new());
+                }
                 let mut stmt = conn.prepare_cached(
-                    "SELECT c.results FROM job_chunks c JOIN jobs j ON j.id = c.job_id \
-                     WHERE c.job_id = ?1 AND j.tenant = ?2 AND c.results IS NOT NULL \
-                     ORDER BY c.chunk",
+                    "SELECT results FROM job_chunks \
+                     WHERE job_id = ?1 AND tenant = ?2 AND results IS NOT NULL ORDER BY chunk",
                 )?;
                 let mut rows = stmt.query(params![sql_id(id), tenant.as_str()])?;
                 let mut results = Vec::new();
@@ -384,12 +403,14 @@ impl JobStore for SqliteStore {
             .await
     }
 
-    async fn chunk_committed(&self, job_id: JobId, chunk: u32) -> StoreResult<bool> {
+    async fn chunk_committed(&self, tenant: &TenantId, id: JobId, chunk: u32) -> StoreResult<bool> {
+        let tenant = tenant.clone();
         self.db
             .call(move |conn| {
                 Ok(conn.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM job_chunks WHERE job_id = ?1 AND chunk = ?2)",
-                    params![sql_id(job_id), chunk],
+                    "SELECT EXISTS (SELECT 1 FROM job_chunks \
+                     WHERE tenant = ?3 AND job_id = ?1 AND chunk = ?2)",
+                    params![sql_id(id), chunk, tenant.as_str()],
                     |row| row.get(0),
                 )?)
             })
@@ -400,43 +421,12 @@ impl JobStore for SqliteStore {
         self.db
             .call(move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let id = sql_id(result.job_id);
-                let job = existing_job(&tx, None, result.job_id)?;
-                // Row results live with the chunk marker: committed together, exactly once.
-                let results = if result.results.is_empty() {
-                    None
-                } else {
-                    Some(to_json(&result.results)?)
-                };
-                let newly_committed = tx.execute(
-                    "INSERT INTO job_chunks (job_id, chunk, committed_at, results) \
-                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (job_id, chunk) DO NOTHING",
-                    params![id, result.chunk, millis(result.at), results],
-                )? == 1;
-                if !newly_committed {
+                let job = existing_job(&tx, &result.tenant, result.job_id)?;
+                if !insert_chunk(&tx, &result)? {
                     return Ok(ChunkCommit {
                         newly_committed: false,
                         completed_job: false,
                     });
-                }
-                {
-                    let mut insert = tx.prepare_cached(
-                        "INSERT INTO update_errors \
-                         (job_id, chunk, seq, message, column_no, row_no, field, error_type) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    )?;
-                    for (seq, error) in result.errors.iter().enumerate() {
-                        insert.execute(params![
-                            id,
-                            result.chunk,
-                            seq,
-                            error.message,
-                            error.column,
-                            error.row,
-                            error.field,
-                            error.error_type.as_str(),
-                        ])?;
-                    }
                 }
                 let counted = Job {
                     chunks_done: job.chunks_done.saturating_add(1),
@@ -452,9 +442,9 @@ impl JobStore for SqliteStore {
                     "UPDATE jobs SET affected_rows = affected_rows + ?2, \
                      failed_rows = failed_rows + ?3, update_error_count = update_error_count + ?4, \
                      chunks_done = ?5, updated_at = ?6, status = ?7, \
-                     completed_at = coalesce(?8, completed_at) WHERE id = ?1",
+                     completed_at = coalesce(?8, completed_at) WHERE id = ?1 AND tenant = ?9",
                     params![
-                        id,
+                        sql_id(result.job_id),
                         result.affected_rows,
                         result.failed_rows,
                         result.errors.len(),
@@ -462,11 +452,12 @@ impl JobStore for SqliteStore {
                         millis(result.at),
                         status.as_str(),
                         completed_at,
+                        result.tenant.as_str(),
                     ],
                 )?;
                 tx.commit()?;
                 Ok(ChunkCommit {
-                    newly_committed,
+                    newly_committed: true,
                     completed_job,
                 })
             })
@@ -504,27 +495,114 @@ impl JobStore for SqliteStore {
             .await
     }
 
-    async fn committed_chunks(&self, job_id: JobId) -> StoreResult<Vec<u32>> {
+    async fn committed_chunks(&self, tenant: &TenantId, id: JobId) -> StoreResult<Vec<u32>> {
+        let tenant = tenant.clone();
         self.db
             .call(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT chunk FROM job_chunks WHERE job_id = ?1 ORDER BY chunk",
+                    "SELECT chunk FROM job_chunks WHERE tenant = ?2 AND job_id = ?1 ORDER BY chunk",
                 )?;
                 let chunks = stmt
-                    .query_map([sql_id(job_id)], |row| row.get(0))?
+                    .query_map(params![sql_id(id), tenant.as_str()], |row| row.get(0))?
                     .collect::<Result<Vec<u32>, _>>()?;
                 Ok(chunks)
             })
             .await
     }
+
+    async fn purge_expired(&self, now: Timestamp, limit: u64) -> StoreResult<u64> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.db
+            .call(move |conn| {
+                // Job::is_expired_at as SQL: `now >= keep_until`. The job's scheme errors,
+                // chunks and update errors go with it (foreign keys, ON DELETE CASCADE).
+                let purged = conn.execute(
+                    "DELETE FROM jobs WHERE (tenant, id) IN \
+                     (SELECT tenant, id FROM jobs WHERE keep_until <= ?1 LIMIT ?2)",
+                    params![millis(now), limit],
+                )?;
+                Ok(purged as u64)
+            })
+            .await
+    }
 }
 
-/// The UPDATE making `change` to job `id` at `at`, and its values: the status it leads to,
-/// and what it records.
-fn status_update(id: JobId, change: &StatusChange, at: Timestamp) -> (String, Vec<Value>) {
+fn delete_scheme_errors(tx: &Connection, tenant: &TenantId, id: JobId) -> StoreResult<()> {
+    tx.execute(
+        "DELETE FROM scheme_errors WHERE tenant = ?1 AND job_id = ?2",
+        params![tenant.as_str(), sql_id(id)],
+    )?;
+    Ok(())
+}
+
+fn insert_scheme_errors(
+    tx: &Connection,
+    tenant: &TenantId,
+    id: JobId,
+    errors: &[SchemeError],
+) -> StoreResult<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO scheme_errors (tenant, job_id, seq, message, column_no, row_no, field) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for (seq, error) in errors.iter().enumerate() {
+        insert.execute(params![
+            tenant.as_str(),
+            sql_id(id),
+            seq,
+            error.message,
+            error.column,
+            error.row,
+            error.field,
+        ])?;
+    }
+    Ok(())
+}
+
+/// Records a chunk's marker (with its row results: committed together, exactly once) and its
+/// update errors; false when the chunk had been committed before.
+fn insert_chunk(tx: &Connection, result: &ChunkResult) -> StoreResult<bool> {
+    let (tenant, id) = (result.tenant.as_str(), sql_id(result.job_id));
+    let results = if result.results.is_empty() {
+        None
+    } else {
+        Some(to_json(&result.results)?)
+    };
+    let inserted = tx.execute(
+        "INSERT INTO job_chunks (tenant, job_id, chunk, committed_at, results) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant, job_id, chunk) DO NOTHING",
+        params![tenant, id, result.chunk, millis(result.at), results],
+    )?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO update_errors \
+         (tenant, job_id, chunk, seq, message, column_no, row_no, field, error_type) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for (seq, error) in result.errors.iter().enumerate() {
+        insert.execute(params![
+            tenant,
+            id,
+            result.chunk,
+            seq,
+            error.message,
+            error.column,
+            error.row,
+            error.field,
+            error.error_type.as_str(),
+        ])?;
+    }
+    Ok(true)
+}
+
+/// The UPDATE making `change` to `job` at `at`, and its values: the status it leads to, and
+/// what it records (a proceed also how long the job is kept).
+fn status_update(job: &Job, change: &StatusChange, at: Timestamp) -> (String, Vec<Value>) {
     let (records, text) = match change {
         StatusChange::Proceed { by } => (
-            ", process_requested_at = ?3, proceed_api_user_name = ?4",
+            ", process_requested_at = ?3, proceed_api_user_name = ?4, keep_until = ?5",
             Some(by),
         ),
         StatusChange::Resume => (", resumptions = resumptions + 1", None),
@@ -532,13 +610,17 @@ fn status_update(id: JobId, change: &StatusChange, at: Timestamp) -> (String, Ve
         StatusChange::Fail { reason } => (", failure_reason = ?4", Some(reason)),
         StatusChange::Cancel => ("", None),
     };
-    let sql = format!("UPDATE jobs SET status = ?2, updated_at = ?3{records} WHERE id = ?1");
-    let mut values = vec![
-        Value::Integer(sql_id(id)),
+    let sql = format!(
+        "UPDATE jobs SET status = ?2, updated_at = ?3{records} WHERE id = ?1 AND tenant = ?6"
+    );
+    let values = vec![
+        Value::Integer(sql_id(job.id)),
         Value::Text(change.transition().to().as_str().to_owned()),
         Value::Integer(millis(at)),
+        Value::Text(text.cloned().unwrap_or_default()),
+        Value::Integer(millis(job.keep_until_when_proceeded(at))),
+        Value::Text(job.tenant.as_str().to_owned()),
     ];
-    values.extend(text.map(|text| Value::Text(text.clone())));
     (sql, values)
 }
 
@@ -558,6 +640,7 @@ mod tests {
             file_bytes: 100,
             uploaded_api_user_name: "uploader".to_owned(),
             created_at: at(0),
+            keep_until: Timestamp::now().plus_seconds(3600),
         }
     }
 
@@ -578,7 +661,8 @@ mod tests {
         conn.execute_batch(
             "INSERT INTO jobs (tenant, status, filename, file_key, file_bytes, created_at, \
              updated_at, uploaded_api_user_name, chunk_plan, chunks_done) \
-             VALUES ('acme', 'in_progress', 'f.json', 'k', 10, 0, 0, 'me', \
+             VALUES ('acme', 'in_progress', 'f.json', 'k', 10, 0, \
+             CAST(strftime('%s', 'now') AS INTEGER) * 1000, 'me', \
              '{\"rows_per_chunk\":10,\"offsets\":[1,2]}', 1); \
              INSERT INTO job_chunks (job_id, chunk, committed_at) VALUES (1, 0, 0);",
         )
@@ -592,10 +676,12 @@ mod tests {
             (job.kind, job.status),
             (JobKind::Upload, JobStatus::InProgress)
         );
-        assert!(store.chunk_committed(1, 0).await.unwrap());
+        assert!(store.chunk_committed(&acme, 1, 0).await.unwrap());
         assert!(store.results(&acme, 1).await.unwrap().is_empty());
         let last_chunk = ChunkResult {
+            tenant: acme.clone(),
             job_id: 1,
+            keep_until: job.keep_until,
             chunk: 1,
             affected_rows: 10,
             failed_rows: 0,
@@ -605,5 +691,64 @@ mod tests {
         };
         let commit = store.commit_chunk(last_chunk).await.unwrap();
         assert!(commit.completed_job);
+    }
+
+    #[tokio::test]
+    async fn existing_jobs_keep_their_ids_and_each_tenant_numbers_on_from_its_largest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite3");
+        let conn = super::super::schema::database_at_version(&path, 6);
+        // Global ids 1-3: acme's 1 and 3, globex's 2, each with something recorded.
+        let now = "CAST(strftime('%s', 'now') AS INTEGER) * 1000";
+        for (id, tenant, ordinal) in [(1, "acme", 1), (2, "globex", 1), (3, "acme", 2)] {
+            conn.execute_batch(&format!(
+                "INSERT INTO jobs (id, tenant, status, filename, file_key, file_bytes, \
+                 created_at, updated_at, uploaded_api_user_name, chunk_plan, ordinal) \
+                 VALUES ({id}, '{tenant}', 'in_progress', 'f.json', 'k{id}', 10, {now}, {now}, \
+                 'me', '{{\"rows_per_chunk\":10,\"offsets\":[1,2]}}', {ordinal}); \
+                 INSERT INTO scheme_errors (job_id, seq, message) VALUES ({id}, 0, 'bad'); \
+                 INSERT INTO job_chunks (job_id, chunk, committed_at) VALUES ({id}, 0, 0); \
+                 INSERT INTO update_errors (job_id, chunk, seq, message, row_no, error_type) \
+                 VALUES ({id}, 0, 0, 'no', 1, 'error');"
+            ))
+            .unwrap();
+        }
+        drop(conn);
+
+        let store = SqliteStore::open(&path).unwrap();
+        let (acme, globex) = (tenant("acme"), tenant("globex"));
+        for (tenant, id) in [(&acme, 1), (&globex, 2), (&acme, 3)] {
+            let job = store.get_job(tenant, id).await.unwrap().unwrap();
+            assert_eq!(job.file_key, format!("k{id}"));
+            assert!(store.chunk_committed(tenant, id, 0).await.unwrap());
+            let errors = store.update_errors(
+                &job,
+                PageRequest {
+                    page: 1,
+                    per_page: 10,
+                },
+            );
+            assert_eq!(errors.await.unwrap().len(), 1);
+            let errors = store.scheme_errors(
+                &job,
+                PageRequest {
+                    page: 1,
+                    per_page: 10,
+                },
+            );
+            assert_eq!(errors.await.unwrap().len(), 1);
+        }
+        assert_eq!(store.get_job(&acme, 2).await.unwrap(), None);
+        assert_eq!(store.create_job(new_job("a")).await.unwrap().id, 4);
+        let theirs = NewJob {
+            tenant: globex.clone(),
+            ..new_job("g")
+        };
+        assert_eq!(store.create_job(theirs).await.unwrap().id, 3);
+        let first = NewJob {
+            tenant: tenant("initech"),
+            ..new_job("i")
+        };
+        assert_eq!(store.create_job(first).await.unwrap().id, 1);
     }
 }

@@ -437,4 +437,54 @@ mod tests {
             vec![renamed]
         );
     }
+
+    #[tokio::test]
+    async fn existing_tombstones_lose_their_personal_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite3");
+        let conn = super::super::schema::database_at_version(&path, 7);
+        let mut user = User::new(5, at(0));
+        user.version = 2;
+        user.email = Some("ann@x.io".to_owned());
+        user.first_name = "Ann".to_owned();
+        user.agent_number = Some("A1".to_owned());
+        user.support.notes = Some("likes tea".to_owned());
+        user.deleted_at = Some(at(60));
+        user.updated_at = at(60);
+        user.last_change = Some(crate::model::ChangeStamp {
+            job: 3,
+            row: 1,
+            action: crate::model::UserAction::Deleted,
+            warned: false,
+        });
+        conn.execute(
+            "INSERT INTO users (tenant, id, agent_number, version, deleted, body) \
+             VALUES ('acme', 5, 'A1', 2, 1, ?1)",
+            [to_json(&user).unwrap()],
+        )
+        .unwrap();
+        drop(conn);
+
+        let store = SqliteStore::open(&path).unwrap();
+        let found = store.users_by_ids(&tenant("acme"), &[5]).await.unwrap();
+        let mut tombstone = user.clone();
+        tombstone.delete(at(60));
+        assert_eq!(found, vec![tombstone]);
+        assert!(found[0].is_tombstone());
+        let raw: (Option<String>, String) = store
+            .db
+            .call(|conn| {
+                Ok(conn.query_row(
+                    "SELECT agent_number, body FROM users WHERE id = 5",
+                    [],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(raw.0, None);
+        for personal in ["ann@x.io", "Ann", "A1", "likes tea"] {
+            assert!(!raw.1.contains(personal), "{personal} in {}", raw.1);
+        }
+    }
 }

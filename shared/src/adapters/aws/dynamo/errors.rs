@@ -75,7 +75,7 @@ impl DynamoStore {
         let last = first.saturating_add(page.per_page.saturating_sub(1));
         let items = self
             .query_range(
-                job_pk(job.id),
+                job_pk(&job.tenant, job.id),
                 &scheme_error_sk(first),
                 &scheme_error_sk(last),
             )
@@ -93,7 +93,7 @@ impl DynamoStore {
         job: &Job,
         page: PageRequest,
     ) -> StoreResult<Vec<UpdateError>> {
-        let pk = job_pk(job.id);
+        let pk = job_pk(&job.tenant, job.id);
         let counts: Vec<(u32, u64)> = self
             .query_prefix(pk.clone(), UPDATE_COUNT_PREFIX)
             .await?

@@ -1,18 +1,20 @@
-//! A tenant's jobs in the order they were created. Each job gets the next ordinal of its
-//! tenant (1, 2, …) in one transaction with the tenant's job count (`TENANT#{tenant}` /
-//! `JOBS`), and is listed by it on `gsi1` (`JOBS#{tenant}` / ordinal₂₀). The count is the job
+//! A tenant's jobs in the order they were created. Each job gets the next number of its
+//! tenant (1, 2, …), its id and its ordinal alike, in one transaction with the tenant's job
+//! count (`TENANT#{tenant}` / `JOBS`), and is listed by it on `gsi1` (`JOBS#{tenant}` /
+//! ordinal₂₀). The count only grows (expired jobs are not subtracted), so an id is never given
+//! twice within a tenant. The count is the job
 //! list's `Total`, and page *n* of the newest-first list is one range of ordinals: neither is
 //! found by reading the tenant's jobs.
 
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 
-use super::jobs::job_key;
+use super::jobs::{expires_at, job_key, live_jobs, EXPIRES_AT};
 use super::{
-    backoff, build_error, from_item, key, n, padded, s, to_item, unavailable, Cancellation,
-    DynamoStore, GSI1, MAX_RETRIES, STORE,
+    backoff, build_error, key, n, padded, s, to_item, unavailable, Cancellation, DynamoStore, GSI1,
+    MAX_RETRIES, STORE,
 };
 use crate::model::{Job, TenantId};
-use crate::ports::{PageRequest, StoreError, StoreResult};
+use crate::ports::{PageRequest, StoreResult};
 
 fn count_key(tenant: &TenantId) -> super::Item {
     key(format!("TENANT#{tenant}"), "JOBS")
@@ -23,15 +25,17 @@ fn list_partition(tenant: &TenantId) -> String {
 }
 
 impl DynamoStore {
-    /// Stores a new job with the next ordinal of its tenant. Two jobs of one tenant created at
-    /// once race for the count: the loser reads it again.
+    /// Stores a new job with the next number of its tenant as its id and ordinal. Two jobs of
+    /// one tenant created at once race for the count: the loser reads it again.
     pub(super) async fn insert_job(&self, mut job: Job) -> StoreResult<Job> {
         let mut attempt = 0;
         loop {
             let count = self.job_count(&job.tenant).await?;
             job.ordinal = count + 1;
+            job.id = job.ordinal;
             let mut item = to_item(&job)?;
-            item.extend(job_key(job.id));
+            item.extend(job_key(&job.tenant, job.id));
+            item.insert(EXPIRES_AT.to_owned(), expires_at(job.keep_until));
             item.insert("gsi1pk".to_owned(), s(list_partition(&job.tenant)));
             item.insert("gsi1sk".to_owned(), s(padded(job.ordinal)));
             let put = Put::builder()
@@ -69,15 +73,13 @@ impl DynamoStore {
             };
             let failed = |index: usize| cancellation.condition_failed(index);
             if failed(1) {
-                // The job's id is this call's own: the SDK sent the transaction again after its
-                // answer was lost, and the job it finds is the one the first send stored.
-                return match self.read_job(job.id).await? {
-                    Some(stored) if stored == job => Ok(stored),
-                    _ => Err(StoreError::Corrupt(format!(
-                        "job id {} was allocated but is already in use",
-                        job.id
-                    ))),
-                };
+                // The SDK sent the transaction again after its answer was lost: the job found
+                // is the one the first send stored. Otherwise another creation took the number.
+                if let Some(stored) = self.read_job(&job.tenant, job.id).await? {
+                    if stored == job {
+                        return Ok(stored);
+                    }
+                }
             }
             attempt += 1;
             let raced = failed(0) || cancellation.transient();
@@ -125,11 +127,7 @@ impl DynamoStore {
                     .scan_index_forward(false)
             })
             .await?;
-        let jobs = items
-            .into_iter()
-            .map(from_item::<Job>)
-            .collect::<StoreResult<Vec<Job>>>()?;
-        Ok((jobs, total))
+        Ok((live_jobs(items)?, total))
     }
 
     /// Up to `limit` of the tenant's jobs with ordinals below `before`, newest first.
@@ -154,9 +152,7 @@ impl DynamoStore {
                     .expression_attribute_values(":before", s(padded(before)));
             }
             let out = query.send().await.map_err(unavailable)?;
-            for item in out.items.unwrap_or_default() {
-                jobs.push(from_item::<Job>(item)?);
-            }
+            jobs.extend(live_jobs(out.items.unwrap_or_default())?);
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
                 _ => break,

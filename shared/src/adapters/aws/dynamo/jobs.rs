@@ -28,12 +28,22 @@ const RESULT_PREFIX: &str = "RESULT#";
 /// the rest of the item and the attribute names need room too).
 const RESULTS_PER_ITEM_MAX: usize = 350 * 1024;
 
-pub(super) fn job_pk(id: JobId) -> String {
-    format!("JOB#{id}")
+/// The partition of a job and of everything recorded about it (tenant ids hold no `#`).
+pub(super) fn job_pk(tenant: &TenantId, id: JobId) -> String {
+    format!("JOB#{tenant}#{id}")
 }
 
-pub(super) fn job_key(id: JobId) -> Item {
-    key(job_pk(id), "JOB")
+pub(super) fn job_key(tenant: &TenantId, id: JobId) -> Item {
+    key(job_pk(tenant, id), "JOB")
+}
+
+/// The time-to-live attribute of an item kept until `keep_until`: the table's TTL deletes it
+/// some time after (DynamoDB deletes expired items within days, so reads apply
+/// [`Job::is_expired_at`] themselves).
+pub(super) const EXPIRES_AT: &str = "expires_at";
+
+pub(super) fn expires_at(keep_until: Timestamp) -> AttributeValue {
+    n(keep_until.unix_seconds_ceil())
 }
 
 /// The `gsi2` partition of the jobs in progress: a job holds `gsi2pk` only while it is
@@ -121,41 +131,59 @@ fn not_found(id: JobId) -> StoreError {
     StoreError::NotFound(format!("job {id}"))
 }
 
+/// The jobs of `items`, the expired ones left out.
+pub(super) fn live_jobs(items: Vec<Item>) -> StoreResult<Vec<Job>> {
+    let now = Timestamp::now();
+    let jobs = items
+        .into_iter()
+        .map(from_item::<Job>)
+        .collect::<StoreResult<Vec<Job>>>()?;
+    Ok(jobs
+        .into_iter()
+        .filter(|job| !job.is_expired_at(now))
+        .collect())
+}
+
 impl DynamoStore {
-    /// The job, whatever its tenant, read consistently.
-    pub(super) async fn read_job(&self, id: JobId) -> StoreResult<Option<Job>> {
-        self.get_item(job_key(id))
-            .await?
-            .map(from_item::<Job>)
-            .transpose()
+    /// The tenant's job, read consistently; `None` once it has expired, whether or not the
+    /// table's TTL has deleted it yet.
+    pub(super) async fn read_job(&self, tenant: &TenantId, id: JobId) -> StoreResult<Option<Job>> {
+        let item = self.get_item(job_key(tenant, id)).await?;
+        Ok(live_jobs(item.into_iter().collect())?
+            .into_iter()
+            .find(|job| &job.tenant == tenant))
     }
 
-    /// The job if it belongs to `tenant`.
     async fn read_tenant_job(&self, tenant: &TenantId, id: JobId) -> StoreResult<Option<Job>> {
-        Ok(self.read_job(id).await?.filter(|job| &job.tenant == tenant))
+        self.read_job(tenant, id).await
     }
 
-    /// A job taking `transition`: an UpdateItem conditioned on the job's status allowing it
-    /// (and on `also`, when given), in which `:to_status` names the status it leads to and the names
+    /// A job taking `transition`: an UpdateItem conditioned on the job being live and its
+    /// status allowing it (and on `also`, when given), in which `:to_status` names the status it leads to and the names
     /// `#status`, `#tenant` and `#filename` are declared when used. The new job; `None` when
     /// the condition failed.
     async fn transition_job(
         &self,
+        tenant: &TenantId,
         id: JobId,
         transition: Transition,
         also: Option<&str>,
         build: impl FnOnce(UpdateItemFluentBuilder) -> UpdateItemFluentBuilder,
     ) -> StoreResult<Option<Job>> {
-        let (allowed, values) = status_allows(transition);
+        let (allowed, mut values) = status_allows(transition);
+        // Job::is_expired_at as a condition: timestamps are written in one fixed-width format,
+        // so their text order is their time order.
+        let live = "keep_until > :now";
+        values.push((":now".to_owned(), s(Timestamp::now().to_string())));
         let condition = match also {
-            Some(also) => format!("{also} AND {allowed}"),
-            None => allowed,
+            Some(also) => format!("{also} AND {live} AND {allowed}"),
+            None => format!("{live} AND {allowed}"),
         };
         let mut request = build(
             self.client
                 .update_item()
                 .table_name(&self.table)
-                .set_key(Some(job_key(id)))
+                .set_key(Some(job_key(tenant, id)))
                 .return_values(ReturnValue::AllNew),
         )
         .condition_expression(condition);
@@ -198,13 +226,14 @@ impl DynamoStore {
         result: &ChunkResult,
         results: &[String],
     ) -> StoreResult<bool> {
-        let id = result.job_id;
+        let (tenant, id) = (&result.tenant, result.job_id);
         let mut attempt = 0;
         loop {
             let mut marker = Put::builder()
                 .table_name(&self.table)
-                .item("pk", s(job_pk(id)))
+                .item("pk", s(job_pk(tenant, id)))
                 .item("sk", s(chunk_sk(result.chunk)))
+                .item(EXPIRES_AT, expires_at(result.keep_until))
                 .item("job_id", n(id))
                 .item("chunk", n(result.chunk))
                 .item("affected_rows", n(result.affected_rows))
@@ -220,7 +249,7 @@ impl DynamoStore {
             let marker = marker.build().map_err(|e| build_error(STORE, e))?;
             let counts = Update::builder()
                 .table_name(&self.table)
-                .set_key(Some(job_key(id)))
+                .set_key(Some(job_key(tenant, id)))
                 .update_expression(
                     "ADD affected_rows :a, failed_rows :f, update_error_count :e, chunks_done :one \
                      SET updated_at = :at",
@@ -242,8 +271,9 @@ impl DynamoStore {
                 // Where the chunk's errors lie in the log, for reading it a page at a time.
                 let errors = Put::builder()
                     .table_name(&self.table)
-                    .item("pk", s(job_pk(id)))
+                    .item("pk", s(job_pk(tenant, id)))
                     .item("sk", s(update_count_sk(result.chunk)))
+                    .item(EXPIRES_AT, expires_at(result.keep_until))
                     .item("count", n(result.errors.len()))
                     .build()
                     .map_err(|e| build_error(STORE, e))?;
@@ -284,25 +314,36 @@ impl DynamoStore {
         results: &[String],
     ) -> StoreResult<ChunkCommit> {
         let newly_committed = self.commit_counts(result, results).await?;
-        let completed_job = self.complete_when_done(result.job_id, result.at).await?;
+        let completed_job = self
+            .complete_when_done(&result.tenant, result.job_id, result.at)
+            .await?;
         Ok(ChunkCommit {
             newly_committed,
             completed_job,
         })
     }
 
-    async fn complete_when_done(&self, id: JobId, at: Timestamp) -> StoreResult<bool> {
-        let job = self.read_job(id).await?.ok_or_else(|| not_found(id))?;
+    async fn complete_when_done(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let job = self
+            .read_job(tenant, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
         // Chunks are only ever counted up: all done when read, all done when updated.
         if !Transition::Complete.allowed_for(&job) {
             return Ok(false);
         }
         let completed = self
             .transition_job(
+                tenant,
                 id,
                 Transition::Complete,
                 Some("#tenant = :tenant"),
-                |update| status_update(update, &job.tenant, id, &StatusChange::Complete, at),
+                |update| status_update(update, tenant, id, &StatusChange::Complete, at),
             )
             .await?;
         Ok(completed.is_some())
@@ -350,6 +391,26 @@ fn status_update(
     }
 }
 
+/// An update that also keeps the job until `keep_until`, when given (a proceed, whose update
+/// expression ends in its SET clause).
+trait KeptUntil {
+    fn kept_until(self, keep_until: Option<Timestamp>) -> Self;
+}
+
+impl KeptUntil for UpdateItemFluentBuilder {
+    fn kept_until(self, keep_until: Option<Timestamp>) -> Self {
+        let Some(keep_until) = keep_until else {
+            return self;
+        };
+        let expression = self.get_update_expression().clone().unwrap_or_default();
+        self.update_expression(format!(
+            "{expression}, keep_until = :keep_until, {EXPIRES_AT} = :expires_at"
+        ))
+        .expression_attribute_values(":keep_until", s(keep_until.to_string()))
+        .expression_attribute_values(":expires_at", expires_at(keep_until))
+    }
+}
+
 /// The sequence number of a scheme error item.
 fn scheme_error_seq(item: &Item) -> Option<usize> {
     text_of(item, "sk")?
@@ -361,11 +422,12 @@ fn scheme_error_seq(item: &Item) -> Option<usize> {
 #[async_trait]
 impl JobStore for DynamoStore {
     async fn create_job(&self, new: NewJob) -> StoreResult<Job> {
-        let id = self.add_to_counter("jobs", 1).await?;
+        // The id and the ordinal are both the next of the tenant's job count (insert_job).
         let job = Job {
             resumptions: 0,
             ordinal: 0,
-            id,
+            id: 0,
+            keep_until: new.keep_until,
             tenant: new.tenant,
             kind: new.kind,
             status: JobStatus::Created,
@@ -424,6 +486,7 @@ impl JobStore for DynamoStore {
         for _ in 0..3 {
             let updated = self
                 .transition_job(
+                    tenant,
                     id,
                     Transition::ReplaceFile,
                     Some("#tenant = :tenant"),
@@ -448,7 +511,7 @@ impl JobStore for DynamoStore {
             match updated {
                 Some(job) => {
                     // Drop the scheme errors of earlier files.
-                    self.delete_where(&job_pk(id), SCHEME_ERROR_PREFIX, |item| {
+                    self.delete_where(&job_pk(tenant, id), SCHEME_ERROR_PREFIX, |item| {
                         text_of(item, "file_key") != Some(job.file_key.as_str())
                     })
                     .await?;
@@ -483,7 +546,7 @@ impl JobStore for DynamoStore {
         if job.file_key != file_key || !transition.allowed_from(job.status) {
             return Ok(job);
         }
-        let pk = job_pk(id);
+        let pk = job_pk(tenant, id);
         let writes = report
             .errors
             .iter()
@@ -492,6 +555,7 @@ impl JobStore for DynamoStore {
                 let mut item = to_item(error)?;
                 item.extend(key(pk.clone(), scheme_error_sk(seq as u64)));
                 item.insert("file_key".to_owned(), s(file_key));
+                item.insert(EXPIRES_AT.to_owned(), expires_at(job.keep_until));
                 Ok(Write::Put(item))
             })
             .collect::<StoreResult<Vec<Write>>>()?;
@@ -501,7 +565,7 @@ impl JobStore for DynamoStore {
         let plan = to_attribute(&report.chunk_plan)?;
         let also = "#tenant = :tenant AND file_key = :file_key";
         let updated = self
-            .transition_job(id, transition, Some(also), |update| {
+            .transition_job(tenant, id, transition, Some(also), |update| {
                 let update = update
                     .update_expression(match report.file_version {
                         Some(_) => {
@@ -554,20 +618,30 @@ impl JobStore for DynamoStore {
         at: Timestamp,
     ) -> StoreResult<StatusChanged> {
         let transition = change.transition();
-        if transition == Transition::Complete {
-            // Chunks are only ever counted up: all done when read, all done when updated.
+        // A completion is checked against the chunks, a proceed keeps the job longer: both
+        // read the job first. Chunks are only ever counted up: all done when read, all done
+        // when updated.
+        let mut keep_until = None;
+        if matches!(transition, Transition::Complete | Transition::Proceed) {
             match self.read_tenant_job(tenant, id).await? {
                 None => return Ok(StatusChanged::Missing),
                 Some(job) if !transition.allowed_for(&job) => {
                     return Ok(StatusChanged::Refused(job))
                 }
+                Some(job) if transition == Transition::Proceed => {
+                    keep_until = Some(job.keep_until_when_proceeded(at));
+                }
                 Some(_) => {}
             }
         }
         let changed = self
-            .transition_job(id, transition, Some("#tenant = :tenant"), |update| {
-                status_update(update, tenant, id, change, at)
-            })
+            .transition_job(
+                tenant,
+                id,
+                transition,
+                Some("#tenant = :tenant"),
+                |update| status_update(update, tenant, id, change, at).kept_until(keep_until),
+            )
             .await?;
         if let Some(job) = changed {
             return Ok(StatusChanged::Changed(job));
@@ -593,7 +667,7 @@ impl JobStore for DynamoStore {
         if self.read_tenant_job(tenant, id).await?.is_none() {
             return Ok(Vec::new());
         }
-        let pk = job_pk(id);
+        let pk = job_pk(tenant, id);
         // Only committed chunks count: their markers hold the results, or how many parts of
         // them were written before the marker.
         let mut rows = Vec::new();
@@ -623,9 +697,9 @@ impl JobStore for DynamoStore {
         Ok(rows)
     }
 
-    async fn chunk_committed(&self, job_id: JobId, chunk: u32) -> StoreResult<bool> {
+    async fn chunk_committed(&self, tenant: &TenantId, id: JobId, chunk: u32) -> StoreResult<bool> {
         Ok(self
-            .get_item(key(job_pk(job_id), chunk_sk(chunk)))
+            .get_item(key(job_pk(tenant, id), chunk_sk(chunk)))
             .await?
             .is_some())
     }
@@ -634,10 +708,12 @@ impl JobStore for DynamoStore {
         // (a) The errors, numbered within the chunk in row order, under keys that a
         // re-delivery racing the first delivery rewrites identically; a chunk already
         // committed keeps the errors it has.
-        let pk = job_pk(result.job_id);
+        let pk = job_pk(&result.tenant, result.job_id);
+        let ttl = expires_at(result.keep_until);
         let results = encode_results(&result.results)?;
         let writes_first = !result.errors.is_empty() || results.len() > 1;
-        if writes_first && self.chunk_committed(result.job_id, result.chunk).await? {
+        let committed = self.chunk_committed(&result.tenant, result.job_id, result.chunk);
+        if writes_first && committed.await? {
             return self.commit_again(&result, &results).await;
         }
         let writes = result
@@ -648,6 +724,7 @@ impl JobStore for DynamoStore {
                 let mut item = to_item(error)?;
                 item.extend(key(pk.clone(), update_error_sk(result.chunk, nth as u64)));
                 item.insert("chunk".to_owned(), n(result.chunk));
+                item.insert(EXPIRES_AT.to_owned(), ttl.clone());
                 Ok(Write::Put(item))
             })
             .collect::<StoreResult<Vec<Write>>>()?;
@@ -665,6 +742,7 @@ impl JobStore for DynamoStore {
                     let mut item = key(pk.clone(), result_part_sk(result.chunk, part));
                     item.insert("chunk".to_owned(), n(result.chunk));
                     item.insert("results".to_owned(), s(json.clone()));
+                    item.insert(EXPIRES_AT.to_owned(), ttl.clone());
                     Write::Put(item)
                 })
                 .collect();
@@ -711,11 +789,11 @@ impl JobStore for DynamoStore {
                     .expression_attribute_values(":idle_since", s(idle_since.to_string()))
             })
             .await?;
-        items.into_iter().map(from_item::<Job>).collect()
+        live_jobs(items)
     }
 
-    async fn committed_chunks(&self, job_id: JobId) -> StoreResult<Vec<u32>> {
-        let items = self.query_prefix(job_pk(job_id), CHUNK_PREFIX).await?;
+    async fn committed_chunks(&self, tenant: &TenantId, id: JobId) -> StoreResult<Vec<u32>> {
+        let items = self.query_prefix(job_pk(tenant, id), CHUNK_PREFIX).await?;
         Ok(items
             .iter()
             .filter_map(|item| {
@@ -725,6 +803,11 @@ impl JobStore for DynamoStore {
                     .ok()
             })
             .collect())
+    }
+
+    async fn purge_expired(&self, _now: Timestamp, _limit: u64) -> StoreResult<u64> {
+        // Every item of a job carries `expires_at`: the table's TTL deletes them.
+        Ok(0)
     }
 }
 
@@ -740,10 +823,10 @@ mod tests {
         assert_eq!(chunk_sk(3), "CHUNK#000003");
         assert_eq!(result_part_sk(3, 12), "RESULT#000003#012");
         assert_eq!(
-            result_part_of(&key("JOB#1", result_part_sk(3, 12))),
+            result_part_of(&key("JOB#acme#1", result_part_sk(3, 12))),
             Some((3, 12))
         );
-        let item = key("JOB#1", scheme_error_sk(42));
+        let item = key("JOB#acme#1", scheme_error_sk(42));
         assert_eq!(scheme_error_seq(&item), Some(42));
     }
 }

@@ -5,15 +5,15 @@
 //!
 //! | item               | pk                           | sk                      | gsi1pk / gsi1sk         | gsi2pk / gsi2sk                    |
 //! |--------------------|------------------------------|-------------------------|-------------------------|------------------------------------|
-//! | id counter         | `COUNTER#jobs` / `#users`    | `COUNTER`               |                         |                                    |
-//! | job                | `JOB#{id}`                   | `JOB`                   | `JOBS#{tenant}` / ordinal₂₀ | `ACTIVE#{tenant}` / id₂₀ while in progress |
+//! | user id counter    | `COUNTER#users`              | `COUNTER`               |                         |                                    |
+//! | job                | `JOB#{tenant}#{id}`          | `JOB`                   | `JOBS#{tenant}` / ordinal₂₀ | `JOBS_IN_PROGRESS` / `{tenant}#{id₂₀}` while in progress |
 //! | tenant's job count | `TENANT#{tenant}`            | `JOBS`                  |                         |                                    |
 //! | live users of a bucket of 1000 ids | `TENANT#{tenant}` | `LIVE#{bucket:016}`  |                         |                                    |
-//! | scheme error       | `JOB#{id}`                   | `SERR#{seq:010}`        |                         |                                    |
-//! | update error       | `JOB#{id}`                   | `UERR#{chunk:08}#{n:07}` |                        |                                    |
-//! | update error count | `JOB#{id}`                   | `UCOUNT#{chunk:08}`     |                         |                                    |
-//! | chunk marker       | `JOB#{id}`                   | `CHUNK#{chunk:06}`      |                         |                                    |
-//! | chunk results part | `JOB#{id}`                   | `RESULT#{chunk:06}#{part:03}` |                   |                                    |
+//! | scheme error       | `JOB#{tenant}#{id}`          | `SERR#{seq:010}`        |                         |                                    |
+//! | update error       | `JOB#{tenant}#{id}`          | `UERR#{chunk:08}#{n:07}` |                        |                                    |
+//! | update error count | `JOB#{tenant}#{id}`          | `UCOUNT#{chunk:08}`     |                         |                                    |
+//! | chunk marker       | `JOB#{tenant}#{id}`          | `CHUNK#{chunk:06}`      |                         |                                    |
+//! | chunk results part | `JOB#{tenant}#{id}`          | `RESULT#{chunk:06}#{part:03}` |                   |                                    |
 //! | user               | `USER#{tenant}#{id₂₀}`       | `USER`                  | `USERS#{tenant}` / id₂₀ | `AGENT#{tenant}#{agent}` / id₂₀    |
 //! | user key           | `UKEY#{tenant}#{field}#{value}` | `UKEY`               | `UNAMES#{tenant}` / value (user names only) |                 |
 //! | tenant settings    | `TENANT#{tenant}`            | `SETTINGS`              |                         |                                    |
@@ -30,6 +30,24 @@
 //! The keyring item (`current` version, `roots`: version → KMS-wrapped root) is the AWS
 //! keyring's (`adapters/aws/keyring.rs`), read once per process and again when a secret finds
 //! nothing; only the operator writes it.
+//!
+//! Job ids are numbered per tenant: a job's id and its ordinal are both the next value of its
+//! tenant's job count, which only grows, so an id is never given twice within a tenant. Jobs
+//! recorded under the earlier layout (`JOB#{id}`, ids from a global `COUNTER#jobs`) are not
+//! read by this one.
+//!
+//! Expiry: every item of a job (the job, its scheme and update errors and counts, chunk
+//! markers, result parts), every idempotency key and every request count carries
+//! `expires_at`, epoch seconds, the table's time-to-live attribute: for a job its
+//! `keep_until` (rounded up to the second), for an idempotency key a day after its claim, for a
+//! request count an hour after its minute. DynamoDB deletes expired items within days, so
+//! reads apply [`Job::is_expired_at`](crate::model::Job::is_expired_at) themselves: a job read
+//! or listed is left out once expired, and a change of status is conditioned on
+//! `keep_until > now` (timestamps have one fixed-width format, so text order is time order).
+//!
+//! A deleted user's item is a tombstone ([`User::delete`](crate::model::User::delete)): id,
+//! version, times and the job row that deleted it, nothing personal. Users deleted before
+//! tombstones were scrubbed keep their old items until they are written again.
 //!
 //! A chunk marker records the chunk's counts and, in its `results` attribute (a JSON array),
 //! the chunk's row results; results too large for one item go to result parts written before

@@ -123,7 +123,9 @@ fn cancelled(codes: &[&str]) -> Value {
 
 fn chunk_result() -> crate::model::ChunkResult {
     crate::model::ChunkResult {
+        tenant: crate::model::TenantId::parse("acme").unwrap(),
         job_id: 7,
+        keep_until: crate::model::Timestamp::from_unix_millis(86_400_000).unwrap(),
         chunk: 2,
         affected_rows: 3,
         failed_rows: 1,
@@ -142,7 +144,7 @@ async fn conflicting_transactions_are_retried() {
     assert_eq!(requests.len(), 2);
     let items = &requests[1].1["TransactItems"];
     assert_eq!(items[0]["Put"]["Item"]["sk"]["S"], json!("CHUNK#000002"));
-    assert_eq!(items[1]["Update"]["Key"]["pk"]["S"], json!("JOB#7"));
+    assert_eq!(items[1]["Update"]["Key"]["pk"]["S"], json!("JOB#acme#7"));
 }
 
 #[tokio::test]
