@@ -12,6 +12,7 @@ on_both_stores!(
     csv_errors_name_the_row_and_the_header,
     a_header_the_template_does_not_have_is_a_scheme_error,
     the_csv_template_and_export_upload_again,
+    a_csv_file_dropped_into_the_bucket_is_taken_in_as_csv,
 );
 
 async fn upload_csv(app: &TestApp, text: &str) -> Answer {
@@ -274,4 +275,42 @@ async fn the_csv_template_and_export_upload_again(app: TestApp) {
     let refused = app.get("template?format=xml").await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
     assert_eq!(refused.body["field"], "format");
+}
+
+/// A file dropped under `incoming/` whose name ends in `.csv` is a CSV job file: taken in,
+/// validated and processed as one (its header's problems are the job's scheme errors, not a
+/// reason to move it aside).
+async fn a_csv_file_dropped_into_the_bucket_is_taken_in_as_csv(app: TestApp) {
+    use bulk_users::service::IntakeOutcome;
+    let intake = |key: &'static str, body: &'static str| {
+        let app = &app;
+        async move {
+            let files = &app.service.ports().files;
+            files
+                .put(key, body.as_bytes().to_vec().into())
+                .await
+                .expect("put");
+            match app.function("intake").await.intake(key).await.unwrap() {
+                IntakeOutcome::Job(job) => *job,
+                other => panic!("{key}: not a job: {other:?}"),
+            }
+        }
+    };
+    let csv = "email;first_name;last_name;role:Agent\r\nann@acme.test;Ann;Lee;1\r\nbo@acme.test;Bo;Lee;\r\n";
+    let job = intake("incoming/acme/proceed/nightly.csv", csv).await;
+    assert!(job.file_key.ends_with("/nightly.csv"), "{}", job.file_key);
+    app.drain().await;
+    let record = app.job(job.id).await;
+    assert_eq!(record["status"], "completed", "{record}");
+    assert_eq!(record["affected_rows"], 2, "{record}");
+    assert_eq!(
+        user(&app, "ann@acme.test").await["roles"],
+        json!([{"name": "Agent", "value": 1}])
+    );
+
+    let bad = intake("incoming/acme/bad.csv", "email,colour\nann@acme.test,red\n").await;
+    let record = app.job(bad.id).await;
+    assert_eq!(record["status"], "invalid_scheme", "{record}");
+    let found = app.get(&format!("errors/scheme/{}", bad.id)).await;
+    assert_eq!(found.body[0]["field"], "colour", "{}", found.body);
 }

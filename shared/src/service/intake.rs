@@ -16,12 +16,13 @@
 use std::time::Duration;
 
 use super::{check_file_size, clean_filename, BulkService, Principal, ServiceError, ServiceResult};
-use crate::jobfile::{ArrayReader, ScanError};
+use crate::jobfile::{FileFormat, RecordReader, ScanError};
 use crate::model::{
     Job, JobId, JobKind, JobStatus, NewFile, NewJob, ProceedOutcome, TenantId, TenantSettings,
     Timestamp, Transition,
 };
 use crate::ports::{FileHead, PresignedUpload};
+use crate::validation::FileValidation;
 
 /// The `uploaded_api_user_name` / `proceed_api_user_name` of jobs made from dropped files.
 pub const DROP_USER_NAME: &str = "bucket-drop";
@@ -240,7 +241,7 @@ impl BulkService {
             Ok(settings) => settings,
             Err(reason) => return self.reject(key, Some(version), reason).await,
         };
-        if let Some(reason) = self.not_a_json_array(key, version).await? {
+        if let Some(reason) = self.not_a_job_file(key, version).await? {
             return self.reject(key, Some(version), reason).await;
         }
         let (job, version) = match incoming.job {
@@ -465,12 +466,14 @@ impl BulkService {
             || !self.ports.tenants.credentials(tenant).await?.is_empty())
     }
 
-    /// Reads just enough of version `version` of the file to tell whether it is a JSON array
-    /// at all.
-    async fn not_a_json_array(&self, key: &str, version: &str) -> ServiceResult<Option<String>> {
+    /// Reads just enough of version `version` of the file to tell whether it is a job file at
+    /// all: a JSON array, or a CSV file (`*.csv`) with a header row. What is wrong past that is
+    /// the job's scheme errors.
+    async fn not_a_job_file(&self, key: &str, version: &str) -> ServiceResult<Option<String>> {
         let file = self.ports.files.open(key, Some(version), 0).await?;
-        let mut array = ArrayReader::from_start(file, 0);
-        Ok(match array.next_element().await {
+        let max = FileValidation::DEFAULT_MAX_ROW_BYTES;
+        let mut records = RecordReader::from_start(FileFormat::of_key(key), file, max);
+        Ok(match records.next_element().await {
             Err(ScanError::Io(error)) => {
                 return Err(crate::ports::StoreError::unavailable("file store", error).into())
             }
