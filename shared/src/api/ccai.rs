@@ -70,6 +70,46 @@ fn csv_answer<'a>(
     Ok(response)
 }
 
+/// The template, as JSON or as a CSV file of the tenant's layout.
+async fn template(
+    service: &BulkService,
+    who: &Principal,
+    request: &ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    let format = AnswerFormat::of(request)?;
+    let settings = service.settings(&who.tenant).await?;
+    let template = views::template(&settings);
+    match format {
+        AnswerFormat::Json => Ok(json_response(StatusCode::OK, &template)),
+        AnswerFormat::Csv => {
+            let headers = layout_headers(&settings.roles, &settings.teams, &[]);
+            let rows = template.as_array().into_iter().flatten();
+            csv_answer(&headers, rows, "template.csv")
+        }
+    }
+}
+
+/// "Get user configuration data", as JSON or as a CSV file that uploads again unchanged.
+async fn user_configuration(
+    service: &BulkService,
+    who: &Principal,
+    request: &ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    let query = Query::parse(request.query.as_deref()).user_query(MAX_USERS_PER_PAGE)?;
+    let format = AnswerFormat::of(request)?;
+    let users = service.users(who, &query).await?;
+    let body: Vec<Value> = users.iter().map(views::user_configuration).collect();
+    match format {
+        AnswerFormat::Json => Ok(json_response(StatusCode::OK, &body)),
+        AnswerFormat::Csv => {
+            let settings = service.settings(&who.tenant).await?;
+            let headers = layout_headers(&settings.roles, &settings.teams, &READ_ONLY_FIELDS);
+            let rows: Vec<Value> = body.into_iter().map(views::with_status).collect();
+            csv_answer(&headers, &rows, "users.csv")
+        }
+    }
+}
+
 /// The canonical prefix of the dialect's routes, for links.
 const PREFIX: &str = "/apps/api/v1/bulk/users";
 const JOBS_PER_PAGE: u64 = 20;
@@ -93,34 +133,8 @@ pub async fn handle(
 ) -> Result<ApiResponse, ApiError> {
     Query::parse(request.query.as_deref()).only(route.operation.spec().query)?;
     match route.operation {
-        Operation::Template => {
-            let settings = service.settings(&who.tenant).await?;
-            let template = views::template(&settings);
-            match AnswerFormat::of(request)? {
-                AnswerFormat::Json => Ok(json_response(StatusCode::OK, &template)),
-                AnswerFormat::Csv => {
-                    let headers = layout_headers(&settings.roles, &settings.teams, &[]);
-                    let rows = template.as_array().into_iter().flatten();
-                    csv_answer(&headers, rows, "template.csv")
-                }
-            }
-        }
-        Operation::UserConfiguration => {
-            let query = Query::parse(request.query.as_deref()).user_query(MAX_USERS_PER_PAGE)?;
-            let format = AnswerFormat::of(request)?;
-            let users = service.users(who, &query).await?;
-            let body: Vec<Value> = users.iter().map(views::user_configuration).collect();
-            match format {
-                AnswerFormat::Json => Ok(json_response(StatusCode::OK, &body)),
-                AnswerFormat::Csv => {
-                    let settings = service.settings(&who.tenant).await?;
-                    let headers =
-                        layout_headers(&settings.roles, &settings.teams, &READ_ONLY_FIELDS);
-                    let rows: Vec<Value> = body.into_iter().map(views::with_status).collect();
-                    csv_answer(&headers, &rows, "users.csv")
-                }
-            }
-        }
+        Operation::Template => template(service, who, request).await,
+        Operation::UserConfiguration => user_configuration(service, who, request).await,
         Operation::Upload => job_change(service, who, base, JobChange::Upload, request).await,
         Operation::ReplaceUpload => {
             job_change(service, who, base, JobChange::ReplaceUpload, request).await
