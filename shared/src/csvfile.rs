@@ -11,7 +11,7 @@
 //! CRLF or LF), so a bad row is one bad row. A UTF-8 byte order mark (Excel's "CSV UTF-8") is
 //! skipped; a header that uses `;` and no `,` makes `;` the delimiter (Excel in many locales).
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use crate::jobfile::{Element, ScanError};
@@ -70,7 +70,8 @@ impl CsvLayout {
         } else {
             b','
         };
-        let headers: Vec<String> = cells(row, delimiter)
+        let headers: Vec<String> = CellParser::new(delimiter)
+            .cells(row)
             .map(|cells| cells.iter().map(|cell| cell.trim().to_owned()).collect())
             .unwrap_or_default();
         // A failed-rows report's two error columns, last, are ignored: the report uploads again.
@@ -133,8 +134,9 @@ impl CsvLayout {
     }
 
     /// The JSON record a data row stands for, or why it stands for none.
-    fn record(&self, row: &[u8]) -> Result<Vec<u8>, String> {
-        let cells = cells(row, self.delimiter)
+    fn record(&self, parser: &mut CellParser, row: &[u8]) -> Result<Vec<u8>, String> {
+        let cells = parser
+            .cells(row)
             .map_err(|()| "the row is not UTF-8 text: save the file as \"CSV UTF-8\"".to_owned())?;
         if cells.len() != self.columns.len() {
             return Err(format!(
@@ -143,29 +145,33 @@ impl CsvLayout {
                 self.columns.len()
             ));
         }
-        let mut record = Map::new();
-        let mut roles = Vec::new();
-        let mut teams = Vec::new();
+        // Written straight as JSON text (no map of values built and serialised per row).
+        let mut record = JsonObject::with_capacity(row.len() * 2);
         for (column, cell) in self.columns.iter().zip(&cells) {
             match column {
                 Column::Field(_) if cell.is_empty() => {}
-                Column::Field(name) => {
-                    record.insert((*name).to_owned(), field_value(name, cell));
-                }
-                Column::Role(name) => roles.push(membership(name, cell)),
-                Column::Team(name) => teams.push(membership(name, cell)),
-                Column::Ignored => {}
+                Column::Field(name) => record.field(name, cell),
+                Column::Role(_) | Column::Team(_) | Column::Ignored => {}
             }
         }
         // Every role and team column is in the record, in column order (an empty cell as
         // JSON's `""`, kept as it is): entry `n` of `roles` is the `n`th role column.
-        if !roles.is_empty() {
-            record.insert("roles".to_owned(), Value::Array(roles));
+        for (list, kind) in [
+            ("roles", MembershipKind::Role),
+            ("teams", MembershipKind::Team),
+        ] {
+            let members = self
+                .columns
+                .iter()
+                .zip(&cells)
+                .filter_map(|(column, cell)| match (kind, column) {
+                    (MembershipKind::Role, Column::Role(name))
+                    | (MembershipKind::Team, Column::Team(name)) => Some((name.as_str(), *cell)),
+                    _ => None,
+                });
+            record.memberships(list, members);
         }
-        if !teams.is_empty() {
-            record.insert("teams".to_owned(), Value::Array(teams));
-        }
-        serde_json::to_vec(&record).map_err(|error| error.to_string())
+        Ok(record.finish())
     }
 
     /// A record's error in the file's terms: the column as the header counts it, `field` the
@@ -237,44 +243,137 @@ fn unknown_header(column: u32, header: &str) -> String {
     )
 }
 
-/// The cells of one row; `Err` when a cell is not UTF-8.
-fn cells(row: &[u8], delimiter: u8) -> Result<Vec<String>, ()> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(delimiter)
-        .from_reader(row);
-    let mut record = csv::ByteRecord::new();
-    match reader.read_byte_record(&mut record) {
-        Ok(true) => record
-            .iter()
-            .map(|cell| String::from_utf8(cell.to_vec()).map_err(|_| ()))
-            .collect(),
-        Ok(false) => Ok(Vec::new()),
-        Err(_) => Err(()),
-    }
+/// Parses rows into their cells: one `csv_core` parser (its state machine built once per
+/// file, not once per row) and buffers reused from row to row.
+struct CellParser {
+    parser: csv_core::Reader,
+    output: Vec<u8>,
+    ends: Vec<usize>,
 }
 
-fn field_value(name: &str, cell: &str) -> Value {
-    if cell == CLEAR_MARKER {
-        return Value::String(String::new());
-    }
-    if NUMBER_FIELDS.contains(&name) {
-        if let Ok(number) = cell.trim().parse::<i64>() {
-            return Value::from(number);
+impl CellParser {
+    fn new(delimiter: u8) -> CellParser {
+        CellParser {
+            parser: csv_core::ReaderBuilder::new().delimiter(delimiter).build(),
+            output: vec![0; 4096],
+            ends: vec![0; 64],
         }
     }
-    Value::String(cell.to_owned())
+
+    /// The cells of one row (its bytes without the line break); `Err` when a cell is not
+    /// UTF-8.
+    fn cells(&mut self, row: &[u8]) -> Result<Vec<&str>, ()> {
+        use csv_core::ReadRecordResult;
+        self.parser.reset();
+        let (mut input, mut written, mut ended) = (row, 0, 0);
+        loop {
+            let (result, read, wrote, ends) = self.parser.read_record(
+                input,
+                &mut self.output[written..],
+                &mut self.ends[ended..],
+            );
+            input = &input[read..];
+            written += wrote;
+            ended += ends;
+            match result {
+                // All of the row is read: an empty input next tells the parser it ends.
+                ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::OutputFull => self.output.resize(self.output.len() * 2, 0),
+                ReadRecordResult::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
+                ReadRecordResult::Record | ReadRecordResult::End => break,
+            }
+        }
+        // The ends are offsets into the whole row's output.
+        let output = &self.output[..written];
+        let mut start = 0;
+        self.ends[..ended]
+            .iter()
+            .map(|&end| {
+                let cell = std::str::from_utf8(&output[start..end]).map_err(|_| ());
+                start = end;
+                cell
+            })
+            .collect()
+    }
 }
 
-fn membership(name: &str, cell: &str) -> Value {
-    let value = match cell.trim() {
-        "" => Value::String(String::new()),
-        "1" => Value::from(1),
-        "0" => Value::from(0),
-        other => Value::String(other.to_owned()),
-    };
-    serde_json::json!({"name": name, "value": value})
+#[derive(Debug, Clone, Copy)]
+enum MembershipKind {
+    Role,
+    Team,
+}
+
+/// A JSON object written as text, member by member.
+struct JsonObject {
+    bytes: Vec<u8>,
+}
+
+impl JsonObject {
+    fn with_capacity(capacity: usize) -> JsonObject {
+        let mut bytes = Vec::with_capacity(capacity);
+        bytes.push(b'{');
+        JsonObject { bytes }
+    }
+
+    fn key(&mut self, name: &str) {
+        if self.bytes.len() > 1 {
+            self.bytes.push(b',');
+        }
+        self.string(name);
+        self.bytes.push(b':');
+    }
+
+    fn string(&mut self, text: &str) {
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.bytes, text);
+    }
+
+    /// A field's cell: the clear marker as `""`, a whole number of a number field as a
+    /// number, anything else as text (validation judges it).
+    fn field(&mut self, name: &str, cell: &str) {
+        self.key(name);
+        if cell == CLEAR_MARKER {
+            self.bytes.extend_from_slice(b"\"\"");
+        } else if let Some(number) = NUMBER_FIELDS
+            .contains(&name)
+            .then(|| cell.trim().parse::<i64>().ok())
+            .flatten()
+        {
+            self.bytes.extend_from_slice(number.to_string().as_bytes());
+        } else {
+            self.string(cell);
+        }
+    }
+
+    /// `roles` / `teams`: `{"name", "value"}` per column (`1`, `0`, or the cell as text).
+    fn memberships<'a>(&mut self, list: &str, members: impl Iterator<Item = (&'a str, &'a str)>) {
+        let mut members = members.peekable();
+        if members.peek().is_none() {
+            return;
+        }
+        self.key(list);
+        self.bytes.push(b'[');
+        for (at, (name, cell)) in members.enumerate() {
+            if at > 0 {
+                self.bytes.push(b',');
+            }
+            self.bytes.extend_from_slice(b"{\"name\":");
+            self.string(name);
+            self.bytes.extend_from_slice(b",\"value\":");
+            match cell.trim() {
+                "1" => self.bytes.push(b'1'),
+                "0" => self.bytes.push(b'0'),
+                other => self.string(other),
+            }
+            self.bytes.push(b'}');
+        }
+        self.bytes.push(b']');
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.bytes.push(b'}');
+        self.bytes
+    }
 }
 
 /// The columns of the tenant's CSV layout, as the template and the export write them: the
@@ -339,6 +438,8 @@ pub struct CsvReader<R> {
     position: u64,
     next_index: u64,
     layout: Option<CsvLayout>,
+    /// The parser of the layout's delimiter, once the layout is known.
+    parser: Option<CellParser>,
     max_row_bytes: usize,
 }
 
@@ -357,6 +458,7 @@ impl<R: AsyncBufRead + Unpin> CsvReader<R> {
             position: 0,
             next_index: 0,
             layout: None,
+            parser: None,
             max_row_bytes,
         }
     }
@@ -368,6 +470,7 @@ impl<R: AsyncBufRead + Unpin> CsvReader<R> {
             reader,
             position: offset,
             next_index: index,
+            parser: Some(CellParser::new(layout.delimiter)),
             layout: Some(layout),
             max_row_bytes: max,
         }
@@ -380,7 +483,9 @@ impl<R: AsyncBufRead + Unpin> CsvReader<R> {
             let Some((_, Some(row), _)) = self.next_row().await? else {
                 return Err(ScanError::Empty);
             };
-            self.layout = Some(CsvLayout::parse(&row).map_err(ScanError::Header)?);
+            let layout = CsvLayout::parse(&row).map_err(ScanError::Header)?;
+            self.parser = Some(CellParser::new(layout.delimiter));
+            self.layout = Some(layout);
         }
         match &self.layout {
             Some(layout) => Ok(layout),
@@ -400,8 +505,8 @@ impl<R: AsyncBufRead + Unpin> CsvReader<R> {
             }
             let index = self.next_index;
             self.next_index += 1;
-            let (bytes, problem) = match (&row, &self.layout) {
-                (Some(row), Some(layout)) => match layout.record(row) {
+            let (bytes, problem) = match (&row, &self.layout, &mut self.parser) {
+                (Some(row), Some(layout), Some(parser)) => match layout.record(parser, row) {
                     Ok(record) => (Some(record), None),
                     Err(problem) => (None, Some(problem)),
                 },

@@ -269,7 +269,8 @@ impl FileFormat {
 /// A job file read record by record, whatever its format: each record as JSON bytes.
 pub enum RecordReader<R> {
     Json(ArrayReader<R>),
-    Csv(crate::csvfile::CsvReader<R>),
+    // Boxed: a CSV reader holds its parser's state machine.
+    Csv(Box<crate::csvfile::CsvReader<R>>),
 }
 
 impl<R: AsyncBufRead + Unpin> RecordReader<R> {
@@ -279,10 +280,10 @@ impl<R: AsyncBufRead + Unpin> RecordReader<R> {
             FileFormat::Json => {
                 RecordReader::Json(ArrayReader::from_start(reader, max_record_bytes))
             }
-            FileFormat::Csv => RecordReader::Csv(crate::csvfile::CsvReader::from_start(
+            FileFormat::Csv => RecordReader::Csv(Box::new(crate::csvfile::CsvReader::from_start(
                 reader,
                 max_record_bytes,
-            )),
+            ))),
         }
     }
 

@@ -447,9 +447,9 @@ impl RowBatches<'_> {
                 let layout = header.layout().await.map_err(unreadable)?.clone();
                 let rows = self.open_file(item.byte_offset).await?;
                 let (offset, first) = (item.byte_offset, item.first_row);
-                Ok(RecordReader::Csv(CsvReader::at_row(
+                Ok(RecordReader::Csv(Box::new(CsvReader::at_row(
                     rows, layout, offset, first, max,
-                )))
+                ))))
             }
         }
     }
