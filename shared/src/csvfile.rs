@@ -174,6 +174,15 @@ impl CsvLayout {
         Ok(record.finish())
     }
 
+    /// A record's error in the terms of its file: a CSV file's (`layout`), or a JSON file's
+    /// as it is.
+    pub fn locate_in(layout: Option<&CsvLayout>, error: RowError) -> RowError {
+        match layout {
+            Some(layout) => layout.locate(error),
+            None => error,
+        }
+    }
+
     /// A record's error in the file's terms: the column as the header counts it, `field` the
     /// header's name (`role:{name}` for an entry of `roles`).
     pub fn locate(&self, mut error: RowError) -> RowError {

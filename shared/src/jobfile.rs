@@ -308,10 +308,7 @@ impl<R> RecordReader<R> {
 
     /// A record's error in the file's own terms (a CSV file's columns are its header's).
     pub fn locate(&self, error: crate::validation::RowError) -> crate::validation::RowError {
-        match self.csv_layout() {
-            Some(layout) => layout.locate(error),
-            None => error,
-        }
+        crate::csvfile::CsvLayout::locate_in(self.csv_layout(), error)
     }
 }
 

@@ -505,16 +505,16 @@ impl RowBatches<'_> {
     /// Judges the rows of a batch (taking them out of it): each a command, or its errors, a CSV
     /// file's located by its `layout`.
     fn judge(&self, batch: &mut Vec<Element>, layout: Option<&CsvLayout>) -> BatchRows {
-        let locate = |error| match layout {
-            Some(layout) => layout.locate(error),
-            None => error,
-        };
         let rows: Vec<(u64, Result<UserCommand, Vec<RowError>>)> = batch
             .drain(..)
             .map(|element| {
                 let checked = match &element.bytes {
-                    Some(bytes) => record_command(self.job.kind, bytes, &self.context)
-                        .map_err(|errors| errors.into_iter().map(locate).collect()),
+                    Some(bytes) => {
+                        record_command(self.job.kind, bytes, &self.context).map_err(|errors| {
+                            let locate = |error| CsvLayout::locate_in(layout, error);
+                            errors.into_iter().map(locate).collect()
+                        })
+                    }
                     None => Err(vec![RowError {
                         field: None,
                         column: None,

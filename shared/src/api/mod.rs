@@ -42,6 +42,19 @@ pub struct ApiRequest {
 
 pub type ApiResponse = Response<Bytes>;
 
+impl ApiRequest {
+    /// The request as an AK/SK signature covers it.
+    pub(crate) fn signed(&self) -> crate::auth::SignedRequest<'_> {
+        crate::auth::SignedRequest {
+            method: self.method.as_str(),
+            path: &self.path,
+            query: self.query.as_deref(),
+            headers: &self.headers,
+            body: &self.body,
+        }
+    }
+}
+
 /// The API: the route table over the service.
 #[derive(Clone)]
 pub struct Api {
@@ -225,23 +238,12 @@ impl Claim {
         let tenant = crate::auth::parse_basic(header)
             .and_then(|(user, _)| crate::model::TenantId::parse(&user).ok())
             .map(|tenant| tenant.as_str().to_owned());
-        let signed = crate::auth::SignedRequest {
-            method: request.method.as_str(),
-            path: &request.path,
-            query: request.query.as_deref(),
-            headers: &request.headers,
-            body: &request.body,
-        };
-        let key_id = signed
+        let key_id = request
+            .signed()
             .authorization()
             .ok()
             .map(|found| found.access)
-            .filter(|key_id| {
-                key_id.len() <= 128
-                    && key_id.bytes().all(|b| {
-                        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
-                    })
-            });
+            .filter(|key_id| crate::auth::is_key_id(key_id));
         Claim { tenant, key_id }
     }
 }

@@ -11,7 +11,6 @@ use serde_json::{json, Map, Value};
 
 use super::query::Query;
 use super::{json_response, ApiError, ApiRequest, ApiResponse, Operation, Route};
-use crate::auth::SignedRequest;
 use crate::model::{RowAction, RowResult, User, UserFilter, UserId};
 use crate::service::{BulkService, KeyTicket, Principal};
 use crate::validation::MAX_USER_NAME_CHARS;
@@ -64,14 +63,7 @@ pub(super) async fn authenticate(
     {
         return Ok(service.authenticate_secret(token.trim()).await?);
     }
-    let signed = SignedRequest {
-        method: request.method.as_str(),
-        path: &request.path,
-        query: request.query.as_deref(),
-        headers: &request.headers,
-        body: &request.body,
-    };
-    Ok(service.authenticate_signed(&signed).await?)
+    Ok(service.authenticate_signed(&request.signed()).await?)
 }
 
 /// Every Workspace answer carries a request id, as the service's do.

@@ -6,6 +6,15 @@ use super::vault::Vault;
 use crate::model::{Credential, TenantId, Timestamp};
 use crate::ports::StoreResult;
 
+/// Whether `text` can be a key id: 1-128 ASCII letters, digits or `-`, `_`, `.`, `~`.
+pub fn is_key_id(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 128
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+}
+
 /// Length of generated secrets (alphanumeric: ~238 bits).
 const SECRET_CHARS: usize = 40;
 /// Length of generated key ids.

@@ -218,18 +218,10 @@ fn refused(error: auth::SignatureError) -> ServiceError {
 /// output: 1–128 characters of ASCII letters, digits and `-_.~`.
 fn check_key_id(key_id: Option<&str>) -> ServiceResult<()> {
     match key_id {
-        Some(key_id)
-            if key_id.is_empty()
-                || key_id.len() > 128
-                || !key_id.bytes().all(|b| {
-                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
-                }) =>
-        {
-            Err(ServiceError::invalid(
-                "key_id",
-                "a key id is 1-128 ASCII letters, digits or '-', '_', '.', '~'",
-            ))
-        }
+        Some(key_id) if !auth::is_key_id(key_id) => Err(ServiceError::invalid(
+            "key_id",
+            "a key id is 1-128 ASCII letters, digits or '-', '_', '.', '~'",
+        )),
         _ => Ok(()),
     }
 }
